@@ -1,0 +1,417 @@
+/**
+ * One config file: its schema and validation. Reads YAML (or JSON, a subset)
+ * the way Kubernetes does (YAML 1.1: `yes`/`on` are booleans) and matches keys
+ * case-insensitively as Go's JSON decoding does. Every problem carries the
+ * file, line and key; unknown keys are errors because a typo that silently
+ * drops all CIDRs masquerades a whole cluster.
+ *
+ * @module
+ */
+
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  visit,
+} from "yaml";
+import { type Cidr, parseCidr } from "./cidr.ts";
+import type { ConfigProblem } from "./config_error.ts";
+import { parseGoDuration } from "./duration.ts";
+import type { Located, SourceLocation } from "./source.ts";
+
+/** What one file says. Absent keys stay undefined so merge can tell "unset" from "false". */
+export interface FileConfig {
+  readonly file: string;
+  readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
+  readonly masqLinkLocal?: Located<boolean>;
+  readonly masqLinkLocalIPv6?: Located<boolean>;
+  readonly cidrLimit: number;
+  readonly resyncInterval?: Located<number>;
+}
+
+export type FileParseResult =
+  | { ok: true; config: FileConfig }
+  | { ok: false; problems: ConfigProblem[] };
+
+export interface ParseOptions {
+  /** IPv6 CIDRs are an error without `--enable-ipv6`: they would silently do nothing. */
+  readonly enableIpv6: boolean;
+}
+
+export const defaultCidrLimit = 64;
+/** ConfigMaps cannot exceed 1 MiB, so a larger file is not a config. */
+export const maxConfigFileBytes = 1024 * 1024;
+const maxCidrLimit = 100_000;
+const minResyncMilliseconds = 1_000;
+/** Timers in JavaScript overflow past about 24.8 days; a day is a generous ceiling. */
+const maxResyncMilliseconds = 24 * 3600 * 1000;
+/** Anchors are legal YAML; hundreds of aliases are an expansion bomb. */
+const maxAliasCount = 100;
+
+const knownKeys = [
+  "nonMasqueradeCIDRs",
+  "masqLinkLocal",
+  "masqLinkLocalIPv6",
+  "cidrLimit",
+  "resyncInterval",
+] as const;
+type KnownKey = typeof knownKeys[number];
+
+/** Decodes, parses and validates one file. Pure: the caller did the reading. */
+export function parseConfigFile(
+  file: string,
+  bytes: Uint8Array,
+  options: ParseOptions,
+): FileParseResult {
+  const decoded = decodeText(file, bytes);
+  if (!decoded.ok) return { ok: false, problems: [decoded.problem] };
+  return parseConfigText(file, decoded.text, options);
+}
+
+type DecodeResult = { ok: true; text: string } | { ok: false; problem: ConfigProblem };
+
+function decodeText(file: string, bytes: Uint8Array): DecodeResult {
+  const at = { file };
+  if (bytes.length > maxConfigFileBytes) {
+    return {
+      ok: false,
+      problem: {
+        at,
+        message: `file is larger than ${maxConfigFileBytes} bytes (the ConfigMap limit)`,
+      },
+    };
+  }
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    return {
+      ok: false,
+      problem: { at, message: "file starts with a UTF-8 byte order mark: save it as plain UTF-8" },
+    };
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return { ok: false, problem: { at, message: "file is not valid UTF-8 text" } };
+  }
+  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
+  // deno-lint-ignore no-control-regex -- finding control characters is the point
+  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+  if (control) {
+    const line = text.slice(0, control.index).split("\n").length;
+    return {
+      ok: false,
+      problem: { at: { file, line }, message: "file contains binary control characters" },
+    };
+  }
+  return { ok: true, text };
+}
+
+/** Parses and validates already decoded text. */
+export function parseConfigText(
+  file: string,
+  text: string,
+  options: ParseOptions,
+): FileParseResult {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, {
+    version: "1.1",
+    lineCounter,
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
+  const locate = (node: Node | null | undefined): SourceLocation => {
+    const offset = node?.range?.[0];
+    if (offset === undefined) return { file };
+    const { line, col } = lineCounter.linePos(offset);
+    return { file, line, column: col };
+  };
+  if (document.errors.length > 0) {
+    return {
+      ok: false,
+      problems: document.errors.map((error) => ({
+        at: error.linePos
+          ? { file, line: error.linePos[0].line, column: error.linePos[0].col }
+          : { file },
+        message: `not valid YAML or JSON: ${firstLine(error.message)}`,
+      })),
+    };
+  }
+  let aliases = 0;
+  visit(document, { Alias: () => void aliases++ });
+  if (aliases > maxAliasCount) {
+    return {
+      ok: false,
+      problems: [{
+        at: { file },
+        message: `too many YAML aliases (${aliases}, at most ${maxAliasCount})`,
+      }],
+    };
+  }
+  return new FileValidator(file, options, locate, document).validate();
+}
+
+class FileValidator {
+  readonly #problems: ConfigProblem[] = [];
+  readonly #seenKeys = new Map<KnownKey, SourceLocation>();
+  #cidrs: Located<Cidr>[] = [];
+  #masqLinkLocal?: Located<boolean>;
+  #masqLinkLocalIPv6?: Located<boolean>;
+  #cidrLimit = defaultCidrLimit;
+  #cidrLimitAt?: SourceLocation;
+  #resyncInterval?: Located<number>;
+
+  constructor(
+    readonly file: string,
+    readonly options: ParseOptions,
+    readonly locate: (node: Node | null | undefined) => SourceLocation,
+    readonly document: ReturnType<typeof parseDocument>,
+  ) {}
+
+  validate(): FileParseResult {
+    const root = this.resolve(this.document.contents);
+    // An empty file, or one holding only `null`, is a present file with no keys, as in Go.
+    if (root === null || (isScalar(root) && root.value === null)) return this.result();
+    if (!isMap(root)) {
+      this.problem(
+        root,
+        undefined,
+        "the top level must be a mapping of keys such as nonMasqueradeCIDRs",
+      );
+      return this.result();
+    }
+    for (const pair of root.items) {
+      const keyNode = this.resolve(pair.key as Node | null);
+      const keyText = isScalar(keyNode) ? String(keyNode.value) : undefined;
+      const key = keyText === undefined ? undefined : matchKey(keyText);
+      if (key === undefined) {
+        this.unknownKey(keyNode, keyText);
+        continue;
+      }
+      const earlier = this.#seenKeys.get(key);
+      if (earlier) {
+        this.problem(
+          keyNode,
+          key,
+          `key appears twice (also at line ${earlier.line}); keys match case-insensitively`,
+        );
+        continue;
+      }
+      this.#seenKeys.set(key, this.locate(keyNode));
+      this.validateKey(key, this.resolve(pair.value as Node | null), keyNode);
+    }
+    this.checkCidrLimit();
+    return this.result();
+  }
+
+  private validateKey(key: KnownKey, value: Node | null, keyNode: Node | null): void {
+    switch (key) {
+      case "nonMasqueradeCIDRs":
+        return this.validateCidrList(value, keyNode);
+      case "masqLinkLocal":
+        this.#masqLinkLocal = this.boolean(key, value, keyNode);
+        return;
+      case "masqLinkLocalIPv6":
+        this.#masqLinkLocalIPv6 = this.boolean(key, value, keyNode);
+        return;
+      case "cidrLimit":
+        return this.validateCidrLimit(value, keyNode);
+      case "resyncInterval":
+        return this.validateResyncInterval(value, keyNode);
+    }
+  }
+
+  private validateCidrList(value: Node | null, keyNode: Node | null): void {
+    const key = "nonMasqueradeCIDRs";
+    // Go decodes a JSON null into a nil slice: the key is as good as absent.
+    if (value === null || (isScalar(value) && value.value === null)) return;
+    if (!isSeq(value)) {
+      this.problem(value ?? keyNode, key, `must be a list of CIDR strings, got ${describe(value)}`);
+      return;
+    }
+    const seen = new Map<string, number>();
+    value.items.forEach((rawItem, index) => {
+      const itemKey = `${key}[${index}]`;
+      const item = this.resolve(rawItem as Node | null);
+      if (item === null || (isScalar(item) && (item.value === null || item.value === ""))) {
+        this.problem(item ?? value, itemKey, "empty list item: remove it or write a CIDR");
+        return;
+      }
+      if (!isScalar(item) || typeof item.value !== "string") {
+        this.problem(item, itemKey, `must be a CIDR string, got ${describe(item)}`);
+        return;
+      }
+      const parsed = parseCidr(item.value);
+      if (!parsed.ok) {
+        this.problem(item, itemKey, `invalid CIDR ${quote(item.value)}: ${parsed.reason}`);
+        return;
+      }
+      if (parsed.cidr.family === "ipv6" && !this.options.enableIpv6) {
+        this.problem(
+          item,
+          itemKey,
+          `${parsed.cidr.text} is an IPv6 CIDR but IPv6 is not enabled: add the --enable-ipv6 flag`,
+        );
+        return;
+      }
+      const at = this.locate(item);
+      const firstIndex = seen.get(parsed.cidr.text);
+      if (firstIndex === undefined) seen.set(parsed.cidr.text, index);
+      this.#cidrs.push({ value: parsed.cidr, at });
+    });
+  }
+
+  private boolean(key: KnownKey, value: Node | null, keyNode: Node | null) {
+    if (isScalar(value) && typeof value.value === "boolean") {
+      return { value: value.value, at: this.locate(value) };
+    }
+    this.problem(value ?? keyNode, key, `must be true or false, got ${describe(value)}`);
+    return undefined;
+  }
+
+  private validateCidrLimit(value: Node | null, keyNode: Node | null): void {
+    const key = "cidrLimit";
+    if (!isScalar(value) || typeof value.value !== "number" || !Number.isInteger(value.value)) {
+      this.problem(value ?? keyNode, key, `must be a whole number, got ${describe(value)}`);
+      return;
+    }
+    if (value.value < 1 || value.value > maxCidrLimit) {
+      this.problem(value, key, `must be between 1 and ${maxCidrLimit}, got ${value.value}`);
+      return;
+    }
+    this.#cidrLimit = value.value;
+    this.#cidrLimitAt = this.locate(value);
+  }
+
+  private validateResyncInterval(value: Node | null, keyNode: Node | null): void {
+    const key = "resyncInterval";
+    if (!isScalar(value) || typeof value.value !== "string") {
+      this.problem(
+        value ?? keyNode,
+        key,
+        `must be a Go duration string such as "60s", got ${describe(value)}`,
+      );
+      return;
+    }
+    const parsed = parseGoDuration(value.value);
+    if (!parsed.ok) {
+      this.problem(value, key, parsed.reason);
+      return;
+    }
+    if (
+      parsed.milliseconds < minResyncMilliseconds || parsed.milliseconds > maxResyncMilliseconds
+    ) {
+      this.problem(value, key, `must be between 1s and 24h, got ${quote(value.value)}`);
+      return;
+    }
+    this.#resyncInterval = { value: parsed.milliseconds, at: this.locate(value) };
+  }
+
+  private checkCidrLimit(): void {
+    if (this.#cidrs.length <= this.#cidrLimit) return;
+    const limitSource = this.#cidrLimitAt
+      ? `cidrLimit is ${this.#cidrLimit} (line ${this.#cidrLimitAt.line})`
+      : `the default cidrLimit is ${this.#cidrLimit}; raise it with a cidrLimit key`;
+    this.#problems.push({
+      at: this.#seenKeys.get("nonMasqueradeCIDRs") ?? { file: this.file },
+      key: "nonMasqueradeCIDRs",
+      message: `has ${this.#cidrs.length} CIDRs but ${limitSource}`,
+    });
+  }
+
+  private unknownKey(keyNode: Node | null, keyText: string | undefined): void {
+    if (keyText === undefined) {
+      this.problem(keyNode, undefined, "keys must be plain strings");
+      return;
+    }
+    const suggestion = closestKey(keyText);
+    const hint = suggestion ? `; did you mean ${quote(suggestion)}?` : "";
+    this.problem(
+      keyNode,
+      keyText,
+      `unknown key${hint} (known keys: ${knownKeys.join(", ")})`,
+    );
+  }
+
+  private resolve(node: Node | null | undefined): Node | null {
+    if (node === null || node === undefined) return null;
+    return isAlias(node) ? (node.resolve(this.document) as Node | undefined) ?? null : node;
+  }
+
+  private problem(node: Node | null | undefined, key: string | undefined, message: string): void {
+    this.#problems.push({ at: this.locate(node), key, message });
+  }
+
+  private result(): FileParseResult {
+    if (this.#problems.length > 0) return { ok: false, problems: this.#problems };
+    return {
+      ok: true,
+      config: {
+        file: this.file,
+        nonMasqueradeCidrs: this.#cidrs,
+        masqLinkLocal: this.#masqLinkLocal,
+        masqLinkLocalIPv6: this.#masqLinkLocalIPv6,
+        cidrLimit: this.#cidrLimit,
+        resyncInterval: this.#resyncInterval,
+      },
+    };
+  }
+}
+
+/** Go's encoding/json tries an exact match first, then a case-insensitive one. */
+function matchKey(text: string): KnownKey | undefined {
+  return knownKeys.find((key) => key === text) ??
+    knownKeys.find((key) => key.toLowerCase() === text.toLowerCase());
+}
+
+function closestKey(text: string): KnownKey | undefined {
+  let best: KnownKey | undefined;
+  let bestDistance = Infinity;
+  for (const key of knownKeys) {
+    const distance = editDistance(key.toLowerCase(), text.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [key, distance];
+  }
+  // Beyond a third of the word the "suggestion" is noise.
+  return bestDistance <= Math.max(2, Math.ceil(text.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+function describe(node: Node | null): string {
+  if (node === null) return "nothing";
+  if (isMap(node)) return "a mapping";
+  if (isSeq(node)) return "a list";
+  if (isScalar(node)) {
+    if (node.value === null) return "null";
+    if (typeof node.value === "string") return `the string ${quote(node.value)}`;
+    return `${typeof node.value} ${String(node.value)}`;
+  }
+  return "an unsupported value";
+}
+
+/** JSON quoting makes newlines and quotes in hostile values visible instead of acted on. */
+function quote(text: string): string {
+  const shown = text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  return JSON.stringify(shown);
+}
+
+function firstLine(message: string): string {
+  return message.split("\n")[0];
+}

@@ -1,0 +1,141 @@
+/**
+ * Reading the config directory: every entry whose name starts with `ip-masq`,
+ * in sorted order, following kubelet's `..data` symlinks, each read with a
+ * size cap. Also the directory watch. Validation happens elsewhere (pure).
+ *
+ * @module
+ */
+
+import { ConfigError, type ConfigProblem } from "./config_error.ts";
+import { maxConfigFileBytes } from "./config.ts";
+import { SandboxDeniedError } from "./errors.ts";
+
+export const configFilePrefix = "ip-masq";
+
+export interface ConfigFileBytes {
+  readonly path: string;
+  readonly bytes: Uint8Array;
+}
+
+export type ConfigDirContents =
+  | { readonly kind: "missing" }
+  | { readonly kind: "files"; readonly files: readonly ConfigFileBytes[] };
+
+/** kubelet swaps `..data` atomically, so a vanished entry means "read again", a few times. */
+const attemptsWhenEntriesVanish = 3;
+
+export async function readConfigDir(dir: string): Promise<ConfigDirContents> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await readOnce(dir);
+    } catch (error) {
+      if (!(error instanceof VanishedEntry) || attempt >= attemptsWhenEntriesVanish) {
+        if (error instanceof VanishedEntry) throw error.asConfigError();
+        throw error;
+      }
+    }
+  }
+}
+
+class VanishedEntry extends Error {
+  constructor(readonly path: string) {
+    super(`${path} disappeared while reading`);
+  }
+  asConfigError(): ConfigError {
+    return new ConfigError([{
+      at: { file: this.path },
+      message: "is a dangling symbolic link (its target does not exist)",
+    }]);
+  }
+}
+
+async function readOnce(dir: string): Promise<ConfigDirContents> {
+  let names: string[];
+  try {
+    names = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
+    throw translate(error, dir, "cannot list the config directory");
+  }
+  // Go's sort.Strings compares bytes; for the names kubelet writes that is code-unit order.
+  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const problems: ConfigProblem[] = [];
+  const files: ConfigFileBytes[] = [];
+  for (const name of names) {
+    const path = `${dir.replace(/\/+$/, "")}/${name}`;
+    const read = await readCapped(path);
+    if ("problem" in read) problems.push({ at: { file: path }, message: read.problem });
+    else files.push({ path, bytes: read.bytes });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { kind: "files", files };
+}
+
+async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
+  let file: Deno.FsFile;
+  try {
+    const info = await Deno.stat(path);
+    if (info.isDirectory) return { problem: "is a directory, not a config file" };
+    if (!info.isFile) return { problem: "is not a regular file" };
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
+    if (error instanceof Deno.errors.FilesystemLoop) return { problem: "is a symbolic link loop" };
+    if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
+    if (error instanceof Deno.errors.PermissionDenied) {
+      return { problem: "cannot be read: permission denied" };
+    }
+    return { problem: `cannot be read: ${error instanceof Error ? error.message : error}` };
+  }
+  try {
+    return await readUpTo(file, maxConfigFileBytes);
+  } finally {
+    file.close();
+  }
+}
+
+/** Reads at most `limit` bytes, so a huge file costs at most `limit + 1` bytes of memory. */
+async function readUpTo(file: Deno.FsFile, limit: number) {
+  const buffer = new Uint8Array(limit + 1);
+  let length = 0;
+  while (length < buffer.length) {
+    const count = await file.read(buffer.subarray(length));
+    if (count === null) break;
+    length += count;
+  }
+  if (length > limit) {
+    return { problem: `is larger than ${limit} bytes (the ConfigMap limit); not read` };
+  }
+  return { bytes: buffer.slice(0, length) };
+}
+
+function translate(error: unknown, path: string, what: string): Error {
+  if (error instanceof Deno.errors.NotCapable) return new SandboxDeniedError("read", path, error);
+  return new Error(`${what} ${path}`, { cause: error });
+}
+
+/**
+ * Watches the directory itself: kubelet replaces files by swapping the
+ * `..data` symlink, which a watch on a file would not survive.
+ */
+export function watchConfigDir(dir: string, onChange: () => void): Deno.FsWatcher {
+  const watcher = Deno.watchFs(dir, { recursive: false });
+  (async () => {
+    try {
+      for await (const event of watcher) {
+        if (event.paths.some(isRelevant)) onChange();
+      }
+    } catch {
+      // Closing the watcher ends the iteration; the periodic resync covers anything else.
+    }
+  })();
+  return watcher;
+}
+
+function isRelevant(path: string): boolean {
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  return name.startsWith(configFilePrefix) || name.startsWith("..");
+}

@@ -1,0 +1,33 @@
+/**
+ * Configuration problems as values: each names the file, the line and the key,
+ * because a config an operator cannot locate is a config they cannot fix.
+ *
+ * @module
+ */
+
+import { formatLocation, type SourceLocation } from "./source.ts";
+
+export interface ConfigProblem {
+  readonly at: SourceLocation;
+  /** The key path, such as `nonMasqueradeCIDRs[2]`, when the problem sits under a key. */
+  readonly key?: string;
+  readonly message: string;
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  const key = problem.key === undefined ? "" : ` ${problem.key}:`;
+  return `${formatLocation(problem.at)}:${key} ${problem.message}`;
+}
+
+/** A rejected configuration: nothing from it is applied. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(
+      problems.length === 1
+        ? `invalid configuration: ${formatProblem(problems[0])}`
+        : `invalid configuration (${problems.length} problems):\n` +
+          problems.map((problem) => `  ${formatProblem(problem)}`).join("\n"),
+    );
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Go `time.ParseDuration` for the `resyncInterval` config key, so that every
+ * value the Go agents accepted means the same thing here.
+ *
+ * @module
+ */
+
+const unitNanoseconds: Readonly<Record<string, number>> = {
+  ns: 1,
+  us: 1e3,
+  "µs": 1e3, // U+00B5 micro sign
+  "μs": 1e3, // U+03BC Greek mu
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
+};
+
+export type ParseDurationResult =
+  | { ok: true; milliseconds: number }
+  | { ok: false; reason: string };
+
+/** Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does. */
+export function parseGoDuration(text: string): ParseDurationResult {
+  const invalid = (): ParseDurationResult => ({
+    ok: false,
+    reason: `invalid duration ${JSON.stringify(text)}: use a Go duration such as "60s" or "1m30s"`,
+  });
+  let rest = text;
+  let sign = 1;
+  if (rest.startsWith("-") || rest.startsWith("+")) {
+    sign = rest[0] === "-" ? -1 : 1;
+    rest = rest.slice(1);
+  }
+  if (rest === "0") return { ok: true, milliseconds: 0 };
+  if (rest === "") return invalid();
+  let totalNanoseconds = 0;
+  const component = /^(\d*)(?:\.(\d*))?([^\d.]+)/;
+  while (rest !== "") {
+    const match = component.exec(rest);
+    if (!match) return invalid();
+    const [whole, integer, fraction = "", unit] = match;
+    if (integer === "" && fraction === "") return invalid();
+    const scale = unitNanoseconds[unit];
+    if (scale === undefined) {
+      return {
+        ok: false,
+        reason: `unknown unit ${JSON.stringify(unit)} in duration ${JSON.stringify(text)}` +
+          ` (valid units: ns, us, ms, s, m, h)`,
+      };
+    }
+    totalNanoseconds += Number(`${integer || "0"}.${fraction || "0"}`) * scale;
+    rest = rest.slice(whole.length);
+  }
+  // Go fails above about 292 years; a far smaller bound keeps timers sane and is checked by callers.
+  if (!Number.isFinite(totalNanoseconds) || totalNanoseconds > 9.2e18) return invalid();
+  return { ok: true, milliseconds: sign * totalNanoseconds / 1e6 };
+}
+
+/** Formats milliseconds the way Go's `Duration.String` would for whole values: `1m30s`, `500ms`. */
+export function formatDuration(milliseconds: number): string {
+  if (milliseconds === 0) return "0s";
+  if (milliseconds < 1000) return `${milliseconds}ms`;
+  let seconds = milliseconds / 1000;
+  const hours = Math.floor(seconds / 3600);
+  seconds -= hours * 3600;
+  const minutes = Math.floor(seconds / 60);
+  seconds -= minutes * 60;
+  const parts = [];
+  if (hours) parts.push(`${hours}h`);
+  if (hours || minutes) parts.push(`${minutes}m`);
+  parts.push(`${Number(seconds.toFixed(3))}s`);
+  return parts.join("");
+}
