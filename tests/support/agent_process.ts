@@ -1,0 +1,172 @@
+/**
+ * Runs the real entry point exactly as `deno task start` does (the same
+ * command line, read from deno.json, so the production permission set is what
+ * is tested) inside a network namespace, with a config directory bind-mounted
+ * at /etc/config in a private mount namespace. /etc itself is an overlay there,
+ * so creating the mount point never touches the host.
+ *
+ * @module
+ */
+
+import denoConfig from "../../deno.json" with { type: "json" };
+import type { NetNs } from "./netns.ts";
+import { pathFor } from "./netns.ts";
+
+export const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** `deno task start` as argv, e.g. ["deno", "run", "--no-prompt", "-P=agent", "main.ts"]. */
+export const startCommand: readonly string[] = denoConfig.tasks.start.split(/\s+/);
+
+export interface AgentOptions {
+  readonly ns: NetNs;
+  /** Directory of iptables* names for the backend (see backendBin). */
+  readonly binDir: string;
+  /** Host directory mounted at /etc/config; undefined leaves /etc/config absent. */
+  readonly configDir?: string;
+  readonly args: readonly string[];
+  /** Extra environment; the agent otherwise gets only PATH, HOME and DENO_DIR. */
+  readonly env?: Record<string, string>;
+  /** Commands run (in the private mount namespace) before the agent starts. */
+  readonly setup?: string;
+  /** Run the agent as PID 1 of a new PID namespace. */
+  readonly pid1?: boolean;
+}
+
+export interface AgentResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const setupScript = `
+set -e
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$IMT_WORK/upper,workdir=$IMT_WORK/work" /etc
+mkdir -p /etc/config
+if [ -n "$IMT_CONFIG" ]; then mount --bind "$IMT_CONFIG" /etc/config; else rmdir /etc/config; fi
+eval "$IMT_SETUP"
+cd "$IMT_REPO"
+exec ip netns exec "$IMT_NS" $IMT_PID1 "$@"
+`;
+
+export class AgentProcess {
+  readonly #child: Deno.ChildProcess;
+  #stdout = "";
+  #stderr = "";
+  readonly #done: Promise<AgentResult>;
+  readonly #work: string;
+
+  private constructor(child: Deno.ChildProcess, work: string) {
+    this.#child = child;
+    this.#work = work;
+    const collect = async (stream: ReadableStream<Uint8Array>, append: (text: string) => void) => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) append(decoder.decode(chunk, { stream: true }));
+    };
+    const out = collect(child.stdout, (text) => this.#stdout += text);
+    const err = collect(child.stderr, (text) => this.#stderr += text);
+    this.#done = (async () => {
+      const status = await child.status;
+      await Promise.all([out, err]);
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+      return { code: status.code, stdout: this.#stdout, stderr: this.#stderr };
+    })();
+  }
+
+  static async start(options: AgentOptions): Promise<AgentProcess> {
+    const work = await Deno.makeTempDir({ prefix: "imt-agent-" });
+    await Deno.mkdir(`${work}/upper`);
+    await Deno.mkdir(`${work}/work`);
+    const env: Record<string, string> = {
+      PATH: pathFor(options.binDir),
+      HOME: Deno.env.get("HOME") ?? "/root",
+      IMT_WORK: work,
+      IMT_CONFIG: options.configDir ?? "",
+      IMT_SETUP: options.setup ?? "",
+      IMT_REPO: repoRoot,
+      IMT_NS: options.ns.name,
+      IMT_PID1: options.pid1 ? "unshare --pid --fork --mount-proc" : "",
+      ...options.env,
+    };
+    const denoDir = Deno.env.get("DENO_DIR");
+    if (denoDir) env.DENO_DIR = denoDir;
+    const child = new Deno.Command("unshare", {
+      args: [
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        setupScript,
+        "sh",
+        ...startCommand,
+        ...options.args,
+      ],
+      clearEnv: true,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return new AgentProcess(child, work);
+  }
+
+  /** Runs to completion, killing the agent after `timeoutMs`. */
+  static async run(options: AgentOptions, timeoutMs = 30_000): Promise<AgentResult> {
+    const agent = await AgentProcess.start(options);
+    const timer = setTimeout(() => agent.kill("SIGKILL"), timeoutMs);
+    try {
+      return await agent.wait();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  wait(): Promise<AgentResult> {
+    return this.#done;
+  }
+
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /** Sends a signal to the agent itself (the deno process), not to the unshare wrapper. */
+  async signalAgent(signal: Deno.Signal): Promise<void> {
+    const result = await new Deno.Command("pkill", {
+      args: [`-${signal.replace("SIG", "")}`, "-f", "-P", String(this.#child.pid), "."],
+    }).output();
+    if (!result.success) this.kill(signal);
+  }
+
+  /** Waits until stderr matches, or throws with what was logged so far. */
+  async waitForLog(pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this.#stderr)) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${pattern}; stderr so far:\n${this.#stderr}`);
+      }
+      const exited = await Promise.race([
+        this.#done.then(() => true),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 25)),
+      ]);
+      if (exited && !pattern.test(this.#stderr)) {
+        throw new Error(`agent exited before logging ${pattern}; stderr:\n${this.#stderr}`);
+      }
+    }
+  }
+
+  get workDir(): string {
+    return this.#work;
+  }
+}

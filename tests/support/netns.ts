@@ -1,0 +1,127 @@
+/**
+ * Throwaway network namespaces and iptables backends for tests. Every
+ * namespace is created here with a unique name and deleted by `dispose`;
+ * the host's own tables are never touched.
+ *
+ * @module
+ */
+
+import type { Backend } from "./host.ts";
+
+export interface CommandResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export async function run(
+  command: string,
+  args: readonly string[],
+  options: { stdin?: string; env?: Record<string, string>; check?: boolean } = {},
+): Promise<CommandResult> {
+  const child = new Deno.Command(command, {
+    args: [...args],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: options.env,
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  const result = {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+  if (options.check && result.code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} exited ${result.code}: ${result.stderr}`);
+  }
+  return result;
+}
+
+let counter = 0;
+
+export class NetNs {
+  private constructor(readonly name: string) {}
+
+  /** Names are short (kernel limit) and unique per process and call. */
+  static async create(label: string): Promise<NetNs> {
+    const name = `imt-${label}-${Deno.pid}-${counter++}`.slice(0, 40);
+    await run("ip", ["netns", "add", name], { check: true });
+    const ns = new NetNs(name);
+    await ns.exec(["ip", "link", "set", "lo", "up"], { check: true });
+    return ns;
+  }
+
+  exec(
+    argv: readonly string[],
+    options: { stdin?: string; env?: Record<string, string>; check?: boolean } = {},
+  ): Promise<CommandResult> {
+    return run("ip", ["netns", "exec", this.name, ...argv], options);
+  }
+
+  async dispose(): Promise<void> {
+    await run("ip", ["netns", "del", this.name]);
+  }
+}
+
+const toolNames = [
+  "iptables",
+  "iptables-save",
+  "iptables-restore",
+  "ip6tables",
+  "ip6tables-save",
+  "ip6tables-restore",
+] as const;
+
+/**
+ * A directory whose iptables* names run the given backend, to put first in
+ * PATH. xtables-*-multi dispatch on the name they are called by.
+ */
+export async function backendBin(backend: Backend, root: string): Promise<string> {
+  const dir = `${root}/bin-${backend}`;
+  await Deno.mkdir(dir, { recursive: true });
+  const multi = backend === "nft" ? "/usr/sbin/xtables-nft-multi" : "/usr/sbin/xtables-legacy-multi";
+  for (const name of toolNames) {
+    await Deno.remove(`${dir}/${name}`).catch(() => {});
+    await Deno.symlink(multi, `${dir}/${name}`);
+  }
+  return dir;
+}
+
+/** PATH for a backend: its shim directory first, then the usual system directories. */
+export function pathFor(binDir: string): string {
+  return `${binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
+}
+
+/** `iptables-save -t nat` (or ip6tables) inside the namespace with the given backend. */
+export async function saveNat(
+  ns: NetNs,
+  binDir: string,
+  family: "ipv4" | "ipv6" = "ipv4",
+): Promise<string> {
+  const tool = family === "ipv4" ? "iptables-save" : "ip6tables-save";
+  const result = await ns.exec([`${binDir}/${tool}`, "-t", "nat"], { check: true });
+  return result.stdout;
+}
+
+/** The rule lines of a save, without comments and counters that vary from run to run. */
+export function ruleLines(save: string): string[] {
+  return save.split("\n").filter((line) => line.startsWith("-A ") || line.startsWith(":"))
+    .map((line) => line.replace(/ \[\d+:\d+\]$/, ""));
+}
+
+export async function restoreNat(
+  ns: NetNs,
+  binDir: string,
+  payload: string,
+  family: "ipv4" | "ipv6" = "ipv4",
+): Promise<void> {
+  const tool = family === "ipv4" ? "iptables-restore" : "ip6tables-restore";
+  await ns.exec([`${binDir}/${tool}`, "--noflush"], { stdin: payload, check: true });
+}
