@@ -87,7 +87,10 @@ export async function cleanup(
           : `cleanup (${family}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
       );
     } catch (error) {
-      if (family === "ipv6" && error instanceof IptablesError && error.failure === "missing") {
+      // A node without IPv6 (no ip6tables, or no ip6 nat table) has nothing of ours to remove,
+      // unless IPv6 was asked for.
+      const ipv6Optional = family === "ipv6" && !deps.flags.enableIpv6;
+      if (ipv6Optional && error instanceof IptablesError) {
         deps.log.warn(`cleanup (ipv6): skipped, ${error.message}`);
         continue;
       }
