@@ -1,0 +1,827 @@
+/**
+ * The shipped examples are what operators copy, so they are tested like code: every manifest
+ * parses the way Kubernetes reads it (YAML 1.1), every ConfigMap passes the agent's own
+ * validation through the real entry point, the DaemonSet mounts exactly the ConfigMaps that
+ * exist and passes flags the agent's parser accepts, the systemd unit is hardened, and the
+ * build (deno.json tasks, Dockerfile, .dockerignore) keeps the production permission set.
+ *
+ * Needs no root: the entry point runs only in --dry-run mode.
+ */
+
+import { deepStrictEqual, equal, fail, notEqual, ok } from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import denoConfig from "../deno.json" with { type: "json" };
+import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../lib/flags.ts";
+
+const repoRoot = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const examplesDir = `${repoRoot}/examples`;
+const rawConfigDir = `${examplesDir}/config`;
+const decoder = new TextDecoder();
+
+// ---------------------------------------------------------------------------------------------
+// Small typed accessors for parsed YAML (unknown in, checked values out).
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function obj(value: unknown, where: string): Json {
+  if (!isObject(value)) fail(`${where}: expected a mapping, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function arr(value: unknown, where: string): unknown[] {
+  if (!Array.isArray(value)) fail(`${where}: expected a list, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function str(value: unknown, where: string): string {
+  if (typeof value !== "string") fail(`${where}: expected a string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function strings(value: unknown, where: string): string[] {
+  return arr(value, where).map((item, i) => str(item, `${where}[${i}]`));
+}
+
+/** Follows a dotted path through mappings; list steps are numeric. */
+function at(root: unknown, path: string): unknown {
+  let node = root;
+  for (const step of path.split(".")) {
+    if (Array.isArray(node) && /^\d+$/.test(step)) node = node[Number(step)];
+    else if (isObject(node)) node = node[step];
+    else fail(`${path}: cannot descend into ${JSON.stringify(node)} at "${step}"`);
+  }
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading the examples.
+
+interface YamlFile {
+  readonly path: string; // relative to examples/
+  readonly text: string;
+  readonly docs: Json[];
+}
+
+function parseYaml(text: string, version: "1.1" | "1.2", where: string): Json[] {
+  const docs = parseAllDocuments(text, { version });
+  if (!Array.isArray(docs)) fail(`${where}: no YAML documents`);
+  return docs.map((doc, i) => {
+    const problems = [...doc.errors, ...doc.warnings].map((e) => e.message);
+    deepStrictEqual(problems, [], `${where} document ${i + 1} (YAML ${version})`);
+    return obj(doc.toJS(), `${where} document ${i + 1}`);
+  });
+}
+
+async function listFiles(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const rel = prefix + entry.name;
+    if (entry.isDirectory) out.push(...await listFiles(`${dir}/${entry.name}`, `${rel}/`));
+    else out.push(rel);
+  }
+  return out.sort();
+}
+
+const yamlFiles: YamlFile[] = await Promise.all(
+  (await listFiles(examplesDir)).filter((p) => /\.ya?ml$/.test(p)).map(async (path) => {
+    const text = await Deno.readTextFile(`${examplesDir}/${path}`);
+    return { path, text, docs: parseYaml(text, "1.1", path) };
+  }),
+);
+
+function docsOfKind(kind: string): { path: string; doc: Json }[] {
+  return yamlFiles.flatMap((f) =>
+    f.docs.filter((d) => d.kind === kind).map((doc) => ({
+      path: f.path,
+      doc,
+    }))
+  );
+}
+
+const configMaps = docsOfKind("ConfigMap");
+const daemonSets = docsOfKind("DaemonSet");
+const dualStackPatchPath = "dual-stack/daemonset-patch.yaml";
+
+function onlyOne<T>(items: T[], what: string): T {
+  equal(items.length, 1, `expected exactly one ${what}, found ${items.length}`);
+  return items[0];
+}
+
+const daemonSet = onlyOne(
+  daemonSets.filter((d) => d.path === "ip-masq-agent.yaml"),
+  "DaemonSet in examples/ip-masq-agent.yaml",
+).doc;
+const podSpec = obj(at(daemonSet, "spec.template.spec"), "DaemonSet pod spec");
+const container = obj(arr(podSpec.containers, "containers")[0], "first container");
+const dualStackPatch = onlyOne(
+  yamlFiles.filter((f) => f.path === dualStackPatchPath),
+  dualStackPatchPath,
+).docs[0];
+
+function configMapData(doc: Json, where: string): Map<string, string> {
+  const data = obj(doc.data, `${where} data`);
+  return new Map(Object.entries(data).map(([k, v]) => [k, str(v, `${where} data.${k}`)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags.
+
+const modeFlagNames = new Set(["once", "dry-run", "check", "cleanup", "version", "help", "h"]);
+/** The flags a manifest is expected to spell out: every real flag that is not a mode. */
+const settingFlags: FlagDef[] = flagTable.filter((d) =>
+  d.key !== null && !modeFlagNames.has(d.name)
+);
+/** The flags that change the desired rules, which --check must see exactly as the agent does. */
+const ruleShapingKeys: (keyof AgentFlags)[] = [
+  "configDir",
+  "masqChain",
+  "nomasqAllReservedRanges",
+  "enableIpv6",
+  "randomFully",
+  "toPorts",
+];
+
+function parsedFlags(argv: readonly string[], where: string): AgentFlags {
+  const result = parseFlags(argv);
+  if (!result.ok) fail(`${where}: ${result.message}`);
+  deepStrictEqual(result.ignored, [], `${where}: passes flags the agent only ignores`);
+  return result.flags;
+}
+
+/** Every setting flag appears exactly once as --name=value; returns the values by name. */
+function assertEveryFlagSpelledOut(argv: readonly string[], where: string): Map<string, string> {
+  const values = new Map<string, string>();
+  for (const arg of argv) {
+    const match = /^--([a-z0-9_-]+)=(.*)$/.exec(arg);
+    if (match === null) fail(`${where}: ${JSON.stringify(arg)} is not in --name=value form`);
+    ok(!values.has(match[1]), `${where}: --${match[1]} given twice`);
+    ok(!modeFlagNames.has(match[1]), `${where}: mode flag --${match[1]} in a long-running config`);
+    values.set(match[1], match[2]);
+  }
+  deepStrictEqual(
+    [...values.keys()].sort(),
+    settingFlags.map((d) => d.name).sort(),
+    `${where}: every flag (other than the modes) should be spelled out`,
+  );
+  return values;
+}
+
+function assertDefaults(values: Map<string, string>, where: string, except: string[] = []) {
+  for (const def of settingFlags) {
+    if (except.includes(def.name)) continue;
+    equal(values.get(def.name), String(def.default), `${where}: --${def.name} is not its default`);
+  }
+}
+
+function pickRuleShaping(flags: AgentFlags): Partial<AgentFlags> {
+  return Object.fromEntries(ruleShapingKeys.map((k) => [k, flags[k]]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the real entry point, as `deno task start` does, in --dry-run mode.
+
+const startTokens = denoConfig.tasks.start.split(/\s+/);
+
+async function dryRun(configDir: string, flags: readonly string[]) {
+  deepStrictEqual(startTokens, ["deno", "run", "--no-prompt", "-P=agent", "main.ts"]);
+  const args = [
+    ...startTokens.slice(1, -1),
+    `--allow-read=${configDir}`,
+    "main.ts",
+    "--dry-run",
+    ...flags.filter((f) => !f.startsWith("--config-dir=")),
+    `--config-dir=${configDir}`,
+  ];
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: repoRoot,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Writes files as kubelet projects a volume: timestamped dir, `..data`, per-key symlinks. */
+async function kubeletVolume(files: Map<string, string>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "ip-masq-examples-" });
+  const payload = "..2026_11_29_00_00_00.000000001";
+  await Deno.mkdir(`${dir}/${payload}`);
+  for (const [name, content] of files) {
+    await Deno.writeTextFile(`${dir}/${payload}/${name}`, content);
+    await Deno.chmod(`${dir}/${payload}/${name}`, 0o444);
+    await Deno.symlink(`..data/${name}`, `${dir}/${name}`);
+  }
+  await Deno.symlink(payload, `${dir}/..data`);
+  return dir;
+}
+
+function cidrsIn(config: string): string[] {
+  return [...config.matchAll(/^\s*-\s*([0-9a-f.:]+\/\d+)\s*$/gim)].map((m) => m[1]);
+}
+
+function assertDryRunOk(
+  result: { code: number; stdout: string; stderr: string },
+  families: string[],
+  where: string,
+) {
+  const detail = `${where}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+  equal(result.code, 0, `dry-run failed: ${detail}`);
+  for (const family of ["ipv4", "ipv6"]) {
+    equal(
+      result.stdout.includes(`# ${family}\n`),
+      families.includes(family),
+      `# ${family}: ${detail}`,
+    );
+  }
+  // Findings (overlapping or duplicate CIDRs, ...) are warnings; an example should have none.
+  ok(!/^[WE]\d{4} /m.test(result.stderr), `warnings or errors logged: ${detail}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing other formats.
+
+/** A systemd unit as section -> key -> values (a key may repeat), continuations joined. */
+function parseUnit(text: string): Map<string, Map<string, string[]>> {
+  const sections = new Map<string, Map<string, string[]>>();
+  let current: Map<string, string[]> | undefined;
+  const lines = text.replace(/\\\n/g, " ").split("\n");
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) {
+      current = sections.get(header[1]) ?? new Map();
+      sections.set(header[1], current);
+      continue;
+    }
+    const eq = line.indexOf("=");
+    if (current === undefined || eq < 0) {
+      fail(`unit line outside a section or without "=": ${line}`);
+    }
+    const key = line.slice(0, eq).trim();
+    current.set(key, [...current.get(key) ?? [], line.slice(eq + 1).trim().replace(/\s+/g, " ")]);
+  }
+  return sections;
+}
+
+function unitValue(unit: Map<string, Map<string, string[]>>, section: string, key: string) {
+  const values = unit.get(section)?.get(key);
+  if (values === undefined || values.length === 0) fail(`[${section}] ${key}= is missing`);
+  return values[values.length - 1];
+}
+
+interface DockerInstruction {
+  readonly op: string;
+  readonly args: string;
+}
+
+interface DockerStage {
+  readonly from: string; // image with global ARGs expanded
+  readonly name?: string;
+  readonly platform?: string;
+  readonly body: DockerInstruction[];
+}
+
+function parseDockerfile(text: string) {
+  const logical: string[] = [];
+  let pending = "";
+  for (const raw of text.split("\n")) {
+    if (/^\s*#/.test(raw)) continue; // comments, also inside continued instructions
+    const line = raw.replace(/\s+$/, "");
+    if (line.endsWith("\\")) {
+      pending += line.slice(0, -1) + " ";
+      continue;
+    }
+    const full = (pending + line).trim();
+    pending = "";
+    if (full !== "") logical.push(full);
+  }
+  const globalArgs = new Map<string, string>();
+  const expand = (s: string) =>
+    s.replace(/\$\{(\w+)\}|\$(\w+)/g, (m, a, b) => globalArgs.get(a ?? b) ?? m);
+  const stages: DockerStage[] = [];
+  for (const line of logical) {
+    const space = line.search(/\s/);
+    const op = line.slice(0, space).toUpperCase();
+    const args = line.slice(space + 1).trim();
+    if (op === "FROM") {
+      const m = /^(?:--platform=(\S+)\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
+      if (m === null) fail(`cannot read FROM ${args}`);
+      stages.push({ platform: m[1], from: expand(m[2]), name: m[3], body: [] });
+    } else if (stages.length === 0) {
+      equal(op, "ARG", `only ARG may precede the first FROM, got ${op}`);
+      const [name, value = ""] = args.split("=", 2);
+      globalArgs.set(name, value);
+    } else {
+      stages[stages.length - 1].body.push({ op, args });
+    }
+  }
+  return { stages, globalArgs };
+}
+
+function taskOption(task: string, option: string): string {
+  const tokens = task.split(/\s+/);
+  const i = tokens.indexOf(option);
+  ok(i >= 0 && i + 1 < tokens.length, `${option} missing in: ${task}`);
+  return tokens[i + 1];
+}
+
+function mebibytes(quantity: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(quantity);
+  if (m === null) fail(`unexpected memory quantity ${quantity}`);
+  return Number(m[1]) * { "": 1 / 1048576, Ki: 1 / 1024, Mi: 1, Gi: 1024 }[m[2] ?? ""]!;
+}
+
+function millicores(quantity: string): number {
+  const m = /^(\d+)(m)?$/.exec(quantity);
+  if (m === null) fail(`unexpected cpu quantity ${quantity}`);
+  return Number(m[1]) * (m[2] ? 1 : 1000);
+}
+
+// =============================================================================================
+// Tests: YAML as Kubernetes reads it.
+
+Deno.test("every example manifest is valid YAML 1.1 and reads the same under YAML 1.2", () => {
+  ok(yamlFiles.length >= 5, `examples found: ${yamlFiles.map((f) => f.path).join(", ")}`);
+  for (const file of yamlFiles) {
+    // Kubernetes reads YAML 1.1 (0444 is octal, yes/on are booleans); kustomize, yq and JSON
+    // converters read 1.2. A manifest must not depend on which one reads it.
+    deepStrictEqual(parseYaml(file.text, "1.2", file.path), file.docs, file.path);
+    for (const [i, doc] of file.docs.entries()) {
+      if (file.path === dualStackPatchPath) continue;
+      ok(
+        doc.kind === "ConfigMap" || doc.kind === "DaemonSet",
+        `${file.path} document ${i + 1}: unexpected kind ${JSON.stringify(doc.kind)}`,
+      );
+      equal(at(doc, "metadata.namespace"), "kube-system", `${file.path} namespace`);
+    }
+  }
+});
+
+// =============================================================================================
+// ConfigMaps.
+
+Deno.test("every ConfigMap's data keys start with ip-masq, so the agent reads them", () => {
+  ok(configMaps.length >= 3);
+  for (const { path, doc } of configMaps) {
+    const data = configMapData(doc, path);
+    ok(data.size > 0, `${path}: empty data`);
+    for (const key of data.keys()) {
+      ok(key.startsWith("ip-masq"), `${path}: data key ${key} does not start with ip-masq`);
+      ok(/^[-._a-zA-Z0-9]+$/.test(key), `${path}: ${key} is not a valid ConfigMap key`);
+    }
+    equal(doc.apiVersion, "v1", path);
+  }
+});
+
+Deno.test("config-custom and config-cloud carry examples/config/* byte for byte", async () => {
+  const raw = new Map<string, string>();
+  for await (const entry of Deno.readDir(rawConfigDir)) {
+    raw.set(entry.name, await Deno.readTextFile(`${rawConfigDir}/${entry.name}`));
+  }
+  const shipped = new Map<string, string>();
+  for (const path of ["config-custom.yaml", "config-cloud.yaml"]) {
+    const cm = onlyOne(configMaps.filter((c) => c.path === path), `ConfigMap in ${path}`);
+    for (const [key, value] of configMapData(cm.doc, path)) shipped.set(key, value);
+  }
+  deepStrictEqual([...shipped.keys()].sort(), [...raw.keys()].sort());
+  for (const [key, value] of shipped) {
+    // Strict equality of the decoded scalars: same bytes, same final newline.
+    equal(value, raw.get(key), `data.${key} differs from examples/config/${key}`);
+  }
+  equal(
+    at(onlyOne(configMaps.filter((c) => c.path === "config-custom.yaml"), "").doc, "metadata.name"),
+    "ip-masq-agent",
+  );
+  equal(
+    at(onlyOne(configMaps.filter((c) => c.path === "config-cloud.yaml"), "").doc, "metadata.name"),
+    "ip-masq-agent-cloud",
+  );
+});
+
+Deno.test("every ConfigMap passes the agent's own validation (real entry point, --dry-run)", async () => {
+  for (const { path, doc } of configMaps) {
+    const data = configMapData(doc, path);
+    const dualStack = path.startsWith("dual-stack/");
+    const dir = await kubeletVolume(data);
+    try {
+      const flags = dualStack ? ["--enable-ipv6=true"] : [];
+      const result = await dryRun(dir, flags);
+      assertDryRunOk(result, dualStack ? ["ipv4", "ipv6"] : ["ipv4"], path);
+      for (const config of data.values()) {
+        for (const cidr of cidrsIn(config)) {
+          ok(
+            result.stdout.includes(`-A IP-MASQ-AGENT -d ${cidr} `),
+            `${path}: no rule for ${cidr}`,
+          );
+        }
+      }
+      if (dualStack) {
+        // Without the flag the same data is a configuration error, which is why the
+        // dual-stack example patches the DaemonSet.
+        const without = await dryRun(dir, []);
+        equal(without.code, 2, `${path} without --enable-ipv6: ${without.stderr}`);
+        ok(without.stderr.includes("enable-ipv6"), without.stderr);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+// =============================================================================================
+// The DaemonSet.
+
+Deno.test("the DaemonSet has the fields a node agent needs", () => {
+  const where = "examples/ip-masq-agent.yaml";
+  equal(daemonSet.apiVersion, "apps/v1", where);
+  equal(at(daemonSet, "metadata.namespace"), "kube-system");
+  deepStrictEqual(
+    at(daemonSet, "spec.selector.matchLabels"),
+    at(daemonSet, "spec.template.metadata.labels"),
+    "selector must match the pod template's labels",
+  );
+  equal(podSpec.hostNetwork, true, "hostNetwork");
+  equal(podSpec.priorityClassName, "system-node-critical");
+  ok(
+    arr(podSpec.tolerations, "tolerations").some((t) =>
+      isObject(t) && t.operator === "Exists" && t.key === undefined && t.effect === undefined
+    ),
+    "a toleration with operator Exists and no key or effect (tolerates every taint)",
+  );
+  equal(arr(podSpec.containers, "containers").length, 1);
+
+  const security = obj(container.securityContext, "securityContext");
+  equal(security.privileged, false, "privileged");
+  equal(security.allowPrivilegeEscalation, false, "allowPrivilegeEscalation");
+  equal(security.readOnlyRootFilesystem, true, "readOnlyRootFilesystem");
+  deepStrictEqual(strings(at(security, "capabilities.drop"), "drop"), ["ALL"]);
+  deepStrictEqual(strings(at(security, "capabilities.add"), "add").sort(), [
+    "NET_ADMIN",
+    "NET_RAW",
+  ]);
+
+  const resources = obj(container.resources, "resources");
+  for (const kind of ["requests", "limits"]) {
+    for (const resource of ["cpu", "memory"]) {
+      str(at(resources, `${kind}.${resource}`), `${kind}.${resource}`);
+    }
+  }
+  ok(
+    millicores(str(at(resources, "requests.cpu"), "")) <=
+      millicores(str(at(resources, "limits.cpu"), "")),
+  );
+  ok(
+    mebibytes(str(at(resources, "requests.memory"), "")) <=
+      mebibytes(str(at(resources, "limits.memory"), "")),
+  );
+  // A Deno agent is ~56 MiB resident and each --check probe briefly starts a second one.
+  ok(mebibytes(str(at(resources, "limits.memory"), "")) >= 96, "memory limit too small");
+
+  // The image the Dockerfile builds, at the version deno.json declares.
+  const image = str(container.image, "image");
+  ok(image.endsWith(`ip-masq-agent:${denoConfig.version}`), `image ${image}`);
+});
+
+Deno.test("the DaemonSet args spell out every flag at its default and parse", () => {
+  const args = strings(container.args, "args");
+  const values = assertEveryFlagSpelledOut(args, "DaemonSet args");
+  assertDefaults(values, "DaemonSet args");
+  parsedFlags(args, "DaemonSet args");
+  equal(container.command, undefined, "the image's ENTRYPOINT is the binary; no command");
+});
+
+Deno.test("the readiness probe runs --check with the agent's rule-shaping flags", async () => {
+  const command = strings(at(container, "readinessProbe.exec.command"), "probe command");
+  const entrypoint = JSON.parse(
+    onlyOne(
+      (await dockerfile()).final.body.filter((i) => i.op === "ENTRYPOINT"),
+      "ENTRYPOINT",
+    ).args,
+  );
+  equal(command[0], entrypoint[0], "probe runs the image's binary");
+  const probeFlags = parsedFlags(command.slice(1), "probe");
+  equal(probeFlags.check, true, "probe must run --check");
+  deepStrictEqual(
+    pickRuleShaping(probeFlags),
+    pickRuleShaping(parsedFlags(strings(container.args, "args"), "args")),
+    "--check must compute the same desired rules as the agent",
+  );
+  const probe = obj(container.readinessProbe, "readinessProbe");
+  ok(typeof probe.timeoutSeconds === "number" && probe.timeoutSeconds >= 5, "probe timeout");
+});
+
+Deno.test("the config volume projects exactly the example ConfigMaps, optional, by key", () => {
+  const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
+  const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) => obj(m, `mounts[${i}]`));
+  const configDir = parsedFlags(strings(container.args, "args"), "args").configDir;
+  const mount = onlyOne(mounts.filter((m) => m.mountPath === configDir), `mount at ${configDir}`);
+  equal(mount.readOnly, true, "config mount is read-only");
+  const volume = onlyOne(volumes.filter((v) => v.name === mount.name), "config volume");
+  deepStrictEqual(Object.keys(volume).sort(), ["name", "projected"]);
+  const projected = obj(volume.projected, "projected");
+
+  const referenced: string[] = [];
+  for (const [i, source] of arr(projected.sources, "sources").entries()) {
+    // The upstream example's bug: a mis-indented name outside configMap. Exactly one key here.
+    deepStrictEqual(Object.keys(obj(source, `sources[${i}]`)), ["configMap"], `sources[${i}]`);
+    const cm = obj(at(source, "configMap"), `sources[${i}].configMap`);
+    deepStrictEqual(Object.keys(cm).sort(), ["items", "name", "optional"], `sources[${i}]`);
+    equal(cm.optional, true, `${cm.name} must be optional (the agent has defaults)`);
+    for (const [j, item] of arr(cm.items, "items").entries()) {
+      const it = obj(item, `items[${j}]`);
+      const key = str(it.key, "key");
+      equal(it.path, key, "the file is named after its key");
+      ok(key.startsWith("ip-masq"), `${key}: the agent would not read it`);
+      referenced.push(`${str(cm.name, "name")}/${key}`);
+    }
+  }
+  const existing = new Set(
+    configMaps.flatMap(({ path, doc }) =>
+      [...configMapData(doc, path).keys()].map((k) => `${str(at(doc, "metadata.name"), "")}/${k}`)
+    ),
+  );
+  deepStrictEqual(new Set(referenced), existing, "projected sources vs ConfigMaps in examples/");
+  equal(referenced.length, existing.size, "a ConfigMap key is projected twice");
+});
+
+Deno.test("file modes are decimal integers that are valid permissions", () => {
+  const modes: number[] = [];
+  const collect = (node: unknown) => {
+    if (Array.isArray(node)) node.forEach(collect);
+    else if (isObject(node)) {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === "mode" || key === "defaultMode") {
+          ok(Number.isInteger(value), `${key}: ${JSON.stringify(value)} is not an integer`);
+          ok((value as number) >= 0 && (value as number) <= 0o777, `${key}: ${value} > 0777`);
+          modes.push(value as number);
+        } else collect(value);
+      }
+    }
+  };
+  collect(daemonSet);
+  ok(modes.includes(0o444), "defaultMode 292 (0444) expected on the config volume");
+  // A leading zero means octal only to a YAML 1.1 reader; the YAML 1.1 vs 1.2 test above
+  // catches a different reading, this catches the spelling.
+  const text = onlyOne(yamlFiles.filter((f) => f.path === "ip-masq-agent.yaml"), "").text;
+  ok(!/^\s*(default)?[mM]ode:\s*["']?0/m.test(text), "write modes in decimal (0444 -> 292)");
+});
+
+Deno.test("the xtables lock is the host's /run/xtables.lock", () => {
+  const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
+  const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) => obj(m, `mounts[${i}]`));
+  const mount = onlyOne(mounts.filter((m) => m.mountPath === "/run/xtables.lock"), "lock mount");
+  notEqual(mount.readOnly, true, "iptables opens the lock for writing");
+  const volume = onlyOne(volumes.filter((v) => v.name === mount.name), "lock volume");
+  deepStrictEqual(volume.hostPath, { path: "/run/xtables.lock", type: "FileOrCreate" });
+});
+
+Deno.test("the DaemonSet's args and ConfigMaps together pass --dry-run as kubelet lays them out", async () => {
+  const files = new Map<string, string>();
+  for (const { path, doc } of configMaps.filter((c) => !c.path.startsWith("dual-stack/"))) {
+    for (const [key, value] of configMapData(doc, path)) files.set(key, value);
+  }
+  const dir = await kubeletVolume(files);
+  try {
+    const result = await dryRun(dir, strings(container.args, "args"));
+    assertDryRunOk(result, ["ipv4"], "DaemonSet with config-custom and config-cloud");
+    for (const config of files.values()) {
+      for (const cidr of cidrsIn(config)) ok(result.stdout.includes(`-d ${cidr} `), cidr);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// =============================================================================================
+// Dual stack.
+
+Deno.test("the dual-stack patch only turns on --enable-ipv6, in the agent and its probe", async () => {
+  const patched = obj(
+    onlyOne(
+      arr(at(dualStackPatch, "spec.template.spec.containers"), "patch containers"),
+      "patched container",
+    ),
+    "patched container",
+  );
+  equal(patched.name, container.name, "strategic merge patches merge containers by name");
+  deepStrictEqual(Object.keys(patched).sort(), ["args", "name", "readinessProbe"]);
+
+  const args = strings(patched.args, "patch args");
+  const values = assertEveryFlagSpelledOut(args, "dual-stack args");
+  assertDefaults(values, "dual-stack args", ["enable-ipv6"]);
+  equal(values.get("enable-ipv6"), "true");
+  const baseArgs = strings(container.args, "args");
+  deepStrictEqual(
+    args,
+    baseArgs.map((a) => (a === "--enable-ipv6=false" ? "--enable-ipv6=true" : a)),
+  );
+  const flags = parsedFlags(args, "dual-stack args");
+
+  const command = strings(at(patched, "readinessProbe.exec.command"), "patch probe");
+  const baseCommand = strings(at(container, "readinessProbe.exec.command"), "probe");
+  deepStrictEqual(
+    command,
+    baseCommand.map((a) => (a === "--enable-ipv6=false" ? "--enable-ipv6=true" : a)),
+  );
+  deepStrictEqual(pickRuleShaping(parsedFlags(command.slice(1), "probe")), pickRuleShaping(flags));
+
+  // The patched agent accepts the dual-stack ConfigMap next to the cloud one.
+  const files = new Map<string, string>();
+  for (const { path, doc } of configMaps.filter((c) => c.path !== "config-custom.yaml")) {
+    for (const [key, value] of configMapData(doc, path)) files.set(key, value);
+  }
+  const dir = await kubeletVolume(files);
+  try {
+    assertDryRunOk(await dryRun(dir, args), ["ipv4", "ipv6"], "patched DaemonSet");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// =============================================================================================
+// systemd.
+
+Deno.test("the systemd unit runs the binary with every flag and is hardened", async () => {
+  const unit = parseUnit(await Deno.readTextFile(`${examplesDir}/systemd/ip-masq-agent.service`));
+  const exec = unitValue(unit, "Service", "ExecStart").split(" ");
+  equal(exec[0], "/usr/local/bin/ip-masq-agent");
+  const values = assertEveryFlagSpelledOut(exec.slice(1), "ExecStart");
+  assertDefaults(values, "ExecStart");
+  equal(parsedFlags(exec.slice(1), "ExecStart").configDir, "/etc/config");
+
+  const expected: Record<string, string> = {
+    Restart: "on-failure",
+    ProtectSystem: "strict",
+    ProtectHome: "yes",
+    PrivateTmp: "yes",
+    NoNewPrivileges: "yes",
+    ReadWritePaths: "/run",
+  };
+  for (const [key, value] of Object.entries(expected)) {
+    equal(unitValue(unit, "Service", key), value, key);
+  }
+  const set = (key: string) => unitValue(unit, "Service", key).split(" ").sort();
+  deepStrictEqual(set("CapabilityBoundingSet"), ["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+  deepStrictEqual(set("AmbientCapabilities"), ["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+  deepStrictEqual(set("RestrictAddressFamilies"), ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_UNIX"]);
+  // V8 needs writable code pages; this option would kill the agent at start-up.
+  notEqual(unit.get("Service")?.get("MemoryDenyWriteExecute")?.at(-1), "yes");
+  equal(unitValue(unit, "Install", "WantedBy"), "multi-user.target");
+});
+
+Deno.test("the systemd drop-in maps /etc/ip-masq-agent onto the one readable directory", async () => {
+  const dropIn = parseUnit(
+    await Deno.readTextFile(`${examplesDir}/systemd/ip-masq-agent.service.d/config-dir.conf`),
+  );
+  const [source, destination] = unitValue(dropIn, "Service", "BindReadOnlyPaths").split(":");
+  equal(source, "/etc/ip-masq-agent");
+  deepStrictEqual([destination], denoConfig.permissions.agent.read);
+});
+
+// =============================================================================================
+// Build: deno.json tasks, the permission set, Dockerfile, .dockerignore.
+
+Deno.test("start, compile and compile:arm64 use exactly the agent permission set", () => {
+  const tasks: Record<string, string> = denoConfig.tasks;
+  for (const name of ["start", "compile", "compile:arm64"]) {
+    const tokens = tasks[name].split(/\s+/);
+    ok(tokens.includes("--no-prompt"), `${name}: --no-prompt`);
+    ok(tokens.includes("-P=agent"), `${name}: -P=agent`);
+    const extra = tokens.filter((t) =>
+      /^--(allow|deny)-/.test(t) || /^-[ARWNESP]/.test(t) || /^--permission-set/.test(t)
+    );
+    deepStrictEqual(extra, ["-P=agent"], `${name}: no permission flag besides -P=agent`);
+    equal(tokens.at(-1), "main.ts", `${name}: entry point`);
+  }
+  equal(taskOption(tasks.compile, "--target"), "x86_64-unknown-linux-gnu");
+  equal(taskOption(tasks["compile:arm64"], "--target"), "aarch64-unknown-linux-gnu");
+});
+
+Deno.test("the agent permission set reads /etc/config, runs six tools, and nothing else", () => {
+  const set: Record<string, unknown> = denoConfig.permissions.agent;
+  deepStrictEqual(set.read, ["/etc/config"]);
+  deepStrictEqual(
+    strings(set.run, "run").sort(),
+    [
+      "ip6tables",
+      "ip6tables-restore",
+      "ip6tables-save",
+      "iptables",
+      "iptables-restore",
+      "iptables-save",
+    ],
+  );
+  // Reading these two returns undefined instead of failing (logtape looks them up); no
+  // environment variable is granted.
+  deepStrictEqual(set.env, { ignore: ["LOG_TOKENS", "LOG_STREAM"] });
+  for (const denied of ["write", "net", "ffi", "sys"]) equal(set[denied], false, denied);
+  for (const key of Object.keys(set)) {
+    ok(
+      ["read", "run", "env", "write", "net", "ffi", "sys"].includes(key) || set[key] === false,
+      `unexpected grant ${key}: ${JSON.stringify(set[key])}`,
+    );
+  }
+});
+
+async function dockerfile() {
+  const { stages, globalArgs } = parseDockerfile(await Deno.readTextFile(`${repoRoot}/Dockerfile`));
+  ok(stages.length >= 2);
+  const byName = (name: string) => onlyOne(stages.filter((s) => s.name === name), `stage ${name}`);
+  return { stages, globalArgs, byName, final: stages[stages.length - 1] };
+}
+
+Deno.test("the Dockerfile runs the binary on distroless-iptables with libgcc_s", async () => {
+  const { final, byName } = await dockerfile();
+  ok(
+    /^registry\.k8s\.io\/build-image\/distroless-iptables:v\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$/
+      .test(final.from),
+    `final stage must be a pinned distroless-iptables, got ${final.from}`,
+  );
+  const ops = final.body.map((i) => i.op);
+  for (const op of ["RUN", "SHELL", "CMD", "USER"]) {
+    ok(!ops.includes(op), `final stage has ${op}: the image needs no shell and runs as root`);
+  }
+  deepStrictEqual(
+    JSON.parse(onlyOne(final.body.filter((i) => i.op === "ENTRYPOINT"), "ENTRYPOINT").args),
+    ["/ip-masq-agent"],
+  );
+  const copies = final.body.filter((i) => i.op === "COPY").map((i) => i.args);
+  ok(copies.includes("--from=build /ip-masq-agent /ip-masq-agent"), copies.join("\n"));
+  ok(copies.includes("--from=libgcc /lib/ /lib/"), copies.join("\n"));
+
+  // libgcc: the per-architecture stage picked by TARGETARCH copies libgcc_s.so.1 from cc.
+  equal(byName("libgcc").from, "libgcc-${TARGETARCH}");
+  equal(byName("cc").from, "gcr.io/distroless/cc-debian12");
+  for (const [arch, triplet] of [["amd64", "x86_64-linux-gnu"], ["arm64", "aarch64-linux-gnu"]]) {
+    const stage = byName(`libgcc-${arch}`);
+    equal(stage.from, "scratch");
+    const lib = `/lib/${triplet}/libgcc_s.so.1`;
+    deepStrictEqual(stage.body, [{ op: "COPY", args: `--from=cc ${lib} ${lib}` }]);
+  }
+});
+
+Deno.test("the Dockerfile compiles with the deno.json tasks on the pinned Deno", async () => {
+  const { byName } = await dockerfile();
+  const build = byName("build");
+  const ciRun = await Deno.readTextFile(`${repoRoot}/.ci/run`);
+  const ciDeno = /deno@(\d+\.\d+\.\d+)/.exec(ciRun)?.[1];
+  equal(build.from, `denoland/deno:${ciDeno}`, "the image's Deno is the one CI tests with");
+  equal(build.platform, "$BUILDPLATFORM", "cross-compile instead of emulating");
+  const runs = build.body.filter((i) => i.op === "RUN").map((i) => i.args).join("\n");
+  ok(runs.includes("deno install --frozen"), runs);
+  const tasks: Record<string, string> = denoConfig.tasks;
+  for (const [task, arch] of [["compile", "amd64"], ["compile:arm64", "arm64"]]) {
+    const output = taskOption(tasks[task], "--output");
+    ok(
+      runs.includes(`${arch}) deno task ${task} && cp ${output} /ip-masq-agent ;;`),
+      `${arch} must run deno task ${task} and take ${output}: ${runs}`,
+    );
+  }
+});
+
+Deno.test(".dockerignore lets in exactly what the build stage copies and main.ts imports", async () => {
+  const patterns = (await Deno.readTextFile(`${repoRoot}/.dockerignore`)).split("\n")
+    .map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+  equal(patterns[0], "*", "allowlist: ignore everything, then re-include");
+  const allowed = patterns.slice(1).map((p) => {
+    ok(p.startsWith("!"), `unexpected pattern ${p}`);
+    return p.slice(1);
+  });
+  const included = (path: string) =>
+    allowed.some((a) => (a.endsWith("/") ? path.startsWith(a) : path === a));
+
+  const { byName } = await dockerfile();
+  const sources = byName("build").body.filter((i) => i.op === "COPY").flatMap((i) => {
+    ok(!i.args.startsWith("--from"), i.args);
+    return i.args.split(/\s+/).slice(0, -1).map((s) => s.replace(/^\.\//, ""));
+  });
+  const copied = (path: string) =>
+    sources.some((s) => (s.endsWith("/") ? path.startsWith(s) : path === s));
+  for (const source of sources) ok(included(source), `${source} is ignored by .dockerignore`);
+
+  const info = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "main.ts"],
+    cwd: repoRoot,
+    stdout: "piped",
+  }).output();
+  equal(info.code, 0);
+  const modules = arr(obj(JSON.parse(decoder.decode(info.stdout)), "info").modules, "modules");
+  const local = modules.map((m) => str(obj(m, "module").specifier, "specifier"))
+    .filter((s) => s.startsWith("file://"))
+    .map((s) => new URL(s).pathname.slice(repoRoot.length + 1));
+  ok(local.includes("main.ts") && local.includes("deno.json"), local.join(", "));
+  for (const path of [...local, "deno.lock"]) {
+    ok(included(path), `${path} is needed by main.ts but excluded by .dockerignore`);
+    ok(copied(path), `${path} is needed by main.ts but not copied into the build stage`);
+  }
+});
