@@ -120,22 +120,22 @@ export function parseConfigText(
   const document = parseDocument(text, {
     version: "1.1",
     lineCounter,
-    uniqueKeys: true,
+    // Duplicate keys are reported by the validator, which names the key (also case variants).
+    uniqueKeys: false,
     prettyErrors: false,
   });
-  const locate = (node: Node | null | undefined): SourceLocation => {
-    const offset = node?.range?.[0];
+  const locateOffset = (offset: number | undefined): SourceLocation => {
     if (offset === undefined) return { file };
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col };
   };
+  const locate = (node: Node | null | undefined) => locateOffset(node?.range?.[0]);
   if (document.errors.length > 0) {
     return {
       ok: false,
       problems: document.errors.map((error) => ({
-        at: error.linePos
-          ? { file, line: error.linePos[0].line, column: error.linePos[0].col }
-          : { file },
+        // With prettyErrors off the parser leaves linePos unset; the offset is always there.
+        at: locateOffset(error.pos[0]),
         message: `not valid YAML or JSON: ${firstLine(error.message)}`,
       })),
     };

@@ -54,7 +54,12 @@ export function formatText(record: LogRecord, pid: number): string {
     `${String(pid).padStart(7)} agent]`;
   const properties = Object.entries(record.properties)
     .map(([key, value]) =>
-      ` ${key}=${typeof value === "string" ? JSON.stringify(value) : String(value)}`
+      ` ${key}=${
+        // Strings quoted and objects as JSON keep the line one line and free of "[object Object]".
+        typeof value === "string" ||
+          (typeof value === "object" && value !== null && !(value instanceof Error))
+          ? JSON.stringify(value)
+          : String(value)}`
     )
     .join("");
   return `${header} ${record.message.join("")}${properties}\n`;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Cidr, contains, parseCidr } from "./cidr.ts";
+import { type Cidr, compareCidrs, contains, parseCidr } from "./cidr.ts";
 import type { FileConfig } from "./config.ts";
 import { builtIn, formatLocation, type Located } from "./source.ts";
 
@@ -142,6 +142,7 @@ function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
 
 function cidrFindings(cidrs: readonly Located<Cidr>[]): Finding[] {
   const findings: Finding[] = [];
+  const containers = firstContainers(cidrs);
   for (const cidr of cidrs) {
     if (cidr.value.prefix === 0) {
       findings.push({
@@ -150,7 +151,7 @@ function cidrFindings(cidrs: readonly Located<Cidr>[]): Finding[] {
           `no ${cidr.value.family} traffic will be masqueraded`,
       });
     }
-    const outer = cidrs.find((other) => other !== cidr && contains(other.value, cidr.value));
+    const outer = containers.get(cidr);
     if (outer) {
       findings.push({
         kind: "contained-cidr",
@@ -167,4 +168,25 @@ function cidrFindings(cidrs: readonly Located<Cidr>[]): Finding[] {
     });
   }
   return findings;
+}
+
+/**
+ * For each CIDR inside another, the containing CIDR listed first. Comparing every pair took
+ * minutes for the tens of thousands of CIDRs a raised cidrLimit allows; prefixes are either
+ * nested or disjoint, so in sorted order the CIDRs containing one are exactly the nested
+ * ranges still open on a stack.
+ */
+function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Located<Cidr>> {
+  const order = new Map(cidrs.map((cidr, index) => [cidr, index]));
+  const sorted = [...cidrs].sort((a, b) => compareCidrs(a.value, b.value));
+  const open: Located<Cidr>[] = [];
+  const containers = new Map<Located<Cidr>, Located<Cidr>>();
+  for (const cidr of sorted) {
+    while (open.length > 0 && !contains(open[open.length - 1].value, cidr.value)) open.pop();
+    if (open.length > 0) {
+      containers.set(cidr, open.reduce((a, b) => (order.get(b)! < order.get(a)! ? b : a)));
+    }
+    open.push(cidr);
+  }
+  return containers;
 }

@@ -198,8 +198,11 @@ function sameLines(a: readonly string[], b: readonly string[]): boolean {
 }
 
 function describeChainDiff(chain: string, wanted: readonly string[], live: readonly string[]) {
-  const missing = wanted.filter((line) => !live.includes(line));
-  const unexpected = live.filter((line) => !wanted.includes(line));
+  // Sets, not Array.includes: a chain may hold tens of thousands of rules.
+  const liveSet = new Set(live);
+  const wantedSet = new Set(wanted);
+  const missing = wanted.filter((line) => !liveSet.has(line));
+  const unexpected = live.filter((line) => !wantedSet.has(line));
   const parts = [];
   if (missing.length > 0) parts.push(`${missing.length} missing: ${summarize(missing)}`);
   if (unexpected.length > 0) {
