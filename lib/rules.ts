@@ -74,8 +74,11 @@ function builtInCidr(text: string): Cidr {
 export function chainRuleLines(desired: DesiredChain): string[] {
   const { chain, masquerade } = desired;
   const randomFully = masquerade.randomFully ? " --random-fully" : "";
+  // iptables-save omits a match on every destination (`-d 0.0.0.0/0`, `-d ::/0`); so do we,
+  // or a config exempting everything would never compare equal and be rewritten each resync.
   const exemptions = desired.exemptions.map((cidr) =>
-    `-A ${chain} -d ${cidr.value.text} -m comment --comment ${quote(returnComment)} -j RETURN`
+    `-A ${chain}${cidr.value.prefix === 0 ? "" : ` -d ${cidr.value.text}`} ` +
+    `-m comment --comment ${quote(returnComment)} -j RETURN`
   );
   const toPorts = toPortsProtocols.flatMap((protocol) =>
     toPortsSplit(masquerade.toPorts).map(({ range, probability }) => {
