@@ -58,6 +58,16 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
+    // Like an unreadable file: the deployment's config is wrong (exit 2), not iptables (exit 1).
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new ConfigError([{
+        at: { file: dir },
+        message: "cannot be listed: permission denied",
+      }]);
+    }
+    if (error instanceof Deno.errors.NotADirectory) {
+      throw new ConfigError([{ at: { file: dir }, message: "is not a directory (--config-dir)" }]);
+    }
     throw translate(error, dir, "cannot list the config directory");
   }
   // Go's sort.Strings compares bytes; for the names kubelet writes that is code-unit order.

@@ -30,6 +30,8 @@ export interface AgentOptions {
   readonly setup?: string;
   /** Run the agent as PID 1 of a new PID namespace. */
   readonly pid1?: boolean;
+  /** A command prefix for the agent itself, e.g. `setpriv` dropping capabilities. */
+  readonly wrap?: readonly string[];
 }
 
 export interface AgentResult {
@@ -98,6 +100,7 @@ export class AgentProcess {
         "-c",
         setupScript,
         "sh",
+        ...(options.wrap ?? []),
         ...startCommand,
         ...options.args,
       ],
@@ -141,12 +144,22 @@ export class AgentProcess {
     }
   }
 
-  /** Sends a signal to the agent itself (the deno process), not to the unshare wrapper. */
+  /**
+   * Sends a signal to the agent itself (the deno process), not to the unshare
+   * wrapper (which, as `unshare --fork`, blocks SIGTERM and SIGINT) nor to a
+   * child of the agent (an iptables tool, a process started by `setup`).
+   */
   async signalAgent(signal: Deno.Signal): Promise<void> {
-    const result = await new Deno.Command("pkill", {
-      args: [`-${signal.replace("SIG", "")}`, "-f", "-P", String(this.#child.pid), "."],
-    }).output();
-    if (!result.success) this.kill(signal);
+    const pid = await findAgentPid(this.#child.pid);
+    if (pid === undefined) {
+      this.kill(signal);
+      return;
+    }
+    try {
+      Deno.kill(pid, signal);
+    } catch {
+      // Exited in between.
+    }
   }
 
   /** Waits until stderr matches, or throws with what was logged so far. */
@@ -169,4 +182,28 @@ export class AgentProcess {
   get workDir(): string {
     return this.#work;
   }
+}
+
+/**
+ * The deno process in the tree rooted at `root`, nearest the root first: the
+ * wrapper chain (unshare, sh, ip netns exec) execs into deno, except
+ * `unshare --fork`, whose child it is.
+ */
+async function findAgentPid(root: number): Promise<number | undefined> {
+  const children = new Map<number, number[]>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (!Number.isInteger(ppid)) continue;
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
+  }
+  const queue = [root];
+  for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
+    const comm = await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "");
+    if (comm.trim() === "deno") return pid;
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return undefined;
 }
