@@ -89,12 +89,14 @@ export class Agent {
     try {
       while (!signal.aborted) {
         this.#ensureWatch();
-        let delayMs = this.#resyncMs();
+        let delayMs: number;
         try {
           const result = await this.#reconcile(signal, { keepLastGood: !flags.exitOnConfigError });
           if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
           failingSince = undefined;
           backoffMs = this.#timing.initialBackoffMs;
+          // Only now: a resyncInterval in the config just read applies to this very wait.
+          delayMs = this.#resyncMs();
         } catch (error) {
           if (signal.aborted) break;
           if (!(error instanceof IptablesError) || error.failure === "missing") {

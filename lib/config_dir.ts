@@ -21,18 +21,23 @@ export type ConfigDirContents =
   | { readonly kind: "missing" }
   | { readonly kind: "files"; readonly files: readonly ConfigFileBytes[] };
 
-/** kubelet swaps `..data` atomically, so a vanished entry means "read again", a few times. */
-const attemptsWhenEntriesVanish = 3;
+/**
+ * kubelet swaps `..data` atomically, but only then removes the links of keys
+ * that are gone, so such a link dangles for a moment: a vanished entry means
+ * "read again shortly". Retrying at once would race kubelet and, with
+ * `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
+ */
+const retryDelaysWhenEntriesVanishMs = [25, 100] as const;
 
 export async function readConfigDir(dir: string): Promise<ConfigDirContents> {
-  for (let attempt = 1;; attempt++) {
+  for (let attempt = 0;; attempt++) {
     try {
       return await readOnce(dir);
     } catch (error) {
-      if (!(error instanceof VanishedEntry) || attempt >= attemptsWhenEntriesVanish) {
-        if (error instanceof VanishedEntry) throw error.asConfigError();
-        throw error;
-      }
+      if (!(error instanceof VanishedEntry)) throw error;
+      const delayMs = retryDelaysWhenEntriesVanishMs[attempt];
+      if (delayMs === undefined) throw error.asConfigError();
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }
 }
