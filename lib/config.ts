@@ -9,6 +9,7 @@
  */
 
 import {
+  type Alias,
   isAlias,
   isMap,
   isScalar,
@@ -130,6 +131,14 @@ export function parseConfigText(
     return { file, line, column: col };
   };
   const locate = (node: Node | null | undefined) => locateOffset(node?.range?.[0]);
+  // The parser reports a stack overflow at whatever depth the stack ran out, which differs from
+  // call to call; one stable message keeps "log an unchanged error once" working.
+  if (document.errors.some((error) => error.code === "RESOURCE_EXHAUSTION")) {
+    return {
+      ok: false,
+      problems: [{ at: { file }, message: "not valid YAML or JSON: nested too deeply to parse" }],
+    };
+  }
   if (document.errors.length > 0) {
     return {
       ok: false,
@@ -140,15 +149,27 @@ export function parseConfigText(
       })),
     };
   }
-  let aliases = 0;
-  visit(document, { Alias: () => void aliases++ });
-  if (aliases > maxAliasCount) {
+  const aliases: Alias[] = [];
+  visit(document, { Alias: (_, alias) => void aliases.push(alias) });
+  if (aliases.length > maxAliasCount) {
     return {
       ok: false,
       problems: [{
-        at: { file },
-        message: `too many YAML aliases (${aliases}, at most ${maxAliasCount})`,
+        at: locate(aliases[maxAliasCount]),
+        message: `too many YAML aliases (${aliases.length}, at most ${maxAliasCount})`,
       }],
+    };
+  }
+  // The parser accepts an alias to an anchor that does not exist; read as null it would drop the
+  // key ("nonMasqueradeCIDRs: *typo" would masquerade everything).
+  const dangling = aliases.filter((alias) => alias.resolve(document) === undefined);
+  if (dangling.length > 0) {
+    return {
+      ok: false,
+      problems: dangling.map((alias) => ({
+        at: locate(alias),
+        message: `alias *${alias.source} refers to no anchor defined before it`,
+      })),
     };
   }
   return new FileValidator(file, options, locate, document).validate();
@@ -185,7 +206,12 @@ class FileValidator {
     }
     for (const pair of root.items) {
       const keyNode = this.resolve(pair.key as Node | null);
-      const keyText = isScalar(keyNode) ? String(keyNode.value) : undefined;
+      // A YAML 1.1 merge key (<<) parses to a symbol; show it as written.
+      const keyText = !isScalar(keyNode)
+        ? undefined
+        : typeof keyNode.value === "symbol"
+        ? keyNode.value.description
+        : String(keyNode.value);
       const key = keyText === undefined ? undefined : matchKey(keyText);
       if (key === undefined) {
         this.unknownKey(keyNode, keyText);

@@ -92,6 +92,41 @@ const RESERVED_CHAIN_NAMES: ReadonlySet<string> = new Set([
   "LOG",
   "MARK",
   "REDIRECT",
+  // Every other target extension iptables ships: "-j NAME" loads the extension instead of
+  // jumping to a chain of that name, so the jump we write can never be read back or deleted
+  // (iptables-save | iptables-restore of the whole nat table breaks too), and "standard"
+  // crashes iptables-restore.
+  "AUDIT",
+  "CHECKSUM",
+  "CLASSIFY",
+  "CLUSTERIP",
+  "CONNMARK",
+  "CONNSECMARK",
+  "CT",
+  "DNPT",
+  "DSCP",
+  "ECN",
+  "HL",
+  "HMARK",
+  "IDLETIMER",
+  "LED",
+  "NETMAP",
+  "NFLOG",
+  "NOTRACK",
+  "RATEEST",
+  "SECMARK",
+  "SET",
+  "SNPT",
+  "STANDARD",
+  "SYNPROXY",
+  "TCPMSS",
+  "TCPOPTSTRIP",
+  "TEE",
+  "TOS",
+  "TPROXY",
+  "TRACE",
+  "TTL",
+  "ULOG",
 ]);
 
 function checkChainName(name: string): string | undefined {

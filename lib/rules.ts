@@ -58,7 +58,11 @@ export function desiredChain(
     chain,
     exemptions: [
       ...linkLocalExemption,
-      ...config.nonMasqueradeCidrs.filter((cidr) => cidr.value.family === family),
+      // A configured link-local range would repeat the built-in exemption as a second rule.
+      ...config.nonMasqueradeCidrs.filter((cidr) =>
+        cidr.value.family === family &&
+        !linkLocalExemption.some((builtin) => builtin.value.text === cidr.value.text)
+      ),
     ],
     masquerade,
   };
