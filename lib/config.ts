@@ -145,7 +145,9 @@ export function parseConfigText(
       problems: document.errors.map((error) => ({
         // With prettyErrors off the parser leaves linePos unset; the offset is always there.
         at: locateOffset(error.pos[0]),
-        message: `not valid YAML or JSON: ${firstLine(error.message)}`,
+        message: error.code === "MULTIPLE_DOCS"
+          ? "holds several YAML documents (separated by ---); a config file holds exactly one"
+          : `not valid YAML or JSON: ${firstLine(error.message)}`,
       })),
     };
   }
@@ -234,6 +236,9 @@ class FileValidator {
   }
 
   private validateKey(key: KnownKey, value: Node | null, keyNode: Node | null): void {
+    // Go's JSON decoding leaves a field untouched for null, so `masqLinkLocal:` with no value
+    // means "not set" upstream; configs that work there must work here.
+    if (value === null || (isScalar(value) && value.value === null)) return;
     switch (key) {
       case "nonMasqueradeCIDRs":
         return this.validateCidrList(value, keyNode);
@@ -252,13 +257,10 @@ class FileValidator {
 
   private validateCidrList(value: Node | null, keyNode: Node | null): void {
     const key = "nonMasqueradeCIDRs";
-    // Go decodes a JSON null into a nil slice: the key is as good as absent.
-    if (value === null || (isScalar(value) && value.value === null)) return;
     if (!isSeq(value)) {
       this.problem(value ?? keyNode, key, `must be a list of CIDR strings, got ${describe(value)}`);
       return;
     }
-    const seen = new Map<string, number>();
     value.items.forEach((rawItem, index) => {
       const itemKey = `${key}[${index}]`;
       const item = this.resolve(rawItem as Node | null);
@@ -283,10 +285,7 @@ class FileValidator {
         );
         return;
       }
-      const at = this.locate(item);
-      const firstIndex = seen.get(parsed.cidr.text);
-      if (firstIndex === undefined) seen.set(parsed.cidr.text, index);
-      this.#cidrs.push({ value: parsed.cidr, at });
+      this.#cidrs.push({ value: parsed.cidr, at: this.locate(item) });
     });
   }
 

@@ -292,6 +292,14 @@ Deno.test("keys that differ only in case are the same key, so both together are 
 // ---------------------------------------------------------------------------
 // Values
 
+const knownKeyNames = [
+  "nonMasqueradeCIDRs",
+  "masqLinkLocal",
+  "masqLinkLocalIPv6",
+  "cidrLimit",
+  "resyncInterval",
+];
+
 Deno.test("a value of the wrong type is an error for every key", () => {
   const cases: [string, string, string][] = [
     ["nonMasqueradeCIDRs: 10.0.0.0/8\n", "nonMasqueradeCIDRs", 'got the string "10.0.0.0/8"'],
@@ -303,7 +311,6 @@ Deno.test("a value of the wrong type is an error for every key", () => {
     ["masqLinkLocal: 1\n", "masqLinkLocal", "got number 1"],
     ["masqLinkLocal: [true]\n", "masqLinkLocal", "got a list"],
     ["masqLinkLocal: maybe\n", "masqLinkLocal", 'got the string "maybe"'],
-    ["masqLinkLocal:\n", "masqLinkLocal", "got null"],
     ["masqLinkLocalIPv6: 0\n", "masqLinkLocalIPv6", "got number 0"],
     ["masqLinkLocalIPv6: {}\n", "masqLinkLocalIPv6", "got a mapping"],
     ['cidrLimit: "64"\n', "cidrLimit", 'got the string "64"'],
@@ -320,6 +327,21 @@ Deno.test("a value of the wrong type is an error for every key", () => {
     assert.equal(problem.at.file, path, JSON.stringify(text));
     assert.equal(typeof problem.at.line, "number", JSON.stringify(text));
     assertIncludes(problem.message, got, `${JSON.stringify(text)}: `);
+  }
+});
+
+Deno.test("a null value leaves its key unset, as Go's JSON decoding does", () => {
+  for (const key of knownKeyNames) {
+    for (const value of ["", " null", " ~"]) {
+      const text = `${key}:${value}\n`;
+      const result = parseConfigFile(path, new TextEncoder().encode(text), { enableIpv6: false });
+      assert.ok(result.ok, JSON.stringify(text));
+      assert.deepEqual(result.config.nonMasqueradeCidrs, [], JSON.stringify(text));
+      assert.equal(result.config.masqLinkLocal, undefined, JSON.stringify(text));
+      assert.equal(result.config.masqLinkLocalIPv6, undefined, JSON.stringify(text));
+      assert.equal(result.config.cidrLimit, 64, JSON.stringify(text));
+      assert.equal(result.config.resyncInterval, undefined, JSON.stringify(text));
+    }
   }
 });
 
@@ -619,7 +641,7 @@ Deno.test("every problem under a key carries the file, the line and the key", ()
     `cidrLimit: 1\nnonMasqueradeCIDRs:\n${cidrLines(2)}`,
     `nonMasqueradeCIDRs:\n${cidrLines(65)}`,
     "masqLinkLocal: 'true'\n",
-    "masqLinkLocalIPv6:\n",
+    "masqLinkLocalIPv6: 1\n",
     "cidrLimit: 0\n",
     "resyncInterval: 0s\n",
     "resyncInterval: abc\n",
@@ -780,4 +802,10 @@ Deno.test("several files are merged in the order given: union of CIDRs, booleans
   assert.ok(conflict, JSON.stringify(loaded.findings));
   assertIncludes(conflict.message, "/etc/config/ip-masq-agent:4:16");
   assertIncludes(conflict.message, "/etc/config/ip-masq-cloud:2:19");
+});
+
+Deno.test("a file holding several YAML documents is rejected at the separator", () => {
+  const problem = onlyProblem("masqLinkLocal: true\n---\nmasqLinkLocal: false\n");
+  assert.equal(problem.at.line, 2);
+  assertIncludes(problem.message, "several YAML documents");
 });
