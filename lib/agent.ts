@@ -37,6 +37,9 @@ export interface AgentTiming {
   readonly maxBackoffMs: number;
 }
 
+/** A burst of events delays the reconcile by at most this many debounce periods. */
+const maxDebounceFactor = 4;
+
 const defaultTiming: AgentTiming = {
   debounceMs: 150,
   initialBackoffMs: 1000,
@@ -57,6 +60,7 @@ export class Agent {
   #lastRules = new Map<Family, string>();
   #inSync = new Set<Family>();
   #debounce?: ReturnType<typeof setTimeout>;
+  #burstStart?: number;
   #watcher?: { close(): void };
   #watchFailureLogged = false;
 
@@ -226,8 +230,16 @@ export class Agent {
     const dir = this.#deps.flags.configDir;
     try {
       this.#watcher = this.#deps.watch(dir, () => {
+        // Each event restarts the quiet period, but a stream of events that never pauses must not
+        // postpone the reconcile forever: the first event of a burst bounds the wait.
+        const now = Date.now();
+        this.#burstStart ??= now;
+        const ceiling = this.#burstStart + maxDebounceFactor * this.#timing.debounceMs - now;
         clearTimeout(this.#debounce);
-        this.#debounce = setTimeout(() => this.#wakeup.fire(), this.#timing.debounceMs);
+        this.#debounce = setTimeout(() => {
+          this.#burstStart = undefined;
+          this.#wakeup.fire();
+        }, Math.max(0, Math.min(this.#timing.debounceMs, ceiling)));
       });
       if (this.#watchFailureLogged) this.#deps.log.info(`watching ${dir} for changes again`);
       this.#watchFailureLogged = false;

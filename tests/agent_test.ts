@@ -354,6 +354,25 @@ Deno.test("a burst of 10 swaps ends at the last content, with far fewer reconcil
   assert.equal(agent.fake.restoreCalls - 1, reconciles, "every reconcile of the burst wrote");
 });
 
+Deno.test("a stream of events that never pauses still reconciles within a few debounce periods", async () => {
+  await using agent = await started();
+  const savesBefore = agent.fake.saveCalls;
+  const cidrs: string[] = ["10.0.0.0/8"];
+  // Swaps every 20 ms for 600 ms: never quiet for the 50 ms debounce.
+  const streamEnds = Date.now() + 600;
+  let i = 0;
+  while (Date.now() < streamEnds) {
+    cidrs.push(`100.${++i}.0.0/16`);
+    await agent.volume.swap({ "ip-masq-agent": config(...cidrs) });
+    await tick(20);
+  }
+  assert.ok(
+    agent.fake.saveCalls > savesBefore,
+    "a reconcile happened while the events were still coming",
+  );
+  await waitFor("the last swap's content", () => agent.chain().length === cidrs.length + 2);
+});
+
 Deno.test("requestReconcile (SIGHUP) applies a change the agent was not told about", async () => {
   await using agent = await started({ watch: false });
   await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
