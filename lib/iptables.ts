@@ -56,30 +56,47 @@ async function run(
   signal: AbortSignal | undefined,
 ): Promise<RunResult> {
   const commandLine = [command, ...args].join(" ");
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(command, {
-      args: [...args],
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-      signal,
-    }).spawn();
-  } catch (error) {
+  const startFailure = (error: unknown) => {
     if (error instanceof Deno.errors.NotCapable) {
-      throw new SandboxDeniedError("run", command, error);
+      return new SandboxDeniedError("run", command, error);
     }
     if (error instanceof Deno.errors.NotFound) {
-      throw new IptablesError(
+      return new IptablesError(
         `${command} not found: install iptables (the agent runs ${command} from PATH)`,
         "missing",
         commandLine,
         { cause: error },
       );
     }
-    throw new IptablesError(`cannot start ${commandLine}`, "failed", commandLine, { cause: error });
-  }
-  if (stdin !== undefined) {
+    return new IptablesError(`cannot start ${commandLine}`, "failed", commandLine, {
+      cause: error,
+    });
+  };
+  const spec = new Deno.Command(command, {
+    args: [...args],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal,
+  });
+  let output: Deno.CommandOutput;
+  if (stdin === undefined) {
+    // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
+    // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per
+    // iptables-save, without bound over resyncs (docs/benchmarks.md). Saves, the steady-state
+    // launches, take this path; only a restore needs stdin and a spawned child.
+    try {
+      output = await spec.output();
+    } catch (error) {
+      throw startFailure(error);
+    }
+  } else {
+    let child: Deno.ChildProcess;
+    try {
+      child = spec.spawn();
+    } catch (error) {
+      throw startFailure(error);
+    }
     const writer = child.stdin.getWriter();
     try {
       await writer.write(new TextEncoder().encode(stdin));
@@ -87,8 +104,8 @@ async function run(
     } catch {
       // The process exited before reading everything; its exit status says why.
     }
+    output = await child.output();
   }
-  const output = await child.output();
   const decoder = new TextDecoder();
   const stderr = decoder.decode(output.stderr).trim();
   if (signal?.aborted) {
