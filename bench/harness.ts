@@ -1,0 +1,369 @@
+/**
+ * Building blocks of the benchmark: a kubelet-style config directory with
+ * atomic `..data` swaps, a PATH shim that counts iptables launches, reading
+ * CPU time and RSS from /proc, klog line timestamps, percentiles, and one
+ * registry that tears down every namespace, agent and temp dir in `finally`.
+ *
+ * @module
+ */
+
+import { AgentProcess } from "../tests/support/agent_process.ts";
+import { NetNs } from "../tests/support/netns.ts";
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Progress goes to stderr; the Markdown result goes to stdout. */
+export function progress(message: string): void {
+  const time = new Date().toISOString().slice(11, 23);
+  Deno.stderr.writeSync(new TextEncoder().encode(`[bench ${time}] ${message}\n`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup
+
+/** Everything the benchmark creates, released in reverse order even when a step throws. */
+export class Resources {
+  readonly #agents = new Set<AgentProcess>();
+  readonly #namespaces = new Set<NetNs>();
+  readonly #dirs = new Set<string>();
+
+  async namespace(label: string): Promise<NetNs> {
+    const ns = await NetNs.create(label);
+    this.#namespaces.add(ns);
+    return ns;
+  }
+
+  async tempDir(prefix: string): Promise<string> {
+    const dir = await Deno.makeTempDir({ prefix });
+    this.#dirs.add(dir);
+    return dir;
+  }
+
+  async agent(options: Parameters<typeof AgentProcess.start>[0]): Promise<AgentProcess> {
+    const agent = await AgentProcess.start(options);
+    this.#agents.add(agent);
+    return agent;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; always waits for the wrapper to exit. */
+  async stopAgent(agent: AgentProcess, graceMs = 3000): Promise<void> {
+    agent.kill("SIGTERM");
+    const timer = setTimeout(() => agent.kill("SIGKILL"), graceMs);
+    try {
+      await agent.wait();
+    } finally {
+      clearTimeout(timer);
+      this.#agents.delete(agent);
+    }
+  }
+
+  async disposeNamespace(ns: NetNs): Promise<void> {
+    this.#namespaces.delete(ns);
+    await ns.dispose();
+  }
+
+  async releaseAll(): Promise<void> {
+    for (const agent of [...this.#agents]) {
+      await this.stopAgent(agent, 1000).catch(() => {});
+    }
+    for (const ns of [...this.#namespaces]) await this.disposeNamespace(ns).catch(() => {});
+    for (const dir of [...this.#dirs]) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      this.#dirs.delete(dir);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// kubelet's ConfigMap volume layout
+
+function kubeletTimestamp(date: Date, generation: number): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `..${date.getUTCFullYear()}_${two(date.getUTCMonth() + 1)}_${two(date.getUTCDate())}_` +
+    `${two(date.getUTCHours())}_${two(date.getUTCMinutes())}_${two(date.getUTCSeconds())}.` +
+    String(generation).padStart(9, "0");
+}
+
+/**
+ * The layout kubelet's AtomicWriter keeps for a ConfigMap volume:
+ *
+ * ```
+ * ..2026_01_15_10_20_30.000000001/ip-masq-agent   (the data)
+ * ..data -> ..2026_01_15_10_20_30.000000001
+ * ip-masq-agent -> ..data/ip-masq-agent
+ * ```
+ *
+ * An update writes a new timestamped directory, points `..data_tmp` at it,
+ * renames `..data_tmp` over `..data` (the atomic moment) and removes the old
+ * directory.
+ */
+export class KubeletConfigDir {
+  #generation = 0;
+  #current?: string;
+
+  private constructor(readonly path: string, readonly key: string) {}
+
+  static async create(path: string, content: string, key = "ip-masq-agent") {
+    const dir = new KubeletConfigDir(path, key);
+    await Deno.mkdir(path, { recursive: true });
+    await dir.swap(content);
+    await Deno.symlink(`..data/${key}`, `${path}/${key}`);
+    return dir;
+  }
+
+  /** Swaps in new content; returns `Date.now()` taken right after the rename of `..data`. */
+  async swap(content: string): Promise<number> {
+    const name = kubeletTimestamp(new Date(), ++this.#generation);
+    await Deno.mkdir(`${this.path}/${name}`, { mode: 0o755 });
+    await Deno.writeTextFile(`${this.path}/${name}/${this.key}`, content, { mode: 0o644 });
+    await Deno.symlink(name, `${this.path}/..data_tmp`);
+    await Deno.rename(`${this.path}/..data_tmp`, `${this.path}/..data`);
+    const swappedAt = Date.now();
+    if (this.#current) await Deno.remove(`${this.path}/${this.#current}`, { recursive: true });
+    this.#current = name;
+    return swappedAt;
+  }
+}
+
+export function configYaml(cidrs: readonly string[], cidrLimit?: number): string {
+  const lines = cidrLimit === undefined ? [] : [`cidrLimit: ${cidrLimit}`];
+  lines.push("masqLinkLocal: false", "nonMasqueradeCIDRs:", ...cidrs.map((cidr) => `  - ${cidr}`));
+  return lines.join("\n") + "\n";
+}
+
+/** `n` distinct, non-overlapping IPv4 /24s (10.a.b.0/24), never inside each other. */
+export function distinctCidrs(n: number, offset = 0): string[] {
+  if (n + offset > 65_536) throw new Error("at most 65536 distinct /24s in 10.0.0.0/8");
+  return Array.from({ length: n }, (_, i) => {
+    const k = i + offset;
+    return `10.${k >> 8}.${k & 255}.0/24`;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting shim
+
+const toolNames = [
+  "iptables",
+  "iptables-save",
+  "iptables-restore",
+  "ip6tables",
+  "ip6tables-save",
+  "ip6tables-restore",
+] as const;
+
+/**
+ * A directory of `iptables*` wrappers that append their name and arguments to
+ * `logFile` and `exec` the real tool from `realBin`, so the process tree and
+ * exit status are the real tool's. Put it first in PATH (AgentProcess's binDir).
+ */
+export async function countingShim(root: string, realBin: string, logFile: string) {
+  const dir = `${root}/bin-count`;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(logFile, "");
+  for (const name of toolNames) {
+    const script = `#!/bin/sh\necho "${name} $*" >> '${logFile}'\nexec '${realBin}/${name}' "$@"\n`;
+    await Deno.writeTextFile(`${dir}/${name}`, script, { mode: 0o755 });
+    await Deno.chmod(`${dir}/${name}`, 0o755);
+  }
+  return dir;
+}
+
+/** Reads the shim log incrementally (the 1000-reconcile loop polls it every millisecond). */
+export class ShimLog {
+  readonly calls: string[] = [];
+  #offset = 0;
+  #partial = "";
+  readonly #decoder = new TextDecoder();
+  readonly #buffer = new Uint8Array(64 * 1024);
+
+  constructor(readonly path: string) {}
+
+  async refresh(): Promise<void> {
+    const file = await Deno.open(this.path, { read: true });
+    try {
+      await file.seek(this.#offset, Deno.SeekMode.Start);
+      for (;;) {
+        const count = await file.read(this.#buffer);
+        if (count === null || count === 0) break;
+        this.#offset += count;
+        this.#partial += this.#decoder.decode(this.#buffer.subarray(0, count), { stream: true });
+      }
+    } finally {
+      file.close();
+    }
+    const lines = this.#partial.split("\n");
+    this.#partial = lines.pop() ?? "";
+    this.calls.push(...lines.filter((line) => line.length > 0));
+  }
+
+  /** Calls whose tool name (first word) is `tool`, from index `since` on. */
+  count(tool: string, since = 0): number {
+    let n = 0;
+    for (let i = since; i < this.calls.length; i++) {
+      if (this.calls[i].split(" ", 1)[0] === tool) n++;
+    }
+    return n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+/**
+ * The deno process of an agent started through AgentProcess: the wrapper
+ * chain (unshare, sh, ip netns exec) passes IMT_WORK=<workDir> down to it,
+ * so the one process named `deno` carrying that variable is the agent.
+ */
+export async function findAgentPid(agent: AgentProcess, timeoutMs = 10_000): Promise<number> {
+  const needle = `IMT_WORK=${agent.workDir}`;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for await (const entry of Deno.readDir("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const comm = (await Deno.readTextFile(`/proc/${entry.name}/comm`)).trim();
+        if (comm !== "deno") continue;
+        const environ = await Deno.readFile(`/proc/${entry.name}/environ`);
+        if (new TextDecoder().decode(environ).split("\0").includes(needle)) {
+          return Number(entry.name);
+        }
+      } catch {
+        // The process exited while we looked.
+      }
+    }
+    await sleep(10);
+  }
+  throw new Error(`no deno process with ${needle} after ${timeoutMs} ms`);
+}
+
+let clockTicks: number | undefined;
+
+async function ticksPerSecond(): Promise<number> {
+  if (clockTicks === undefined) {
+    const out = await new Deno.Command("getconf", { args: ["CLK_TCK"] }).output();
+    clockTicks = Number(new TextDecoder().decode(out.stdout).trim()) || 100;
+  }
+  return clockTicks;
+}
+
+export interface CpuTimes {
+  /** utime + stime of the process (all its threads), seconds. */
+  readonly self: number;
+  /** cutime + cstime: children the process has waited for (every iptables launch), seconds. */
+  readonly children: number;
+}
+
+export async function cpuTimes(pid: number): Promise<CpuTimes> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the parenthesised comm start at field 3 (state).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const field = (n: number) => Number(fields[n - 3]);
+  const hz = await ticksPerSecond();
+  return { self: (field(14) + field(15)) / hz, children: (field(16) + field(17)) / hz };
+}
+
+export function cpuDelta(before: CpuTimes, after: CpuTimes): CpuTimes {
+  return { self: after.self - before.self, children: after.children - before.children };
+}
+
+export interface Memory {
+  /** VmRSS, MiB. */
+  readonly rss: number;
+  /** RssAnon: heap, V8, stacks (what the process allocated), MiB. */
+  readonly anon: number;
+  /** RssFile: pages of the deno binary and libraries mapped in, MiB. */
+  readonly file: number;
+  /** VmHWM: peak RSS, MiB. */
+  readonly hwm: number;
+}
+
+export async function memory(pid: number): Promise<Memory> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const mib = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]) / 1024;
+  return { rss: mib("VmRSS"), anon: mib("RssAnon"), file: mib("RssFile"), hwm: mib("VmHWM") };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent log
+
+export interface LogLine {
+  /** Wall-clock milliseconds (klog prints microseconds; the agent fills them from ms). */
+  readonly at: number;
+  readonly message: string;
+}
+
+const klogLine = /^[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ agent\] (.*)$/;
+
+/** Parses klog text lines (`I0115 10:20:30.123000    1234 agent] message`). */
+export function parseLog(text: string): LogLine[] {
+  const now = new Date();
+  const lines: LogLine[] = [];
+  for (const line of text.split("\n")) {
+    const match = klogLine.exec(line);
+    if (!match) continue;
+    const [, month, day, hour, minute, second, micros, message] = match;
+    let at = Date.UTC(
+      now.getUTCFullYear(),
+      Number(month) - 1,
+      Number(day),
+      Number(hour),
+      Number(minute),
+      Number(second),
+      Math.floor(Number(micros) / 1000),
+    );
+    // klog has no year: a line from late December read in early January.
+    if (at > now.getTime() + 86_400_000) at = new Date(at).setUTCFullYear(now.getUTCFullYear() - 1);
+    lines.push({ at, message });
+  }
+  return lines;
+}
+
+/**
+ * Waits (polling the collected stderr every `pollMs`) for a log line matching
+ * `pattern` in the text logged after `fromOffset`; returns it and when we saw it.
+ */
+export async function waitForLine(
+  agent: AgentProcess,
+  pattern: RegExp,
+  options: { fromOffset?: number; timeoutMs?: number; pollMs?: number } = {},
+): Promise<{ line: LogLine; seenAt: number } | undefined> {
+  const { fromOffset = 0, timeoutMs = 10_000, pollMs = 1 } = options;
+  const deadline = Date.now() + timeoutMs;
+  let scanned = fromOffset;
+  let exited = false;
+  agent.wait().then(() => exited = true);
+  for (;;) {
+    const text = agent.stderr;
+    const end = text.lastIndexOf("\n") + 1;
+    if (end > scanned) {
+      const found = parseLog(text.slice(scanned, end)).find((line) => pattern.test(line.message));
+      if (found) return { line: found, seenAt: Date.now() };
+      scanned = end;
+    }
+    if (exited || Date.now() > deadline) return undefined;
+    await sleep(pollMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and formatting
+
+/** Nearest-rank percentile (p in 0..100) of unsorted samples. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1];
+}
+
+export const median = (samples: readonly number[]) => percentile(samples, 50);
+
+export function fmt(value: number, digits = 0): string {
+  if (!Number.isFinite(value)) return "n/a";
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
