@@ -86,7 +86,9 @@ const toolNames = [
 export async function backendBin(backend: Backend, root: string): Promise<string> {
   const dir = `${root}/bin-${backend}`;
   await Deno.mkdir(dir, { recursive: true });
-  const multi = backend === "nft" ? "/usr/sbin/xtables-nft-multi" : "/usr/sbin/xtables-legacy-multi";
+  const multi = backend === "nft"
+    ? "/usr/sbin/xtables-nft-multi"
+    : "/usr/sbin/xtables-legacy-multi";
   for (const name of toolNames) {
     await Deno.remove(`${dir}/${name}`).catch(() => {});
     await Deno.symlink(multi, `${dir}/${name}`);
