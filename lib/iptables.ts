@@ -39,10 +39,13 @@ export class IptablesError extends Error {
   }
 }
 
-/** The xtables lock is someone else's critical section: waiting it out is always right. */
-function isLockContention(stderr: string, code: number): boolean {
-  return code === 4 ||
-    /xtables lock|holding the lock|resource temporarily unavailable/i.test(stderr);
+/**
+ * The xtables lock is someone else's critical section: waiting it out is always right. Only the
+ * message identifies it: exit status 4 also means other resource problems (iptables-nft uses it
+ * for "CHAIN_DEL failed (Device or resource busy)"), which must not be retried forever.
+ */
+export function isLockContention(stderr: string): boolean {
+  return /xtables lock/i.test(stderr);
 }
 
 interface RunResult {
@@ -112,7 +115,7 @@ async function run(
     throw new IptablesError(`${command} aborted`, "failed", commandLine, { cause: signal.reason });
   }
   if (!output.success) {
-    const failure = isLockContention(stderr, output.code) ? "lock" : "failed";
+    const failure = isLockContention(stderr) ? "lock" : "failed";
     throw new IptablesError(
       `${commandLine} exited with status ${output.code}: ${stderr || "(no output)"}`,
       failure,
