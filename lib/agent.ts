@@ -9,7 +9,7 @@
 
 import type { Family } from "./cidr.ts";
 import { ConfigError } from "./config_error.ts";
-import type { ConfigDirContents } from "./config_dir.ts";
+import type { ConfigDirContents, DirectoryWatch } from "./config_dir.ts";
 import { exitCodes, formatErrorChain, SandboxDeniedError } from "./errors.ts";
 import type { AgentFlags } from "./flags.ts";
 import { IptablesError, type NatTableClient } from "./iptables.ts";
@@ -26,7 +26,7 @@ export interface AgentDeps {
   readonly clients: Readonly<Record<Family, NatTableClient>>;
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
   /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
-  readonly watch?: (dir: string, onChange: () => void) => { close(): void };
+  readonly watch?: (dir: string, onChange: () => void) => Promise<DirectoryWatch>;
   readonly timing?: Partial<AgentTiming>;
 }
 
@@ -61,7 +61,7 @@ export class Agent {
   #inSync = new Set<Family>();
   #debounce?: ReturnType<typeof setTimeout>;
   #burstStart?: number;
-  #watcher?: { close(): void };
+  #watcher?: DirectoryWatch;
   #watchFailureLogged = false;
 
   constructor(deps: AgentDeps) {
@@ -92,7 +92,7 @@ export class Agent {
     let backoffMs = this.#timing.initialBackoffMs;
     try {
       while (!signal.aborted) {
-        this.#ensureWatch();
+        await this.#ensureWatch();
         let delayMs: number;
         try {
           const result = await this.#reconcile(signal, { keepLastGood: !flags.exitOnConfigError });
@@ -225,11 +225,17 @@ export class Agent {
     }
   }
 
-  #ensureWatch() {
-    if (this.#watcher || !this.#deps.watch) return;
+  async #ensureWatch() {
+    if (!this.#deps.watch) return;
     const dir = this.#deps.flags.configDir;
+    if (this.#watcher) {
+      if (!(await this.#watcher.isStale())) return;
+      this.#watcher.close();
+      this.#watcher = undefined;
+      this.#deps.log.info(`${dir} was removed or replaced; watching it anew`);
+    }
     try {
-      this.#watcher = this.#deps.watch(dir, () => {
+      this.#watcher = await this.#deps.watch(dir, () => {
         // Each event restarts the quiet period, but a stream of events that never pauses must not
         // postpone the reconcile forever: the first event of a burst bounds the wait.
         const now = Date.now();

@@ -146,22 +146,46 @@ function translate(error: unknown, path: string, what: string): Error {
   return new Error(`${what} ${path}`, { cause: error });
 }
 
+export interface DirectoryWatch {
+  close(): void;
+  /**
+   * True when the directory was removed or replaced since the watch began: inotify then watches
+   * an inode nobody writes to any more, silently.
+   */
+  isStale(): Promise<boolean>;
+}
+
 /**
  * Watches the directory itself: kubelet replaces files by swapping the
  * `..data` symlink, which a watch on a file would not survive.
  */
-export function watchConfigDir(dir: string, onChange: () => void): Deno.FsWatcher {
+export async function watchConfigDir(dir: string, onChange: () => void): Promise<DirectoryWatch> {
+  // Events name absolute, resolved paths; inode numbers are no identity (a new directory may get
+  // the old one's), so removal is recognised by an event about the directory itself.
+  const self = await Deno.realPath(dir);
+  let stale = false;
   const watcher = Deno.watchFs(dir, { recursive: false });
   (async () => {
     try {
       for await (const event of watcher) {
-        if (event.paths.some(isRelevant)) onChange();
+        if (event.paths.includes(self) && event.kind === "remove") stale = true;
+        if (stale || event.paths.some(isRelevant)) onChange();
       }
     } catch {
       // Closing the watcher ends the iteration; the periodic resync covers anything else.
     }
   })();
-  return watcher;
+  return {
+    close: () => watcher.close(),
+    isStale: async () => {
+      if (stale) return true;
+      try {
+        return await Deno.realPath(dir) !== self;
+      } catch {
+        return true;
+      }
+    },
+  };
 }
 
 function isRelevant(path: string): boolean {

@@ -409,6 +409,22 @@ Deno.test("a config directory that appears later is read and then watched", asyn
   await waitFor("a swap seen by the new watch", () => agent.chain().length === 4);
 });
 
+Deno.test("a config directory removed and created again is watched anew from the next reconcile", async () => {
+  await using agent = await started();
+  const dir = agent.volume.dir;
+  await Deno.remove(dir, { recursive: true });
+  await Deno.mkdir(dir);
+  await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.64.0.0/10"));
+  await agent.reconcile();
+  await waitFor("the new directory's config", () => agent.chain().length === 4);
+  assert.equal(agent.log.count(/was removed or replaced; watching it anew$/), 1, agent.log.text());
+  await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.65.0.0/16"));
+  await waitFor(
+    "an edit seen by the new watch, with no other trigger",
+    () => agent.chain().some((rule) => rule.includes("100.65.0.0/16")),
+  );
+});
+
 Deno.test("a resyncInterval in the config file sets the resync from the first reconcile on", async () => {
   await using agent = await started({
     watch: false,
