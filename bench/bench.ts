@@ -13,6 +13,7 @@ import { netnsSkipReason } from "../tests/support/host.ts";
 import type { Backend } from "../tests/support/host.ts";
 import { backendBin, saveNat } from "../tests/support/netns.ts";
 import { type AgentProcess, repoRoot } from "../tests/support/agent_process.ts";
+import { ConfigMapDir } from "../tests/support/config_map.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { desiredChains, loadConfig } from "../lib/reconcile.ts";
 import { renderFromEmpty } from "../lib/rules.ts";
@@ -24,7 +25,6 @@ import {
   distinctCidrs,
   findAgentPid,
   fmt,
-  KubeletConfigDir,
   median,
   type Memory,
   memory,
@@ -141,7 +141,9 @@ async function configChangeLatency(res: Resources, backend: Backend, swaps: numb
   const root = await res.tempDir("imb-swap-");
   const bin = await backendBin(backend, root);
   const ns = await res.namespace("swap");
-  const dir = await KubeletConfigDir.create(`${root}/config`, configYaml(baseCidrs));
+  const dir = await ConfigMapDir.create(`${root}/config`, {
+    "ip-masq-agent": configYaml(baseCidrs),
+  });
   const { agent } = await startAgent(
     res,
     { ns, binDir: bin, configDir: dir.path, args: ["--resync-interval=3600"] },
@@ -156,7 +158,9 @@ async function configChangeLatency(res: Resources, backend: Backend, swaps: numb
     const cidr = distinctCidrs(1, i)[0];
     const wanted = `-A ${chain} -d ${cidr} `;
     const fromOffset = agent.stderr.lastIndexOf("\n") + 1;
-    const swappedAt = await dir.swap(configYaml([...baseCidrs, ...distinctCidrs(i + 1)]));
+    const swappedAt = await dir.update({
+      "ip-masq-agent": configYaml([...baseCidrs, ...distinctCidrs(i + 1)]),
+    });
     const seen = await waitForLine(agent, rulesWritten("ipv4"), { fromOffset, timeoutMs: 5000 });
     if (seen && (await saveNat(ns, bin)).includes(wanted)) {
       latencies.push(seen.line.at - swappedAt);
@@ -212,10 +216,9 @@ async function steadyState(res: Resources, backend: Backend, resyncs: number) {
   const log = new ShimLog(`${root}/calls.log`);
   const shim = await countingShim(root, realBin, log.path);
   const ns = await res.namespace("steady");
-  const dir = await KubeletConfigDir.create(
-    `${root}/config`,
-    configYaml([...baseCidrs, "fd00:10::/64"]),
-  );
+  const dir = await ConfigMapDir.create(`${root}/config`, {
+    "ip-masq-agent": configYaml([...baseCidrs, "fd00:10::/64"]),
+  });
   const { agent, pid } = await startAgent(
     res,
     { ns, binDir: shim, configDir: dir.path, args: ["--resync-interval=1", "--enable-ipv6"] },
@@ -297,10 +300,9 @@ async function memoryGrowth(res: Resources, backend: Backend, reconciles: number
   const log = new ShimLog(`${root}/calls.log`);
   const shim = await countingShim(root, realBin, log.path);
   const ns = await res.namespace("mem");
-  const dir = await KubeletConfigDir.create(
-    `${root}/config`,
-    configYaml([...baseCidrs, "fd00:10::/64"]),
-  );
+  const dir = await ConfigMapDir.create(`${root}/config`, {
+    "ip-masq-agent": configYaml([...baseCidrs, "fd00:10::/64"]),
+  });
   const { agent, pid } = await startAgent(
     res,
     { ns, binDir: shim, configDir: dir.path, args: ["--resync-interval=3600", "--enable-ipv6"] },
@@ -437,7 +439,9 @@ async function startUp(res: Resources, backend: Backend, runs: number) {
   progress(`4. start-up, ${backend}: 1 warm-up + ${runs} runs, each in a fresh namespace`);
   const root = await res.tempDir("imb-start-");
   const bin = await backendBin(backend, root);
-  const dir = await KubeletConfigDir.create(`${root}/config`, configYaml(baseCidrs));
+  const dir = await ConfigMapDir.create(`${root}/config`, {
+    "ip-masq-agent": configYaml(baseCidrs),
+  });
   const totals: number[] = [];
   const boots: number[] = [];
   for (let run = 0; run <= runs; run++) {
@@ -516,10 +520,9 @@ async function scale(res: Resources, backends: readonly Backend[], sizes: readon
     const bin = await backendBin(backend, root);
     for (const n of sizes) {
       progress(`5. scale, ${backend}: --once with ${n} CIDRs in a fresh namespace`);
-      const dir = await KubeletConfigDir.create(
-        `${root}/config-${n}`,
-        configYaml(distinctCidrs(n), n),
-      );
+      const dir = await ConfigMapDir.create(`${root}/config-${n}`, {
+        "ip-masq-agent": configYaml(distinctCidrs(n), n),
+      });
       const ns = await res.namespace("scale");
       const once = async () => {
         const spawnedAt = Date.now();

@@ -1,8 +1,9 @@
 /**
- * Building blocks of the benchmark: a kubelet-style config directory with
- * atomic `..data` swaps, a PATH shim that counts iptables launches, reading
- * CPU time and RSS from /proc, klog line timestamps, percentiles, and one
- * registry that tears down every namespace, agent and temp dir in `finally`.
+ * Building blocks of the benchmark: config file contents, a PATH shim that
+ * counts iptables launches, reading CPU time and RSS from /proc, klog line
+ * timestamps, percentiles, and one registry that tears down every namespace,
+ * agent and temp dir in `finally`. The config directory is
+ * tests/support/config_map.ts, kubelet's layout as the tests use it.
  *
  * @module
  */
@@ -75,55 +76,7 @@ export class Resources {
 }
 
 // ---------------------------------------------------------------------------------------------
-// kubelet's ConfigMap volume layout
-
-function kubeletTimestamp(date: Date, generation: number): string {
-  const two = (n: number) => String(n).padStart(2, "0");
-  return `..${date.getUTCFullYear()}_${two(date.getUTCMonth() + 1)}_${two(date.getUTCDate())}_` +
-    `${two(date.getUTCHours())}_${two(date.getUTCMinutes())}_${two(date.getUTCSeconds())}.` +
-    String(generation).padStart(9, "0");
-}
-
-/**
- * The layout kubelet's AtomicWriter keeps for a ConfigMap volume:
- *
- * ```
- * ..2026_01_15_10_20_30.000000001/ip-masq-agent   (the data)
- * ..data -> ..2026_01_15_10_20_30.000000001
- * ip-masq-agent -> ..data/ip-masq-agent
- * ```
- *
- * An update writes a new timestamped directory, points `..data_tmp` at it,
- * renames `..data_tmp` over `..data` (the atomic moment) and removes the old
- * directory.
- */
-export class KubeletConfigDir {
-  #generation = 0;
-  #current?: string;
-
-  private constructor(readonly path: string, readonly key: string) {}
-
-  static async create(path: string, content: string, key = "ip-masq-agent") {
-    const dir = new KubeletConfigDir(path, key);
-    await Deno.mkdir(path, { recursive: true });
-    await dir.swap(content);
-    await Deno.symlink(`..data/${key}`, `${path}/${key}`);
-    return dir;
-  }
-
-  /** Swaps in new content; returns `Date.now()` taken right after the rename of `..data`. */
-  async swap(content: string): Promise<number> {
-    const name = kubeletTimestamp(new Date(), ++this.#generation);
-    await Deno.mkdir(`${this.path}/${name}`, { mode: 0o755 });
-    await Deno.writeTextFile(`${this.path}/${name}/${this.key}`, content, { mode: 0o644 });
-    await Deno.symlink(name, `${this.path}/..data_tmp`);
-    await Deno.rename(`${this.path}/..data_tmp`, `${this.path}/..data`);
-    const swappedAt = Date.now();
-    if (this.#current) await Deno.remove(`${this.path}/${this.#current}`, { recursive: true });
-    this.#current = name;
-    return swappedAt;
-  }
-}
+// Config files
 
 export function configYaml(cidrs: readonly string[], cidrLimit?: number): string {
   const lines = cidrLimit === undefined ? [] : [`cidrLimit: ${cidrLimit}`];

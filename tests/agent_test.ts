@@ -11,6 +11,7 @@ import { Agent, type AgentTiming } from "../lib/agent.ts";
 import { readConfigDir, watchConfigDir } from "../lib/config_dir.ts";
 import { type AgentFlags, defaultFlags } from "../lib/flags.ts";
 import type { Logger } from "../lib/log.ts";
+import { ConfigMapDir } from "./support/config_map.ts";
 import { FakeNatTable } from "./support/fake_iptables.ts";
 
 // --- the rules as DESIGN.md spells them (literal, so the loop is checked against the contract)
@@ -50,63 +51,6 @@ function config(...cidrs: string[]): string {
 /** Misaligned: rejected with the file and line. */
 const badConfig = "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n";
 const otherBadConfig = "nonMasqueradeCIRDs:\n  - 10.0.0.0/8\n";
-
-// --- a kubelet ConfigMap volume
-
-let generation = 0;
-
-/**
- * The layout kubelet's AtomicWriter maintains: `..<timestamp>/` holds the
- * data, `..data` links to it, and each key is a link `name -> ..data/name`.
- */
-class KubeletVolume {
-  #current?: string;
-  #names = new Set<string>();
-
-  private constructor(readonly root: string, readonly dir: string) {}
-
-  /** `files: null` leaves the config directory absent. */
-  static async create(files: Record<string, string> | null): Promise<KubeletVolume> {
-    const root = await Deno.makeTempDir({ prefix: "ip-masq-agent-test-" });
-    const volume = new KubeletVolume(root, `${root}/config`);
-    if (files !== null) await volume.swap(files);
-    return volume;
-  }
-
-  /**
-   * AtomicWriter.Write: new data dir, `..data` swapped by rename, then links
-   * and cleanup. `afterRename` runs in kubelet's window between the rename and
-   * the removal of links to keys that are gone (they dangle meanwhile).
-   */
-  async swap(
-    files: Record<string, string>,
-    options: { afterRename?: () => Promise<void> } = {},
-  ): Promise<void> {
-    const { dir } = this;
-    await Deno.mkdir(dir, { recursive: true });
-    const stamp = `..2026_01_01_00_00_00.${String(++generation).padStart(9, "0")}`;
-    await Deno.mkdir(`${dir}/${stamp}`);
-    for (const [name, content] of Object.entries(files)) {
-      await Deno.writeTextFile(`${dir}/${stamp}/${name}`, content);
-    }
-    await Deno.symlink(stamp, `${dir}/..data_tmp`);
-    await Deno.rename(`${dir}/..data_tmp`, `${dir}/..data`);
-    await options.afterRename?.();
-    for (const name of Object.keys(files)) {
-      if (!this.#names.has(name)) await Deno.symlink(`..data/${name}`, `${dir}/${name}`);
-    }
-    for (const name of this.#names) {
-      if (!(name in files)) await Deno.remove(`${dir}/${name}`);
-    }
-    if (this.#current) await Deno.remove(`${dir}/${this.#current}`, { recursive: true });
-    this.#current = stamp;
-    this.#names = new Set(Object.keys(files));
-  }
-
-  async dispose(): Promise<void> {
-    await Deno.remove(this.root, { recursive: true });
-  }
-}
 
 // --- a capture logger
 
@@ -187,13 +131,18 @@ class Running implements AsyncDisposable {
   events = 0;
   exitCode?: number;
 
-  constructor(readonly volume: KubeletVolume, options: StartOptions) {
+  constructor(
+    /** A temp directory holding the config directory, removed on dispose. */
+    readonly root: string,
+    readonly volume: ConfigMapDir,
+    options: StartOptions,
+  ) {
     this.fake = new FakeNatTable({ family: "ipv4", seed: options.seed ?? foreignSeed });
     this.fake6 = new FakeNatTable({ family: "ipv6", seed: options.seed ?? foreignSeed });
     options.before?.(this.fake);
     const flags: AgentFlags = {
       ...defaultFlags,
-      configDir: volume.dir,
+      configDir: volume.path,
       resyncInterval: 3600,
       ...options.flags,
     };
@@ -232,7 +181,7 @@ class Running implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
-    await this.volume.dispose();
+    await Deno.remove(this.root, { recursive: true });
   }
 }
 
@@ -240,7 +189,10 @@ async function start(options: StartOptions = {}): Promise<Running> {
   const files = options.files === undefined
     ? { "ip-masq-agent": config("10.0.0.0/8") }
     : options.files;
-  return new Running(await KubeletVolume.create(files), options);
+  const root = await Deno.makeTempDir({ prefix: "ip-masq-agent-test-" });
+  const volume = new ConfigMapDir(`${root}/config`);
+  if (files !== null) await volume.update(files);
+  return new Running(root, volume, options);
 }
 
 /** Started and applied: the chain and jump are there, written by one restore. */
@@ -272,7 +224,7 @@ Deno.test("start-up applies the config: our chain, one jump, foreign rules untou
 
 Deno.test("an atomic ..data swap that adds a CIDR is applied without a resync", async () => {
   await using agent = await started();
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
   await waitFor("the new CIDR", () => agent.chain().includes(returnRule("100.64.0.0/10")));
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
   assert.equal(agent.fake.restoreCalls, 2);
@@ -285,10 +237,10 @@ Deno.test("removing a file from the ConfigMap drops its CIDRs", async () => {
     files: { "ip-masq-agent": config("10.0.0.0/8"), "ip-masq-extra": config("100.64.0.0/10") },
   });
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
   await waitFor("the CIDR of the removed file gone", () => agent.chain().length === 3);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
-  await Deno.lstat(`${agent.volume.dir}/ip-masq-extra`).then(
+  await Deno.lstat(`${agent.volume.path}/ip-masq-extra`).then(
     () => assert.fail("the volume helper should have removed the link"),
     (error) => assert.ok(error instanceof Deno.errors.NotFound),
   );
@@ -299,7 +251,7 @@ Deno.test("a reconcile that reads a removed key's link while kubelet is mid-swap
     watch: false,
     files: { "ip-masq-agent": config("10.0.0.0/8"), "ip-masq-extra": config("100.64.0.0/10") },
   });
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8") }, {
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") }, {
     afterRename: async () => {
       // A resync (or SIGHUP) lands in the window; kubelet removes the link a moment later.
       agent.agent.requestReconcile();
@@ -316,7 +268,7 @@ Deno.test("a reconcile that reads a removed key's link while kubelet is mid-swap
 
 Deno.test("a new file in the ConfigMap adds its CIDRs", async () => {
   await using agent = await started();
-  await agent.volume.swap({
+  await agent.volume.update({
     "ip-masq-agent": config("10.0.0.0/8"),
     "ip-masq-more": config("192.168.0.0/16"),
   });
@@ -327,7 +279,7 @@ Deno.test("a new file in the ConfigMap adds its CIDRs", async () => {
 Deno.test("a plain in-place edit of a regular file is picked up too", async () => {
   await using agent = await started({ files: {} });
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"));
-  await Deno.writeTextFile(`${agent.volume.dir}/ip-masq-agent`, config("172.16.0.0/12"));
+  await Deno.writeTextFile(`${agent.volume.path}/ip-masq-agent`, config("172.16.0.0/12"));
   await waitFor("the edited file's CIDR", () => agent.chain().length === 3);
   assert.deepEqual(agent.chain(), chainFor("172.16.0.0/12"));
 });
@@ -339,7 +291,7 @@ Deno.test("a burst of 10 swaps ends at the last content, with far fewer reconcil
   const cidrs: string[] = ["10.0.0.0/8"];
   for (let i = 1; i <= 10; i++) {
     cidrs.push(`100.${i}.0.0/16`);
-    await agent.volume.swap({ "ip-masq-agent": config(...cidrs) });
+    await agent.volume.update({ "ip-masq-agent": config(...cidrs) });
   }
   await waitFor("the last swap's content", () => agent.chain().length === cidrs.length + 2);
   await tick(quietMs);
@@ -363,7 +315,7 @@ Deno.test("a stream of events that never pauses still reconciles within a few de
   let i = 0;
   while (Date.now() < streamEnds) {
     cidrs.push(`100.${++i}.0.0/16`);
-    await agent.volume.swap({ "ip-masq-agent": config(...cidrs) });
+    await agent.volume.update({ "ip-masq-agent": config(...cidrs) });
     await tick(20);
   }
   assert.ok(
@@ -375,7 +327,7 @@ Deno.test("a stream of events that never pauses still reconciles within a few de
 
 Deno.test("requestReconcile (SIGHUP) applies a change the agent was not told about", async () => {
   await using agent = await started({ watch: false });
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
   await tick(quietMs);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"), "no watch, a long resync: nothing yet");
   await agent.reconcile();
@@ -401,17 +353,17 @@ Deno.test("a config directory that appears later is read and then watched", asyn
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"));
   assert.equal(agent.log.count(/does not exist; using the defaults/), 1, agent.log.text());
   assert.equal(agent.log.count(/^cannot watch /, "warn"), 1);
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
   await agent.reconcile();
   await waitFor("the file's config", () => agent.chain().length === 3);
   assert.equal(agent.log.count(/^watching .* for changes again$/), 1, agent.log.text());
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
   await waitFor("a swap seen by the new watch", () => agent.chain().length === 4);
 });
 
 Deno.test("a config directory removed and created again is watched anew from the next reconcile", async () => {
   await using agent = await started();
-  const dir = agent.volume.dir;
+  const dir = agent.volume.path;
   await Deno.remove(dir, { recursive: true });
   await Deno.mkdir(dir);
   await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.64.0.0/10"));
@@ -521,7 +473,7 @@ for (const { name, drift, message } of driftCases) {
 
 Deno.test("a config change is logged as rules written, not as drift", async () => {
   await using agent = await started();
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
   await waitFor("the change applied", () => agent.fake.restoreCalls === 2);
   assert.equal(agent.log.count(/^rules written/), 2, agent.log.text());
   assert.equal(agent.log.count(/^drift repaired/), 0);
@@ -542,7 +494,7 @@ Deno.test("exit-on-config-error: a bad config at start exits 2 and touches nothi
 Deno.test("exit-on-config-error: a bad config at runtime exits 2 and keeps the rules", async () => {
   await using agent = await started();
   const applied = agent.fake.dump();
-  await agent.volume.swap({ "ip-masq-agent": badConfig });
+  await agent.volume.update({ "ip-masq-agent": badConfig });
   assert.equal(await agent.done, 2);
   assert.equal(agent.fake.dump(), applied);
   assert.equal(agent.fake.restoreCalls, 1);
@@ -553,7 +505,7 @@ Deno.test("keep-last-good: a bad config keeps the rules, is logged once per cont
   const applied = agent.fake.dump();
   const rejected = () => agent.log.count(/^configuration rejected; keeping the last good/, "error");
 
-  await agent.volume.swap({ "ip-masq-agent": badConfig });
+  await agent.volume.update({ "ip-masq-agent": badConfig });
   await waitFor("the rejection logged", () => rejected() === 1);
   const saves = agent.fake.saveCalls;
   await waitFor("two periodic resyncs", () => agent.fake.saveCalls >= saves + 2, 5000);
@@ -563,7 +515,7 @@ Deno.test("keep-last-good: a bad config keeps the rules, is logged once per cont
   assert.equal(agent.fake.restoreCalls, 1);
   assert.equal(agent.exitCode, undefined);
 
-  await agent.volume.swap({ "ip-masq-agent": otherBadConfig });
+  await agent.volume.update({ "ip-masq-agent": otherBadConfig });
   await waitFor("a different bad content logged", () => rejected() === 2);
   const errors = agent.log.lines.filter((line) => line.level === "error");
   assert.match(String(errors[0].properties.error), /ip-masq-agent:2.*not aligned/s);
@@ -575,7 +527,7 @@ Deno.test("keep-last-good: a bad config keeps the rules, is logged once per cont
   assert.equal(agent.log.count(/^drift repaired/), 1);
   assert.equal(rejected(), 2);
 
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
   await waitFor("the valid config applied", () => agent.chain().length === 4);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
   assert.equal(agent.log.count(/^the configuration is valid again$/), 1, agent.log.text());
@@ -601,7 +553,7 @@ Deno.test("keep-last-good: a bad config from the start applies nothing until it 
   assert.equal(agent.fake.dump(), before);
   assert.equal(agent.exitCode, undefined);
 
-  await agent.volume.swap({ "ip-masq-agent": config("10.0.0.0/8") });
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
   await waitFor("the fixed config applied", () => agent.fake.restoreCalls === 1);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
   assert.deepEqual(agent.fake.rules("POSTROUTING"), [kubeJump, jumpRule]);
