@@ -14,12 +14,12 @@ import type { Backend } from "../tests/support/host.ts";
 import { backendBin, saveNat } from "../tests/support/netns.ts";
 import { type AgentProcess, repoRoot } from "../tests/support/agent_process.ts";
 import { ConfigMapDir } from "../tests/support/config_map.ts";
+import { ToolLog } from "../tests/support/tool_log.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { desiredChains, loadConfig } from "../lib/reconcile.ts";
 import { renderFromEmpty } from "../lib/rules.ts";
 import {
   configYaml,
-  countingShim,
   cpuDelta,
   cpuTimes,
   distinctCidrs,
@@ -32,7 +32,6 @@ import {
   percentile,
   progress,
   Resources,
-  ShimLog,
   sleep,
   waitForLine,
 } from "./harness.ts";
@@ -213,44 +212,43 @@ async function steadyState(res: Resources, backend: Backend, resyncs: number) {
   progress(`2. steady state, ${backend}: ${resyncs} resyncs at --resync-interval=1 --enable-ipv6`);
   const root = await res.tempDir("imb-steady-");
   const realBin = await backendBin(backend, root);
-  const log = new ShimLog(`${root}/calls.log`);
-  const shim = await countingShim(root, realBin, log.path);
+  const log = await ToolLog.create(realBin, root, { log: "exec" });
   const ns = await res.namespace("steady");
   const dir = await ConfigMapDir.create(`${root}/config`, {
     "ip-masq-agent": configYaml([...baseCidrs, "fd00:10::/64"]),
   });
   const { agent, pid } = await startAgent(
     res,
-    { ns, binDir: shim, configDir: dir.path, args: ["--resync-interval=1", "--enable-ipv6"] },
+    { ns, binDir: log.binDir, configDir: dir.path, args: ["--resync-interval=1", "--enable-ipv6"] },
     rulesWritten("ipv6"),
   );
   await sleep(200);
-  await log.refresh();
-  const startupCalls = log.calls.length;
+  const startupCalls = (await log.calls()).length;
   const cpuBefore = await cpuTimes(pid);
   const startedAt = performance.now();
   const deadline = Date.now() + (resyncs * 1.5 + 10) * 1000;
-  while (log.count("iptables-save", startupCalls) < resyncs) {
+  while (await log.count("iptables-save", startupCalls) < resyncs) {
     if (Date.now() > deadline) throw new Error(`fewer than ${resyncs} resyncs before the deadline`);
     await sleep(20);
-    await log.refresh();
   }
   await sleep(300); // the ip6tables-save of the last resync; the next resync is ~1 s away
-  await log.refresh();
+  const calls = await log.calls();
   const cpu = cpuDelta(cpuBefore, await cpuTimes(pid));
   const elapsed = (performance.now() - startedAt) / 1000;
   await res.stopAgent(agent);
   await res.disposeNamespace(ns);
 
-  const observedResyncs = log.count("iptables-save", startupCalls);
-  const per = (tool: string) => log.count(tool, startupCalls) / observedResyncs;
-  const steadyCalls = log.calls.length - startupCalls;
+  const steady = calls.slice(startupCalls);
+  const launches = (tool: string) => steady.filter((call) => call.split(" ")[0] === tool).length;
+  const observedResyncs = launches("iptables-save");
+  const per = (tool: string) => launches(tool) / observedResyncs;
+  const steadyCalls = steady.length;
   const known = ["iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore"];
-  const other = log.calls.slice(startupCalls).filter((call) => !known.includes(call.split(" ")[0]));
+  const other = steady.filter((call) => !known.includes(call.split(" ")[0]));
   const total = cpu.self + cpu.children;
   progress(
     `   ${observedResyncs} resyncs in ${fmt(elapsed, 1)} s, ${steadyCalls} launches; ` +
-      `startup launches: ${log.calls.slice(0, startupCalls).join(" | ")}; cpu ${fmt(total, 2)} s`,
+      `startup launches: ${calls.slice(0, startupCalls).join(" | ")}; cpu ${fmt(total, 2)} s`,
   );
   const rows: Row[] = [];
   for (const family of ["ipv4", "ipv6"] as const) {
@@ -297,20 +295,23 @@ async function memoryGrowth(res: Resources, backend: Backend, reconciles: number
   progress(`3. memory, ${backend}: ${reconciles} SIGHUP-triggered reconciles, --enable-ipv6`);
   const root = await res.tempDir("imb-mem-");
   const realBin = await backendBin(backend, root);
-  const log = new ShimLog(`${root}/calls.log`);
-  const shim = await countingShim(root, realBin, log.path);
+  const log = await ToolLog.create(realBin, root, { log: "exec" });
   const ns = await res.namespace("mem");
   const dir = await ConfigMapDir.create(`${root}/config`, {
     "ip-masq-agent": configYaml([...baseCidrs, "fd00:10::/64"]),
   });
   const { agent, pid } = await startAgent(
     res,
-    { ns, binDir: shim, configDir: dir.path, args: ["--resync-interval=3600", "--enable-ipv6"] },
+    {
+      ns,
+      binDir: log.binDir,
+      configDir: dir.path,
+      args: ["--resync-interval=3600", "--enable-ipv6"],
+    },
     rulesWritten("ipv6"),
   );
   await sleep(200);
-  await log.refresh();
-  const startupCalls = log.calls.length;
+  const startupCalls = (await log.calls()).length;
   const checkpoints: Checkpoint[] = [];
   const sample = async (k: number) => {
     const mem = await memory(pid);
@@ -321,10 +322,9 @@ async function memoryGrowth(res: Resources, backend: Backend, reconciles: number
   let scanned = startupCalls;
   let resent = 0;
   const refresh = async () => {
-    await log.refresh();
-    for (; scanned < log.calls.length; scanned++) {
-      if (log.calls[scanned].startsWith("ip6tables-save ")) v6Saves++;
-    }
+    const fresh = await log.calls(scanned);
+    scanned += fresh.length;
+    v6Saves += fresh.filter((call) => call.startsWith("ip6tables-save ")).length;
   };
   let nextCheckpoint = 100;
   while (v6Saves < reconciles) {
@@ -352,12 +352,11 @@ async function memoryGrowth(res: Resources, backend: Backend, reconciles: number
     }
   }
   await sleep(100);
-  await log.refresh();
+  const restores = await log.count("iptables-restore", startupCalls) +
+    await log.count("ip6tables-restore", startupCalls);
   await res.stopAgent(agent);
   await res.disposeNamespace(ns);
 
-  const restores = log.count("iptables-restore", startupCalls) +
-    log.count("ip6tables-restore", startupCalls);
   const first = checkpoints.find((checkpoint) =>
     checkpoint.reconciles >= Math.min(100, reconciles)
   )!;

@@ -1,9 +1,9 @@
 /**
- * Building blocks of the benchmark: config file contents, a PATH shim that
- * counts iptables launches, reading CPU time and RSS from /proc, klog line
- * timestamps, percentiles, and one registry that tears down every namespace,
- * agent and temp dir in `finally`. The config directory is
- * tests/support/config_map.ts, kubelet's layout as the tests use it.
+ * Building blocks of the benchmark: config file contents, reading CPU time
+ * and RSS from /proc, klog line timestamps, percentiles, and one registry
+ * that tears down every namespace, agent and temp dir in `finally`. The
+ * config directory (tests/support/config_map.ts) and the counting PATH shim
+ * (tests/support/tool_log.ts) are the tests' own.
  *
  * @module
  */
@@ -91,73 +91,6 @@ export function distinctCidrs(n: number, offset = 0): string[] {
     const k = i + offset;
     return `10.${k >> 8}.${k & 255}.0/24`;
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Counting shim
-
-const toolNames = [
-  "iptables",
-  "iptables-save",
-  "iptables-restore",
-  "ip6tables",
-  "ip6tables-save",
-  "ip6tables-restore",
-] as const;
-
-/**
- * A directory of `iptables*` wrappers that append their name and arguments to
- * `logFile` and `exec` the real tool from `realBin`, so the process tree and
- * exit status are the real tool's. Put it first in PATH (AgentProcess's binDir).
- */
-export async function countingShim(root: string, realBin: string, logFile: string) {
-  const dir = `${root}/bin-count`;
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(logFile, "");
-  for (const name of toolNames) {
-    const script = `#!/bin/sh\necho "${name} $*" >> '${logFile}'\nexec '${realBin}/${name}' "$@"\n`;
-    await Deno.writeTextFile(`${dir}/${name}`, script, { mode: 0o755 });
-    await Deno.chmod(`${dir}/${name}`, 0o755);
-  }
-  return dir;
-}
-
-/** Reads the shim log incrementally (the 1000-reconcile loop polls it every millisecond). */
-export class ShimLog {
-  readonly calls: string[] = [];
-  #offset = 0;
-  #partial = "";
-  readonly #decoder = new TextDecoder();
-  readonly #buffer = new Uint8Array(64 * 1024);
-
-  constructor(readonly path: string) {}
-
-  async refresh(): Promise<void> {
-    const file = await Deno.open(this.path, { read: true });
-    try {
-      await file.seek(this.#offset, Deno.SeekMode.Start);
-      for (;;) {
-        const count = await file.read(this.#buffer);
-        if (count === null || count === 0) break;
-        this.#offset += count;
-        this.#partial += this.#decoder.decode(this.#buffer.subarray(0, count), { stream: true });
-      }
-    } finally {
-      file.close();
-    }
-    const lines = this.#partial.split("\n");
-    this.#partial = lines.pop() ?? "";
-    this.calls.push(...lines.filter((line) => line.length > 0));
-  }
-
-  /** Calls whose tool name (first word) is `tool`, from index `since` on. */
-  count(tool: string, since = 0): number {
-    let n = 0;
-    for (let i = since; i < this.calls.length; i++) {
-      if (this.calls[i].split(" ", 1)[0] === tool) n++;
-    }
-    return n;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import {
 import type { Backend } from "./support/host.ts";
 import { netnsTest } from "./support/host.ts";
 import { backendBin, NetNs, restoreNat, ruleLines, saveNat } from "./support/netns.ts";
+import { ToolLog } from "./support/tool_log.ts";
 
 const chain = "IP-MASQ-AGENT";
 const jumpPattern = new RegExp(`^-A POSTROUTING .*-j ${chain}$`);
@@ -198,11 +199,11 @@ netnsTest(
     await withEnv("restore", async (env) => {
       const realBin = await backendBin("legacy", env.root);
       const before = await installBaseline(env, realBin, ["10.0.0.0/8"]);
-      const calls = `${env.root}/restore-calls`;
-      const binDir = await shimmedBin("legacy", env.root, {
-        "iptables-restore": `cat >/dev/null\necho call >> "${calls}"\n` +
+      const failingBin = await shimmedBin("legacy", env.root, {
+        "iptables-restore": `cat >/dev/null\n` +
           `echo "iptables-restore: line 4 failed: simulated failure (test shim)" >&2\nexit 1`,
       });
+      const tools = await ToolLog.create(failingBin, env.root);
       const configDir = `${env.root}/config`;
       await Deno.mkdir(configDir);
       await Deno.writeTextFile(
@@ -210,7 +211,11 @@ netnsTest(
         yamlConfig(["10.0.0.0/8", "192.0.2.0/24"]),
       );
 
-      const agent = await env.start({ binDir, configDir, args: ["--resync-interval=3"] });
+      const agent = await env.start({
+        binDir: tools.binDir,
+        configDir,
+        args: ["--resync-interval=3"],
+      });
       await agent.waitForLog(/applying rules failed/);
       const firstFailure = Date.now();
       await sleep(1_500);
@@ -232,8 +237,11 @@ netnsTest(
         agent.stderr,
         /E\d{4} [^\n]*giving up: iptables kept failing for one resync interval \(3000 ms\)/,
       );
-      const callCount = (await Deno.readTextFile(calls)).trim().split("\n").length;
-      assert.equal(callCount, 3, "one first attempt and two retries");
+      assert.equal(
+        await tools.count("iptables-restore"),
+        3,
+        "one first attempt and two retries",
+      );
       assert.equal(withoutTimestamps(await saveNat(env.ns, realBin)), withoutTimestamps(before));
     });
   },

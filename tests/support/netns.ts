@@ -7,6 +7,7 @@
  */
 
 import type { Backend } from "./host.ts";
+import { toolNames } from "./tool_log.ts";
 
 export interface CommandResult {
   readonly code: number;
@@ -69,15 +70,6 @@ export class NetNs {
     await run("ip", ["netns", "del", this.name]);
   }
 }
-
-const toolNames = [
-  "iptables",
-  "iptables-save",
-  "iptables-restore",
-  "ip6tables",
-  "ip6tables-save",
-  "ip6tables-restore",
-] as const;
 
 /**
  * A directory whose iptables* names run the given backend, to put first in
