@@ -9,7 +9,7 @@ import { equal, fail, match, ok } from "node:assert/strict";
 import type { AgentResult } from "./support/agent_process.ts";
 import { backends, netnsTest } from "./support/host.ts";
 import { families, type Lab, withLab } from "./support/lab.ts";
-import { ruleLines } from "./support/netns.ts";
+import { restrictedPath, ruleLines } from "./support/netns.ts";
 
 const CHAIN = "IP-MASQ-AGENT";
 const CONFIG = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - fd00::/8\n";
@@ -28,24 +28,6 @@ async function hasOurRules(lab: Lab): Promise<boolean> {
     if (ruleLines(await lab.save(family)).some((line) => line.includes(CHAIN))) return true;
   }
   return false;
-}
-
-/**
- * A PATH directory holding only what the harness and the agent need to start
- * (unshare, sh, mount, mkdir, rmdir, ip, deno), plus the named tools of `bin`:
- * everything else, the iptables tools in particular, is absent.
- */
-async function pathWithout(lab: Lab, keep: readonly string[] = []): Promise<string> {
-  const dir = `${lab.root}/path-${keep.length}`;
-  await Deno.mkdir(dir, { recursive: true });
-  for (const tool of ["unshare", "sh", "mount", "mkdir", "rmdir", "ip", "deno"]) {
-    const found = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).output();
-    const target = new TextDecoder().decode(found.stdout).trim();
-    if (!found.success || target === "") fail(`${tool} is not on PATH`);
-    await Deno.symlink(target, `${dir}/${tool}`);
-  }
-  for (const tool of keep) await Deno.symlink(`${lab.bin}/${tool}`, `${dir}/${tool}`);
-  return dir;
 }
 
 for (const backend of backends) {
@@ -75,7 +57,7 @@ for (const backend of backends) {
   netnsTest(`iptables tools missing from PATH: exit 1 naming the tool (${backend})`, async () => {
     await withLab(backend, "missing", async (lab) => {
       await lab.writeConfig(CONFIG);
-      const none = await pathWithout(lab);
+      const none = await restrictedPath(lab.backend, lab.root, []);
       for (const mode of [["--once"], ["--check"], []]) {
         const what = `${mode.join(" ") || "run"} without iptables`;
         const result = await lab.agent(mode, { env: { PATH: none } });
@@ -90,7 +72,11 @@ for (const backend of backends) {
       match(dryRun.stdout, /^# ipv4\n\*nat\n/);
 
       // Only the IPv6 tools missing: named, and nothing half-applied for IPv4.
-      const ipv4Only = await pathWithout(lab, ["iptables", "iptables-save", "iptables-restore"]);
+      const ipv4Only = await restrictedPath(lab.backend, lab.root, [
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+      ]);
       for (const mode of [["--once"], ["--check"], []]) {
         const what = `${mode.join(" ") || "run"} --enable-ipv6 without ip6tables`;
         const result = await lab.agent([...mode, "--enable-ipv6"], { env: { PATH: ipv4Only } });

@@ -16,7 +16,6 @@ import {
   hammerJump,
   hammerRules,
   NatHammer,
-  restrictedPath,
   shimmedBin,
   sleep,
   stopAgents,
@@ -24,7 +23,14 @@ import {
 } from "./support/faults.ts";
 import type { Backend } from "./support/host.ts";
 import { netnsTest } from "./support/host.ts";
-import { backendBin, NetNs, restoreNat, ruleLines, saveNat } from "./support/netns.ts";
+import {
+  backendBin,
+  NetNs,
+  restoreNat,
+  restrictedPath,
+  ruleLines,
+  saveNat,
+} from "./support/netns.ts";
 import { ToolLog } from "./support/tool_log.ts";
 
 const chain = "IP-MASQ-AGENT";

@@ -1,6 +1,6 @@
 /**
- * Tools for the fault tests: PATH directories with iptables tools replaced or
- * missing, another writer hammering the nat table, and small waiting helpers.
+ * Tools for the fault tests: PATH directories with iptables tools replaced,
+ * another writer hammering the nat table, and small waiting helpers.
  * Everything started here is bounded in time and has a way to be stopped.
  *
  * @module
@@ -9,16 +9,6 @@
 import type { AgentProcess } from "./agent_process.ts";
 import type { Backend } from "./host.ts";
 import { backendBin, type NetNs } from "./netns.ts";
-
-/** What the harness itself runs to start the agent (agent_process.ts), besides iptables. */
-const harnessTools = ["sh", "unshare", "mount", "mkdir", "rmdir", "ip", "deno", "setpriv"];
-
-async function which(name: string): Promise<string> {
-  const output = await new Deno.Command("sh", { args: ["-c", `command -v ${name}`] }).output();
-  const path = new TextDecoder().decode(output.stdout).trim();
-  if (!output.success || path === "") throw new Error(`${name} is not installed`);
-  return path;
-}
 
 /**
  * A backend directory (as `backendBin`) in which the named tools are shell
@@ -35,25 +25,6 @@ export async function shimmedBin(
     await Deno.writeTextFile(`${dir}/${name}`, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
     await Deno.chmod(`${dir}/${name}`, 0o755);
   }
-  return dir;
-}
-
-/**
- * A directory to use as the whole PATH: the harness's own tools plus only
- * the listed iptables tools of the backend, so every other one is missing.
- */
-export async function restrictedPath(
-  backend: Backend,
-  root: string,
-  iptablesTools: readonly string[],
-): Promise<string> {
-  const dir = `${root}/path-${iptablesTools.length}`;
-  await Deno.mkdir(dir, { recursive: true });
-  for (const tool of harnessTools) await Deno.symlink(await which(tool), `${dir}/${tool}`);
-  const multi = backend === "nft"
-    ? "/usr/sbin/xtables-nft-multi"
-    : "/usr/sbin/xtables-legacy-multi";
-  for (const tool of iptablesTools) await Deno.symlink(multi, `${dir}/${tool}`);
   return dir;
 }
 

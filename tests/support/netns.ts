@@ -71,20 +71,45 @@ export class NetNs {
   }
 }
 
-/**
- * A directory whose iptables* names run the given backend, to put first in
- * PATH. xtables-*-multi dispatch on the name they are called by.
- */
+/** What every iptables* name of a backend runs; it dispatches on the name it is called by. */
+function multiBinary(backend: Backend): string {
+  return backend === "nft" ? "/usr/sbin/xtables-nft-multi" : "/usr/sbin/xtables-legacy-multi";
+}
+
+/** A directory whose iptables* names run the given backend, to put first in PATH. */
 export async function backendBin(backend: Backend, root: string): Promise<string> {
   const dir = `${root}/bin-${backend}`;
   await Deno.mkdir(dir, { recursive: true });
-  const multi = backend === "nft"
-    ? "/usr/sbin/xtables-nft-multi"
-    : "/usr/sbin/xtables-legacy-multi";
   for (const name of toolNames) {
     await Deno.remove(`${dir}/${name}`).catch(() => {});
-    await Deno.symlink(multi, `${dir}/${name}`);
+    await Deno.symlink(multiBinary(backend), `${dir}/${name}`);
   }
+  return dir;
+}
+
+/** What the harness itself runs to start the agent (agent_process.ts), besides iptables. */
+const harnessTools = ["sh", "unshare", "mount", "mkdir", "rmdir", "ip", "deno", "setpriv"];
+
+async function which(name: string): Promise<string> {
+  const output = await new Deno.Command("sh", { args: ["-c", `command -v ${name}`] }).output();
+  const path = new TextDecoder().decode(output.stdout).trim();
+  if (!output.success || path === "") throw new Error(`${name} is not installed`);
+  return path;
+}
+
+/**
+ * A directory to use as the whole PATH: the harness's own tools plus only
+ * the listed iptables tools of the backend, so every other one is missing.
+ */
+export async function restrictedPath(
+  backend: Backend,
+  root: string,
+  iptablesTools: readonly string[],
+): Promise<string> {
+  const dir = `${root}/path-${iptablesTools.length}`;
+  await Deno.mkdir(dir, { recursive: true });
+  for (const tool of harnessTools) await Deno.symlink(await which(tool), `${dir}/${tool}`);
+  for (const tool of iptablesTools) await Deno.symlink(multiBinary(backend), `${dir}/${tool}`);
   return dir;
 }
 
