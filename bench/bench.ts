@@ -15,6 +15,7 @@ import { backendBin, saveNat } from "../tests/support/netns.ts";
 import { type AgentProcess, repoRoot } from "../tests/support/agent_process.ts";
 import { ConfigMapDir } from "../tests/support/config_map.ts";
 import { ToolLog } from "../tests/support/tool_log.ts";
+import { sleep } from "../tests/support/wait.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { desiredChains, loadConfig } from "../lib/reconcile.ts";
 import { renderFromEmpty } from "../lib/rules.ts";
@@ -32,7 +33,6 @@ import {
   percentile,
   progress,
   Resources,
-  sleep,
   waitForLine,
 } from "./harness.ts";
 

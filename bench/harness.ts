@@ -10,8 +10,7 @@
 
 import { AgentProcess } from "../tests/support/agent_process.ts";
 import { NetNs } from "../tests/support/netns.ts";
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+import { sleep } from "../tests/support/wait.ts";
 
 /** Progress goes to stderr; the Markdown result goes to stdout. */
 export function progress(message: string): void {

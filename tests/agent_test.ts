@@ -13,6 +13,7 @@ import { type AgentFlags, defaultFlags } from "../lib/flags.ts";
 import type { Logger } from "../lib/log.ts";
 import { ConfigMapDir } from "./support/config_map.ts";
 import { FakeNatTable } from "./support/fake_iptables.ts";
+import { eventually, sleep as tick } from "./support/wait.ts";
 
 // --- the rules as DESIGN.md spells them (literal, so the loop is checked against the contract)
 
@@ -87,17 +88,9 @@ class CaptureLog implements Logger {
 
 // --- waiting without fixed sleeps
 
-function tick(ms = 0): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
+/** Polls every 5 ms, then lets the microtasks the loop runs after the awaited call finish. */
 async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await tick(5);
-  }
-  // Whatever the loop does after the awaited call is microtasks; let it finish.
+  await eventually(what, predicate, timeoutMs, 5);
   await tick();
 }
 

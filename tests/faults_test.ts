@@ -10,14 +10,12 @@ import assert from "node:assert/strict";
 import { type AgentOptions, AgentProcess, type AgentResult } from "./support/agent_process.ts";
 import { ConfigMapDir } from "./support/config_map.ts";
 import {
-  eventually,
   exitWithin,
   hammerChain,
   hammerJump,
   hammerRules,
   NatHammer,
   shimmedBin,
-  sleep,
   stopAgents,
   withoutTimestamps,
 } from "./support/faults.ts";
@@ -32,6 +30,7 @@ import {
   saveNat,
 } from "./support/netns.ts";
 import { ToolLog } from "./support/tool_log.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const chain = "IP-MASQ-AGENT";
 const jumpPattern = new RegExp(`^-A POSTROUTING .*-j ${chain}$`);

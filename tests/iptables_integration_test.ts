@@ -13,6 +13,7 @@ import type { AgentResult } from "./support/agent_process.ts";
 import { backends, netnsTest } from "./support/host.ts";
 import { families, type Family, type Lab, withLab } from "./support/lab.ts";
 import { ruleLines } from "./support/netns.ts";
+import { eventually } from "./support/wait.ts";
 
 const CHAIN = "IP-MASQ-AGENT";
 const RETURN_COMMENT = "ip-masq-agent: local traffic is not subject to MASQUERADE";
@@ -121,17 +122,8 @@ function countMatches(text: string, pattern: RegExp): number {
   return text.match(new RegExp(pattern.source, "g"))?.length ?? 0;
 }
 
-async function waitFor(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 20_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+const waitFor = (what: string, condition: () => boolean | Promise<boolean>) =>
+  eventually(what, condition, 20_000, 25);
 
 /** What the agent launched since the last reset: restores and saves per family. */
 async function launches(lab: Lab) {

@@ -1,6 +1,6 @@
 /**
  * Tools for the fault tests: PATH directories with iptables tools replaced,
- * another writer hammering the nat table, and small waiting helpers.
+ * another writer hammering the nat table, and waiting for or stopping agents.
  * Everything started here is bounded in time and has a way to be stopped.
  *
  * @module
@@ -26,25 +26,6 @@ export async function shimmedBin(
     await Deno.chmod(`${dir}/${name}`, 0o755);
   }
   return dir;
-}
-
-/** Polls `probe` every 50 ms until it returns true, or throws after `timeoutMs`. */
-export async function eventually(
-  what: string,
-  probe: () => Promise<boolean> | boolean,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await sleep(50);
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Resolves with the agent's exit, or undefined if it is still running after `ms`. */
