@@ -5,23 +5,14 @@
  * case runs `deno task start`'s command line in its own network namespace.
  */
 
-import { equal, fail, match, ok } from "node:assert/strict";
-import type { AgentResult } from "./support/agent_process.ts";
+import { equal, match, ok } from "node:assert/strict";
+import { assertExit } from "./support/agent_process.ts";
 import { backends, netnsTest } from "./support/host.ts";
 import { families, type Lab, withLab } from "./support/lab.ts";
 import { restrictedPath, ruleLines } from "./support/netns.ts";
 
 const CHAIN = "IP-MASQ-AGENT";
 const CONFIG = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - fd00::/8\n";
-
-function assertExit(result: AgentResult, code: number, what: string): void {
-  if (result.code !== code) {
-    fail(
-      `${what}: expected exit ${code}, got ${result.code}\n` +
-        `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`,
-    );
-  }
-}
 
 async function hasOurRules(lab: Lab): Promise<boolean> {
   for (const family of families) {

@@ -21,7 +21,7 @@
 
 import assert from "node:assert/strict";
 import { AgentProcess, type AgentResult } from "./support/agent_process.ts";
-import { type Backend, netnsSkipReason } from "./support/host.ts";
+import { type Backend, netnsTest } from "./support/host.ts";
 import { backendBin, NetNs } from "./support/netns.ts";
 
 const mountedConfigDir = "/etc/config";
@@ -1099,25 +1099,15 @@ Deno.test("the hostile-input table has at least 45 cases with unique names", () 
   assert.ok(cases.some((hostile) => hostile.keepRunning && hostile.backends?.includes("legacy")));
 });
 
-/**
- * Like netnsTest, but hands over the test context: every case is a step. The
- * two backends run side by side (one namespace each, cases in order within it).
- */
-function netnsTestWithSteps(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
-  if (netnsSkipReason) {
-    Deno.test({ name: `${name} (skipped: ${netnsSkipReason})`, ignore: true, fn });
-    return;
-  }
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
-}
-
 const backendsUnderTest = ["nft", "legacy"] as const;
 const selectedCases = backendsUnderTest.map((backend) => ({
   backend,
   cases: cases.filter((hostile) => (hostile.backends ?? ["nft"]).includes(backend)),
 }));
 
-netnsTestWithSteps(
+// Every case is a step. The two backends run side by side (one namespace each, cases in order
+// within it).
+netnsTest(
   `hostile input is rejected and nothing is touched (${
     selectedCases.map(({ backend, cases }) => `${cases.length} cases on ${backend}`).join(", ")
   })`,

@@ -8,8 +8,8 @@
  * is the judge of whether our rendering is canonical.
  */
 
-import { deepStrictEqual, equal, fail, match, ok } from "node:assert/strict";
-import type { AgentResult } from "./support/agent_process.ts";
+import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
+import { assertExit } from "./support/agent_process.ts";
 import { backends, netnsTest } from "./support/host.ts";
 import { families, type Family, type Lab, withLab } from "./support/lab.ts";
 import { ruleLines } from "./support/netns.ts";
@@ -84,15 +84,6 @@ function chainRules(family: Family, chain = CHAIN, randomFully = true): string[]
 /** The whole nat table (ruleLines form) of a node that holds only our rules. */
 function freshNat(family: Family, chain = CHAIN, rules = chainRules(family, chain)): string[] {
   return [...builtinChains, `:${chain} -`, jumpLine(chain), ...rules];
-}
-
-function assertExit(result: AgentResult, code: number, what: string): void {
-  if (result.code !== code) {
-    fail(
-      `${what}: expected exit ${code}, got ${result.code}\n` +
-        `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`,
-    );
-  }
 }
 
 async function natLines(lab: Lab, family: Family): Promise<string[]> {

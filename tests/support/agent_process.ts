@@ -8,6 +8,7 @@
  * @module
  */
 
+import { fail } from "node:assert/strict";
 import denoConfig from "../../deno.json" with { type: "json" };
 import type { NetNs } from "./netns.ts";
 import { pathFor } from "./netns.ts";
@@ -38,6 +39,16 @@ export interface AgentResult {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
+}
+
+/** Fails unless the agent exited with `code`, showing what it printed. */
+export function assertExit(result: AgentResult, code: number, what: string): void {
+  if (result.code !== code) {
+    fail(
+      `${what}: expected exit ${code}, got ${result.code}\n` +
+        `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`,
+    );
+  }
 }
 
 const setupScript = `

@@ -27,8 +27,11 @@ export const netnsSkipReason: string | undefined = (() => {
   return undefined;
 })();
 
-/** Deno.test options that skip, with the reason printed once per test file, when not possible. */
-export function netnsTest(name: string, fn: () => Promise<void>): void {
+/**
+ * A Deno.test that needs root and namespaces: skipped, with the reason in its
+ * name, when not possible. Without sanitizers, so steps may run side by side.
+ */
+export function netnsTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
   if (netnsSkipReason) {
     Deno.test({ name: `${name} (skipped: ${netnsSkipReason})`, ignore: true, fn });
     return;
