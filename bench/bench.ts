@@ -24,7 +24,6 @@ import {
   cpuDelta,
   cpuTimes,
   distinctCidrs,
-  findAgentPid,
   fmt,
   median,
   type Memory,
@@ -129,7 +128,7 @@ async function startAgent(
   const agent = await res.agent(options);
   const seen = await waitForLine(agent, ready, { timeoutMs: 60_000, pollMs: 5 });
   if (!seen) throw new Error(`agent never logged ${ready}; stderr:\n${agent.stderr}`);
-  return { agent, pid: await findAgentPid(agent) };
+  return { agent, pid: await agent.agentPid() };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,7 +684,7 @@ const methods = `Methods:
   append their name and arguments to a log and \`exec\` the real tool. Launches are counted after
   the first reconcile (start-up: \`--version\` probes plus the initial save/restore per family) and
   divided by the resyncs seen. CPU: \`/proc/<pid>/stat\` of the deno process (found as the \`deno\`
-  process carrying the harness's \`IMT_WORK\` variable; the wrappers \`unshare\`, \`sh\`,
+  process in the tree under the harness's \`unshare\`; the wrappers \`unshare\`, \`sh\`,
   \`ip netns exec\` all \`exec\` into it): utime+stime (all threads of the agent) and cutime+cstime
   (every iptables launch it waited for, including the shim's \`sh\`), clock ticks of 10 ms,
   before and after the timer-driven resyncs; idle time between resyncs is included.

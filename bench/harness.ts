@@ -95,33 +95,6 @@ export function distinctCidrs(n: number, offset = 0): string[] {
 // ---------------------------------------------------------------------------------------------
 // /proc
 
-/**
- * The deno process of an agent started through AgentProcess: the wrapper
- * chain (unshare, sh, ip netns exec) passes IMT_WORK=<workDir> down to it,
- * so the one process named `deno` carrying that variable is the agent.
- */
-export async function findAgentPid(agent: AgentProcess, timeoutMs = 10_000): Promise<number> {
-  const needle = `IMT_WORK=${agent.workDir}`;
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for await (const entry of Deno.readDir("/proc")) {
-      if (!/^\d+$/.test(entry.name)) continue;
-      try {
-        const comm = (await Deno.readTextFile(`/proc/${entry.name}/comm`)).trim();
-        if (comm !== "deno") continue;
-        const environ = await Deno.readFile(`/proc/${entry.name}/environ`);
-        if (new TextDecoder().decode(environ).split("\0").includes(needle)) {
-          return Number(entry.name);
-        }
-      } catch {
-        // The process exited while we looked.
-      }
-    }
-    await sleep(10);
-  }
-  throw new Error(`no deno process with ${needle} after ${timeoutMs} ms`);
-}
-
 let clockTicks: number | undefined;
 
 async function ticksPerSecond(): Promise<number> {

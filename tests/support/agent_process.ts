@@ -66,11 +66,9 @@ export class AgentProcess {
   #stdout = "";
   #stderr = "";
   readonly #done: Promise<AgentResult>;
-  readonly #work: string;
 
   private constructor(child: Deno.ChildProcess, work: string) {
     this.#child = child;
-    this.#work = work;
     const collect = async (stream: ReadableStream<Uint8Array>, append: (text: string) => void) => {
       const decoder = new TextDecoder();
       for await (const chunk of stream) append(decoder.decode(chunk, { stream: true }));
@@ -190,8 +188,17 @@ export class AgentProcess {
     }
   }
 
-  get workDir(): string {
-    return this.#work;
+  /** The agent's own (deno) process id, once the wrappers have exec'd into it. */
+  async agentPid(timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const pid = await findAgentPid(this.#child.pid);
+      if (pid !== undefined) return pid;
+      if (Date.now() > deadline) {
+        throw new Error(`no deno process under pid ${this.#child.pid} after ${timeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 }
 
