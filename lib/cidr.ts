@@ -73,6 +73,13 @@ export function parseCidr(input: string): ParseCidrResult {
   };
 }
 
+/** A CIDR written in the code (a default, link-local): one that does not parse is a bug. */
+export function parseBuiltInCidr(text: string): Cidr {
+  const parsed = parseCidr(text);
+  if (!parsed.ok) throw new Error(`built-in CIDR ${text} does not parse: ${parsed.reason}`);
+  return parsed.cidr;
+}
+
 /** true when every address of `inner` is inside `outer` (same family only; different families -> false) */
 export function contains(outer: Cidr, inner: Cidr): boolean {
   if (outer.family !== inner.family || outer.prefix > inner.prefix) return false;

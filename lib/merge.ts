@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Cidr, compareCidrs, contains, parseCidr } from "./cidr.ts";
+import { type Cidr, compareCidrs, contains, parseBuiltInCidr } from "./cidr.ts";
 import type { FileConfig } from "./config.ts";
 import { builtIn, formatLocation, type Located } from "./source.ts";
 
@@ -78,18 +78,12 @@ function defaultConfig(options: MergeOptions): EffectiveConfig {
   return {
     files: [],
     nonMasqueradeCidrs: ranges.map((text) => ({
-      value: knownCidr(text),
+      value: parseBuiltInCidr(text),
       at: builtIn(description),
     })),
     masqLinkLocal: { value: false, at: builtIn("default") },
     masqLinkLocalIPv6: { value: false, at: builtIn("default") },
   };
-}
-
-function knownCidr(text: string): Cidr {
-  const parsed = parseCidr(text);
-  if (!parsed.ok) throw new Error(`built-in CIDR ${text} does not parse: ${parsed.reason}`);
-  return parsed.cidr;
 }
 
 /** Sorted files, first occurrence wins: the rule order never depends on map iteration. */

@@ -7,8 +7,7 @@
  * @module
  */
 
-import type { Cidr, Family } from "./cidr.ts";
-import { parseCidr } from "./cidr.ts";
+import { type Cidr, type Family, parseBuiltInCidr } from "./cidr.ts";
 import type { EffectiveConfig } from "./merge.ts";
 import { formatPortRange, type PortRange, portRangeSize } from "./ports.ts";
 import { builtIn, type Located } from "./source.ts";
@@ -48,7 +47,7 @@ export function desiredChain(
     ? config.masqLinkLocal.value
     : config.masqLinkLocalIPv6.value;
   const linkLocalExemption: Located<Cidr>[] = masqueradesLinkLocal ? [] : [{
-    value: builtInCidr(linkLocal[family]),
+    value: parseBuiltInCidr(linkLocal[family]),
     at: builtIn(
       `link-local, ${family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6"} is false`,
     ),
@@ -66,12 +65,6 @@ export function desiredChain(
     ],
     masquerade,
   };
-}
-
-function builtInCidr(text: string): Cidr {
-  const parsed = parseCidr(text);
-  if (!parsed.ok) throw new Error(`built-in CIDR ${text} does not parse: ${parsed.reason}`);
-  return parsed.cidr;
 }
 
 /** The chain's rules, `-A CHAIN ...`, exactly as `iptables-save` prints them. */
