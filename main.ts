@@ -8,7 +8,7 @@
 import { Agent } from "./lib/agent.ts";
 import type { Family } from "./lib/cidr.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config_dir.ts";
-import { exitCodes, formatErrorChain, SandboxDeniedError } from "./lib/errors.ts";
+import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/errors.ts";
 import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/flags.ts";
 import { natTableClient, probeVersion } from "./lib/iptables.ts";
 import { type Logger, setUpLogging } from "./lib/log.ts";
@@ -46,7 +46,7 @@ async function main(args: readonly string[]): Promise<number> {
     return await runMode(flags, log);
   } catch (error) {
     log.error(formatErrorChain(error));
-    return error instanceof SandboxDeniedError ? exitCodes.usage : exitCodes.runtime;
+    return exitCodeFor(error);
   }
 }
 

@@ -10,13 +10,19 @@
 import type { Family } from "./cidr.ts";
 import { ConfigError } from "./config_error.ts";
 import type { ConfigDirContents, DirectoryWatch } from "./config_dir.ts";
-import { exitCodes, formatErrorChain, SandboxDeniedError } from "./errors.ts";
+import { exitCodeFor, exitCodes, formatErrorChain } from "./errors.ts";
 import type { AgentFlags } from "./flags.ts";
 import { IptablesError, type NatTableClient } from "./iptables.ts";
 import type { Logger } from "./log.ts";
 import { formatLocation } from "./source.ts";
 import { chainRuleLines, type DesiredChain } from "./rules.ts";
-import { applyDesired, desiredChains, type FamilyOutcome, loadConfig } from "./reconcile.ts";
+import {
+  applyDesired,
+  desiredChains,
+  type FamilyOutcome,
+  loadConfig,
+  type LoadedConfig,
+} from "./reconcile.ts";
 import { Wakeup } from "./wakeup.ts";
 
 export interface AgentDeps {
@@ -151,11 +157,9 @@ export class Agent {
     try {
       const loaded = loadConfig(await this.#deps.readConfigDir(flags.configDir), flags);
       desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
-      this.#logConfigChange(loaded, desired);
-      this.#lastGood = {
-        desired,
-        resyncMs: loaded.effective.resyncInterval?.value ?? flags.resyncInterval * 1000,
-      };
+      const resyncMs = loaded.effective.resyncInterval?.value ?? flags.resyncInterval * 1000;
+      this.#logConfigChange(loaded, desired, resyncMs);
+      this.#lastGood = { desired, resyncMs };
       if (this.#lastConfigError !== undefined) log.info("the configuration is valid again");
       this.#lastConfigError = undefined;
     } catch (error) {
@@ -179,7 +183,11 @@ export class Agent {
     return { kind: "applied" };
   }
 
-  #logConfigChange(loaded: ReturnType<typeof loadConfig>, desired: readonly DesiredChain[]) {
+  #logConfigChange(
+    loaded: LoadedConfig,
+    desired: readonly DesiredChain[],
+    resyncMs: number,
+  ) {
     const { log, flags } = this.#deps;
     const { effective, findings } = loaded;
     const summary = JSON.stringify({
@@ -187,7 +195,7 @@ export class Agent {
       nonMasqueradeCIDRs: effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text),
       masqLinkLocal: effective.masqLinkLocal.value,
       masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
-      resyncInterval: `${(effective.resyncInterval?.value ?? flags.resyncInterval * 1000) / 1000}s`,
+      resyncInterval: `${resyncMs / 1000}s`,
     });
     if (summary === this.#lastConfigSummary) return;
     this.#lastConfigSummary = summary;
@@ -268,6 +276,6 @@ export class Agent {
   #fatal(error: unknown, signal: AbortSignal): number {
     if (signal.aborted) return exitCodes.ok;
     this.#deps.log.error(formatErrorChain(error));
-    return error instanceof SandboxDeniedError ? exitCodes.usage : exitCodes.runtime;
+    return exitCodeFor(error);
   }
 }

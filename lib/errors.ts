@@ -24,6 +24,11 @@ export class SandboxDeniedError extends Error {
   }
 }
 
+/** A fatal error's exit code: a sandbox denial is the deployment's to fix (2), the rest is 1. */
+export function exitCodeFor(error: unknown): number {
+  return error instanceof SandboxDeniedError ? exitCodes.usage : exitCodes.runtime;
+}
+
 /** The message, then each cause on its own line: what the user reads at the top level. */
 export function formatErrorChain(error: unknown): string {
   const lines: string[] = [];
