@@ -10,6 +10,7 @@
  * entry point. `argv` never includes the program name (like Go's `os.Args[1:]`).
  */
 
+import { goQuote, PARSE_ERROR, parseGoBool, parseGoInt } from "./go_strconv.ts";
 import { parsePortRanges } from "./ports.ts";
 
 export interface AgentFlags {
@@ -380,131 +381,6 @@ export const defaultFlags: Readonly<AgentFlags> = (() => {
   }
   return Object.freeze(flags);
 })();
-
-/** Go's fmt %q, so that messages match the Go agents byte for byte on ordinary input. */
-function goQuote(s: string): string {
-  const named: Record<string, string> = {
-    "\x07": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-  };
-  let out = '"';
-  for (const ch of s) {
-    const code = ch.codePointAt(0) ?? 0;
-    if (named[ch] !== undefined) out += named[ch];
-    else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
-    else if ((code >= 0x80 && code <= 0x9f) || (code >= 0xd800 && code <= 0xdfff)) {
-      out += "\\u" + code.toString(16).padStart(4, "0");
-    } else out += ch;
-  }
-  return out + '"';
-}
-
-/** strconv.ParseBool. */
-function parseGoBool(s: string): boolean | undefined {
-  if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return true;
-  if (["0", "f", "F", "FALSE", "false", "False"].includes(s)) return false;
-  return undefined;
-}
-
-const PARSE_ERROR = "parse error";
-const RANGE_ERROR = "value out of range";
-type NumError = typeof PARSE_ERROR | typeof RANGE_ERROR;
-
-const UINT64_MAX = (1n << 64n) - 1n;
-const INT64_CUTOFF = 1n << 63n;
-
-function digitValue(c: string): number {
-  const code = c.charCodeAt(0);
-  if (code >= 0x30 && code <= 0x39) return code - 0x30;
-  const lower = code | 0x20;
-  if (lower >= 0x61 && lower <= 0x7a) return lower - 0x61 + 10;
-  return 99;
-}
-
-/** strconv's underscoreOK: underscores only between digits or after a base prefix. */
-function underscoreOK(s: string): boolean {
-  let saw = "^";
-  let i = 0;
-  if (s.length >= 1 && (s[0] === "-" || s[0] === "+")) s = s.slice(1);
-  let hex = false;
-  if (s.length >= 2 && s[0] === "0" && "bBoOxX".includes(s[1])) {
-    i = 2;
-    saw = "0";
-    hex = s[1] === "x" || s[1] === "X";
-  }
-  for (; i < s.length; i++) {
-    const c = s[i];
-    if ((c >= "0" && c <= "9") || (hex && /^[a-fA-F]$/.test(c))) {
-      saw = "0";
-      continue;
-    }
-    if (c === "_") {
-      if (saw !== "0") return false;
-      saw = "_";
-      continue;
-    }
-    if (saw === "_") return false;
-    saw = "!";
-  }
-  return saw !== "_";
-}
-
-/** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
-function parseGoUint(s0: string): bigint | NumError {
-  if (s0 === "") return PARSE_ERROR;
-  let s = s0;
-  let base = 10;
-  if (s[0] === "0") {
-    const prefix = s.length >= 3 ? s[1].toLowerCase() : "";
-    base = prefix === "b" ? 2 : prefix === "o" ? 8 : prefix === "x" ? 16 : 8;
-    s = s.slice(prefix === "b" || prefix === "o" || prefix === "x" ? 2 : 1);
-  }
-  const bigBase = BigInt(base);
-  const cutoff = UINT64_MAX / bigBase + 1n;
-  let n = 0n;
-  let underscores = false;
-  for (const c of s) {
-    if (c === "_") {
-      underscores = true;
-      continue;
-    }
-    const d = digitValue(c);
-    if (d >= base) return PARSE_ERROR;
-    if (n >= cutoff) return RANGE_ERROR;
-    n = n * bigBase + BigInt(d);
-    if (n > UINT64_MAX) return RANGE_ERROR;
-  }
-  if (underscores && !underscoreOK(s0)) return PARSE_ERROR;
-  return n;
-}
-
-/** strconv.ParseInt(s, 0, 64), as Go's flag.Int uses on 64-bit platforms. */
-function parseGoInt(s: string): number | NumError {
-  if (s === "") return PARSE_ERROR;
-  let neg = false;
-  if (s[0] === "+") s = s.slice(1);
-  else if (s[0] === "-") {
-    neg = true;
-    s = s.slice(1);
-  }
-  const u = parseGoUint(s);
-  if (u === PARSE_ERROR || u === RANGE_ERROR) return u;
-  if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return RANGE_ERROR;
-  const n = neg ? -u : u;
-  // Deviation from Go: a JavaScript number cannot hold every int64 exactly, and silently
-  // rounding a flag value is worse than refusing it.
-  if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
-    return RANGE_ERROR;
-  }
-  return Number(n);
-}
 
 function positionalError(arg: string, bareBoolFlag: string | undefined): FlagParseResult {
   let message = `unexpected argument ${
