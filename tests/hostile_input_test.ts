@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import { AgentProcess, type AgentResult } from "./support/agent_process.ts";
 import { type Backend, netnsTest } from "./support/host.ts";
-import { backendBin, NetNs } from "./support/netns.ts";
+import { backendBin, NetNs, restoreNat } from "./support/netns.ts";
 
 const mountedConfigDir = "/etc/config";
 const defaultFile = "ip-masq-agent";
@@ -867,14 +867,8 @@ class Lab {
     this.#ns = undefined;
     const ns = await NetNs.create(`hi${this.backend[0]}`);
     this.#ns = ns;
-    await ns.exec([`${this.bin}/iptables-restore`, "--noflush"], {
-      stdin: foreignRules.ipv4,
-      check: true,
-    });
-    await ns.exec([`${this.bin}/ip6tables-restore`, "--noflush"], {
-      stdin: foreignRules.ipv6,
-      check: true,
-    });
+    await restoreNat(ns, this.bin, foreignRules.ipv4, "ipv4");
+    await restoreNat(ns, this.bin, foreignRules.ipv6, "ipv6");
     const good = await this.agent(this.goodDir, [...baselineArgs, "--once"]);
     assert.equal(good.code, 0, `the good config must apply:\n${good.stderr}`);
     const baseline = await this.snapshot();

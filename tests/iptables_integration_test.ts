@@ -363,26 +363,18 @@ for (const backend of backends) {
       }
 
       // Another tool appends after our jump (Docker restarting, say); we must not mind.
-      await lab.ipt("ipv4", [
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        "br-late",
-        "-j",
-        "MASQUERADE",
-      ]);
-      await lab.ipt("ipv6", [
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        "br-late",
-        "-j",
-        "MASQUERADE",
-      ]);
+      for (const family of families) {
+        await lab.ipt(family, [
+          "-t",
+          "nat",
+          "-A",
+          "POSTROUTING",
+          "-o",
+          "br-late",
+          "-j",
+          "MASQUERADE",
+        ]);
+      }
       const withLate = { ipv4: await fullSave(lab, "ipv4"), ipv6: await fullSave(lab, "ipv6") };
       await lab.tools.reset();
       assertExit(await lab.agent(["--once", "--enable-ipv6"]), 0, "--once with a later rule");

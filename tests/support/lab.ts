@@ -9,7 +9,7 @@
 
 import { type AgentOptions, AgentProcess, type AgentResult } from "./agent_process.ts";
 import type { Backend } from "./host.ts";
-import { backendBin, type CommandResult, NetNs } from "./netns.ts";
+import { backendBin, type CommandResult, NetNs, saveNat } from "./netns.ts";
 import { ToolLog } from "./tool_log.ts";
 
 export type Family = "ipv4" | "ipv6";
@@ -61,10 +61,9 @@ export class Lab {
     return this.ns.exec([`${this.bin}/${tool}`, "-w", ...args], { check: true });
   }
 
-  /** `iptables-save -t <table>` in the namespace. */
-  async save(family: Family, table = "nat"): Promise<string> {
-    const tool = family === "ipv4" ? "iptables-save" : "ip6tables-save";
-    return (await this.ns.exec([`${this.bin}/${tool}`, "-t", table], { check: true })).stdout;
+  /** `iptables-save -t nat` in the namespace. */
+  save(family: Family): Promise<string> {
+    return saveNat(this.ns, this.bin, family);
   }
 
   /** `iptables-save` of every table of the family. */
