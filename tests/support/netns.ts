@@ -7,7 +7,6 @@
  */
 
 import type { Backend } from "./host.ts";
-import { toolNames } from "./tool_log.ts";
 
 export interface CommandResult {
   readonly code: number;
@@ -70,6 +69,16 @@ export class NetNs {
     await run("ip", ["netns", "del", this.name]);
   }
 }
+
+/** Every iptables tool the agent may run. */
+export const toolNames = [
+  "iptables",
+  "iptables-save",
+  "iptables-restore",
+  "ip6tables",
+  "ip6tables-save",
+  "ip6tables-restore",
+] as const;
 
 /** What every iptables* name of a backend runs; it dispatches on the name it is called by. */
 function multiBinary(backend: Backend): string {

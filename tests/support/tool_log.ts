@@ -9,15 +9,7 @@
  * @module
  */
 
-/** Every iptables tool the agent may run. */
-export const toolNames = [
-  "iptables",
-  "iptables-save",
-  "iptables-restore",
-  "ip6tables",
-  "ip6tables-save",
-  "ip6tables-restore",
-] as const;
+import { toolNames } from "./netns.ts";
 
 export type ToolName = typeof toolNames[number];
 
