@@ -146,7 +146,7 @@ export function parseConfigText(
         // With prettyErrors off the parser leaves linePos unset; the offset is always there.
         at: locateOffset(error.pos[0]),
         message: error.code === "MULTIPLE_DOCS"
-          ? "not valid YAML or JSON: several YAML documents (separated by ---); a config file holds one"
+          ? "not valid YAML or JSON: multiple documents (separated by ---); a config file holds one"
           : `not valid YAML or JSON: ${firstLine(error.message)}`,
       })),
     };

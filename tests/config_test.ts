@@ -807,5 +807,5 @@ Deno.test("several files are merged in the order given: union of CIDRs, booleans
 Deno.test("a file holding several YAML documents is rejected at the separator", () => {
   const problem = onlyProblem("masqLinkLocal: true\n---\nmasqLinkLocal: false\n");
   assert.equal(problem.at.line, 2);
-  assertIncludes(problem.message, "several YAML documents");
+  assertIncludes(problem.message, "multiple documents");
 });
