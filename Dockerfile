@@ -25,7 +25,9 @@ RUN deno install --frozen
 COPY main.ts ./
 COPY lib/ ./lib/
 # The tasks carry `--no-prompt -P=agent` (read /etc/config, run the six iptables tools,
-# nothing else); the compiled binary enforces exactly that set.
+# nothing else); the compiled binary enforces exactly that set. They also carry the agent's V8
+# flags (`--v8-flags=--lite-mode,--expose-gc`: flat memory over reconciles, docs/benchmarks.md),
+# which the binary bakes in the same way.
 RUN case "${TARGETARCH}" in \
       amd64) deno task compile && cp dist/ip-masq-agent /ip-masq-agent ;; \
       arm64) deno task compile:arm64 && cp dist/ip-masq-agent-arm64 /ip-masq-agent ;; \

@@ -66,6 +66,8 @@ async function runMode(flags: AgentFlags, log: Logger): Promise<number> {
     clients,
     randomFullySupported,
     watch: watchConfigDir,
+    // Defined when deno runs with --v8-flags=--expose-gc, as deno.json's tasks do.
+    collectGarbage: (globalThis as { gc?: () => void }).gc,
   });
   const stop = new AbortController();
   const removeSignalHandlers = installSignalHandlers({

@@ -185,9 +185,11 @@ function pickRuleShaping(flags: AgentFlags): Partial<AgentFlags> {
 // Running the real entry point, as `deno task start` does, in --dry-run mode.
 
 const startTokens = denoConfig.tasks.start.split(/\s+/);
+/** V8 settings of the agent (docs/benchmarks.md, item 3): the same in every way it is run. */
+const agentV8Flags = "--v8-flags=--lite-mode,--expose-gc";
 
 async function dryRun(configDir: string, flags: readonly string[]) {
-  deepStrictEqual(startTokens, ["deno", "run", "--no-prompt", "-P=agent", "main.ts"]);
+  deepStrictEqual(startTokens, ["deno", "run", "--no-prompt", "-P=agent", agentV8Flags, "main.ts"]);
   const args = [
     ...startTokens.slice(1, -1),
     `--allow-read=${configDir}`,
@@ -701,6 +703,11 @@ Deno.test("start, compile and compile:arm64 use exactly the agent permission set
       /^--(allow|deny)-/.test(t) || /^-[ARWNESP]/.test(t) || /^--permission-set/.test(t)
     );
     deepStrictEqual(extra, ["-P=agent"], `${name}: no permission flag besides -P=agent`);
+    deepStrictEqual(
+      tokens.filter((t) => t.startsWith("--v8-flags")),
+      [agentV8Flags],
+      `${name}: the agent's V8 flags`,
+    );
     equal(tokens.at(-1), "main.ts", `${name}: entry point`);
   }
   equal(taskOption(tasks.compile, "--target"), "x86_64-unknown-linux-gnu");
