@@ -111,6 +111,8 @@ interface StartOptions {
   readonly watch?: boolean;
   /** Leave failures queued on the fake before the agent starts. */
   readonly before?: (fake: FakeNatTable) => void;
+  /** Stands in for V8's gc (main.ts passes it under --expose-gc). */
+  readonly collectGarbage?: () => void;
 }
 
 class Running implements AsyncDisposable {
@@ -151,6 +153,7 @@ class Running implements AsyncDisposable {
           onChange();
         }),
       timing: { ...timing, ...options.timing },
+      collectGarbage: options.collectGarbage,
     });
     this.done = this.agent.run(this.controller.signal);
     this.done.then((code) => this.exitCode = code);
@@ -656,4 +659,18 @@ Deno.test("abort ends run() with 0 promptly during a slow restore, leaving the t
   assert.ok(performance.now() - startedAt < 100);
   assert.equal(agent.fake.dump(), drifted);
   assert.notEqual(drifted, applied);
+});
+
+Deno.test("a full garbage collection follows every 10th reconcile, at most once a second", async () => {
+  let collections = 0;
+  await using agent = await started({ watch: false, collectGarbage: () => collections++ });
+  // The start-up reconcile was the first; nine more make ten.
+  for (let i = 0; i < 9; i++) await agent.reconcile();
+  await waitFor("the collection after the 10th reconcile", () => collections === 1);
+  for (let i = 0; i < 15; i++) await agent.reconcile();
+  await tick(quietMs);
+  assert.equal(collections, 1, "a burst of reconciles within a second gets no second collection");
+  await tick(1000);
+  await agent.reconcile();
+  await waitFor("a collection once a second has passed", () => collections === 2);
 });
