@@ -21,7 +21,7 @@ import {
 } from "yaml";
 import { type Cidr, parseCidr } from "./cidr.ts";
 import type { ConfigProblem } from "./config_error.ts";
-import { parseGoDuration } from "./duration.ts";
+import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
 import type { Located, SourceLocation } from "./source.ts";
 
 /** What one file says. Absent keys stay undefined so merge can tell "unset" from "false". */
@@ -47,9 +47,7 @@ export const defaultCidrLimit = 64;
 /** ConfigMaps cannot exceed 1 MiB, so a larger file is not a config. */
 export const maxConfigFileBytes = 1024 * 1024;
 const maxCidrLimit = 100_000;
-const minResyncMilliseconds = 1_000;
-/** Timers in JavaScript overflow past about 24.8 days; a day is a generous ceiling. */
-const maxResyncMilliseconds = 24 * 3600 * 1000;
+const { min: minResyncMilliseconds, max: maxResyncMilliseconds } = resyncBoundsMilliseconds;
 /** Anchors are legal YAML; hundreds of aliases are an expansion bomb. */
 const maxAliasCount = 100;
 

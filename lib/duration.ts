@@ -72,3 +72,9 @@ export function formatDuration(milliseconds: number): string {
   parts.push(`${Number(seconds.toFixed(3))}s`);
   return parts.join("");
 }
+
+/**
+ * The resync interval's bounds, for the flag and the config key alike: under a second the agent
+ * would spin on iptables-save, and JavaScript timers overflow past about 24.8 days.
+ */
+export const resyncBoundsMilliseconds = { min: 1_000, max: 24 * 3600 * 1000 } as const;

@@ -11,6 +11,7 @@
  */
 
 import { checkChainName } from "./chain_name.ts";
+import { resyncBoundsMilliseconds } from "./duration.ts";
 import { goQuote, PARSE_ERROR, parseGoBool, parseGoInt } from "./go_strconv.ts";
 import { parsePortRanges } from "./ports.ts";
 
@@ -120,8 +121,11 @@ export const flagTable: readonly FlagDef[] = [
     default: 60,
     key: "resyncInterval",
     help: "seconds between config reloads and rule resyncs",
-    // Timers overflow past about 24.8 days; a day matches the resyncInterval config key's limit.
-    validate: (n) => (n >= 1 && n <= 86400 ? undefined : "must be between 1 and 86400 seconds"),
+    validate: (n) =>
+      n * 1000 >= resyncBoundsMilliseconds.min && n * 1000 <= resyncBoundsMilliseconds.max
+        ? undefined
+        : `must be between ${resyncBoundsMilliseconds.min / 1000} and ` +
+          `${resyncBoundsMilliseconds.max / 1000} seconds`,
   },
   {
     name: "random-fully",
