@@ -12,9 +12,9 @@ import { exitCodes, formatErrorChain } from "./errors.ts";
 import type { AgentFlags } from "./flags.ts";
 import { IptablesError, type NatTableClient } from "./iptables.ts";
 import type { Logger } from "./log.ts";
-import { desiredChains, enabledFamilies, loadConfig } from "./reconcile.ts";
+import { desiredChains, enabledFamilies, loadConfig, planFamily } from "./reconcile.ts";
 import { renderFromEmpty } from "./rules.ts";
-import { parseNatTable, planCleanup, planReconcile } from "./ruleset.ts";
+import { parseNatTable, planCleanup } from "./ruleset.ts";
 
 export interface ModeDeps {
   readonly flags: AgentFlags;
@@ -60,7 +60,7 @@ export async function check(
   if (!loaded) return exitCodes.usage;
   let inSync = true;
   for (const chain of desiredChains(loaded.effective, deps.flags, randomFullySupported)) {
-    const plan = planReconcile(chain, parseNatTable(await clients[chain.family].save()));
+    const plan = await planFamily(chain, clients[chain.family]);
     for (const drift of plan.drift) deps.print(`${chain.family}: ${drift.message}`);
     inSync &&= plan.payload === null;
   }

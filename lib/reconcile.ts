@@ -66,6 +66,15 @@ export interface FamilyOutcome {
   readonly plan: Plan;
 }
 
+/** Reads the family's nat table once and plans what would bring it to `desired`. */
+export async function planFamily(
+  desired: DesiredChain,
+  client: NatTableClient,
+  signal?: AbortSignal,
+): Promise<Plan> {
+  return planReconcile(desired, parseNatTable(await client.save(signal)));
+}
+
 /** Reads each family's nat table once and writes only where the plan says so. */
 export async function applyDesired(
   desired: readonly DesiredChain[],
@@ -75,7 +84,7 @@ export async function applyDesired(
   const outcomes: FamilyOutcome[] = [];
   for (const chain of desired) {
     const client = clients[chain.family];
-    const plan = planReconcile(chain, parseNatTable(await client.save(signal)));
+    const plan = await planFamily(chain, client, signal);
     if (plan.payload !== null) await client.restore(plan.payload, signal);
     outcomes.push({ family: chain.family, plan });
   }
