@@ -36,23 +36,15 @@ export class Lab {
 
   /** Runs the real entry point to completion with the counting tools first in PATH. */
   agent(args: readonly string[], extras: AgentExtras = {}): Promise<AgentResult> {
-    return AgentProcess.run({
-      ns: this.ns,
-      binDir: this.tools.binDir,
-      configDir: this.configDir,
-      ...extras,
-      args,
-    }, 60_000);
+    return AgentProcess.run(this.#options(args, extras), 60_000);
   }
 
   start(args: readonly string[], extras: AgentExtras = {}): Promise<AgentProcess> {
-    return AgentProcess.start({
-      ns: this.ns,
-      binDir: this.tools.binDir,
-      configDir: this.configDir,
-      ...extras,
-      args,
-    });
+    return AgentProcess.start(this.#options(args, extras));
+  }
+
+  #options(args: readonly string[], extras: AgentExtras) {
+    return { ns: this.ns, binDir: this.tools.binDir, configDir: this.configDir, ...extras, args };
   }
 
   /** `iptables`/`ip6tables` with the given arguments in the namespace; throws on failure. */
