@@ -5,17 +5,17 @@
  * @module
  */
 
-import { Agent } from "./lib/agent.ts";
-import type { Family } from "./lib/cidr.ts";
-import { readConfigDir, watchConfigDir } from "./lib/config_dir.ts";
-import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/errors.ts";
-import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/flags.ts";
-import { natTableClient, probeVersion } from "./lib/iptables.ts";
-import { type Logger, setUpLogging } from "./lib/log.ts";
-import { check, cleanup, dryRun, type ModeDeps } from "./lib/modes.ts";
-import { enabledFamilies } from "./lib/reconcile.ts";
-import { installSignalHandlers } from "./lib/signals.ts";
-import { versionText } from "./lib/version.ts";
+import { Agent } from "./lib/host/agent.ts";
+import type { Family } from "./lib/core/cidr.ts";
+import { readConfigDir, watchConfigDir } from "./lib/host/config_dir.ts";
+import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/core/errors.ts";
+import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/core/flags.ts";
+import { natTableClient, probeVersion } from "./lib/host/iptables.ts";
+import { type Logger, setUpLogging } from "./lib/host/log.ts";
+import { check, cleanup, dryRun, type ModeDeps } from "./lib/host/modes.ts";
+import { enabledFamilies } from "./lib/core/desired.ts";
+import { installSignalHandlers } from "./lib/host/signals.ts";
+import { versionText } from "./lib/host/version.ts";
 
 const programName = "ip-masq-agent";
 const encoder = new TextEncoder();

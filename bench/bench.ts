@@ -9,16 +9,16 @@
  * @module
  */
 
-import { netnsSkipReason } from "../tests/support/host.ts";
-import type { Backend } from "../tests/support/host.ts";
-import { backendBin, saveNat } from "../tests/support/netns.ts";
-import { type AgentProcess, repoRoot } from "../tests/support/agent_process.ts";
-import { ConfigMapDir } from "../tests/support/config_map.ts";
-import { ToolLog } from "../tests/support/tool_log.ts";
-import { sleep } from "../tests/support/wait.ts";
-import { parseFlags } from "../lib/flags.ts";
-import { desiredChains, loadConfig } from "../lib/reconcile.ts";
-import { renderFromEmpty } from "../lib/rules.ts";
+import { netnsSkipReason } from "../lab/host.ts";
+import type { Backend } from "../lab/host.ts";
+import { backendBin, saveNat } from "../lab/netns.ts";
+import { type AgentProcess, repoRoot } from "../lab/agent_process.ts";
+import { ConfigMapDir } from "../lab/config_map.ts";
+import { ToolLog } from "../lab/tool_log.ts";
+import { sleep } from "../lab/wait.ts";
+import { parseFlags } from "../lib/core/flags.ts";
+import { desiredChains, loadConfig } from "../lib/core/desired.ts";
+import { renderFromEmpty } from "../lib/core/rules.ts";
 import {
   configYaml,
   cpuDelta,
@@ -669,7 +669,7 @@ function report(
 const methods = `Methods:
 
 - Every agent is the real entry point: \`deno task start\`'s command line and permission set
-  (\`-P=agent\`), started by \`tests/support/agent_process.ts\` inside a fresh network namespace
+  (\`-P=agent\`), started by \`lab/agent_process.ts\` inside a fresh network namespace
   with a kubelet-style ConfigMap directory bind-mounted at \`/etc/config\`
   (\`..2026_…/ip-masq-agent\`, \`..data -> ..2026_…\`, \`ip-masq-agent -> ..data/ip-masq-agent\`).
   An update is kubelet's atomic swap: a new timestamped directory, a \`..data_tmp\` symlink renamed

@@ -2,15 +2,15 @@
  * Building blocks of the benchmark: config file contents, reading CPU time
  * and RSS from /proc, klog line timestamps, percentiles, and one registry
  * that tears down every namespace, agent and temp dir in `finally`. The
- * config directory (tests/support/config_map.ts) and the counting PATH shim
- * (tests/support/tool_log.ts) are the tests' own.
+ * config directory (lab/config_map.ts) and the counting PATH shim
+ * (lab/tool_log.ts) are the tests' own.
  *
  * @module
  */
 
-import { AgentProcess } from "../tests/support/agent_process.ts";
-import { NetNs } from "../tests/support/netns.ts";
-import { sleep } from "../tests/support/wait.ts";
+import { AgentProcess } from "../lab/agent_process.ts";
+import { NetNs } from "../lab/netns.ts";
+import { sleep } from "../lab/wait.ts";
 
 /** Progress goes to stderr; the Markdown result goes to stdout. */
 export function progress(message: string): void {

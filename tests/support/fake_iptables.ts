@@ -27,8 +27,8 @@
  * @module
  */
 
-import type { Family } from "../../lib/cidr.ts";
-import { IptablesError, type NatTableClient, restoreArgs, tools } from "../../lib/iptables.ts";
+import type { Family } from "../../lib/core/cidr.ts";
+import { IptablesError, type NatTableClient, restoreArgs, tools } from "../../lib/host/iptables.ts";
 
 export const builtinChains = ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"] as const;
 
@@ -674,7 +674,7 @@ function normalizeBasic(option: BasicOption, value: string, family: Family): str
 }
 
 // ---------------------------------------------------------------------------
-// Addresses, written independently of lib/cidr.ts so the fake can disagree with it
+// Addresses, written independently of lib/core/cidr.ts so the fake can disagree with it
 
 function normalizeAddress(text: string, family: Family): string {
   const slash = text.indexOf("/");

@@ -9,11 +9,11 @@
  */
 
 import { fail } from "node:assert/strict";
-import denoConfig from "../../deno.json" with { type: "json" };
+import denoConfig from "../deno.json" with { type: "json" };
 import type { NetNs } from "./netns.ts";
 import { pathFor } from "./netns.ts";
 
-export const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+export const repoRoot = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
 /** `deno task start` as argv, e.g. ["deno", "run", "--no-prompt", "-P=agent", "main.ts"]. */
 export const startCommand: readonly string[] = denoConfig.tasks.start.split(/\s+/);

@@ -20,9 +20,9 @@
  */
 
 import assert from "node:assert/strict";
-import { AgentProcess, type AgentResult } from "./support/agent_process.ts";
-import { type Backend, netnsTest } from "./support/host.ts";
-import { backendBin, NetNs, restoreNat } from "./support/netns.ts";
+import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
+import { type Backend, netnsTest } from "../../lab/host.ts";
+import { backendBin, NetNs, restoreNat } from "../../lab/netns.ts";
 
 const mountedConfigDir = "/etc/config";
 const defaultFile = "ip-masq-agent";

@@ -7,22 +7,17 @@
  * @module
  */
 
-import type { Family } from "./cidr.ts";
-import { ConfigError } from "./config_error.ts";
+import type { Family } from "../core/cidr.ts";
+import { ConfigError } from "../core/config_error.ts";
 import type { ConfigDirContents, DirectoryWatch } from "./config_dir.ts";
-import { exitCodeFor, exitCodes, formatErrorChain } from "./errors.ts";
-import type { AgentFlags } from "./flags.ts";
+import { exitCodeFor, exitCodes, formatErrorChain } from "../core/errors.ts";
+import type { AgentFlags } from "../core/flags.ts";
 import { IptablesError, type NatTableClient } from "./iptables.ts";
 import type { Logger } from "./log.ts";
-import { formatLocation } from "./source.ts";
-import { chainRuleLines, type DesiredChain } from "./rules.ts";
-import {
-  applyDesired,
-  desiredChains,
-  type FamilyOutcome,
-  loadConfig,
-  type LoadedConfig,
-} from "./reconcile.ts";
+import { formatLocation } from "../core/source.ts";
+import { chainRuleLines, type DesiredChain } from "../core/rules.ts";
+import { desiredChains, loadConfig, type LoadedConfig } from "../core/desired.ts";
+import { applyDesired, type FamilyOutcome } from "./reconcile.ts";
 import { Wakeup } from "./wakeup.ts";
 
 export interface AgentDeps {

@@ -6,20 +6,16 @@
  * @module
  */
 
-import { ConfigError, type ConfigProblem } from "./config_error.ts";
-import { maxConfigFileBytes } from "./config.ts";
-import { SandboxDeniedError } from "./errors.ts";
+import { ConfigError, type ConfigProblem } from "../core/config_error.ts";
+import {
+  type ConfigDirContents,
+  type ConfigFileBytes,
+  configFilePrefix,
+  maxConfigFileBytes,
+} from "../core/config.ts";
 
-export const configFilePrefix = "ip-masq";
-
-export interface ConfigFileBytes {
-  readonly path: string;
-  readonly bytes: Uint8Array;
-}
-
-export type ConfigDirContents =
-  | { readonly kind: "missing" }
-  | { readonly kind: "files"; readonly files: readonly ConfigFileBytes[] };
+export type { ConfigDirContents, ConfigFileBytes };
+import { SandboxDeniedError } from "../core/errors.ts";
 
 /**
  * kubelet swaps `..data` atomically, but only then removes the links of keys

@@ -14,10 +14,10 @@
  */
 
 import { deepStrictEqual, equal, fail, match, ok } from "node:assert/strict";
-import { AgentProcess, type AgentResult } from "./support/agent_process.ts";
-import { backends, netnsTest } from "./support/host.ts";
-import { backendBin, saveNat } from "./support/netns.ts";
-import type { ConnectResult } from "./support/source_echo_server.ts";
+import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
+import { backends, netnsTest } from "../../lab/host.ts";
+import { backendBin, saveNat } from "../../lab/netns.ts";
+import type { ConnectResult } from "../../lab/source_echo_server.ts";
 import {
   destinations as dest,
   extLinkLocalFromNode,
@@ -27,7 +27,7 @@ import {
   target,
   type Topology,
   withTopology,
-} from "./support/topology.ts";
+} from "../../lab/topology.ts";
 
 const chain = "IP-MASQ-AGENT";
 const masqueradeComment =

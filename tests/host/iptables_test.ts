@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isLockContention, parseVersion } from "../lib/iptables.ts";
+import { isLockContention, parseVersion } from "../../lib/host/iptables.ts";
 
 Deno.test("the legacy backend's lock messages are recognised as lock contention", () => {
   for (

@@ -5,7 +5,7 @@
  * @module
  */
 
-import denoConfig from "../deno.json" with { type: "json" };
+import denoConfig from "../../deno.json" with { type: "json" };
 
 export const agentVersion: string = denoConfig.version;
 

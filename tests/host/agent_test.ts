@@ -7,13 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent, type AgentTiming } from "../lib/agent.ts";
-import { readConfigDir, watchConfigDir } from "../lib/config_dir.ts";
-import { type AgentFlags, defaultFlags } from "../lib/flags.ts";
-import type { Logger } from "../lib/log.ts";
-import { ConfigMapDir } from "./support/config_map.ts";
-import { FakeNatTable } from "./support/fake_iptables.ts";
-import { eventually, sleep as tick } from "./support/wait.ts";
+import { Agent, type AgentTiming } from "../../lib/host/agent.ts";
+import { readConfigDir, watchConfigDir } from "../../lib/host/config_dir.ts";
+import { type AgentFlags, defaultFlags } from "../../lib/core/flags.ts";
+import type { Logger } from "../../lib/host/log.ts";
+import { ConfigMapDir } from "../../lab/config_map.ts";
+import { FakeNatTable } from "../support/fake_iptables.ts";
+import { eventually, sleep as tick } from "../../lab/wait.ts";
 
 // --- the rules as DESIGN.md spells them (literal, so the loop is checked against the contract)
 

@@ -25,6 +25,21 @@ import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
 import type { Located, SourceLocation } from "./source.ts";
 
 /** What one file says. Absent keys stay undefined so merge can tell "unset" from "false". */
+
+/** Which entries of the config directory are config files: those whose name starts with this. */
+export const configFilePrefix = "ip-masq";
+
+/** One config file's path and raw bytes, as read from the config directory. */
+export interface ConfigFileBytes {
+  readonly path: string;
+  readonly bytes: Uint8Array;
+}
+
+/** The config directory as read: absent, or its config files in sorted order. */
+export type ConfigDirContents =
+  | { readonly kind: "missing" }
+  | { readonly kind: "files"; readonly files: readonly ConfigFileBytes[] };
+
 export interface FileConfig {
   readonly file: string;
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];

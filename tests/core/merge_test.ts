@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { contains } from "../lib/cidr.ts";
-import { type FileConfig, parseConfigFile } from "../lib/config.ts";
-import { formatProblem } from "../lib/config_error.ts";
+import { contains } from "../../lib/core/cidr.ts";
+import { type FileConfig, parseConfigFile } from "../../lib/core/config.ts";
+import { formatProblem } from "../../lib/core/config_error.ts";
 import {
   type EffectiveConfig,
   type Finding,
@@ -9,7 +9,7 @@ import {
   type MergeResult,
   reservedRanges,
   rfc1918Ranges,
-} from "../lib/merge.ts";
+} from "../../lib/core/merge.ts";
 
 const encoder = new TextEncoder();
 

@@ -9,11 +9,11 @@
  */
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
-import { assertExit } from "./support/agent_process.ts";
-import { backends, netnsTest } from "./support/host.ts";
-import { families, type Family, type Lab, withLab } from "./support/lab.ts";
-import { ruleLines } from "./support/netns.ts";
-import { eventually } from "./support/wait.ts";
+import { assertExit } from "../../lab/agent_process.ts";
+import { backends, netnsTest } from "../../lab/host.ts";
+import { families, type Family, type Lab, withLab } from "../../lab/lab.ts";
+import { ruleLines } from "../../lab/netns.ts";
+import { eventually } from "../../lab/wait.ts";
 
 const CHAIN = "IP-MASQ-AGENT";
 const RETURN_COMMENT = "ip-masq-agent: local traffic is not subject to MASQUERADE";

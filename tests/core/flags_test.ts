@@ -7,7 +7,7 @@ import {
   flagValuesForLog,
   parseFlags,
   usage,
-} from "../lib/flags.ts";
+} from "../../lib/core/flags.ts";
 
 function okFlags(argv: readonly string[]): { flags: AgentFlags; ignored: string[] } {
   const result = parseFlags(argv);

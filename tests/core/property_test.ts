@@ -13,15 +13,15 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCidr } from "../lib/cidr.ts";
-import { parseConfigFile } from "../lib/config.ts";
-import type { ConfigDirContents } from "../lib/config_dir.ts";
-import { ConfigError, formatProblem } from "../lib/config_error.ts";
-import { type AgentFlags, parseFlags } from "../lib/flags.ts";
-import { reservedRanges, rfc1918Ranges } from "../lib/merge.ts";
-import { desiredChains, loadConfig } from "../lib/reconcile.ts";
-import { renderFromEmpty } from "../lib/rules.ts";
-import { parseNatTable, planReconcile } from "../lib/ruleset.ts";
+import { parseCidr } from "../../lib/core/cidr.ts";
+import { parseConfigFile } from "../../lib/core/config.ts";
+import type { ConfigDirContents } from "../../lib/host/config_dir.ts";
+import { ConfigError, formatProblem } from "../../lib/core/config_error.ts";
+import { type AgentFlags, parseFlags } from "../../lib/core/flags.ts";
+import { reservedRanges, rfc1918Ranges } from "../../lib/core/merge.ts";
+import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
+import { renderFromEmpty } from "../../lib/core/rules.ts";
+import { parseNatTable, planReconcile } from "../../lib/core/ruleset.ts";
 
 // ---------------------------------------------------------------------------
 // A small seeded PRNG (mulberry32) and helpers
@@ -59,7 +59,7 @@ class Random {
 }
 
 // ---------------------------------------------------------------------------
-// An independent model of canonical CIDR text (not lib/cidr.ts)
+// An independent model of canonical CIDR text (not lib/core/cidr.ts)
 // ---------------------------------------------------------------------------
 
 type Family = "ipv4" | "ipv6";

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { Family } from "./cidr.ts";
-import { SandboxDeniedError } from "./errors.ts";
+import type { Family } from "../core/cidr.ts";
+import { SandboxDeniedError } from "../core/errors.ts";
 
 export interface NatTableClient {
   readonly family: Family;

@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type AgentOptions, AgentProcess, type AgentResult } from "./support/agent_process.ts";
-import { ConfigMapDir } from "./support/config_map.ts";
+import { type AgentOptions, AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
+import { ConfigMapDir } from "../../lab/config_map.ts";
 import {
   exitWithin,
   hammerChain,
@@ -18,9 +18,9 @@ import {
   shimmedBin,
   stopAgents,
   withoutTimestamps,
-} from "./support/faults.ts";
-import type { Backend } from "./support/host.ts";
-import { netnsTest } from "./support/host.ts";
+} from "../../lab/faults.ts";
+import type { Backend } from "../../lab/host.ts";
+import { netnsTest } from "../../lab/host.ts";
 import {
   backendBin,
   NetNs,
@@ -28,9 +28,9 @@ import {
   restrictedPath,
   ruleLines,
   saveNat,
-} from "./support/netns.ts";
-import { ToolLog } from "./support/tool_log.ts";
-import { eventually, sleep } from "./support/wait.ts";
+} from "../../lab/netns.ts";
+import { ToolLog } from "../../lab/tool_log.ts";
+import { eventually, sleep } from "../../lab/wait.ts";
 
 const chain = "IP-MASQ-AGENT";
 const jumpPattern = new RegExp(`^-A POSTROUTING .*-j ${chain}$`);

@@ -1,21 +1,18 @@
 /**
- * One reconcile, composed from the pure core: read the config directory, parse
- * and merge it, render the desired chain per family, read the live nat table,
- * and write the one transaction that fixes what differs (or nothing).
+ * The desired state as data, from the config directory's contents: parse and
+ * validate every file, merge them, and render the desired chain per enabled
+ * family. Pure: the same contents and flags give the same result.
  *
  * @module
  */
 
 import type { Family } from "./cidr.ts";
-import { type FileConfig, parseConfigFile } from "./config.ts";
+import { type ConfigDirContents, type FileConfig, parseConfigFile } from "./config.ts";
 import { ConfigError, type ConfigProblem } from "./config_error.ts";
-import type { ConfigDirContents } from "./config_dir.ts";
 import type { AgentFlags } from "./flags.ts";
-import type { NatTableClient } from "./iptables.ts";
 import { type EffectiveConfig, type Finding, mergeConfigs } from "./merge.ts";
 import { parsePortRanges } from "./ports.ts";
 import { type DesiredChain, desiredChain } from "./rules.ts";
-import { parseNatTable, type Plan, planReconcile } from "./ruleset.ts";
 
 export interface LoadedConfig {
   readonly effective: EffectiveConfig;
@@ -59,34 +56,4 @@ export function desiredChains(
       toPorts: toPorts.ranges,
     })
   );
-}
-
-export interface FamilyOutcome {
-  readonly family: Family;
-  readonly plan: Plan;
-}
-
-/** Reads the family's nat table once and plans what would bring it to `desired`. */
-export async function planFamily(
-  desired: DesiredChain,
-  client: NatTableClient,
-  signal?: AbortSignal,
-): Promise<Plan> {
-  return planReconcile(desired, parseNatTable(await client.save(signal)));
-}
-
-/** Reads each family's nat table once and writes only where the plan says so. */
-export async function applyDesired(
-  desired: readonly DesiredChain[],
-  clients: Readonly<Record<Family, NatTableClient>>,
-  signal?: AbortSignal,
-): Promise<FamilyOutcome[]> {
-  const outcomes: FamilyOutcome[] = [];
-  for (const chain of desired) {
-    const client = clients[chain.family];
-    const plan = await planFamily(chain, client, signal);
-    if (plan.payload !== null) await client.restore(plan.payload, signal);
-    outcomes.push({ family: chain.family, plan });
-  }
-  return outcomes;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatDuration, parseGoDuration } from "../lib/duration.ts";
+import { formatDuration, parseGoDuration } from "../../lib/core/duration.ts";
 
 function milliseconds(text: string): number {
   const result = parseGoDuration(text);

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { parseCidr } from "../lib/cidr.ts";
-import { defaultFlags } from "../lib/flags.ts";
-import { mergeConfigs } from "../lib/merge.ts";
-import { desiredChains } from "../lib/reconcile.ts";
+import { parseCidr } from "../../lib/core/cidr.ts";
+import { defaultFlags } from "../../lib/core/flags.ts";
+import { mergeConfigs } from "../../lib/core/merge.ts";
+import { desiredChains } from "../../lib/core/desired.ts";
 import {
   chainRuleLines,
   type DesiredChain,
@@ -10,14 +10,14 @@ import {
   jumpRuleLine,
   quotedJumpRuleLine,
   renderFromEmpty,
-} from "../lib/rules.ts";
+} from "../../lib/core/rules.ts";
 import {
   type LiveNatTable,
   parseNatTable,
   type Plan,
   planCleanup,
   planReconcile,
-} from "../lib/ruleset.ts";
+} from "../../lib/core/ruleset.ts";
 
 // ---------------------------------------------------------------------------
 // Fixtures

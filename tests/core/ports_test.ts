@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { formatPortRange, parsePortRanges, type PortRange, portRangeSize } from "../lib/ports.ts";
+import {
+  formatPortRange,
+  parsePortRanges,
+  type PortRange,
+  portRangeSize,
+} from "../../lib/core/ports.ts";
 
 function ranges(spec: string): PortRange[] {
   const result = parsePortRanges(spec);

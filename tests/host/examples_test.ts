@@ -10,10 +10,10 @@
 
 import { deepStrictEqual, equal, fail, notEqual, ok } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
-import denoConfig from "../deno.json" with { type: "json" };
-import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../lib/flags.ts";
+import denoConfig from "../../deno.json" with { type: "json" };
+import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/core/flags.ts";
 
-const repoRoot = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const examplesDir = `${repoRoot}/examples`;
 const rawConfigDir = `${examplesDir}/config`;
 const decoder = new TextDecoder();

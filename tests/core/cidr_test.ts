@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, fail, ok } from "node:assert/strict";
-import { type Cidr, compareCidrs, contains, familyBits, parseCidr } from "../lib/cidr.ts";
+import { type Cidr, compareCidrs, contains, familyBits, parseCidr } from "../../lib/core/cidr.ts";
 
 function mustParse(input: string): Cidr {
   const result = parseCidr(input);

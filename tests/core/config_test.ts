@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { defaultCidrLimit, type FileConfig, parseConfigFile } from "../lib/config.ts";
-import { ConfigError, type ConfigProblem, formatProblem } from "../lib/config_error.ts";
-import type { ConfigDirContents } from "../lib/config_dir.ts";
-import { defaultFlags } from "../lib/flags.ts";
-import { rfc1918Ranges } from "../lib/merge.ts";
-import { loadConfig } from "../lib/reconcile.ts";
+import { defaultCidrLimit, type FileConfig, parseConfigFile } from "../../lib/core/config.ts";
+import { ConfigError, type ConfigProblem, formatProblem } from "../../lib/core/config_error.ts";
+import type { ConfigDirContents } from "../../lib/host/config_dir.ts";
+import { defaultFlags } from "../../lib/core/flags.ts";
+import { rfc1918Ranges } from "../../lib/core/merge.ts";
+import { loadConfig } from "../../lib/core/desired.ts";
 
 const path = "/etc/config/ip-masq-agent";
 const encoder = new TextEncoder();

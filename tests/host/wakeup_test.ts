@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Wakeup } from "../lib/wakeup.ts";
+import { Wakeup } from "../../lib/host/wakeup.ts";
 
 const never = new AbortController().signal;
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import type { Family } from "../lib/cidr.ts";
-import type { ConfigDirContents } from "../lib/config_dir.ts";
-import { type AgentFlags, defaultFlags } from "../lib/flags.ts";
-import type { EffectiveConfig } from "../lib/merge.ts";
-import { desiredChains, loadConfig } from "../lib/reconcile.ts";
+import type { Family } from "../../lib/core/cidr.ts";
+import type { ConfigDirContents } from "../../lib/host/config_dir.ts";
+import { type AgentFlags, defaultFlags } from "../../lib/core/flags.ts";
+import type { EffectiveConfig } from "../../lib/core/merge.ts";
+import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
 import {
   chainRuleLines,
   type DesiredChain,
@@ -16,7 +16,7 @@ import {
   renderFromEmpty,
   returnComment,
   savedProbability,
-} from "../lib/rules.ts";
+} from "../../lib/core/rules.ts";
 
 const encoder = new TextEncoder();
 const bothSupported: Record<Family, boolean> = { ipv4: true, ipv6: true };

@@ -5,16 +5,17 @@
  * @module
  */
 
-import type { Family } from "./cidr.ts";
-import { ConfigError } from "./config_error.ts";
+import type { Family } from "../core/cidr.ts";
+import { ConfigError } from "../core/config_error.ts";
 import type { ConfigDirContents } from "./config_dir.ts";
-import { exitCodes, formatErrorChain } from "./errors.ts";
-import type { AgentFlags } from "./flags.ts";
+import { exitCodes, formatErrorChain } from "../core/errors.ts";
+import type { AgentFlags } from "../core/flags.ts";
 import { IptablesError, type NatTableClient } from "./iptables.ts";
 import type { Logger } from "./log.ts";
-import { desiredChains, enabledFamilies, loadConfig, planFamily } from "./reconcile.ts";
-import { renderFromEmpty } from "./rules.ts";
-import { parseNatTable, planCleanup } from "./ruleset.ts";
+import { desiredChains, enabledFamilies, loadConfig } from "../core/desired.ts";
+import { planFamily } from "./reconcile.ts";
+import { renderFromEmpty } from "../core/rules.ts";
+import { parseNatTable, planCleanup } from "../core/ruleset.ts";
 
 export interface ModeDeps {
   readonly flags: AgentFlags;

@@ -5,17 +5,17 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCidr } from "../lib/cidr.ts";
-import { IptablesError } from "../lib/iptables.ts";
+import { parseCidr } from "../../lib/core/cidr.ts";
+import { IptablesError } from "../../lib/host/iptables.ts";
 import {
   type DesiredChain,
   jumpRuleLine,
   quotedJumpRuleLine,
   renderFromEmpty,
-} from "../lib/rules.ts";
-import { parseNatTable, planCleanup, planReconcile } from "../lib/ruleset.ts";
-import { builtIn } from "../lib/source.ts";
-import { FakeNatTable, saveString, tokenize } from "./support/fake_iptables.ts";
+} from "../../lib/core/rules.ts";
+import { parseNatTable, planCleanup, planReconcile } from "../../lib/core/ruleset.ts";
+import { builtIn } from "../../lib/core/source.ts";
+import { FakeNatTable, saveString, tokenize } from "../support/fake_iptables.ts";
 
 const emptyTable = [
   "*nat",

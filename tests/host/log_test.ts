@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
-import { formatJson, formatText, setUpLogging } from "../lib/log.ts";
+import { formatJson, formatText, setUpLogging } from "../../lib/host/log.ts";
 
 /** 2024-01-02T03:04:05.678Z */
 const timestamp = Date.UTC(2024, 0, 2, 3, 4, 5, 678);

@@ -6,10 +6,10 @@
  */
 
 import { equal, match, ok } from "node:assert/strict";
-import { assertExit } from "./support/agent_process.ts";
-import { backends, netnsTest } from "./support/host.ts";
-import { families, type Lab, withLab } from "./support/lab.ts";
-import { restrictedPath, ruleLines } from "./support/netns.ts";
+import { assertExit } from "../../lab/agent_process.ts";
+import { backends, netnsTest } from "../../lab/host.ts";
+import { families, type Lab, withLab } from "../../lab/lab.ts";
+import { restrictedPath, ruleLines } from "../../lab/netns.ts";
 
 const CHAIN = "IP-MASQ-AGENT";
 const CONFIG = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - fd00::/8\n";
