@@ -23,6 +23,7 @@ export interface AgentFlags {
   resyncInterval: number;
   randomFully: boolean;
   toPorts: string;
+  iptablesMode: "auto" | "nft" | "legacy";
   verbosity: number;
   logFormat: "text" | "json";
   exitOnConfigError: boolean;
@@ -142,6 +143,18 @@ export const flagTable: readonly FlagDef[] = [
     help: "source ports for the MASQUERADE rule, a comma-separated list of N or N-M " +
       "(empty: any port)",
     validate: checkPortList,
+  },
+  {
+    name: "iptables-mode",
+    kind: "string",
+    default: "auto",
+    key: "iptablesMode",
+    help: "iptables backend to program: auto (detect from the node, as kubelet marks it), " +
+      "nft or legacy",
+    validate: (s) =>
+      s === "auto" || s === "nft" || s === "legacy"
+        ? undefined
+        : `must be "auto", "nft" or "legacy"`,
   },
   {
     name: "v",
@@ -291,7 +304,7 @@ const EXCLUSIVE_MODE_FLAGS: readonly string[] = ["once", "dry-run", "check", "cl
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
 function setFlag(flags: AgentFlags, key: keyof AgentFlags, value: boolean | number | string) {
-  // The table's types tie each key to its kind; only logFormat is narrower than its kind,
+  // The table's types tie each key to its kind; only logFormat and iptablesMode are narrower than their kind,
   // and validation rejects anything else before the flags are handed out.
   (flags as unknown as Record<string, unknown>)[key] = value;
 }

@@ -29,6 +29,7 @@ const expectedDefaults: AgentFlags = {
   resyncInterval: 60,
   randomFully: true,
   toPorts: "",
+  iptablesMode: "auto",
   verbosity: 0,
   logFormat: "text",
   exitOnConfigError: true,
@@ -622,3 +623,14 @@ Deno.test("flagValuesForLog reflects parsed values and keeps odd values on one l
 function goQuoteForTest(s: string): string {
   return JSON.stringify(s).replaceAll("\x7f", "\\x7f");
 }
+
+Deno.test("--iptables-mode takes auto, nft or legacy, and nothing else", () => {
+  for (const mode of ["auto", "nft", "legacy"] as const) {
+    const result = parseFlags([`--iptables-mode=${mode}`]);
+    assert.ok(result.ok);
+    assert.equal(result.flags.iptablesMode, mode);
+  }
+  const message = errorOf(["--iptables-mode=iptables"]);
+  assert.match(message, /iptables-mode/);
+  assert.match(message, /must be "auto", "nft" or "legacy"/);
+});
