@@ -597,7 +597,7 @@ Deno.test("flagValuesForLog lists every agent flag once with its value", () => {
   assert.equal(
     line,
     "--config-dir=/etc/config --masq-chain=IP-MASQ-AGENT --nomasq-all-reserved-ranges=false " +
-      '--enable-ipv6=false --resync-interval=60 --random-fully=true --to-ports="" --v=0 ' +
+      '--enable-ipv6=false --resync-interval=60 --random-fully=true --to-ports="" --iptables-mode=auto --v=0 ' +
       "--log-format=text --exit-on-config-error=true --once=false --dry-run=false --check=false " +
       "--cleanup=false --version=false --help=false",
   );
