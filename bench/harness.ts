@@ -1,13 +1,15 @@
 /**
- * Building blocks of the benchmark: config file contents, reading CPU time
- * and RSS from /proc, klog line timestamps, percentiles, and one registry
- * that tears down every namespace, agent and temp dir in `finally`. The
- * config directory (lab/config_map.ts) and the counting PATH shim
- * (lab/tool_log.ts) are the tests' own.
+ * Building blocks of the benchmark: config file contents, starting an agent
+ * and reading its chain, reading CPU time and RSS from /proc, klog line
+ * timestamps, percentiles, and one registry that tears down every namespace,
+ * agent and temp dir in `finally`. The config directory (lab/config_map.ts)
+ * and the counting PATH shim (lab/tool_log.ts, extended in tools.ts) are the
+ * tests' own.
  *
  * @module
  */
 
+import type { Backend } from "../lab/host.ts";
 import { AgentProcess } from "../lab/agent_process.ts";
 import { NetNs } from "../lab/netns.ts";
 import { sleep } from "../lab/wait.ts";
@@ -75,6 +77,53 @@ export class Resources {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The agent
+
+/** Our chain (the default `--masq-chain`). */
+export const chain = "IP-MASQ-AGENT";
+
+/** The "4 CIDRs" of issue 9's harness: upstream's default non-masquerade ranges. */
+export const fourCidrs: readonly string[] = [
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "100.64.0.0/10",
+];
+
+/** The line the agent logs once `iptables-restore` has returned: the rules are in the kernel. */
+export const rulesWritten = (family: "ipv4" | "ipv6"): RegExp =>
+  new RegExp(`^rules written \\(${family}\\)`);
+
+/** How a row names the agent run that produced it. */
+export const agentCommand = (args: readonly string[]): string =>
+  ["deno task start", ...args].join(" ");
+
+/** Starts an agent and waits (polling every 10 ms) until it logs `ready`. */
+export async function startAgent(
+  res: Resources,
+  options: Parameters<Resources["agent"]>[0],
+  ready: RegExp,
+  timeoutMs = 120_000,
+): Promise<{ agent: AgentProcess; pid: number }> {
+  const agent = await res.agent(options);
+  const seen = await waitForLine(agent, ready, { timeoutMs, pollMs: 10 });
+  if (!seen) throw new Error(`agent never logged ${ready}; stderr:\n${agent.stderr}`);
+  return { agent, pid: await agent.agentPid() };
+}
+
+/** `-A` lines of one nat chain in the namespace, read with the backend's own `-S CHAIN`. */
+export async function chainRules(
+  ns: NetNs,
+  bin: string,
+  backend: Backend,
+  name = chain,
+): Promise<string[]> {
+  const result = await ns.exec([`${bin}/iptables-${backend}`, "-t", "nat", "-S", name]);
+  if (result.code !== 0) return [];
+  return result.stdout.split("\n").filter((line) => line.startsWith("-A "));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Config files
 
 export function configYaml(cidrs: readonly string[], cidrLimit?: number): string {
@@ -123,6 +172,35 @@ export async function cpuTimes(pid: number): Promise<CpuTimes> {
 
 export function cpuDelta(before: CpuTimes, after: CpuTimes): CpuTimes {
   return { self: after.self - before.self, children: after.children - before.children };
+}
+
+/**
+ * On-CPU nanoseconds of each live thread of `pid` (the first field of
+ * `/proc/<pid>/task/<tid>/schedstat`): the scheduler's own clock, where
+ * `/proc/<pid>/stat` counts 10 ms ticks, too coarse for a few ms per resync.
+ */
+export async function threadCpu(pid: number): Promise<Map<number, number>> {
+  const threads = new Map<number, number>();
+  for await (const entry of Deno.readDir(`/proc/${pid}/task`)) {
+    const text = await Deno.readTextFile(`/proc/${pid}/task/${entry.name}/schedstat`)
+      .catch(() => undefined);
+    if (text !== undefined) threads.set(Number(entry.name), Number(text.split(" ")[0]));
+  }
+  return threads;
+}
+
+/**
+ * Milliseconds on CPU between two `threadCpu` readings: threads born in
+ * between count whole; those that exited in between are missed (`exited`).
+ */
+export function threadCpuDelta(
+  before: ReadonlyMap<number, number>,
+  after: ReadonlyMap<number, number>,
+): { ms: number; exited: number } {
+  let ns = 0;
+  for (const [tid, value] of after) ns += value - (before.get(tid) ?? 0);
+  const exited = [...before.keys()].filter((tid) => !after.has(tid)).length;
+  return { ms: ns / 1e6, exited };
 }
 
 export interface Memory {

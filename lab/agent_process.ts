@@ -11,7 +11,7 @@
 import { fail } from "node:assert/strict";
 import denoConfig from "../deno.json" with { type: "json" };
 import type { NetNs } from "./netns.ts";
-import { pathFor } from "./netns.ts";
+import { backendOfDir, pathFor } from "./netns.ts";
 
 export const repoRoot = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -20,7 +20,11 @@ export const startCommand: readonly string[] = denoConfig.tasks.start.split(/\s+
 
 export interface AgentOptions {
   readonly ns: NetNs;
-  /** Directory of iptables* names for the backend (see backendBin). */
+  /**
+   * Directory of iptables* names for the backend (see backendBin), first in
+   * PATH. Unless `args` set `--iptables-mode`, the agent is given the
+   * backend the directory names (its marker file).
+   */
   readonly binDir: string;
   /** Host directory mounted at /etc/config; undefined leaves /etc/config absent. */
   readonly configDir?: string;
@@ -98,6 +102,11 @@ export class AgentProcess {
       IMT_PID1: options.pid1 ? "unshare --pid --fork --mount-proc" : "",
       ...options.env,
     };
+    // First, so that a test's own flags (even a bad one) come after it unchanged.
+    const backend = await backendOfDir(options.binDir);
+    const args = backend && !options.args.some((arg) => /^--?iptables-mode(=|$)/.test(arg))
+      ? [`--iptables-mode=${backend}`, ...options.args]
+      : [...options.args];
     const denoDir = Deno.env.get("DENO_DIR");
     if (denoDir) env.DENO_DIR = denoDir;
     const child = new Deno.Command("unshare", {
@@ -111,7 +120,7 @@ export class AgentProcess {
         "sh",
         ...(options.wrap ?? []),
         ...startCommand,
-        ...options.args,
+        ...args,
       ],
       clearEnv: true,
       env,

@@ -8,6 +8,7 @@
  */
 
 import { type AgentOptions, AgentProcess, type AgentResult } from "./agent_process.ts";
+import { iptablesTools } from "../lib/core/iptables_mode.ts";
 import type { Backend } from "./host.ts";
 import { backendBin, type CommandResult, NetNs, saveNat } from "./netns.ts";
 import { ToolLog } from "./tool_log.ts";
@@ -45,6 +46,27 @@ export class Lab {
 
   #options(args: readonly string[], extras: AgentExtras) {
     return { ns: this.ns, binDir: this.tools.binDir, configDir: this.configDir, ...extras, args };
+  }
+
+  /** The name of the agent's tool for this lab's backend: `iptables-nft-restore`, ... */
+  agentTool(family: Family, tool: "main" | "restore"): string {
+    return iptablesTools(this.backend, family)[tool];
+  }
+
+  /**
+   * What the agent launched since the last reset, per family: `-t nat -S`
+   * listings (a reconcile lists POSTROUTING and its chain) and restores, of
+   * this lab's backend only.
+   */
+  async launches(): Promise<Record<string, number>> {
+    const calls = await this.tools.calls();
+    const count = (prefix: string) => calls.filter((call) => call.startsWith(prefix)).length;
+    return {
+      "iptables -S": count(`${this.agentTool("ipv4", "main")} -w 5 -t nat -S`),
+      "ip6tables -S": count(`${this.agentTool("ipv6", "main")} -w 5 -t nat -S`),
+      "iptables-restore": count(`${this.agentTool("ipv4", "restore")} `),
+      "ip6tables-restore": count(`${this.agentTool("ipv6", "restore")} `),
+    };
   }
 
   /** `iptables`/`ip6tables` with the given arguments in the namespace; throws on failure. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { allIptablesTools } from "../lib/core/iptables_mode.ts";
 import type { Backend } from "./host.ts";
 
 export interface CommandResult {
@@ -70,8 +71,11 @@ export class NetNs {
   }
 }
 
-/** Every iptables tool the agent may run. */
-export const toolNames = [
+/** Every iptables tool the agent may run: the backends' own names, never the plain ones. */
+export const toolNames: readonly string[] = allIptablesTools;
+
+/** The plain names, which the tests' own reads and writes use (never the agent). */
+export const plainToolNames = [
   "iptables",
   "iptables-save",
   "iptables-restore",
@@ -81,18 +85,50 @@ export const toolNames = [
 ] as const;
 
 /** What every iptables* name of a backend runs; it dispatches on the name it is called by. */
-function multiBinary(backend: Backend): string {
+export function multiBinary(backend: Backend): string {
   return backend === "nft" ? "/usr/sbin/xtables-nft-multi" : "/usr/sbin/xtables-legacy-multi";
 }
 
-/** A directory whose iptables* names run the given backend, to put first in PATH. */
+/** The backend a tool name belongs to: `iptables-legacy-restore` is legacy's. */
+function backendOfTool(name: string): Backend | undefined {
+  if (/-nft(-|$)/.test(name)) return "nft";
+  if (/-legacy(-|$)/.test(name)) return "legacy";
+  return undefined;
+}
+
+/**
+ * The file in a tool directory that says which backend its plain names run.
+ * AgentProcess passes it to the agent as `--iptables-mode` (unless the test
+ * sets the flag): a fresh namespace carries no kubelet hint to detect.
+ */
+export const backendMarker = ".iptables-backend";
+
+/** The backend a tool directory was made for, if it says. */
+export async function backendOfDir(dir: string): Promise<Backend | undefined> {
+  try {
+    const text = (await Deno.readTextFile(`${dir}/${backendMarker}`)).trim();
+    return text === "nft" || text === "legacy" ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function link(target: string, path: string) {
+  await Deno.remove(path).catch(() => {});
+  await Deno.symlink(target, path);
+}
+
+/**
+ * A directory to put first in PATH: the plain iptables* names run `backend`
+ * (for the test's own reads and writes), each backend's own names run that
+ * backend (what the agent runs), and the marker names `backend`.
+ */
 export async function backendBin(backend: Backend, root: string): Promise<string> {
   const dir = `${root}/bin-${backend}`;
   await Deno.mkdir(dir, { recursive: true });
-  for (const name of toolNames) {
-    await Deno.remove(`${dir}/${name}`).catch(() => {});
-    await Deno.symlink(multiBinary(backend), `${dir}/${name}`);
-  }
+  for (const name of plainToolNames) await link(multiBinary(backend), `${dir}/${name}`);
+  for (const name of toolNames) await link(multiBinary(backendOfTool(name)!), `${dir}/${name}`);
+  await Deno.writeTextFile(`${dir}/${backendMarker}`, `${backend}\n`);
   return dir;
 }
 
@@ -118,7 +154,10 @@ export async function restrictedPath(
   const dir = `${root}/path-${iptablesTools.length}`;
   await Deno.mkdir(dir, { recursive: true });
   for (const tool of harnessTools) await Deno.symlink(await which(tool), `${dir}/${tool}`);
-  for (const tool of iptablesTools) await Deno.symlink(multiBinary(backend), `${dir}/${tool}`);
+  for (const tool of iptablesTools) {
+    await Deno.symlink(multiBinary(backendOfTool(tool) ?? backend), `${dir}/${tool}`);
+  }
+  await Deno.writeTextFile(`${dir}/${backendMarker}`, `${backend}\n`);
   return dir;
 }
 

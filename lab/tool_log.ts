@@ -9,9 +9,10 @@
  * @module
  */
 
-import { toolNames } from "./netns.ts";
+import { backendMarker, toolNames } from "./netns.ts";
 
-export type ToolName = typeof toolNames[number];
+/** A program the agent may run: one of {@link toolNames}. */
+export type ToolName = string;
 
 function shellQuote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
@@ -60,6 +61,8 @@ export class ToolLog {
       await Deno.writeTextFile(`${binDir}/${name}`, script, { mode: 0o755 });
       await Deno.chmod(`${binDir}/${name}`, 0o755);
     }
+    const marker = await Deno.readTextFile(`${realBinDir}/${backendMarker}`).catch(() => undefined);
+    if (marker !== undefined) await Deno.writeTextFile(`${binDir}/${backendMarker}`, marker);
     return new ToolLog(binDir, logFile);
   }
 

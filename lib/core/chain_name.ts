@@ -9,6 +9,7 @@
  */
 
 import { goQuote } from "./go_strconv.ts";
+import { err, ok, type Result } from "./result.ts";
 
 /** iptables keeps chain names in a 29-byte buffer including the terminating NUL. */
 const MAX_CHAIN_NAME_LENGTH = 28;
@@ -69,31 +70,47 @@ const RESERVED_CHAIN_NAMES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Why `name` cannot be our chain (the `--masq-chain` value), or undefined when
- * it can: it must survive an iptables-save/-restore round trip and must not
- * be read as an option, a negation, a built-in chain or a target.
+ * `name` when it can be our chain (the `--masq-chain` value), or why not: it
+ * must survive an iptables-save/-restore round trip and must not be read as
+ * an option, a negation, a built-in chain or a target. The reasons quote in
+ * Go's `%q`, as the flag parser's messages do.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkChainName } from "./chain_name.ts";
+ *
+ * assert.deepEqual(checkChainName("MY-MASQ"), { ok: true, value: "MY-MASQ" });
+ * assert.deepEqual(checkChainName("snat"), {
+ *   ok: false,
+ *   error: "must not be a built-in iptables chain or target name",
+ * });
+ * ```
  */
-export function checkChainName(name: string): string | undefined {
-  if (name === "") return "must not be empty";
+export function checkChainName(name: string): Result<string, string> {
+  if (name === "") return err("must not be empty");
   for (const ch of name) {
     const code = ch.codePointAt(0) ?? 0;
     // Anything outside printable ASCII, and the characters that iptables-save/-restore
     // treat as quoting or comment syntax, would not survive a save/restore round trip.
     if (code < 0x21 || code > 0x7e || `"'\\#`.includes(ch)) {
-      return `must not contain ${goQuote(ch)} (only printable ASCII without whitespace, ` +
-        `quotes, backslash or # is allowed)`;
+      return err(
+        `must not contain ${goQuote(ch)} (only printable ASCII without whitespace, ` +
+          `quotes, backslash or # is allowed)`,
+      );
     }
   }
   if (name.length > MAX_CHAIN_NAME_LENGTH) {
-    return `must be at most ${MAX_CHAIN_NAME_LENGTH} characters (iptables limit), ` +
-      `got ${name.length}`;
+    return err(
+      `must be at most ${MAX_CHAIN_NAME_LENGTH} characters (iptables limit), got ${name.length}`,
+    );
   }
   // iptables would read a leading "-" as an option and a leading "!" as negation.
-  if (name[0] === "-" || name[0] === "!") return `must not start with ${goQuote(name[0])}`;
+  if (name[0] === "-" || name[0] === "!") return err(`must not start with ${goQuote(name[0])}`);
   // iptables compares these case-sensitively, so "accept" would be a legal user chain; it is
   // rejected anyway because "-j accept" next to "-j ACCEPT" in a rule dump invites misreading.
   if (RESERVED_CHAIN_NAMES.has(name.toUpperCase())) {
-    return "must not be a built-in iptables chain or target name";
+    return err("must not be a built-in iptables chain or target name");
   }
-  return undefined;
+  return ok(name);
 }

@@ -9,44 +9,72 @@
  * @module
  */
 
+import { quoteInput } from "./quote.ts";
+import { err, ok, type Result } from "./result.ts";
+
+/** An address family: iptables for ipv4, ip6tables for ipv6. */
 export type Family = "ipv4" | "ipv6";
 
 /** A parsed, aligned prefix. `text` is the canonical form (what iptables-save prints). */
 export interface Cidr {
+  /** Which iptables tool the rule belongs to. */
   readonly family: Family;
+  /** The network address, host bits zero. */
   readonly address: bigint;
+  /** The prefix length, 0 to 32 (IPv4) or 128 (IPv6). */
   readonly prefix: number;
+  /** The canonical spelling, as `iptables-save` prints it. */
   readonly text: string;
 }
 
-export type ParseCidrResult = { ok: true; cidr: Cidr } | { ok: false; reason: string };
+interface Address {
+  readonly family: Family;
+  readonly address: bigint;
+}
 
-type AddressResult = { ok: true; family: Family; address: bigint } | {
-  ok: false;
-  reason: string;
-};
-
+/** The address width of `family`, in bits. */
 export function familyBits(family: Family): 32 | 128 {
   return family === "ipv4" ? 32 : 128;
 }
 
-export function parseCidr(input: string): ParseCidrResult {
-  if (input.length === 0) return fail("empty CIDR");
+/**
+ * Parses `input` as Go's `net.ParseCIDR` would, and also rejects what would
+ * silently misbehave as a rule: a host part (`10.0.0.1/8`), an IPv4-mapped
+ * IPv6 prefix, a zone, whitespace. The reason names what is wrong and shows
+ * the input bounded and escaped.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCidr } from "./cidr.ts";
+ *
+ * const parsed = parseCidr("2001:DB8:0::/32");
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.text, "2001:db8::/32"); // as ip6tables-save prints it
+ *
+ * const misaligned = parseCidr("10.0.0.1/8");
+ * assert.ok(!misaligned.ok);
+ * assert.equal(misaligned.error, '"10.0.0.1/8" is not aligned: the network is 10.0.0.0/8');
+ * ```
+ */
+export function parseCidr(input: string): Result<Cidr, string> {
+  if (input.length === 0) return err("empty CIDR");
   // Never trim: a value with whitespace is almost certainly a pasted or
   // injected fragment (e.g. "10.0.0.0/8 -j ACCEPT"), not a CIDR.
-  if (/\s/.test(input)) return fail(`whitespace is not allowed: ${quote(input)}`);
+  if (/\s/.test(input)) return err(`whitespace is not allowed: ${quoteInput(input)}`);
 
   const slash = input.indexOf("/");
-  if (slash < 0) return fail(`missing "/" and prefix length in ${quote(input)}`);
-  if (input.indexOf("/", slash + 1) >= 0) return fail(`more than one "/" in ${quote(input)}`);
+  if (slash < 0) return err(`missing "/" and prefix length in ${quoteInput(input)}`);
+  if (input.indexOf("/", slash + 1) >= 0) return err(`more than one "/" in ${quoteInput(input)}`);
 
   const parsed = parseAddress(input.slice(0, slash));
   if (!parsed.ok) return parsed;
-  const { family, address } = parsed;
+  const { family, address } = parsed.value;
   const bits = familyBits(family);
 
-  const prefix = parsePrefix(input.slice(slash + 1), family);
-  if (typeof prefix === "string") return fail(prefix);
+  const parsedPrefix = parsePrefix(input.slice(slash + 1), family);
+  if (!parsedPrefix.ok) return parsedPrefix;
+  const prefix = parsedPrefix.value;
 
   // Go accepts ::ffff:a.b.c.d, but the kernel never hands IPv4-mapped
   // addresses to ip6tables, so such a rule would silently match nothing.
@@ -55,32 +83,31 @@ export function parseCidr(input: string): ParseCidrResult {
     const hint = v4Prefix >= 0
       ? `the IPv4 CIDR ${formatIpv4(address & networkMask(32, v4Prefix))}/${v4Prefix}`
       : "an IPv4 CIDR";
-    return fail(
-      `${quote(input)} is IPv4-mapped and never matches in ip6tables; write ${hint} instead`,
+    return err(
+      `${quoteInput(input)} is IPv4-mapped and never matches in ip6tables; write ${hint} instead`,
     );
   }
 
   const network = address & networkMask(bits, prefix);
   if (network !== address) {
-    return fail(
-      `${quote(input)} is not aligned: the network is ${formatAddress(family, network)}/${prefix}`,
+    return err(
+      `${quoteInput(input)} is not aligned: the network is ${
+        formatAddress(family, network)
+      }/${prefix}`,
     );
   }
 
-  return {
-    ok: true,
-    cidr: { family, address, prefix, text: `${formatAddress(family, address)}/${prefix}` },
-  };
+  return ok({ family, address, prefix, text: `${formatAddress(family, address)}/${prefix}` });
 }
 
 /** A CIDR written in the code (a default, link-local): one that does not parse is a bug. */
 export function parseBuiltInCidr(text: string): Cidr {
   const parsed = parseCidr(text);
-  if (!parsed.ok) throw new Error(`built-in CIDR ${text} does not parse: ${parsed.reason}`);
-  return parsed.cidr;
+  if (!parsed.ok) throw new Error(`built-in CIDR ${text} does not parse: ${parsed.error}`);
+  return parsed.value;
 }
 
-/** true when every address of `inner` is inside `outer` (same family only; different families -> false) */
+/** Whether every address of `inner` is inside `outer`; false for different families. */
 export function contains(outer: Cidr, inner: Cidr): boolean {
   if (outer.family !== inner.family || outer.prefix > inner.prefix) return false;
   // Mask both sides: Cidr is a plain interface, so a hand-built value may be unaligned.
@@ -95,65 +122,67 @@ export function compareCidrs(a: Cidr, b: Cidr): number {
   return a.prefix - b.prefix;
 }
 
-function fail(reason: string): { ok: false; reason: string } {
-  return { ok: false, reason };
-}
-
 function networkMask(bits: number, prefix: number): bigint {
   const all = (1n << BigInt(bits)) - 1n;
   return all ^ ((1n << BigInt(bits - prefix)) - 1n);
 }
 
 /** Go's dtoi: ASCII digits only, leading zeros allowed ("/08" is 8), no sign. */
-function parsePrefix(text: string, family: Family): number | string {
-  if (text.length === 0) return "prefix length is empty";
-  if (!/^[0-9]+$/.test(text)) return `prefix length ${quote(text)} must be decimal digits`;
+function parsePrefix(text: string, family: Family): Result<number, string> {
+  if (text.length === 0) return err("prefix length is empty");
+  if (!/^[0-9]+$/.test(text)) {
+    return err(`prefix length ${quoteInput(text)} must be decimal digits`);
+  }
   const max = familyBits(family);
   const digits = text.replace(/^0+(?=.)/, "");
   const value = digits.length > 3 ? Infinity : Number(digits);
   if (value > max) {
     const name = family === "ipv4" ? "IPv4" : "IPv6";
-    return `prefix length ${quote(digits)} is too large for ${name} (max ${max})`;
+    return err(`prefix length ${quoteInput(digits)} is too large for ${name} (max ${max})`);
   }
-  return value;
+  return ok(value);
 }
 
-function parseAddress(text: string): AddressResult {
-  if (text.length === 0) return fail(`missing address before "/"`);
-  if (text.includes("%")) return fail(`zones are not allowed: ${quote(text)}`);
+function parseAddress(text: string): Result<Address, string> {
+  if (text.length === 0) return err(`missing address before "/"`);
+  if (text.includes("%")) return err(`zones are not allowed: ${quoteInput(text)}`);
   return text.includes(":") ? parseIpv6(text) : parseIpv4(text);
 }
 
-function parseIpv4(text: string): AddressResult {
+function parseIpv4(text: string): Result<Address, string> {
   const parts = text.split(".");
-  if (parts.length === 1) return fail(`${quote(text)} is not an IPv4 or IPv6 address`);
+  if (parts.length === 1) return err(`${quoteInput(text)} is not an IPv4 or IPv6 address`);
   if (parts.length !== 4) {
-    return fail(`IPv4 address ${quote(text)} has ${parts.length} parts, want 4`);
+    return err(`IPv4 address ${quoteInput(text)} has ${parts.length} parts, want 4`);
   }
   let address = 0n;
   for (const part of parts) {
     const octet = parseOctet(part);
-    if (typeof octet === "string") return fail(octet);
-    address = (address << 8n) | BigInt(octet);
+    if (!octet.ok) return octet;
+    address = (address << 8n) | BigInt(octet.value);
   }
-  return { ok: true, family: "ipv4", address };
+  return ok({ family: "ipv4", address });
 }
 
-function parseOctet(part: string): number | string {
-  if (part.length === 0) return "IPv4 address has an empty octet";
-  if (!/^[0-9]+$/.test(part)) return `octet ${quote(part)} is not a decimal number`;
+function parseOctet(part: string): Result<number, string> {
+  if (part.length === 0) return err("IPv4 address has an empty octet");
+  if (!/^[0-9]+$/.test(part)) return err(`octet ${quoteInput(part)} is not a decimal number`);
   // Leading zeros are rejected because other tools read them as octal.
-  if (part.length > 1 && part[0] === "0") return `octet ${quote(part)} has a leading zero`;
-  if (part.length > 3 || Number(part) > 255) return `octet ${quote(part)} is greater than 255`;
-  return Number(part);
+  if (part.length > 1 && part[0] === "0") {
+    return err(`octet ${quoteInput(part)} has a leading zero`);
+  }
+  if (part.length > 3 || Number(part) > 255) {
+    return err(`octet ${quoteInput(part)} is greater than 255`);
+  }
+  return ok(Number(part));
 }
 
-function parseIpv6(text: string): AddressResult {
+function parseIpv6(text: string): Result<Address, string> {
   // ":::" would otherwise split into an empty group next to "::".
-  if (text.includes(":::")) return fail(`too many colons in ${quote(text)}`);
+  if (text.includes(":::")) return err(`too many colons in ${quoteInput(text)}`);
   const ellipsis = text.indexOf("::");
   if (ellipsis >= 0 && text.indexOf("::", ellipsis + 1) >= 0) {
-    return fail(`more than one "::" in ${quote(text)}`);
+    return err(`more than one "::" in ${quoteInput(text)}`);
   }
 
   const head = ellipsis < 0 ? text : text.slice(0, ellipsis);
@@ -167,42 +196,43 @@ function parseIpv6(text: string): AddressResult {
     if (group.includes(".")) {
       // Only the final 32 bits may be written as dotted IPv4.
       if (i !== lastIndex || text.endsWith("::")) {
-        return fail(`embedded IPv4 must be at the end of ${quote(text)}`);
+        return err(`embedded IPv4 must be at the end of ${quoteInput(text)}`);
       }
       const v4 = parseIpv4(group);
       if (!v4.ok) return v4;
-      values.push([Number(v4.address >> 16n), Number(v4.address & 0xffffn)]);
+      values.push([Number(v4.value.address >> 16n), Number(v4.value.address & 0xffffn)]);
       continue;
     }
     const value = parseHexGroup(group, text);
-    if (typeof value === "string") return fail(value);
-    values.push([value]);
+    if (!value.ok) return value;
+    values.push([value.value]);
   }
 
   const headWords = values.slice(0, headGroups.length).flat();
   const tailWords = values.slice(headGroups.length).flat();
   const count = headWords.length + tailWords.length;
   if (ellipsis < 0 && count !== 8) {
-    return fail(`IPv6 address ${quote(text)} has ${count} groups, want 8`);
+    return err(`IPv6 address ${quoteInput(text)} has ${count} groups, want 8`);
   }
   if (ellipsis >= 0 && count > 7) {
-    return fail(`"::" must stand for at least one zero group in ${quote(text)}`);
+    return err(`"::" must stand for at least one zero group in ${quoteInput(text)}`);
   }
 
   const words = [...headWords, ...new Array<number>(8 - count).fill(0), ...tailWords];
   let address = 0n;
   for (const word of words) address = (address << 16n) | BigInt(word);
-  return { ok: true, family: "ipv6", address };
+  return ok({ family: "ipv6", address });
 }
 
-function parseHexGroup(group: string, text: string): number | string {
-  if (group.length === 0) return `empty group in ${quote(text)}`;
-  if (!/^[0-9a-fA-F]+$/.test(group)) return `group ${quote(group)} is not hexadecimal`;
-  if (group.length > 4) return `group ${quote(group)} has more than 4 hex digits`;
-  return parseInt(group, 16);
+function parseHexGroup(group: string, text: string): Result<number, string> {
+  if (group.length === 0) return err(`empty group in ${quoteInput(text)}`);
+  if (!/^[0-9a-fA-F]+$/.test(group)) return err(`group ${quoteInput(group)} is not hexadecimal`);
+  if (group.length > 4) return err(`group ${quoteInput(group)} has more than 4 hex digits`);
+  return ok(parseInt(group, 16));
 }
 
-function formatAddress(family: Family, address: bigint): string {
+/** The canonical spelling of an address, as iptables-save and nft print it. */
+export function formatAddress(family: Family, address: bigint): string {
   return family === "ipv4" ? formatIpv4(address) : formatIpv6(address);
 }
 
@@ -231,20 +261,4 @@ function formatIpv6(address: bigint): string {
   const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
   if (bestStart < 0) return hex(words);
   return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
-}
-
-/** Quotes user input for a reason: escaped so control characters stay visible, and bounded. */
-function quote(text: string): string {
-  const limit = 64;
-  let out = "";
-  for (let i = 0; i < Math.min(text.length, limit); i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 || c === 0x5c) out += `\\${text[i]}`;
-    else if (c === 0x0a) out += "\\n";
-    else if (c === 0x09) out += "\\t";
-    else if (c === 0x0d) out += "\\r";
-    else if (c >= 0x20 && c < 0x7f) out += text[i];
-    else out += `\\u{${c.toString(16)}}`;
-  }
-  return `"${out}${text.length > limit ? "…" : ""}"`;
 }

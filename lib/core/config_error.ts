@@ -5,18 +5,30 @@
  * @module
  */
 
+import { maxQuotedLength, quoteInput } from "./quote.ts";
 import { formatLocation, type SourceLocation } from "./source.ts";
 
+/** One thing wrong with one config file, and where. */
 export interface ConfigProblem {
+  /** The file, and the line and column when the problem has one. */
   readonly at: SourceLocation;
   /** The key path, such as `nonMasqueradeCIDRs[2]`, when the problem sits under a key. */
   readonly key?: string;
+  /** What is wrong, with any user input quoted by `quoteInput`. */
   readonly message: string;
 }
 
+/**
+ * `file:line:column: key: message`, one line. An unknown key is user input: shown as is when
+ * it is a short printable word, quoted (bounded and escaped) otherwise.
+ */
 export function formatProblem(problem: ConfigProblem): string {
-  const key = problem.key === undefined ? "" : ` ${problem.key}:`;
+  const key = problem.key === undefined ? "" : ` ${showKey(problem.key)}:`;
   return `${formatLocation(problem.at)}:${key} ${problem.message}`;
+}
+
+function showKey(key: string): string {
+  return key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key) ? key : quoteInput(key);
 }
 
 /**
@@ -27,8 +39,13 @@ export const maxListedProblems = 20;
 
 /** A rejected configuration: nothing from it is applied. */
 export class ConfigError extends Error {
+  /** Names the class in stack traces and `formatErrorChain`. */
   override readonly name = "ConfigError";
-  constructor(readonly problems: readonly ConfigProblem[]) {
+  /** The message lists the first {@link maxListedProblems} problems and counts the rest. */
+  constructor(
+    /** Every problem of every file, in file order. */
+    readonly problems: readonly ConfigProblem[],
+  ) {
     super(
       problems.length === 1
         ? `invalid configuration: ${formatProblem(problems[0])}`

@@ -1,59 +1,87 @@
 /**
  * The desired state as data, from the config directory's contents: parse and
  * validate every file, merge them, and render the desired chain per enabled
- * family. Pure: the same contents and flags give the same result.
+ * family. Pure: the same contents and options give the same result.
  *
  * @module
  */
 
 import type { Family } from "./cidr.ts";
-import { type ConfigDirContents, type FileConfig, parseConfigFile } from "./config.ts";
+import {
+  type ConfigDirContents,
+  type FileConfig,
+  parseConfigFile,
+  type ParseOptions,
+} from "./config.ts";
 import { ConfigError, type ConfigProblem } from "./config_error.ts";
-import type { AgentFlags } from "./flags.ts";
-import { type EffectiveConfig, type Finding, mergeConfigs } from "./merge.ts";
-import { parsePortRanges } from "./ports.ts";
-import { type DesiredChain, desiredChain } from "./rules.ts";
+import { type EffectiveConfig, type Finding, mergeConfigs, type MergeOptions } from "./merge.ts";
+import type { PortRange } from "./ports.ts";
+import { type DesiredChain, desiredChain, type PostroutingJump } from "./rules.ts";
 
+/** A config directory's contents, validated and merged. */
 export interface LoadedConfig {
+  /** The merged configuration. */
   readonly effective: EffectiveConfig;
+  /** What the merge found worth a warning. */
   readonly findings: readonly Finding[];
   /** True when the directory does not exist (the defaults apply, and we say so). */
   readonly directoryMissing: boolean;
 }
 
-/** Parses every file and merges them; all problems of all files are reported together. */
-export function loadConfig(contents: ConfigDirContents, flags: AgentFlags): LoadedConfig {
+/** The flags that decide how files are read and merged. */
+export interface LoadOptions extends ParseOptions, MergeOptions {}
+
+/** The flags that shape the rules, beyond the config files. */
+export interface ChainOptions {
+  /** The chain to fill (`--masq-chain`). */
+  readonly masqChain: string;
+  /** Whether an IPv6 chain is wanted too (`--enable-ipv6`). */
+  readonly enableIpv6: boolean;
+  /** `--random-fully` as given; combined with what the iptables in use supports. */
+  readonly randomFully: boolean;
+  /** `--to-ports`; empty for any source port. */
+  readonly toPorts: readonly PortRange[];
+  /** `--postrouting-jump`; absent means `append`. */
+  readonly postroutingJump?: PostroutingJump;
+}
+
+/**
+ * Parses every file and merges them; all problems of all files are reported
+ * together, as one {@link ConfigError} (thrown: the caller's policy decides
+ * whether that exits or keeps the last good config).
+ */
+export function loadConfig(contents: ConfigDirContents, options: LoadOptions): LoadedConfig {
   const files = contents.kind === "missing" ? [] : contents.files;
   const problems: ConfigProblem[] = [];
   const parsed: FileConfig[] = [];
   for (const file of files) {
-    const result = parseConfigFile(file.path, file.bytes, { enableIpv6: flags.enableIpv6 });
-    if (result.ok) parsed.push(result.config);
-    else problems.push(...result.problems);
+    const result = parseConfigFile(file.path, file.bytes, { enableIpv6: options.enableIpv6 });
+    if (result.ok) parsed.push(result.value);
+    else problems.push(...result.error);
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  const { config, findings } = mergeConfigs(parsed, {
-    nomasqAllReservedRanges: flags.nomasqAllReservedRanges,
+  const { config, findings, problems: contradictions } = mergeConfigs(parsed, {
+    nomasqAllReservedRanges: options.nomasqAllReservedRanges,
   });
+  if (contradictions.length > 0) throw new ConfigError(contradictions);
   return { effective: config, findings, directoryMissing: contents.kind === "missing" };
 }
 
-export function enabledFamilies(flags: AgentFlags): Family[] {
-  return flags.enableIpv6 ? ["ipv4", "ipv6"] : ["ipv4"];
+/** The families the agent manages: IPv4 always, IPv6 with `--enable-ipv6`. */
+export function enabledFamilies(options: { readonly enableIpv6: boolean }): Family[] {
+  return options.enableIpv6 ? ["ipv4", "ipv6"] : ["ipv4"];
 }
 
+/** The desired chain of every enabled family. */
 export function desiredChains(
   effective: EffectiveConfig,
-  flags: AgentFlags,
+  options: ChainOptions,
   randomFullySupported: Readonly<Record<Family, boolean>>,
 ): DesiredChain[] {
-  const toPorts = parsePortRanges(flags.toPorts);
-  // parseFlags validated the value already; this guards callers that built flags by hand.
-  if (!toPorts.ok) throw new Error(`invalid --to-ports: ${toPorts.reason}`);
-  return enabledFamilies(flags).map((family) =>
-    desiredChain(effective, family, flags.masqChain, {
-      randomFully: flags.randomFully && randomFullySupported[family],
-      toPorts: toPorts.ranges,
-    })
+  return enabledFamilies(options).map((family) =>
+    desiredChain(effective, family, options.masqChain, {
+      randomFully: options.randomFully && randomFullySupported[family],
+      toPorts: options.toPorts,
+    }, { postroutingJump: options.postroutingJump })
   );
 }

@@ -5,6 +5,9 @@
  * @module
  */
 
+import { quoteInput } from "./quote.ts";
+import { err, ok, type Result } from "./result.ts";
+
 const unitNanoseconds: Readonly<Record<string, number>> = {
   ns: 1,
   us: 1e3,
@@ -16,23 +19,29 @@ const unitNanoseconds: Readonly<Record<string, number>> = {
   h: 3600e9,
 };
 
-export type ParseDurationResult =
-  | { ok: true; milliseconds: number }
-  | { ok: false; reason: string };
-
-/** Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does. */
-export function parseGoDuration(text: string): ParseDurationResult {
-  const invalid = (): ParseDurationResult => ({
-    ok: false,
-    reason: `invalid duration ${JSON.stringify(text)}: use a Go duration such as "60s" or "1m30s"`,
-  });
+/**
+ * Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does,
+ * into milliseconds (fractions kept: `"1.5ms"` is 1.5).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseGoDuration } from "./duration.ts";
+ *
+ * assert.deepEqual(parseGoDuration("1m30s"), { ok: true, value: 90_000 });
+ * assert.equal(parseGoDuration("60").ok, false); // a unit is required, as in Go
+ * ```
+ */
+export function parseGoDuration(text: string): Result<number, string> {
+  const invalid = () =>
+    err(`invalid duration ${quoteInput(text)}: use a Go duration such as "60s" or "1m30s"`);
   let rest = text;
   let sign = 1;
   if (rest.startsWith("-") || rest.startsWith("+")) {
     sign = rest[0] === "-" ? -1 : 1;
     rest = rest.slice(1);
   }
-  if (rest === "0") return { ok: true, milliseconds: 0 };
+  if (rest === "0") return ok(0);
   if (rest === "") return invalid();
   let totalNanoseconds = 0;
   const component = /^(\d*)(?:\.(\d*))?([^\d.]+)/;
@@ -43,18 +52,17 @@ export function parseGoDuration(text: string): ParseDurationResult {
     if (integer === "" && fraction === "") return invalid();
     const scale = unitNanoseconds[unit];
     if (scale === undefined) {
-      return {
-        ok: false,
-        reason: `unknown unit ${JSON.stringify(unit)} in duration ${JSON.stringify(text)}` +
+      return err(
+        `unknown unit ${quoteInput(unit)} in duration ${quoteInput(text)}` +
           ` (valid units: ns, us, ms, s, m, h)`,
-      };
+      );
     }
     totalNanoseconds += Number(`${integer || "0"}.${fraction || "0"}`) * scale;
     rest = rest.slice(whole.length);
   }
   // Go fails above about 292 years; a far smaller bound keeps timers sane and is checked by callers.
   if (!Number.isFinite(totalNanoseconds) || totalNanoseconds > 9.2e18) return invalid();
-  return { ok: true, milliseconds: sign * totalNanoseconds / 1e6 };
+  return ok(sign * totalNanoseconds / 1e6);
 }
 
 /** Formats milliseconds the way Go's `Duration.String` would for whole values: `1m30s`, `500ms`. */

@@ -1,17 +1,31 @@
 /**
- * Errors the agent can name precisely, and the one printer that shows a
- * message once followed by its chain of causes.
+ * Errors the agent can name precisely, the one policy that maps an error to
+ * the process's exit code, and the one printer that shows a message once
+ * followed by its chain of causes.
  *
  * @module
  */
 
-/** Exit codes of the CLI contract. */
+import { ConfigError } from "./config_error.ts";
+
+/**
+ * Exit codes of the CLI contract: 0 success, 1 a runtime failure (iptables),
+ * 2 what the deployment must fix (usage, configuration, sandbox).
+ */
 export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 
 /** A Deno permission the sandbox did not grant: a deployment problem, not a bug. */
 export class SandboxDeniedError extends Error {
+  /** Names the class in stack traces and `formatErrorChain`. */
   override readonly name = "SandboxDeniedError";
-  constructor(readonly permission: "read" | "run", readonly target: string, cause: unknown) {
+  /** The message says which permission list to change, and how. */
+  constructor(
+    /** The kind of access denied. */
+    readonly permission: "read" | "run",
+    /** The path or program that was denied. */
+    readonly target: string,
+    cause: unknown,
+  ) {
     super(
       permission === "read"
         ? `the agent's sandbox does not allow reading ${target}: the binary may read only the ` +
@@ -24,9 +38,24 @@ export class SandboxDeniedError extends Error {
   }
 }
 
-/** A fatal error's exit code: a sandbox denial is the deployment's to fix (2), the rest is 1. */
+/**
+ * The exit code for an error the agent stops on: a rejected configuration
+ * or a sandbox denial is the deployment's to fix (2), anything else is a
+ * runtime failure (1). The one place this is decided.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError } from "./config_error.ts";
+ * import { exitCodeFor } from "./errors.ts";
+ *
+ * assert.equal(exitCodeFor(new ConfigError([{ at: { file: "f" }, message: "bad" }])), 2);
+ * assert.equal(exitCodeFor(new Error("iptables-restore failed")), 1);
+ * ```
+ */
 export function exitCodeFor(error: unknown): number {
-  return error instanceof SandboxDeniedError ? exitCodes.usage : exitCodes.runtime;
+  if (error instanceof ConfigError || error instanceof SandboxDeniedError) return exitCodes.usage;
+  return exitCodes.runtime;
 }
 
 /** The message, then each cause on its own line: what the user reads at the top level. */

@@ -8,294 +8,356 @@
  *
  * Pure module: no Deno APIs and no I/O, so it can be tested exhaustively and reused by any
  * entry point. `argv` never includes the program name (like Go's `os.Args[1:]`).
+ *
+ * @module
  */
 
+import { type IpAddress, parseIpAddress } from "./address.ts";
 import { checkChainName } from "./chain_name.ts";
 import { resyncBoundsMilliseconds } from "./duration.ts";
-import { goQuote, PARSE_ERROR, parseGoBool, parseGoInt } from "./go_strconv.ts";
-import { parsePortRanges } from "./ports.ts";
+import { goQuote, parseGoBool, parseGoInt } from "./go_strconv.ts";
+import { formatPortRange, parsePortRanges, type PortRange } from "./ports.ts";
+import { err, ok, type Result } from "./result.ts";
 
+/** Every flag's value, parsed and checked: what the rest of the agent reads. */
 export interface AgentFlags {
+  /** `--config-dir`: the directory of the mounted ConfigMap. */
   configDir: string;
+  /** `--masq-chain`: our nat chain, a valid chain name. */
   masqChain: string;
+  /** `--nomasq-all-reserved-ranges`: the defaults cover every reserved IPv4 range. */
   nomasqAllReservedRanges: boolean;
+  /** `--enable-ipv6`: manage ip6tables too. */
   enableIpv6: boolean;
-  resyncInterval: number;
+  /** `--resync-interval`, given in seconds on the command line. */
+  resyncIntervalMs: number;
+  /** `--random-fully`, as given: the iptables in use may still lack it. */
   randomFully: boolean;
-  toPorts: string;
+  /** `--to-ports`; empty means any source port. */
+  toPorts: readonly PortRange[];
+  /** `--iptables-mode`: which backend to program, or detect it. */
   iptablesMode: "auto" | "nft" | "legacy";
+  /** `--dataplane`: iptables rules (upstream's, the default) or our own nftables table. */
+  dataplane: "iptables" | "nftables";
+  /** `--postrouting-jump`: append our POSTROUTING jump (upstream), or keep it first. */
+  postroutingJump: "append" | "insert";
+  /** `--explain`: the destinations to explain; empty unless that one-shot mode is asked for. */
+  explain: readonly IpAddress[];
+  /** `--explain-source`: the pod address `--explain` assumes as the source, if given. */
+  explainSource: IpAddress | undefined;
+  /** `--v`: 0 logs changes, 2 every rule and where each CIDR came from. */
   verbosity: number;
+  /** `--log-format`: klog-like text lines or one JSON object per line. */
   logFormat: "text" | "json";
+  /** `--exit-on-config-error`: exit 2 on a bad config, or keep the last good one. */
   exitOnConfigError: boolean;
+  /** `--once`: reconcile once and exit. */
   once: boolean;
+  /** `--dry-run`: print the rules for an empty table; runs nothing. */
   dryRun: boolean;
+  /** `--check`: the readiness probe, exit 0 when in sync. */
   check: boolean;
+  /** `--cleanup`: remove our chains and jumps, then exit. */
   cleanup: boolean;
+  /** `--version`. */
   version: boolean;
+  /** `--help` or `-h`. */
   help: boolean;
 }
 
-export type FlagParseResult =
-  | { ok: true; flags: AgentFlags; ignored: string[] }
-  | { ok: false; message: string };
+/** A successful parse: the flags, and the klog flags that were given and are ignored. */
+export interface ParsedFlags {
+  /** Every flag, given or at its default. */
+  readonly flags: AgentFlags;
+  /** Names of the ignored flags given, each once, in the order first given. */
+  readonly ignored: readonly string[];
+}
 
-type KeysOfType<T, V> = { [K in keyof T]-?: T[K] extends V ? K : never }[keyof T];
+/** How Go's `flag` package reads a flag's text: `flag.Bool`, `flag.Int` or `flag.String`. */
+export type FlagKind = "bool" | "int" | "string";
 
-/** Returns the reason a value is invalid, or undefined when it is fine. */
-export type FlagValidator<T> = (value: T) => string | undefined;
-
-interface FlagDefBase {
-  readonly name: string;
-  readonly help: string;
+/** The command-line value of each kind, before a flag's own `parse` step. */
+export interface RawFlagValue {
+  /** `flag.Bool`: strconv.ParseBool spellings, or bare for true. */
+  bool: boolean;
+  /** `flag.Int`: strconv.ParseInt with base prefixes. */
+  int: number;
+  /** `flag.String`: the text as given. */
+  string: string;
 }
 
 /**
- * `key: null` marks a flag that is accepted only so that existing manifests do not fail
- * (the klog flags of the Go agents); its value is checked for syntax and then dropped.
+ * One row of the flag table, type-erased so that rows of every kind fit one
+ * list; {@link flagTable}'s rows are built by a helper that checks each row's
+ * `parse` and `show` against its `key`'s field type.
  */
-export interface BoolFlagDef extends FlagDefBase {
-  readonly kind: "bool";
-  readonly default: boolean;
-  readonly key: KeysOfType<AgentFlags, boolean> | null;
+export interface FlagDef {
+  /** Without dashes, as Go's flag package registers it. */
+  readonly name: string;
+  /** How the text is read before {@link FlagDef.parse}; usage names it for non-bool flags. */
+  readonly kind: FlagKind;
+  /** As written on the command line; what `usage` prints. */
+  readonly default: boolean | number | string;
+  /** The AgentFlags field it sets; aliases share one. `null`: accepted, syntax-checked, dropped. */
+  readonly key: keyof AgentFlags | null;
+  /** The usage text. */
+  readonly help: string;
+  /** The field's value from the command-line value, or why the input is invalid. */
+  parse(raw: boolean | number | string): Result<unknown, string>;
+  /** The field's value back in command-line form, for the start-up log line. */
+  show(value: unknown): boolean | number | string;
 }
 
-export interface IntFlagDef extends FlagDefBase {
-  readonly kind: "int";
-  readonly default: number;
-  readonly key: KeysOfType<AgentFlags, number> | null;
-  readonly validate?: FlagValidator<number>;
+interface FlagRow<K extends FlagKind, F extends keyof AgentFlags> {
+  readonly name: string;
+  readonly kind: K;
+  readonly key: F;
+  readonly default: RawFlagValue[K];
+  readonly help: string;
+  readonly parse: (raw: RawFlagValue[K]) => Result<AgentFlags[F], string>;
+  readonly show: (value: AgentFlags[F]) => RawFlagValue[K];
 }
 
-export interface StringFlagDef extends FlagDefBase {
-  readonly kind: "string";
-  readonly default: string;
-  readonly key: KeysOfType<AgentFlags, string> | null;
-  readonly validate?: FlagValidator<string>;
+/**
+ * `parse` may be left out only where every command-line value fits the field as is, and `show`
+ * only where every field value is one (a narrower field, such as logFormat, needs only `parse`).
+ */
+type FlagRowInput<K extends FlagKind, F extends keyof AgentFlags> =
+  & Omit<FlagRow<K, F>, "parse" | "show">
+  & ([RawFlagValue[K]] extends [AgentFlags[F]] ? Partial<Pick<FlagRow<K, F>, "parse">>
+    : Pick<FlagRow<K, F>, "parse">)
+  & ([AgentFlags[F]] extends [RawFlagValue[K]] ? Partial<Pick<FlagRow<K, F>, "show">>
+    : Pick<FlagRow<K, F>, "show">);
+
+function flag<K extends FlagKind, F extends keyof AgentFlags>(row: FlagRowInput<K, F>): FlagDef {
+  const same = (value: unknown) => value;
+  return {
+    parse: ok,
+    show: same,
+    ...row,
+  } as FlagDef;
 }
 
-export type FlagDef = BoolFlagDef | IntFlagDef | StringFlagDef;
-
-function checkPortList(spec: string): string | undefined {
-  const parsed = parsePortRanges(spec);
-  return parsed.ok ? undefined : parsed.reason;
+function oneOf<T extends string>(...allowed: readonly T[]) {
+  const names = allowed.map((value) => `"${value}"`);
+  const reason = `must be ${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
+  return (value: string): Result<T, string> =>
+    (allowed as readonly string[]).includes(value) ? ok(value as T) : err(reason);
 }
+
+const { min: minResyncMs, max: maxResyncMs } = resyncBoundsMilliseconds;
 
 const KLOG_IGNORED_NOTE = "(accepted for compatibility, ignored)";
+
+/**
+ * klog's flags, which the Go agents register, so manifests written for them may pass any of
+ * these: accepted, checked for Go syntax, then dropped with one warning. Defaults stay at the
+ * zero value because klog's own defaults mean nothing here.
+ */
+const ignoredKlogFlags:
+  readonly (readonly [name: string, kind: "bool" | "string", help: string])[] = [
+    ["add_dir_header", "bool", "add the file directory to the log header"],
+    ["alsologtostderr", "bool", "log to standard error as well as files"],
+    ["log_backtrace_at", "string", "when logging hits line file:N, emit a stack trace"],
+    ["log_dir", "string", "write log files in this directory"],
+    ["log_file", "string", "use this log file"],
+    ["log_file_max_size", "string", "maximum size in megabytes a log file can grow to"],
+    ["logtostderr", "bool", "log to standard error instead of files"],
+    ["one_output", "bool", "write logs only to their native severity level"],
+    ["skip_headers", "bool", "avoid header prefixes in the log messages"],
+    ["skip_log_headers", "bool", "avoid headers when opening log files"],
+    ["stderrthreshold", "string", "logs at or above this threshold go to stderr"],
+    ["vmodule", "string", "comma-separated list of pattern=N settings for file-filtered logging"],
+  ];
 
 /**
  * The single definition of every flag: parsing, defaults, validation, usage and the start-up
  * log line are all derived from it. Aliases share a key (h and help).
  */
 export const flagTable: readonly FlagDef[] = [
-  {
+  flag({
     name: "config-dir",
     kind: "string",
     default: "/etc/config",
     key: "configDir",
     help: "directory holding the agent's config file (the mounted ConfigMap)",
-  },
-  {
+  }),
+  flag({
     name: "masq-chain",
     kind: "string",
     default: "IP-MASQ-AGENT",
     key: "masqChain",
     help: "name of the nat chain that holds the masquerade rules",
-    validate: checkChainName,
-  },
-  {
+    parse: checkChainName,
+  }),
+  flag({
     name: "nomasq-all-reserved-ranges",
     kind: "bool",
     default: false,
     key: "nomasqAllReservedRanges",
     help: "do not masquerade traffic to any reserved IPv4 range, not only the RFC 1918 ones",
-  },
-  {
+  }),
+  flag({
     name: "enable-ipv6",
     kind: "bool",
     default: false,
     key: "enableIpv6",
     help: "also manage IPv6 masquerade rules with ip6tables",
-  },
-  {
+  }),
+  flag({
     name: "resync-interval",
     kind: "int",
     default: 60,
-    key: "resyncInterval",
+    key: "resyncIntervalMs",
     help: "seconds between config reloads and rule resyncs",
-    validate: (n) =>
-      n * 1000 >= resyncBoundsMilliseconds.min && n * 1000 <= resyncBoundsMilliseconds.max
-        ? undefined
-        : `must be between ${resyncBoundsMilliseconds.min / 1000} and ` +
-          `${resyncBoundsMilliseconds.max / 1000} seconds`,
-  },
-  {
+    parse: (seconds) =>
+      seconds * 1000 >= minResyncMs && seconds * 1000 <= maxResyncMs
+        ? ok(seconds * 1000)
+        : err(`must be between ${minResyncMs / 1000} and ${maxResyncMs / 1000} seconds`),
+    show: (milliseconds) => milliseconds / 1000,
+  }),
+  flag({
     name: "random-fully",
     kind: "bool",
     default: true,
     key: "randomFully",
     help: "add --random-fully to the MASQUERADE rule when iptables supports it",
-  },
-  {
+  }),
+  flag({
     name: "to-ports",
     kind: "string",
     default: "",
     key: "toPorts",
     help: "source ports for the MASQUERADE rule, a comma-separated list of N or N-M " +
       "(empty: any port)",
-    validate: checkPortList,
-  },
-  {
+    parse: parsePortRanges,
+    show: (ranges) => ranges.map(formatPortRange).join(","),
+  }),
+  flag({
     name: "iptables-mode",
     kind: "string",
     default: "auto",
     key: "iptablesMode",
     help: "iptables backend to program: auto (detect from the node, as kubelet marks it), " +
       "nft or legacy",
-    validate: (s) =>
-      s === "auto" || s === "nft" || s === "legacy"
-        ? undefined
-        : `must be "auto", "nft" or "legacy"`,
-  },
-  {
+    parse: oneOf("auto", "nft", "legacy"),
+  }),
+  flag({
+    name: "dataplane",
+    kind: "string",
+    default: "iptables",
+    key: "dataplane",
+    help: "how to program masquerade: iptables (a nat chain, upstream's rules) or nftables " +
+      "(our own table with an interval set)",
+    parse: oneOf("iptables", "nftables"),
+  }),
+  flag({
+    name: "postrouting-jump",
+    kind: "string",
+    default: "append",
+    key: "postroutingJump",
+    help: "where our jump goes in nat POSTROUTING: append (after other tools' rules, as " +
+      "upstream) or insert (kept first, so that no other tool's rule decides before ours)",
+    parse: oneOf("append", "insert"),
+  }),
+  flag({
+    name: "explain",
+    kind: "string",
+    default: "",
+    key: "explain",
+    help: "print whether traffic to these destinations (comma-separated addresses) is " +
+      "masqueraded and why, from the config and the live rules, then exit",
+    parse: parseAddressList,
+    show: (addresses) => addresses.map((address) => address.text).join(","),
+  }),
+  flag({
+    name: "explain-source",
+    kind: "string",
+    default: "",
+    key: "explainSource",
+    help: "the pod address --explain assumes as the source (default: any pod)",
+    parse: (text) => {
+      if (text === "") return ok(undefined);
+      const parsed = parseIpAddress(text);
+      return parsed.ok ? parsed : err(parsed.error);
+    },
+    show: (address) => address?.text ?? "",
+  }),
+  flag({
     name: "v",
     kind: "int",
     default: 0,
     key: "verbosity",
     help: "log level verbosity",
-    validate: (n) => (n >= 0 ? undefined : "must not be negative"),
-  },
-  {
+    parse: (n) => (n >= 0 ? ok(n) : err("must not be negative")),
+  }),
+  flag({
     name: "log-format",
     kind: "string",
     default: "text",
     key: "logFormat",
     help: "log output format: text or json",
-    validate: (s) => (s === "text" || s === "json" ? undefined : `must be "text" or "json"`),
-  },
-  {
+    parse: oneOf("text", "json"),
+  }),
+  flag({
     name: "exit-on-config-error",
     kind: "bool",
     default: true,
     key: "exitOnConfigError",
     help: "exit when the config is invalid; if false, keep running with the last good config",
-  },
-  {
+  }),
+  flag({
     name: "once",
     kind: "bool",
     default: false,
     key: "once",
     help: "sync the rules once and exit",
-  },
-  {
+  }),
+  flag({
     name: "dry-run",
     kind: "bool",
     default: false,
     key: "dryRun",
     help: "print the rules that would be applied instead of applying them, then exit",
-  },
-  {
+  }),
+  flag({
     name: "check",
     kind: "bool",
     default: false,
     key: "check",
     help: "validate the config and exit",
-  },
-  {
+  }),
+  flag({
     name: "cleanup",
     kind: "bool",
     default: false,
     key: "cleanup",
     help: "remove the agent's chain and rules, then exit",
-  },
-  {
+  }),
+  flag({
     name: "version",
     kind: "bool",
     default: false,
     key: "version",
     help: "print the version and exit",
-  },
-  { name: "help", kind: "bool", default: false, key: "help", help: "show this help and exit" },
-  { name: "h", kind: "bool", default: false, key: "help", help: "show this help and exit" },
-  // The Go agents register klog's flags; manifests written for them may pass any of these.
-  // Defaults are left at the zero value because klog's own defaults no longer mean anything.
-  {
-    name: "add_dir_header",
+  }),
+  flag({
+    name: "help",
     kind: "bool",
     default: false,
+    key: "help",
+    help: "show this help and exit",
+  }),
+  flag({ name: "h", kind: "bool", default: false, key: "help", help: "show this help and exit" }),
+  ...ignoredKlogFlags.map(([name, kind, help]): FlagDef => ({
+    name,
+    kind,
+    default: kind === "bool" ? false : "",
     key: null,
-    help: "add the file directory to the log header",
-  },
-  {
-    name: "alsologtostderr",
-    kind: "bool",
-    default: false,
-    key: null,
-    help: "log to standard error as well as files",
-  },
-  {
-    name: "log_backtrace_at",
-    kind: "string",
-    default: "",
-    key: null,
-    help: "when logging hits line file:N, emit a stack trace",
-  },
-  {
-    name: "log_dir",
-    kind: "string",
-    default: "",
-    key: null,
-    help: "write log files in this directory",
-  },
-  { name: "log_file", kind: "string", default: "", key: null, help: "use this log file" },
-  {
-    name: "log_file_max_size",
-    kind: "string",
-    default: "",
-    key: null,
-    help: "maximum size in megabytes a log file can grow to",
-  },
-  {
-    name: "logtostderr",
-    kind: "bool",
-    default: false,
-    key: null,
-    help: "log to standard error instead of files",
-  },
-  {
-    name: "one_output",
-    kind: "bool",
-    default: false,
-    key: null,
-    help: "write logs only to their native severity level",
-  },
-  {
-    name: "skip_headers",
-    kind: "bool",
-    default: false,
-    key: null,
-    help: "avoid header prefixes in the log messages",
-  },
-  {
-    name: "skip_log_headers",
-    kind: "bool",
-    default: false,
-    key: null,
-    help: "avoid headers when opening log files",
-  },
-  {
-    name: "stderrthreshold",
-    kind: "string",
-    default: "",
-    key: null,
-    help: "logs at or above this threshold go to stderr",
-  },
-  {
-    name: "vmodule",
-    kind: "string",
-    default: "",
-    key: null,
-    help: "comma-separated list of pattern=N settings for file-filtered logging",
-  },
+    help,
+    parse: ok,
+    show: (value) => value as boolean | string,
+  })),
 ];
 
 /** Modes that each decide what the process does and when it exits, so they cannot combine. */
@@ -303,42 +365,63 @@ const EXCLUSIVE_MODE_FLAGS: readonly string[] = ["once", "dry-run", "check", "cl
 
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
-function setFlag(flags: AgentFlags, key: keyof AgentFlags, value: boolean | number | string) {
-  // The table's types tie each key to its kind; only logFormat and iptablesMode are narrower than their kind,
-  // and validation rejects anything else before the flags are handed out.
+function setFlag(flags: AgentFlags, key: keyof AgentFlags, value: unknown) {
+  // flag() checked each row's parse result against its key's field type.
   (flags as unknown as Record<string, unknown>)[key] = value;
 }
 
+/** Every flag at its default, as `parseFlags([])` returns them. */
 export const defaultFlags: Readonly<AgentFlags> = (() => {
   const flags = {} as AgentFlags;
   for (const def of flagTable) {
-    if (def.key !== null) setFlag(flags, def.key, def.default);
+    if (def.key === null) continue;
+    const parsed = def.parse(def.default);
+    if (!parsed.ok) throw new Error(`the default of -${def.name} is invalid: ${parsed.error}`);
+    setFlag(flags, def.key, parsed.value);
   }
   return Object.freeze(flags);
 })();
 
-function positionalError(arg: string, bareBoolFlag: string | undefined): FlagParseResult {
+function positionalError(arg: string, bareBoolFlag: string | undefined): Result<never, string> {
   let message = `unexpected argument ${
     goQuote(arg)
   }: flags must start with - (positional arguments are not accepted)`;
   // "-random-fully false" is the classic Go flag trap: the bool flag never takes the next
   // argument, so the word that was meant as its value ends up here.
-  if (bareBoolFlag !== undefined && parseGoBool(arg) !== undefined) {
+  if (bareBoolFlag !== undefined && parseGoBool(arg).ok) {
     message += `; to set a boolean flag write -${bareBoolFlag}=${arg}`;
   }
-  return { ok: false, message };
+  return err(message);
 }
 
 /**
  * Parses `argv` (without the program name) with Go `flag` package semantics, then checks the
- * values. `ok: true` guarantees that every value is valid.
+ * values and turns them into their typed form. Syntax errors win over semantic ones; the error
+ * is the message Go would print above the usage.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseFlags } from "./flags.ts";
+ *
+ * const parsed = parseFlags(["--resync-interval=30", "-to-ports", "1024-65535", "--logtostderr"]);
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.flags.resyncIntervalMs, 30_000);
+ * assert.deepEqual(parsed.value.flags.toPorts, [{ first: 1024, last: 65535 }]);
+ * assert.deepEqual(parsed.value.ignored, ["logtostderr"]);
+ *
+ * assert.deepEqual(parseFlags(["-random-fully", "false"]), {
+ *   ok: false,
+ *   error: 'unexpected argument "false": flags must start with - (positional arguments ' +
+ *     "are not accepted); to set a boolean flag write -random-fully=false",
+ * });
+ * ```
  */
-export function parseFlags(argv: readonly string[]): FlagParseResult {
-  const flags: AgentFlags = { ...defaultFlags };
+export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string> {
   const ignored: string[] = [];
-  // What the user typed for each key, so that validation errors quote the input, not the
-  // parsed number ("0x0", not 0).
-  const given = new Map<keyof AgentFlags, { name: string; raw: string }>();
+  // What the user typed for each key, last one wins: the Go-parsed value, and the text, so
+  // that errors quote the input rather than the parsed number ("0x0", not 0).
+  const given = new Map<keyof AgentFlags, { name: string; raw: string; value: RawValue }>();
   let bareBoolFlag: string | undefined;
 
   let i = 0;
@@ -355,85 +438,86 @@ export function parseFlags(argv: readonly string[]): FlagParseResult {
       dashes = 2;
     }
     let name = arg.slice(dashes);
-    if (name[0] === "-" || name[0] === "=") {
-      return { ok: false, message: `bad flag syntax: ${arg}` };
-    }
+    if (name[0] === "-" || name[0] === "=") return err(`bad flag syntax: ${arg}`);
     i++;
 
-    let value: string | undefined;
+    let text: string | undefined;
     const eq = name.indexOf("=", 1);
     if (eq >= 0) {
-      value = name.slice(eq + 1);
+      text = name.slice(eq + 1);
       name = name.slice(0, eq);
     }
     const def = flagsByName.get(name);
-    if (def === undefined) return { ok: false, message: `flag provided but not defined: -${name}` };
+    if (def === undefined) return err(`flag provided but not defined: -${name}`);
 
     bareBoolFlag = undefined;
-    let parsed: boolean | number | string;
+    let value: RawValue;
     if (def.kind === "bool") {
-      if (value === undefined) {
-        parsed = true;
+      if (text === undefined) {
+        value = true;
         bareBoolFlag = name;
       } else {
-        const b = parseGoBool(value);
-        if (b === undefined) {
-          return {
-            ok: false,
-            message: `invalid boolean value ${goQuote(value)} for -${name}: ${PARSE_ERROR}`,
-          };
-        }
-        parsed = b;
+        const b = parseGoBool(text);
+        if (!b.ok) return err(`invalid boolean value ${goQuote(text)} for -${name}: ${b.error}`);
+        value = b.value;
       }
     } else {
-      if (value === undefined) {
-        if (i >= argv.length) return { ok: false, message: `flag needs an argument: -${name}` };
-        value = argv[i++];
+      if (text === undefined) {
+        if (i >= argv.length) return err(`flag needs an argument: -${name}`);
+        text = argv[i++];
       }
       if (def.kind === "int") {
-        const n = parseGoInt(value);
-        if (typeof n !== "number") {
-          return { ok: false, message: `invalid value ${goQuote(value)} for flag -${name}: ${n}` };
-        }
-        parsed = n;
+        const n = parseGoInt(text);
+        if (!n.ok) return err(`invalid value ${goQuote(text)} for flag -${name}: ${n.error}`);
+        value = n.value;
       } else {
-        parsed = value;
+        value = text;
       }
     }
 
     if (def.key === null) {
       if (!ignored.includes(name)) ignored.push(name);
     } else {
-      setFlag(flags, def.key, parsed);
-      given.set(def.key, { name, raw: value ?? String(parsed) });
+      given.set(def.key, { name, raw: text ?? String(value), value });
     }
   }
 
+  const flags: AgentFlags = { ...defaultFlags };
+  // Table order, so that of several invalid values the same one is always reported.
   for (const def of flagTable) {
-    if (def.key === null || def.kind === "bool" || def.validate === undefined) continue;
-    // Defaults are known to be valid (the tests check them), so only user input is checked.
-    const input = given.get(def.key);
-    if (input === undefined) continue;
-    let reason: string | undefined;
-    if (def.kind === "int") reason = def.validate(flags[def.key]);
-    else reason = def.validate(flags[def.key]);
-    if (reason !== undefined) {
-      return {
-        ok: false,
-        message: `invalid value ${goQuote(input.raw)} for flag -${input.name}: ${reason}`,
-      };
+    const input = def.key === null ? undefined : given.get(def.key);
+    if (def.key === null || input === undefined || input.name !== def.name) continue;
+    const parsed = def.parse(input.value);
+    if (!parsed.ok) {
+      return err(`invalid value ${goQuote(input.raw)} for flag -${input.name}: ${parsed.error}`);
     }
+    setFlag(flags, def.key, parsed.value);
   }
 
   const modes = EXCLUSIVE_MODE_FLAGS.filter((name) => {
     const def = flagsByName.get(name);
     return def !== undefined && def.key !== null && flags[def.key] === true;
   });
-  if (modes.length > 1) {
-    return { ok: false, message: `flags -${modes[0]} and -${modes[1]} cannot be used together` };
+  if (flags.explain.length > 0) modes.push("explain");
+  if (modes.length > 1) return err(`flags -${modes[0]} and -${modes[1]} cannot be used together`);
+  if (flags.explainSource !== undefined && flags.explain.length === 0) {
+    return err("flag -explain-source needs -explain");
   }
 
-  return { ok: true, flags, ignored };
+  return ok({ flags, ignored });
+}
+
+type RawValue = boolean | number | string;
+
+function parseAddressList(text: string): Result<IpAddress[], string> {
+  if (text === "") return ok([]);
+  const addresses: IpAddress[] = [];
+  for (const [index, item] of text.split(",").entries()) {
+    const parsed = parseIpAddress(item);
+    if (!parsed.ok) return err(`address ${index + 1}: ${parsed.error}`);
+    addresses.push(parsed.value);
+  }
+  return ok(addresses);
 }
 
 function isZeroDefault(def: FlagDef): boolean {
@@ -454,7 +538,7 @@ export function usage(programName: string): string {
     line += help.replaceAll("\n", "\n    \t");
     if (!isZeroDefault(def)) {
       line += def.kind === "string"
-        ? ` (default ${goQuote(def.default)})`
+        ? ` (default ${goQuote(String(def.default))})`
         : ` (default ${def.default})`;
     }
     out += line + "\n";
@@ -462,20 +546,23 @@ export function usage(programName: string): string {
   return out;
 }
 
-function logValue(value: boolean | number | string): string {
+function logValue(value: RawValue): string {
   const s = String(value);
   // Quote anything that could break the single log line or be misread as several flags.
   return /^[A-Za-z0-9_.,:/@+=-]+$/.test(s) ? s : goQuote(s);
 }
 
-/** Every effective flag value on one line, in table order, for the start-up log. */
+/**
+ * Every effective flag value on one line, in table order and command-line form, for the
+ * start-up log. A value that could break the line or read as several flags is quoted.
+ */
 export function flagValuesForLog(flags: AgentFlags): string {
   const seen = new Set<keyof AgentFlags>();
   const parts: string[] = [];
   for (const def of flagTable) {
     if (def.key === null || seen.has(def.key)) continue;
     seen.add(def.key);
-    parts.push(`--${def.name}=${logValue(flags[def.key])}`);
+    parts.push(`--${def.name}=${logValue(def.show(flags[def.key]))}`);
   }
   return parts.join(" ");
 }

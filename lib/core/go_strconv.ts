@@ -9,7 +9,21 @@
  * @module
  */
 
-/** Go's fmt %q, so that messages match the Go agents byte for byte on ordinary input. */
+import { err, ok, type Result } from "./result.ts";
+
+/**
+ * Go's `fmt` `%q`, so that the flag parser's messages match the Go agents
+ * byte for byte. Unbounded, as Go's is: other messages show user input with
+ * `quoteInput`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { goQuote } from "./go_strconv.ts";
+ *
+ * assert.equal(goQuote("tab\there"), String.raw`"tab\there"`);
+ * ```
+ */
 export function goQuote(s: string): string {
   const named: Record<string, string> = {
     "\x07": "\\a",
@@ -34,15 +48,18 @@ export function goQuote(s: string): string {
   return out + '"';
 }
 
-/** strconv.ParseBool. */
-export function parseGoBool(s: string): boolean | undefined {
-  if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return true;
-  if (["0", "f", "F", "FALSE", "false", "False"].includes(s)) return false;
-  return undefined;
+/** `strconv.ParseBool`: the twelve spellings Go accepts, nothing else. */
+export function parseGoBool(s: string): Result<boolean, NumError> {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return ok(true);
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(s)) return ok(false);
+  return err(PARSE_ERROR);
 }
 
+/** `strconv.ErrSyntax`'s text, as Go's flag package prints it. */
 export const PARSE_ERROR = "parse error";
-const RANGE_ERROR = "value out of range";
+/** `strconv.ErrRange`'s text, as Go's flag package prints it. */
+export const RANGE_ERROR = "value out of range";
+/** Why `strconv` rejected a number: its `ErrSyntax` or `ErrRange`, as Go prints them. */
 export type NumError = typeof PARSE_ERROR | typeof RANGE_ERROR;
 
 const UINT64_MAX = (1n << 64n) - 1n;
@@ -85,8 +102,8 @@ function underscoreOK(s: string): boolean {
 }
 
 /** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
-function parseGoUint(s0: string): bigint | NumError {
-  if (s0 === "") return PARSE_ERROR;
+function parseGoUint(s0: string): Result<bigint, NumError> {
+  if (s0 === "") return err(PARSE_ERROR);
   let s = s0;
   let base = 10;
   if (s[0] === "0") {
@@ -104,32 +121,46 @@ function parseGoUint(s0: string): bigint | NumError {
       continue;
     }
     const d = digitValue(c);
-    if (d >= base) return PARSE_ERROR;
-    if (n >= cutoff) return RANGE_ERROR;
+    if (d >= base) return err(PARSE_ERROR);
+    if (n >= cutoff) return err(RANGE_ERROR);
     n = n * bigBase + BigInt(d);
-    if (n > UINT64_MAX) return RANGE_ERROR;
+    if (n > UINT64_MAX) return err(RANGE_ERROR);
   }
-  if (underscores && !underscoreOK(s0)) return PARSE_ERROR;
-  return n;
+  if (underscores && !underscoreOK(s0)) return err(PARSE_ERROR);
+  return ok(n);
 }
 
-/** strconv.ParseInt(s, 0, 64), as Go's flag.Int uses on 64-bit platforms. */
-export function parseGoInt(s: string): number | NumError {
-  if (s === "") return PARSE_ERROR;
+/**
+ * `strconv.ParseInt(s, 0, 64)`, as Go's `flag.Int` uses on 64-bit platforms:
+ * base prefixes (`0x`, `0o`, `0b`, a bare leading `0` for octal) and
+ * underscores between digits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseGoInt } from "./go_strconv.ts";
+ *
+ * assert.deepEqual(parseGoInt("0x1_0"), { ok: true, value: 16 });
+ * assert.deepEqual(parseGoInt("08"), { ok: false, error: "parse error" }); // octal
+ * ```
+ */
+export function parseGoInt(s: string): Result<number, NumError> {
+  if (s === "") return err(PARSE_ERROR);
   let neg = false;
   if (s[0] === "+") s = s.slice(1);
   else if (s[0] === "-") {
     neg = true;
     s = s.slice(1);
   }
-  const u = parseGoUint(s);
-  if (u === PARSE_ERROR || u === RANGE_ERROR) return u;
-  if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return RANGE_ERROR;
+  const parsed = parseGoUint(s);
+  if (!parsed.ok) return parsed;
+  const u = parsed.value;
+  if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return err(RANGE_ERROR);
   const n = neg ? -u : u;
   // Deviation from Go: a JavaScript number cannot hold every int64 exactly, and silently
   // rounding a flag value is worse than refusing it.
   if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
-    return RANGE_ERROR;
+    return err(RANGE_ERROR);
   }
-  return Number(n);
+  return ok(Number(n));
 }

@@ -7,37 +7,63 @@
  * @module
  */
 
-import { type Cidr, compareCidrs, contains, parseBuiltInCidr } from "./cidr.ts";
+import { type Cidr, compareCidrs, contains, type Family, parseBuiltInCidr } from "./cidr.ts";
 import type { FileConfig } from "./config.ts";
+import type { ConfigProblem } from "./config_error.ts";
 import { builtIn, formatLocation, type Located } from "./source.ts";
 
+/** The one configuration the agent applies, every value with where it came from. */
 export interface EffectiveConfig {
   /** Files merged, in order; empty when the defaults apply. */
   readonly files: readonly string[];
+  /** The union of every file's CIDRs, first occurrence first; or the defaults. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
+  /**
+   * `masqueradeCIDRs`, the union as for nonMasqueradeCIDRs: destinations masqueraded although a
+   * shorter non-masquerade range holds them (the longest prefix decides). Empty by default.
+   */
+  readonly masqueradeCidrs: readonly Located<Cidr>[];
+  /** `nonMasqueradeSrcCIDRs`, the union: sources never masqueraded, whatever the destination. */
+  readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
+  /** True when any file says so. */
   readonly masqLinkLocal: Located<boolean>;
+  /** True when any file says so. */
   readonly masqLinkLocalIPv6: Located<boolean>;
-  /** From a `resyncInterval` key; undefined means "use --resync-interval". */
+  /** From a `resyncInterval` key, in milliseconds; undefined means "use --resync-interval". */
   readonly resyncInterval?: Located<number>;
 }
 
+/** Something an operator should look at that does not make the config invalid. */
 export interface Finding {
+  /** A stable name, logged as a field so that alerts can match it. */
   readonly kind:
     | "conflicting-boolean"
     | "conflicting-resync-interval"
     | "contained-cidr"
+    | "ineffective-exception"
     | "masquerade-nothing"
     | "masquerade-everything";
+  /** What was found, naming the files and lines involved. */
   readonly message: string;
 }
 
+/** What {@link mergeConfigs} returns. */
 export interface MergeResult {
+  /** The merged configuration. */
   readonly config: EffectiveConfig;
+  /** Findings in file order; none when the defaults apply. */
   readonly findings: readonly Finding[];
+  /**
+   * What makes the merged config contradict itself (a CIDR both masqueraded and not), each
+   * naming both places; the caller rejects the config when there is any.
+   */
+  readonly problems: readonly ConfigProblem[];
 }
 
+/** The default `nonMasqueradeCIDRs`: the RFC 1918 private ranges. */
 export const rfc1918Ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] as const;
 
+/** The defaults with `--nomasq-all-reserved-ranges`: every reserved IPv4 range. */
 export const reservedRanges = [
   ...rfc1918Ranges,
   "100.64.0.0/10",
@@ -50,24 +76,64 @@ export const reservedRanges = [
   "240.0.0.0/4",
 ] as const;
 
+/** The flags that change the merge. */
 export interface MergeOptions {
   /** `--nomasq-all-reserved-ranges`: the defaults cover every reserved IPv4 range. */
   readonly nomasqAllReservedRanges: boolean;
 }
 
+/**
+ * Merges the files, in the sorted order they were read, as ip-masq-agent-v2
+ * does: CIDRs are the union (first occurrence sets the rule order), booleans
+ * are ORed, the shortest `resyncInterval` wins, and the defaults apply only
+ * when there is no file at all.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseConfigFile } from "./config.ts";
+ * import { mergeConfigs } from "./merge.ts";
+ *
+ * const file = (path: string, text: string) => {
+ *   const parsed = parseConfigFile(path, new TextEncoder().encode(text), { enableIpv6: false });
+ *   if (!parsed.ok) throw new Error(parsed.error[0].message);
+ *   return parsed.value;
+ * };
+ * const { config, findings } = mergeConfigs([
+ *   file("/etc/config/ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n"),
+ *   file("/etc/config/ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n"),
+ * ], { nomasqAllReservedRanges: false });
+ * assert.deepEqual(config.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
+ *   "10.0.0.0/8",
+ *   "10.1.0.0/16",
+ * ]);
+ * assert.equal(config.masqLinkLocal.value, true);
+ * assert.deepEqual(findings.map((finding) => finding.kind), [
+ *   "conflicting-boolean",
+ *   "contained-cidr",
+ * ]);
+ *
+ * // No file at all: the defaults.
+ * assert.equal(mergeConfigs([], { nomasqAllReservedRanges: false }).config.files.length, 0);
+ * ```
+ */
 export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions): MergeResult {
-  if (files.length === 0) return { config: defaultConfig(options), findings: [] };
+  if (files.length === 0) return { config: defaultConfig(options), findings: [], problems: [] };
   const findings: Finding[] = [];
-  const cidrs = unionOfCidrs(files);
+  const cidrs = unionOfCidrs(files, "nonMasqueradeCidrs");
   const config: EffectiveConfig = {
     files: files.map((file) => file.file),
     nonMasqueradeCidrs: cidrs,
+    masqueradeCidrs: unionOfCidrs(files, "masqueradeCidrs"),
+    nonMasqueradeSrcCidrs: unionOfCidrs(files, "nonMasqueradeSrcCidrs"),
     masqLinkLocal: orBooleans(files, "masqLinkLocal", findings),
     masqLinkLocalIPv6: orBooleans(files, "masqLinkLocalIPv6", findings),
     resyncInterval: shortestResync(files, findings),
   };
-  findings.push(...cidrFindings(cidrs));
-  return { config, findings };
+  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
+  findings.push(...exceptionFindings(config));
+  findings.push(...sourceFindings(config.nonMasqueradeSrcCidrs));
+  return { config, findings, problems: contradictions(config) };
 }
 
 function defaultConfig(options: MergeOptions): EffectiveConfig {
@@ -81,17 +147,22 @@ function defaultConfig(options: MergeOptions): EffectiveConfig {
       value: parseBuiltInCidr(text),
       at: builtIn(description),
     })),
+    masqueradeCidrs: [],
+    nonMasqueradeSrcCidrs: [],
     masqLinkLocal: { value: false, at: builtIn("default") },
     masqLinkLocalIPv6: { value: false, at: builtIn("default") },
   };
 }
 
 /** Sorted files, first occurrence wins: the rule order never depends on map iteration. */
-function unionOfCidrs(files: readonly FileConfig[]): Located<Cidr>[] {
+function unionOfCidrs(
+  files: readonly FileConfig[],
+  key: "nonMasqueradeCidrs" | "masqueradeCidrs" | "nonMasqueradeSrcCidrs",
+): Located<Cidr>[] {
   const seen = new Set<string>();
   const union: Located<Cidr>[] = [];
   for (const file of files) {
-    for (const cidr of file.nonMasqueradeCidrs) {
+    for (const cidr of file[key]) {
       if (seen.has(cidr.value.text)) continue;
       seen.add(cidr.value.text);
       union.push(cidr);
@@ -134,9 +205,17 @@ function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
   return shortest;
 }
 
-function cidrFindings(cidrs: readonly Located<Cidr>[]): Finding[] {
+function cidrFindings(
+  cidrs: readonly Located<Cidr>[],
+  exceptions: readonly Located<Cidr>[],
+): Finding[] {
   const findings: Finding[] = [];
   const containers = firstContainers(cidrs);
+  const values = cidrs.map((cidr) => cidr.value);
+  const longestExemption = longestContaining(values, { orEqual: false });
+  const longestException = longestContaining(exceptions.map((cidr) => cidr.value), {
+    orEqual: true,
+  });
   for (const cidr of cidrs) {
     if (cidr.value.prefix === 0) {
       findings.push({
@@ -146,7 +225,10 @@ function cidrFindings(cidrs: readonly Located<Cidr>[]): Finding[] {
       });
     }
     const outer = containers.get(cidr);
-    if (outer) {
+    if (
+      outer &&
+      !reopenedByException(longestException(cidr.value), longestExemption(cidr.value))
+    ) {
       findings.push({
         kind: "contained-cidr",
         message: `${cidr.value.text} at ${formatLocation(cidr.at)} is inside ` +
@@ -183,4 +265,122 @@ function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Lo
     open.push(cidr);
   }
   return containers;
+}
+
+/** The built-in link-local range of each family, exempt unless masqLinkLocal(IPv6) is true. */
+export const linkLocalRanges: Readonly<Record<Family, string>> = {
+  ipv4: "169.254.0.0/16",
+  ipv6: "fe80::/10",
+};
+
+/**
+ * The destinations of `family` that RETURN: link-local unless masqLinkLocal(IPv6), then the
+ * configured non-masquerade CIDRs. What an exception must lie inside to have an effect.
+ */
+function exemptRanges(config: EffectiveConfig, family: Family): Cidr[] {
+  const masqueradesLinkLocal = family === "ipv4"
+    ? config.masqLinkLocal.value
+    : config.masqLinkLocalIPv6.value;
+  const linkLocal = masqueradesLinkLocal ? [] : [parseBuiltInCidr(linkLocalRanges[family])];
+  return [
+    ...linkLocal,
+    ...config.nonMasqueradeCidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family),
+  ];
+}
+
+/** A masqueradeCIDRs entry outside every exempt range changes nothing: it is masqueraded anyway. */
+function exceptionFindings(config: EffectiveConfig): Finding[] {
+  if (config.masqueradeCidrs.length === 0) return [];
+  // An equal range counts: equal to a configured one is rejected as a contradiction, and
+  // equal to the built-in link-local range it masquerades link-local (as masqLinkLocal would).
+  const around = longestContaining(
+    [...exemptRanges(config, "ipv4"), ...exemptRanges(config, "ipv6")],
+    { orEqual: true },
+  );
+  return config.masqueradeCidrs.filter((exception) => around(exception.value) === undefined).map((
+    exception,
+  ) => ({
+    kind: "ineffective-exception",
+    message: `masqueradeCIDRs ${exception.value.text} at ${formatLocation(exception.at)} lies ` +
+      "inside no non-masquerade range and has no effect (such traffic is masqueraded anyway)",
+  }));
+}
+
+function sourceFindings(sources: readonly Located<Cidr>[]): Finding[] {
+  const findings: Finding[] = [];
+  const containers = firstContainers(sources);
+  for (const source of sources) {
+    if (source.value.prefix === 0) {
+      findings.push({
+        kind: "masquerade-nothing",
+        message: `nonMasqueradeSrcCIDRs ${source.value.text} at ${formatLocation(source.at)} ` +
+          `exempts every source: no ${source.value.family} traffic will be masqueraded`,
+      });
+    }
+    const outer = containers.get(source);
+    if (outer) {
+      findings.push({
+        kind: "contained-cidr",
+        message: `nonMasqueradeSrcCIDRs ${source.value.text} at ${formatLocation(source.at)} is ` +
+          `inside ${outer.value.text} at ${formatLocation(outer.at)} and has no effect`,
+      });
+    }
+  }
+  return findings;
+}
+
+/**
+ * The same CIDR in masqueradeCIDRs and nonMasqueradeCIDRs has no longest prefix to decide it:
+ * which one was meant is the operator's call, so the config is rejected, naming both.
+ */
+function contradictions(config: EffectiveConfig): ConfigProblem[] {
+  const exempt = new Map(config.nonMasqueradeCidrs.map((cidr) => [cidr.value.text, cidr]));
+  return config.masqueradeCidrs.flatMap((exception) => {
+    const other = exempt.get(exception.value.text);
+    if (!other) return [];
+    return [{
+      at: exception.at,
+      key: "masqueradeCIDRs",
+      message: `${exception.value.text} is also listed in nonMasqueradeCIDRs at ` +
+        `${formatLocation(other.at)}: a destination cannot be both masqueraded and not; ` +
+        "remove one of them",
+    }];
+  });
+}
+
+/**
+ * Whether an exception lies between `inner` and the longest exemption around it
+ * (10.1.2.0/24 inside 10.1.0.0/16 masqueraded inside 10.0.0.0/8): then `inner`
+ * decides its addresses again and is not redundant.
+ */
+function reopenedByException(exception: Cidr | undefined, around: Cidr | undefined): boolean {
+  return exception !== undefined && (around === undefined || exception.prefix > around.prefix);
+}
+
+/**
+ * For a CIDR, the longest of `cidrs` containing it (strictly, unless `orEqual`): one lookup per
+ * prefix length, since a raised cidrLimit allows tens of thousands of each.
+ */
+function longestContaining(
+  cidrs: readonly Cidr[],
+  options: { readonly orEqual: boolean },
+): (cidr: Cidr) => Cidr | undefined {
+  const index = new Map<number, Map<bigint, Cidr>>();
+  for (const cidr of cidrs) {
+    const key = cidr.prefix + (cidr.family === "ipv6" ? 1000 : 0);
+    const level = index.get(key) ?? new Map();
+    level.set(cidr.address, cidr);
+    index.set(key, level);
+  }
+  return (cidr) => {
+    const bits = cidr.family === "ipv4" ? 32 : 128;
+    for (let prefix = cidr.prefix - (options.orEqual ? 0 : 1); prefix >= 0; prefix--) {
+      const level = index.get(prefix + (cidr.family === "ipv6" ? 1000 : 0));
+      if (!level) continue;
+      const hostBits = BigInt(bits - prefix);
+      const found = level.get((cidr.address >> hostBits) << hostBits);
+      if (found) return found;
+    }
+    return undefined;
+  };
 }

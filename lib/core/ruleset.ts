@@ -7,16 +7,21 @@
  * @module
  */
 
+import { NatTransaction } from "./restore_input.ts";
 import {
   chainRuleLines,
   type DesiredChain,
+  exceptionComment,
+  insertAtTop,
+  iptablesQuote,
   jumpComment,
   jumpRuleLine,
   masqueradeComment,
-  quote,
   returnComment,
+  sourceExemptionComment,
 } from "./rules.ts";
 
+/** The parts of the live nat table a plan looks at. */
 export interface LiveNatTable {
   /** Every chain declared in the table, built-in or not. */
   readonly chains: ReadonlySet<string>;
@@ -24,18 +29,35 @@ export interface LiveNatTable {
   readonly rules: ReadonlyMap<string, readonly string[]>;
 }
 
-/** Parses the `*nat` section of `iptables-save` output; no section means an empty table. */
-export function parseNatTable(saveOutput: string): LiveNatTable {
+/**
+ * Parses the nat table as `iptables -t nat -S [CHAIN]` lists it (`-P CHAIN
+ * POLICY` and `-N CHAIN` declare chains, `-A` lines are rules) or as
+ * `iptables-save` prints it (only its `*nat` section counts: `:CHAIN` lines
+ * declare chains). Listings of several chains may be concatenated. No
+ * declaration means an empty table.
+ *
+ * @example
+ * ```ts
+ * import { parseNatTable } from "./ruleset.ts";
+ * const live = parseNatTable("-P POSTROUTING ACCEPT\n-N IP-MASQ-AGENT\n-A IP-MASQ-AGENT -j RETURN\n");
+ * console.assert(live.chains.has("IP-MASQ-AGENT"));
+ * console.assert(live.rules.get("IP-MASQ-AGENT")?.length === 1);
+ * ```
+ */
+export function parseNatTable(listing: string): LiveNatTable {
   const chains = new Set<string>();
   const rules = new Map<string, string[]>();
-  let inNat = false;
-  for (const line of saveOutput.split("\n")) {
+  // In iptables-save output only the *nat section is ours to read; a -S listing has no sections.
+  let inNat = !/^\*/m.test(listing);
+  for (const line of listing.split("\n")) {
     if (line.startsWith("*")) inNat = line === "*nat";
     else if (!inNat || line.startsWith("#")) continue;
     else if (line === "COMMIT") inNat = false;
     else if (line.startsWith(":")) chains.add(line.slice(1).split(" ")[0]);
+    else if (line.startsWith("-N ") || line.startsWith("-P ")) chains.add(line.split(" ")[1]);
     else if (line.startsWith("-A ")) {
       const chain = line.split(" ")[1];
+      chains.add(chain);
       const list = rules.get(chain) ?? [];
       list.push(line);
       rules.set(chain, list);
@@ -44,19 +66,25 @@ export function parseNatTable(saveOutput: string): LiveNatTable {
   return { chains, rules };
 }
 
+/** What can differ between our live rules and the desired ones. */
 export type DriftKind =
   | "chain-missing"
   | "chain-differs"
   | "jump-missing"
   | "jump-duplicate"
   | "jump-quoted"
+  | "jump-not-first"
   | "stale-chain";
 
+/** One difference, for the logs and `--check`. */
 export interface Drift {
+  /** Which kind of difference. */
   readonly kind: DriftKind;
+  /** What differs, in words an operator can act on. */
   readonly message: string;
 }
 
+/** What a reconcile found and the one transaction that fixes it. */
 export interface Plan {
   /** What differs from the desired state; empty means in sync. */
   readonly drift: readonly Drift[];
@@ -89,10 +117,19 @@ function ownJumps(live: LiveNatTable): OwnJump[] {
   return jumps;
 }
 
+/**
+ * The chain names our POSTROUTING jumps lead to (either spelling). A name
+ * other than the current `--masq-chain` is a stale chain to remove, and
+ * deciding whether it may be removed needs the whole table.
+ */
+export function ownJumpTargets(live: LiveNatTable): Set<string> {
+  return new Set(ownJumps(live).map((jump) => jump.chain));
+}
+
 /** Plans the reconcile of one family. Pure: same inputs, same plan. */
 export function planReconcile(desired: DesiredChain, live: LiveNatTable): Plan {
   const drift: Drift[] = [];
-  const lines: string[] = [];
+  const tx = new NatTransaction();
   const chain = desired.chain;
   const wantedRules = chainRuleLines(desired);
   const liveRules = live.rules.get(chain) ?? [];
@@ -105,29 +142,17 @@ export function planReconcile(desired: DesiredChain, live: LiveNatTable): Plan {
       message: describeChainDiff(chain, wantedRules, liveRules),
     });
   }
-  if (drift.length > 0) lines.push(`:${chain} - [0:0]`, ...wantedRules);
+  if (drift.length > 0) {
+    tx.declareChain(chain);
+    for (const rule of wantedRules) tx.rule(rule);
+  }
 
   const jumps = ownJumps(live);
   const ours = jumps.filter((jump) => jump.chain === chain);
   const keep = ours.find((jump) => !jump.quoted);
-  for (const jump of ours) {
-    if (jump === keep) continue;
-    drift.push(
-      jump.quoted
-        ? {
-          kind: "jump-quoted",
-          message: `POSTROUTING jump to ${chain} uses the old quoted comment; rewriting it`,
-        }
-        : { kind: "jump-duplicate", message: `POSTROUTING has a duplicate jump to ${chain}` },
-    );
-    lines.push(deleteLine(jump.line));
-  }
-  if (!keep) {
-    if (ours.length === 0) {
-      drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
-    }
-    lines.push(jumpRuleLine(chain));
-  }
+  if (desired.postroutingJump === "insert") {
+    planFirstJump(chain, live, ours, keep, drift, tx);
+  } else planAppendedJump(chain, ours, keep, drift, tx);
 
   for (const stale of staleChains(live, jumps, chain)) {
     drift.push({
@@ -135,25 +160,88 @@ export function planReconcile(desired: DesiredChain, live: LiveNatTable): Plan {
       message: `removing ${stale.chain}, left by an earlier --masq-chain` +
         (stale.removable ? "" : " (jump only: the chain holds rules we did not write)"),
     });
-    lines.push(...stale.lines);
+    stale.removeInto(tx);
   }
 
-  return { drift, payload: lines.length === 0 ? null : transaction(lines) };
+  return { drift, payload: tx.build() };
+}
+
+function extraJumpDrift(chain: string, jump: OwnJump): Drift {
+  return jump.quoted
+    ? {
+      kind: "jump-quoted",
+      message: `POSTROUTING jump to ${chain} uses the old quoted comment; rewriting it`,
+    }
+    : { kind: "jump-duplicate", message: `POSTROUTING has a duplicate jump to ${chain}` };
+}
+
+/** `--postrouting-jump=append`: one jump anywhere in POSTROUTING; a missing one is appended. */
+function planAppendedJump(
+  chain: string,
+  ours: readonly OwnJump[],
+  keep: OwnJump | undefined,
+  drift: Drift[],
+  tx: NatTransaction,
+): void {
+  for (const jump of ours) {
+    if (jump === keep) continue;
+    drift.push(extraJumpDrift(chain, jump));
+    tx.deleteRule(jump.line);
+  }
+  if (!keep) {
+    if (ours.length === 0) {
+      drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
+    }
+    tx.rule(jumpRuleLine(chain));
+  }
+}
+
+/**
+ * `--postrouting-jump=insert`: exactly one jump, and it is POSTROUTING's first rule, so that no
+ * other tool's rule decides before ours. Anything else deletes every jump of ours and inserts
+ * one at the top, in the same transaction; no other POSTROUTING rule moves. (Deleting all is
+ * simpler than it looks wasteful: a duplicate spelled like the kept jump cannot be deleted by
+ * its text without taking the first one, which may be the kept jump.)
+ */
+function planFirstJump(
+  chain: string,
+  live: LiveNatTable,
+  ours: readonly OwnJump[],
+  keep: OwnJump | undefined,
+  drift: Drift[],
+  tx: NatTransaction,
+): void {
+  const postrouting = live.rules.get("POSTROUTING") ?? [];
+  if (keep !== undefined && ours.length === 1 && postrouting[0] === keep.line) return;
+  for (const jump of ours) if (jump !== keep) drift.push(extraJumpDrift(chain, jump));
+  if (ours.length === 0) {
+    drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
+  } else if (keep === undefined || postrouting[0] !== keep.line) {
+    const position = keep === undefined ? -1 : postrouting.indexOf(keep.line);
+    drift.push({
+      kind: "jump-not-first",
+      message: `POSTROUTING jump to ${chain} is ` +
+        (position < 0 ? "not first" : `rule ${position + 1}, not first`) +
+        ` (--postrouting-jump=insert); moving it to first place`,
+    });
+  }
+  for (const jump of ours) tx.deleteRule(jump.line);
+  tx.rule(insertAtTop(jumpRuleLine(chain)));
 }
 
 /** Removes every jump and chain of ours for any chain name, touching nothing else. */
 export function planCleanup(chain: string, live: LiveNatTable): Plan {
   const drift: Drift[] = [];
-  const lines: string[] = [];
+  const tx = new NatTransaction();
   const jumps = ownJumps(live);
   const chainNames = new Set([chain, ...jumps.map((jump) => jump.chain)]);
   for (const name of chainNames) {
     const removal = chainRemoval(live, jumps, name);
-    if (removal.lines.length === 0) continue;
+    if (removal.jumps.length === 0 && !removal.removable) continue;
     drift.push({ kind: "stale-chain", message: `removing ${name}` });
-    lines.push(...removal.lines);
+    removal.removeInto(tx);
   }
-  return { drift, payload: lines.length === 0 ? null : transaction(lines) };
+  return { drift, payload: tx.build() };
 }
 
 function staleChains(live: LiveNatTable, jumps: readonly OwnJump[], chain: string) {
@@ -167,7 +255,7 @@ function staleChains(live: LiveNatTable, jumps: readonly OwnJump[], chain: strin
  * tool's chain that happens to share the name is never touched.
  */
 function chainRemoval(live: LiveNatTable, jumps: readonly OwnJump[], name: string) {
-  const lines = jumps.filter((jump) => jump.chain === name).map((jump) => deleteLine(jump.line));
+  const toName = jumps.filter((jump) => jump.chain === name);
   const ownJumpLines = new Set(jumps.map((jump) => jump.line));
   const chainRules = live.rules.get(name) ?? [];
   const allOurs = chainRules.every((rule) => isOwnChainRule(rule));
@@ -176,21 +264,23 @@ function chainRemoval(live: LiveNatTable, jumps: readonly OwnJump[], name: strin
       rule.endsWith(` -g ${name}`) || rule.includes(` -g ${name} `))
   );
   const removable = live.chains.has(name) && allOurs && !referencedElsewhere;
-  if (removable) lines.push(`:${name} - [0:0]`, `-X ${name}`);
-  return { lines, removable };
+  const removeInto = (tx: NatTransaction) => {
+    for (const jump of toName) tx.deleteRule(jump.line);
+    // Declaring flushes it: -X needs an empty chain.
+    if (removable) tx.declareChain(name).deleteChain(name);
+  };
+  return { jumps: toName, removable, removeInto };
 }
+
+const ownChainComments = [
+  returnComment,
+  masqueradeComment,
+  sourceExemptionComment,
+  exceptionComment,
+].map((comment) => ` -m comment --comment ${iptablesQuote(comment)} `);
 
 function isOwnChainRule(rule: string): boolean {
-  return rule.includes(` -m comment --comment ${quote(returnComment)} `) ||
-    rule.includes(` -m comment --comment ${quote(masqueradeComment)} `);
-}
-
-function deleteLine(appendLine: string): string {
-  return `-D ${appendLine.slice(3)}`;
-}
-
-function transaction(lines: readonly string[]): string {
-  return ["*nat", ...lines, "COMMIT", ""].join("\n");
+  return ownChainComments.some((comment) => rule.includes(comment));
 }
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {

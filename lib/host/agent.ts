@@ -1,89 +1,130 @@
 /**
  * The long-running agent: one serialized reconcile loop fed by start-up, the
- * config directory watch, SIGHUP and the periodic resync; the error policy
- * (exit on a bad config, or keep the last good one); and backoff on iptables
- * failures, where a held xtables lock never kills the agent.
+ * config directory watch (config_watch.ts), SIGHUP and the periodic resync;
+ * the error policy (exit on a bad config, or keep the last good one); and
+ * retries on iptables failures as core/backoff.ts decides them, where a held
+ * xtables lock never kills the agent. Time comes from the injected clock.
  *
  * @module
  */
 
 import type { Family } from "../core/cidr.ts";
 import { ConfigError } from "../core/config_error.ts";
-import type { ConfigDirContents, DirectoryWatch } from "./config_dir.ts";
+import type { ConfigDirContents } from "./config_dir.ts";
+import { sameConfigDirContents } from "../core/config_identity.ts";
+import {
+  decideRetry,
+  type FailureKind,
+  initialRetryState,
+  type RetryState,
+} from "../core/backoff.ts";
+import { defaultDebouncePolicy } from "../core/debounce.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../core/errors.ts";
 import type { AgentFlags } from "../core/flags.ts";
-import { IptablesError, type NatTableClient } from "./iptables.ts";
+import {
+  defaultGcPolicy,
+  gcAfterReconcile,
+  gcCollected,
+  type GcState,
+  initialGcState,
+} from "../core/gc_schedule.ts";
+import { IptablesError } from "./iptables.ts";
 import type { Logger } from "./log.ts";
 import { formatLocation } from "../core/source.ts";
 import { chainRuleLines, type DesiredChain } from "../core/rules.ts";
 import { desiredChains, loadConfig, type LoadedConfig } from "../core/desired.ts";
-import { applyDesired, type FamilyOutcome } from "./reconcile.ts";
+import { applyDesired, type Dataplane, type FamilyOutcome } from "./dataplane.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { ConfigWatch, type StartWatch } from "./config_watch.ts";
 import { Wakeup } from "./wakeup.ts";
 
+/** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
+  /** Parsed once at start; they never change while the agent runs. */
   readonly flags: AgentFlags;
+  /** Changes only: what is logged once is not logged again until it changes. */
   readonly log: Logger;
+  /** Reads the config directory's `ip-masq*` entries (config_dir.ts `readConfigDir`). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  readonly clients: Readonly<Record<Family, NatTableClient>>;
+  /** The nat table of each family, in whatever iptables mode main.ts chose. */
+  /** The rules it programs: iptables or nftables (dataplane.ts); the loop never asks which. */
+  readonly dataplane: Dataplane;
+  /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
   /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
-  readonly watch?: (dir: string, onChange: () => void) => Promise<DirectoryWatch>;
+  readonly watch?: StartWatch;
   /**
-   * A full garbage collection (V8's `gc`, defined under `--v8-flags=--expose-gc`), run after every
-   * 10th reconcile, at most once a second. Left alone, V8 collects this mostly idle agent's little
-   * garbage so late that RSS climbs for thousands of reconciles (docs/benchmarks.md, item 3).
+   * A full garbage collection (V8's `gc`, defined under `--v8-flags=--expose-gc`), run as
+   * core/gc_schedule.ts says: after every 10th reconcile, at most once a second.
    */
   readonly collectGarbage?: () => void;
+  /** Overrides of the loop's delays; the defaults otherwise. */
   readonly timing?: Partial<AgentTiming>;
+  /** The system clock unless a test drives the agent in virtual time. */
+  readonly clock?: Clock;
 }
 
+/** The loop's delays; tests shorten them, production uses the defaults. */
 export interface AgentTiming {
-  /** kubelet's `..data` swap emits about six events; one reconcile should follow them all. */
+  /** The debounce's quiet period (core/debounce.ts). */
   readonly debounceMs: number;
+  /** The first retry's delay after an iptables failure (core/backoff.ts). */
   readonly initialBackoffMs: number;
+  /** Retry delays double up to this. */
   readonly maxBackoffMs: number;
 }
 
-/** A burst of events delays the reconcile by at most this many debounce periods. */
-const maxDebounceFactor = 4;
-
 const defaultTiming: AgentTiming = {
-  debounceMs: 150,
+  debounceMs: defaultDebouncePolicy.quietMs,
   initialBackoffMs: 1000,
   maxBackoffMs: 30_000,
 };
-
-/**
- * `collectGarbage` runs after every `gcEveryReconciles`th reconcile, but at most once per
- * `gcMinIntervalMs`. One collection costs about 20 ms of CPU (a 5-10 ms pause), ten reconciles
- * leave well under 1 MB of garbage, and a burst of reconciles gets at most one collection a second.
- */
-const gcEveryReconciles = 10;
-const gcMinIntervalMs = 1000;
 
 type ReconcileResult =
   | { kind: "applied" }
   | { kind: "config-rejected"; error: ConfigError };
 
+/** The last configuration that loaded: what was read, and what it made. */
+interface LastGood {
+  readonly contents: ConfigDirContents;
+  readonly desired: DesiredChain[];
+  readonly resyncMs: number;
+}
+
+/**
+ * Reconciles the nat table with the config directory: once (`--once`), or in
+ * a loop until aborted. Only `run()` and `once()` touch the table, one
+ * reconcile at a time.
+ */
 export class Agent {
   readonly #deps: AgentDeps;
   readonly #timing: AgentTiming;
-  readonly #wakeup = new Wakeup();
-  #lastGood?: { desired: DesiredChain[]; resyncMs: number };
+  readonly #clock: Clock;
+  readonly #wakeup: Wakeup;
+  readonly #configWatch?: ConfigWatch;
+  #lastGood?: LastGood;
   #lastConfigError?: string;
   #lastConfigSummary?: string;
   #lastRules = new Map<Family, string>();
   #inSync = new Set<Family>();
-  #debounce?: ReturnType<typeof setTimeout>;
-  #burstStart?: number;
-  #watcher?: DirectoryWatch;
-  #watchFailureLogged = false;
-  #reconcilesSinceGc = 0;
-  #lastGcAt = -Infinity;
+  #gc: GcState = initialGcState;
 
+  /** Does nothing until `run()` or `once()`. */
   constructor(deps: AgentDeps) {
     this.#deps = deps;
     this.#timing = { ...defaultTiming, ...deps.timing };
+    this.#clock = deps.clock ?? systemClock;
+    this.#wakeup = new Wakeup(this.#clock);
+    if (deps.watch) {
+      this.#configWatch = new ConfigWatch({
+        dir: deps.flags.configDir,
+        watch: deps.watch,
+        log: deps.log,
+        clock: this.#clock,
+        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.debounceMs },
+        onSettled: () => this.#wakeup.fire(),
+      });
+    }
   }
 
   /** SIGHUP and tests: reconcile as soon as the current one (if any) is done. */
@@ -105,68 +146,65 @@ export class Agent {
   /** Runs until `signal` aborts (exit 0) or a failure the policy does not survive. */
   async run(signal: AbortSignal): Promise<number> {
     const { flags, log } = this.#deps;
-    let failingSince: number | undefined;
-    let backoffMs = this.#timing.initialBackoffMs;
+    let retry: RetryState = initialRetryState(this.#timing);
     try {
       while (!signal.aborted) {
-        await this.#ensureWatch();
+        await this.#configWatch?.ensure();
         let delayMs: number;
         try {
           const result = await this.#reconcile(signal, { keepLastGood: !flags.exitOnConfigError });
           if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
-          failingSince = undefined;
-          backoffMs = this.#timing.initialBackoffMs;
+          retry = initialRetryState(this.#timing);
           // Only now: a resyncInterval in the config just read applies to this very wait.
           delayMs = this.#resyncMs();
         } catch (error) {
           if (signal.aborted) break;
-          if (!(error instanceof IptablesError) || error.failure === "missing") {
-            return this.#fatal(error, signal);
+          const decision = decideRetry(retry, failureKind(error), this.#clock.now(), {
+            ...this.#timing,
+            budgetMs: this.#resyncMs(),
+          });
+          if (decision.action === "fatal") return this.#fatal(error, signal);
+          if (decision.action === "give-up") {
+            log.error(
+              `giving up: iptables kept failing for one resync interval (${decision.budgetMs} ms)`,
+              { error: formatErrorChain(error) },
+            );
+            return exitCodes.runtime;
           }
-          const now = Date.now();
-          if (error.failure === "lock") {
-            log.warn(`the xtables lock is held by another program; retrying in ${backoffMs} ms`, {
-              error: error.message,
-            });
+          if (decision.reason === "lock") {
+            log.warn(
+              `the xtables lock is held by another program; retrying in ${decision.delayMs} ms`,
+              { error: error instanceof Error ? error.message : String(error) },
+            );
           } else {
-            failingSince ??= now;
-            const budgetLeft = failingSince + this.#resyncMs() - now;
-            if (budgetLeft <= 0) {
-              log.error(
-                `giving up: iptables kept failing for one resync interval (${this.#resyncMs()} ms)`,
-                { error: formatErrorChain(error) },
-              );
-              return exitCodes.runtime;
-            }
-            log.warn(`applying rules failed; retrying in ${Math.min(backoffMs, budgetLeft)} ms`, {
+            log.warn(`applying rules failed; retrying in ${decision.delayMs} ms`, {
               error: formatErrorChain(error),
             });
-            backoffMs = Math.min(backoffMs, budgetLeft);
           }
-          delayMs = backoffMs;
-          backoffMs = Math.min(backoffMs * 2, this.#timing.maxBackoffMs);
+          retry = decision.state;
+          delayMs = decision.delayMs;
         }
-        this.#collectGarbage();
+        this.#collectGarbageOnSchedule();
         await this.#wakeup.wait(delayMs, signal);
       }
       return exitCodes.ok;
     } finally {
-      clearTimeout(this.#debounce);
-      this.#watcher?.close();
+      this.#configWatch?.close();
     }
   }
 
-  #collectGarbage() {
+  #collectGarbageOnSchedule() {
     const collect = this.#deps.collectGarbage;
-    if (!collect || ++this.#reconcilesSinceGc < gcEveryReconciles) return;
-    if (performance.now() - this.#lastGcAt < gcMinIntervalMs) return;
+    if (!collect) return;
+    const step = gcAfterReconcile(this.#gc, this.#clock.now(), defaultGcPolicy);
+    this.#gc = step.state;
+    if (!step.collect) return;
     collect();
-    this.#reconcilesSinceGc = 0;
-    this.#lastGcAt = performance.now();
+    this.#gc = gcCollected(this.#clock.now());
   }
 
   #resyncMs(): number {
-    return this.#lastGood?.resyncMs ?? this.#deps.flags.resyncInterval * 1000;
+    return this.#lastGood?.resyncMs ?? this.#deps.flags.resyncIntervalMs;
   }
 
   async #reconcile(
@@ -176,11 +214,7 @@ export class Agent {
     const { flags, log } = this.#deps;
     let desired: DesiredChain[];
     try {
-      const loaded = loadConfig(await this.#deps.readConfigDir(flags.configDir), flags);
-      desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
-      const resyncMs = loaded.effective.resyncInterval?.value ?? flags.resyncInterval * 1000;
-      this.#logConfigChange(loaded, desired, resyncMs);
-      this.#lastGood = { desired, resyncMs };
+      desired = this.#desiredFor(await this.#deps.readConfigDir(flags.configDir));
       if (this.#lastConfigError !== undefined) log.info("the configuration is valid again");
       this.#lastConfigError = undefined;
     } catch (error) {
@@ -200,8 +234,25 @@ export class Agent {
       if (!this.#lastGood) return { kind: "applied" };
       desired = this.#lastGood.desired;
     }
-    this.#logOutcomes(await applyDesired(desired, this.#deps.clients, signal));
+    this.#logOutcomes(await applyDesired(desired, this.#deps.dataplane, signal));
     return { kind: "applied" };
+  }
+
+  /**
+   * The desired chains for what was read. The same bytes as the last good load give the same
+   * chains (the flags never change while the agent runs), so a steady resync skips validating,
+   * merging, rendering and logging; anything else takes the full path and may throw ConfigError.
+   */
+  #desiredFor(contents: ConfigDirContents): DesiredChain[] {
+    const last = this.#lastGood;
+    if (last && sameConfigDirContents(last.contents, contents)) return last.desired;
+    const { flags } = this.#deps;
+    const loaded = loadConfig(contents, flags);
+    const desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
+    const resyncMs = loaded.effective.resyncInterval?.value ?? flags.resyncIntervalMs;
+    this.#logConfigChange(loaded, desired, resyncMs);
+    this.#lastGood = { contents, desired, resyncMs };
+    return desired;
   }
 
   #logConfigChange(
@@ -214,6 +265,9 @@ export class Agent {
     const summary = JSON.stringify({
       files: effective.files,
       nonMasqueradeCIDRs: effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text),
+      // Only when set, so the line is unchanged for configs without them.
+      ...cidrKey("masqueradeCIDRs", effective.masqueradeCidrs),
+      ...cidrKey("nonMasqueradeSrcCIDRs", effective.nonMasqueradeSrcCidrs),
       masqLinkLocal: effective.masqLinkLocal.value,
       masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
       resyncInterval: `${resyncMs / 1000}s`,
@@ -233,8 +287,14 @@ export class Agent {
       this.#lastRules.set(chain.family, rules.join("\n"));
       this.#inSync.delete(chain.family);
       log.info(`desired ${chain.family} rules: ${chain.exemptions.length} RETURN, then MASQUERADE`);
+      chain.sourceExemptions?.forEach((cidr) =>
+        log.debug(`  RETURN source ${cidr.value.text}`, { from: formatLocation(cidr.at) })
+      );
       chain.exemptions.forEach((cidr) =>
         log.debug(`  RETURN ${cidr.value.text}`, { from: formatLocation(cidr.at) })
+      );
+      chain.masqueradeExceptions?.forEach((cidr) =>
+        log.debug(`  MASQUERADE exception ${cidr.value.text}`, { from: formatLocation(cidr.at) })
       );
       rules.forEach((rule) => log.debug(`  ${rule}`));
     }
@@ -254,41 +314,6 @@ export class Agent {
     }
   }
 
-  async #ensureWatch() {
-    if (!this.#deps.watch) return;
-    const dir = this.#deps.flags.configDir;
-    if (this.#watcher) {
-      if (!(await this.#watcher.isStale())) return;
-      this.#watcher.close();
-      this.#watcher = undefined;
-      this.#deps.log.info(`${dir} was removed or replaced; watching it anew`);
-    }
-    try {
-      this.#watcher = await this.#deps.watch(dir, () => {
-        // Each event restarts the quiet period, but a stream of events that never pauses must not
-        // postpone the reconcile forever: the first event of a burst bounds the wait.
-        const now = Date.now();
-        this.#burstStart ??= now;
-        const ceiling = this.#burstStart + maxDebounceFactor * this.#timing.debounceMs - now;
-        clearTimeout(this.#debounce);
-        this.#debounce = setTimeout(() => {
-          this.#burstStart = undefined;
-          this.#wakeup.fire();
-        }, Math.max(0, Math.min(this.#timing.debounceMs, ceiling)));
-      });
-      if (this.#watchFailureLogged) this.#deps.log.info(`watching ${dir} for changes again`);
-      this.#watchFailureLogged = false;
-    } catch (error) {
-      if (!this.#watchFailureLogged) {
-        this.#deps.log.warn(
-          `cannot watch ${dir}; changes apply at the next resync (retrying each resync)`,
-          { error: formatErrorChain(error) },
-        );
-      }
-      this.#watchFailureLogged = true;
-    }
-  }
-
   #rejectConfig(error: ConfigError): number {
     this.#deps.log.error(`${error.message}\nthe live rules were left unchanged`);
     return exitCodes.usage;
@@ -299,4 +324,14 @@ export class Agent {
     this.#deps.log.error(formatErrorChain(error));
     return exitCodeFor(error);
   }
+}
+
+/** A missing tool, or an error that is not iptables', will not heal by waiting. */
+function failureKind(error: unknown): FailureKind {
+  if (!(error instanceof IptablesError) || error.failure === "missing") return "fatal";
+  return error.failure;
+}
+
+function cidrKey(key: string, cidrs: readonly { readonly value: { readonly text: string } }[]) {
+  return cidrs.length === 0 ? {} : { [key]: cidrs.map((cidr) => cidr.value.text) };
 }

@@ -16,6 +16,7 @@ import {
 
 export type { ConfigDirContents, ConfigFileBytes };
 import { SandboxDeniedError } from "../core/errors.ts";
+import { systemClock } from "./clock.ts";
 
 /**
  * kubelet swaps `..data` atomically, but only then removes the links of keys
@@ -25,7 +26,22 @@ import { SandboxDeniedError } from "../core/errors.ts";
  */
 const retryDelaysWhenEntriesVanishMs = [25, 100] as const;
 
-export async function readConfigDir(dir: string): Promise<ConfigDirContents> {
+/** How `readConfigDir` waits; a test passes a fake clock's. */
+export interface ReadConfigDirOptions {
+  /** Waits between attempts when an entry vanished mid-read; the system clock's by default. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Reads every `ip-masq*` entry of `dir` in sorted order, following symlinks,
+ * each with a size cap; `missing` when the directory does not exist. Entries
+ * that vanish mid-read (kubelet's `..data` swap) are read again shortly.
+ */
+export async function readConfigDir(
+  dir: string,
+  options: ReadConfigDirOptions = {},
+): Promise<ConfigDirContents> {
+  const sleep = options.sleep ?? ((ms: number) => systemClock.sleep(ms));
   for (let attempt = 0;; attempt++) {
     try {
       return await readOnce(dir);
@@ -33,7 +49,7 @@ export async function readConfigDir(dir: string): Promise<ConfigDirContents> {
       if (!(error instanceof VanishedEntry)) throw error;
       const delayMs = retryDelaysWhenEntriesVanishMs[attempt];
       if (delayMs === undefined) throw error.asConfigError();
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await sleep(delayMs);
     }
   }
 }
@@ -142,7 +158,9 @@ function translate(error: unknown, path: string, what: string): Error {
   return new Error(`${what} ${path}`, { cause: error });
 }
 
+/** A running watch of the config directory. */
 export interface DirectoryWatch {
+  /** Stops watching. */
   close(): void;
   /**
    * True when the directory was removed or replaced since the watch began: inotify then watches

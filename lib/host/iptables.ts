@@ -1,34 +1,66 @@
 /**
- * Running `iptables-save` and `iptables-restore` (and their ip6tables twins).
- * This is the only module that starts processes. The reconcile loop sees the
- * small `NatTableClient` interface, so tests use a faithful in-memory fake.
+ * The iptables client of one backend (nft or legacy) and family, on the
+ * {@link Exec} seam. It reads only what it is asked for — `-t nat -S CHAIN`
+ * lists one chain, which iptables-nft fetches alone from the kernel, in
+ * milliseconds even beside kube-proxy's 50,000 rules, where `iptables-save
+ * -t nat` takes seconds — and writes one atomic `iptables-restore --noflush`
+ * transaction. The reconcile loop sees only {@link NatTableClient}, so tests
+ * use a faithful in-memory fake; this module is unit-tested through a fake
+ * `exec`.
  *
  * @module
  */
 
 import type { Family } from "../core/cidr.ts";
-import { SandboxDeniedError } from "../core/errors.ts";
+import {
+  type IptablesMode,
+  iptablesTools,
+  type LegacyDump,
+  parseLegacyDump,
+} from "../core/iptables_mode.ts";
+import { denoExec, type Exec, ExecAbortedError, ProgramMissingError } from "./exec.ts";
 
+/** The nat table of one backend and family, as the reconcile sees it. */
 export interface NatTableClient {
+  /** The address family whose tools this client runs. */
   readonly family: Family;
-  /** `iptables-save -t nat` output. */
-  save(signal?: AbortSignal): Promise<string>;
+  /** The backend whose tools this client runs. */
+  readonly mode: IptablesMode;
+  /**
+   * `-t nat -S CHAIN`: `-P CHAIN POLICY` (built-in) or `-N CHAIN`, then its
+   * `-A` lines in order, exactly as iptables-save spells rules; null when the
+   * chain does not exist.
+   */
+  listChain(chain: string, signal?: AbortSignal): Promise<string | null>;
+  /** `-t nat -S`: every chain of the table. Costly on a big table; only for rare paths. */
+  listTable(signal?: AbortSignal): Promise<string>;
   /** One atomic `iptables-restore --noflush` transaction. */
   restore(payload: string, signal?: AbortSignal): Promise<void>;
 }
 
-export const tools = {
-  ipv4: { main: "iptables", save: "iptables-save", restore: "iptables-restore" },
-  ipv6: { main: "ip6tables", save: "ip6tables-save", restore: "ip6tables-restore" },
-} as const;
-
 /** Wait up to 5 s for the xtables lock, polling every 100 ms, as upstream does. */
-export const restoreArgs = ["--noflush", "-w", "5", "-W", "100000"] as const;
+export const restoreArgs: readonly string[] = ["--noflush", "-w", "5", "-W", "100000"];
 
+/**
+ * Listings wait for the xtables lock too: without `-w` a legacy `iptables -S`
+ * blocks for as long as another program holds it, with no way to tell a
+ * held lock from a slow kernel. nft ignores the lock and the flag.
+ */
+export const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
+
+/** Why an iptables call failed: the lock is waited out, a missing tool is fatal, the rest retried. */
 export type IptablesFailure = "lock" | "missing" | "failed";
 
+/** A failed iptables call, with the command line and why. */
 export class IptablesError extends Error {
+  /** Names the class in printed chains of causes. */
   override readonly name = "IptablesError";
+  /**
+   * A failed call and what the agent should do about it.
+   * @param message what failed, with the tool's own words
+   * @param failure what the agent does about it (see {@link IptablesFailure})
+   * @param command the command line that failed
+   */
   constructor(
     message: string,
     readonly failure: IptablesFailure,
@@ -48,106 +80,171 @@ export function isLockContention(stderr: string): boolean {
   return /xtables lock/i.test(stderr);
 }
 
-interface RunResult {
-  readonly stdout: string;
+/**
+ * `-S CHAIN` of a chain that does not exist exits 1 with one of these: legacy says
+ * "No chain/target/match by that name", iptables-nft 1.8.9 "chain `X' in table `nat' is
+ * incompatible, use 'nft' tool".
+ */
+export function isNoSuchChain(stderr: string): boolean {
+  return /No chain\/target\/match by that name|chain `[^']*' in table `[^']*' is incompatible/
+    .test(stderr);
 }
 
-async function run(
+interface Outcome {
+  readonly ok: boolean;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly commandLine: string;
+  readonly code: number;
+}
+
+/** Runs one iptables program; start failures and aborts become {@link IptablesError}s. */
+async function runTool(
+  exec: Exec,
   command: string,
   args: readonly string[],
-  stdin: string | undefined,
-  signal: AbortSignal | undefined,
-): Promise<RunResult> {
+  stdin?: string,
+  signal?: AbortSignal,
+): Promise<Outcome> {
   const commandLine = [command, ...args].join(" ");
-  const startFailure = (error: unknown) => {
-    if (error instanceof Deno.errors.NotCapable) {
-      return new SandboxDeniedError("run", command, error);
-    }
-    if (error instanceof Deno.errors.NotFound) {
-      return new IptablesError(
+  try {
+    const result = await exec(command, args, { stdin, signal });
+    return { ...result, ok: result.code === 0, stderr: result.stderr.trim(), commandLine };
+  } catch (error) {
+    if (error instanceof ProgramMissingError) {
+      throw new IptablesError(
         `${command} not found: install iptables (the agent runs ${command} from PATH)`,
         "missing",
         commandLine,
         { cause: error },
       );
     }
-    return new IptablesError(`cannot start ${commandLine}`, "failed", commandLine, {
-      cause: error,
-    });
-  };
-  const spec = new Deno.Command(command, {
-    args: [...args],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal,
-  });
-  let output: Deno.CommandOutput;
-  if (stdin === undefined) {
-    // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
-    // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per
-    // iptables-save, without bound over resyncs (docs/benchmarks.md). Saves, the steady-state
-    // launches, take this path; only a restore needs stdin and a spawned child.
-    try {
-      output = await spec.output();
-    } catch (error) {
-      throw startFailure(error);
+    if (error instanceof ExecAbortedError) {
+      throw new IptablesError(`${command} aborted`, "failed", commandLine, { cause: error });
     }
-  } else {
-    let child: Deno.ChildProcess;
-    try {
-      child = spec.spawn();
-    } catch (error) {
-      throw startFailure(error);
-    }
-    const writer = child.stdin.getWriter();
-    try {
-      await writer.write(new TextEncoder().encode(stdin));
-      await writer.close();
-    } catch {
-      // The process exited before reading everything; its exit status says why.
-    }
-    output = await child.output();
+    throw error;
   }
-  const decoder = new TextDecoder();
-  const stderr = decoder.decode(output.stderr).trim();
-  if (signal?.aborted) {
-    throw new IptablesError(`${command} aborted`, "failed", commandLine, { cause: signal.reason });
-  }
-  if (!output.success) {
-    const failure = isLockContention(stderr) ? "lock" : "failed";
-    throw new IptablesError(
-      `${commandLine} exited with status ${output.code}: ${stderr || "(no output)"}`,
-      failure,
-      commandLine,
-    );
-  }
-  return { stdout: decoder.decode(output.stdout) };
 }
 
-export function natTableClient(family: Family): NatTableClient {
-  const names = tools[family];
+function failed(outcome: Outcome): IptablesError {
+  return new IptablesError(
+    `${outcome.commandLine} exited with status ${outcome.code}: ${outcome.stderr || "(no output)"}`,
+    isLockContention(outcome.stderr) ? "lock" : "failed",
+    outcome.commandLine,
+  );
+}
+
+/** The nat table of `family` through `mode`'s own tools, run by `exec`. */
+export function natTableClient(
+  family: Family,
+  mode: IptablesMode,
+  exec: Exec = denoExec,
+): NatTableClient {
+  const tools = iptablesTools(mode, family);
   return {
     family,
-    save: async (signal) => (await run(names.save, ["-t", "nat"], undefined, signal)).stdout,
+    mode,
+    listChain: async (chain, signal) => {
+      const outcome = await runTool(
+        exec,
+        tools.main,
+        [...listArgs, chain],
+        undefined,
+        signal,
+      );
+      if (outcome.ok) return outcome.stdout;
+      if (outcome.code === 1 && isNoSuchChain(outcome.stderr)) return null;
+      throw failed(outcome);
+    },
+    listTable: async (signal) => {
+      const outcome = await runTool(exec, tools.main, listArgs, undefined, signal);
+      if (outcome.ok) return outcome.stdout;
+      throw failed(outcome);
+    },
     restore: async (payload, signal) => {
-      await run(names.restore, restoreArgs, payload, signal);
+      const outcome = await runTool(exec, tools.restore, restoreArgs, payload, signal);
+      if (!outcome.ok) throw failed(outcome);
     },
   };
 }
 
+/**
+ * Whether `chain` exists in `table` of the backend: `-t TABLE -S CHAIN` exits 0.
+ * Any failure (no such chain, no such table, the backend's kernel support
+ * missing) counts as "no": this only gathers evidence.
+ */
+export async function chainExists(
+  exec: Exec,
+  mode: IptablesMode,
+  family: Family,
+  table: string,
+  chain: string,
+): Promise<boolean> {
+  const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, [
+    "-t",
+    table,
+    "-S",
+    chain,
+  ]);
+  return outcome?.ok ?? false;
+}
+
+/** How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read. */
+export async function countRules(
+  exec: Exec,
+  mode: IptablesMode,
+  family: Family,
+  tables: readonly string[],
+): Promise<number> {
+  let count = 0;
+  for (const table of tables) {
+    const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, ["-t", table, "-S"]);
+    if (!outcome?.ok) continue;
+    for (const line of outcome.stdout.split("\n")) if (line.startsWith("-A ")) count++;
+  }
+  return count;
+}
+
+/**
+ * `iptables-legacy-save` (or ip6tables) without `-t`: every legacy table that
+ * is already loaded, and nothing when none is. A failure reads as "nothing
+ * loaded": this only gathers evidence.
+ */
+export async function dumpLegacy(exec: Exec, family: Family): Promise<LegacyDump> {
+  const outcome = await evidenceOf(exec, iptablesTools("legacy", family).save, []);
+  return parseLegacyDump(outcome?.ok ? outcome.stdout : "");
+}
+
+/** {@link runTool} for gathering evidence: a tool that is not installed answers nothing. */
+async function evidenceOf(exec: Exec, command: string, args: readonly string[]) {
+  try {
+    return await runTool(exec, command, args);
+  } catch (error) {
+    if (error instanceof IptablesError && error.failure === "missing") return undefined;
+    throw error;
+  }
+}
+
+/** The first line of `--version`, and whether that iptables knows `--random-fully`. */
 export interface IptablesVersion {
-  /** The first line of `iptables --version`, e.g. `iptables v1.8.9 (nf_tables)`. */
+  /** The first line of `iptables-nft --version`, e.g. `iptables v1.8.9 (nf_tables)`. */
   readonly description: string;
+  /** Whether this iptables accepts `--random-fully` (1.6.2 and newer). */
   readonly randomFullySupported: boolean;
 }
 
 /** `--random-fully` arrived in iptables 1.6.2; older binaries reject the whole restore. */
-export async function probeVersion(family: Family): Promise<IptablesVersion> {
-  const { stdout } = await run(tools[family].main, ["--version"], undefined, undefined);
-  return parseVersion(stdout);
+export async function probeVersion(
+  mode: IptablesMode,
+  family: Family,
+  exec: Exec = denoExec,
+): Promise<IptablesVersion> {
+  const outcome = await runTool(exec, iptablesTools(mode, family).main, ["--version"]);
+  if (!outcome.ok) throw failed(outcome);
+  return parseVersion(outcome.stdout);
 }
 
+/** Reads the version line that `iptables --version` prints. */
 export function parseVersion(output: string): IptablesVersion {
   const description = output.trim().split("\n")[0] ?? "";
   const match = /v(\d+)\.(\d+)\.(\d+)/.exec(description);

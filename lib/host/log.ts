@@ -1,33 +1,57 @@
 /**
- * Logging through LogTape with two renderings operators already parse:
- * klog-style text lines (the default, as the Go agents print) or one JSON
- * object per line. klog's `--v` levels map onto LogTape levels: V(0) is
- * info, V(2) debug, V(4) trace.
+ * Logging with two renderings operators already parse: klog-style text lines
+ * (the default, as the Go agents print) or one JSON object per line. klog's
+ * `--v` levels pick the lowest level written: V(0) is info, V(2) debug,
+ * V(4) trace.
+ *
+ * Rendering (`formatText`, `formatJson`) is pure; `setUpLogging` only adds the
+ * clock, the pid and the output stream, each of which a test can replace.
+ * (In-house rather than a logging library: the agent needs four methods and
+ * two line formats, and a library cost ~6 MiB of RSS, docs/benchmarks.md.)
  *
  * @module
  */
 
-import {
-  configureSync,
-  getLogger,
-  type LogLevel,
-  type LogRecord,
-  resetSync,
-} from "@logtape/logtape";
-
 export type LogFormat = "text" | "json";
 
+/** The level names are the ones the JSON lines carry (`warning`, not `warn`). */
+export type LogLevel = "trace" | "debug" | "info" | "warning" | "error" | "fatal";
+
+/** One log call, as the renderers see it. */
+export interface LogRecord {
+  /** How severe: klog's I, W or E in text lines. */
+  readonly level: LogLevel;
+  /** What happened, in words. */
+  readonly message: string;
+  /** Milliseconds since the Unix epoch. */
+  readonly timestamp: number;
+  /** Structured context, rendered as `key=value` (text) or fields (JSON). */
+  readonly properties: Readonly<Record<string, unknown>>;
+}
+
+/** Where the agent's log lines go: one method per klog severity. */
 export interface Logger {
+  /** klog V(0): what an operator wants to see. */
   info(message: string, properties?: Record<string, unknown>): void;
+  /** Something is off but the agent carries on. */
   warn(message: string, properties?: Record<string, unknown>): void;
+  /** Something failed. */
   error(message: string, properties?: Record<string, unknown>): void;
   /** klog V(2): details an operator turns on when debugging. */
   debug(message: string, properties?: Record<string, unknown>): void;
 }
 
-const category = ["ip-masq-agent"];
+const levelRank: Record<LogLevel, number> = {
+  trace: 0,
+  debug: 1,
+  info: 2,
+  warning: 3,
+  error: 4,
+  fatal: 5,
+};
 
-function lowestLevel(verbosity: number): LogLevel {
+/** The lowest level written at a klog `--v` verbosity. */
+export function lowestLevel(verbosity: number): LogLevel {
   if (verbosity >= 4) return "trace";
   if (verbosity >= 2) return "debug";
   return "info";
@@ -42,6 +66,7 @@ const klogSeverity: Record<LogLevel, string> = {
   fatal: "F",
 };
 
+/** One klog-style text line: `I1201 21:36:28.547000   18688 agent] message key=value`. */
 export function formatText(record: LogRecord, pid: number): string {
   const time = new Date(record.timestamp);
   const two = (n: number) => String(n).padStart(2, "0");
@@ -62,44 +87,57 @@ export function formatText(record: LogRecord, pid: number): string {
           : String(value)}`
     )
     .join("");
-  return `${header} ${record.message.join("")}${properties}\n`;
+  return `${header} ${record.message}${properties}\n`;
 }
 
+/** One JSON object per line: `ts`, `level`, `msg`, then the properties. */
 export function formatJson(record: LogRecord): string {
   return JSON.stringify({
     ts: new Date(record.timestamp).toISOString(),
     level: record.level,
-    msg: record.message.join(""),
+    msg: record.message,
     ...record.properties,
   }) + "\n";
 }
 
+/** How to log: `--v`, `--log-format`, and the seams tests replace. */
 export interface LogOptions {
+  /** klog's `--v`: 2 adds debug lines. */
   readonly verbosity: number;
+  /** `--log-format`. */
   readonly format: LogFormat;
   /** Where lines go; stderr in production, a buffer in tests. */
   readonly write?: (line: string) => void;
+  /** The clock stamped on each line; `Date.now` unless a test fixes it. */
+  readonly now?: () => number;
+  /** The pid text lines show; this process's unless a test fixes it. */
+  readonly pid?: number;
 }
 
+const encoder = new TextEncoder();
+
+function writeToStderr(line: string): void {
+  const bytes = encoder.encode(line);
+  // writeSync may take fewer bytes than given; loop so a long line is not cut short.
+  for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
+}
+
+/** The logger for the process, writing one line per call. */
 export function setUpLogging(options: LogOptions): Logger {
-  const encoder = new TextEncoder();
-  const write = options.write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line)));
+  const write = options.write ?? writeToStderr;
+  const now = options.now ?? Date.now;
+  const pid = options.pid ?? Deno.pid;
   const render = options.format === "json"
     ? formatJson
-    : (record: LogRecord) => formatText(record, Deno.pid);
-  resetSync();
-  configureSync({
-    sinks: { stderr: (record: LogRecord) => write(render(record)) },
-    loggers: [
-      { category, lowestLevel: lowestLevel(options.verbosity), sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
-  const logger = getLogger(category);
-  // LogTape reads `{name}` in messages as placeholders; ours are plain text with properties beside.
-  const emit =
-    (level: "info" | "warn" | "error" | "debug") =>
-    (message: string, properties: Record<string, unknown> = {}) =>
-      logger[level](message.replaceAll("{", "{{").replaceAll("}", "}}"), properties);
-  return { info: emit("info"), warn: emit("warn"), error: emit("error"), debug: emit("debug") };
+    : (record: LogRecord) => formatText(record, pid);
+  const lowest = levelRank[lowestLevel(options.verbosity)];
+  const emit = (level: LogLevel) => (message: string, properties: Record<string, unknown> = {}) => {
+    if (levelRank[level] < lowest) return;
+    try {
+      write(render({ level, message, timestamp: now(), properties }));
+    } catch {
+      // A line that cannot be written (stderr closed) is dropped: logging never stops the agent.
+    }
+  };
+  return { info: emit("info"), warn: emit("warning"), error: emit("error"), debug: emit("debug") };
 }

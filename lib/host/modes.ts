@@ -6,47 +6,48 @@
  */
 
 import type { Family } from "../core/cidr.ts";
-import { ConfigError } from "../core/config_error.ts";
 import type { ConfigDirContents } from "./config_dir.ts";
 import { exitCodes, formatErrorChain } from "../core/errors.ts";
 import type { AgentFlags } from "../core/flags.ts";
-import { IptablesError, type NatTableClient } from "./iptables.ts";
+import { IptablesError } from "./iptables.ts";
 import type { Logger } from "./log.ts";
 import { desiredChains, enabledFamilies, loadConfig } from "../core/desired.ts";
-import { planFamily } from "./reconcile.ts";
+import { type Dataplane, removeAll } from "./dataplane.ts";
 import { renderFromEmpty } from "../core/rules.ts";
-import { parseNatTable, planCleanup } from "../core/ruleset.ts";
+import { renderNftFromEmpty } from "../core/nft_ruleset.ts";
 
+/** What every one-shot mode needs. */
 export interface ModeDeps {
+  /** The parsed command line. */
   readonly flags: AgentFlags;
+  /** Where findings and errors go (stderr). */
   readonly log: Logger;
+  /** Where the mode's own output goes (stdout). */
   readonly print: (text: string) => void;
+  /** Reads the config directory (`readConfigDir` in production). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
 }
 
-async function loadOrReport(deps: ModeDeps) {
-  try {
-    return loadConfig(await deps.readConfigDir(deps.flags.configDir), deps.flags);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      deps.log.error(error.message);
-      return undefined;
-    }
-    throw error;
-  }
+/**
+ * A rejected config throws its ConfigError on to main.ts, which logs it and exits with
+ * `exitCodeFor(error)` (2): errors.ts is the one place that maps errors to exit codes.
+ */
+async function load(deps: ModeDeps) {
+  return loadConfig(await deps.readConfigDir(deps.flags.configDir), deps.flags);
 }
 
 /**
- * Prints the restore input per family. It runs no iptables tool, so it
- * renders `--random-fully` as the flag says rather than probing support.
+ * Prints the restore input (`--dataplane=nftables`: the `nft -f` input) per
+ * family. It runs no tool, so it renders `--random-fully` as the flag says
+ * rather than probing support.
  */
 export async function dryRun(deps: ModeDeps): Promise<number> {
-  const loaded = await loadOrReport(deps);
-  if (!loaded) return exitCodes.usage;
+  const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
   const assumeSupported = { ipv4: true, ipv6: true };
+  const render = deps.flags.dataplane === "nftables" ? renderNftFromEmpty : renderFromEmpty;
   for (const chain of desiredChains(loaded.effective, deps.flags, assumeSupported)) {
-    deps.print(`# ${chain.family}\n${renderFromEmpty(chain)}`);
+    deps.print(`# ${chain.family}\n${render(chain)}`);
   }
   return exitCodes.ok;
 }
@@ -54,14 +55,13 @@ export async function dryRun(deps: ModeDeps): Promise<number> {
 /** Exit 0 in sync, 1 with the differences printed, 2 on an invalid config. */
 export async function check(
   deps: ModeDeps,
-  clients: Readonly<Record<Family, NatTableClient>>,
+  dataplane: Dataplane,
   randomFullySupported: Readonly<Record<Family, boolean>>,
 ): Promise<number> {
-  const loaded = await loadOrReport(deps);
-  if (!loaded) return exitCodes.usage;
+  const loaded = await load(deps);
   let inSync = true;
   for (const chain of desiredChains(loaded.effective, deps.flags, randomFullySupported)) {
-    const plan = await planFamily(chain, clients[chain.family]);
+    const plan = await dataplane.plan(chain);
     for (const drift of plan.drift) deps.print(`${chain.family}: ${drift.message}`);
     inSync &&= plan.payload === null;
   }
@@ -69,33 +69,41 @@ export async function check(
   return inSync ? exitCodes.ok : exitCodes.runtime;
 }
 
+/** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
+export interface CleanupTarget {
+  /** The dataplane (an iptables backend, or nftables). */
+  readonly dataplane: Dataplane;
+  /** The family whose rules of ours it removes. */
+  readonly family: Family;
+  /** How the log names it: the iptables backend (`nft`, `legacy`) or `nftables`. */
+  readonly name: string;
+  /** True for IPv6 without `--enable-ipv6`, and for the backend the node does not use. */
+  readonly optional: boolean;
+}
+
 /**
- * Removes our jumps and chains for both families. A family whose tools or
- * nat table are unavailable (no IPv6 on the node) is reported and skipped.
+ * Removes our rules from every target (both families of the chosen iptables
+ * backend, of the other one where it is present, and our nftables tables),
+ * touching nothing else. A target whose tools or nat table are unavailable (no IPv6
+ * on the node) is reported and skipped unless it was asked for.
  */
-export async function cleanup(
-  deps: ModeDeps,
-  clients: Readonly<Record<Family, NatTableClient>>,
-): Promise<number> {
+export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
   let code: number = exitCodes.ok;
-  for (const family of ["ipv4", "ipv6"] as const) {
+  for (const { dataplane, family, name, optional } of targets) {
+    const where = `${family}, ${name}`;
     try {
-      const plan = planCleanup(deps.flags.masqChain, parseNatTable(await clients[family].save()));
-      if (plan.payload !== null) await clients[family].restore(plan.payload);
+      const plan = await removeAll(dataplane, family);
       deps.log.info(
         plan.payload === null
-          ? `cleanup (${family}): nothing of ours to remove`
-          : `cleanup (${family}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
+          ? `cleanup (${where}): nothing of ours to remove`
+          : `cleanup (${where}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
       );
     } catch (error) {
-      // A node without IPv6 (no ip6tables, or no ip6 nat table) has nothing of ours to remove,
-      // unless IPv6 was asked for.
-      const ipv6Optional = family === "ipv6" && !deps.flags.enableIpv6;
-      if (ipv6Optional && error instanceof IptablesError) {
-        deps.log.warn(`cleanup (ipv6): skipped, ${error.message}`);
+      if (optional && error instanceof IptablesError) {
+        deps.log.warn(`cleanup (${where}): skipped, ${error.message}`);
         continue;
       }
-      deps.log.error(`cleanup (${family}) failed: ${formatErrorChain(error)}`);
+      deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
       code = exitCodes.runtime;
     }
   }

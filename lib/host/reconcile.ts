@@ -1,42 +1,123 @@
 /**
- * Applying a desired state: read the live nat table per family, plan with the
- * pure core, and write the one transaction that fixes what differs (or
- * nothing).
+ * Applying a desired state: read only what is ours in each family's nat
+ * table (POSTROUTING and our chain), plan with the pure core, and write the
+ * one transaction that fixes what differs (or nothing).
  *
  * @module
  */
 
 import type { Family } from "../core/cidr.ts";
 import type { DesiredChain } from "../core/rules.ts";
-import { parseNatTable, type Plan, planReconcile } from "../core/ruleset.ts";
+import {
+  type LiveNatTable,
+  ownJumpTargets,
+  parseNatTable,
+  type Plan,
+  planCleanup,
+  planReconcile,
+} from "../core/ruleset.ts";
 import type { NatTableClient } from "./iptables.ts";
 
+/** What one family's reconcile found and did. */
 export interface FamilyOutcome {
+  /** The family reconciled. */
   readonly family: Family;
+  /** What was found, and what was written (`payload`), if anything. */
   readonly plan: Plan;
 }
 
-/** Reads the family's nat table once and plans what would bring it to `desired`. */
+/**
+ * What the last reconcile of each family found in sync: the desired chain
+ * and the exact listing of POSTROUTING and our chain that matched it. When
+ * both are the same again, the listing is not parsed or compared: a steady
+ * resync costs the two reads. Any change of either takes the full path.
+ */
+export type VerifiedListings = Map<Family, { desired: DesiredChain; listing: string }>;
+
+const inSync: Plan = { drift: [], payload: null };
+
+/**
+ * Lists POSTROUTING and `chain`: two cheap reads whatever else the table
+ * holds (kube-proxy's tens of thousands of rules live in other chains).
+ */
+async function listOurs(client: NatTableClient, chain: string, signal?: AbortSignal) {
+  const postrouting = await client.listChain("POSTROUTING", signal) ?? "";
+  const ours = await client.listChain(chain, signal) ?? "";
+  return postrouting + ours;
+}
+
+/**
+ * The live state to plan against: what {@link listOurs} read, or the whole
+ * table when a POSTROUTING jump of ours leads to another chain (an earlier
+ * `--masq-chain`), whose removal must know whether anything else refers to it.
+ */
+async function liveFrom(
+  client: NatTableClient,
+  chain: string,
+  listing: string,
+  signal?: AbortSignal,
+): Promise<LiveNatTable> {
+  const live = parseNatTable(listing);
+  const stale = [...ownJumpTargets(live)].some((target) => target !== chain);
+  return stale ? parseNatTable(await client.listTable(signal)) : live;
+}
+
+/** Reads what is ours in the family's nat table and plans what would bring it to `desired`. */
 export async function planFamily(
   desired: DesiredChain,
   client: NatTableClient,
   signal?: AbortSignal,
+  verified?: VerifiedListings,
 ): Promise<Plan> {
-  return planReconcile(desired, parseNatTable(await client.save(signal)));
+  const listing = await listOurs(client, desired.chain, signal);
+  const last = verified?.get(desired.family);
+  if (last?.desired === desired && last.listing === listing) return inSync;
+  const plan = planReconcile(desired, await liveFrom(client, desired.chain, listing, signal));
+  if (plan.payload === null) verified?.set(desired.family, { desired, listing });
+  else verified?.delete(desired.family);
+  return plan;
 }
 
-/** Reads each family's nat table once and writes only where the plan says so. */
+/** Reads what is ours per family and writes only where the plan says so. */
 export async function applyDesired(
   desired: readonly DesiredChain[],
   clients: Readonly<Record<Family, NatTableClient>>,
   signal?: AbortSignal,
+  verified?: VerifiedListings,
 ): Promise<FamilyOutcome[]> {
   const outcomes: FamilyOutcome[] = [];
   for (const chain of desired) {
     const client = clients[chain.family];
-    const plan = await planFamily(chain, client, signal);
+    const plan = await planFamily(chain, client, signal, verified);
     if (plan.payload !== null) await client.restore(plan.payload, signal);
     outcomes.push({ family: chain.family, plan });
   }
   return outcomes;
+}
+
+/**
+ * Removes our jumps and chains from one family of a backend, touching
+ * nothing else. It reads POSTROUTING and `chain` first and the whole table
+ * only when something of ours is there, so a backend without our rules costs
+ * two cheap reads.
+ */
+export async function removeOurs(
+  client: NatTableClient,
+  chain: string,
+  signal?: AbortSignal,
+): Promise<Plan> {
+  const plan = await planRemoval(client, chain, signal);
+  if (plan.payload !== null) await client.restore(plan.payload, signal);
+  return plan;
+}
+
+/** What {@link removeOurs} would write, read the same way, writing nothing. */
+export async function planRemoval(
+  client: NatTableClient,
+  chain: string,
+  signal?: AbortSignal,
+): Promise<Plan> {
+  const ours = parseNatTable(await listOurs(client, chain, signal));
+  if (ownJumpTargets(ours).size === 0 && !ours.chains.has(chain)) return inSync;
+  return planCleanup(chain, parseNatTable(await client.listTable(signal)));
 }

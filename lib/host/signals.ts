@@ -5,6 +5,7 @@
  * @module
  */
 
+/** What the agent does on each signal it handles. */
 export interface SignalHandlers {
   /** SIGTERM or SIGINT: stop, leaving the rules in place. */
   readonly onStop: (signal: Deno.Signal) => void;
@@ -12,6 +13,7 @@ export interface SignalHandlers {
   readonly onReload: () => void;
 }
 
+/** Installs the listeners; returns the function that removes them again. */
 export function installSignalHandlers(handlers: SignalHandlers): () => void {
   const stopOnTerm = () => handlers.onStop("SIGTERM");
   const stopOnInt = () => handlers.onStop("SIGINT");

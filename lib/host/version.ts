@@ -7,8 +7,10 @@
 
 import denoConfig from "../../deno.json" with { type: "json" };
 
+/** The release version, from deno.json. */
 export const agentVersion: string = denoConfig.version;
 
+/** What `--version` prints and the start-up line logs: the agent's, Deno's and V8's versions. */
 export function versionText(): string {
   return `ip-masq-agent ${agentVersion} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`;
 }

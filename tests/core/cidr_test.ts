@@ -3,14 +3,14 @@ import { type Cidr, compareCidrs, contains, familyBits, parseCidr } from "../../
 
 function mustParse(input: string): Cidr {
   const result = parseCidr(input);
-  if (!result.ok) fail(`expected ${JSON.stringify(input)} to parse, got: ${result.reason}`);
-  return result.cidr;
+  if (!result.ok) fail(`expected ${JSON.stringify(input)} to parse, got: ${result.error}`);
+  return result.value;
 }
 
 function reasonFor(input: string): string {
   const result = parseCidr(input);
-  if (result.ok) fail(`expected ${JSON.stringify(input)} to be rejected, got ${result.cidr.text}`);
-  return result.reason;
+  if (result.ok) fail(`expected ${JSON.stringify(input)} to be rejected, got ${result.value.text}`);
+  return result.error;
 }
 
 function assertRejected(cases: [input: string, reasonPart: string][]): void {
@@ -243,11 +243,11 @@ Deno.test("hostile input is rejected with a bounded, printable reason", () => {
     const result = parseCidr(input);
     if (result.ok) {
       // Go's dtoi accepts any number of leading zeros in the prefix length.
-      equal(result.cidr.text, "10.0.0.0/8");
+      equal(result.value.text, "10.0.0.0/8");
       continue;
     }
-    ok(result.reason.length < 300, `reason is bounded: ${result.reason.length} chars`);
-    ok(/^[\x20-\x7e…]*$/.test(result.reason), `reason is printable: ${result.reason}`);
+    ok(result.error.length < 300, `reason is bounded: ${result.error.length} chars`);
+    ok(/^[\x20-\x7e…]*$/.test(result.error), `reason is printable: ${result.error}`);
   }
 });
 
@@ -264,10 +264,10 @@ Deno.test("random inputs never throw and accepted ones round-trip through their 
     for (let i = 0; i < length; i++) input += alphabet[Math.floor(random() * alphabet.length)];
     const result = parseCidr(input);
     if (!result.ok) {
-      ok(result.reason.length > 0);
+      ok(result.error.length > 0);
       continue;
     }
-    const { cidr } = result;
+    const cidr = result.value;
     deepStrictEqual(mustParse(cidr.text), cidr, `round trip of ${JSON.stringify(input)}`);
     ok(cidr.prefix <= familyBits(cidr.family));
   }

@@ -27,10 +27,10 @@ function accepted(text: string, options: Options = {}): FileConfig {
   if (!result.ok) {
     assert.fail(
       `expected ${JSON.stringify(text)} to be accepted, got:\n` +
-        result.problems.map(formatProblem).join("\n"),
+        result.error.map(formatProblem).join("\n"),
     );
   }
-  return result.config;
+  return result.value;
 }
 
 function rejected(text: string, options: Options = {}): ConfigProblem[] {
@@ -42,8 +42,8 @@ function rejectedBytes(bytes: Uint8Array, options: Options = {}): ConfigProblem[
   if (result.ok) {
     assert.fail(`expected ${JSON.stringify(new TextDecoder().decode(bytes))} to be rejected`);
   }
-  assert.ok(result.problems.length > 0, "a rejection carries at least one problem");
-  return result.problems;
+  assert.ok(result.error.length > 0, "a rejection carries at least one problem");
+  return result.error;
 }
 
 /** The one problem of a rejected file. */
@@ -250,7 +250,8 @@ Deno.test("an unknown key far from every known key gets no suggestion but the li
   assert.ok(!problem.message.includes("did you mean"), problem.message);
   assertIncludes(
     problem.message,
-    "known keys: nonMasqueradeCIDRs, masqLinkLocal, masqLinkLocalIPv6, cidrLimit, resyncInterval",
+    "known keys: nonMasqueradeCIDRs, masqLinkLocal, masqLinkLocalIPv6, cidrLimit, resyncInterval, " +
+      "masqueradeCIDRs, nonMasqueradeSrcCIDRs",
   );
 });
 
@@ -336,11 +337,11 @@ Deno.test("a null value leaves its key unset, as Go's JSON decoding does", () =>
       const text = `${key}:${value}\n`;
       const result = parseConfigFile(path, new TextEncoder().encode(text), { enableIpv6: false });
       assert.ok(result.ok, JSON.stringify(text));
-      assert.deepEqual(result.config.nonMasqueradeCidrs, [], JSON.stringify(text));
-      assert.equal(result.config.masqLinkLocal, undefined, JSON.stringify(text));
-      assert.equal(result.config.masqLinkLocalIPv6, undefined, JSON.stringify(text));
-      assert.equal(result.config.cidrLimit, 64, JSON.stringify(text));
-      assert.equal(result.config.resyncInterval, undefined, JSON.stringify(text));
+      assert.deepEqual(result.value.nonMasqueradeCidrs, [], JSON.stringify(text));
+      assert.equal(result.value.masqLinkLocal, undefined, JSON.stringify(text));
+      assert.equal(result.value.masqLinkLocalIPv6, undefined, JSON.stringify(text));
+      assert.equal(result.value.cidrLimit, 64, JSON.stringify(text));
+      assert.equal(result.value.resyncInterval, undefined, JSON.stringify(text));
     }
   }
 });

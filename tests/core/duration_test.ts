@@ -3,14 +3,14 @@ import { formatDuration, parseGoDuration } from "../../lib/core/duration.ts";
 
 function milliseconds(text: string): number {
   const result = parseGoDuration(text);
-  if (!result.ok) assert.fail(`expected ${JSON.stringify(text)} to parse: ${result.reason}`);
-  return result.milliseconds;
+  if (!result.ok) assert.fail(`expected ${JSON.stringify(text)} to parse: ${result.error}`);
+  return result.value;
 }
 
 function reason(text: string): string {
   const result = parseGoDuration(text);
   if (result.ok) assert.fail(`expected ${JSON.stringify(text)} to be rejected`);
-  return result.reason;
+  return result.error;
 }
 
 Deno.test("Go durations parse to milliseconds as time.ParseDuration reads them", () => {

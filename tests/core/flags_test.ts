@@ -2,23 +2,24 @@ import assert from "node:assert/strict";
 import {
   type AgentFlags,
   defaultFlags,
-  type FlagParseResult,
   flagTable,
   flagValuesForLog,
+  type ParsedFlags,
   parseFlags,
   usage,
 } from "../../lib/core/flags.ts";
+import type { PortRange } from "../../lib/core/ports.ts";
 
-function okFlags(argv: readonly string[]): { flags: AgentFlags; ignored: string[] } {
+function okFlags(argv: readonly string[]): ParsedFlags {
   const result = parseFlags(argv);
   assert.ok(result.ok, `expected ${JSON.stringify(argv)} to parse, got: ${JSON.stringify(result)}`);
-  return { flags: result.flags, ignored: result.ignored };
+  return result.value;
 }
 
 function errorOf(argv: readonly string[]): string {
-  const result: FlagParseResult = parseFlags(argv);
+  const result = parseFlags(argv);
   assert.ok(!result.ok, `expected ${JSON.stringify(argv)} to fail, got: ${JSON.stringify(result)}`);
-  return result.message;
+  return result.error;
 }
 
 const expectedDefaults: AgentFlags = {
@@ -26,10 +27,14 @@ const expectedDefaults: AgentFlags = {
   masqChain: "IP-MASQ-AGENT",
   nomasqAllReservedRanges: false,
   enableIpv6: false,
-  resyncInterval: 60,
+  resyncIntervalMs: 60_000,
   randomFully: true,
-  toPorts: "",
+  toPorts: [],
   iptablesMode: "auto",
+  dataplane: "iptables",
+  postroutingJump: "append",
+  explain: [],
+  explainSource: undefined,
   verbosity: 0,
   logFormat: "text",
   exitOnConfigError: true,
@@ -59,12 +64,37 @@ Deno.test("parsing returns a fresh object that does not alias the defaults", () 
   assert.equal(defaultFlags.masqChain, "IP-MASQ-AGENT");
 });
 
-Deno.test("every default in the flag table passes its own validation", () => {
+Deno.test("every default in the flag table passes its own validation and shows as written", () => {
   for (const def of flagTable) {
-    if (def.kind === "bool" || def.validate === undefined) continue;
-    const reason = def.kind === "int" ? def.validate(def.default) : def.validate(def.default);
-    assert.equal(reason, undefined, `default of -${def.name}`);
+    const typeOfKind = { bool: "boolean", int: "number", string: "string" } as const;
+    assert.equal(typeof def.default, typeOfKind[def.kind], def.name);
+    const parsed = def.parse(def.default);
+    assert.ok(parsed.ok, `default of -${def.name}`);
+    assert.equal(def.show(parsed.value), def.default, `default of -${def.name}`);
   }
+});
+
+Deno.test("the klog flags are twelve ignored bool or string flags with zero defaults", () => {
+  const klog = flagTable.filter((def) => def.key === null);
+  assert.equal(klog.length, 12);
+  for (const def of klog) {
+    assert.ok(def.kind === "bool" || def.kind === "string", def.name);
+    assert.equal(def.default, def.kind === "bool" ? false : "", def.name);
+  }
+});
+
+Deno.test("typed flags: --resync-interval is seconds in, milliseconds out; --to-ports is ranges", () => {
+  const { flags } = okFlags(["--resync-interval=0x10", "--to-ports=80,1024-2047,9000-9000"]);
+  assert.equal(flags.resyncIntervalMs, 16_000);
+  const want: PortRange[] = [
+    { first: 80, last: 80 },
+    { first: 1024, last: 2047 },
+    { first: 9000, last: 9000 },
+  ];
+  assert.deepEqual(flags.toPorts, want);
+  // The log line shows them as the command line spells them (a one-port range as iptables does).
+  assert.ok(flagValuesForLog(flags).includes(" --resync-interval=16 "));
+  assert.ok(flagValuesForLog(flags).includes(" --to-ports=80,1024-2047,9000 "));
 });
 
 Deno.test("the flag table has unique names and covers every AgentFlags key", () => {
@@ -308,9 +338,9 @@ Deno.test("every agent flag can be set and lands in its AgentFlags field", () =>
     masqChain: "MY-CHAIN",
     nomasqAllReservedRanges: true,
     enableIpv6: true,
-    resyncInterval: 5,
+    resyncIntervalMs: 5000,
     randomFully: false,
-    toPorts: "1024-2047",
+    toPorts: [{ first: 1024, last: 2047 }],
     verbosity: 4,
     logFormat: "json",
     exitOnConfigError: false,
@@ -407,7 +437,11 @@ Deno.test("valid --to-ports lists are accepted", () => {
       "5,1-4",
     ]
   ) {
-    assert.equal(okFlags([`--to-ports=${spec}`]).flags.toPorts, spec, spec);
+    const { toPorts } = okFlags([`--to-ports=${spec}`]).flags;
+    const shown = toPorts.map(({ first, last }) =>
+      first === last ? `${first}` : `${first}-${last}`
+    );
+    assert.equal(shown.join(","), spec, spec);
   }
 });
 
@@ -597,7 +631,8 @@ Deno.test("flagValuesForLog lists every agent flag once with its value", () => {
   assert.equal(
     line,
     "--config-dir=/etc/config --masq-chain=IP-MASQ-AGENT --nomasq-all-reserved-ranges=false " +
-      '--enable-ipv6=false --resync-interval=60 --random-fully=true --to-ports="" --iptables-mode=auto --v=0 ' +
+      '--enable-ipv6=false --resync-interval=60 --random-fully=true --to-ports="" --iptables-mode=auto ' +
+      '--dataplane=iptables --postrouting-jump=append --explain="" --explain-source="" --v=0 ' +
       "--log-format=text --exit-on-config-error=true --once=false --dry-run=false --check=false " +
       "--cleanup=false --version=false --help=false",
   );
@@ -628,9 +663,18 @@ Deno.test("--iptables-mode takes auto, nft or legacy, and nothing else", () => {
   for (const mode of ["auto", "nft", "legacy"] as const) {
     const result = parseFlags([`--iptables-mode=${mode}`]);
     assert.ok(result.ok);
-    assert.equal(result.flags.iptablesMode, mode);
+    assert.equal(result.value.flags.iptablesMode, mode);
   }
   const message = errorOf(["--iptables-mode=iptables"]);
   assert.match(message, /iptables-mode/);
   assert.match(message, /must be "auto", "nft" or "legacy"/);
+});
+
+Deno.test("--dataplane takes iptables or nftables, and nothing else", () => {
+  for (const dataplane of ["iptables", "nftables"] as const) {
+    const result = parseFlags([`--dataplane=${dataplane}`]);
+    assert.ok(result.ok);
+    assert.equal(result.value.flags.dataplane, dataplane);
+  }
+  assert.match(errorOf(["--dataplane=nft"]), /must be "iptables" or "nftables"/);
 });

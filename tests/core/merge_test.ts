@@ -17,8 +17,8 @@ const encoder = new TextEncoder();
 function file(name: string, text: string): FileConfig {
   const path = `/etc/config/${name}`;
   const result = parseConfigFile(path, encoder.encode(text), { enableIpv6: true });
-  if (!result.ok) assert.fail(result.problems.map(formatProblem).join("\n"));
-  return result.config;
+  if (!result.ok) assert.fail(result.error.map(formatProblem).join("\n"));
+  return result.value;
 }
 
 function merge(...files: FileConfig[]): MergeResult {

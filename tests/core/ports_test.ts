@@ -8,14 +8,14 @@ import {
 
 function ranges(spec: string): PortRange[] {
   const result = parsePortRanges(spec);
-  if (!result.ok) assert.fail(`expected ${JSON.stringify(spec)} to parse: ${result.reason}`);
-  return result.ranges;
+  if (!result.ok) assert.fail(`expected ${JSON.stringify(spec)} to parse: ${result.error}`);
+  return result.value;
 }
 
 function reason(spec: string): string {
   const result = parsePortRanges(spec);
   if (result.ok) assert.fail(`expected ${JSON.stringify(spec)} to be rejected`);
-  return result.reason;
+  return result.error;
 }
 
 Deno.test("an empty --to-ports means no port restriction", () => {

@@ -1,5 +1,5 @@
 /**
- * Property tests of the pure pipeline (issue 4): many random VALID configs go
+ * Property tests of the pure pipeline: many random VALID configs go
  * through loadConfig, desiredChains, renderFromEmpty and planReconcile against
  * an empty table, and the restore input must hold only our chain's lines and
  * one jump, every configured CIDR exactly once in canonical form, MASQUERADE
@@ -20,8 +20,15 @@ import { ConfigError, formatProblem } from "../../lib/core/config_error.ts";
 import { type AgentFlags, parseFlags } from "../../lib/core/flags.ts";
 import { reservedRanges, rfc1918Ranges } from "../../lib/core/merge.ts";
 import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
-import { renderFromEmpty } from "../../lib/core/rules.ts";
+import { chainRuleLines, type DesiredChain, renderFromEmpty } from "../../lib/core/rules.ts";
+import { renderNftFromEmpty } from "../../lib/core/nft_ruleset.ts";
+import { iptablesDecision, nftDecision } from "../support/netfilter_eval.ts";
 import { parseNatTable, planReconcile } from "../../lib/core/ruleset.ts";
+import {
+  upstreamJumpComment,
+  upstreamMasqueradeComment,
+  upstreamReturnComment,
+} from "../support/upstream_rules.ts";
 
 // ---------------------------------------------------------------------------
 // A small seeded PRNG (mulberry32) and helpers
@@ -250,10 +257,10 @@ function randomFlags(random: Random): { argv: string[]; flags: AgentFlags } {
     if (random.bool(0.7)) argv.push(`--to-ports=${randomToPorts(random)}`);
     if (random.bool(0.3)) argv.push("--nomasq-all-reserved-ranges");
     const parsed = parseFlags(argv);
-    if (parsed.ok) return { argv, flags: parsed.flags };
+    if (parsed.ok) return { argv, flags: parsed.value.flags };
     // The generator only breaks the built-in-name rule; anything else is a validator bug.
     assert.match(
-      parsed.message,
+      parsed.error,
       /must not be a built-in iptables chain or target name/,
       argv.join(" "),
     );
@@ -386,11 +393,9 @@ function restoreTokens(line: string): string[] {
   return tokens;
 }
 
-const returnComment = "ip-masq-agent: local traffic is not subject to MASQUERADE";
-const masqueradeComment =
-  "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)";
-const jumpCommentOf = (chain: string) =>
-  `ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom ${chain} chain`;
+const returnComment = upstreamReturnComment;
+const masqueradeComment = upstreamMasqueradeComment;
+const jumpCommentOf = upstreamJumpComment;
 
 type ChainRule =
   | { kind: "return"; destination: string | undefined }
@@ -498,7 +503,10 @@ function expectedExemptions(generated: GeneratedCase, family: Family): string[] 
   return [linkLocalOf[family], ...configured.filter((cidr) => cidr !== linkLocalOf[family])];
 }
 
-function expectedPortRanges(toPorts: string): string[] {
+/** The --to-ports ranges as iptables prints them, from the command line the case was given. */
+function expectedPortRanges(argv: readonly string[]): string[] {
+  const flag = "--to-ports=";
+  const toPorts = argv.findLast((arg) => arg.startsWith(flag))?.slice(flag.length) ?? "";
   if (toPorts === "") return [];
   return toPorts.split(",").map((range) => {
     const [first, last = first] = range.split("-");
@@ -552,8 +560,8 @@ Deno.test(`random valid configs render only our chain and one jump (seed ${seed}
       );
       for (const destination of destinations) {
         const parsed = parseCidr(destination);
-        assert.ok(parsed.ok && parsed.cidr.text === destination, `${where}: ${destination}`);
-        assert.equal(parsed.ok && parsed.cidr.family, family, `${where}: ${destination}`);
+        assert.ok(parsed.ok && parsed.value.text === destination, `${where}: ${destination}`);
+        assert.equal(parsed.ok && parsed.value.family, family, `${where}: ${destination}`);
       }
 
       // MASQUERADE is last; --to-ports rules per protocol and range; --random-fully as asked.
@@ -566,7 +574,7 @@ Deno.test(`random valid configs render only our chain and one jump (seed ${seed}
         assert.notEqual(rule.kind, "return", where);
         if (rule.kind !== "return") assert.equal(rule.randomFully, wantRandomFully, where);
       }
-      const ranges = expectedPortRanges(generated.flags.toPorts);
+      const ranges = expectedPortRanges(generated.argv);
       const toPorts = masquerades.filter((rule) => rule.kind === "to-ports");
       assert.equal(toPorts.length, ranges.length * 3, `${where}: --to-ports rules`);
       for (const [index, protocol] of ["tcp", "udp", "sctp"].entries()) {
@@ -741,7 +749,7 @@ Deno.test(`random hostile CIDR items are rejected and never rendered (seed ${see
     const result = parseConfigFile(file, encoder.encode(text), { enableIpv6: true });
     assert.equal(result.ok, false, `${context}: parseConfigFile accepted\n${text}`);
     if (result.ok) continue;
-    for (const problem of result.problems) {
+    for (const problem of result.error) {
       assert.equal(problem.at.file, file, context);
       // Either the item itself is named, or the whole file was refused before parsing (a raw
       // control character) or by the YAML reader.
@@ -780,12 +788,83 @@ Deno.test("IPv6 CIDRs are rejected without --enable-ipv6 (random)", () => {
       enableIpv6: false,
     });
     assert.equal(result.ok, false, `seed ${seed} case ${n}: ${cidr.spelling}`);
-    if (!result.ok) assert.match(result.problems[0].message, /--enable-ipv6/);
+    if (!result.ok) assert.match(result.error[0].message, /--enable-ipv6/);
   }
 });
 
 function parseFlagsOrThrow(argv: string[]): AgentFlags {
   const parsed = parseFlags(argv);
-  if (!parsed.ok) throw new Error(parsed.message);
-  return parsed.flags;
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.value.flags;
 }
+
+// ---------------------------------------------------------------------------
+// Equivalence of the two dataplanes
+// ---------------------------------------------------------------------------
+
+/** Around every exemption's edges, link-local's, the ends of the family, and random ones. */
+function probeAddresses(random: Random, desired: DesiredChain): bigint[] {
+  const bits = desired.family === "ipv4" ? 32 : 128;
+  const max = (1n << BigInt(bits)) - 1n;
+  const probes = new Set<bigint>([0n, 1n, max, max - 1n]);
+  const edges = [
+    ...desired.exemptions.map((cidr) => cidr.value),
+    parseBuiltInCidrForTest(desired.family === "ipv4" ? "169.254.0.0/16" : "fe80::/10"),
+  ];
+  for (const cidr of edges) {
+    const size = 1n << BigInt(bits - cidr.prefix);
+    for (
+      const address of [
+        cidr.address - 1n,
+        cidr.address,
+        cidr.address + size - 1n,
+        cidr.address + size,
+      ]
+    ) {
+      if (address >= 0n && address <= max) probes.add(address);
+    }
+  }
+  for (let i = 0; i < 8; i++) probes.add(random.bits(bits));
+  return [...probes];
+}
+
+function parseBuiltInCidrForTest(text: string) {
+  const parsed = parseCidr(text);
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.value;
+}
+
+Deno.test(`the nftables and iptables dataplanes decide alike on every probe (seed ${seed}, ${validCaseCount} cases)`, () => {
+  const random = new Random(seed ^ 0x5eed);
+  let probes = 0;
+  for (let n = 0; n < validCaseCount; n++) {
+    const generated = randomCase(random);
+    const loaded = loadConfig(contentsOf(generated.files), generated.flags);
+    for (
+      const desired of desiredChains(
+        loaded.effective,
+        generated.flags,
+        generated.randomFullySupported,
+      )
+    ) {
+      const iptables = chainRuleLines(desired);
+      const nft = renderNftFromEmpty(desired);
+      for (const destination of probeAddresses(random, desired)) {
+        for (const protocol of ["tcp", "udp", "sctp", "icmp"] as const) {
+          for (const local of [false, true]) {
+            const packet = { family: desired.family, destination, protocol, local };
+            assert.deepEqual(
+              nftDecision(nft, packet),
+              iptablesDecision(iptables, packet),
+              `seed ${seed} case ${n} ${generated.argv.join(" ")} ${
+                JSON.stringify({ ...packet, destination: destination.toString(16) })
+              }\n${nft}`,
+            );
+            probes++;
+          }
+        }
+      }
+    }
+  }
+  assert.ok(probes > 10_000, `${probes} probes`);
+});

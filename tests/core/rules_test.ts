@@ -1,17 +1,18 @@
 import assert from "node:assert/strict";
 import type { Family } from "../../lib/core/cidr.ts";
 import type { ConfigDirContents } from "../../lib/host/config_dir.ts";
-import { type AgentFlags, defaultFlags } from "../../lib/core/flags.ts";
+import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/core/flags.ts";
+import { parsePortRanges, type PortRange } from "../../lib/core/ports.ts";
 import type { EffectiveConfig } from "../../lib/core/merge.ts";
 import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
 import {
   chainRuleLines,
   type DesiredChain,
   desiredChain,
+  iptablesQuote,
   jumpComment,
   jumpRuleLine,
   masqueradeComment,
-  quote,
   quotedJumpRuleLine,
   renderFromEmpty,
   returnComment,
@@ -19,6 +20,13 @@ import {
 } from "../../lib/core/rules.ts";
 
 const encoder = new TextEncoder();
+
+/** `--to-ports` as parseFlags hands it out. */
+function ports(spec: string): PortRange[] {
+  const parsed = parsePortRanges(spec);
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.value;
+}
 const bothSupported: Record<Family, boolean> = { ipv4: true, ipv6: true };
 
 function configDir(entries: Record<string, string>): ConfigDirContents {
@@ -135,13 +143,13 @@ const goldenCases: GoldenCase[] = [
   {
     name: "--to-ports 1024-29999,32768-65535 with --random-fully",
     files: {},
-    flags: { toPorts: "1024-29999,32768-65535" },
+    flags: { toPorts: ports("1024-29999,32768-65535") },
     goldens: { ipv4: "to-ports-random-fully-ipv4.rules" },
   },
   {
     name: "--to-ports 1024-29999,32768-65535 without --random-fully",
     files: {},
-    flags: { toPorts: "1024-29999,32768-65535", randomFully: false },
+    flags: { toPorts: ports("1024-29999,32768-65535"), randomFully: false },
     goldens: { ipv4: "to-ports-ipv4.rules" },
   },
   {
@@ -215,7 +223,7 @@ Deno.test("quoting follows iptables-save: double quotes with quote and backslash
     ["back\\slash", '"back\\\\slash"'],
     ["", '""'],
   ];
-  for (const [text, want] of cases) assert.equal(quote(text), want, text);
+  for (const [text, want] of cases) assert.equal(iptablesQuote(text), want, text);
 });
 
 Deno.test("the link-local exemption comes first and says why it is there", () => {
@@ -268,9 +276,9 @@ Deno.test("only the IPv4 chain is desired unless --enable-ipv6 is set", () => {
 Deno.test("an IPv6 chain with no IPv6 CIDRs still exempts link-local and masquerades the rest", () => {
   const chain = chainFor("ipv6", {});
   assert.deepEqual(chainRuleLines(chain), [
-    `-A IP-MASQ-AGENT -d fe80::/10 -m comment --comment ${quote(returnComment)} -j RETURN`,
+    `-A IP-MASQ-AGENT -d fe80::/10 -m comment --comment ${iptablesQuote(returnComment)} -j RETURN`,
     `-A IP-MASQ-AGENT -m comment --comment ${
-      quote(masqueradeComment)
+      iptablesQuote(masqueradeComment)
     } -j MASQUERADE --random-fully`,
   ]);
 });
@@ -279,7 +287,7 @@ Deno.test("an empty effective list with masqLinkLocal leaves only the MASQUERADE
   const chain = chainFor("ipv4", { "ip-masq-agent": "masqLinkLocal: true\n" });
   assert.deepEqual(chainRuleLines(chain), [
     `-A IP-MASQ-AGENT -m comment --comment ${
-      quote(masqueradeComment)
+      iptablesQuote(masqueradeComment)
     } -j MASQUERADE --random-fully`,
   ]);
 });
@@ -292,7 +300,7 @@ Deno.test("--random-fully is added only when the flag is on and the iptables in 
     [false, false, false],
   ];
   for (const [flag, supported, want] of cases) {
-    const chain = chainFor("ipv4", {}, { randomFully: flag, toPorts: "1024-65535" }, {
+    const chain = chainFor("ipv4", {}, { randomFully: flag, toPorts: ports("1024-65535") }, {
       ipv4: supported,
       ipv6: true,
     });
@@ -313,7 +321,9 @@ Deno.test("--random-fully support is judged per family", () => {
 
 Deno.test("MASQUERADE rules always come after every RETURN rule", () => {
   const lines = chainRuleLines(
-    chainFor("ipv4", { "ip-masq-agent": exampleAgent }, { toPorts: "1024-29999,32768-65535" }),
+    chainFor("ipv4", { "ip-masq-agent": exampleAgent }, {
+      toPorts: ports("1024-29999,32768-65535"),
+    }),
   );
   const lastReturn = lines.findLastIndex((line) => line.endsWith("-j RETURN"));
   const firstMasquerade = lines.findIndex((line) => line.includes("-j MASQUERADE"));
@@ -321,14 +331,14 @@ Deno.test("MASQUERADE rules always come after every RETURN rule", () => {
   assert.equal(
     lines.at(-1),
     `-A IP-MASQ-AGENT -m comment --comment ${
-      quote(masqueradeComment)
+      iptablesQuote(masqueradeComment)
     } -j MASQUERADE --random-fully`,
   );
 });
 
 Deno.test("--to-ports writes one rule per range per protocol, tcp then udp then sctp", () => {
   const lines = chainRuleLines(
-    chainFor("ipv4", {}, { toPorts: "1024-29999,32768-65535", randomFully: false }),
+    chainFor("ipv4", {}, { toPorts: ports("1024-29999,32768-65535"), randomFully: false }),
   ).filter((line) => line.includes("--to-ports"));
   assert.deepEqual(
     lines.map((line) => [/-p (\w+)/.exec(line)?.[1], /--to-ports (\S+)/.exec(line)?.[1]]),
@@ -346,7 +356,7 @@ Deno.test("--to-ports writes one rule per range per protocol, tcp then udp then 
 Deno.test("--to-ports probabilities give every port the same chance", () => {
   // Each range but the last gets its share of the ports still left; the last one takes the rest.
   const lines = chainRuleLines(
-    chainFor("ipv4", {}, { toPorts: "1-100,101-200,201-400,500", randomFully: false }),
+    chainFor("ipv4", {}, { toPorts: ports("1-100,101-200,201-400,500"), randomFully: false }),
   ).filter((line) => line.includes(" -p tcp "));
   assert.deepEqual(
     lines.map((line) => [
@@ -369,22 +379,24 @@ Deno.test("--to-ports probabilities give every port the same chance", () => {
 });
 
 Deno.test("a single --to-ports range needs no statistic match", () => {
-  const lines = chainRuleLines(chainFor("ipv4", {}, { toPorts: "32768-65535" }));
+  const lines = chainRuleLines(chainFor("ipv4", {}, { toPorts: ports("32768-65535") }));
   assert.equal(
     lines.find((line) => line.includes(" -p udp ")),
-    `-A IP-MASQ-AGENT -p udp -m comment --comment ${quote(masqueradeComment)} ` +
+    `-A IP-MASQ-AGENT -p udp -m comment --comment ${iptablesQuote(masqueradeComment)} ` +
       "-j MASQUERADE --to-ports 32768-65535 --random-fully",
   );
   assert.ok(!lines.some((line) => line.includes("statistic")));
 });
 
 Deno.test("a one-port --to-ports range prints as a bare number, as iptables-save does", () => {
-  const lines = chainRuleLines(chainFor("ipv4", {}, { toPorts: "5000", randomFully: false }));
+  const lines = chainRuleLines(
+    chainFor("ipv4", {}, { toPorts: ports("5000"), randomFully: false }),
+  );
   assert.ok(lines.some((line) => line.endsWith("-j MASQUERADE --to-ports 5000")), lines.join("\n"));
 });
 
 Deno.test("--to-ports applies to the IPv6 chain too", () => {
-  const lines = chainRuleLines(chainFor("ipv6", {}, { toPorts: "32768-65535" }));
+  const lines = chainRuleLines(chainFor("ipv6", {}, { toPorts: ports("32768-65535") }));
   assert.equal(lines.filter((line) => line.includes("--to-ports 32768-65535")).length, 3);
 });
 
@@ -407,11 +419,12 @@ Deno.test("probabilities are rounded to the statistic match's 31-bit fraction an
   }
 });
 
-Deno.test("an invalid --to-ports in hand-built flags is refused rather than rendered", () => {
-  assert.throws(
-    () => chainsFor({}, { toPorts: "65535-1024" }),
-    /invalid --to-ports: port range 65535-1024 has its start above its end/,
-  );
+Deno.test("an invalid --to-ports never reaches rendering: it does not parse into flags", () => {
+  assert.deepEqual(parseFlags(["--to-ports=65535-1024"]), {
+    ok: false,
+    error: `invalid value "65535-1024" for flag -to-ports: ` +
+      "port range 65535-1024 has its start above its end",
+  });
 });
 
 Deno.test("desiredChain uses the chain name it is given for every rule", () => {

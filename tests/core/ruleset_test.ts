@@ -700,8 +700,8 @@ Deno.test("cleanup with a custom --masq-chain removes that chain and the default
 
 function cidr(text: string) {
   const parsed = parseCidr(text);
-  if (!parsed.ok) throw new Error(parsed.reason);
-  return parsed.cidr;
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.value;
 }
 
 Deno.test("planning a chain of tens of thousands of rules stays fast when it differs", () => {

@@ -1,32 +1,45 @@
 /**
- * The reconcile loop end to end without root: the real `Agent`, the real
- * config directory reader and watch on a kubelet-style ConfigMap volume in a
- * temp dir, and the faithful fake nat table. The resync interval is an hour
- * unless a test says otherwise, so only the watch, `requestReconcile()` (what
- * SIGHUP calls) or a retry can make anything happen.
+ * The reconcile loop end to end without root and in virtual time: the real
+ * `Agent`, the real config directory reader and watch on a kubelet-style
+ * ConfigMap volume in a temp dir, the faithful fake nat table, and a
+ * `FakeClock`. Virtual time moves only when a test moves it, so every delay
+ * (debounce, backoff, resync, the GC interval) is asserted to the millisecond
+ * and no test sleeps. The resync interval is an hour unless a test says
+ * otherwise, so only the watch, `requestReconcile()` (what SIGHUP calls) or a
+ * retry can make anything happen.
+ *
+ * Real time appears only where the host is real: inotify events and file
+ * reads finish when they finish, so the harness polls for them (with a
+ * generous deadline that only turns a hang into a failure), and "the loop is
+ * parked" (waiting on the clock for its next resync or retry) is the proof
+ * that a reconcile has finished and nothing else is about to happen.
  */
 
 import assert from "node:assert/strict";
 import { Agent, type AgentTiming } from "../../lib/host/agent.ts";
 import { readConfigDir, watchConfigDir } from "../../lib/host/config_dir.ts";
 import { type AgentFlags, defaultFlags } from "../../lib/core/flags.ts";
-import type { Logger } from "../../lib/host/log.ts";
+import type { NatTableClient } from "../../lib/host/iptables.ts";
+import { iptablesDataplane } from "../../lib/host/dataplane.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
-import { eventually, sleep as tick } from "../../lab/wait.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import { CaptureLog } from "../support/capture_log.ts";
+import { eventually } from "../../lab/wait.ts";
+import {
+  upstreamChain,
+  upstreamJumpLine,
+  upstreamMasqueradeLine,
+  upstreamReturnLine,
+} from "../support/upstream_rules.ts";
 
-// --- the rules as DESIGN.md spells them (literal, so the loop is checked against the contract)
+// --- the upstream rule text (tests/support/upstream_rules.ts: literal, so the loop is checked
+// against the contract, not against lib/)
 
-const chainName = "IP-MASQ-AGENT";
-const returnRule = (cidr: string) =>
-  `-A ${chainName} -d ${cidr} -m comment --comment ` +
-  `"ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN`;
-const masqueradeRule = `-A ${chainName} -m comment --comment ` +
-  `"ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" ` +
-  `-j MASQUERADE --random-fully`;
-const jumpRule = `-A POSTROUTING -m comment --comment "ip-masq-agent: ensure nat POSTROUTING ` +
-  `directs all non-LOCAL destination traffic to our custom ${chainName} chain" ` +
-  `-m addrtype ! --dst-type LOCAL -j ${chainName}`;
+const chainName = upstreamChain;
+const returnRule = (cidr: string) => upstreamReturnLine(cidr);
+const masqueradeRule = upstreamMasqueradeLine();
+const jumpRule = upstreamJumpLine();
 const kubeJump =
   `-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING`;
 const kubeRule = "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN";
@@ -53,53 +66,25 @@ function config(...cidrs: string[]): string {
 const badConfig = "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n";
 const otherBadConfig = "nonMasqueradeCIRDs:\n  - 10.0.0.0/8\n";
 
-// --- a capture logger
+// --- waiting for the host (real time), never for the clock
 
-interface LogLine {
-  readonly level: "info" | "warn" | "error" | "debug";
-  readonly message: string;
-  readonly properties: Record<string, unknown>;
+/** Polls every 5 ms; the deadline only turns a hang into a failure that says what was awaited. */
+async function waitFor(what: string, predicate: () => boolean | Promise<boolean>): Promise<void> {
+  await eventually(what, predicate, 10_000, 5);
 }
 
-class CaptureLog implements Logger {
-  readonly lines: LogLine[] = [];
-  info = (message: string, properties = {}) => this.#add("info", message, properties);
-  warn = (message: string, properties = {}) => this.#add("warn", message, properties);
-  error = (message: string, properties = {}) => this.#add("error", message, properties);
-  debug = (message: string, properties = {}) => this.#add("debug", message, properties);
-
-  #add(level: LogLine["level"], message: string, properties: Record<string, unknown>) {
-    this.lines.push({ level, message, properties });
-  }
-
-  count(pattern: RegExp, level?: LogLine["level"]): number {
-    return this.lines.filter((line) =>
-      (level === undefined || line.level === level) && pattern.test(line.message)
-    ).length;
-  }
-
-  /** For assertion messages. */
-  text(): string {
-    return this.lines.map((line) =>
-      `${line.level}: ${line.message} ${JSON.stringify(line.properties)}`
-    ).join("\n");
-  }
+/** Resolves with `promise`, or fails when it does not settle without any virtual time passing. */
+async function promptly<T>(what: string, promise: Promise<T>): Promise<T> {
+  let settled = false;
+  const result = promise.finally(() => settled = true);
+  await waitFor(what, () => settled);
+  return await result;
 }
-
-// --- waiting without fixed sleeps
-
-/** Polls every 5 ms, then lets the microtasks the loop runs after the awaited call finish. */
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
-  await eventually(what, predicate, timeoutMs, 5);
-  await tick();
-}
-
-/** Proving that something does NOT happen needs a quiet period: several debounce intervals. */
-const quietMs = 250;
 
 // --- the harness
 
 const timing: AgentTiming = { debounceMs: 50, initialBackoffMs: 20, maxBackoffMs: 100 };
+const hourMs = 3_600_000;
 
 interface StartOptions {
   /** The initial ConfigMap; `null` means no config directory at all. */
@@ -118,6 +103,8 @@ interface StartOptions {
 class Running implements AsyncDisposable {
   readonly controller = new AbortController();
   readonly log = new CaptureLog();
+  readonly clock = new FakeClock();
+  readonly startedAt = this.clock.now();
   readonly fake: FakeNatTable;
   readonly fake6: FakeNatTable;
   readonly agent: Agent;
@@ -125,6 +112,15 @@ class Running implements AsyncDisposable {
   /** Relevant watch events seen (each one restarts the debounce). */
   events = 0;
   exitCode?: number;
+  /** Virtual instant (from the start) of every reconcile: each reads the config directory once. */
+  readonly reconcilesAt: number[] = [];
+  /** Virtual instant of every restore call, failed ones included. */
+  readonly restoresAt: number[] = [];
+  /** The delays the config reader asked for when an entry vanished under it. */
+  readonly readRetries: number[] = [];
+  /** While true, every call into the nat table clients waits (a slow iptables). */
+  #holding = false;
+  #held: (() => void)[] = [];
 
   constructor(
     /** A temp directory holding the config directory, removed on dispose. */
@@ -138,14 +134,27 @@ class Running implements AsyncDisposable {
     const flags: AgentFlags = {
       ...defaultFlags,
       configDir: volume.path,
-      resyncInterval: 3600,
+      resyncIntervalMs: hourMs,
       ...options.flags,
     };
     this.agent = new Agent({
       flags,
       log: this.log,
-      readConfigDir,
-      clients: { ipv4: this.fake, ipv6: this.fake6 },
+      clock: this.clock,
+      readConfigDir: (dir) => {
+        this.reconcilesAt.push(this.elapsed());
+        return readConfigDir(dir, {
+          // A timer, not a sleep, so that the clock's pending sleeps are the loop's alone.
+          sleep: (ms) => {
+            this.readRetries.push(ms);
+            return new Promise((resolve) => this.clock.setTimer(ms, resolve));
+          },
+        });
+      },
+      dataplane: iptablesDataplane(
+        { ipv4: this.#observed(this.fake), ipv6: this.#observed(this.fake6) },
+        chainName,
+      ),
       randomFullySupported: { ipv4: true, ipv6: true },
       watch: options.watch === false ? undefined : (dir, onChange) =>
         watchConfigDir(dir, () => {
@@ -159,15 +168,110 @@ class Running implements AsyncDisposable {
     this.done.then((code) => this.exitCode = code);
   }
 
+  /** Virtual milliseconds since the agent started. */
+  elapsed(): number {
+    return this.clock.now() - this.startedAt;
+  }
+
   chain(): string[] {
     return this.fake.rules(chainName);
   }
 
-  /** What SIGHUP does, waiting until that reconcile has read the table. */
+  /** The fake, with each call's virtual instant noted and held while `hold()` is in effect. */
+  #observed(fake: FakeNatTable): NatTableClient {
+    return new Proxy(fake, {
+      get: (target, property) => {
+        const value = Reflect.get(target, property, target);
+        if (typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          if (property === "restore") this.restoresAt.push(this.elapsed());
+          if (this.#holding) {
+            const signal = args.find((arg) => arg instanceof AbortSignal);
+            await new Promise<void>((resolve) => {
+              this.#held.push(resolve);
+              signal?.addEventListener("abort", () => resolve());
+            });
+          }
+          return await value.apply(target, args);
+        };
+      },
+    });
+  }
+
+  /** From now on, calls into iptables block until `release()` (or the agent's abort). */
+  hold(): void {
+    this.#holding = true;
+  }
+
+  /** How many calls are blocked by `hold()`. */
+  get heldCalls(): number {
+    return this.#held.length;
+  }
+
+  release(): void {
+    this.#holding = false;
+    for (const resolve of this.#held.splice(0)) resolve();
+  }
+
+  /** The delays of the loop's pending waits: its next resync or retry, when parked. */
+  loopWaits(): number[] {
+    return this.clock.pending().filter((wait) => wait.kind === "sleep").map((wait) => wait.ms);
+  }
+
+  /**
+   * Resolves once the loop waits on the clock for its next resync or retry (so the reconcile
+   * before it has finished, logging included), or has exited.
+   */
+  async parked(): Promise<void> {
+    await waitFor(
+      "the loop to wait for its next resync or retry",
+      () => this.exitCode !== undefined || this.loopWaits().length > 0,
+    );
+  }
+
+  /** What SIGHUP does, waiting until that reconcile is over. */
   async reconcile(): Promise<void> {
-    const before = this.fake.saveCalls;
     this.agent.requestReconcile();
-    await waitFor("a reconcile after requestReconcile()", () => this.fake.saveCalls > before);
+    await this.parked();
+  }
+
+  /** Moves virtual time to the loop's next wake-up (a resync or a retry) and lets it run. */
+  async wake(): Promise<void> {
+    const [next] = this.clock.pending().filter((wait) => wait.kind === "sleep");
+    if (next === undefined) assert.fail(`the loop is not waiting:\n${this.log.text()}`);
+    await this.clock.advance(next.dueAt - this.clock.now());
+    await this.parked();
+  }
+
+  /** Wakes the loop until it exits; the exit code. */
+  async runToExit(): Promise<number> {
+    for (;;) {
+      await this.parked();
+      if (this.exitCode !== undefined) return this.exitCode;
+      await this.wake();
+    }
+  }
+
+  /**
+   * Lets watch events arrive (real time) and their debounce fire (virtual time) until
+   * `predicate` holds, then until the loop is parked. It moves time only to fire the debounce,
+   * never to the loop's own resync or retry: what happens here, the watch did.
+   */
+  async settle(what: string, predicate: () => boolean): Promise<void> {
+    await waitFor(what, async () => {
+      if (predicate()) return true;
+      if (this.clock.pending()[0]?.kind === "timer") await this.clock.runNext();
+      return predicate();
+    });
+    await this.parked();
+  }
+
+  /** Fires whatever debounce is still armed (late events of an earlier change), then parks. */
+  async drainDebounce(): Promise<void> {
+    while (this.clock.pending()[0]?.kind === "timer") {
+      await this.clock.runNext();
+      await this.parked();
+    }
   }
 
   async stop(): Promise<number> {
@@ -176,6 +280,7 @@ class Running implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    this.release();
     await this.stop();
     await Deno.remove(this.root, { recursive: true });
   }
@@ -191,11 +296,12 @@ async function start(options: StartOptions = {}): Promise<Running> {
   return new Running(root, volume, options);
 }
 
-/** Started and applied: the chain and jump are there, written by one restore. */
+/** Started and applied: the chain and jump are there, written by one restore, and parked. */
 async function started(options: StartOptions = {}): Promise<Running> {
   const running = await start(options);
   try {
-    await waitFor("the start-up reconcile", () => running.fake.restoreCalls === 1);
+    await running.parked();
+    assert.equal(running.fake.restoreCalls, 1, running.log.text());
   } catch (error) {
     await running[Symbol.asyncDispose]();
     throw error;
@@ -210,10 +316,13 @@ Deno.test("start-up applies the config: our chain, one jump, foreign rules untou
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
   assert.deepEqual(agent.fake.rules("POSTROUTING"), [kubeJump, jumpRule]);
   assert.deepEqual(agent.fake.rules("KUBE-POSTROUTING"), [kubeRule]);
-  assert.equal(agent.fake.saveCalls, 1);
+  assert.equal(agent.fake.reconcileReads, 1);
+  assert.deepEqual(agent.reconcilesAt, [0]);
+  assert.deepEqual(agent.restoresAt, [0]);
   assert.equal(agent.fake6.calls.length, 0, "ipv6 is not enabled");
   assert.equal(agent.log.count(/^rules written \(ipv4\)/), 1, agent.log.text());
   assert.equal(agent.log.count(/^effective configuration$/), 1);
+  assert.deepEqual(agent.loopWaits(), [hourMs], "then it waits for the resync");
   assert.equal(agent.exitCode, undefined, "still running");
   assert.equal(await agent.stop(), 0);
 });
@@ -221,11 +330,12 @@ Deno.test("start-up applies the config: our chain, one jump, foreign rules untou
 Deno.test("an atomic ..data swap that adds a CIDR is applied without a resync", async () => {
   await using agent = await started();
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
-  await waitFor("the new CIDR", () => agent.chain().includes(returnRule("100.64.0.0/10")));
+  await agent.settle("the new CIDR", () => agent.chain().includes(returnRule("100.64.0.0/10")));
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
   assert.equal(agent.fake.restoreCalls, 2);
   assert.deepEqual(agent.fake.rules("POSTROUTING"), [kubeJump, jumpRule]);
   assert.ok(agent.events > 0);
+  assert.ok(agent.elapsed() < hourMs, "the watch did it, not the resync");
 });
 
 Deno.test("removing a file from the ConfigMap drops its CIDRs", async () => {
@@ -234,7 +344,7 @@ Deno.test("removing a file from the ConfigMap drops its CIDRs", async () => {
   });
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
-  await waitFor("the CIDR of the removed file gone", () => agent.chain().length === 3);
+  await agent.settle("the CIDR of the removed file gone", () => agent.chain().length === 3);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
   await Deno.lstat(`${agent.volume.path}/ip-masq-extra`).then(
     () => assert.fail("the volume helper should have removed the link"),
@@ -249,17 +359,19 @@ Deno.test("a reconcile that reads a removed key's link while kubelet is mid-swap
   });
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") }, {
     afterRename: async () => {
-      // A resync (or SIGHUP) lands in the window; kubelet removes the link a moment later.
+      // A resync (or SIGHUP) lands in the window: the link of the removed key dangles.
       agent.agent.requestReconcile();
-      await tick(10);
+      await waitFor("the reader to meet the dangling link", () => agent.readRetries.length === 1);
     },
   });
-  await waitFor(
-    "the removed key's CIDR gone",
-    () => agent.chain().length === 3 || !!agent.exitCode,
-  );
+  // kubelet has removed the link now; the reader's first retry sees a consistent directory.
+  assert.deepEqual(agent.readRetries, [25]);
+  await agent.clock.advance(25);
+  await agent.parked();
   assert.equal(agent.exitCode, undefined, agent.log.text());
+  assert.deepEqual(agent.readRetries, [25], "one retry was enough");
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
+  assert.equal(agent.log.count(/rejected|dangling/), 0, agent.log.text());
 });
 
 Deno.test("a new file in the ConfigMap adds its CIDRs", async () => {
@@ -268,7 +380,7 @@ Deno.test("a new file in the ConfigMap adds its CIDRs", async () => {
     "ip-masq-agent": config("10.0.0.0/8"),
     "ip-masq-more": config("192.168.0.0/16"),
   });
-  await waitFor("the new file's CIDR", () => agent.chain().length === 4);
+  await agent.settle("the new file's CIDR", () => agent.chain().length === 4);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "192.168.0.0/16"));
 });
 
@@ -276,85 +388,106 @@ Deno.test("a plain in-place edit of a regular file is picked up too", async () =
   await using agent = await started({ files: {} });
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"));
   await Deno.writeTextFile(`${agent.volume.path}/ip-masq-agent`, config("172.16.0.0/12"));
-  await waitFor("the edited file's CIDR", () => agent.chain().length === 3);
+  await agent.settle("the edited file's CIDR", () => agent.chain().length === 3);
   assert.deepEqual(agent.chain(), chainFor("172.16.0.0/12"));
 });
 
 Deno.test("a burst of 10 swaps ends at the last content, with far fewer reconciles than events", async () => {
   await using agent = await started();
-  const savesBefore = agent.fake.saveCalls;
+  const reconcilesBefore = agent.fake.reconcileReads;
   const eventsBefore = agent.events;
   const cidrs: string[] = ["10.0.0.0/8"];
   for (let i = 1; i <= 10; i++) {
     cidrs.push(`100.${i}.0.0/16`);
     await agent.volume.update({ "ip-masq-agent": config(...cidrs) });
   }
-  await waitFor("the last swap's content", () => agent.chain().length === cidrs.length + 2);
-  await tick(quietMs);
+  // Virtual time has stood still through the swaps: they are one burst however fast they were.
+  await waitFor("at least one event per swap", () => agent.events - eventsBefore >= 10);
+  await agent.settle("the last swap's content", () => agent.chain().length === cidrs.length + 2);
+  await agent.drainDebounce();
   assert.deepEqual(agent.chain(), chainFor(...cidrs));
-  const reconciles = agent.fake.saveCalls - savesBefore;
+  const reconciles = agent.fake.reconcileReads - reconcilesBefore;
   const events = agent.events - eventsBefore;
-  assert.ok(events >= 10, `at least one event per swap, saw ${events}`);
   assert.ok(
-    reconciles <= 3 && reconciles * 5 <= events,
+    reconciles >= 1 && reconciles <= 3 && reconciles * 5 <= events,
     `coalesced: ${reconciles} reconciles for ${events} events`,
   );
-  assert.equal(agent.fake.restoreCalls - 1, reconciles, "every reconcile of the burst wrote");
+  assert.equal(agent.fake.restoreCalls, 2, "the burst's last content, written once");
 });
 
 Deno.test("a stream of events that never pauses still reconciles within a few debounce periods", async () => {
   await using agent = await started();
-  const savesBefore = agent.fake.saveCalls;
+  const reconcilesBefore = agent.reconcilesAt.length;
+  const streamStart = agent.clock.now();
   const cidrs: string[] = ["10.0.0.0/8"];
-  // Swaps every 20 ms for 600 ms: never quiet for the 50 ms debounce.
-  const streamEnds = Date.now() + 600;
-  let i = 0;
-  while (Date.now() < streamEnds) {
-    cidrs.push(`100.${++i}.0.0/16`);
+  // A swap every 20 virtual ms for 600 ms, each seen before time moves on: never quiet for the
+  // 50 ms debounce, so only the ceiling (4 periods after the first event) can fire it.
+  for (let i = 1; i <= 30; i++) {
+    const seen = agent.events;
+    cidrs.push(`100.${i}.0.0/16`);
     await agent.volume.update({ "ip-masq-agent": config(...cidrs) });
-    await tick(20);
+    await waitFor(`the events of swap ${i}`, () => agent.events > seen);
+    await agent.clock.advance(20);
   }
-  assert.ok(
-    agent.fake.saveCalls > savesBefore,
-    "a reconcile happened while the events were still coming",
+  const debounceFired = agent.clock.fired().filter((wait) => wait.kind === "timer");
+  assert.equal(
+    debounceFired[0]?.dueAt - streamStart,
+    4 * timing.debounceMs,
+    "the first firing is at the ceiling, in the middle of the stream",
   );
-  await waitFor("the last swap's content", () => agent.chain().length === cidrs.length + 2);
+  // Time stands still from here: a reconcile now can only have been woken during the stream.
+  await waitFor(
+    "a reconcile woken while the events were still coming",
+    () => agent.reconcilesAt.length > reconcilesBefore,
+  );
+  await agent.settle("the last swap's content", () => agent.chain().length === cidrs.length + 2);
+  assert.deepEqual(agent.chain(), chainFor(...cidrs));
 });
 
 Deno.test("requestReconcile (SIGHUP) applies a change the agent was not told about", async () => {
   await using agent = await started({ watch: false });
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
-  await tick(quietMs);
-  assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"), "no watch, a long resync: nothing yet");
+  assert.deepEqual(
+    agent.clock.pending().map(({ kind, ms }) => ({ kind, ms })),
+    [{ kind: "sleep", ms: hourMs }],
+    "no watch, a long resync: nothing is due before an hour",
+  );
+  assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
   await agent.reconcile();
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
+  assert.deepEqual(agent.reconcilesAt, [0, 0], "at once, with no time passing");
 });
 
 Deno.test("triggers that arrive during a reconcile become exactly one more", async () => {
   await using agent = await started({ watch: false });
-  agent.fake.latencyMs = 100;
-  const before = agent.fake.saveCalls;
+  const before = agent.fake.reconcileReads;
+  agent.hold();
   agent.agent.requestReconcile();
-  await waitFor("a reconcile in flight", () => agent.fake.saveCalls === before + 1);
+  await waitFor("a reconcile blocked in its first read", () => agent.heldCalls === 1);
   for (let i = 0; i < 5; i++) agent.agent.requestReconcile();
-  await waitFor("one more reconcile", () => agent.fake.saveCalls === before + 2);
-  await tick(agent.fake.latencyMs + quietMs);
-  assert.equal(agent.fake.saveCalls, before + 2);
+  agent.release();
+  await agent.parked();
+  assert.equal(agent.fake.reconcileReads, before + 2);
+  assert.deepEqual(agent.reconcilesAt, [0, 0, 0]);
+  assert.deepEqual(agent.loopWaits(), [hourMs], "and then only the resync is due");
   assert.equal(agent.fake.restoreCalls, 1);
 });
 
 Deno.test("a config directory that appears later is read and then watched", async () => {
   await using agent = await start({ files: null });
-  await waitFor("the defaults applied", () => agent.fake.restoreCalls === 1);
+  await agent.parked();
+  assert.equal(agent.fake.restoreCalls, 1, "the defaults applied");
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"));
   assert.equal(agent.log.count(/does not exist; using the defaults/), 1, agent.log.text());
   assert.equal(agent.log.count(/^cannot watch /, "warn"), 1);
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
   await agent.reconcile();
-  await waitFor("the file's config", () => agent.chain().length === 3);
+  assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"), "the file's config");
   assert.equal(agent.log.count(/^watching .* for changes again$/), 1, agent.log.text());
+  const eventsBefore = agent.events;
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
-  await waitFor("a swap seen by the new watch", () => agent.chain().length === 4);
+  await agent.settle("a swap seen by the new watch", () => agent.chain().length === 4);
+  assert.ok(agent.events > eventsBefore);
 });
 
 Deno.test("a config directory removed and created again is watched anew from the next reconcile", async () => {
@@ -364,13 +497,41 @@ Deno.test("a config directory removed and created again is watched anew from the
   await Deno.mkdir(dir);
   await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.64.0.0/10"));
   await agent.reconcile();
-  await waitFor("the new directory's config", () => agent.chain().length === 4);
+  assert.equal(agent.chain().length, 4, "the new directory's config");
   assert.equal(agent.log.count(/was removed or replaced; watching it anew$/), 1, agent.log.text());
   await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.65.0.0/16"));
-  await waitFor(
-    "an edit seen by the new watch, with no other trigger",
+  await agent.settle(
+    "an edit applied with no resync and no SIGHUP",
     () => agent.chain().some((rule) => rule.includes("100.65.0.0/16")),
   );
+  assert.ok(agent.elapsed() < hourMs);
+});
+
+// Known to fail about one run in three on Deno 2.9.6 (reported to the lead): Deno.watchFs shares
+// one inotify instance per process, and a directory path watched before, then removed and made
+// again, is often not watched by a new Deno.watchFs at all. The test above passes because the old
+// watch's last events arm the debounce; this one spends those first, so only the new watch could
+// bring the edit in.
+Deno.test({
+  name: "a config directory removed and created again: the new watch itself sees the next edit",
+  ignore: true,
+  fn: async () => {
+    await using agent = await started();
+    const dir = agent.volume.path;
+    await Deno.remove(dir, { recursive: true });
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.64.0.0/10"));
+    await agent.reconcile();
+    assert.equal(agent.log.count(/was removed or replaced; watching it anew$/), 1);
+    await agent.drainDebounce();
+    const eventsBefore = agent.events;
+    await Deno.writeTextFile(`${dir}/ip-masq-agent`, config("10.0.0.0/8", "100.65.0.0/16"));
+    await waitFor("the new watch to see the edit", () => agent.events > eventsBefore);
+    await agent.settle(
+      "an edit seen by the new watch, with no other trigger",
+      () => agent.chain().some((rule) => rule.includes("100.65.0.0/16")),
+    );
+  },
 });
 
 Deno.test("a resyncInterval in the config file sets the resync from the first reconcile on", async () => {
@@ -378,25 +539,29 @@ Deno.test("a resyncInterval in the config file sets the resync from the first re
     watch: false,
     files: { "ip-masq-agent": `${config("10.0.0.0/8")}resyncInterval: 1s\n` },
   });
-  const firstSave = agent.fake.calls[0].at;
-  await waitFor("a periodic resync after 1 s", () => agent.fake.saveCalls === 2, 3000);
-  const interval = agent.fake.calls[agent.fake.calls.length - 1].at - firstSave;
-  assert.ok(interval >= 950 && interval < 2000, `resynced after ${interval} ms`);
+  assert.deepEqual(agent.loopWaits(), [1000], "the very first wait is the file's interval");
+  await agent.clock.advance(999);
+  assert.deepEqual(agent.reconcilesAt, [0]);
+  await agent.clock.advance(1);
+  await agent.parked();
+  assert.deepEqual(agent.reconcilesAt, [0, 1000]);
+  assert.equal(agent.fake.reconcileReads, 2);
   agent.fake.external(nat(`-F ${chainName}`));
-  await waitFor("drift healed by the next resync", () => agent.chain().length === 3, 3000);
+  await agent.wake();
+  assert.deepEqual(agent.reconcilesAt, [0, 1000, 2000]);
+  assert.equal(agent.chain().length, 3, "drift healed by the next resync");
 });
 
 // --- steady state
 
-Deno.test("steady state: one save per family per reconcile and no restore", async () => {
+Deno.test("steady state: one read of the table per family per reconcile and no restore", async () => {
   await using agent = await start({
     flags: { enableIpv6: true },
     files: { "ip-masq-agent": config("10.0.0.0/8", "fd00::/8") },
   });
-  await waitFor(
-    "both families applied",
-    () => agent.fake.restoreCalls === 1 && agent.fake6.restoreCalls === 1,
-  );
+  await agent.parked();
+  assert.equal(agent.fake.restoreCalls, 1, "ipv4 applied");
+  assert.equal(agent.fake6.restoreCalls, 1, "ipv6 applied");
   assert.deepEqual(agent.fake6.rules(chainName), [
     returnRule("fe80::/10"),
     returnRule("fd00::/8"),
@@ -406,8 +571,8 @@ Deno.test("steady state: one save per family per reconcile and no restore", asyn
   const logLines = agent.log.lines.length;
   for (let i = 1; i <= 5; i++) {
     await agent.reconcile();
-    await waitFor("the ipv6 read", () => agent.fake6.saveCalls === 1 + i);
-    assert.equal(agent.fake.saveCalls, 1 + i);
+    assert.equal(agent.fake6.reconcileReads, 1 + i);
+    assert.equal(agent.fake.reconcileReads, 1 + i);
   }
   assert.equal(agent.fake.restoreCalls, 1);
   assert.equal(agent.fake6.restoreCalls, 1);
@@ -415,6 +580,22 @@ Deno.test("steady state: one save per family per reconcile and no restore", asyn
   assert.equal(agent.log.lines.length, logLines, "nothing to say in steady state");
   assert.equal(await agent.stop(), 0);
   assert.equal(agent.fake.restoreCalls + agent.fake6.restoreCalls, 2);
+});
+
+Deno.test("steady state: unchanged bytes in a replaced file take the short path, any byte changed the full one", async () => {
+  await using agent = await started({ watch: false });
+  const logLines = agent.log.lines.length;
+  // A new ..data directory with the same bytes, as kubelet writes on an unrelated key's change.
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
+  await agent.reconcile();
+  assert.equal(agent.log.lines.length, logLines, "nothing to say");
+  assert.equal(agent.fake.restoreCalls, 1);
+  // One byte: /8 becomes /9.
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/9") });
+  await agent.reconcile();
+  assert.deepEqual(agent.chain(), chainFor("10.0.0.0/9"));
+  assert.equal(agent.log.count(/^effective configuration$/), 2, agent.log.text());
+  assert.equal(agent.fake.restoreCalls, 2);
 });
 
 // --- drift
@@ -470,7 +651,7 @@ for (const { name, drift, message } of driftCases) {
 Deno.test("a config change is logged as rules written, not as drift", async () => {
   await using agent = await started();
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
-  await waitFor("the change applied", () => agent.fake.restoreCalls === 2);
+  await agent.settle("the change applied", () => agent.fake.restoreCalls === 2);
   assert.equal(agent.log.count(/^rules written/), 2, agent.log.text());
   assert.equal(agent.log.count(/^drift repaired/), 0);
 });
@@ -485,26 +666,34 @@ Deno.test("exit-on-config-error: a bad config at start exits 2 and touches nothi
   assert.equal(agent.fake.dump(), before);
   assert.equal(agent.log.count(/ip-masq-agent:2.*not aligned/s, "error"), 1, agent.log.text());
   assert.equal(agent.log.count(/the live rules were left unchanged/), 1);
+  assert.deepEqual(agent.clock.pending(), [], "nothing left behind on the clock");
 });
 
 Deno.test("exit-on-config-error: a bad config at runtime exits 2 and keeps the rules", async () => {
   await using agent = await started();
   const applied = agent.fake.dump();
   await agent.volume.update({ "ip-masq-agent": badConfig });
+  await agent.settle("the agent to exit", () => agent.exitCode !== undefined);
   assert.equal(await agent.done, 2);
   assert.equal(agent.fake.dump(), applied);
   assert.equal(agent.fake.restoreCalls, 1);
 });
 
 Deno.test("keep-last-good: a bad config keeps the rules, is logged once per content, heals drift, then a good one applies", async () => {
-  await using agent = await started({ flags: { exitOnConfigError: false, resyncInterval: 1 } });
+  await using agent = await started({
+    flags: { exitOnConfigError: false, resyncIntervalMs: 1000 },
+  });
   const applied = agent.fake.dump();
   const rejected = () => agent.log.count(/^configuration rejected; keeping the last good/, "error");
 
   await agent.volume.update({ "ip-masq-agent": badConfig });
-  await waitFor("the rejection logged", () => rejected() === 1);
-  const saves = agent.fake.saveCalls;
-  await waitFor("two periodic resyncs", () => agent.fake.saveCalls >= saves + 2, 5000);
+  await agent.settle("the rejection logged", () => rejected() === 1);
+  const reads = agent.fake.reconcileReads;
+  const rejectedAt = agent.reconcilesAt.at(-1)!;
+  await agent.wake();
+  await agent.wake();
+  assert.equal(agent.fake.reconcileReads, reads + 2, "two periodic resyncs");
+  assert.deepEqual(agent.reconcilesAt.slice(-2), [rejectedAt + 1000, rejectedAt + 2000]);
   await agent.reconcile();
   assert.equal(rejected(), 1, `logged once across resyncs:\n${agent.log.text()}`);
   assert.equal(agent.fake.dump(), applied);
@@ -512,7 +701,7 @@ Deno.test("keep-last-good: a bad config keeps the rules, is logged once per cont
   assert.equal(agent.exitCode, undefined);
 
   await agent.volume.update({ "ip-masq-agent": otherBadConfig });
-  await waitFor("a different bad content logged", () => rejected() === 2);
+  await agent.settle("a different bad content logged", () => rejected() === 2);
   const errors = agent.log.lines.filter((line) => line.level === "error");
   assert.match(String(errors[0].properties.error), /ip-masq-agent:2.*not aligned/s);
   assert.match(String(errors[1].properties.error), /nonMasqueradeCIRDs/);
@@ -524,10 +713,26 @@ Deno.test("keep-last-good: a bad config keeps the rules, is logged once per cont
   assert.equal(rejected(), 2);
 
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8", "100.64.0.0/10") });
-  await waitFor("the valid config applied", () => agent.chain().length === 4);
+  await agent.settle("the valid config applied", () => agent.chain().length === 4);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8", "100.64.0.0/10"));
   assert.equal(agent.log.count(/^the configuration is valid again$/), 1, agent.log.text());
   assert.equal(await agent.stop(), 0);
+});
+
+Deno.test("keep-last-good: going back to the last good bytes after a rejection is valid again", async () => {
+  await using agent = await started({ watch: false, flags: { exitOnConfigError: false } });
+  const applied = agent.fake.dump();
+  await agent.volume.update({ "ip-masq-agent": badConfig });
+  await agent.reconcile();
+  assert.equal(agent.log.count(/^configuration rejected; keeping the last good/, "error"), 1);
+  await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
+  await agent.reconcile();
+  assert.equal(agent.log.count(/^the configuration is valid again$/), 1, agent.log.text());
+  assert.equal(agent.log.count(/^effective configuration$/), 1, "the same configuration as before");
+  agent.fake.external(nat(`-F ${chainName}`));
+  await agent.reconcile();
+  assert.equal(agent.fake.dump(), applied, "and it is what drift is repaired to");
+  assert.equal(agent.fake.restoreCalls, 2);
 });
 
 Deno.test("keep-last-good: a bad config from the start applies nothing until it is fixed", async () => {
@@ -538,19 +743,17 @@ Deno.test("keep-last-good: a bad config from the start applies nothing until it 
   const before = agent.fake.dump();
   const rejected = () =>
     agent.log.count(/^configuration rejected; no rules are applied until/, "error");
-  await waitFor("the rejection logged", () => rejected() === 1);
-  for (let i = 0; i < 3; i++) {
-    agent.agent.requestReconcile();
-    await tick(20);
-  }
-  await tick(quietMs);
+  await agent.parked();
+  assert.equal(rejected(), 1, "the rejection logged");
+  for (let i = 0; i < 3; i++) await agent.reconcile();
+  assert.equal(agent.reconcilesAt.length, 4);
   assert.equal(rejected(), 1, agent.log.text());
   assert.equal(agent.fake.calls.length, 0, "nothing to apply, so nothing read or written");
   assert.equal(agent.fake.dump(), before);
   assert.equal(agent.exitCode, undefined);
 
   await agent.volume.update({ "ip-masq-agent": config("10.0.0.0/8") });
-  await waitFor("the fixed config applied", () => agent.fake.restoreCalls === 1);
+  await agent.settle("the fixed config applied", () => agent.fake.restoreCalls === 1);
   assert.deepEqual(agent.chain(), chainFor("10.0.0.0/8"));
   assert.deepEqual(agent.fake.rules("POSTROUTING"), [kubeJump, jumpRule]);
 });
@@ -558,56 +761,73 @@ Deno.test("keep-last-good: a bad config from the start applies nothing until it 
 // --- iptables failures
 
 Deno.test("a failing iptables-restore is retried with backoff, then exits 1 after one resync interval", async () => {
-  const startedAt = performance.now();
   await using agent = await start({
-    flags: { resyncInterval: 1 },
+    flags: { resyncIntervalMs: 1000 },
     before: (fake) => fake.failNextRestores(1000, "failed"),
   });
   const before = agent.fake.dump();
-  assert.equal(await agent.done, 1);
-  const elapsed = performance.now() - startedAt;
-  const attempts = agent.fake.calls.filter((call) => call.op === "restore").map((call) => call.at);
-  const gaps = attempts.slice(1).map((at, index) => at - attempts[index]);
-  assert.ok(elapsed >= 950 && elapsed < 4000, `gave up after one resync interval: ${elapsed} ms`);
-  assert.ok(attempts.length >= 5 && attempts.length <= 30, `${attempts.length} attempts`);
-  assert.ok(gaps[0] >= 15, `the first retry waits the initial backoff: ${gaps}`);
-  assert.ok(gaps[2] > gaps[0] * 1.5, `the backoff grows: ${gaps}`);
-  assert.ok(Math.max(...gaps) < 100 + 80, `the backoff is capped: ${gaps}`);
+  assert.equal(await agent.runToExit(), 1);
+  // 20 ms doubling to the 100 ms cap; the last retry is clipped to land on the budget's end.
+  const delays = [20, 40, 80, 100, 100, 100, 100, 100, 100, 100, 100, 60];
+  const attempts = delays.reduce((at, delay) => [...at, at.at(-1)! + delay], [0]);
+  assert.deepEqual(agent.restoresAt, attempts);
+  assert.equal(
+    agent.elapsed(),
+    1000,
+    "gave up exactly one resync interval after the first failure",
+  );
   assert.equal(agent.fake.dump(), before, "the rules stay untouched");
-  assert.equal(agent.log.count(/^applying rules failed; retrying in \d+ ms$/, "warn"), gaps.length);
+  assert.deepEqual(
+    agent.log.matching(/^applying rules failed; retrying in \d+ ms$/, "warn"),
+    delays.map((delay) => `applying rules failed; retrying in ${delay} ms`),
+  );
   assert.equal(agent.log.count(/^giving up: iptables kept failing/, "error"), 1, agent.log.text());
+  assert.deepEqual(agent.clock.pending(), [], "nothing left behind on the clock");
 });
 
 Deno.test("a restore that fails a few times and then works keeps the agent running", async () => {
   await using agent = await start({
-    flags: { resyncInterval: 1 },
+    flags: { resyncIntervalMs: 1000 },
     before: (fake) => fake.failNextRestores(3, "failed"),
   });
-  await waitFor("applied after the retries", () => agent.chain().length === 3);
+  for (let i = 0; i < 3; i++) {
+    await agent.parked();
+    await agent.wake();
+  }
+  assert.equal(agent.chain().length, 3, "applied after the retries");
+  assert.deepEqual(agent.restoresAt, [0, 20, 60, 140]);
   assert.equal(agent.fake.restoreCalls, 4);
-  await tick(quietMs);
+  assert.deepEqual(agent.loopWaits(), [1000], "back to the resync interval");
+  await agent.wake();
   assert.equal(agent.exitCode, undefined);
+  assert.equal(agent.fake.restoreCalls, 4, "the next resync finds nothing to write");
   assert.equal(agent.log.count(/^applying rules failed/), 3);
 });
 
 Deno.test("a held xtables lock never makes the agent exit; it applies once the lock is released", async () => {
   await using agent = await start({
-    flags: { resyncInterval: 1 },
+    flags: { resyncIntervalMs: 1000 },
     before: (fake) => fake.failNextRestores(1_000_000, "lock"),
   });
   const before = agent.fake.dump();
-  await waitFor("a first lock failure", () => agent.fake.restoreCalls >= 1);
-  const firstAttempt = agent.fake.calls.find((call) => call.op === "restore")?.at ?? 0;
-  await waitFor(
-    "well past one resync interval of lock failures",
-    () => performance.now() - firstAttempt > 1800,
-  );
+  await agent.parked();
+  while (agent.elapsed() <= 1800) await agent.wake();
+  // Well past one resync interval of lock failures, still running, at the capped backoff.
+  const delays = [20, 40, 80, ...Array(18).fill(100)];
+  const attempts = delays.reduce((at, delay) => [...at, at.at(-1)! + delay], [0]).slice(0, -1);
+  assert.deepEqual(agent.restoresAt, attempts);
+  assert.equal(agent.elapsed(), 1840);
   assert.equal(agent.exitCode, undefined, "still running");
   assert.equal(agent.fake.dump(), before);
-  assert.ok(agent.log.count(/xtables lock is held by another program/, "warn") >= 5);
+  assert.deepEqual(
+    agent.log.matching(/xtables lock is held by another program/, "warn"),
+    delays.map((delay) => `the xtables lock is held by another program; retrying in ${delay} ms`),
+  );
 
   agent.fake.clearFailures();
-  await waitFor("applied once the lock is free", () => agent.chain().length === 3);
+  await agent.wake();
+  assert.equal(agent.chain().length, 3, "applied once the lock is free");
+  assert.deepEqual(agent.restoresAt.at(-1), 1940);
   assert.deepEqual(agent.fake.rules("POSTROUTING"), [kubeJump, jumpRule]);
   assert.equal(agent.exitCode, undefined);
   assert.equal(await agent.stop(), 0);
@@ -615,13 +835,17 @@ Deno.test("a held xtables lock never makes the agent exit; it applies once the l
 
 Deno.test("a generic failure after lock failures still gets a full retry budget", async () => {
   await using agent = await start({
-    flags: { resyncInterval: 1 },
+    flags: { resyncIntervalMs: 1000 },
     before: (fake) => {
       fake.failNextRestores(15, "lock");
       fake.failNextRestores(3, "failed");
     },
   });
-  await waitFor("applied after lock and generic failures", () => agent.chain().length === 3);
+  await agent.parked();
+  while (agent.chain().length !== 3) await agent.wake();
+  // 15 lock failures (0 to 1240 ms) spend no budget; the generic ones start it at 1340.
+  const lockAt = [0, 20, 60, 140, ...Array.from({ length: 11 }, (_, i) => 240 + 100 * i)];
+  assert.deepEqual(agent.restoresAt, [...lockAt, 1340, 1440, 1540, 1640]);
   assert.equal(agent.fake.restoreCalls, 19);
   assert.equal(agent.exitCode, undefined);
 });
@@ -630,9 +854,10 @@ Deno.test("a generic failure after lock failures still gets a full retry budget"
 
 Deno.test("abort ends run() with 0 promptly while idle", async () => {
   await using agent = await started();
-  const startedAt = performance.now();
-  assert.equal(await agent.stop(), 0);
-  assert.ok(performance.now() - startedAt < 100);
+  const now = agent.clock.now();
+  assert.equal(await promptly("run() to end", agent.stop()), 0);
+  assert.equal(agent.clock.now(), now, "without waiting for any timer");
+  assert.deepEqual(agent.clock.pending(), [], "and nothing left behind on the clock");
 });
 
 Deno.test("abort ends run() with 0 promptly during a backoff", async () => {
@@ -640,10 +865,13 @@ Deno.test("abort ends run() with 0 promptly during a backoff", async () => {
     timing: { initialBackoffMs: 60_000, maxBackoffMs: 60_000 },
     before: (fake) => fake.failNextRestores(1, "failed"),
   });
-  await waitFor("in backoff", () => agent.log.count(/^applying rules failed/) === 1);
-  const startedAt = performance.now();
-  assert.equal(await agent.stop(), 0);
-  assert.ok(performance.now() - startedAt < 100);
+  await agent.parked();
+  assert.equal(agent.log.count(/^applying rules failed/), 1, "in backoff");
+  assert.deepEqual(agent.loopWaits(), [60_000]);
+  const now = agent.clock.now();
+  assert.equal(await promptly("run() to end", agent.stop()), 0);
+  assert.equal(agent.clock.now(), now);
+  assert.deepEqual(agent.clock.pending(), []);
 });
 
 Deno.test("abort ends run() with 0 promptly during a slow restore, leaving the table alone", async () => {
@@ -651,26 +879,29 @@ Deno.test("abort ends run() with 0 promptly during a slow restore, leaving the t
   const applied = agent.fake.dump();
   agent.fake.external(nat(`-F ${chainName}`));
   const drifted = agent.fake.dump();
-  agent.fake.latencyMs = 60_000;
+  agent.hold();
   agent.agent.requestReconcile();
-  await waitFor("a reconcile blocked in iptables-save", () => agent.fake.saveCalls === 2);
-  const startedAt = performance.now();
-  assert.equal(await agent.stop(), 0);
-  assert.ok(performance.now() - startedAt < 100);
+  await waitFor("a reconcile blocked in its first read", () => agent.heldCalls === 1);
+  assert.equal(await promptly("run() to end", agent.stop()), 0);
   assert.equal(agent.fake.dump(), drifted);
   assert.notEqual(drifted, applied);
+  assert.equal(agent.fake.restoreCalls, 1, "the repair was never written");
 });
 
 Deno.test("a full garbage collection follows every 10th reconcile, at most once a second", async () => {
   let collections = 0;
   await using agent = await started({ watch: false, collectGarbage: () => collections++ });
   // The start-up reconcile was the first; nine more make ten.
-  for (let i = 0; i < 9; i++) await agent.reconcile();
-  await waitFor("the collection after the 10th reconcile", () => collections === 1);
-  for (let i = 0; i < 15; i++) await agent.reconcile();
-  await tick(quietMs);
-  assert.equal(collections, 1, "a burst of reconciles within a second gets no second collection");
-  await tick(1000);
+  for (let i = 0; i < 8; i++) await agent.reconcile();
+  assert.equal(collections, 0, "not after the 9th");
   await agent.reconcile();
-  await waitFor("a collection once a second has passed", () => collections === 2);
+  assert.equal(collections, 1, "after the 10th");
+  for (let i = 0; i < 15; i++) await agent.reconcile();
+  assert.equal(collections, 1, "a burst of reconciles within a second gets no second collection");
+  await agent.clock.advance(999);
+  await agent.reconcile();
+  assert.equal(collections, 1, "999 ms are not a second");
+  await agent.clock.advance(1);
+  await agent.reconcile();
+  assert.equal(collections, 2, "a collection once a second has passed");
 });

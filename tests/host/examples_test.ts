@@ -8,7 +8,9 @@
  * Needs no root: the entry point runs only in --dry-run mode.
  */
 
+import { allAgentTools, nftTool } from "../../lib/core/agent_tools.ts";
 import { deepStrictEqual, equal, fail, notEqual, ok } from "node:assert/strict";
+// @ts-types="npm:yaml"
 import { parseAllDocuments } from "yaml";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/core/flags.ts";
@@ -130,7 +132,17 @@ function configMapData(doc: Json, where: string): Map<string, string> {
 // ---------------------------------------------------------------------------------------------
 // Flags.
 
-const modeFlagNames = new Set(["once", "dry-run", "check", "cleanup", "version", "help", "h"]);
+const modeFlagNames = new Set([
+  "once",
+  "dry-run",
+  "check",
+  "cleanup",
+  "explain",
+  "explain-source",
+  "version",
+  "help",
+  "h",
+]);
 /** The flags a manifest is expected to spell out: every real flag that is not a mode. */
 const settingFlags: FlagDef[] = flagTable.filter((d) =>
   d.key !== null && !modeFlagNames.has(d.name)
@@ -143,13 +155,18 @@ const ruleShapingKeys: (keyof AgentFlags)[] = [
   "enableIpv6",
   "randomFully",
   "toPorts",
+  // Not a rule's shape but where the rules live: --check must read the backend the agent writes.
+  "iptablesMode",
+  "dataplane",
+  // Not a rule either: with insert, --check must also see a jump that is no longer first.
+  "postroutingJump",
 ];
 
 function parsedFlags(argv: readonly string[], where: string): AgentFlags {
   const result = parseFlags(argv);
-  if (!result.ok) fail(`${where}: ${result.message}`);
-  deepStrictEqual(result.ignored, [], `${where}: passes flags the agent only ignores`);
-  return result.flags;
+  if (!result.ok) fail(`${where}: ${result.error}`);
+  deepStrictEqual(result.value.ignored, [], `${where}: passes flags the agent only ignores`);
+  return result.value.flags;
 }
 
 /** Every setting flag appears exactly once as --name=value; returns the values by name. */
@@ -183,6 +200,16 @@ function pickRuleShaping(flags: AgentFlags): Partial<AgentFlags> {
 
 // ---------------------------------------------------------------------------------------------
 // Running the real entry point, as `deno task start` does, in --dry-run mode.
+
+/** Each deno.json task's command line, whether it is written as a string or `{ command }`. */
+function taskCommands(): Record<string, string> {
+  const tasks: Record<string, string | { command: string }> = denoConfig.tasks;
+  return Object.fromEntries(
+    Object.entries(tasks).map((
+      [name, task],
+    ) => [name, typeof task === "string" ? task : task.command]),
+  );
+}
 
 const startTokens = denoConfig.tasks.start.split(/\s+/);
 /** V8 settings of the agent (docs/benchmarks.md, item 3): the same in every way it is run. */
@@ -522,6 +549,26 @@ Deno.test("the readiness probe runs --check with the agent's rule-shaping flags"
   ok(typeof probe.timeoutSeconds === "number" && probe.timeoutSeconds >= 5, "probe timeout");
 });
 
+Deno.test("on its read-only root the agent picks the iptables mode itself, and so does the probe", () => {
+  // The image's plain iptables names are links to iptables-wrapper, which cannot relink them on
+  // a read-only root and then fails every call: the agent must choose the backend and run its
+  // own tools (tests/root/production_shape_test.ts runs this container in that layout).
+  equal(at(container, "securityContext.readOnlyRootFilesystem"), true, "readOnlyRootFilesystem");
+  const args = strings(container.args, "args");
+  const probe = strings(at(container, "readinessProbe.exec.command"), "probe command");
+  for (const [where, argv] of [["args", args], ["probe", probe]] as const) {
+    deepStrictEqual(
+      argv.filter((arg) => /^--?iptables-mode\b/.test(arg)),
+      ["--iptables-mode=auto"],
+      `${where}: --iptables-mode=auto, spelled out`,
+    );
+  }
+  equal(parsedFlags(args, "args").iptablesMode, "auto");
+  equal(parsedFlags(probe.slice(1), "probe").iptablesMode, "auto");
+  const text = onlyOne(yamlFiles.filter((f) => f.path === "ip-masq-agent.yaml"), "").text;
+  ok(!/harmless/i.test(text), "the manifest still calls the wrapper's read-only fallback harmless");
+});
+
 Deno.test("the config volume projects exactly the example ConfigMaps, optional, by key", () => {
   const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
   const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) => obj(m, `mounts[${i}]`));
@@ -694,7 +741,7 @@ Deno.test("the systemd drop-in maps /etc/ip-masq-agent onto the one readable dir
 // Build: deno.json tasks, the permission set, Dockerfile, .dockerignore.
 
 Deno.test("start, compile and compile:arm64 use exactly the agent permission set", () => {
-  const tasks: Record<string, string> = denoConfig.tasks;
+  const tasks = taskCommands();
   for (const name of ["start", "compile", "compile:arm64"]) {
     const tokens = tasks[name].split(/\s+/);
     ok(tokens.includes("--no-prompt"), `${name}: --no-prompt`);
@@ -714,23 +761,20 @@ Deno.test("start, compile and compile:arm64 use exactly the agent permission set
   equal(taskOption(tasks["compile:arm64"], "--target"), "aarch64-unknown-linux-gnu");
 });
 
-Deno.test("the agent permission set reads /etc/config, runs six tools, and nothing else", () => {
+Deno.test("the agent permission set reads /etc/config, runs exactly the tools the code runs", () => {
   const set: Record<string, unknown> = denoConfig.permissions.agent;
   deepStrictEqual(set.read, ["/etc/config"]);
+  // The backends' own tools, never the plain names (the image's iptables-wrapper), and nft.
+  deepStrictEqual(strings(set.run, "run").sort(), [...allAgentTools].sort());
   deepStrictEqual(
-    strings(set.run, "run").sort(),
-    [
-      "ip6tables",
-      "ip6tables-restore",
-      "ip6tables-save",
-      "iptables",
-      "iptables-restore",
-      "iptables-save",
-    ],
+    strings(set.run, "run").filter((tool) =>
+      tool !== nftTool && !/-(nft|legacy)(-save|-restore)?$/.test(tool)
+    ),
+    [],
   );
-  // Reading these two returns undefined instead of failing (logtape looks them up); no
-  // environment variable is granted.
-  deepStrictEqual(set.env, { ignore: ["LOG_TOKENS", "LOG_STREAM"] });
+  // No environment variable is granted, nor silenced: the yaml ES module build reads none (its
+  // Node build read LOG_TOKENS/LOG_STREAM).
+  equal(set.env, undefined);
   for (const denied of ["write", "net", "ffi", "sys"]) equal(set[denied], false, denied);
   for (const key of Object.keys(set)) {
     ok(
@@ -786,7 +830,7 @@ Deno.test("the Dockerfile compiles with the deno.json tasks on the pinned Deno",
   equal(build.platform, "$BUILDPLATFORM", "cross-compile instead of emulating");
   const runs = build.body.filter((i) => i.op === "RUN").map((i) => i.args).join("\n");
   ok(runs.includes("deno install --frozen"), runs);
-  const tasks: Record<string, string> = denoConfig.tasks;
+  const tasks = taskCommands();
   for (const [task, arch] of [["compile", "amd64"], ["compile:arm64", "arm64"]]) {
     const output = taskOption(tasks[task], "--output");
     ok(
@@ -827,8 +871,53 @@ Deno.test(".dockerignore lets in exactly what the build stage copies and main.ts
     .filter((s) => s.startsWith("file://"))
     .map((s) => new URL(s).pathname.slice(repoRoot.length + 1));
   ok(local.includes("main.ts") && local.includes("deno.json"), local.join(", "));
-  for (const path of [...local, "deno.lock"]) {
+  // node_modules/ is made in the build stage by `deno install --frozen` from deno.json and
+  // deno.lock (the yaml ES module build is imported from there); a local one must stay out.
+  const installed = local.filter((path) => path.startsWith("node_modules/"));
+  ok(
+    installed.length > 0 && !included("node_modules/yaml/browser/index.js"),
+    "node_modules stays out",
+  );
+  ok(
+    byName("build").body.some((i) => i.op === "RUN" && i.args.includes("deno install --frozen")),
+    "the build stage installs node_modules from the lock",
+  );
+  for (const path of [...local.filter((path) => !installed.includes(path)), "deno.lock"]) {
     ok(included(path), `${path} is needed by main.ts but excluded by .dockerignore`);
     ok(copied(path), `${path} is needed by main.ts but not copied into the build stage`);
   }
+});
+
+// The README's first command for a newcomer: it prints the rules and nothing alarming, even on a
+// machine without iptables, and needs less than the agent's permission set.
+Deno.test("deno task demo prints the rules and nothing else, with no iptables in PATH", async () => {
+  const demo = taskCommands().demo;
+  ok(!demo.includes("-P=") && !demo.includes("--allow-run"), `demo runs no program: ${demo}`);
+  const deno = Deno.execPath();
+  const output = await new Deno.Command(deno, {
+    args: ["task", "demo"],
+    cwd: repoRoot,
+    clearEnv: true,
+    // The machine's PATH minus every directory that holds an iptables tool.
+    env: {
+      PATH: `${deno.replace(/\/[^/]+$/, "")}:/bin`,
+      HOME: Deno.env.get("HOME") ?? "/root",
+      NO_COLOR: "1",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  const stderr = decoder.decode(output.stderr);
+  equal(output.code, 0, stderr);
+  ok(decoder.decode(output.stdout).startsWith("# ipv4\n*nat\n:IP-MASQ-AGENT - [0:0]\n"));
+  deepStrictEqual(
+    // deno's own progress: "Task install deno install --frozen", "Task demo ...", and on a fresh
+    // clone "Initialize yaml@2.9.1".
+    stderr.split("\n").filter((line) =>
+      line !== "" && !/^(Task (install|demo) |Initialize yaml@)/.test(line)
+    ),
+    [],
+    "nothing on stderr but deno's own task line",
+  );
 });

@@ -37,8 +37,8 @@ function desired(...cidrs: string[]): DesiredChain {
     chain: "IP-MASQ-AGENT",
     exemptions: cidrs.map((text) => {
       const parsed = parseCidr(text);
-      if (!parsed.ok) throw new Error(parsed.reason);
-      return { value: parsed.cidr, at: builtIn("test") };
+      if (!parsed.ok) throw new Error(parsed.error);
+      return { value: parsed.value, at: builtIn("test") };
     }),
     masquerade: { randomFully: true, toPorts: [] },
   };
@@ -65,8 +65,40 @@ Deno.test("save() prints an empty nat table as iptables-save does", async () => 
   );
   assert.match(lines.at(-2) ?? "", /^# Completed on /);
   assert.equal(lines.slice(1, -2).join("\n") + "\n", emptyTable);
-  assert.equal(fake.saveCalls, 1);
-  assert.equal(fake.restoreCalls, 0);
+  assert.equal(fake.calls.length, 0, "save() is the test's view of the table, not a client call");
+});
+
+Deno.test("listChain() and listTable() print as iptables -t nat -S does, and are counted", async () => {
+  const fake = new FakeNatTable();
+  await fake.restore(nat(":B - [0:0]", ":A - [0:0]", "-A B -j RETURN", "-A POSTROUTING -j B"));
+  assert.equal(await fake.listChain("POSTROUTING"), "-P POSTROUTING ACCEPT\n-A POSTROUTING -j B\n");
+  assert.equal(await fake.listChain("B"), "-N B\n-A B -j RETURN\n");
+  assert.equal(await fake.listChain("A"), "-N A\n");
+  assert.equal(await fake.listChain("NOPE"), null, "a chain that does not exist lists as null");
+  assert.equal(
+    await fake.listTable(),
+    [
+      "-P PREROUTING ACCEPT",
+      "-P INPUT ACCEPT",
+      "-P OUTPUT ACCEPT",
+      "-P POSTROUTING ACCEPT",
+      "-N A",
+      "-N B",
+      "-A POSTROUTING -j B",
+      "-A B -j RETURN",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(fake.listCalls, 5);
+  assert.equal(fake.reconcileReads, 1, "only the POSTROUTING listing counts as a reconcile's read");
+  assert.deepEqual(fake.calls.filter((call) => call.op === "list").map((call) => call.chain), [
+    "POSTROUTING",
+    "B",
+    "A",
+    "NOPE",
+    undefined,
+  ]);
+  assert.equal(fake.restoreCalls, 1);
 });
 
 Deno.test("save() of an ipv6 table is headed by ip6tables-save", async () => {
@@ -327,7 +359,7 @@ Deno.test("injected failures: lock and generic errors, table untouched, calls co
     await assert.rejects(fake.restore(nat(":X - [0:0]")), (error: unknown) => {
       assert.ok(error instanceof IptablesError);
       assert.equal(error.failure, failure);
-      assert.equal(error.command, "iptables-restore --noflush -w 5 -W 100000");
+      assert.equal(error.command, "iptables-nft-restore --noflush -w 5 -W 100000");
       return true;
     });
     assert.equal(fake.dump(), emptyTable);
@@ -338,11 +370,11 @@ Deno.test("injected failures: lock and generic errors, table untouched, calls co
   assert.equal(fake.payloads.length, 3);
   assert.deepEqual(fake.calls.map((call) => call.error?.failure), ["lock", "failed", undefined]);
 
-  fake.failNextSaves(2, "lock");
-  await assert.rejects(fake.save(), IptablesError);
+  fake.failNextReads(2, "lock");
+  await assert.rejects(fake.listChain("POSTROUTING"), IptablesError);
   fake.clearFailures();
-  await fake.save();
-  assert.equal(fake.saveCalls, 2);
+  await fake.listTable();
+  assert.equal(fake.listCalls, 2);
 });
 
 Deno.test("external() changes the table without counting as a call", () => {

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import type { LogLevel, LogRecord } from "@logtape/logtape";
-import { formatJson, formatText, setUpLogging } from "../../lib/host/log.ts";
+import {
+  formatJson,
+  formatText,
+  type LogLevel,
+  type LogRecord,
+  lowestLevel,
+  setUpLogging,
+} from "../../lib/host/log.ts";
 
 /** 2024-01-02T03:04:05.678Z */
 const timestamp = Date.UTC(2024, 0, 2, 3, 4, 5, 678);
@@ -11,14 +17,7 @@ function record(
   properties: Record<string, unknown> = {},
   at = timestamp,
 ): LogRecord {
-  return {
-    category: ["ip-masq-agent"],
-    level,
-    message: [message],
-    rawMessage: message,
-    timestamp: at,
-    properties,
-  };
+  return { level, message, timestamp: at, properties };
 }
 
 // ---------------------------------------------------------------------------
@@ -137,7 +136,7 @@ Deno.test("each JSON line is one parseable object ending in a newline", () => {
   });
 });
 
-Deno.test("the JSON level is LogTape's level name", () => {
+Deno.test("the JSON level is the level's full name (warning, not warn)", () => {
   for (const level of ["debug", "info", "warning", "error"] as const) {
     assert.equal(JSON.parse(formatJson(record(level, "m"))).level, level);
   }
@@ -183,4 +182,59 @@ Deno.test("text format writes klog lines through the given writer", () => {
     lines[0],
     /^W\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ agent\] drift repaired \(ipv4\): jump-missing family="ipv4"\n$/,
   );
+});
+
+Deno.test("--v picks the lowest level written, as klog's V levels", () => {
+  const cases: [number, LogLevel][] = [[0, "info"], [1, "info"], [2, "debug"], [3, "debug"], [
+    4,
+    "trace",
+  ], [9, "trace"]];
+  for (const [verbosity, want] of cases) {
+    assert.equal(lowestLevel(verbosity), want, `--v=${verbosity}`);
+  }
+});
+
+Deno.test("each line is stamped with the injected clock and pid, byte for byte", () => {
+  const lines: string[] = [];
+  let clock = timestamp;
+  const options = {
+    verbosity: 2,
+    now: () => clock++,
+    pid: 99,
+    write: (line: string) => lines.push(line),
+  };
+  const text = setUpLogging({ ...options, format: "text" });
+  text.info("starting ip-masq-agent", { version: "0.1.0" });
+  text.debug("reading {dir}", { dir: "/etc/config" });
+  text.error("failed", { error: new TypeError("boom"), attempt: 2 });
+  const json = setUpLogging({ ...options, format: "json" });
+  json.warn("drift repaired (ipv4): jump-missing", { family: "ipv4" });
+  assert.deepEqual(lines, [
+    'I0102 03:04:05.678000      99 agent] starting ip-masq-agent version="0.1.0"\n',
+    'I0102 03:04:05.679000      99 agent] reading {dir} dir="/etc/config"\n',
+    "E0102 03:04:05.680000      99 agent] failed error=TypeError: boom attempt=2\n",
+    '{"ts":"2024-01-02T03:04:05.681Z","level":"warning","msg":"drift repaired (ipv4): jump-missing",' +
+    '"family":"ipv4"}\n',
+  ]);
+});
+
+Deno.test("a line that cannot be written is dropped without stopping the caller", () => {
+  const log = setUpLogging({
+    verbosity: 0,
+    format: "text",
+    write: () => {
+      throw new Error("stderr closed");
+    },
+  });
+  log.info("lost");
+  log.error("also lost", { n: 1 });
+});
+
+Deno.test("the properties object is rendered as given and left untouched", () => {
+  const lines: string[] = [];
+  const log = setUpLogging({ verbosity: 0, format: "json", write: (line) => lines.push(line) });
+  const properties = { b: 1, a: [2] };
+  log.info("m", properties);
+  assert.deepEqual(properties, { b: 1, a: [2] });
+  assert.ok(lines[0].endsWith(',"msg":"m","b":1,"a":[2]}\n'), lines[0]);
 });

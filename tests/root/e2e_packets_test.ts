@@ -4,8 +4,9 @@
  * production permission set, /etc/config bind-mounted) to servers in an ext
  * namespace that answer with the source address and port they saw. Each case
  * asserts that answer: the node's ext-facing address means masqueraded, the
- * pod's own address means not. Every case runs for the nft and the legacy
- * iptables backend, each in namespaces it creates and deletes.
+ * pod's own address means not. Every case runs for the iptables dataplane on
+ * the nft and the legacy backend, and for the nftables dataplane, each in
+ * namespaces it creates and deletes.
  *
  * Conntrack remembers the NAT decision of a connection, so every check opens
  * fresh connections (each from a new source port) after a rule change.
@@ -15,8 +16,9 @@
 
 import { deepStrictEqual, equal, fail, match, ok } from "node:assert/strict";
 import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
-import { backends, netnsTest } from "../../lab/host.ts";
+import { type Backend, backends, netnsTest } from "../../lab/host.ts";
 import { backendBin, saveNat } from "../../lab/netns.ts";
+import { type Dataplane, listOurNftTable, ruleTextOf } from "../../lab/dataplanes.ts";
 import type { ConnectResult } from "../../lab/source_echo_server.ts";
 import {
   destinations as dest,
@@ -28,29 +30,36 @@ import {
   type Topology,
   withTopology,
 } from "../../lab/topology.ts";
+import { upstreamChain, upstreamMasqueradeComment } from "../support/upstream_rules.ts";
 
-const chain = "IP-MASQ-AGENT";
-const masqueradeComment =
-  `"ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)"`;
+const chain = upstreamChain;
+const masqueradeComment = `"${upstreamMasqueradeComment}"`;
 const toPorts = { first: 20000, last: 20100 };
 
 interface Env {
   readonly topology: Topology;
+  readonly dataplane: Dataplane;
   readonly binDir: string;
   /** Host directory for config files; mounted at /etc/config when a run asks for it. */
   readonly configDir: string;
 }
 
-/** One test per backend, each with its own namespaces, config directory and tool shims. */
+/** The dataplanes and iptables backends every case runs on: nftables needs no second backend. */
+const runs: readonly { dataplane: Dataplane; backend: Backend; label: string }[] = [
+  ...backends.map((backend) => ({ dataplane: "iptables" as const, backend, label: backend })),
+  { dataplane: "nftables", backend: "nft", label: "nftables" },
+];
+
+/** One test per run, each with its own namespaces, config directory and tool shims. */
 function e2eTest(name: string, fn: (env: Env) => Promise<void>): void {
-  for (const backend of backends) {
-    netnsTest(`${backend}: ${name}`, async () => {
+  for (const { dataplane, backend, label } of runs) {
+    netnsTest(`${label}: ${name}`, async () => {
       const root = await Deno.makeTempDir({ prefix: "imt-e2e-" });
       try {
         const binDir = await backendBin(backend, root);
         const configDir = `${root}/config`;
         await Deno.mkdir(configDir);
-        await withTopology((topology) => fn({ topology, binDir, configDir }));
+        await withTopology((topology) => fn({ topology, dataplane, binDir, configDir }));
       } finally {
         await Deno.remove(root, { recursive: true }).catch(() => {});
       }
@@ -75,7 +84,7 @@ async function runAgent(
     ns: env.topology.node,
     binDir: env.binDir,
     configDir: options.config === false ? undefined : env.configDir,
-    args,
+    args: [`--dataplane=${env.dataplane}`, ...args],
   });
   equal(result.code, 0, `agent ${args.join(" ")}: ${describe(result)}`);
   return result;
@@ -106,8 +115,34 @@ function answers(results: readonly ConnectResult[]) {
   });
 }
 
-/** The last rule of our chain in a save: MASQUERADE, with --random-fully when asked for. */
-function assertMasqueradeLast(save: string, options: { randomFully: boolean }): void {
+/** Our rules of `family` as the dataplane lists them: `iptables-save -t nat` or `nft list table`. */
+function ourRules(env: Env, family: "ipv4" | "ipv6" = "ipv4"): Promise<string> {
+  return ruleTextOf(env.topology.node, env.binDir, env.dataplane, family);
+}
+
+/** Whether the rules keep the pod's source for `cidr`: a RETURN rule, or an element of our set. */
+function assertExempt(env: Env, rules: string, cidr: string): void {
+  if (env.dataplane === "iptables") {
+    ok(rules.includes(`-A ${chain} -d ${cidr} `), `${cidr}:\n${rules}`);
+  } else {ok(
+      new RegExp(`[{ \t]${cidr.replaceAll(".", "\\.")}[,\n }]`).test(rules),
+      `${cidr}:\n${rules}`,
+    );}
+}
+
+/** Whether anything of ours is in the listing. */
+function hasOurRules(env: Env, rules: string): boolean {
+  return env.dataplane === "iptables" ? rules.includes(chain) : rules.includes("ip-masq-agent");
+}
+
+/** The last rule: MASQUERADE (nft: masquerade), with --random-fully when asked for. */
+function assertMasqueradeLast(env: Env, save: string, options: { randomFully: boolean }): void {
+  if (env.dataplane === "nftables") {
+    const rules = save.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+    equal(rules.at(-3), `masquerade${options.randomFully ? " fully-random" : ""}`, save);
+    ok(rules.includes("fib daddr type local return"), save);
+    return;
+  }
   const rules = save.split("\n").filter((line) => line.startsWith(`-A ${chain} `));
   ok(rules.length > 0, `no ${chain} rules in:\n${save}`);
   equal(
@@ -136,9 +171,11 @@ e2eTest(
       [dest.private]: "pod",
       [dest.linkLocal]: "pod",
     }, "defaults: RFC 1918 and link-local are not masqueraded");
-    const save = await saveNat(env.topology.node, env.binDir);
-    assertMasqueradeLast(save, { randomFully: true });
-    match(save, /-A POSTROUTING .*-m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT/);
+    const save = await ourRules(env);
+    assertMasqueradeLast(env, save, { randomFully: true });
+    if (env.dataplane === "iptables") {
+      match(save, /-A POSTROUTING .*-m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT/);
+    }
   },
 );
 
@@ -190,10 +227,10 @@ e2eTest(
       Object.fromEntries(allIpv4.map((address) => [address, "pod"])),
       "every reserved range (and link-local) is exempt with the flag",
     );
-    const save = await saveNat(env.topology.node, env.binDir);
-    assertMasqueradeLast(save, { randomFully: true });
+    const save = await ourRules(env);
+    assertMasqueradeLast(env, save, { randomFully: true });
     for (const cidr of ["198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10", "10.0.0.0/8"]) {
-      ok(save.includes(`-A ${chain} -d ${cidr} `), `RETURN for ${cidr} in:\n${save}`);
+      assertExempt(env, save, cidr);
     }
   },
 );
@@ -229,8 +266,8 @@ e2eTest(
       "IPv6 untouched without --enable-ipv6",
     );
     ok(
-      !(await saveNat(env.topology.node, env.binDir, "ipv6")).includes(chain),
-      "no ip6tables chain without --enable-ipv6",
+      !hasOurRules(env, await ourRules(env, "ipv6")),
+      "no IPv6 rules of ours without --enable-ipv6",
     );
 
     await syncOnce(env, ["--enable-ipv6"], { config: false });
@@ -240,7 +277,7 @@ e2eTest(
       [dest.testNet2]: "node",
       [dest.private]: "pod",
     }, "defaults with --enable-ipv6: only fe80::/10 is exempt for IPv6");
-    assertMasqueradeLast(await saveNat(env.topology.node, env.binDir, "ipv6"), {
+    assertMasqueradeLast(env, await ourRules(env, "ipv6"), {
       randomFully: true,
     });
 
@@ -299,7 +336,9 @@ e2eTest(
       ok(inRange(answer.sourcePort, [toPorts]), `masqLinkLocalIPv6, yet port ${answer.sourcePort}`);
     }
     ok(
-      !(await saveNat(env.topology.node, env.binDir, "ipv6")).includes("-d fe80::/10"),
+      !(await ourRules(env, "ipv6")).includes(
+        env.dataplane === "iptables" ? "-d fe80::/10" : "fe80::/10",
+      ),
       "no fe80::/10 RETURN with masqLinkLocalIPv6",
     );
   },
@@ -321,17 +360,15 @@ e2eTest(
     }
     deepStrictEqual(await env.topology.sourcesSeen([dest.private]), { [dest.private]: "pod" });
     for (const family of ["ipv4", "ipv6"] as const) {
-      const save = await saveNat(env.topology.node, env.binDir, family);
+      const save = await ourRules(env, family);
       for (const protocol of ["tcp", "udp", "sctp"]) {
-        ok(
-          save.includes(
-            `-A ${chain} -p ${protocol} -m comment --comment ${masqueradeComment} ` +
-              `-j MASQUERADE --to-ports ${toPorts.first}-${toPorts.last} --random-fully`,
-          ),
-          `${family} ${protocol} --to-ports rule in:\n${save}`,
-        );
+        const rule = env.dataplane === "iptables"
+          ? `-A ${chain} -p ${protocol} -m comment --comment ${masqueradeComment} ` +
+            `-j MASQUERADE --to-ports ${toPorts.first}-${toPorts.last} --random-fully`
+          : `meta l4proto ${protocol} masquerade to :${toPorts.first}-${toPorts.last} fully-random`;
+        ok(save.includes(rule), `${family} ${protocol} --to-ports rule in:\n${save}`);
       }
-      assertMasqueradeLast(save, { randomFully: true });
+      assertMasqueradeLast(env, save, { randomFully: true });
     }
 
     // Two ranges: each new connection picks one (statistic match), every port is in one of them.
@@ -355,7 +392,7 @@ e2eTest("a config change applies while the agent runs, long before the resync", 
     ns: env.topology.node,
     binDir: env.binDir,
     configDir: env.configDir,
-    args: ["--resync-interval=3600"],
+    args: [`--dataplane=${env.dataplane}`, "--resync-interval=3600"],
   });
   try {
     await agent.waitForLog(/rules written \(ipv4\)/);
@@ -428,7 +465,7 @@ e2eTest("a config change applies while the agent runs, long before the resync", 
     agent.kill("SIGKILL");
     await agent.wait();
   }
-  ok((await saveNat(env.topology.node, env.binDir)).includes(`:${chain} `), "rules left in place");
+  ok(hasOurRules(env, await ourRules(env)), "rules left in place");
 });
 
 e2eTest("--cleanup returns to no masquerade for every destination", async (env) => {
@@ -437,7 +474,9 @@ e2eTest("--cleanup returns to no masquerade for every destination", async (env) 
   await runAgent(env, ["--cleanup"], { config: false });
   for (const family of ["ipv4", "ipv6"] as const) {
     const save = await saveNat(env.topology.node, env.binDir, family);
-    ok(!save.includes(chain), `${family} still has our rules after --cleanup:\n${save}`);
+    ok(!save.includes(chain), `${family} still has our iptables rules after --cleanup:\n${save}`);
+    const table = await listOurNftTable(env.topology.node, family);
+    equal(table, null, `${family} still has our nft table after --cleanup`);
   }
   await expectSeen(
     env,

@@ -38,8 +38,8 @@ for (const backend of backends) {
             ok(!/^\s+at /m.test(result.stderr), `${what}: no stack trace:\n${result.stderr}`);
           }
         }
-        equal(await lab.tools.count("iptables-restore"), 0);
-        equal(await lab.tools.count("ip6tables-restore"), 0);
+        equal(await lab.tools.count(lab.agentTool("ipv4", "restore")), 0);
+        equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 0);
         ok(!(await hasOurRules(lab)), "nothing written");
       });
     },
@@ -53,26 +53,25 @@ for (const backend of backends) {
         const what = `${mode.join(" ") || "run"} without iptables`;
         const result = await lab.agent(mode, { env: { PATH: none } });
         assertExit(result, 1, what);
-        match(result.stderr, /iptables not found: install iptables/, what);
+        match(result.stderr, new RegExp(`iptables-${backend} not found: install iptables`), what);
       }
       const cleanup = await lab.agent(["--cleanup"], { env: { PATH: none } });
       assertExit(cleanup, 1, "--cleanup without iptables");
-      match(cleanup.stderr, /iptables-save not found: install iptables/);
+      match(cleanup.stderr, new RegExp(`iptables-${backend} not found: install iptables`));
       const dryRun = await lab.agent(["--dry-run", "--enable-ipv6"], { env: { PATH: none } });
       assertExit(dryRun, 0, "--dry-run needs no iptables");
       match(dryRun.stdout, /^# ipv4\n\*nat\n/);
 
       // Only the IPv6 tools missing: named, and nothing half-applied for IPv4.
       const ipv4Only = await restrictedPath(lab.backend, lab.root, [
-        "iptables",
-        "iptables-save",
-        "iptables-restore",
+        lab.agentTool("ipv4", "main"),
+        lab.agentTool("ipv4", "restore"),
       ]);
       for (const mode of [["--once"], ["--check"], []]) {
         const what = `${mode.join(" ") || "run"} --enable-ipv6 without ip6tables`;
         const result = await lab.agent([...mode, "--enable-ipv6"], { env: { PATH: ipv4Only } });
         assertExit(result, 1, what);
-        match(result.stderr, /ip6tables not found: install iptables/, what);
+        match(result.stderr, new RegExp(`ip6tables-${backend} not found: install iptables`), what);
       }
       ok(!(await hasOurRules(lab)), "nothing written");
       await lab.writeConfig("nonMasqueradeCIDRs: [10.0.0.0/8]\n");
@@ -80,8 +79,14 @@ for (const backend of backends) {
       assertExit(ipv4Run, 0, "--once for IPv4 alone needs no ip6tables");
       const cleanupIpv4 = await lab.agent(["--cleanup"], { env: { PATH: ipv4Only } });
       assertExit(cleanupIpv4, 0, "--cleanup on a node without ip6tables");
-      match(cleanupIpv4.stderr, /cleanup \(ipv4\): removing IP-MASQ-AGENT/);
-      match(cleanupIpv4.stderr, /cleanup \(ipv6\): skipped, ip6tables-save not found/);
+      match(
+        cleanupIpv4.stderr,
+        new RegExp(`cleanup \\(ipv4, ${backend}\\): removing IP-MASQ-AGENT`),
+      );
+      match(
+        cleanupIpv4.stderr,
+        new RegExp(`cleanup \\(ipv6, ${backend}\\): skipped, ip6tables-${backend} not found`),
+      );
       ok(!(await hasOurRules(lab)), "cleaned up");
     });
   });

@@ -205,7 +205,7 @@ netnsTest(
       const realBin = await backendBin("legacy", env.root);
       const before = await installBaseline(env, realBin, ["10.0.0.0/8"]);
       const failingBin = await shimmedBin("legacy", env.root, {
-        "iptables-restore": `cat >/dev/null\n` +
+        "iptables-legacy-restore": `cat >/dev/null\n` +
           `echo "iptables-restore: line 4 failed: simulated failure (test shim)" >&2\nexit 1`,
       });
       const tools = await ToolLog.create(failingBin, env.root);
@@ -243,7 +243,7 @@ netnsTest(
         /E\d{4} [^\n]*giving up: iptables kept failing for one resync interval \(3000 ms\)/,
       );
       assert.equal(
-        await tools.count("iptables-restore"),
+        await tools.count("iptables-legacy-restore"),
         3,
         "one first attempt and two retries",
       );
@@ -256,8 +256,8 @@ netnsTest("faults: missing iptables tools fail at start with exit 1 naming the t
   await withEnv("missing", async (env) => {
     const realBin = await backendBin("nft", env.root);
     const cases = [
-      { tools: [], missing: "iptables" },
-      { tools: ["iptables", "iptables-save"], missing: "iptables-restore" },
+      { tools: [], missing: "iptables-nft" },
+      { tools: ["iptables-nft"], missing: "iptables-nft-restore" },
     ];
     for (const { tools, missing } of cases) {
       const path = await restrictedPath("nft", env.root, tools);

@@ -23,6 +23,7 @@ import assert from "node:assert/strict";
 import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
 import { type Backend, netnsTest } from "../../lab/host.ts";
 import { backendBin, NetNs, restoreNat } from "../../lab/netns.ts";
+import { upstreamReturnComment } from "../support/upstream_rules.ts";
 
 const mountedConfigDir = "/etc/config";
 const defaultFile = "ip-masq-agent";
@@ -691,6 +692,71 @@ const cases: readonly HostileCase[] = [
     entries: file(cidrList("１０.0.0.0/8")),
     expect: rejects(defaultFile, 2, "nonMasqueradeCIDRs[0]", /not a decimal number/),
   },
+  // --- masqueradeCIDRs and nonMasqueradeSrcCIDRs (issue 12) ------------------------------
+  {
+    name: "masqueradeCIDRs: misaligned",
+    entries: file("nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeCIDRs:\n  - 10.1.0.1/16\n"),
+    expect: rejects(defaultFile, 3, "masqueradeCIDRs[0]", /not aligned/),
+    backends: both,
+    longRunning: true,
+  },
+  {
+    name: "nonMasqueradeSrcCIDRs: injection of a rule after a newline",
+    entries: file('{"nonMasqueradeSrcCIDRs": ["10.244.0.0/16\\n-A POSTROUTING -j ACCEPT"]}'),
+    expect: rejects(defaultFile, 1, "nonMasqueradeSrcCIDRs[0]", /whitespace is not allowed/),
+    backends: both,
+    keepRunning: true,
+  },
+  {
+    name: "masqueradeCIDRs: the same CIDR as a nonMasqueradeCIDRs entry in another file",
+    entries: {
+      "ip-masq-a": "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 10.1.0.0/16\n",
+      "ip-masq-b": "# both at once\nmasqueradeCIDRs:\n  - 10.1.0.0/16\n",
+    },
+    expect: rejects(
+      "ip-masq-b",
+      3,
+      "masqueradeCIDRs",
+      /10\.1\.0\.0\/16 is also listed in nonMasqueradeCIDRs at \/etc\/config\/ip-masq-a:3:5/,
+    ),
+    backends: both,
+    longRunning: true,
+    keepRunning: true,
+  },
+  {
+    name: "masqueradeCIDRs: IPv6 without --enable-ipv6",
+    entries: file("masqueradeCIDRs: [fd00:1::/32]\n"),
+    args: [],
+    expect: rejects(defaultFile, 1, "masqueradeCIDRs[0]", /add the --enable-ipv6 flag/),
+  },
+  {
+    name: "nonMasqueradeSrcCIDRs: a string instead of a list",
+    entries: file("nonMasqueradeSrcCIDRs: 10.244.0.0/16\n"),
+    expect: rejects(defaultFile, 1, "nonMasqueradeSrcCIDRs", /must be a list of CIDR strings/),
+  },
+  {
+    name: "masqueradeCIDRs: a negation (iptables would invert the match)",
+    entries: file("masqueradeCIDRs: ['!10.1.0.0/16']\n"),
+    expect: rejects(defaultFile, 1, "masqueradeCIDRs[0]", /not a decimal number/),
+  },
+  {
+    name: "nonMasqueradeSrcCIDRs: a host name",
+    entries: file("nonMasqueradeSrcCIDRs: [pods.internal/16]\n"),
+    expect: rejects(defaultFile, 1, "nonMasqueradeSrcCIDRs[0]", /has 2 parts|not a decimal/),
+  },
+  {
+    name: "all three lists together over cidrLimit",
+    entries: file(
+      "cidrLimit: 2\nnonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeCIDRs: [10.1.0.0/16]\n" +
+        "nonMasqueradeSrcCIDRs: [10.244.0.0/16]\n",
+    ),
+    expect: rejects(
+      defaultFile,
+      2,
+      "nonMasqueradeCIDRs",
+      /has 3 CIDRs in nonMasqueradeCIDRs \(1\)/,
+    ),
+  },
   // --- --masq-chain and other flags (usage errors: nothing is touched) --------------------
   {
     name: "--masq-chain with a space",
@@ -760,6 +826,27 @@ const cases: readonly HostileCase[] = [
     name: "--to-ports with a rule fragment",
     args: ["--enable-ipv6", "--to-ports=1024 -j ACCEPT"],
     expect: flagRejects("to-ports", /not a port or port range/),
+  },
+  {
+    name: "--postrouting-jump with an unknown position",
+    args: ["--enable-ipv6", "--postrouting-jump=first"],
+    expect: flagRejects("postrouting-jump", /must be "append" or "insert"/),
+    backends: both,
+  },
+  {
+    name: "--explain with a CIDR instead of an address",
+    args: ["--enable-ipv6", "--explain=10.0.0.0/8"],
+    expect: flagRejects("explain", /is a CIDR: give one address/),
+  },
+  {
+    name: "--explain with a rule fragment",
+    args: ["--enable-ipv6", "--explain=10.0.0.1 -j ACCEPT"],
+    expect: flagRejects("explain", /address 1: /),
+  },
+  {
+    name: "--explain-source with a zone",
+    args: ["--enable-ipv6", "--explain=10.0.0.1", "--explain-source=fe80::1%eth0"],
+    expect: flagRejects("explain-source", /zones are not allowed/),
   },
   // --- filesystem oddities ---------------------------------------------------------------
   {
@@ -1026,7 +1113,7 @@ async function runCase(lab: Lab, hostile: HostileCase): Promise<void> {
   if (hostile.keepRunning) await runKeepRunning(lab, hostile, before);
 }
 
-const returnComment = "ip-masq-agent: local traffic is not subject to MASQUERADE";
+const returnComment = upstreamReturnComment;
 
 /**
  * --exit-on-config-error=false after a good config: the agent logs the error,

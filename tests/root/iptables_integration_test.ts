@@ -14,27 +14,25 @@ import { backends, netnsTest } from "../../lab/host.ts";
 import { families, type Family, type Lab, withLab } from "../../lab/lab.ts";
 import { ruleLines } from "../../lab/netns.ts";
 import { eventually } from "../../lab/wait.ts";
+import {
+  upstreamChain,
+  upstreamJumpComment,
+  upstreamJumpLine,
+  upstreamMasqueradeComment,
+  upstreamMasqueradeLine,
+  upstreamQuotedJumpLine,
+  upstreamReturnComment,
+  upstreamReturnLine,
+} from "../support/upstream_rules.ts";
 
-const CHAIN = "IP-MASQ-AGENT";
-const RETURN_COMMENT = "ip-masq-agent: local traffic is not subject to MASQUERADE";
-const MASQ_COMMENT =
-  "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)";
-const jumpComment = (chain: string) =>
-  `ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom ${chain} chain`;
-
-/** The canonical jump as iptables-save prints it. */
-const jumpLine = (chain = CHAIN) =>
-  `-A POSTROUTING -m comment --comment "${jumpComment(chain)}" ` +
-  `-m addrtype ! --dst-type LOCAL -j ${chain}`;
-/** The jump ip-masq-agent-v2 (and some v1 releases) left: literal quotes inside the comment. */
-const quotedJumpLine = (chain = CHAIN) =>
-  `-A POSTROUTING -m comment --comment "\\"${jumpComment(chain)}\\"" ` +
-  `-m addrtype ! --dst-type LOCAL -j ${chain}`;
-const returnLine = (cidr: string, chain = CHAIN) =>
-  `-A ${chain} -d ${cidr} -m comment --comment "${RETURN_COMMENT}" -j RETURN`;
-const masqLine = (chain = CHAIN, randomFully = true) =>
-  `-A ${chain} -m comment --comment "${MASQ_COMMENT}" -j MASQUERADE` +
-  (randomFully ? " --random-fully" : "");
+const CHAIN = upstreamChain;
+const RETURN_COMMENT = upstreamReturnComment;
+const MASQ_COMMENT = upstreamMasqueradeComment;
+const jumpComment = upstreamJumpComment;
+const jumpLine = upstreamJumpLine;
+const quotedJumpLine = upstreamQuotedJumpLine;
+const returnLine = upstreamReturnLine;
+const masqLine = upstreamMasqueradeLine;
 
 /** The jump's match and target as iptables arguments, for -A/-D/-C. */
 const jumpArgs = (chain = CHAIN, comment = jumpComment(chain)) => [
@@ -116,19 +114,14 @@ function countMatches(text: string, pattern: RegExp): number {
 const waitFor = (what: string, condition: () => boolean | Promise<boolean>) =>
   eventually(what, condition, 20_000, 25);
 
-/** What the agent launched since the last reset: restores and saves per family. */
-async function launches(lab: Lab) {
-  return {
-    "iptables-save": await lab.tools.count("iptables-save"),
-    "ip6tables-save": await lab.tools.count("ip6tables-save"),
-    "iptables-restore": await lab.tools.count("iptables-restore"),
-    "ip6tables-restore": await lab.tools.count("ip6tables-restore"),
-  };
+/** What the agent launched since the last reset: listings and restores per family. */
+function launches(lab: Lab) {
+  return lab.launches();
 }
 
 const steadyState = {
-  "iptables-save": 1,
-  "ip6tables-save": 1,
+  "iptables -S": 2,
+  "ip6tables -S": 2,
   "iptables-restore": 0,
   "ip6tables-restore": 0,
 };
@@ -152,8 +145,8 @@ for (const backend of backends) {
         deepStrictEqual(await natLines(lab, family), freshNat(family), `${family} nat table`);
       }
       deepStrictEqual(await launches(lab), {
-        "iptables-save": 1,
-        "ip6tables-save": 1,
+        "iptables -S": 2,
+        "ip6tables -S": 2,
         "iptables-restore": 1,
         "ip6tables-restore": 1,
       });
@@ -177,7 +170,7 @@ for (const backend of backends) {
       );
       const ipv6 = await natLines(lab, "ipv6");
       ok(!ipv6.some((line) => line.includes(CHAIN)), `ip6tables untouched: ${ipv6.join("\n")}`);
-      equal(await lab.tools.count("ip6tables-save"), 0, "no ip6tables call without --enable-ipv6");
+      equal((await launches(lab))["ip6tables -S"], 0, "no ip6tables call without --enable-ipv6");
     });
   });
 
@@ -334,8 +327,8 @@ for (const backend of backends) {
       for (const family of families) {
         deepStrictEqual(await natLines(lab, family), installed[family], `${family}: one jump`);
       }
-      equal(await lab.tools.count("iptables-restore"), 1);
-      equal(await lab.tools.count("ip6tables-restore"), 1);
+      equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 1);
+      equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 1);
     });
   });
 
@@ -423,8 +416,14 @@ for (const backend of backends) {
 
       const first = await lab.agent(["--cleanup"]); // no --enable-ipv6: cleanup covers both
       assertExit(first, 0, "--cleanup");
-      match(first.stderr, /cleanup \(ipv4\): removing IP-MASQ-AGENT; removing OLD-MASQ/);
-      match(first.stderr, /cleanup \(ipv6\): removing IP-MASQ-AGENT; removing OLD-MASQ/);
+      for (const family of families) {
+        match(
+          first.stderr,
+          new RegExp(
+            `cleanup \\(${family}, ${backend}\\): removing IP-MASQ-AGENT; removing OLD-MASQ`,
+          ),
+        );
+      }
       for (const family of families) {
         deepStrictEqual(await fullSave(lab, family), original[family], `${family} as before`);
       }
@@ -432,10 +431,14 @@ for (const backend of backends) {
       await lab.tools.reset();
       const second = await lab.agent(["--cleanup"]);
       assertExit(second, 0, "second --cleanup");
-      match(second.stderr, /cleanup \(ipv4\): nothing of ours to remove/);
-      match(second.stderr, /cleanup \(ipv6\): nothing of ours to remove/);
-      equal(await lab.tools.count("iptables-restore"), 0);
-      equal(await lab.tools.count("ip6tables-restore"), 0);
+      for (const family of families) {
+        match(
+          second.stderr,
+          new RegExp(`cleanup \\(${family}, ${backend}\\): nothing of ours to remove`),
+        );
+      }
+      equal(await lab.tools.count(lab.agentTool("ipv4", "restore")), 0);
+      equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 0);
       for (const family of families) {
         deepStrictEqual(await fullSave(lab, family), original[family], `${family} still as before`);
       }
@@ -460,8 +463,8 @@ for (const backend of backends) {
         const repair = await lab.agent(["--once", "--enable-ipv6"]);
         assertExit(repair, 0, `--once after "${drift.name}"`);
         deepStrictEqual(await launches(lab), {
-          "iptables-save": 1,
-          "ip6tables-save": 1,
+          "iptables -S": 2,
+          "ip6tables -S": 2,
           "iptables-restore": 1,
           "ip6tables-restore": 1,
         }, `one transaction per family repairs "${drift.name}"`);
@@ -513,7 +516,7 @@ for (const backend of backends) {
         await agent.signalAgent("SIGHUP");
         await waitFor("the SIGHUP reconcile's reads", async () => {
           const counts = await launches(lab);
-          return counts["iptables-save"] === 1 && counts["ip6tables-save"] === 1;
+          return counts["iptables -S"] === 2 && counts["ip6tables -S"] === 2;
         });
         // A drift behind it proves the steady reconcile finished without a write.
         await lab.ipt("ipv4", ["-t", "nat", "-D", "POSTROUTING", ...jumpArgs()]);
@@ -524,11 +527,11 @@ for (const backend of backends) {
         );
         await waitFor(
           "the ipv6 read of the last reconcile",
-          async () => (await lab.tools.count("ip6tables-save")) === 2,
+          async () => (await launches(lab))["ip6tables -S"] === 4,
         );
         deepStrictEqual(await launches(lab), {
-          "iptables-save": 2,
-          "ip6tables-save": 2,
+          "iptables -S": 4,
+          "ip6tables -S": 4,
           "iptables-restore": 1,
           "ip6tables-restore": 0,
         });
@@ -641,7 +644,7 @@ for (const backend of backends) {
         const what = args.join(" ");
         await lab.tools.reset();
         assertExit(await lab.agent(["--once", "--enable-ipv6", ...args]), 0, `--once ${what}`);
-        equal(await lab.tools.count("iptables-restore"), 1, `${what}: written`);
+        equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 1, `${what}: written`);
         for (const family of families) {
           const rules = [
             ...exemptions[family].map((cidr) => returnLine(cidr)),
@@ -732,8 +735,8 @@ for (const backend of backends) {
           const result = await lab.agent([...mode, "--enable-ipv6"]);
           assertExit(result, 2, `${mode.join(" ") || "run"} with an invalid config`);
           match(result.stderr, config.message);
-          equal(await lab.tools.count("iptables-restore"), 0);
-          equal(await lab.tools.count("ip6tables-restore"), 0);
+          equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 0);
+          equal(await lab.tools.count(lab.agentTool("ipv6", "restore")), 0);
           for (const family of families) {
             deepStrictEqual(await fullSave(lab, family), installed[family], `${family} untouched`);
           }

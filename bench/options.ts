@@ -1,0 +1,115 @@
+/**
+ * The benchmark's command line: `--name=value` options, each with a default
+ * that keeps a full run within a few minutes on two CPUs.
+ *
+ * @module
+ */
+
+import type { Backend } from "../lab/host.ts";
+
+/** What `--only` can name; all of them run by default, in this order. */
+export const sections = [
+  "node",
+  "resync10k",
+  "probe",
+  "startup",
+  "memory",
+  "latency",
+  "nft",
+] as const;
+
+export type Section = typeof sections[number];
+
+export const sectionHelp: Readonly<Record<Section, string>> = {
+  node: "steady resync on an empty table and on the kube-proxy table (goal 1; RSS rows of goal 4)",
+  resync10k: "steady resync at 10,000 CIDRs (goal 2; the 10,000-CIDR RSS row of goal 4)",
+  probe: "one --check readiness probe on the kube-proxy table (goal 5)",
+  startup: "spawn → first rules with 4 CIDRs (goal 5) and with 10,000 (goal 3)",
+  memory: "RSS with 4 / 10,000 CIDRs, growth over --reconciles SIGHUPs, the deno floor (goal 4)",
+  latency: "config change → rules applied, kept from issue 3",
+  nft: "issue 11: both dataplanes at 1,000-100,000 CIDRs, and the first-packet cost",
+};
+
+export interface Options {
+  readonly backends: readonly Backend[];
+  readonly only: ReadonlySet<Section>;
+  /** Timer resyncs measured per steady run. */
+  readonly resyncs: number;
+  /** Service ports in the kube-proxy table. */
+  readonly services: number;
+  /** CIDRs of the "10,000 CIDRs" runs. */
+  readonly cidrs: number;
+  readonly probeRuns: number;
+  /** Runs of spawn → first rules with 4 CIDRs. */
+  readonly startupRuns: number;
+  /** Runs of spawn → 10,000 CIDRs applied. */
+  readonly applyRuns: number;
+  readonly reconciles: number;
+  readonly swaps: number;
+}
+
+export const usage = `deno task bench [--name=value ...]   (as root)
+
+  --backends=nft,legacy   iptables backends to measure
+  --only=${sections.join(",")}
+${sections.map((name) => `      ${name.padEnd(10)} ${sectionHelp[name]}`).join("\n")}
+  --resyncs=15            timer resyncs per steady run
+  --services=5000         service ports in the kube-proxy table (about 10.3 nat rules each)
+  --cidrs=10000           CIDRs of the "10,000 CIDRs" runs
+  --probe-runs=3          --check probes (after one warm-up)
+  --startup-runs=5        spawn → first rules runs with 4 CIDRs (after one warm-up)
+  --apply-runs=3          spawn → 10,000 CIDRs applied runs (after one warm-up)
+  --reconciles=1000       SIGHUP-driven reconciles of the memory-growth run
+  --swaps=50              config changes of the latency run
+`;
+
+export function parseOptions(args: readonly string[]): Options {
+  const values = new Map<string, string>();
+  for (const arg of args) {
+    const match = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
+    if (!match) throw new Error(`unknown argument ${arg} (options take the form --name=value)`);
+    values.set(match[1], match[2]);
+  }
+  const take = (name: string, fallback: string) => {
+    const value = values.get(name) ?? fallback;
+    values.delete(name);
+    return value;
+  };
+  const int = (name: string, fallback: number) => {
+    const value = Number(take(name, String(fallback)));
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive int`);
+    return value;
+  };
+  const backends = take("backends", "nft,legacy").split(",").map((name) => {
+    if (name !== "nft" && name !== "legacy") throw new Error(`unknown backend ${name}`);
+    return name as Backend;
+  });
+  const only = new Set(
+    take("only", sections.join(",")).split(",").map((name) => {
+      if (!(sections as readonly string[]).includes(name)) {
+        throw new Error(`unknown section ${name} (one of ${sections.join(", ")})`);
+      }
+      return name as Section;
+    }),
+  );
+  const options: Options = {
+    backends,
+    only,
+    resyncs: int("resyncs", 15),
+    services: int("services", 5000),
+    cidrs: int("cidrs", 10_000),
+    probeRuns: int("probe-runs", 3),
+    startupRuns: int("startup-runs", 5),
+    applyRuns: int("apply-runs", 3),
+    reconciles: int("reconciles", 1000),
+    swaps: int("swaps", 50),
+  };
+  if (values.size > 0) throw new Error(`unknown option --${[...values.keys()][0]}`);
+  return options;
+}
+
+/** The options that reproduce one section for one backend, for the report's rerun column. */
+export function rerunArgs(section: Section, backend: Backend | "—", extra: string[] = []): string {
+  return [`--only=${section}`, ...(backend === "—" ? [] : [`--backends=${backend}`]), ...extra]
+    .join(" ");
+}

@@ -1,0 +1,94 @@
+/**
+ * What the loop does after a failed reconcile, as a pure decision: a held
+ * xtables lock is someone else's transaction, so wait and retry for as long as
+ * it takes; any other iptables failure gets retries within a budget of one
+ * resync interval and then the agent gives up (exit 1, so the DaemonSet
+ * restarts it and the failure shows); a missing tool, or an error that is not
+ * iptables', will not heal by waiting. Delays double from the initial backoff
+ * up to the cap, and a success starts over.
+ *
+ * @example
+ * ```ts
+ * import { decideRetry, initialRetryState } from "./backoff.ts";
+ * const policy = { initialBackoffMs: 1000, maxBackoffMs: 30_000, budgetMs: 60_000 };
+ * const first = decideRetry(initialRetryState(policy), "failed", 0, policy);
+ * if (first.action !== "retry") throw new Error("expected a retry");
+ * console.assert(first.delayMs === 1000);
+ * const second = decideRetry(first.state, "failed", 1000, policy);
+ * console.assert(second.action === "retry" && second.delayMs === 2000);
+ * ```
+ *
+ * @module
+ */
+
+/** How a reconcile failed, as far as retrying is concerned. */
+export type FailureKind = "lock" | "failed" | "fatal";
+
+/** The delays and the budget the decision works with. */
+export interface RetryPolicy {
+  /** The first retry's delay. */
+  readonly initialBackoffMs: number;
+  /** Doubling stops here. */
+  readonly maxBackoffMs: number;
+  /** How long failures other than the lock may go on before the agent gives up: one resync interval. */
+  readonly budgetMs: number;
+}
+
+/** What the decision remembers between failures. */
+export interface RetryState {
+  /** The next delay before the budget clips it. */
+  readonly backoffMs: number;
+  /** When the first failure that counts against the budget happened; null while none has. */
+  readonly failingSince: number | null;
+}
+
+/** Retry after `delayMs` (carrying `state` on), give up (exit 1), or fail at once. */
+export type RetryDecision =
+  | {
+    readonly action: "retry";
+    readonly reason: "lock" | "failed";
+    readonly delayMs: number;
+    readonly state: RetryState;
+  }
+  | { readonly action: "give-up"; readonly budgetMs: number }
+  | { readonly action: "fatal" };
+
+/** Before any failure, and after every success. */
+export function initialRetryState(policy: Pick<RetryPolicy, "initialBackoffMs">): RetryState {
+  return { backoffMs: policy.initialBackoffMs, failingSince: null };
+}
+
+/** The decision after a reconcile failed with `failure` at `now`. */
+export function decideRetry(
+  state: RetryState,
+  failure: FailureKind,
+  now: number,
+  policy: RetryPolicy,
+): RetryDecision {
+  if (failure === "fatal") return { action: "fatal" };
+  if (failure === "lock") {
+    // Lock waits neither start nor spend the budget: the other program is making progress.
+    return {
+      action: "retry",
+      reason: "lock",
+      delayMs: state.backoffMs,
+      state: { ...state, backoffMs: doubled(state.backoffMs, policy) },
+    };
+  }
+  const failingSince = state.failingSince ?? now;
+  const budgetLeftMs = failingSince + policy.budgetMs - now;
+  if (budgetLeftMs <= 0) return { action: "give-up", budgetMs: policy.budgetMs };
+  // The last retry lands at the end of the budget, so the agent gives up on time. Whole
+  // milliseconds: the clock is fractional (performance.now), the log line and timers are not.
+  const delayMs = Math.min(state.backoffMs, Math.ceil(budgetLeftMs));
+  return {
+    action: "retry",
+    reason: "failed",
+    delayMs,
+    state: { backoffMs: doubled(delayMs, policy), failingSince },
+  };
+}
+
+function doubled(ms: number, policy: Pick<RetryPolicy, "maxBackoffMs">): number {
+  return Math.min(ms * 2, policy.maxBackoffMs);
+}

@@ -1,0 +1,41 @@
+/**
+ * Whether two reads of the config directory found the same thing. The desired
+ * state is a pure function of the directory's contents and the flags
+ * (core/desired.ts), so when the bytes are what the last good reconcile
+ * loaded, validating, merging and rendering again would give the same chains:
+ * the loop reuses them. Comparing bytes costs a fraction of parsing them, and
+ * any difference, even one byte or a renamed file, takes the full path.
+ *
+ * @example
+ * ```ts
+ * import { sameConfigDirContents } from "./config_identity.ts";
+ * const bytes = new TextEncoder().encode("nonMasqueradeCIDRs: []\n");
+ * const read = { kind: "files", files: [{ path: "/etc/config/ip-masq-agent", bytes }] } as const;
+ * const again = { kind: "files", files: [{ path: read.files[0].path, bytes: bytes.slice() }] } as const;
+ * console.assert(sameConfigDirContents(read, again));
+ * console.assert(!sameConfigDirContents(read, { kind: "missing" }));
+ * ```
+ *
+ * @module
+ */
+
+import type { ConfigDirContents, ConfigFileBytes } from "./config.ts";
+
+/** True when both are missing, or both list the same paths in the same order with equal bytes. */
+export function sameConfigDirContents(a: ConfigDirContents, b: ConfigDirContents): boolean {
+  if (a.kind === "missing" || b.kind === "missing") return a.kind === b.kind;
+  if (a.files.length !== b.files.length) return false;
+  return a.files.every((file, index) => sameFile(file, b.files[index]));
+}
+
+function sameFile(a: ConfigFileBytes, b: ConfigFileBytes): boolean {
+  return a.path === b.path && sameBytes(a.bytes, b.bytes);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return false;
+  }
+  return true;
+}

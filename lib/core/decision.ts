@@ -1,0 +1,147 @@
+/**
+ * The masquerade decision as one pure function: for a desired chain and a
+ * packet (destination, optionally source), whether the packet is
+ * masqueraded and which configured item decides it. The rendered iptables
+ * chain, the nftables dataplane, `--explain` and the tests' packet tracer
+ * all answer to this function.
+ *
+ * The rules, in order:
+ * 1. a destination that is an address of the node is never masqueraded (our
+ *    POSTROUTING jump skips `--dst-type LOCAL`);
+ * 2. a source inside `nonMasqueradeSrcCIDRs` keeps its address;
+ * 3. otherwise the longest prefix among the exemptions (link-local unless
+ *    `masqLinkLocal`, `nonMasqueradeCIDRs` or the defaults) and the
+ *    `masqueradeCIDRs` exceptions decides; an exception wins a tie (only
+ *    possible with the built-in link-local range: the same CIDR in both
+ *    lists is a config error);
+ * 4. a destination no exemption holds is masqueraded.
+ *
+ * @module
+ */
+
+import { inCidr, type IpAddress } from "./address.ts";
+import type { Cidr } from "./cidr.ts";
+import type { DesiredChain } from "./rules.ts";
+import type { Located } from "./source.ts";
+
+/** What happens to the packet's source address. */
+export type Verdict = "masquerade" | "keep source";
+
+/** The one thing that decided, with where it came from. */
+export type DecidingItem =
+  | { readonly kind: "local-destination" }
+  | { readonly kind: "source-exemption"; readonly cidr: Located<Cidr> }
+  | { readonly kind: "link-local"; readonly cidr: Located<Cidr> }
+  | {
+    readonly kind: "non-masquerade";
+    readonly cidr: Located<Cidr>;
+    /** True for the defaults, which apply only when no config file is present. */
+    readonly builtInDefault: boolean;
+  }
+  | {
+    readonly kind: "masquerade-exception";
+    readonly cidr: Located<Cidr>;
+    /** The longest exemption it cuts the destination out of. */
+    readonly narrows: Located<Cidr>;
+  }
+  | { readonly kind: "no-exemption" };
+
+/** A decision and its reason. */
+export interface Decision {
+  /** Masqueraded, or not. */
+  readonly verdict: Verdict;
+  /** What decided it. */
+  readonly because: DecidingItem;
+}
+
+/** The packet as the decision sees it. */
+export interface Packet {
+  /** Where it goes; of the desired chain's family. */
+  readonly destination: IpAddress;
+  /** Where it comes from; unknown when undefined (then source exemptions are not applied). */
+  readonly source?: IpAddress;
+  /** Whether the destination is an address of the node itself. */
+  readonly localDestination?: boolean;
+}
+
+/**
+ * The decision for `packet` under `desired`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseIpAddress } from "./address.ts";
+ * import { parseBuiltInCidr } from "./cidr.ts";
+ * import { decide } from "./decision.ts";
+ *
+ * const at = { file: "/etc/config/ip-masq-agent", line: 2 };
+ * const chain = {
+ *   family: "ipv4" as const,
+ *   chain: "IP-MASQ-AGENT",
+ *   exemptions: [{ value: parseBuiltInCidr("10.0.0.0/8"), at }],
+ *   masqueradeExceptions: [{ value: parseBuiltInCidr("10.1.0.0/16"), at: { ...at, line: 4 } }],
+ *   masquerade: { randomFully: true, toPorts: [] },
+ * };
+ * const address = (text: string) => {
+ *   const parsed = parseIpAddress(text);
+ *   if (!parsed.ok) throw new Error(parsed.error);
+ *   return parsed.value;
+ * };
+ * assert.equal(decide(chain, { destination: address("10.2.0.1") }).verdict, "keep source");
+ * const inside = decide(chain, { destination: address("10.1.0.1") });
+ * assert.equal(inside.verdict, "masquerade");
+ * assert.equal(inside.because.kind, "masquerade-exception");
+ * ```
+ */
+export function decide(desired: DesiredChain, packet: Packet): Decision {
+  if (packet.localDestination) {
+    return { verdict: "keep source", because: { kind: "local-destination" } };
+  }
+  const { source, destination } = packet;
+  if (source !== undefined) {
+    const exemption = (desired.sourceExemptions ?? []).find((cidr) => inCidr(cidr.value, source));
+    if (exemption) {
+      return { verdict: "keep source", because: { kind: "source-exemption", cidr: exemption } };
+    }
+  }
+  const exemption = longestMatch(desired.exemptions, destination);
+  if (!exemption) return { verdict: "masquerade", because: { kind: "no-exemption" } };
+  const exception = longestMatch(desired.masqueradeExceptions ?? [], destination);
+  if (exception && exception.value.prefix >= exemption.value.prefix) {
+    return {
+      verdict: "masquerade",
+      because: { kind: "masquerade-exception", cidr: exception, narrows: exemption },
+    };
+  }
+  if (isBuiltInLinkLocal(desired, exemption)) {
+    return { verdict: "keep source", because: { kind: "link-local", cidr: exemption } };
+  }
+  return {
+    verdict: "keep source",
+    because: {
+      kind: "non-masquerade",
+      cidr: exemption,
+      builtInDefault: exemption.at.line === undefined,
+    },
+  };
+}
+
+/** The CIDR with the longest prefix holding `address`; the first listed wins a tie. */
+function longestMatch(
+  cidrs: readonly Located<Cidr>[],
+  address: IpAddress,
+): Located<Cidr> | undefined {
+  let best: Located<Cidr> | undefined;
+  for (const cidr of cidrs) {
+    if (!inCidr(cidr.value, address)) continue;
+    if (best === undefined || cidr.value.prefix > best.value.prefix) best = cidr;
+  }
+  return best;
+}
+
+const linkLocalText = { ipv4: "169.254.0.0/16", ipv6: "fe80::/10" } as const;
+
+/** The exemption desiredChain adds itself: a configured one has a line. */
+function isBuiltInLinkLocal(desired: DesiredChain, cidr: Located<Cidr>): boolean {
+  return cidr.at.line === undefined && cidr.value.text === linkLocalText[desired.family];
+}

@@ -1,0 +1,367 @@
+/**
+ * `--explain`: for one destination, the decision the configuration makes and
+ * why (the deciding CIDR with its file, line and key), and whether the live
+ * nat table gives the same answer, and if not, why not. Pure: the live
+ * listing is an input; printing is the caller's.
+ *
+ * @module
+ */
+
+import { type IpAddress, isLoopback } from "./address.ts";
+import type { Cidr, Family } from "./cidr.ts";
+import { decide, type DecidingItem, type Decision, type Verdict } from "./decision.ts";
+import { type LiveOutcome, traceLive } from "./live_trace.ts";
+import type { EffectiveConfig } from "./merge.ts";
+import type { DesiredChain } from "./rules.ts";
+import { type LiveNatTable, planReconcile } from "./ruleset.ts";
+import { formatLocation, type Located } from "./source.ts";
+
+/** What the live table was, for one family: read, or why not. */
+export type LiveTableView =
+  | {
+    readonly kind: "read";
+    /** Which tables were read, e.g. `iptables nft`. */
+    readonly backend: string;
+    readonly table: LiveNatTable;
+  }
+  | {
+    /**
+     * A dataplane read as a whole (the nftables table): in sync or not, by its own planner. In
+     * sync means it renders the desired state, and so the decision function's answer.
+     */
+    readonly kind: "planned";
+    /** e.g. `nftables`. */
+    readonly backend: string;
+    /** What differs from the desired state; empty when in sync. */
+    readonly drift: readonly string[];
+  }
+  | { readonly kind: "unavailable"; readonly reason: string };
+
+/** How the live answer compares with the configuration's. */
+export type LiveAnswer =
+  | { readonly status: "unavailable"; readonly reason: string }
+  | {
+    readonly status: "agrees" | "differs" | "uncertain";
+    readonly backend: string;
+    /** The verdicts the live rules can reach (one unless uncertain). */
+    readonly verdicts: readonly (Verdict | "unknown")[];
+    /** The rule that decides on the first path. */
+    readonly decidedBy: string;
+    /** Why the live answer differs, or may differ. */
+    readonly reasons: readonly string[];
+    /** What `--check` would repair (our jump, our chain), whether or not it changes this answer. */
+    readonly drift: readonly string[];
+  };
+
+/** The answer for one destination. */
+export interface Explanation {
+  /** The address asked about. */
+  readonly destination: IpAddress;
+  /** The source assumed, when given and of the destination's family. */
+  readonly source?: IpAddress;
+  /** The destination's family: whose table decides. */
+  readonly family: Family;
+  /** Undefined when the family is not enabled: the agent leaves its traffic alone. */
+  readonly decision?: Decision;
+  /** One line: what decided, with its provenance. */
+  readonly because: string;
+  /** The config key of the deciding item, if any. */
+  readonly key?: string;
+  /** The deciding CIDR and where it came from, if a CIDR decided. */
+  readonly cidr?: Located<Cidr>;
+  /** Things the answer depends on that were not given. */
+  readonly notes: readonly string[];
+  /** What the live table does with the packet, compared with `decision`. */
+  readonly live: LiveAnswer;
+}
+
+/** What explaining one destination needs. */
+export interface ExplainInput {
+  /** The merged configuration (for what to call the defaults). */
+  readonly effective: EffectiveConfig;
+  /** The desired chain of each enabled family. */
+  readonly desired: readonly DesiredChain[];
+  /** The address to explain. */
+  readonly destination: IpAddress;
+  /** `--explain-source`; applies to destinations of its family only. */
+  readonly source?: IpAddress;
+  /** The live table of the destination's family; undefined when the family is not enabled. */
+  readonly live?: LiveTableView;
+}
+
+/**
+ * The configuration's answer for `destination`, and the live table's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseIpAddress } from "./address.ts";
+ * import { desiredChains } from "./desired.ts";
+ * import { explain } from "./explain.ts";
+ * import { mergeConfigs } from "./merge.ts";
+ *
+ * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false });
+ * const flags = { masqChain: "IP-MASQ-AGENT", enableIpv6: false, randomFully: true, toPorts: [] };
+ * const desired = desiredChains(config, flags, { ipv4: true, ipv6: true });
+ * const destination = parseIpAddress("10.1.2.3");
+ * assert.ok(destination.ok);
+ * const answer = explain({
+ *   effective: config,
+ *   desired,
+ *   destination: destination.value,
+ *   live: { kind: "unavailable", reason: "not root" },
+ * });
+ * assert.equal(answer.decision?.verdict, "keep source");
+ * assert.match(answer.because, /^default \(no config file present\): 10\.0\.0\.0\/8/);
+ * ```
+ */
+export function explain(input: ExplainInput): Explanation {
+  const { destination, effective } = input;
+  const family = destination.family;
+  const desired = input.desired.find((chain) => chain.family === family);
+  const notes: string[] = [];
+  const source = input.source?.family === family ? input.source : undefined;
+  if (input.source && !source) {
+    notes.push(`--explain-source ${input.source.text} is not ${family}: ignored for this one`);
+  }
+  if (!desired) {
+    return {
+      destination,
+      family,
+      ...(source ? { source } : {}),
+      because: "IPv6 is not enabled (--enable-ipv6=false): the agent writes no IPv6 rules " +
+        "and leaves this traffic as it is",
+      notes,
+      live: { status: "unavailable", reason: "IPv6 is not enabled" },
+    };
+  }
+  const localDestination = isLoopback(destination);
+  const decision = decide(desired, { destination, source, localDestination });
+  if (!source && (desired.sourceExemptions?.length ?? 0) > 0 && !localDestination) {
+    notes.push(
+      `unless the pod's address is in nonMasqueradeSrcCIDRs (${
+        desired.sourceExemptions!.map(describeCidr).join(", ")
+      }): give --explain-source to know`,
+    );
+  }
+  const provenance = describeDecision(decision.because, effective, family);
+  return {
+    destination,
+    family,
+    ...(source ? { source } : {}),
+    decision,
+    ...provenance,
+    notes,
+    live: liveAnswer(desired, decision.verdict, input.live, {
+      destination,
+      source,
+      localDestination,
+    }),
+  };
+}
+
+function describeCidr(cidr: Located<Cidr>): string {
+  return `${cidr.value.text} at ${formatLocation(cidr.at)}`;
+}
+
+function describeDecision(
+  because: DecidingItem,
+  effective: EffectiveConfig,
+  family: Family,
+): { because: string; key?: string; cidr?: Located<Cidr> } {
+  const linkLocalKey = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
+  switch (because.kind) {
+    case "local-destination":
+      return {
+        because: "local destination: an address of this node, which our POSTROUTING jump " +
+          "skips (-m addrtype ! --dst-type LOCAL)",
+      };
+    case "source-exemption":
+      return {
+        because: `nonMasqueradeSrcCIDRs ${describeCidr(because.cidr)} holds the source`,
+        key: "nonMasqueradeSrcCIDRs",
+        cidr: because.cidr,
+      };
+    case "link-local":
+      return {
+        because: `link-local: ${because.cidr.value.text} keeps the source unless ${linkLocalKey} ` +
+          "is true",
+        key: linkLocalKey,
+        cidr: because.cidr,
+      };
+    case "non-masquerade":
+      return because.builtInDefault
+        ? {
+          because: `default (no config file present): ${because.cidr.value.text} ` +
+            `${because.cidr.at.file.replace(/^\(default: (.*)\)$/, "($1)")}`,
+          key: "nonMasqueradeCIDRs",
+          cidr: because.cidr,
+        }
+        : {
+          because: `nonMasqueradeCIDRs ${describeCidr(because.cidr)}`,
+          key: "nonMasqueradeCIDRs",
+          cidr: because.cidr,
+        };
+    case "masquerade-exception":
+      return {
+        because: `masqueradeCIDRs ${describeCidr(because.cidr)}, inside ` +
+          `${describeExemption(because.narrows)} (the longest prefix decides)`,
+        key: "masqueradeCIDRs",
+        cidr: because.cidr,
+      };
+    case "no-exemption":
+      return {
+        because: effective.files.length === 0
+          ? "default (no config file present): in none of the default non-masquerade ranges, " +
+            "so the last rule masquerades it"
+          : `in no nonMasqueradeCIDRs range of ${effective.files.join(", ")}, so the last ` +
+            "rule masquerades it",
+      };
+  }
+}
+
+/** A configured exemption with its place; a built-in one with its description. */
+function describeExemption(cidr: Located<Cidr>): string {
+  if (cidr.at.line !== undefined) return `nonMasqueradeCIDRs ${describeCidr(cidr)}`;
+  return `${cidr.value.text} ${cidr.at.file}`;
+}
+
+function liveAnswer(
+  desired: DesiredChain,
+  verdict: Verdict,
+  view: LiveTableView | undefined,
+  packet: Parameters<typeof traceLive>[2],
+): LiveAnswer {
+  if (view === undefined) return { status: "unavailable", reason: "not read" };
+  if (view.kind === "unavailable") return { status: "unavailable", reason: view.reason };
+  if (view.kind === "planned") {
+    const common = { backend: view.backend, drift: view.drift };
+    return view.drift.length === 0
+      ? {
+        status: "agrees",
+        ...common,
+        verdicts: [verdict],
+        decidedBy: `our ${view.backend} table, in sync with the configuration`,
+        reasons: [],
+      }
+      : {
+        status: "uncertain",
+        ...common,
+        verdicts: [verdict, "unknown"],
+        decidedBy: `our ${view.backend} table, which differs from the configuration`,
+        reasons: [
+          `our ${view.backend} table drifted (${view.drift.join("; ")}); --explain does not ` +
+          "evaluate its rules one by one, and --check repairs it",
+        ],
+      };
+  }
+  const outcomes = traceLive(view.table, desired.chain, packet);
+  const drift = planReconcile(desired, view.table).drift.map((item) => item.message);
+  const verdicts = [...new Set(outcomes.map((outcome) => outcome.verdict))];
+  const first = outcomes[0];
+  const common = { backend: view.backend, verdicts, decidedBy: first.rule, drift };
+  if (verdicts.length === 1 && verdicts[0] === verdict) {
+    return { status: "agrees", ...common, reasons: [] };
+  }
+  const jumpDrift = drift.filter((message) => /POSTROUTING/.test(message));
+  const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
+  const other = outcomes.filter((outcome) => outcome.verdict !== verdict);
+  if (!verdicts.includes(verdict)) {
+    return {
+      status: "differs",
+      ...common,
+      reasons: [whyDifferent(first, desired.chain, jumpDrift, chainDrift)],
+    };
+  }
+  return {
+    status: "uncertain",
+    ...common,
+    reasons: other.map((outcome) => whyMaybe(outcome)),
+  };
+}
+
+function whyDifferent(
+  outcome: LiveOutcome,
+  chain: string,
+  jumpDrift: readonly string[],
+  chainDrift: readonly string[],
+): string {
+  switch (outcome.stage) {
+    case "before our jump":
+      return jumpDrift.some((message) => /no jump/.test(message))
+        ? `our jump is missing (${jumpDrift.join("; ")}), and a rule of another tool decides: ` +
+          outcome.rule
+        : `a POSTROUTING rule of another tool before our jump decides first: ${outcome.rule}`;
+    case "our chain":
+      return `our chain ${chain} drifted (${chainDrift.join("; ") || "it differs"}): ` +
+        `${outcome.rule} decides`;
+    case "after our jump":
+      return `our chain ${chain} returns, then a later POSTROUTING rule of another tool ` +
+        `decides: ${outcome.rule}`;
+    case "policy":
+      return jumpDrift.length > 0
+        ? `our jump is missing or misplaced (${jumpDrift.join("; ")}): nothing of ours sees ` +
+          `the packet, and ${outcome.rule}`
+        : `${outcome.rule}`;
+  }
+}
+
+function whyMaybe(outcome: LiveOutcome): string {
+  const where = outcome.stage === "our chain" ? "in our chain" : `(${outcome.stage})`;
+  if (outcome.verdict === "unknown") {
+    return `may decide first: ${outcome.unknownBecause} ${where}: ${outcome.rule}`;
+  }
+  return `may decide first: cannot evaluate ${outcome.assumed.join(", ")} ${where}: ` +
+    `${outcome.rule} (${outcome.verdict})`;
+}
+
+/** The explanation as text lines: the answer, why, and the live comparison. */
+export function formatExplanation(explanation: Explanation): string {
+  const { destination, decision, live } = explanation;
+  const from = explanation.source ? ` from ${explanation.source.text}` : "";
+  const lines = [
+    `${destination.text}${from} (${explanation.family}): ${decision?.verdict ?? "not managed"}`,
+    `  because: ${explanation.because}`,
+    ...explanation.notes.map((note) => `  note: ${note}`),
+  ];
+  if (live.status === "unavailable") {
+    lines.push(`  live: not compared: ${live.reason}`);
+  } else {
+    const verdicts = live.verdicts.join(" or ");
+    const summary = live.status === "agrees"
+      ? `same answer (${verdicts}), decided by ${live.decidedBy}`
+      : live.status === "differs"
+      ? `DIFFERENT answer: ${verdicts}`
+      : `may differ: ${verdicts}`;
+    lines.push(`  live (${live.backend}): ${summary}`);
+    for (const reason of live.reasons) lines.push(`    ${reason}`);
+    for (const drift of live.drift) lines.push(`    --check would repair: ${drift}`);
+  }
+  return lines.join("\n");
+}
+
+/** The explanation as one JSON-ready object (`--log-format=json`). */
+export function explanationObject(explanation: Explanation): Record<string, unknown> {
+  const { cidr, live } = explanation;
+  return {
+    destination: explanation.destination.text,
+    ...(explanation.source ? { source: explanation.source.text } : {}),
+    family: explanation.family,
+    verdict: explanation.decision?.verdict ?? "not managed",
+    because: {
+      kind: explanation.decision?.because.kind ?? "family-disabled",
+      text: explanation.because,
+      ...(explanation.key ? { key: explanation.key } : {}),
+      ...(cidr
+        ? {
+          cidr: cidr.value.text,
+          file: cidr.at.file,
+          ...(cidr.at.line !== undefined ? { line: cidr.at.line } : {}),
+          ...(cidr.at.column !== undefined ? { column: cidr.at.column } : {}),
+        }
+        : {}),
+    },
+    notes: explanation.notes,
+    live,
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Address intervals: the form an nftables interval set holds. A list of
+ * CIDRs from the config may overlap (a CIDR inside another, duplicates);
+ * the set must receive a sorted, non-overlapping list, and what `nft` reads
+ * back must compare equal to it. Both sides therefore become maximal
+ * intervals (overlapping or touching ranges merged), compared as numbers,
+ * never as text.
+ *
+ * @module
+ */
+
+import { type Cidr, type Family, familyBits, formatAddress } from "./cidr.ts";
+
+/** The addresses `start` to `end`, both included, of one family. */
+export interface AddressInterval {
+  /** The first address. */
+  readonly start: bigint;
+  /** The last address, at least `start`. */
+  readonly end: bigint;
+}
+
+/** The addresses a CIDR covers. */
+export function cidrInterval(cidr: Cidr): AddressInterval {
+  const hostBits = BigInt(familyBits(cidr.family) - cidr.prefix);
+  const start = (cidr.address >> hostBits) << hostBits;
+  return { start, end: start + (1n << hostBits) - 1n };
+}
+
+/**
+ * Sorted, non-overlapping, non-touching intervals covering exactly the
+ * addresses of `intervals`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mergeIntervals } from "./intervals.ts";
+ *
+ * assert.deepEqual(mergeIntervals([{ start: 5n, end: 9n }, { start: 0n, end: 4n }, { start: 7n, end: 8n }]), [
+ *   { start: 0n, end: 9n },
+ * ]);
+ * ```
+ */
+export function mergeIntervals(intervals: readonly AddressInterval[]): AddressInterval[] {
+  const sorted = [...intervals].sort((
+    a,
+    b,
+  ) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const merged: { start: bigint; end: bigint }[] = [];
+  for (const interval of sorted) {
+    const last = merged.at(-1);
+    if (last && interval.start <= last.end + 1n) {
+      if (interval.end > last.end) last.end = interval.end;
+    } else merged.push({ start: interval.start, end: interval.end });
+  }
+  return merged;
+}
+
+/** The addresses of `from` (merged) that are not in `remove` (merged). Both must be merged. */
+export function subtractIntervals(
+  from: readonly AddressInterval[],
+  remove: readonly AddressInterval[],
+): AddressInterval[] {
+  const result: AddressInterval[] = [];
+  let r = 0;
+  for (const interval of from) {
+    let start = interval.start;
+    while (r < remove.length && remove[r].end < start) r++;
+    let k = r;
+    while (k < remove.length && remove[k].start <= interval.end) {
+      if (remove[k].start > start) result.push({ start, end: remove[k].start - 1n });
+      start = remove[k].end + 1n;
+      k++;
+    }
+    if (start <= interval.end) result.push({ start, end: interval.end });
+  }
+  return result;
+}
+
+/**
+ * The destinations that keep their source when the most specific CIDR of
+ * either list decides (longest-prefix match): `keep` are exempt from
+ * masquerade, `masquerade` are exceptions inside them. Without exceptions
+ * this is the union of `keep`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseBuiltInCidr } from "./cidr.ts";
+ * import { longestPrefixKeep } from "./intervals.ts";
+ *
+ * const keep = longestPrefixKeep(
+ *   [parseBuiltInCidr("10.0.0.0/8"), parseBuiltInCidr("10.1.2.0/24")],
+ *   [parseBuiltInCidr("10.1.0.0/16")],
+ * );
+ * // 10.0.0.0/8 without 10.1.0.0/16, but 10.1.2.0/24 (more specific) keeps its source again.
+ * assert.equal(keep.length, 3);
+ * ```
+ */
+export function longestPrefixKeep(
+  keep: readonly Cidr[],
+  masquerade: readonly Cidr[],
+): AddressInterval[] {
+  if (masquerade.length === 0) return mergeIntervals(keep.map(cidrInterval));
+  // CIDRs are nested or disjoint: painting from the least to the most specific leaves the
+  // most specific CIDR's answer on every address. On a tie (the same CIDR in both lists,
+  // a config error upstream of here) masquerading wins, the side that never leaks a pod IP.
+  const painted = [
+    ...keep.map((cidr) => ({ cidr, keep: true })),
+    ...masquerade.map((cidr) => ({ cidr, keep: false })),
+  ].sort((a, b) => a.cidr.prefix - b.cidr.prefix || Number(b.keep) - Number(a.keep));
+  let result: AddressInterval[] = [];
+  for (const { cidr, keep: keeps } of painted) {
+    const interval = [cidrInterval(cidr)];
+    result = keeps ? mergeIntervals([...result, ...interval]) : subtractIntervals(result, interval);
+  }
+  return result;
+}
+
+/** Whether `address` lies in one of the sorted, merged `intervals` (binary search). */
+export function intervalsContain(intervals: readonly AddressInterval[], address: bigint): boolean {
+  let low = 0;
+  let high = intervals.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    const interval = intervals[middle];
+    if (address < interval.start) high = middle - 1;
+    else if (address > interval.end) low = middle + 1;
+    else return true;
+  }
+  return false;
+}
+
+/** Equal lists of intervals, element by element. */
+export function sameIntervals(
+  a: readonly AddressInterval[],
+  b: readonly AddressInterval[],
+): boolean {
+  return a.length === b.length &&
+    a.every((interval, index) =>
+      interval.start === b[index].start && interval.end === b[index].end
+    );
+}
+
+/**
+ * An interval as nft writes and prints a set element: a bare address for
+ * one address, `address/prefix` for an aligned block, `first-last` otherwise.
+ */
+export function formatInterval(family: Family, interval: AddressInterval): string {
+  const bits = familyBits(family);
+  const size = interval.end - interval.start + 1n;
+  const isPowerOfTwo = (size & (size - 1n)) === 0n;
+  if (isPowerOfTwo && interval.start % size === 0n) {
+    const prefix = bits - (size.toString(2).length - 1);
+    const address = formatAddress(family, interval.start);
+    return prefix === bits ? address : `${address}/${prefix}`;
+  }
+  return `${formatAddress(family, interval.start)}-${formatAddress(family, interval.end)}`;
+}
+
+/** A stable key of an interval, for set differences. */
+export function intervalKey(interval: AddressInterval): string {
+  return `${interval.start.toString(16)}-${interval.end.toString(16)}`;
+}

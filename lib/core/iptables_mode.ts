@@ -1,0 +1,186 @@
+/**
+ * Which iptables backend the node uses (nft or legacy), decided from the
+ * evidence kubelet leaves, and the tools of each backend. The agent runs a
+ * backend's own tools by name (`iptables-nft-restore`, ...), never the plain
+ * `iptables*` names: in the shipped image those are the iptables-wrapper
+ * script, which cannot relink itself on a read-only root filesystem and then
+ * fails every call.
+ *
+ * @module
+ */
+
+import type { Family } from "./cidr.ts";
+
+/** An iptables backend: nf_tables through the iptables API, or the legacy x_tables one. */
+export type IptablesMode = "nft" | "legacy";
+
+/** Both backends, in the order the detection asks about them. */
+export const iptablesModes: readonly IptablesMode[] = ["nft", "legacy"];
+
+/** The programs the agent runs for one backend and family. */
+export interface IptablesTools {
+  /** Lists rules: `<main> -t nat -S [CHAIN]`; also `--version`. */
+  readonly main: string;
+  /** Applies one atomic transaction: `<restore> --noflush -w 5 -W 100000`. */
+  readonly restore: string;
+  /**
+   * `<save>` without `-t`: dumps only the tables already loaded (it reads
+   * `/proc/net/ip_tables_names`, which Deno's sandbox will not let the agent
+   * read itself), so asking the legacy backend this never loads its modules.
+   * Run for the legacy backend only.
+   */
+  readonly save: string;
+}
+
+/**
+ * The tools of `mode` for `family`, as Debian and distroless-iptables name
+ * them: `iptables-nft`, `iptables-nft-restore`, `ip6tables-legacy`, ...
+ *
+ * @example
+ * ```ts
+ * import { iptablesTools } from "./iptables_mode.ts";
+ * const tools = iptablesTools("nft", "ipv6");
+ * console.assert(tools.restore === "ip6tables-nft-restore");
+ * ```
+ */
+export function iptablesTools(mode: IptablesMode, family: Family): IptablesTools {
+  const base = family === "ipv4" ? "iptables" : "ip6tables";
+  return {
+    main: `${base}-${mode}`,
+    restore: `${base}-${mode}-restore`,
+    save: `${base}-${mode}-save`,
+  };
+}
+
+/** Every program the agent may run: the permission list must name exactly these. */
+export const allIptablesTools: readonly string[] = iptablesModes.flatMap((mode) =>
+  (["ipv4", "ipv6"] as const).flatMap((family) => {
+    const tools = iptablesTools(mode, family);
+    return mode === "legacy"
+      ? [tools.main, tools.restore, tools.save]
+      : [tools.main, tools.restore];
+  })
+);
+
+/**
+ * The chains kubelet creates in the mangle table of the backend it uses:
+ * `KUBE-IPTABLES-HINT` since Kubernetes 1.23 for exactly this purpose, and
+ * `KUBE-KUBELET-CANARY` before it. The iptables-wrapper and Calico's
+ * `IptablesBackend=auto` look for the same chains.
+ */
+export const kubeletHintChains: readonly string[] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
+
+/** What `iptables-legacy-save` (all loaded tables) says about the legacy backend. */
+export interface LegacyDump {
+  /** Whether any legacy table is loaded at all; if not, nothing of the node is there. */
+  readonly loaded: boolean;
+  /** Whether kubelet's hint chain is in its mangle table. */
+  readonly hint: boolean;
+  /** How many rules (`-A` lines) it holds. */
+  readonly rules: number;
+  /** The dump itself, for finding rules of ours there. */
+  readonly text: string;
+}
+
+/**
+ * Reads an `iptables-legacy-save` dump of every loaded table.
+ *
+ * @example
+ * ```ts
+ * import { parseLegacyDump } from "./iptables_mode.ts";
+ * const dump = parseLegacyDump("*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n");
+ * console.assert(dump.loaded && dump.hint && dump.rules === 0);
+ * ```
+ */
+export function parseLegacyDump(text: string): LegacyDump {
+  let table = "";
+  let hint = false;
+  let rules = 0;
+  let loaded = false;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("*")) {
+      table = line.slice(1);
+      loaded = true;
+    } else if (line.startsWith("-A ")) rules++;
+    else if (table === "mangle" && line.startsWith(":")) {
+      hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
+    }
+  }
+  return { loaded, hint, rules, text };
+}
+
+/**
+ * What has been learned about the node so far; a field left undefined was
+ * not (yet) probed. The detection probes in the order of the fields and stops
+ * as soon as {@link decideMode} returns a decision, so a node with kubelet's
+ * hint in the nft backend costs one probe and the legacy modules are never
+ * loaded just to look.
+ */
+export interface ModeEvidence {
+  /** Whether a kubelet hint chain exists in the nft backend's mangle table, per family. */
+  readonly nftHint?: Partial<Record<Family, boolean>>;
+  /** What `iptables-legacy-save` / `ip6tables-legacy-save` dumped, per family. */
+  readonly legacy?: Partial<Record<Family, LegacyDump>>;
+  /** How many rules the nft backend holds, asked only when no hint decided. */
+  readonly nftRules?: number;
+}
+
+/** The chosen backend, and the evidence that chose it in words for the start-up log line. */
+export interface ModeDecision {
+  /** The backend the agent will program. */
+  readonly mode: IptablesMode;
+  /** Why, in words: what was found, or the flag that said so. */
+  readonly evidence: string;
+}
+
+/** The next question the detection must answer, or the decision once it can be made. */
+export type ModeStep =
+  | { readonly kind: "decided"; readonly decision: ModeDecision }
+  | { readonly kind: "probe-nft-hint"; readonly family: Family }
+  | { readonly kind: "dump-legacy"; readonly family: Family }
+  | { readonly kind: "count-nft-rules" };
+
+const families: readonly Family[] = ["ipv4", "ipv6"];
+
+/**
+ * The detection rule, as a pure step function: given what is known, either
+ * the decision or the one probe to run next. Kubelet's hint in the nft
+ * backend (IPv4, then IPv6); then in the legacy backend's dump of the tables
+ * already loaded (IPv4, then IPv6); then whichever backend holds more rules;
+ * nft when nothing tells them apart.
+ *
+ * @example
+ * ```ts
+ * import { decideMode } from "./iptables_mode.ts";
+ * const first = decideMode({});
+ * console.assert(first.kind === "probe-nft-hint");
+ * const step = decideMode({ nftHint: { ipv4: true } });
+ * console.assert(step.kind === "decided" && step.decision.mode === "nft");
+ * ```
+ */
+export function decideMode(evidence: ModeEvidence): ModeStep {
+  const decided = (mode: IptablesMode, text: string): ModeStep => ({
+    kind: "decided",
+    decision: { mode, evidence: text },
+  });
+  for (const family of families) {
+    const found = evidence.nftHint?.[family];
+    if (found === undefined) return { kind: "probe-nft-hint", family };
+    if (found) return decided("nft", `kubelet's hint chain in the nft ${family} mangle table`);
+  }
+  let legacyRules = 0;
+  for (const family of families) {
+    const dump = evidence.legacy?.[family];
+    if (dump === undefined) return { kind: "dump-legacy", family };
+    if (dump.hint) {
+      return decided("legacy", `kubelet's hint chain in the legacy ${family} mangle table`);
+    }
+    legacyRules += dump.rules;
+  }
+  const nftRules = evidence.nftRules;
+  if (nftRules === undefined) return { kind: "count-nft-rules" };
+  const tally = `${nftRules} nft rules, ${legacyRules} legacy rules`;
+  if (legacyRules > nftRules) return decided("legacy", `no kubelet hint; ${tally}`);
+  if (nftRules > legacyRules) return decided("nft", `no kubelet hint; ${tally}`);
+  return decided("nft", `no kubelet hint and ${tally}: the default`);
+}

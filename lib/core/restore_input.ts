@@ -1,0 +1,63 @@
+/**
+ * The one place that spells `iptables-restore` input: a small builder for a
+ * `*nat ... COMMIT` transaction (in the spirit of felix's RestoreInputBuilder)
+ * that yields null when nothing was added, so "no change" can never turn into
+ * an empty write.
+ *
+ * @example
+ * ```ts
+ * import { NatTransaction } from "./restore_input.ts";
+ * const tx = new NatTransaction();
+ * console.assert(tx.build() === null);
+ * tx.declareChain("IP-MASQ-AGENT").append("IP-MASQ-AGENT", "-j RETURN");
+ * console.assert(tx.build() === "*nat\n:IP-MASQ-AGENT - [0:0]\n-A IP-MASQ-AGENT -j RETURN\nCOMMIT\n");
+ * ```
+ *
+ * @module
+ */
+
+/** One `iptables-restore --noflush` transaction of the nat table, built line by line. */
+export class NatTransaction {
+  readonly #lines: string[] = [];
+
+  /**
+   * `:CHAIN - [0:0]`: creates the chain, or flushes it if it exists (with
+   * `--noflush` this is how a restore empties one chain and nothing else).
+   */
+  declareChain(chain: string): this {
+    this.#lines.push(`:${chain} - [0:0]`);
+    return this;
+  }
+
+  /** A rule line as iptables-save prints it, already starting with `-A `, `-D ` or `-I `. */
+  rule(line: string): this {
+    this.#lines.push(line);
+    return this;
+  }
+
+  /** `-A CHAIN SPEC`. */
+  append(chain: string, spec: string): this {
+    return this.rule(`-A ${chain} ${spec}`);
+  }
+
+  /** `-D CHAIN SPEC` for a rule given as its `-A CHAIN SPEC` line. */
+  deleteRule(appendLine: string): this {
+    return this.rule(`-D ${appendLine.slice(3)}`);
+  }
+
+  /** `-X CHAIN`: deletes a chain, which must be empty and unreferenced by then. */
+  deleteChain(chain: string): this {
+    this.#lines.push(`-X ${chain}`);
+    return this;
+  }
+
+  /** Whether nothing has been added. */
+  get empty(): boolean {
+    return this.#lines.length === 0;
+  }
+
+  /** The restore input, or null when the transaction would change nothing. */
+  build(): string | null {
+    return this.empty ? null : ["*nat", ...this.#lines, "COMMIT", ""].join("\n");
+  }
+}

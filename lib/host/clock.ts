@@ -1,0 +1,70 @@
+/**
+ * Time as a dependency: the loop, its waits, the debounce, the backoff budget,
+ * the GC schedule and the config-dir retry all ask a `Clock` instead of
+ * `performance.now` and `setTimeout`, so tests drive them in virtual time
+ * (tests/support/fake_clock.ts) and assert exact instants.
+ *
+ * @module
+ */
+
+/** Stops a timer that has not fired yet; calling it later, or twice, does nothing. */
+export type CancelTimer = () => void;
+
+/** Time as the agent sees it: a reading and two ways to wait. */
+export interface Clock {
+  /** Milliseconds on a monotonic scale with an arbitrary origin: only differences mean anything. */
+  now(): number;
+  /** Calls `fire` once, `ms` from now. */
+  setTimer(ms: number, fire: () => void): CancelTimer;
+  /**
+   * Resolves `ms` from now, or as soon as `signal` aborts (never rejects): the caller looks at the
+   * signal afterwards, as the loop does.
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/**
+ * A sleep built on any timer: the one place that ties a wait to an abort signal, so the real and
+ * the fake clock cannot disagree about it.
+ *
+ * @example
+ * ```ts
+ * import { sleepOn } from "./clock.ts";
+ * const setTimer = (ms: number, fire: () => void) => {
+ *   const id = setTimeout(fire, ms);
+ *   return () => clearTimeout(id);
+ * };
+ * const controller = new AbortController();
+ * const sleeping = sleepOn(setTimer, 60_000, controller.signal);
+ * controller.abort();
+ * await sleeping; // at once, not after a minute
+ * ```
+ */
+export function sleepOn(
+  setTimer: Clock["setTimer"],
+  ms: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      cancel();
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const cancel = setTimer(ms, done);
+    signal?.addEventListener("abort", done);
+  });
+}
+
+function setSystemTimer(ms: number, fire: () => void): CancelTimer {
+  const id = setTimeout(fire, ms);
+  return () => clearTimeout(id);
+}
+
+/** The process's own clock: `performance.now()` and `setTimeout`. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimer: setSystemTimer,
+  sleep: (ms, signal) => sleepOn(setSystemTimer, ms, signal),
+};

@@ -1,0 +1,86 @@
+/**
+ * Choosing the iptables backend on this node, once at start: gathers the
+ * evidence that the pure rule in `core/iptables_mode.ts` asks for, one probe
+ * at a time, and stops as soon as it decides. On a node with kubelet's hint
+ * chain in the nft backend that is one `iptables-nft -t mangle -S` launch.
+ *
+ * @module
+ */
+
+import type { Family } from "../core/cidr.ts";
+import {
+  decideMode,
+  type IptablesMode,
+  kubeletHintChains,
+  type ModeDecision,
+  type ModeEvidence,
+} from "../core/iptables_mode.ts";
+import { denoExec, type Exec } from "./exec.ts";
+import { chainExists, countRules, dumpLegacy } from "./iptables.ts";
+
+/** What the detection needs from the host: a way to run the iptables tools. */
+export interface DetectionDeps {
+  /** Runs the iptables tools that answer the questions. */
+  readonly exec: Exec;
+}
+
+/** The host as it is: real processes. */
+export const hostDetectionDeps: DetectionDeps = { exec: denoExec };
+
+/** The tables whose nft rules the last resort counts: where kube-proxy, Docker and CNIs write. */
+const countedTables = ["nat", "filter", "mangle"] as const;
+
+async function hintIn(deps: DetectionDeps, mode: IptablesMode, family: Family) {
+  for (const chain of kubeletHintChains) {
+    if (await chainExists(deps.exec, mode, family, "mangle", chain)) return true;
+  }
+  return false;
+}
+
+/**
+ * `--iptables-mode`: `nft` and `legacy` are taken as given; `auto` asks the
+ * node (kubelet's hint chain, then which backend holds rules).
+ */
+export async function chooseMode(
+  flag: "auto" | IptablesMode,
+  deps: DetectionDeps = hostDetectionDeps,
+): Promise<ModeDecision> {
+  if (flag !== "auto") return { mode: flag, evidence: `--iptables-mode=${flag}` };
+  let evidence: ModeEvidence = {};
+  for (;;) {
+    const step = decideMode(evidence);
+    switch (step.kind) {
+      case "decided":
+        return step.decision;
+      case "probe-nft-hint": {
+        const found = await hintIn(deps, "nft", step.family);
+        evidence = { ...evidence, nftHint: { ...evidence.nftHint, [step.family]: found } };
+        break;
+      }
+      case "dump-legacy": {
+        const dump = await dumpLegacy(deps.exec, step.family);
+        evidence = { ...evidence, legacy: { ...evidence.legacy, [step.family]: dump } };
+        break;
+      }
+      case "count-nft-rules": {
+        const nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables);
+        evidence = { ...evidence, nftRules };
+        break;
+      }
+    }
+  }
+}
+
+/**
+ * Whether the backend we did not choose may hold rules of ours, asked
+ * without side effects: legacy only where its nat table is already loaded
+ * (listing it would load the modules), nft always (listing creates nothing).
+ */
+export async function otherBackendPresent(
+  other: IptablesMode,
+  family: Family,
+  deps: DetectionDeps = hostDetectionDeps,
+): Promise<boolean> {
+  if (other === "nft") return true;
+  return /^\*nat$/m.test((await dumpLegacy(deps.exec, family)).text);
+}

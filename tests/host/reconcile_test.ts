@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { parseBuiltInCidr } from "../../lib/core/cidr.ts";
+import {
+  chainRuleLines,
+  type DesiredChain,
+  jumpRuleLine,
+  renderFromEmpty,
+} from "../../lib/core/rules.ts";
+import { builtIn } from "../../lib/core/source.ts";
+import {
+  applyDesired,
+  planFamily,
+  removeOurs,
+  type VerifiedListings,
+} from "../../lib/host/reconcile.ts";
+import { FakeNatTable } from "../support/fake_iptables.ts";
+
+function desired(chain = "IP-MASQ-AGENT", ...cidrs: string[]): DesiredChain {
+  return {
+    family: "ipv4",
+    chain,
+    exemptions: cidrs.map((text) => ({ value: parseBuiltInCidr(text), at: builtIn("test") })),
+    masquerade: { randomFully: true, toPorts: [] },
+  };
+}
+
+/** kube-proxy-like rules in chains that are not ours: never read by a steady reconcile. */
+const foreign = [
+  "*nat",
+  ":KUBE-SERVICES - [0:0]",
+  ":KUBE-POSTROUTING - [0:0]",
+  ...Array.from({ length: 50 }, (_, i) => `-A KUBE-SERVICES -d 10.96.0.${i}/32 -j RETURN`),
+  "-A POSTROUTING -j KUBE-POSTROUTING",
+  "COMMIT",
+  "",
+].join("\n");
+
+function listedChains(fake: FakeNatTable) {
+  return fake.calls.filter((call) => call.op === "list").map((call) => call.chain ?? "(table)");
+}
+
+Deno.test("a reconcile reads POSTROUTING and our chain only, whatever else the table holds", async () => {
+  const fake = new FakeNatTable({ seed: foreign });
+  const chain = desired(undefined, "10.0.0.0/8");
+  const [first] = await applyDesired([chain], { ipv4: fake, ipv6: fake });
+  assert.notEqual(first.plan.payload, null, "a fresh node is written");
+  assert.deepEqual(fake.rules("IP-MASQ-AGENT"), chainRuleLines(chain));
+  fake.calls.length = 0;
+  const [second] = await applyDesired([chain], { ipv4: fake, ipv6: fake });
+  assert.deepEqual(second.plan, { drift: [], payload: null });
+  assert.deepEqual(listedChains(fake), ["POSTROUTING", "IP-MASQ-AGENT"]);
+  assert.equal(fake.restoreCalls, 0);
+});
+
+Deno.test("a jump of ours to another chain (an old --masq-chain) makes one whole-table read", async () => {
+  const fake = new FakeNatTable({ seed: renderFromEmpty(desired("OLD-CHAIN", "10.0.0.0/8")) });
+  const plan = await planFamily(desired(undefined, "10.0.0.0/8"), fake);
+  assert.deepEqual(listedChains(fake), ["POSTROUTING", "IP-MASQ-AGENT", "(table)"]);
+  assert.ok(plan.drift.some((drift) => drift.kind === "stale-chain"), JSON.stringify(plan.drift));
+  await fake.restore(plan.payload!);
+  assert.equal(await fake.listChain("OLD-CHAIN"), null, "the old chain is gone");
+  assert.deepEqual(fake.rules("POSTROUTING"), [jumpRuleLine("IP-MASQ-AGENT")]);
+});
+
+Deno.test("what was verified is not compared again, and any change of it still is", async () => {
+  const fake = new FakeNatTable();
+  const chain = desired(undefined, "10.0.0.0/8");
+  const verified: VerifiedListings = new Map();
+  await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
+  assert.equal(verified.size, 0, "a written family is verified by the next read, not assumed");
+  await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
+  assert.equal(verified.get("ipv4")?.desired, chain);
+  const listing = verified.get("ipv4")?.listing;
+  assert.equal(
+    listing,
+    (await fake.listChain("POSTROUTING"))! + (await fake.listChain("IP-MASQ-AGENT"))!,
+  );
+
+  // Drift in our chain: the listing differs, so it is planned and repaired in this very reconcile.
+  fake.external("*nat\n-A IP-MASQ-AGENT -d 1.2.3.4/32 -j RETURN\nCOMMIT\n");
+  const [repaired] = await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
+  assert.equal(repaired.plan.drift[0]?.kind, "chain-differs");
+  assert.deepEqual(fake.rules("IP-MASQ-AGENT"), chainRuleLines(chain));
+
+  // A new desired state (another config) is planned even over an unchanged listing.
+  await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
+  const other = desired(undefined, "10.0.0.0/8", "192.168.0.0/16");
+  const [changed] = await applyDesired([other], { ipv4: fake, ipv6: fake }, undefined, verified);
+  assert.notEqual(changed.plan.payload, null);
+});
+
+Deno.test("removeOurs costs two listings where nothing of ours is, and removes only ours", async () => {
+  const empty = new FakeNatTable({ seed: foreign });
+  assert.deepEqual(await removeOurs(empty, "IP-MASQ-AGENT"), { drift: [], payload: null });
+  assert.deepEqual(listedChains(empty), ["POSTROUTING", "IP-MASQ-AGENT"]);
+  assert.equal(empty.restoreCalls, 0);
+
+  const ours = new FakeNatTable({ seed: foreign });
+  ours.external(renderFromEmpty(desired(undefined, "10.0.0.0/8")));
+  const before = ours.dump();
+  const plan = await removeOurs(ours, "IP-MASQ-AGENT");
+  assert.notEqual(plan.payload, null);
+  assert.equal(await ours.listChain("IP-MASQ-AGENT"), null);
+  assert.deepEqual(ours.rules("POSTROUTING"), ["-A POSTROUTING -j KUBE-POSTROUTING"]);
+  assert.equal(ours.rules("KUBE-SERVICES").length, 50, "foreign rules untouched");
+  assert.notEqual(ours.dump(), before);
+});

@@ -1,0 +1,64 @@
+/**
+ * The configs behind the golden `nft -f` files in tests/core/golden/: the
+ * rendering test compares against them, the root test loads each into nft.
+ *
+ * @module
+ */
+
+import type { Family } from "../../lib/core/cidr.ts";
+import type { AgentFlags } from "../../lib/core/flags.ts";
+import { parsePortRanges } from "../../lib/core/ports.ts";
+
+function ports(spec: string) {
+  const parsed = parsePortRanges(spec);
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.value;
+}
+
+export interface NftGoldenCase {
+  readonly name: string;
+  readonly files: Record<string, string>;
+  readonly flags: Partial<AgentFlags>;
+  readonly goldens: Partial<Record<Family, string>>;
+}
+
+export const overlapping =
+  "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 10.1.0.0/16\n  - 10.0.0.0/8\n" +
+  "  - 11.0.0.0/8\n  - 192.168.1.0/24\n  - 192.168.0.0/16\n  - 198.51.100.7/32\n" +
+  "  - 2001:db8::/32\n  - 2001:db8:1::/48\n  - fd00::/8\n  - fc00::/8\n";
+
+/** Shared with the root test that loads every golden into nft. */
+export const nftGoldenCases: NftGoldenCase[] = [
+  {
+    name: "no config file: the RFC 1918 defaults, fully-random",
+    files: {},
+    flags: {},
+    goldens: { ipv4: "nft-default-ipv4.nft" },
+  },
+  {
+    name: "overlapping, duplicate and adjacent CIDRs become merged intervals",
+    files: { "ip-masq-agent": overlapping },
+    flags: { enableIpv6: true, randomFully: false },
+    goldens: { ipv4: "nft-overlapping-ipv4.nft", ipv6: "nft-overlapping-ipv6.nft" },
+  },
+  {
+    name: "masqLinkLocal and an empty list: no link-local rule, an empty set",
+    files: { "ip-masq-agent": "nonMasqueradeCIDRs: []\nmasqLinkLocal: true\n" },
+    flags: {},
+    goldens: { ipv4: "nft-masq-link-local-ipv4.nft" },
+  },
+  {
+    name: "--to-ports 1024-29999,32768-65535,7 with fully-random",
+    files: {},
+    flags: { toPorts: ports("1024-29999,32768-65535,7") },
+    goldens: { ipv4: "nft-to-ports-ipv4.nft" },
+  },
+  {
+    name: "0.0.0.0/0 and ::/0: the whole family in the set",
+    files: {
+      "ip-masq-agent": "nonMasqueradeCIDRs: [0.0.0.0/0, '::/0']\nmasqLinkLocalIPv6: true\n",
+    },
+    flags: { enableIpv6: true },
+    goldens: { ipv4: "nft-everything-ipv4.nft", ipv6: "nft-everything-ipv6.nft" },
+  },
+];
