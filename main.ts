@@ -13,11 +13,11 @@ import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/core
 import type { IptablesMode } from "./lib/core/iptables_mode.ts";
 import { natTableClient, probeVersion } from "./lib/host/iptables.ts";
 import { chooseMode, otherBackendPresent } from "./lib/host/mode_detection.ts";
-import { removeOurs } from "./lib/host/reconcile.ts";
 import {
   type Dataplane,
   iptablesDataplane,
   nftablesDataplane,
+  removeAll,
   switchingDataplane,
 } from "./lib/host/dataplane.ts";
 import { nftClient } from "./lib/host/nftables.ts";
@@ -183,7 +183,8 @@ async function removeOursFromOtherBackend(flags: AgentFlags, log: Logger, mode: 
   for (const family of enabledFamilies(flags)) {
     try {
       if (!(await otherBackendPresent(other, family))) continue;
-      const plan = await removeOurs(natTableClient(family, other), flags.masqChain);
+      const clients = { ipv4: natTableClient("ipv4", other), ipv6: natTableClient("ipv6", other) };
+      const plan = await removeAll(iptablesDataplane(clients, flags.masqChain), family);
       if (plan.payload === null) continue;
       log.warn(
         `removed our rules from the ${other} backend (${family}), which this node does not use: ` +

@@ -90,21 +90,41 @@ export function isNoSuchChain(stderr: string): boolean {
     .test(stderr);
 }
 
-interface Outcome {
+/** A finished netfilter program: its result, whether it exited 0, and its command line. */
+export interface Outcome {
+  /** Whether it exited 0. */
   readonly ok: boolean;
+  /** What it printed on stdout. */
   readonly stdout: string;
+  /** What it printed on stderr, trimmed. */
   readonly stderr: string;
+  /** The command and its arguments, as one line, for messages. */
   readonly commandLine: string;
+  /** Its exit status. */
   readonly code: number;
 }
 
-/** Runs one iptables program; start failures and aborts become {@link IptablesError}s. */
-async function runTool(
+/** The error a netfilter program's failure becomes: {@link IptablesError} or a subclass. */
+export type NetfilterErrorClass = new (
+  message: string,
+  failure: IptablesFailure,
+  command: string,
+  options?: ErrorOptions,
+) => IptablesError;
+
+/**
+ * Runs one netfilter program (an iptables tool, or nft); a program that is
+ * not installed and an abort become `errorClass` errors naming the Debian
+ * package to install, so the loop's one retry policy covers every dataplane.
+ */
+export async function runTool(
   exec: Exec,
   command: string,
   args: readonly string[],
   stdin?: string,
   signal?: AbortSignal,
+  errorClass: NetfilterErrorClass = IptablesError,
+  debianPackage = "iptables",
 ): Promise<Outcome> {
   const commandLine = [command, ...args].join(" ");
   try {
@@ -112,15 +132,15 @@ async function runTool(
     return { ...result, ok: result.code === 0, stderr: result.stderr.trim(), commandLine };
   } catch (error) {
     if (error instanceof ProgramMissingError) {
-      throw new IptablesError(
-        `${command} not found: install iptables (the agent runs ${command} from PATH)`,
+      throw new errorClass(
+        `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
         "missing",
         commandLine,
         { cause: error },
       );
     }
     if (error instanceof ExecAbortedError) {
-      throw new IptablesError(`${command} aborted`, "failed", commandLine, { cause: error });
+      throw new errorClass(`${command} aborted`, "failed", commandLine, { cause: error });
     }
     throw error;
   }

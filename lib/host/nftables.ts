@@ -9,8 +9,8 @@
 
 import type { Family } from "../core/cidr.ts";
 import { nftFamily, nftTableName } from "../core/nft_ruleset.ts";
-import { denoExec, type Exec, ExecAbortedError, ProgramMissingError } from "./exec.ts";
-import { IptablesError, type IptablesFailure } from "./iptables.ts";
+import { denoExec, type Exec } from "./exec.ts";
+import { IptablesError, type IptablesFailure, runTool } from "./iptables.ts";
 
 /** The program the nftables dataplane runs. */
 export const nftProgram = "nft";
@@ -47,30 +47,13 @@ export function isNoSuchTable(stderr: string): boolean {
   return /No such file or directory/.test(stderr);
 }
 
-async function runNft(
+function runNft(
   exec: Exec,
   args: readonly string[],
   stdin: string | undefined,
   signal: AbortSignal | undefined,
 ) {
-  const commandLine = [nftProgram, ...args].join(" ");
-  try {
-    const result = await exec(nftProgram, args, { stdin, signal });
-    return { ...result, stderr: result.stderr.trim(), commandLine };
-  } catch (error) {
-    if (error instanceof ProgramMissingError) {
-      throw new NftError(
-        `${nftProgram} not found: install nftables (the agent runs ${nftProgram} from PATH)`,
-        "missing",
-        commandLine,
-        { cause: error },
-      );
-    }
-    if (error instanceof ExecAbortedError) {
-      throw new NftError(`${nftProgram} aborted`, "failed", commandLine, { cause: error });
-    }
-    throw error;
-  }
+  return runTool(exec, nftProgram, args, stdin, signal, NftError, "nftables");
 }
 
 function failed(outcome: { commandLine: string; code: number; stderr: string }): NftError {

@@ -18,14 +18,6 @@ import {
 } from "../core/ruleset.ts";
 import type { NatTableClient } from "./iptables.ts";
 
-/** What one family's reconcile found and did. */
-export interface FamilyOutcome {
-  /** The family reconciled. */
-  readonly family: Family;
-  /** What was found, and what was written (`payload`), if anything. */
-  readonly plan: Plan;
-}
-
 /**
  * What the last reconcile of each family found in sync: the desired chain
  * and the exact listing of POSTROUTING and our chain that matched it. When
@@ -78,40 +70,12 @@ export async function planFamily(
   return plan;
 }
 
-/** Reads what is ours per family and writes only where the plan says so. */
-export async function applyDesired(
-  desired: readonly DesiredChain[],
-  clients: Readonly<Record<Family, NatTableClient>>,
-  signal?: AbortSignal,
-  verified?: VerifiedListings,
-): Promise<FamilyOutcome[]> {
-  const outcomes: FamilyOutcome[] = [];
-  for (const chain of desired) {
-    const client = clients[chain.family];
-    const plan = await planFamily(chain, client, signal, verified);
-    if (plan.payload !== null) await client.restore(plan.payload, signal);
-    outcomes.push({ family: chain.family, plan });
-  }
-  return outcomes;
-}
-
 /**
- * Removes our jumps and chains from one family of a backend, touching
- * nothing else. It reads POSTROUTING and `chain` first and the whole table
- * only when something of ours is there, so a backend without our rules costs
- * two cheap reads.
+ * What removing our jumps and chains from one family of a backend would
+ * write, touching nothing else. It reads POSTROUTING and `chain` first and
+ * the whole table only when something of ours is there, so a backend without
+ * our rules costs two cheap reads.
  */
-export async function removeOurs(
-  client: NatTableClient,
-  chain: string,
-  signal?: AbortSignal,
-): Promise<Plan> {
-  const plan = await planRemoval(client, chain, signal);
-  if (plan.payload !== null) await client.restore(plan.payload, signal);
-  return plan;
-}
-
-/** What {@link removeOurs} would write, read the same way, writing nothing. */
 export async function planRemoval(
   client: NatTableClient,
   chain: string,

@@ -29,30 +29,9 @@ import { type AgentFlags, parseFlags } from "../../lib/core/flags.ts";
 import { chainRuleLines, renderFromEmpty } from "../../lib/core/rules.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/core/ruleset.ts";
 import { traceChain } from "../support/packet_tracer.ts";
+import { propertySeed, Random } from "../support/random.ts";
 
-const seed = Number(Deno.env.get("PROPERTY_SEED") ?? 0x12a5c0de) >>> 0;
-
-class Random {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-  bool(p = 0.5): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length - 1)];
-  }
-}
+const seed = propertySeed(0x12a5c0de);
 
 type Family = "ipv4" | "ipv6";
 

@@ -29,41 +29,13 @@ import {
   upstreamMasqueradeComment,
   upstreamReturnComment,
 } from "../support/upstream_rules.ts";
+import { propertySeed, Random } from "../support/random.ts";
 
 // ---------------------------------------------------------------------------
-// A small seeded PRNG (mulberry32) and helpers
+// The seeded PRNG (tests/support/random.ts) and this file's seed
 // ---------------------------------------------------------------------------
 
-const seed = Number(Deno.env.get("PROPERTY_SEED") ?? 0x1a2b3c4d) >>> 0;
-
-class Random {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-  bool(pTrue = 0.5): boolean {
-    return this.next() < pTrue;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length - 1)];
-  }
-  bits(count: number): bigint {
-    let value = 0n;
-    for (let i = 0; i < count; i += 16) value = (value << 16n) | BigInt(this.int(0, 0xffff));
-    return value & ((1n << BigInt(count)) - 1n);
-  }
-}
+const seed = propertySeed(0x1a2b3c4d);
 
 // ---------------------------------------------------------------------------
 // An independent model of canonical CIDR text (not lib/core/cidr.ts)

@@ -7,12 +7,8 @@ import {
   renderFromEmpty,
 } from "../../lib/core/rules.ts";
 import { builtIn } from "../../lib/core/source.ts";
-import {
-  applyDesired,
-  planFamily,
-  removeOurs,
-  type VerifiedListings,
-} from "../../lib/host/reconcile.ts";
+import { applyDesired, iptablesDataplane, removeAll } from "../../lib/host/dataplane.ts";
+import { planFamily, type VerifiedListings } from "../../lib/host/reconcile.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
 
 function desired(chain = "IP-MASQ-AGENT", ...cidrs: string[]): DesiredChain {
@@ -42,11 +38,12 @@ function listedChains(fake: FakeNatTable) {
 Deno.test("a reconcile reads POSTROUTING and our chain only, whatever else the table holds", async () => {
   const fake = new FakeNatTable({ seed: foreign });
   const chain = desired(undefined, "10.0.0.0/8");
-  const [first] = await applyDesired([chain], { ipv4: fake, ipv6: fake });
+  const dataplane = iptablesDataplane({ ipv4: fake, ipv6: fake }, "IP-MASQ-AGENT");
+  const [first] = await applyDesired([chain], dataplane);
   assert.notEqual(first.plan.payload, null, "a fresh node is written");
   assert.deepEqual(fake.rules("IP-MASQ-AGENT"), chainRuleLines(chain));
   fake.calls.length = 0;
-  const [second] = await applyDesired([chain], { ipv4: fake, ipv6: fake });
+  const [second] = await applyDesired([chain], dataplane);
   assert.deepEqual(second.plan, { drift: [], payload: null });
   assert.deepEqual(listedChains(fake), ["POSTROUTING", "IP-MASQ-AGENT"]);
   assert.equal(fake.restoreCalls, 0);
@@ -66,9 +63,14 @@ Deno.test("what was verified is not compared again, and any change of it still i
   const fake = new FakeNatTable();
   const chain = desired(undefined, "10.0.0.0/8");
   const verified: VerifiedListings = new Map();
-  await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
+  const reconcile = async (wanted: DesiredChain) => {
+    const plan = await planFamily(wanted, fake, undefined, verified);
+    if (plan.payload !== null) await fake.restore(plan.payload);
+    return plan;
+  };
+  await reconcile(chain);
   assert.equal(verified.size, 0, "a written family is verified by the next read, not assumed");
-  await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
+  await reconcile(chain);
   assert.equal(verified.get("ipv4")?.desired, chain);
   const listing = verified.get("ipv4")?.listing;
   assert.equal(
@@ -78,18 +80,19 @@ Deno.test("what was verified is not compared again, and any change of it still i
 
   // Drift in our chain: the listing differs, so it is planned and repaired in this very reconcile.
   fake.external("*nat\n-A IP-MASQ-AGENT -d 1.2.3.4/32 -j RETURN\nCOMMIT\n");
-  const [repaired] = await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
-  assert.equal(repaired.plan.drift[0]?.kind, "chain-differs");
+  const repaired = await reconcile(chain);
+  assert.equal(repaired.drift[0]?.kind, "chain-differs");
   assert.deepEqual(fake.rules("IP-MASQ-AGENT"), chainRuleLines(chain));
 
   // A new desired state (another config) is planned even over an unchanged listing.
-  await applyDesired([chain], { ipv4: fake, ipv6: fake }, undefined, verified);
-  const other = desired(undefined, "10.0.0.0/8", "192.168.0.0/16");
-  const [changed] = await applyDesired([other], { ipv4: fake, ipv6: fake }, undefined, verified);
-  assert.notEqual(changed.plan.payload, null);
+  await reconcile(chain);
+  const changed = await reconcile(desired(undefined, "10.0.0.0/8", "192.168.0.0/16"));
+  assert.notEqual(changed.payload, null);
 });
 
-Deno.test("removeOurs costs two listings where nothing of ours is, and removes only ours", async () => {
+Deno.test("removing ours costs two listings where nothing of ours is, and removes only ours", async () => {
+  const removeOurs = (fake: FakeNatTable, chain: string) =>
+    removeAll(iptablesDataplane({ ipv4: fake, ipv6: fake }, chain), "ipv4");
   const empty = new FakeNatTable({ seed: foreign });
   assert.deepEqual(await removeOurs(empty, "IP-MASQ-AGENT"), { drift: [], payload: null });
   assert.deepEqual(listedChains(empty), ["POSTROUTING", "IP-MASQ-AGENT"]);

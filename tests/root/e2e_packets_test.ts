@@ -15,10 +15,17 @@
  */
 
 import { deepStrictEqual, equal, fail, match, ok } from "node:assert/strict";
-import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
-import { type Backend, backends, netnsTest } from "../../lab/host.ts";
-import { backendBin, saveNat } from "../../lab/netns.ts";
-import { type Dataplane, listOurNftTable, ruleTextOf } from "../../lab/dataplanes.ts";
+import { AgentProcess } from "../../lab/agent_process.ts";
+import { saveNat } from "../../lab/netns.ts";
+import { listOurNftTable, ruleTextOf } from "../../lab/dataplanes.ts";
+import {
+  describeResult as describe,
+  type E2eEnv,
+  e2eTest,
+  expectSeen,
+  runAgent,
+  writeConfig as writeNamedConfig,
+} from "../../lab/e2e.ts";
 import type { ConnectResult } from "../../lab/source_echo_server.ts";
 import {
   destinations as dest,
@@ -27,8 +34,6 @@ import {
   type Seen,
   seenAs,
   target,
-  type Topology,
-  withTopology,
 } from "../../lab/topology.ts";
 import { upstreamChain, upstreamMasqueradeComment } from "../support/upstream_rules.ts";
 
@@ -36,72 +41,13 @@ const chain = upstreamChain;
 const masqueradeComment = `"${upstreamMasqueradeComment}"`;
 const toPorts = { first: 20000, last: 20100 };
 
-interface Env {
-  readonly topology: Topology;
-  readonly dataplane: Dataplane;
-  readonly binDir: string;
-  /** Host directory for config files; mounted at /etc/config when a run asks for it. */
-  readonly configDir: string;
-}
+type Env = E2eEnv;
 
-/** The dataplanes and iptables backends every case runs on: nftables needs no second backend. */
-const runs: readonly { dataplane: Dataplane; backend: Backend; label: string }[] = [
-  ...backends.map((backend) => ({ dataplane: "iptables" as const, backend, label: backend })),
-  { dataplane: "nftables", backend: "nft", label: "nftables" },
-];
-
-/** One test per run, each with its own namespaces, config directory and tool shims. */
-function e2eTest(name: string, fn: (env: Env) => Promise<void>): void {
-  for (const { dataplane, backend, label } of runs) {
-    netnsTest(`${label}: ${name}`, async () => {
-      const root = await Deno.makeTempDir({ prefix: "imt-e2e-" });
-      try {
-        const binDir = await backendBin(backend, root);
-        const configDir = `${root}/config`;
-        await Deno.mkdir(configDir);
-        await withTopology((topology) => fn({ topology, dataplane, binDir, configDir }));
-      } finally {
-        await Deno.remove(root, { recursive: true }).catch(() => {});
-      }
-    });
-  }
-}
-
-function describe(result: AgentResult): string {
-  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
-}
-
-/**
- * Runs the agent to completion in the node namespace. `config: false` leaves
- * /etc/config absent (no file at all); otherwise the config directory is mounted.
- */
-async function runAgent(
-  env: Env,
-  args: readonly string[],
-  options: { config?: boolean } = {},
-): Promise<AgentResult> {
-  const result = await AgentProcess.run({
-    ns: env.topology.node,
-    binDir: env.binDir,
-    configDir: options.config === false ? undefined : env.configDir,
-    args: [`--dataplane=${env.dataplane}`, ...args],
-  });
-  equal(result.code, 0, `agent ${args.join(" ")}: ${describe(result)}`);
-  return result;
-}
+/** This file names each file it writes: several cases merge files. */
+const writeConfig = (env: Env, name: string, text: string) => writeNamedConfig(env, text, name);
 
 function syncOnce(env: Env, args: readonly string[] = [], options: { config?: boolean } = {}) {
   return runAgent(env, ["--once", ...args], options);
-}
-
-async function writeConfig(env: Env, name: string, text: string): Promise<void> {
-  await Deno.writeTextFile(`${env.configDir}/${name}`, text);
-}
-
-/** Connects from the pod to every destination named in `expected` and compares what ext saw. */
-async function expectSeen(env: Env, expected: Record<string, Seen>, why: string): Promise<void> {
-  const seen = await env.topology.sourcesSeen(Object.keys(expected));
-  deepStrictEqual(seen, expected, `${why} (node = masqueraded, pod = not)`);
 }
 
 function inRange(port: number, ranges: readonly { first: number; last: number }[]): boolean {

@@ -14,54 +14,28 @@
  */
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
-import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
-import { backends, netnsTest } from "../../lab/host.ts";
-import { backendBin, saveNat } from "../../lab/netns.ts";
+import type { AgentResult } from "../../lab/agent_process.ts";
 import {
-  destinations as dest,
-  pod,
-  type Seen,
-  seenAs,
-  target,
-  type Topology,
-  withTopology,
-} from "../../lab/topology.ts";
+  type E2eEnv,
+  e2eTest as sharedE2eTest,
+  expectSeen,
+  iptablesRuns,
+  runAgent as runE2eAgent,
+  writeConfig,
+} from "../../lab/e2e.ts";
+import { saveNat } from "../../lab/netns.ts";
+import { destinations as dest, pod, seenAs, target } from "../../lab/topology.ts";
 
-interface Env {
-  readonly topology: Topology;
-  readonly binDir: string;
-  readonly configDir: string;
-}
+type Env = E2eEnv;
 
+/** The iptables dataplane only: --postrouting-jump and the live explain read iptables. */
 function e2eTest(name: string, fn: (env: Env) => Promise<void>): void {
-  for (const backend of backends) {
-    netnsTest(`${backend}: ${name}`, async () => {
-      const root = await Deno.makeTempDir({ prefix: "imt-policy-" });
-      try {
-        const binDir = await backendBin(backend, root);
-        const configDir = `${root}/config`;
-        await Deno.mkdir(configDir);
-        await withTopology((topology) => fn({ topology, binDir, configDir }));
-      } finally {
-        await Deno.remove(root, { recursive: true }).catch(() => {});
-      }
-    });
-  }
+  sharedE2eTest(name, fn, iptablesRuns);
 }
 
-function describe(result: AgentResult): string {
-  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
-}
-
-async function runAgent(env: Env, args: readonly string[], code = 0): Promise<AgentResult> {
-  const result = await AgentProcess.run({
-    ns: env.topology.node,
-    binDir: env.binDir,
-    configDir: env.configDir,
-    args,
-  });
-  equal(result.code, code, `agent ${args.join(" ")}: ${describe(result)}`);
-  return result;
+/** Runs the agent and asserts its exit `code`. */
+function runAgent(env: Env, args: readonly string[], code = 0): Promise<AgentResult> {
+  return runE2eAgent(env, args, { code });
 }
 
 /** One reconcile; then a second must find everything in sync (the rendered text reads back). */
@@ -72,15 +46,6 @@ async function syncOnce(env: Env, args: readonly string[] = []): Promise<AgentRe
   const check = await runAgent(env, ["--check", ...args]);
   match(check.stdout, /^in sync: /m);
   return first;
-}
-
-async function writeConfig(env: Env, text: string): Promise<void> {
-  await Deno.writeTextFile(`${env.configDir}/ip-masq-agent`, text);
-}
-
-async function expectSeen(env: Env, expected: Record<string, Seen>, why: string): Promise<void> {
-  const seen = await env.topology.sourcesSeen(Object.keys(expected));
-  deepStrictEqual(seen, expected, `${why} (node = masqueraded, pod = not)`);
 }
 
 async function ipt(env: Env, args: readonly string[]): Promise<void> {
