@@ -87,3 +87,23 @@ Deno.test("config identity: a 1 MiB file differing only in its last byte is told
   b[b.length - 1] = 0x21;
   assert.ok(!sameConfigDirContents(files([agentFile, a]), files([agentFile, b])));
 });
+
+Deno.test("every byte value counts: contents differing in one non-UTF-8 byte are not the same", () => {
+  const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+  const read = (bytes: Uint8Array) =>
+    ({ kind: "files", files: [{ path: "/etc/config/ip-masq-agent", bytes }] }) as const;
+  assert.ok(sameConfigDirContents(read(all), read(all.slice())));
+  for (const index of [0x00, 0x80, 0x81, 0x8d, 0x9d, 0xc3, 0xff]) {
+    const changed = all.slice();
+    changed[index] = (changed[index] + 1) % 256;
+    assert.ok(!sameConfigDirContents(read(all), read(changed)), `byte ${index} changed`);
+  }
+  // Two different invalid UTF-8 sequences would both decode to U+FFFD as UTF-8.
+  assert.ok(!sameConfigDirContents(read(Uint8Array.of(0xff)), read(Uint8Array.of(0xfe))));
+});
+
+Deno.test("the byte comparison's decoding is one-to-one over all 256 byte values", () => {
+  const decoder = new TextDecoder("windows-1252");
+  const decoded = new Set(Array.from({ length: 256 }, (_, i) => decoder.decode(Uint8Array.of(i))));
+  assert.equal(decoded.size, 256);
+});
