@@ -1,0 +1,69 @@
+/**
+ * Addresses as iptables prints them, written independently of
+ * lib/core/cidr.ts so the fake can disagree with it.
+ *
+ * @module
+ */
+
+import type { Family } from "../../../lib/core/cidr.ts";
+import { RestoreProblem } from "./restore_problem.ts";
+
+export function normalizeAddress(text: string, family: Family): string {
+  const slash = text.indexOf("/");
+  const host = slash < 0 ? text : text.slice(0, slash);
+  const bits = family === "ipv4" ? 32 : 128;
+  const address = family === "ipv4" ? parseIpv4(host) : parseIpv6(host);
+  if (address === undefined) throw new RestoreProblem(`host/network \`${host}' not found`);
+  const prefixText = slash < 0 ? String(bits) : text.slice(slash + 1);
+  const prefix = /^\d+$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= bits)) {
+    throw new RestoreProblem(`invalid mask \`${prefixText}' specified`);
+  }
+  const all = (1n << BigInt(bits)) - 1n;
+  const network = address & (all ^ ((1n << BigInt(bits - prefix)) - 1n));
+  return `${family === "ipv4" ? formatIpv4(network) : formatIpv6(network)}/${prefix}`;
+}
+
+function parseIpv4(text: string): bigint | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4 || !parts.every((part) => /^\d{1,3}$/.test(part))) return undefined;
+  if (parts.some((part) => Number(part) > 255)) return undefined;
+  return parts.reduce((sum, part) => (sum << 8n) | BigInt(part), 0n);
+}
+
+function formatIpv4(address: bigint): string {
+  return [24n, 16n, 8n, 0n].map((shift) => String((address >> shift) & 0xffn)).join(".");
+}
+
+function parseIpv6(text: string): bigint | undefined {
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (half: string) => (half === "" ? [] : half.split(":"));
+  const head = groups(halves[0]);
+  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const all = [...head, ...Array(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  if (!all.every((group) => /^[0-9a-fA-F]{1,4}$/.test(group))) return undefined;
+  return all.reduce((sum, group) => (sum << 16n) | BigInt(`0x${group}`), 0n);
+}
+
+/** inet_ntop: lowercase, the longest run of two or more zero groups (the first on a tie) as `::`. */
+function formatIpv6(address: bigint): string {
+  const groups = Array.from(
+    { length: 8 },
+    (_, index) => Number((address >> BigInt(16 * (7 - index))) & 0xffffn),
+  );
+  let best = { start: -1, length: 0 };
+  for (let start = 0; start < 8;) {
+    let length = 0;
+    while (start + length < 8 && groups[start + length] === 0) length++;
+    if (length > best.length) best = { start, length };
+    start += Math.max(length, 1);
+  }
+  const hex = groups.map((group) => group.toString(16));
+  if (best.length < 2) return hex.join(":");
+  const head = hex.slice(0, best.start).join(":");
+  const tail = hex.slice(best.start + best.length).join(":");
+  return `${head}::${tail}`;
+}
