@@ -30,6 +30,7 @@
  */
 
 import denoConfig from "../deno.json" with { type: "json" };
+import { multiBinary, plainToolNames } from "./netns.ts";
 
 const repoRoot = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const wrapperSource = new URL("./iptables_wrapper.sh", import.meta.url).pathname;
@@ -51,21 +52,12 @@ export const labMounts = {
 /** Appended to by the wrapper double when it exists (see lab/iptables_wrapper.sh). */
 export const wrapperLogPath = `${labMounts.lab}/wrapper.log`;
 
-/** The six names the image points at the wrapper. */
-export const wrappedNames = [
-  "iptables",
-  "iptables-save",
-  "iptables-restore",
-  "ip6tables",
-  "ip6tables-save",
-  "ip6tables-restore",
-] as const;
+/** The six names the image points at the wrapper: the plain iptables names. */
+export const wrappedNames = plainToolNames;
 
 export const wrapperPath = "/usr/sbin/iptables-wrapper";
-export const multiBinaries = {
-  nft: "/usr/sbin/xtables-nft-multi",
-  legacy: "/usr/sbin/xtables-legacy-multi",
-} as const;
+/** Each backend's multi-call binary, where Debian and the image install it. */
+export const multiBinaries = { nft: multiBinary("nft"), legacy: multiBinary("legacy") } as const;
 
 /**
  * Besides dash, distroless-iptables stages exactly these for its wrapper script
