@@ -1,6 +1,11 @@
 /**
  * What the machine running the tests can do. Tests that need root, network
- * namespaces or iptables skip with this reason printed, never silently.
+ * namespaces or iptables skip with this reason printed, never silently; when
+ * the environment variable `CI` is set they fail instead, naming what is
+ * missing, so a CI without root cannot go green without its root tests.
+ *
+ * With `IMA_ROOT_TEST_LOG` set to a file, every root test that runs appends
+ * one line to it (`ok NAME` or `failed NAME`): `.ci/run` counts them.
  *
  * @module
  */
@@ -27,14 +32,78 @@ export const netnsSkipReason: string | undefined = (() => {
   return undefined;
 })();
 
+/** Whether the environment variable CI is set (to anything but the empty string). */
+export const inCi: boolean = (() => {
+  try {
+    return (Deno.env.get("CI") ?? "") !== "";
+  } catch {
+    return false;
+  }
+})();
+
+const rootTestLog: string | undefined = (() => {
+  try {
+    return Deno.env.get("IMA_ROOT_TEST_LOG") || undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+function record(outcome: "ok" | "failed", name: string) {
+  if (rootTestLog === undefined) return;
+  Deno.writeTextFileSync(rootTestLog, `${outcome} ${name.replaceAll("\n", " ")}\n`, {
+    append: true,
+  });
+}
+
+/** What a root test needs, and the test itself. */
+export interface RootTestOptions {
+  readonly name: string;
+  /** Why it cannot run here (no root, a tool missing), or undefined when it can. */
+  readonly skipReason: string | undefined;
+  readonly fn: (t: Deno.TestContext) => Promise<void> | void;
+}
+
 /**
- * A Deno.test that needs root and namespaces: skipped, with the reason in its
- * name, when not possible. Without sanitizers, so steps may run side by side.
+ * A Deno.test that needs root (namespaces, netfilter, runc). When it cannot
+ * run: outside CI it is skipped with the reason in its name; with `CI` set it
+ * fails with that reason. Without sanitizers, so steps may run side by side.
  */
-export function netnsTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
-  if (netnsSkipReason) {
-    Deno.test({ name: `${name} (skipped: ${netnsSkipReason})`, ignore: true, fn });
+export function rootTest({ name, skipReason, fn }: RootTestOptions): void {
+  if (skipReason !== undefined && !inCi) {
+    Deno.test({ name: `${name} (skipped: ${skipReason})`, ignore: true, fn: () => {} });
     return;
   }
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+  if (skipReason !== undefined) {
+    Deno.test({
+      name: `${name} (cannot run: ${skipReason})`,
+      fn: () => {
+        record("failed", name);
+        throw new Error(
+          `CI is set, so this root test must run, but it cannot: ${skipReason}. ` +
+            `Run the suite as root with the tools installed (.ci/run installs them).`,
+        );
+      },
+    });
+    return;
+  }
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      try {
+        await fn(t);
+      } catch (error) {
+        record("failed", name);
+        throw error;
+      }
+      record("ok", name);
+    },
+  });
+}
+
+/** A root test that needs namespaces and both iptables backends ({@link netnsSkipReason}). */
+export function netnsTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
+  rootTest({ name, skipReason: netnsSkipReason, fn });
 }

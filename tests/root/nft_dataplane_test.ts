@@ -13,7 +13,7 @@
 import { deepStrictEqual, equal, fail, match, ok } from "node:assert/strict";
 import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
 import { listOurNftTable, nftApply } from "../../lab/dataplanes.ts";
-import { netnsTest } from "../../lab/host.ts";
+import { netnsSkipReason, rootTest } from "../../lab/host.ts";
 import { backendBin, NetNs, saveNat } from "../../lab/netns.ts";
 import {
   destinations as dest,
@@ -41,11 +41,7 @@ const skipNft = (() => {
 })();
 
 function nftTest(name: string, fn: () => Promise<void>): void {
-  if (skipNft) {
-    Deno.test({ name: `${name} (skipped: ${skipNft})`, ignore: true, fn });
-    return;
-  }
-  netnsTest(name, fn);
+  rootTest({ name, skipReason: netnsSkipReason ?? skipNft, fn });
 }
 
 interface Bench {

@@ -28,7 +28,7 @@ import { deepStrictEqual, equal, fail, ok } from "node:assert/strict";
 // @ts-types="npm:yaml"
 import { parse, parseAllDocuments } from "yaml";
 import { ConfigMapDir } from "../../lab/config_map.ts";
-import { type Backend, backends, netnsSkipReason } from "../../lab/host.ts";
+import { type Backend, backends, netnsSkipReason, rootTest } from "../../lab/host.ts";
 import type { NetNs } from "../../lab/netns.ts";
 import {
   type LabMount,
@@ -416,14 +416,9 @@ for (const mode of backends) {
   const name = `${mode} node: the DaemonSet's container (image layout, read-only root, the ` +
     `manifest's args, probe and securityContext, under runc) applies, probes, resyncs ` +
     `quietly and stops cleanly`;
-  if (skipReason) {
-    Deno.test({ name: `${name} (skipped: ${skipReason})`, ignore: true, fn: () => {} });
-    continue;
-  }
-  Deno.test({
+  rootTest({
     name,
-    sanitizeOps: false,
-    sanitizeResources: false,
+    skipReason,
     fn: () => withTopology((topology) => scenario(mode, topology)),
   });
 }
