@@ -136,10 +136,15 @@ export class AgentProcess {
     const agent = await AgentProcess.start(options);
     const timer = setTimeout(() => agent.kill("SIGKILL"), timeoutMs);
     try {
-      return await agent.wait();
+      return await agent.wait(Infinity);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The pid of the process started (the unshare wrapper around the agent). */
+  get pid(): number {
+    return this.#child.pid;
   }
 
   get stdout(): string {
@@ -150,8 +155,30 @@ export class AgentProcess {
     return this.#stderr;
   }
 
-  wait(): Promise<AgentResult> {
-    return this.#done;
+  /**
+   * Resolves with the agent's exit. Bounded: an agent still running after
+   * `timeoutMs` is killed and the wait fails saying so, so a test cannot hang
+   * on an agent that ignores its signal. `Infinity` waits without bound (for
+   * trackers that race it against their own deadline).
+   */
+  async wait(timeoutMs = 60_000): Promise<AgentResult> {
+    if (!Number.isFinite(timeoutMs)) return await this.#done;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.kill("SIGKILL");
+        reject(
+          new Error(
+            `the agent did not exit within ${timeoutMs} ms (killed); stderr so far:\n${this.#stderr}`,
+          ),
+        );
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.#done, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   kill(signal: Deno.Signal = "SIGTERM"): void {
@@ -211,12 +238,8 @@ export class AgentProcess {
   }
 }
 
-/**
- * The deno process in the tree rooted at `root`, nearest the root first: the
- * wrapper chain (unshare, sh, ip netns exec) execs into deno, except
- * `unshare --fork`, whose child it is.
- */
-async function findAgentPid(root: number): Promise<number | undefined> {
+/** Every process's children, from /proc. */
+async function processChildren(): Promise<Map<number, number[]>> {
   const children = new Map<number, number[]>();
   for await (const entry of Deno.readDir("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
@@ -226,6 +249,35 @@ async function findAgentPid(root: number): Promise<number | undefined> {
     if (!Number.isInteger(ppid)) continue;
     children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
   }
+  return children;
+}
+
+/**
+ * The command lines (argv) of the processes below the agent's own deno
+ * process right now: the iptables or nft call it is waiting for, if any
+ * (and whatever `setup` left running in the background).
+ */
+export async function agentChildren(agent: AgentProcess): Promise<string[][]> {
+  const pid = await findAgentPid(agent.pid);
+  if (pid === undefined) return [];
+  const children = await processChildren();
+  const found: string[][] = [];
+  const queue = [...(children.get(pid) ?? [])];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    const cmdline = await Deno.readTextFile(`/proc/${next}/cmdline`).catch(() => "");
+    if (cmdline !== "") found.push(cmdline.replace(/\0$/, "").split("\0"));
+    queue.push(...(children.get(next) ?? []));
+  }
+  return found;
+}
+
+/**
+ * The deno process in the tree rooted at `root`, nearest the root first: the
+ * wrapper chain (unshare, sh, ip netns exec) execs into deno, except
+ * `unshare --fork`, whose child it is.
+ */
+async function findAgentPid(root: number): Promise<number | undefined> {
+  const children = await processChildren();
   const queue = [root];
   for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
     const comm = await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "");

@@ -35,7 +35,7 @@ export async function exitWithin(agent: AgentProcess, ms: number) {
     timer = setTimeout(() => resolve(undefined), ms)
   );
   try {
-    return await Promise.race([agent.wait(), timeout]);
+    return await Promise.race([agent.wait(Infinity), timeout]);
   } finally {
     clearTimeout(timer);
   }

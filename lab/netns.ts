@@ -15,17 +15,25 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
+/**
+ * How long one helper command (ip, iptables-save, nft, ...) may take: far
+ * above what any takes, a bound so a stuck tool fails the test naming itself.
+ */
+export const commandTimeoutMs = 60_000;
+
 export async function run(
   command: string,
   args: readonly string[],
   options: { stdin?: string; env?: Record<string, string>; check?: boolean } = {},
 ): Promise<CommandResult> {
+  const signal = AbortSignal.timeout(commandTimeoutMs);
   const child = new Deno.Command(command, {
     args: [...args],
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
     env: options.env,
+    signal,
   }).spawn();
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
@@ -33,6 +41,9 @@ export async function run(
     await writer.close();
   }
   const output = await child.output();
+  if (signal.aborted) {
+    throw new Error(`${command} ${args.join(" ")} did not finish within ${commandTimeoutMs} ms`);
+  }
   const decoder = new TextDecoder();
   const result = {
     code: output.code,

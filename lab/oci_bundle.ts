@@ -20,6 +20,7 @@
 // @ts-types="npm:yaml"
 import { parse } from "yaml";
 import type { Rootfs } from "./rootfs.ts";
+import { within } from "./wait.ts";
 
 const repoRoot = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 export const manifestPath = `${repoRoot}/examples/ip-masq-agent.yaml`;
@@ -375,9 +376,12 @@ export class RuncContainer {
     return this.#stderr;
   }
 
-  /** Resolves with the container's exit status and output once `runc run` returns. */
-  wait(): Promise<RunResult> {
-    return this.#done;
+  /**
+   * Resolves with the container's exit status and output once `runc run`
+   * returns; fails, naming the bound, when it has not within `timeoutMs`.
+   */
+  wait(timeoutMs = 60_000): Promise<RunResult> {
+    return within(`the container ${this.id} to exit`, this.#done, timeoutMs);
   }
 
   /** `runc exec`: a process in the same container (namespaces, capabilities, environment). */

@@ -25,3 +25,22 @@ export async function eventually(
     await sleep(pollMs);
   }
 }
+
+/**
+ * Resolves with `promise`, or throws naming `what` when it has not settled
+ * within `timeoutMs` of real time. The timer is cleared either way.
+ */
+export async function within<T>(what: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -275,7 +275,13 @@ for (const makePlane of planes) {
     const plane = makePlane();
     plane.failNextWrites(1000);
     await using agent = await start(plane, undefined, { resyncIntervalMs: 1000 });
-    while (agent.exitCode === undefined) await agent.wake();
+    for (let wakes = 0; agent.exitCode === undefined; wakes++) {
+      // Bounded: an agent that never gives up fails here, naming it, instead of spinning forever.
+      if (wakes === 100) {
+        assert.fail(`the agent did not exit after 100 wake-ups:\n${agent.log.text()}`);
+      }
+      await agent.wake();
+    }
     assert.equal(agent.exitCode, 1);
     assert.equal(plane.writes(), 13, "the first attempt and 12 retries within 1000 ms");
     assert.equal(agent.log.count(/^giving up/, "error"), 1, agent.log.text());

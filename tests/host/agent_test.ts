@@ -243,13 +243,28 @@ class Running implements AsyncDisposable {
     await this.parked();
   }
 
-  /** Wakes the loop until it exits; the exit code. */
-  async runToExit(): Promise<number> {
-    for (;;) {
-      await this.parked();
-      if (this.exitCode !== undefined) return this.exitCode;
+  /**
+   * Wakes the loop (resync or retry) until `predicate` holds. The bound turns a regression
+   * that never gets there (a wrong chain, a loop that never exits) into a failure naming what
+   * was awaited, instead of a suite that spins forever in virtual time.
+   */
+  async wakeUntil(what: string, predicate: () => boolean, maxWakes = 200): Promise<void> {
+    await this.parked();
+    for (let wakes = 0; !predicate(); wakes++) {
+      if (wakes === maxWakes) {
+        assert.fail(
+          `${what}: not reached after ${maxWakes} wake-ups (${this.elapsed()} virtual ms)\n` +
+            `chain: ${JSON.stringify(this.chain())}\n${this.log.text()}`,
+        );
+      }
       await this.wake();
     }
+  }
+
+  /** Wakes the loop until it exits; the exit code. */
+  async runToExit(): Promise<number> {
+    await this.wakeUntil("the loop to exit", () => this.exitCode !== undefined);
+    return this.exitCode!;
   }
 
   /**
@@ -268,7 +283,8 @@ class Running implements AsyncDisposable {
 
   /** Fires whatever debounce is still armed (late events of an earlier change), then parks. */
   async drainDebounce(): Promise<void> {
-    while (this.clock.pending()[0]?.kind === "timer") {
+    for (let fired = 0; this.clock.pending()[0]?.kind === "timer"; fired++) {
+      if (fired === 100) assert.fail("the debounce still re-arms after 100 firings");
       await this.clock.runNext();
       await this.parked();
     }
@@ -817,8 +833,7 @@ Deno.test("a held xtables lock never makes the agent exit; it applies once the l
     before: (fake) => fake.failNextRestores(1_000_000, "lock"),
   });
   const before = agent.fake.dump();
-  await agent.parked();
-  while (agent.elapsed() <= 1800) await agent.wake();
+  await agent.wakeUntil("1800 virtual ms of lock failures", () => agent.elapsed() > 1800);
   // Well past one resync interval of lock failures, still running, at the capped backoff.
   const delays = [20, 40, 80, ...Array(18).fill(100)];
   const attempts = delays.reduce((at, delay) => [...at, at.at(-1)! + delay], [0]).slice(0, -1);
@@ -848,8 +863,7 @@ Deno.test("a generic failure after lock failures still gets a full retry budget"
       fake.failNextRestores(3, "failed");
     },
   });
-  await agent.parked();
-  while (agent.chain().length !== 3) await agent.wake();
+  await agent.wakeUntil("the chain applied", () => agent.chain().length === 3);
   // 15 lock failures (0 to 1240 ms) spend no budget; the generic ones start it at 1340.
   const lockAt = [0, 20, 60, 140, ...Array.from({ length: 11 }, (_, i) => 240 + 100 * i)];
   assert.deepEqual(agent.restoresAt, [...lockAt, 1340, 1440, 1540, 1640]);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Wakeup } from "../../lib/host/wakeup.ts";
 import { FakeClock } from "../support/fake_clock.ts";
+import { within } from "../../lab/wait.ts";
 
 const never = new AbortController().signal;
 
@@ -104,9 +105,17 @@ Deno.test("Wakeup: a wait that timed out leaves no listener to fire into", async
   assert.equal(next.done, true);
 });
 
-Deno.test("Wakeup: without a clock it waits on the system clock", async () => {
+Deno.test("Wakeup: without a clock it waits on the system clock, and fire() ends that wait", async () => {
   const wakeup = new Wakeup();
-  const waiting = wakeup.wait(60_000, never);
+  const controller = new AbortController();
+  const waiting = wakeup.wait(60_000, controller.signal);
   wakeup.fire();
-  await waiting;
+  // fire() ends the wait at once; the bound (far above a turn of the event loop, far below the
+  // 60 s timeout) only turns a broken fire() into a prompt failure instead of a minute's pass.
+  try {
+    await within("fire() to end a 60 s wait on the system clock", waiting, 5_000);
+  } finally {
+    controller.abort();
+    await waiting;
+  }
 });

@@ -27,6 +27,9 @@ interface Entry extends PendingWait {
   readonly fire: () => void;
 }
 
+/** More firings than any test needs in one advance: beyond it, a runaway loop. */
+const maxFiringsPerAdvance = 100_000;
+
 /** One real macrotask: every microtask the previous firing queued has run by then. */
 function realTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
@@ -79,9 +82,16 @@ export class FakeClock implements Clock {
   }
 
   async #advanceTo(target: number): Promise<void> {
-    for (;;) {
+    for (let fired = 0;; fired++) {
       const next = this.#sorted()[0];
       if (next === undefined || next.dueAt > target) break;
+      // Code that keeps re-arming a due timer would spin here forever without moving time.
+      if (fired === maxFiringsPerAdvance) {
+        throw new Error(
+          `the fake clock fired ${fired} timers or sleeps in one advance (to ${target}); ` +
+            `something keeps re-arming a due one`,
+        );
+      }
       this.#entries = this.#entries.filter((entry) => entry !== next);
       this.#now = next.dueAt;
       this.#fired.push({ kind: next.kind, dueAt: next.dueAt, ms: next.ms });
