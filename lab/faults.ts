@@ -77,16 +77,17 @@ export function hammerRules(n: number): string[] {
 }
 
 /**
- * Another program writing the nat table as fast as it can for `seconds`:
+ * Another program writing the nat table as fast as it can until stopped:
  * each transaction refills its own chain and deletes and re-appends its own
  * POSTROUTING rule (as kube-proxy and CNI plugins do), with `-w` like any
- * well-behaved writer.
+ * well-behaved writer. After each transaction it writes how many it has made
+ * to a progress file, so a test paces itself by the writes, not by the clock.
  */
 export class NatHammer {
   readonly #child: Deno.ChildProcess;
   readonly #result: Promise<HammerResult>;
 
-  private constructor(child: Deno.ChildProcess) {
+  private constructor(child: Deno.ChildProcess, readonly dir: string) {
     this.#child = child;
     this.#result = (async () => {
       const output = await child.output();
@@ -101,15 +102,15 @@ export class NatHammer {
     return `*nat\n:${hammerChain} - [0:0]\n${hammerRules(0).join("\n")}\n${hammerJump}\nCOMMIT\n`;
   }
 
-  static start(ns: NetNs, binDir: string, seconds: number): NatHammer {
+  /** Starts writing; `dir` (an existing directory) holds the progress and stop files. */
+  static start(ns: NetNs, binDir: string, dir: string): NatHammer {
     const jumpSpec = hammerJump.slice("-A POSTROUTING ".length);
     const [first, second] = hammerRules(0).map((rule) =>
       rule.replace("203.0.113.0/32", "203.0.113.%d/32").replace('"hammer 0"', '"hammer %d"')
     );
     const script = `
-end=$(( $(date +%s) + ${seconds} ))
 ok=0; failed=0; i=0; last=0
-while [ "$(date +%s)" -lt "$end" ]; do
+while [ ! -e "${dir}/stop" ]; do
   i=$((i + 1))
   if printf '*nat\\n:${hammerChain} - [0:0]\\n${first}\\n${second}\\n-D POSTROUTING ${jumpSpec}\\n-A POSTROUTING ${jumpSpec}\\nCOMMIT\\n' $((i % 250)) $i |
     "${binDir}/iptables-restore" --noflush -w 5; then
@@ -117,6 +118,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
   else
     failed=$((failed + 1))
   fi
+  echo "$i" > "${dir}/progress.tmp" && mv "${dir}/progress.tmp" "${dir}/progress"
 done
 echo "$ok $failed $last"
 `;
@@ -126,7 +128,17 @@ echo "$ok $failed $last"
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return new NatHammer(child);
+    return new NatHammer(child, dir);
+  }
+
+  /** How many transactions it has attempted so far. */
+  async progress(): Promise<number> {
+    return Number(await Deno.readTextFile(`${this.dir}/progress`).catch(() => "0")) || 0;
+  }
+
+  /** Asks it to stop after the transaction in progress; `result()` then reports. */
+  async finish(): Promise<void> {
+    await Deno.writeTextFile(`${this.dir}/stop`, "");
   }
 
   result(): Promise<HammerResult> {
