@@ -9,13 +9,15 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decideRetry, initialRetryState } from "./backoff.ts";
  * const policy = { initialBackoffMs: 1000, maxBackoffMs: 30_000, budgetMs: 60_000 };
  * const first = decideRetry(initialRetryState(policy), "failed", 0, policy);
- * if (first.action !== "retry") throw new Error("expected a retry");
- * console.assert(first.delayMs === 1000);
+ * assert.equal(first.action, "retry");
+ * assert.equal(first.delayMs, 1000);
  * const second = decideRetry(first.state, "failed", 1000, policy);
- * console.assert(second.action === "retry" && second.delayMs === 2000);
+ * assert.equal(second.action, "retry");
+ * assert.equal(second.delayMs, 2000);
  * ```
  *
  * @module

@@ -8,12 +8,13 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sameConfigDirContents } from "./config_identity.ts";
  * const bytes = new TextEncoder().encode("nonMasqueradeCIDRs: []\n");
  * const read = { kind: "files", files: [{ path: "/etc/config/ip-masq-agent", bytes }] } as const;
  * const again = { kind: "files", files: [{ path: read.files[0].path, bytes: bytes.slice() }] } as const;
- * console.assert(sameConfigDirContents(read, again));
- * console.assert(!sameConfigDirContents(read, { kind: "missing" }));
+ * assert.equal(sameConfigDirContents(read, again), true);
+ * assert.equal(sameConfigDirContents(read, { kind: "missing" }), false);
  * ```
  *
  * @module

@@ -8,12 +8,13 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { debounceStep, idleDebounce } from "./debounce.ts";
  * const policy = { quietMs: 150, maxPeriods: 4 };
  * const first = debounceStep(idleDebounce, "changed", 0, policy);
- * console.assert(first.armMs === 150);
+ * assert.equal(first.armMs, 150);
  * const late = debounceStep(first.state, "changed", 500, policy);
- * console.assert(late.armMs === 100); // the burst began at 0: fire by 600 at the latest
+ * assert.equal(late.armMs, 100); // the burst began at 0: fire by 600 at the latest
  * ```
  *
  * @module

@@ -9,13 +9,14 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { gcAfterReconcile, gcCollected, initialGcState } from "./gc_schedule.ts";
  * const policy = { everyReconciles: 2, minIntervalMs: 1000 };
  * let state = initialGcState;
  * let step = gcAfterReconcile(state, 0, policy);
- * console.assert(!step.collect);
+ * assert.equal(step.collect, false);
  * step = gcAfterReconcile(step.state, 10, policy);
- * console.assert(step.collect);
+ * assert.equal(step.collect, true);
  * state = gcCollected(15); // the instant the collection ended
  * ```
  *

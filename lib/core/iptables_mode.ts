@@ -38,9 +38,10 @@ export interface IptablesTools {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { iptablesTools } from "./iptables_mode.ts";
  * const tools = iptablesTools("nft", "ipv6");
- * console.assert(tools.restore === "ip6tables-nft-restore");
+ * assert.equal(tools.restore, "ip6tables-nft-restore");
  * ```
  */
 export function iptablesTools(mode: IptablesMode, family: Family): IptablesTools {
@@ -87,9 +88,10 @@ export interface LegacyDump {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseLegacyDump } from "./iptables_mode.ts";
  * const dump = parseLegacyDump("*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n");
- * console.assert(dump.loaded && dump.hint && dump.rules === 0);
+ * assert.deepEqual([dump.loaded, dump.hint, dump.rules], [true, true, 0]);
  * ```
  */
 export function parseLegacyDump(text: string): LegacyDump {
@@ -151,11 +153,13 @@ const families: readonly Family[] = ["ipv4", "ipv6"];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decideMode } from "./iptables_mode.ts";
  * const first = decideMode({});
- * console.assert(first.kind === "probe-nft-hint");
+ * assert.equal(first.kind, "probe-nft-hint");
  * const step = decideMode({ nftHint: { ipv4: true } });
- * console.assert(step.kind === "decided" && step.decision.mode === "nft");
+ * assert.equal(step.kind, "decided");
+ * assert.equal(step.decision.mode, "nft");
  * ```
  */
 export function decideMode(evidence: ModeEvidence): ModeStep {

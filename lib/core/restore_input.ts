@@ -6,11 +6,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NatTransaction } from "./restore_input.ts";
  * const tx = new NatTransaction();
- * console.assert(tx.build() === null);
+ * assert.equal(tx.build(), null);
  * tx.declareChain("IP-MASQ-AGENT").append("IP-MASQ-AGENT", "-j RETURN");
- * console.assert(tx.build() === "*nat\n:IP-MASQ-AGENT - [0:0]\n-A IP-MASQ-AGENT -j RETURN\nCOMMIT\n");
+ * assert.equal(tx.build(), "*nat\n:IP-MASQ-AGENT - [0:0]\n-A IP-MASQ-AGENT -j RETURN\nCOMMIT\n");
  * ```
  *
  * @module

@@ -38,10 +38,11 @@ export interface LiveNatTable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseNatTable } from "./ruleset.ts";
  * const live = parseNatTable("-P POSTROUTING ACCEPT\n-N IP-MASQ-AGENT\n-A IP-MASQ-AGENT -j RETURN\n");
- * console.assert(live.chains.has("IP-MASQ-AGENT"));
- * console.assert(live.rules.get("IP-MASQ-AGENT")?.length === 1);
+ * assert.ok(live.chains.has("IP-MASQ-AGENT"));
+ * assert.deepEqual(live.rules.get("IP-MASQ-AGENT"), ["-A IP-MASQ-AGENT -j RETURN"]);
  * ```
  */
 export function parseNatTable(listing: string): LiveNatTable {
