@@ -201,6 +201,20 @@ Deno.test("ipv6 addresses are masked and printed as inet_ntop prints them", asyn
     "-A X -d 2001:db8:0:0:1::/128 -j RETURN",
     "-A X -d 1:0:2:3:4:5:6:7/128 -j RETURN",
   ]);
+  // Dotted IPv4 tails, as inet_pton reads and glibc's inet_ntop prints them (checked on 1.8.9).
+  await fake.restore(nat(
+    "-F X",
+    "-A X -d ::ffff:1.2.3.4/128 -j RETURN",
+    "-A X -d 0:0:0:0:0:ffff:a00:1/128 -j RETURN",
+    "-A X -d ::1.2.3.4/128 -j RETURN",
+    "-A X -d ::2/128 -j RETURN",
+  ));
+  assert.deepEqual(fake.rules("X"), [
+    "-A X -d ::ffff:1.2.3.4/128 -j RETURN",
+    "-A X -d ::ffff:10.0.0.1/128 -j RETURN",
+    "-A X -d ::1.2.3.4/128 -j RETURN",
+    "-A X -d ::2/128 -j RETURN",
+  ]);
 });
 
 Deno.test("the agent's own rule lines survive a round trip byte for byte", async () => {
@@ -268,17 +282,26 @@ Deno.test("-A needs an existing chain and a known target", async () => {
 
 Deno.test("-I, -R, -F, -N and -P edit the table as iptables does", async () => {
   const fake = new FakeNatTable({ seed: nat(":X - [0:0]", "-A X -j RETURN") });
-  await fake.restore(nat("-I X -j ACCEPT", "-I X 3 -j DROP", "-R X 2 -j MASQUERADE"));
-  assert.deepEqual(fake.rules("X"), ["-A X -j ACCEPT", "-A X -j MASQUERADE", "-A X -j DROP"]);
+  await fake.restore(nat("-I X -j ACCEPT", "-I X 3 -d 1.2.3.4 -j RETURN", "-R X 2 -j MASQUERADE"));
+  assert.deepEqual(fake.rules("X"), [
+    "-A X -j ACCEPT",
+    "-A X -j MASQUERADE",
+    "-A X -d 1.2.3.4/32 -j RETURN",
+  ]);
+  // Both backends refuse DROP in nat, as a target and as a -P policy (tests/root/fake_conformance).
+  await rejects(fake, nat("-A X -j DROP"), /not intended for filtering/);
+  await rejects(fake, nat("-P OUTPUT DROP"), /not intended for filtering/);
   await rejects(fake, nat("-I X 9 -j RETURN"), /Index of insertion too big/);
   await rejects(fake, nat("-R X 9 -j RETURN"), /Index of replacement too big/);
   await rejects(fake, nat("-N X"), /Chain already exists/);
   await rejects(fake, nat("-P X ACCEPT"), /Bad built-in chain name/);
   await rejects(fake, nat(":X ACCEPT [0:0]"), /Can't set policy `ACCEPT' on `X'/);
-  await fake.restore(nat("-F X", "-N Y", "-P OUTPUT DROP"));
+  await fake.restore(nat("-F X", "-N Y", ":OUTPUT DROP [0:0]"));
   assert.deepEqual(fake.rules("X"), []);
   assert.match(fake.dump(), /^:Y - \[0:0\]$/m);
   assert.match(fake.dump(), /^:OUTPUT DROP \[0:0\]$/m);
+  await fake.restore(nat("-P OUTPUT ACCEPT"));
+  assert.match(fake.dump(), /^:OUTPUT ACCEPT \[0:0\]$/m);
 });
 
 Deno.test("chain names follow iptables' limits", async () => {

@@ -18,7 +18,13 @@
  *   `-s -d -i -o -p` printed first in that order, addresses masked and given
  *   a prefix, `/0` dropped, the implicit `-m tcp` after `-p tcp --dport`,
  *   `statistic --probability` rounded to its 31-bit fraction, comments quoted
- *   as `xtables_save_string` quotes them; unknown matches and targets fail.
+ *   as `xtables_save_string` quotes them; unknown matches and targets fail,
+ *   and so does DROP (as a target or a `-P` policy: nat is not for filtering);
+ * - IPv6 addresses with a dotted IPv4 tail, read and printed as glibc does.
+ *
+ * tests/root/fake_conformance_test.ts drives the same operations against
+ * this fake and the real iptables-nft and iptables-legacy, and requires the
+ * same outcomes and listings.
  *
  * It counts calls, records every restore payload, can fail the next calls
  * with the xtables lock or a generic error, and lets a test play "another

@@ -6,7 +6,10 @@
  * `nft -j list table` prints them (nft 1.0.6's JSON: a modulus of 2^31
  * printed as a negative number, bare addresses for /32 and /128 elements,
  * no `elem` key on an empty set). Written independently of
- * lib/core/nft_json.ts, so the two can disagree.
+ * lib/core/nft_json.ts, so the two can disagree. As nft does, it masks an
+ * element's host bits, takes an element already present without error, adds
+ * to a set or chain declared again, and lists `to :7-7` as a range.
+ * tests/root/fake_conformance_test.ts checks it against the real nft.
  *
  * Like fake_iptables.ts it counts calls, records payloads, can fail the next
  * calls, and lets a test play another program editing the table (drift,
@@ -232,11 +235,12 @@ function readBlock(lines: string[], from: number, family: Family, table: FakeTab
     if (line === "}") return i;
     let match: RegExpExecArray | null;
     if ((match = /^set (\S+) \{$/.exec(line))) {
-      const set: FakeSet = { name: match[1], type: "", flags: [], elements: [], extra: {} };
-      if (table.sets.some((candidate) => candidate.name === set.name)) {
-        throw new Problem("the fake never redeclares a set");
-      }
-      table.sets.push(set);
+      // Declaring a set that exists adds to it (nft's `add`); its type and flags must match.
+      const existing = table.sets.find((candidate) => candidate.name === match![1]);
+      const set: FakeSet = existing ??
+        { name: match[1], type: "", flags: [], elements: [], extra: {} };
+      const declared = { type: set.type, flags: set.flags.join(",") };
+      if (!existing) table.sets.push(set);
       let collecting = false;
       const pending: string[] = [];
       for (i++; i < lines.length; i++) {
@@ -256,14 +260,16 @@ function readBlock(lines: string[], from: number, family: Family, table: FakeTab
         else if (inner === "elements = {") collecting = true;
         else throw new Problem(`unexpected set line: ${inner}`);
       }
+      if (existing && (declared.type !== set.type || declared.flags !== set.flags.join(","))) {
+        throw new Problem(`Could not process rule: File exists (set ${set.name} redeclared)`);
+      }
       continue;
     }
     if ((match = /^chain (\S+) \{$/.exec(line))) {
-      const chain: FakeChain = { name: match[1], rules: [] };
-      if (table.chains.some((candidate) => candidate.name === chain.name)) {
-        throw new Problem("the fake never redeclares a chain");
-      }
-      table.chains.push(chain);
+      // Declaring a chain that exists appends its rules to it, as nft does.
+      const existing = table.chains.find((candidate) => candidate.name === match![1]);
+      const chain: FakeChain = existing ?? { name: match[1], rules: [] };
+      if (!existing) table.chains.push(chain);
       for (i++; i < lines.length; i++) {
         const inner = lines[i].trim();
         if (inner === "}") break;
@@ -280,6 +286,10 @@ function readBlock(lines: string[], from: number, family: Family, table: FakeTab
 
 function addElements(set: FakeSet, elements: { start: bigint; end: bigint }[]) {
   for (const element of elements) {
+    // Adding an element that is already there is no error (nft's `add`, not `create`).
+    if (set.elements.some((other) => other.start === element.start && other.end === element.end)) {
+      continue;
+    }
     if (set.elements.some((other) => other.start <= element.end && element.start <= other.end)) {
       throw new Problem("conflicting intervals specified");
     }
@@ -349,8 +359,8 @@ function parseElement(family: Family, text: string): { start: bigint; end: bigin
     throw new Problem(`bad prefix ${text}`);
   }
   const size = 1n << BigInt(bits - prefix);
-  const start = parseAddress(family, address);
-  if (start % size !== 0n) throw new Problem(`${text} has host bits set`);
+  // nft masks an address with host bits set to its prefix, silently.
+  const start = parseAddress(family, address) / size * size;
   return { start, end: start + size - 1n };
 }
 
@@ -415,8 +425,9 @@ function ruleExpressions(family: Family, text: string): unknown[] {
       const body: Json = {};
       i += 1;
       if (words[i] === "to") {
+        // `:7` lists as a port, `:7-7` as a range, even of one port.
         const [first, last] = words[i + 1].slice(1).split("-").map(Number);
-        body.port = first === last ? first : { range: [first, last] };
+        body.port = last === undefined ? first : { range: [first, last] };
         i += 2;
       }
       if (words[i] === "fully-random") {

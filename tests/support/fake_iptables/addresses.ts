@@ -36,6 +36,14 @@ function formatIpv4(address: bigint): string {
 }
 
 function parseIpv6(text: string): bigint | undefined {
+  // A dotted IPv4 tail (`::ffff:1.2.3.4`) stands for the last two groups, as inet_pton reads it.
+  const dotted = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (dotted) {
+    const v4 = parseIpv4(dotted[2]);
+    if (v4 === undefined) return undefined;
+    const hex = `${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+    return parseIpv6(`${dotted[1]}${hex}`);
+  }
   const halves = text.split("::");
   if (halves.length > 2) return undefined;
   const groups = (half: string) => (half === "" ? [] : half.split(":"));
@@ -61,6 +69,12 @@ function formatIpv6(address: bigint): string {
     if (length > best.length) best = { start, length };
     start += Math.max(length, 1);
   }
+  // glibc's inet_ntop prints IPv4-compatible (`::a.b.c.d`: six zero groups, then two not both
+  // zero... the seventh non-zero) and IPv4-mapped (`::ffff:a.b.c.d`) addresses with a dotted
+  // tail; `::2` stays `::2` (checked against iptables 1.8.9).
+  const v4 = () => formatIpv4(address & 0xffffffffn);
+  if (best.start === 0 && best.length === 6) return `::${v4()}`;
+  if (best.start === 0 && best.length === 5 && groups[5] === 0xffff) return `::ffff:${v4()}`;
   const hex = groups.map((group) => group.toString(16));
   if (best.length < 2) return hex.join(":");
   const head = hex.slice(0, best.start).join(":");

@@ -160,6 +160,12 @@ export function parseRule(tokens: readonly string[], family: Family, table: NatT
     if (token === "-j" || token === "-g") {
       if (target) throw new RestoreProblem(`multiple -j flags not allowed`);
       const name = valueAfter(i++, token);
+      if (name === "DROP") {
+        // Both backends refuse it in userspace, whatever the chain.
+        throw new RestoreProblem(
+          'The "nat" table is not intended for filtering, the use of DROP is therefore inhibited.',
+        );
+      }
       const isChain = table.chains.has(name);
       if (token === "-g" ? !isChain : !isChain && !knownTargets.has(name)) {
         throw new RestoreProblem(`Chain '${name}' does not exist`);
