@@ -24,6 +24,10 @@ import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
 import { type Backend, netnsTest } from "../../lab/host.ts";
 import { backendBin, NetNs, restoreNat } from "../../lab/netns.ts";
 import { upstreamReturnComment } from "../support/upstream_rules.ts";
+import { ConfigError, formatProblem } from "../../lib/core/config_error.ts";
+import { loadConfig } from "../../lib/core/desired.ts";
+import { defaultFlags } from "../../lib/core/flags.ts";
+import { readConfigDir } from "../../lib/host/config_dir.ts";
 
 const mountedConfigDir = "/etc/config";
 const defaultFile = "ip-masq-agent";
@@ -1183,6 +1187,47 @@ Deno.test("the hostile-input table has at least 45 cases with unique names", () 
   assert.ok(cases.length >= 45, `${cases.length} cases`);
   assert.equal(new Set(cases.map((hostile) => hostile.name)).size, cases.length);
   assert.ok(cases.some((hostile) => hostile.keepRunning && hostile.backends?.includes("legacy")));
+});
+
+/**
+ * Without root, the table's literal expectations against lib's own config path (the reader on
+ * a temporary directory, then the parser and merge): each config case is rejected, naming the
+ * file, line and key the case names. The root tests check the same through the real agent;
+ * this one keeps the table honest where they are skipped, and fails fast where they would.
+ * Cases with their own flags and symlinks to absolute paths (the host's files) are left to them.
+ */
+Deno.test("without root: every config case is rejected by the reader and parser as the table says", async () => {
+  const flags = { ...defaultFlags, enableIpv6: true };
+  let checked = 0;
+  for (const hostile of cases) {
+    const expect = hostile.expect;
+    if (expect.kind !== "config" || hostile.args !== undefined) continue;
+    const entries = Object.values(hostile.entries ?? {});
+    if (
+      entries.some((entry) =>
+        typeof entry === "object" && "symlink" in entry &&
+        entry.symlink.startsWith("/") && entry.symlink !== "/dev/zero"
+      )
+    ) continue;
+    const dir = await Deno.makeTempDir({ prefix: "imt-hostile-" });
+    try {
+      await writeEntries(dir, hostile.entries ?? {});
+      let error: unknown;
+      try {
+        loadConfig(await readConfigDir(dir), flags);
+      } catch (caught) {
+        error = caught;
+      }
+      assert.ok(error instanceof ConfigError, `${hostile.name}: not rejected (${error})`);
+      // Paths as the agent names them: its config directory is mounted at /etc/config.
+      const lines = error.problems.map(formatProblem).join("\n").replaceAll(dir, mountedConfigDir);
+      assertProblemNamed(expect, lines, `${hostile.name}:\n${lines.slice(0, 2000)}`);
+      checked++;
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  assert.ok(checked >= 35, `only ${checked} cases checked without root`);
 });
 
 const backendsUnderTest = ["nft", "legacy"] as const;
