@@ -10,13 +10,16 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/core/config_error.ts";
 import { type AgentFlags, parseFlags } from "../../lib/core/flags.ts";
-import { chainRuleLines, desiredChain, jumpRuleLine } from "../../lib/core/rules.ts";
-import { mergeConfigs } from "../../lib/core/merge.ts";
 import { explainMode, type LiveTables } from "../../lib/host/explain_mode.ts";
 import { IptablesError, type NatTableClient } from "../../lib/host/iptables.ts";
 import type { Dataplane } from "../../lib/host/dataplane.ts";
 import type { ModeDeps } from "../../lib/host/modes.ts";
 import { CaptureLog } from "../support/capture_log.ts";
+import {
+  upstreamJumpLine,
+  upstreamMasqueradeLine,
+  upstreamReturnLine,
+} from "../support/upstream_rules.ts";
 
 function flagsOf(argv: string[]): AgentFlags {
   const parsed = parseFlags(argv);
@@ -48,10 +51,14 @@ function deps(argv: string[], files: Record<string, string> | "missing") {
 /** A table holding `postrouting` and our chain as the defaults render it; records what is read. */
 function fakeTables(postrouting: string[]): { open: () => Promise<LiveTables>; reads: string[] } {
   const reads: string[] = [];
-  const { config } = mergeConfigs([], { nomasqAllReservedRanges: false });
-  const ours = chainRuleLines(
-    desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] }),
-  );
+  // The defaults' chain in upstream's literal text (v1's defaults: link-local, then RFC 1918),
+  // not lib's rendering, so a rendering that changed shows as drift here.
+  const ours = [
+    ...["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map((cidr) =>
+      upstreamReturnLine(cidr)
+    ),
+    upstreamMasqueradeLine(),
+  ];
   const client = (family: "ipv4" | "ipv6"): NatTableClient => ({
     family,
     mode: "nft",
@@ -78,7 +85,7 @@ function fakeTables(postrouting: string[]): { open: () => Promise<LiveTables>; r
 
 Deno.test("text: one answer per destination, live compared, reading only what --check reads", async () => {
   const { modeDeps, printed } = deps(["--explain=10.1.2.3,8.8.8.8"], "missing");
-  const tables = fakeTables([jumpRuleLine("IP-MASQ-AGENT")]);
+  const tables = fakeTables([upstreamJumpLine()]);
   assert.equal(await explainMode(modeDeps, tables.open), 0);
   assert.equal(printed.length, 2);
   assert.match(
@@ -86,6 +93,8 @@ Deno.test("text: one answer per destination, live compared, reading only what --
     /^10\.1\.2\.3 \(ipv4\): keep source\n {2}because: default \(no config file present\): 10\.0\.0\.0\/8 \(RFC 1918\)\n {2}live \(iptables nft\): same answer \(keep source\), decided by -A IP-MASQ-AGENT -d 10\.0\.0\.0\/8 /,
   );
   assert.match(printed[1], /^8\.8\.8\.8 \(ipv4\): masquerade\n/);
+  // The live chain is upstream's literal text of the defaults: what lib renders must equal it.
+  for (const answer of printed) assert.doesNotMatch(answer, /drift|differ/, answer);
   assert.deepEqual(tables.reads, ["ipv4 -S POSTROUTING", "ipv4 -S IP-MASQ-AGENT"]);
 });
 
@@ -94,7 +103,7 @@ Deno.test("json: one object per destination, with the provenance and the live an
     ["--explain=10.1.2.3", "--explain-source=10.244.1.2", "--log-format=json"],
     { "ip-masq-agent": "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqueradeCIDRs: [10.1.0.0/16]\n" },
   );
-  const tables = fakeTables([jumpRuleLine("IP-MASQ-AGENT")]);
+  const tables = fakeTables([upstreamJumpLine()]);
   assert.equal(await explainMode(modeDeps, tables.open), 0);
   const answer = JSON.parse(printed[0]);
   assert.equal(answer.verdict, "masquerade");

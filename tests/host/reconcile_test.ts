@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/core/cidr.ts";
-import {
-  chainRuleLines,
-  type DesiredChain,
-  jumpRuleLine,
-  renderFromEmpty,
-} from "../../lib/core/rules.ts";
+import { type DesiredChain, renderFromEmpty } from "../../lib/core/rules.ts";
 import { builtIn } from "../../lib/core/source.ts";
 import { applyDesired, iptablesDataplane, removeAll } from "../../lib/host/dataplane.ts";
 import { planFamily, type VerifiedListings } from "../../lib/host/reconcile.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
+import {
+  upstreamJumpLine,
+  upstreamMasqueradeLine,
+  upstreamReturnLine,
+} from "../support/upstream_rules.ts";
 
 function desired(chain = "IP-MASQ-AGENT", ...cidrs: string[]): DesiredChain {
   return {
@@ -19,6 +19,9 @@ function desired(chain = "IP-MASQ-AGENT", ...cidrs: string[]): DesiredChain {
     masquerade: { randomFully: true, toPorts: [] },
   };
 }
+
+/** What `desired(undefined, "10.0.0.0/8")` must become, in upstream's literal text (not lib's). */
+const upstreamChainLines = [upstreamReturnLine("10.0.0.0/8"), upstreamMasqueradeLine()];
 
 /** kube-proxy-like rules in chains that are not ours: never read by a steady reconcile. */
 const foreign = [
@@ -41,7 +44,7 @@ Deno.test("a reconcile reads POSTROUTING and our chain only, whatever else the t
   const dataplane = iptablesDataplane({ ipv4: fake, ipv6: fake }, "IP-MASQ-AGENT");
   const [first] = await applyDesired([chain], dataplane);
   assert.notEqual(first.plan.payload, null, "a fresh node is written");
-  assert.deepEqual(fake.rules("IP-MASQ-AGENT"), chainRuleLines(chain));
+  assert.deepEqual(fake.rules("IP-MASQ-AGENT"), upstreamChainLines);
   fake.calls.length = 0;
   const [second] = await applyDesired([chain], dataplane);
   assert.deepEqual(second.plan, { drift: [], payload: null });
@@ -56,7 +59,7 @@ Deno.test("a jump of ours to another chain (an old --masq-chain) makes one whole
   assert.ok(plan.drift.some((drift) => drift.kind === "stale-chain"), JSON.stringify(plan.drift));
   await fake.restore(plan.payload!);
   assert.equal(await fake.listChain("OLD-CHAIN"), null, "the old chain is gone");
-  assert.deepEqual(fake.rules("POSTROUTING"), [jumpRuleLine("IP-MASQ-AGENT")]);
+  assert.deepEqual(fake.rules("POSTROUTING"), [upstreamJumpLine()]);
 });
 
 Deno.test("what was verified is not compared again, and any change of it still is", async () => {
@@ -82,7 +85,7 @@ Deno.test("what was verified is not compared again, and any change of it still i
   fake.external("*nat\n-A IP-MASQ-AGENT -d 1.2.3.4/32 -j RETURN\nCOMMIT\n");
   const repaired = await reconcile(chain);
   assert.equal(repaired.drift[0]?.kind, "chain-differs");
-  assert.deepEqual(fake.rules("IP-MASQ-AGENT"), chainRuleLines(chain));
+  assert.deepEqual(fake.rules("IP-MASQ-AGENT"), upstreamChainLines);
 
   // A new desired state (another config) is planned even over an unchanged listing.
   await reconcile(chain);
