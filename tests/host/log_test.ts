@@ -219,15 +219,22 @@ Deno.test("each line is stamped with the injected clock and pid, byte for byte",
 });
 
 Deno.test("a line that cannot be written is dropped without stopping the caller", () => {
+  const attempted: string[] = [];
   const log = setUpLogging({
     verbosity: 0,
     format: "text",
-    write: () => {
+    write: (line) => {
+      attempted.push(line);
       throw new Error("stderr closed");
     },
   });
-  log.info("lost");
-  log.error("also lost", { n: 1 });
+  assert.doesNotThrow(() => log.info("lost"));
+  assert.doesNotThrow(() => log.error("also lost", { n: 1 }));
+  // Each line was offered to the writer, rendered in full: a failed write loses that line only,
+  // and neither silences the logger nor reaches the caller.
+  assert.equal(attempted.length, 2, JSON.stringify(attempted));
+  assert.match(attempted[0], /^I\d{4} [\d:.]+ +\d+ agent\] lost\n$/);
+  assert.match(attempted[1], /^E\d{4} [\d:.]+ +\d+ agent\] also lost n=1\n$/);
 });
 
 Deno.test("the properties object is rendered as given and left untouched", () => {
