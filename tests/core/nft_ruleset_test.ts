@@ -24,6 +24,7 @@ import {
 import { cidrInterval, formatInterval } from "../../lib/core/intervals.ts";
 import { builtIn } from "../../lib/core/source.ts";
 import { nftGoldenCases, overlapping } from "../support/nft_goldens.ts";
+import { assertGoldenKeeps } from "../support/golden_model.ts";
 
 const encoder = new TextEncoder();
 
@@ -74,6 +75,12 @@ Deno.test("every nft golden file is used by a rendering test", async () => {
     if (entry.name.endsWith(".nft")) present.push(entry.name);
   }
   assert.deepEqual(present.sort(), [...used].sort());
+});
+
+Deno.test("every nft golden keeps exactly the destinations its case exempts (a packet model)", async () => {
+  for (const name of nftGoldenCases.flatMap((golden) => Object.values(golden.goldens))) {
+    assertGoldenKeeps(name, await readGolden(name));
+  }
 });
 
 Deno.test("the chain's rules: local, link-local, the set, then masquerade", () => {

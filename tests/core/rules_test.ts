@@ -19,6 +19,8 @@ import {
   savedProbability,
 } from "../../lib/core/rules.ts";
 
+import { assertGoldenKeeps } from "../support/golden_model.ts";
+
 const encoder = new TextEncoder();
 
 /** `--to-ports` as parseFlags hands it out. */
@@ -182,6 +184,12 @@ Deno.test("every golden file is used by a rendering test", async () => {
     if (entry.name.endsWith(".rules")) present.push(entry.name);
   }
   assert.deepEqual(present.sort(), [...used].sort());
+});
+
+Deno.test("every golden file keeps exactly the destinations its case exempts (a packet model)", async () => {
+  for (const name of goldenCases.flatMap((golden) => Object.values(golden.goldens))) {
+    assertGoldenKeeps(name, await readGolden(name));
+  }
 });
 
 Deno.test("the rendered rule text is exactly the upstream text", () => {
