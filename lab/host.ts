@@ -4,8 +4,9 @@
  * the environment variable `CI` is set they fail instead, naming what is
  * missing, so a CI without root cannot go green without its root tests.
  *
- * With `IMA_ROOT_TEST_LOG` set to a file, every root test that runs appends
- * one line to it (`ok NAME` or `failed NAME`): `.ci/run` counts them.
+ * With `IMA_ROOT_TEST_LOG` set to a file, every root test appends one line
+ * to it (`ok NAME`, `failed NAME`, or `cannot-run NAME` when CI made it fail
+ * for lack of root or a tool): `.ci/run` counts them.
  *
  * @module
  */
@@ -49,7 +50,7 @@ const rootTestLog: string | undefined = (() => {
   }
 })();
 
-function record(outcome: "ok" | "failed", name: string) {
+function record(outcome: "ok" | "failed" | "cannot-run", name: string) {
   if (rootTestLog === undefined) return;
   Deno.writeTextFileSync(rootTestLog, `${outcome} ${name.replaceAll("\n", " ")}\n`, {
     append: true,
@@ -78,7 +79,7 @@ export function rootTest({ name, skipReason, fn }: RootTestOptions): void {
     Deno.test({
       name: `${name} (cannot run: ${skipReason})`,
       fn: () => {
-        record("failed", name);
+        record("cannot-run", name);
         throw new Error(
           `CI is set, so this root test must run, but it cannot: ${skipReason}. ` +
             `Run the suite as root with the tools installed (.ci/run installs them).`,
