@@ -51,6 +51,11 @@ export interface FileConfig {
   readonly file: string;
   /** `nonMasqueradeCIDRs`, in file order; empty when the key is absent. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
+  /**
+   * Where the file names `nonMasqueradeCIDRs` with a list (even `[]`); undefined when the key is
+   * absent or null. Only a file that names it replaces the defaults (as in v1).
+   */
+  readonly namesNonMasqueradeCidrs?: SourceLocation;
   /** `masqueradeCIDRs`: destinations masqueraded inside a non-masquerade range; file order. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
   /** `nonMasqueradeSrcCIDRs`: sources never masqueraded; file order. */
@@ -221,6 +226,7 @@ class FileValidator {
     masqueradeCIDRs: [],
     nonMasqueradeSrcCIDRs: [],
   };
+  #namesNonMasqueradeCidrs?: SourceLocation;
   #masqLinkLocal?: Located<boolean>;
   #masqLinkLocalIPv6?: Located<boolean>;
   #cidrLimit = defaultCidrLimit;
@@ -302,6 +308,7 @@ class FileValidator {
       this.problem(value ?? keyNode, key, `must be a list of CIDR strings, got ${describe(value)}`);
       return;
     }
+    if (key === "nonMasqueradeCIDRs") this.#namesNonMasqueradeCidrs = this.locate(keyNode);
     value.items.forEach((rawItem, index) => {
       const itemKey = `${key}[${index}]`;
       const item = this.resolve(rawItem as Node | null);
@@ -421,6 +428,9 @@ class FileValidator {
     return ok({
       file: this.file,
       nonMasqueradeCidrs: this.#cidrs.nonMasqueradeCIDRs,
+      ...(this.#namesNonMasqueradeCidrs
+        ? { namesNonMasqueradeCidrs: this.#namesNonMasqueradeCidrs }
+        : {}),
       masqueradeCidrs: this.#cidrs.masqueradeCIDRs,
       nonMasqueradeSrcCidrs: this.#cidrs.nonMasqueradeSrcCIDRs,
       masqLinkLocal: this.#masqLinkLocal,

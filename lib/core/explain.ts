@@ -192,7 +192,7 @@ function describeDecision(
     case "non-masquerade":
       return because.builtInDefault
         ? {
-          because: `default (no config file present): ${because.cidr.value.text} ` +
+          because: `${defaultsReason(effective)}: ${because.cidr.value.text} ` +
             `${because.cidr.at.file.replace(/^\(default: (.*)\)$/, "($1)")}`,
           key: "nonMasqueradeCIDRs",
           cidr: because.cidr,
@@ -211,13 +211,20 @@ function describeDecision(
       };
     case "no-exemption":
       return {
-        because: effective.files.length === 0
-          ? "default (no config file present): in none of the default non-masquerade ranges, " +
+        because: effective.defaultNonMasqueradeCidrs
+          ? `${defaultsReason(effective)}: in none of the default non-masquerade ranges, ` +
             "so the last rule masquerades it"
           : `in no nonMasqueradeCIDRs range of ${effective.files.join(", ")}, so the last ` +
             "rule masquerades it",
       };
   }
+}
+
+/** Why the default nonMasqueradeCIDRs apply: no file at all, or none naming the key. */
+function defaultsReason(effective: EffectiveConfig): string {
+  return effective.files.length === 0
+    ? "default (no config file present)"
+    : "default (no config file names nonMasqueradeCIDRs)";
 }
 
 /** A configured exemption with its place; a built-in one with its description. */

@@ -278,6 +278,11 @@ export class Agent {
       log.info(`config directory ${flags.configDir} does not exist; using the defaults`);
     } else if (effective.files.length === 0) {
       log.info(`no ip-masq* file in ${flags.configDir}; using the defaults`);
+    } else if (effective.defaultNonMasqueradeCidrs) {
+      log.info(
+        "no config file names nonMasqueradeCIDRs; the default nonMasqueradeCIDRs stand " +
+          `(${effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text).join(", ")})`,
+      );
     }
     log.info("effective configuration", { config: summary });
     for (const finding of findings) log.warn(finding.message, { finding: finding.kind });

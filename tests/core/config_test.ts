@@ -768,11 +768,18 @@ Deno.test("a directory without config files means the defaults, all reserved ran
   ]);
 });
 
-Deno.test("an empty file replaces the defaults: every non-local destination is masqueraded", () => {
+Deno.test("an empty file keeps the defaults; nonMasqueradeCIDRs: [] replaces them", () => {
   const loaded = loadConfig(files({ "ip-masq-agent": "" }), defaultFlags);
   assert.deepEqual(loaded.effective.files, ["/etc/config/ip-masq-agent"]);
-  assert.deepEqual(loaded.effective.nonMasqueradeCidrs, []);
-  assert.deepEqual(loaded.findings.map((finding) => finding.kind), ["masquerade-everything"]);
+  assert.deepEqual(loaded.effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+  ]);
+  assert.deepEqual(loaded.findings, []);
+  const named = loadConfig(files({ "ip-masq-agent": "nonMasqueradeCIDRs: []\n" }), defaultFlags);
+  assert.deepEqual(named.effective.nonMasqueradeCidrs, []);
+  assert.deepEqual(named.findings.map((finding) => finding.kind), ["masquerade-everything"]);
 });
 
 Deno.test("several files are merged in the order given: union of CIDRs, booleans ORed", () => {
