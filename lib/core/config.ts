@@ -40,10 +40,43 @@ export interface ConfigFileBytes {
   readonly bytes: Uint8Array;
 }
 
-/** The config directory as read: absent, or its config files in sorted order. */
+/**
+ * The config directory as read: absent, or its config files in sorted order, with the visible
+ * entries ignored for their name (`ignored`, sorted; absent when there is none).
+ */
 export type ConfigDirContents =
   | { readonly kind: "missing" }
-  | { readonly kind: "files"; readonly files: readonly ConfigFileBytes[] };
+  | {
+    readonly kind: "files";
+    readonly files: readonly ConfigFileBytes[];
+    readonly ignored?: readonly string[];
+  };
+
+/**
+ * Whether a directory entry is ignored for its name: not hidden (kubelet's `..data` and
+ * timestamped directories are), and not starting with {@link configFilePrefix}. Such an entry
+ * is worth a warning: v1's ConfigMap key `config` mounted as is, or a typo, is never read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ignoredForItsName } from "./config.ts";
+ *
+ * assert.equal(ignoredForItsName("config"), true);
+ * assert.equal(ignoredForItsName("ip-masq-agent"), false);
+ * assert.equal(ignoredForItsName("..data"), false);
+ * ```
+ */
+export function ignoredForItsName(name: string): boolean {
+  return !name.startsWith(".") && !name.startsWith(configFilePrefix);
+}
+
+/** The warning for an entry ignored for its name; `dir` is the config directory. */
+export function ignoredEntryMessage(dir: string, name: string): string {
+  return `${dir.replace(/\/+$/, "")}/${name} is ignored: only entries whose name starts with ` +
+    `"${configFilePrefix}" are config files (a ConfigMap key such as "config" must be renamed, ` +
+    `e.g. to "ip-masq-agent")`;
+}
 
 /** What one file says. Absent keys stay undefined so merge can tell "unset" from "false". */
 export interface FileConfig {

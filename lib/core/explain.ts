@@ -10,6 +10,8 @@
 import { type IpAddress, isLoopback } from "./address.ts";
 import type { Cidr, Family } from "./cidr.ts";
 import { decide, type DecidingItem, type Decision, type Verdict } from "./decision.ts";
+import { readOnlyWording } from "./drift_wording.ts";
+import { ForeignChainError } from "./errors.ts";
 import { type LiveOutcome, traceLive } from "./live_trace.ts";
 import type { EffectiveConfig } from "./merge.ts";
 import type { DesiredChain } from "./rules.ts";
@@ -257,13 +259,22 @@ function liveAnswer(
         verdicts: [verdict, "unknown"],
         decidedBy: `our ${view.backend} table, which differs from the configuration`,
         reasons: [
-          `our ${view.backend} table drifted (${view.drift.join("; ")}); --explain does not ` +
-          "evaluate its rules one by one, and --check repairs it",
+          `our ${view.backend} table drifted (${
+            view.drift.map(readOnlyWording).join("; ")
+          }); --explain does not evaluate its rules one by one, and the agent's next ` +
+          "reconcile repairs it (--check shows what differs)",
         ],
       };
   }
+  let drift: string[];
+  try {
+    drift = planReconcile(desired, view.table).drift.map((item) => readOnlyWording(item.message));
+  } catch (error) {
+    // --masq-chain names another tool's chain: nothing of ours to compare with.
+    if (error instanceof ForeignChainError) return { status: "unavailable", reason: error.message };
+    throw error;
+  }
   const outcomes = traceLive(view.table, desired.chain, packet);
-  const drift = planReconcile(desired, view.table).drift.map((item) => item.message);
   const verdicts = [...new Set(outcomes.map((outcome) => outcome.verdict))];
   const first = outcomes[0];
   const common = { backend: view.backend, verdicts, decidedBy: first.rule, drift };
@@ -342,7 +353,7 @@ export function formatExplanation(explanation: Explanation): string {
       : `may differ: ${verdicts}`;
     lines.push(`  live (${live.backend}): ${summary}`);
     for (const reason of live.reasons) lines.push(`    ${reason}`);
-    for (const drift of live.drift) lines.push(`    --check would repair: ${drift}`);
+    for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
   }
   return lines.join("\n");
 }

@@ -10,7 +10,7 @@
 
 import type { Family } from "../core/cidr.ts";
 import { ConfigError } from "../core/config_error.ts";
-import type { ConfigDirContents } from "./config_dir.ts";
+import { type ConfigDirContents, warnIgnoredEntries } from "./config_dir.ts";
 import { sameConfigDirContents } from "../core/config_identity.ts";
 import {
   decideRetry,
@@ -106,6 +106,7 @@ export class Agent {
   #lastConfigError?: string;
   #lastConfigSummary?: string;
   #lastRules = new Map<Family, string>();
+  readonly #warnedIgnored = new Set<string>();
   #inSync = new Set<Family>();
   #gc: GcState = initialGcState;
 
@@ -214,7 +215,9 @@ export class Agent {
     const { flags, log } = this.#deps;
     let desired: DesiredChain[];
     try {
-      desired = this.#desiredFor(await this.#deps.readConfigDir(flags.configDir));
+      const contents = await this.#deps.readConfigDir(flags.configDir);
+      warnIgnoredEntries(log, flags.configDir, contents, this.#warnedIgnored);
+      desired = this.#desiredFor(contents);
       if (this.#lastConfigError !== undefined) log.info("the configuration is valid again");
       this.#lastConfigError = undefined;
     } catch (error) {
