@@ -277,7 +277,14 @@ function liveAnswer(
   const outcomes = traceLive(view.table, desired.chain, packet);
   const verdicts = [...new Set(outcomes.map((outcome) => outcome.verdict))];
   const first = outcomes[0];
-  const common = { backend: view.backend, verdicts, decidedBy: first.rule, drift };
+  // Credit the rule that decides whatever the unevaluated matches say (the source, when
+  // --explain-source is not given): a `-s` rule decides only for some pods.
+  const decider = outcomes.find((outcome) => outcome.assumed.length === 0);
+  const decidedBy = decider
+    ? decider.rule
+    : `a rule whose match cannot be evaluated here (it depends on the source or on ` +
+      `${first.assumed.join(", ")}): ${first.rule}`;
+  const common = { backend: view.backend, verdicts, decidedBy, drift };
   if (verdicts.length === 1 && verdicts[0] === verdict) {
     return { status: "agrees", ...common, reasons: [] };
   }
