@@ -52,7 +52,8 @@ export interface Finding {
     | "contained-cidr"
     | "ineffective-exception"
     | "masquerade-nothing"
-    | "masquerade-everything";
+    | "masquerade-everything"
+    | "ipv6-not-enabled";
   /** What was found, naming the files and lines involved. */
   readonly message: string;
 }

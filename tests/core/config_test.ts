@@ -817,3 +817,20 @@ Deno.test("a file holding several YAML documents is rejected at the separator", 
   assert.equal(problem.at.line, 2);
   assertIncludes(problem.message, "multiple documents");
 });
+
+Deno.test("issue 15: masqLinkLocalIPv6: true without --enable-ipv6 is a finding", () => {
+  const text = "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocalIPv6: true\n";
+  const loaded = loadConfig(files({ "ip-masq-agent": text }), defaultFlags);
+  assert.deepEqual(loaded.findings.map((finding) => finding.kind), ["ipv6-not-enabled"]);
+  assert.match(
+    loaded.findings[0].message,
+    /^masqLinkLocalIPv6 is true at \/etc\/config\/ip-masq-agent:2:20 but IPv6 is not enabled/,
+  );
+  const enabled = loadConfig(files({ "ip-masq-agent": text }), {
+    ...defaultFlags,
+    enableIpv6: true,
+  });
+  assert.deepEqual(enabled.findings, []);
+  const off = loadConfig(files({ "ip-masq-agent": "masqLinkLocalIPv6: false\n" }), defaultFlags);
+  assert.deepEqual(off.findings, []);
+});
