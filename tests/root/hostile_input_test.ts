@@ -880,9 +880,10 @@ const cases: readonly HostileCase[] = [
     maxMs: 5_000,
   },
   {
+    // Refused before any read: it resolves outside the config directory (issue 15).
     name: "a symlink to /dev/zero (endless input)",
     entries: { "ip-masq-zero": { symlink: "/dev/zero" } },
-    expect: rejects("ip-masq-zero", undefined, undefined, /not a regular file/),
+    expect: rejects("ip-masq-zero", undefined, undefined, /outside the config directory; not read/),
     maxMs: 5_000,
   },
   {
