@@ -24,8 +24,9 @@ COPY deno.json deno.lock ./
 RUN deno install --frozen
 COPY main.ts ./
 COPY lib/ ./lib/
-# The tasks carry `--no-prompt -P=agent` (read /etc/config, run the six iptables tools,
-# nothing else); the compiled binary enforces exactly that set. They also carry the agent's V8
+# The tasks carry `--no-prompt -P=agent` (read /etc/config, run the ten tools of the two
+# iptables backends and `nft`, as deno.json's "permissions.agent" lists them, nothing else);
+# the compiled binary enforces exactly that set. They also carry the agent's V8
 # flags (`--v8-flags=--lite-mode,--expose-gc`: flat memory over reconciles, docs/benchmarks.md),
 # which the binary bakes in the same way.
 RUN case "${TARGETARCH}" in \

@@ -140,6 +140,16 @@ function tokens(task: string): string[] {
   return task.trim().split(/\s+/);
 }
 
+/** A deno.json task written as an object (with `dependencies`, a description). */
+interface TaskObject {
+  readonly command: string;
+}
+
+/** A task's command line, whether it is written as a string or `{ command }`. */
+function commandOf(task: string | TaskObject): string {
+  return typeof task === "string" ? task : task.command;
+}
+
 /**
  * The compile task's runtime options, which the compiled binary bakes in: its
  * permission flags, V8 flags and code-cache setting, in the task's order. Fails
@@ -147,11 +157,11 @@ function tokens(task: string): string[] {
  * production permission set" would be ambiguous.
  */
 export function compiledRuntimeFlags(
-  tasks: { readonly compile: string; readonly start: string } = denoConfig.tasks,
+  tasks: { readonly compile: string | TaskObject; readonly start: string } = denoConfig.tasks,
 ): string[] {
-  const compile = tokens(tasks.compile);
+  const compile = tokens(commandOf(tasks.compile));
   if (compile[0] !== "deno" || compile[1] !== "compile") {
-    throw new Error(`tasks.compile is not a deno compile command: ${tasks.compile}`);
+    throw new Error(`tasks.compile is not a deno compile command: ${commandOf(tasks.compile)}`);
   }
   const flags: string[] = [];
   for (let i = 2; i < compile.length - 1; i++) {
@@ -179,7 +189,7 @@ function shellQuote(text: string): string {
 }
 
 function denoCommand(): string[] {
-  const entry = tokens(denoConfig.tasks.compile).at(-1)!;
+  const entry = tokens(commandOf(denoConfig.tasks.compile)).at(-1)!;
   return [
     denoInRoot,
     "run",

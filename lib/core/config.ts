@@ -40,10 +40,43 @@ export interface ConfigFileBytes {
   readonly bytes: Uint8Array;
 }
 
-/** The config directory as read: absent, or its config files in sorted order. */
+/**
+ * The config directory as read: absent, or its config files in sorted order, with the visible
+ * entries ignored for their name (`ignored`, sorted; absent when there is none).
+ */
 export type ConfigDirContents =
   | { readonly kind: "missing" }
-  | { readonly kind: "files"; readonly files: readonly ConfigFileBytes[] };
+  | {
+    readonly kind: "files";
+    readonly files: readonly ConfigFileBytes[];
+    readonly ignored?: readonly string[];
+  };
+
+/**
+ * Whether a directory entry is ignored for its name: not hidden (kubelet's `..data` and
+ * timestamped directories are), and not starting with {@link configFilePrefix}. Such an entry
+ * is worth a warning: v1's ConfigMap key `config` mounted as is, or a typo, is never read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ignoredForItsName } from "./config.ts";
+ *
+ * assert.equal(ignoredForItsName("config"), true);
+ * assert.equal(ignoredForItsName("ip-masq-agent"), false);
+ * assert.equal(ignoredForItsName("..data"), false);
+ * ```
+ */
+export function ignoredForItsName(name: string): boolean {
+  return !name.startsWith(".") && !name.startsWith(configFilePrefix);
+}
+
+/** The warning for an entry ignored for its name; `dir` is the config directory. */
+export function ignoredEntryMessage(dir: string, name: string): string {
+  return `${dir.replace(/\/+$/, "")}/${name} is ignored: only entries whose name starts with ` +
+    `"${configFilePrefix}" are config files (a ConfigMap key such as "config" must be renamed, ` +
+    `e.g. to "ip-masq-agent")`;
+}
 
 /** What one file says. Absent keys stay undefined so merge can tell "unset" from "false". */
 export interface FileConfig {
@@ -51,6 +84,11 @@ export interface FileConfig {
   readonly file: string;
   /** `nonMasqueradeCIDRs`, in file order; empty when the key is absent. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
+  /**
+   * Where the file names `nonMasqueradeCIDRs` with a list (even `[]`); undefined when the key is
+   * absent or null. Only a file that names it replaces the defaults (as in v1).
+   */
+  readonly namesNonMasqueradeCidrs?: SourceLocation;
   /** `masqueradeCIDRs`: destinations masqueraded inside a non-masquerade range; file order. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
   /** `nonMasqueradeSrcCIDRs`: sources never masqueraded; file order. */
@@ -221,6 +259,7 @@ class FileValidator {
     masqueradeCIDRs: [],
     nonMasqueradeSrcCIDRs: [],
   };
+  #namesNonMasqueradeCidrs?: SourceLocation;
   #masqLinkLocal?: Located<boolean>;
   #masqLinkLocalIPv6?: Located<boolean>;
   #cidrLimit = defaultCidrLimit;
@@ -302,6 +341,7 @@ class FileValidator {
       this.problem(value ?? keyNode, key, `must be a list of CIDR strings, got ${describe(value)}`);
       return;
     }
+    if (key === "nonMasqueradeCIDRs") this.#namesNonMasqueradeCidrs = this.locate(keyNode);
     value.items.forEach((rawItem, index) => {
       const itemKey = `${key}[${index}]`;
       const item = this.resolve(rawItem as Node | null);
@@ -421,6 +461,9 @@ class FileValidator {
     return ok({
       file: this.file,
       nonMasqueradeCidrs: this.#cidrs.nonMasqueradeCIDRs,
+      ...(this.#namesNonMasqueradeCidrs
+        ? { namesNonMasqueradeCidrs: this.#namesNonMasqueradeCidrs }
+        : {}),
       masqueradeCidrs: this.#cidrs.masqueradeCIDRs,
       nonMasqueradeSrcCidrs: this.#cidrs.nonMasqueradeSrcCIDRs,
       masqLinkLocal: this.#masqLinkLocal,

@@ -16,6 +16,7 @@ import {
 import { ConfigError, type ConfigProblem } from "./config_error.ts";
 import { type EffectiveConfig, type Finding, mergeConfigs, type MergeOptions } from "./merge.ts";
 import type { PortRange } from "./ports.ts";
+import { formatLocation } from "./source.ts";
 import { type DesiredChain, desiredChain, type PostroutingJump } from "./rules.ts";
 
 /** A config directory's contents, validated and merged. */
@@ -64,7 +65,20 @@ export function loadConfig(contents: ConfigDirContents, options: LoadOptions): L
     nomasqAllReservedRanges: options.nomasqAllReservedRanges,
   });
   if (contradictions.length > 0) throw new ConfigError(contradictions);
-  return { effective: config, findings, directoryMissing: contents.kind === "missing" };
+  const ipv6 = config.masqLinkLocalIPv6;
+  const ipv6Finding: Finding[] = ipv6.value && !options.enableIpv6
+    ? [{
+      kind: "ipv6-not-enabled",
+      message: `masqLinkLocalIPv6 is true at ${formatLocation(ipv6.at)} but IPv6 is not ` +
+        "enabled: it has no effect (the agent writes no IPv6 rules); add --enable-ipv6, or " +
+        "remove the key",
+    }]
+    : [];
+  return {
+    effective: config,
+    findings: [...findings, ...ipv6Finding],
+    directoryMissing: contents.kind === "missing",
+  };
 }
 
 /** The families the agent manages: IPv4 always, IPv6 with `--enable-ipv6`. */

@@ -39,9 +39,37 @@ export class SandboxDeniedError extends Error {
 }
 
 /**
+ * `--masq-chain` names a chain that exists and holds a rule we did not write: another tool's
+ * (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`). Such a chain is never flushed,
+ * rewritten or deleted, in any mode: the deployment must choose another name (exit 2).
+ */
+export class ForeignChainError extends Error {
+  /** Names the class in stack traces and `formatErrorChain`. */
+  override readonly name = "ForeignChainError";
+  /** The message names the chain, the family and the first foreign rule. */
+  constructor(
+    /** The chain `--masq-chain` names. */
+    readonly chain: string,
+    /** The family whose nat table holds it. */
+    readonly family: string,
+    /** One rule in it that we did not write, as `iptables -S` prints it. */
+    readonly foreignRule: string,
+  ) {
+    const shown = foreignRule.length > 300 ? `${foreignRule.slice(0, 300)}...` : foreignRule;
+    super(
+      `refusing to use the nat chain ${chain} (${family}, --masq-chain): it holds a rule ` +
+        `ip-masq-agent did not write (${shown}), so it belongs to another tool and is never ` +
+        `flushed, rewritten or deleted; choose another --masq-chain (the default is ` +
+        `IP-MASQ-AGENT). Nothing was written`,
+    );
+  }
+}
+
+/**
  * The exit code for an error the agent stops on: a rejected configuration
- * or a sandbox denial is the deployment's to fix (2), anything else is a
- * runtime failure (1). The one place this is decided.
+ * a sandbox denial or a `--masq-chain` that is another tool's chain is the
+ * deployment's to fix (2), anything else is a runtime failure (1). The one
+ * place this is decided.
  *
  * @example
  * ```ts
@@ -54,7 +82,10 @@ export class SandboxDeniedError extends Error {
  * ```
  */
 export function exitCodeFor(error: unknown): number {
-  if (error instanceof ConfigError || error instanceof SandboxDeniedError) return exitCodes.usage;
+  if (
+    error instanceof ConfigError || error instanceof SandboxDeniedError ||
+    error instanceof ForeignChainError
+  ) return exitCodes.usage;
   return exitCodes.runtime;
 }
 

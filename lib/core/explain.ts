@@ -10,6 +10,8 @@
 import { type IpAddress, isLoopback } from "./address.ts";
 import type { Cidr, Family } from "./cidr.ts";
 import { decide, type DecidingItem, type Decision, type Verdict } from "./decision.ts";
+import { readOnlyWording } from "./drift_wording.ts";
+import { ForeignChainError } from "./errors.ts";
 import { type LiveOutcome, traceLive } from "./live_trace.ts";
 import type { EffectiveConfig } from "./merge.ts";
 import type { DesiredChain } from "./rules.ts";
@@ -192,7 +194,7 @@ function describeDecision(
     case "non-masquerade":
       return because.builtInDefault
         ? {
-          because: `default (no config file present): ${because.cidr.value.text} ` +
+          because: `${defaultsReason(effective)}: ${because.cidr.value.text} ` +
             `${because.cidr.at.file.replace(/^\(default: (.*)\)$/, "($1)")}`,
           key: "nonMasqueradeCIDRs",
           cidr: because.cidr,
@@ -211,13 +213,20 @@ function describeDecision(
       };
     case "no-exemption":
       return {
-        because: effective.files.length === 0
-          ? "default (no config file present): in none of the default non-masquerade ranges, " +
+        because: effective.defaultNonMasqueradeCidrs
+          ? `${defaultsReason(effective)}: in none of the default non-masquerade ranges, ` +
             "so the last rule masquerades it"
           : `in no nonMasqueradeCIDRs range of ${effective.files.join(", ")}, so the last ` +
             "rule masquerades it",
       };
   }
+}
+
+/** Why the default nonMasqueradeCIDRs apply: no file at all, or none naming the key. */
+function defaultsReason(effective: EffectiveConfig): string {
+  return effective.files.length === 0
+    ? "default (no config file present)"
+    : "default (no config file names nonMasqueradeCIDRs)";
 }
 
 /** A configured exemption with its place; a built-in one with its description. */
@@ -250,16 +259,32 @@ function liveAnswer(
         verdicts: [verdict, "unknown"],
         decidedBy: `our ${view.backend} table, which differs from the configuration`,
         reasons: [
-          `our ${view.backend} table drifted (${view.drift.join("; ")}); --explain does not ` +
-          "evaluate its rules one by one, and --check repairs it",
+          `our ${view.backend} table drifted (${
+            view.drift.map(readOnlyWording).join("; ")
+          }); --explain does not evaluate its rules one by one, and the agent's next ` +
+          "reconcile repairs it (--check shows what differs)",
         ],
       };
   }
+  let drift: string[];
+  try {
+    drift = planReconcile(desired, view.table).drift.map((item) => readOnlyWording(item.message));
+  } catch (error) {
+    // --masq-chain names another tool's chain: nothing of ours to compare with.
+    if (error instanceof ForeignChainError) return { status: "unavailable", reason: error.message };
+    throw error;
+  }
   const outcomes = traceLive(view.table, desired.chain, packet);
-  const drift = planReconcile(desired, view.table).drift.map((item) => item.message);
   const verdicts = [...new Set(outcomes.map((outcome) => outcome.verdict))];
   const first = outcomes[0];
-  const common = { backend: view.backend, verdicts, decidedBy: first.rule, drift };
+  // Credit the rule that decides whatever the unevaluated matches say (the source, when
+  // --explain-source is not given): a `-s` rule decides only for some pods.
+  const decider = outcomes.find((outcome) => outcome.assumed.length === 0);
+  const decidedBy = decider
+    ? decider.rule
+    : `a rule whose match cannot be evaluated here (it depends on the source or on ` +
+      `${first.assumed.join(", ")}): ${first.rule}`;
+  const common = { backend: view.backend, verdicts, decidedBy, drift };
   if (verdicts.length === 1 && verdicts[0] === verdict) {
     return { status: "agrees", ...common, reasons: [] };
   }
@@ -335,7 +360,7 @@ export function formatExplanation(explanation: Explanation): string {
       : `may differ: ${verdicts}`;
     lines.push(`  live (${live.backend}): ${summary}`);
     for (const reason of live.reasons) lines.push(`    ${reason}`);
-    for (const drift of live.drift) lines.push(`    --check would repair: ${drift}`);
+    for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
   }
   return lines.join("\n");
 }

@@ -325,7 +325,8 @@ export const flagTable: readonly FlagDef[] = [
     kind: "bool",
     default: false,
     key: "check",
-    help: "validate the config and exit",
+    help: "compare the live rules with the config (a readiness probe; needs root): exit 0 in " +
+      "sync, 1 printing what differs, 2 on an invalid config; writes nothing",
   }),
   flag({
     name: "cleanup",

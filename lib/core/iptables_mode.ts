@@ -81,6 +81,8 @@ export interface LegacyDump {
   readonly rules: number;
   /** The dump itself, for finding rules of ours there. */
   readonly text: string;
+  /** Why the dump could not be read (then `rules` says nothing); absent when it was read. */
+  readonly failure?: string;
 }
 
 /**
@@ -125,6 +127,11 @@ export interface ModeEvidence {
   readonly legacy?: Partial<Record<Family, LegacyDump>>;
   /** How many rules the nft backend holds, asked only when no hint decided. */
   readonly nftRules?: number;
+  /**
+   * The probes that failed (not root, no capability, a broken tool), each with its reason: what
+   * they would have found is unknown, and the decision says so instead of counting 0 rules.
+   */
+  readonly readFailures?: readonly string[];
 }
 
 /** The chosen backend, and the evidence that chose it in words for the start-up log line. */
@@ -183,7 +190,14 @@ export function decideMode(evidence: ModeEvidence): ModeStep {
   }
   const nftRules = evidence.nftRules;
   if (nftRules === undefined) return { kind: "count-nft-rules" };
-  const tally = `${nftRules} nft rules, ${legacyRules} legacy rules`;
+  const failures = [
+    ...(evidence.readFailures ?? []),
+    ...families.flatMap((family) => evidence.legacy?.[family]?.failure ?? []),
+  ];
+  const tally = failures.length === 0
+    ? `${nftRules} nft rules, ${legacyRules} legacy rules`
+    : `reading failed (${failures.join("; ")}), so the counts are of what could be read: ` +
+      `${nftRules} nft rules, ${legacyRules} legacy rules`;
   if (legacyRules > nftRules) return decided("legacy", `no kubelet hint; ${tally}`);
   if (nftRules > legacyRules) return decided("nft", `no kubelet hint; ${tally}`);
   return decided("nft", `no kubelet hint and ${tally}: the default`);

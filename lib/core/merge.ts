@@ -1,8 +1,10 @@
 /**
  * Merging the files of a config directory into the one effective config, the
- * way ip-masq-agent-v2 does: CIDRs are the union, booleans are ORed, and the
- * defaults apply only when no file is present. Also reports what an operator
- * should look at (findings) without rejecting anything.
+ * way ip-masq-agent-v2 does: CIDRs are the union and booleans are ORed; the
+ * default `nonMasqueradeCIDRs` stand until some file names that key, as in v1
+ * (v2's code drops them as soon as any file exists, which masquerades a v1
+ * ConfigMap holding only `masqLinkLocal` to every private range). Also reports
+ * what an operator should look at (findings) without rejecting anything.
  *
  * @module
  */
@@ -14,10 +16,18 @@ import { builtIn, formatLocation, type Located } from "./source.ts";
 
 /** The one configuration the agent applies, every value with where it came from. */
 export interface EffectiveConfig {
-  /** Files merged, in order; empty when the defaults apply. */
+  /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
-  /** The union of every file's CIDRs, first occurrence first; or the defaults. */
+  /**
+   * The union of every file's CIDRs, first occurrence first; or the defaults while no file
+   * names `nonMasqueradeCIDRs`.
+   */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
+  /**
+   * True when {@link nonMasqueradeCidrs} are the defaults: no file present, or none naming
+   * `nonMasqueradeCIDRs`. Absent is false.
+   */
+  readonly defaultNonMasqueradeCidrs?: boolean;
   /**
    * `masqueradeCIDRs`, the union as for nonMasqueradeCIDRs: destinations masqueraded although a
    * shorter non-masquerade range holds them (the longest prefix decides). Empty by default.
@@ -42,7 +52,8 @@ export interface Finding {
     | "contained-cidr"
     | "ineffective-exception"
     | "masquerade-nothing"
-    | "masquerade-everything";
+    | "masquerade-everything"
+    | "ipv6-not-enabled";
   /** What was found, naming the files and lines involved. */
   readonly message: string;
 }
@@ -85,8 +96,9 @@ export interface MergeOptions {
 /**
  * Merges the files, in the sorted order they were read, as ip-masq-agent-v2
  * does: CIDRs are the union (first occurrence sets the rule order), booleans
- * are ORed, the shortest `resyncInterval` wins, and the defaults apply only
- * when there is no file at all.
+ * are ORed, the shortest `resyncInterval` wins. The default
+ * `nonMasqueradeCIDRs` stand until some file names the key (even as `[]`), as
+ * in v1 and its documentation.
  *
  * @example
  * ```ts
@@ -115,15 +127,29 @@ export interface MergeOptions {
  *
  * // No file at all: the defaults.
  * assert.equal(mergeConfigs([], { nomasqAllReservedRanges: false }).config.files.length, 0);
+ *
+ * // A file that does not name nonMasqueradeCIDRs keeps them (v1).
+ * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], {
+ *   nomasqAllReservedRanges: false,
+ * }).config;
+ * assert.equal(kept.defaultNonMasqueradeCidrs, true);
+ * assert.deepEqual(kept.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
+ *   "10.0.0.0/8",
+ *   "172.16.0.0/12",
+ *   "192.168.0.0/16",
+ * ]);
  * ```
  */
 export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions): MergeResult {
-  if (files.length === 0) return { config: defaultConfig(options), findings: [], problems: [] };
+  const defaults = defaultConfig(options);
+  if (files.length === 0) return { config: defaults, findings: [], problems: [] };
   const findings: Finding[] = [];
-  const cidrs = unionOfCidrs(files, "nonMasqueradeCidrs");
+  const named = files.some((file) => file.namesNonMasqueradeCidrs !== undefined);
+  const cidrs = named ? unionOfCidrs(files, "nonMasqueradeCidrs") : defaults.nonMasqueradeCidrs;
   const config: EffectiveConfig = {
     files: files.map((file) => file.file),
     nonMasqueradeCidrs: cidrs,
+    ...(named ? {} : { defaultNonMasqueradeCidrs: true }),
     masqueradeCidrs: unionOfCidrs(files, "masqueradeCidrs"),
     nonMasqueradeSrcCidrs: unionOfCidrs(files, "nonMasqueradeSrcCidrs"),
     masqLinkLocal: orBooleans(files, "masqLinkLocal", findings),
@@ -147,6 +173,7 @@ function defaultConfig(options: MergeOptions): EffectiveConfig {
       value: parseBuiltInCidr(text),
       at: builtIn(description),
     })),
+    defaultNonMasqueradeCidrs: true,
     masqueradeCidrs: [],
     nonMasqueradeSrcCidrs: [],
     masqLinkLocal: { value: false, at: builtIn("default") },
@@ -239,8 +266,9 @@ function cidrFindings(
   if (cidrs.length === 0) {
     findings.push({
       kind: "masquerade-everything",
-      message: "config files are present but list no nonMasqueradeCIDRs: all traffic leaving " +
-        "the node to non-local destinations is masqueraded (the defaults apply only with no file)",
+      message: "nonMasqueradeCIDRs is set but lists no CIDR: all traffic leaving the node to " +
+        "non-local destinations is masqueraded (the defaults apply only while no file names " +
+        "nonMasqueradeCIDRs)",
     });
   }
   return findings;
@@ -334,6 +362,9 @@ function sourceFindings(sources: readonly Located<Cidr>[]): Finding[] {
  * which one was meant is the operator's call, so the config is rejected, naming both.
  */
 function contradictions(config: EffectiveConfig): ConfigProblem[] {
+  // A default range equal to an exception is like the built-in link-local range: the exception
+  // wins the tie (nobody wrote the default, so there is no contradiction to report).
+  if (config.defaultNonMasqueradeCidrs) return [];
   const exempt = new Map(config.nonMasqueradeCidrs.map((cidr) => [cidr.value.text, cidr]));
   return config.masqueradeCidrs.flatMap((exception) => {
     const other = exempt.get(exception.value.text);

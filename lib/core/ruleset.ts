@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { Family } from "./cidr.ts";
+import { ForeignChainError } from "./errors.ts";
 import { NatTransaction } from "./restore_input.ts";
 import {
   chainRuleLines,
@@ -83,6 +85,8 @@ export interface Drift {
   readonly kind: DriftKind;
   /** What differs, in words an operator can act on. */
   readonly message: string;
+  /** For `stale-chain`: the chain of ours under another name that the plan removes. */
+  readonly chain?: string;
 }
 
 /** What a reconcile found and the one transaction that fixes it. */
@@ -127,11 +131,60 @@ export function ownJumpTargets(live: LiveNatTable): Set<string> {
   return new Set(ownJumps(live).map((jump) => jump.chain));
 }
 
-/** Plans the reconcile of one family. Pure: same inputs, same plan. */
-export function planReconcile(desired: DesiredChain, live: LiveNatTable): Plan {
+/** What the caller knows beyond the live table. */
+export interface ReconcileOptions {
+  /**
+   * Chains reached by a jump in our spelling that another ip-masq-agent on the node manages
+   * (they came back after we removed them): left alone, jump and chain.
+   */
+  readonly othersChains?: ReadonlySet<string>;
+}
+
+/**
+ * The first rule in `chain` that makes it another tool's, or undefined when the chain is ours
+ * to write. It is ours when it does not exist, is empty, or holds only rules we write (they
+ * carry our comments); and also when a POSTROUTING jump of ours leads to it and it holds a rule
+ * of ours besides the other one: our own chain into which a rule was inserted, drift that the
+ * next reconcile repairs. Anything else (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`) is
+ * never flushed, rewritten or deleted.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { foreignRuleOf, parseNatTable } from "./ruleset.ts";
+ *
+ * const kubeProxy = parseNatTable(
+ *   "-N KUBE-POSTROUTING\n-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n",
+ * );
+ * assert.equal(
+ *   foreignRuleOf(kubeProxy, "KUBE-POSTROUTING"),
+ *   "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+ * );
+ * assert.equal(foreignRuleOf(kubeProxy, "IP-MASQ-AGENT"), undefined);
+ * ```
+ */
+export function foreignRuleOf(live: LiveNatTable, chain: string): string | undefined {
+  const rules = live.rules.get(chain) ?? [];
+  const foreign = rules.find((rule) => !isOwnChainRule(rule));
+  if (foreign === undefined) return undefined;
+  const reachedByOurJump = ownJumps(live).some((jump) => jump.chain === chain);
+  return reachedByOurJump && rules.some(isOwnChainRule) ? undefined : foreign;
+}
+
+/**
+ * Plans the reconcile of one family. Pure: same inputs, same plan. Throws a
+ * {@link ForeignChainError} when the chain to fill is another tool's.
+ */
+export function planReconcile(
+  desired: DesiredChain,
+  live: LiveNatTable,
+  options: ReconcileOptions = {},
+): Plan {
   const drift: Drift[] = [];
   const tx = new NatTransaction();
   const chain = desired.chain;
+  const foreign = foreignRuleOf(live, chain);
+  if (foreign !== undefined) throw new ForeignChainError(chain, desired.family, foreign);
   const wantedRules = chainRuleLines(desired);
   const liveRules = live.rules.get(chain) ?? [];
 
@@ -156,10 +209,12 @@ export function planReconcile(desired: DesiredChain, live: LiveNatTable): Plan {
   } else planAppendedJump(chain, ours, keep, drift, tx);
 
   for (const stale of staleChains(live, jumps, chain)) {
+    if (options.othersChains?.has(stale.chain)) continue;
     drift.push({
       kind: "stale-chain",
       message: `removing ${stale.chain}, left by an earlier --masq-chain` +
         (stale.removable ? "" : " (jump only: the chain holds rules we did not write)"),
+      chain: stale.chain,
     });
     stale.removeInto(tx);
   }
@@ -230,8 +285,14 @@ function planFirstJump(
   tx.rule(insertAtTop(jumpRuleLine(chain)));
 }
 
-/** Removes every jump and chain of ours for any chain name, touching nothing else. */
-export function planCleanup(chain: string, live: LiveNatTable): Plan {
+/**
+ * Removes every jump and chain of ours for any chain name, touching nothing else. Throws a
+ * {@link ForeignChainError} when `chain` (`--masq-chain`) is another tool's: `--cleanup` with
+ * such a name is a mistake to report, not a no-op.
+ */
+export function planCleanup(chain: string, live: LiveNatTable, family: Family = "ipv4"): Plan {
+  const foreign = foreignRuleOf(live, chain);
+  if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
   const drift: Drift[] = [];
   const tx = new NatTransaction();
   const jumps = ownJumps(live);

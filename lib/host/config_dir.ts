@@ -11,12 +11,16 @@ import {
   type ConfigDirContents,
   type ConfigFileBytes,
   configFilePrefix,
+  ignoredEntryMessage,
+  ignoredForItsName,
   maxConfigFileBytes,
 } from "../core/config.ts";
+import { quoteInput } from "../core/quote.ts";
 
 export type { ConfigDirContents, ConfigFileBytes };
 import { SandboxDeniedError } from "../core/errors.ts";
 import { systemClock } from "./clock.ts";
+import type { Logger } from "./log.ts";
 
 /**
  * kubelet swaps `..data` atomically, but only then removes the links of keys
@@ -54,6 +58,25 @@ export async function readConfigDir(
   }
 }
 
+/**
+ * Warns, at Warning level, about each entry of `contents` ignored for its name that is not in
+ * `warned` yet, and adds it there: once per name for the agent's lifetime (a one-shot mode
+ * passes a fresh set).
+ */
+export function warnIgnoredEntries(
+  log: Logger,
+  dir: string,
+  contents: ConfigDirContents,
+  warned: Set<string> = new Set(),
+): void {
+  if (contents.kind !== "files") return;
+  for (const name of contents.ignored ?? []) {
+    if (warned.has(name)) continue;
+    warned.add(name);
+    log.warn(ignoredEntryMessage(dir, name), { ignored: name });
+  }
+}
+
 class VanishedEntry extends Error {
   constructor(readonly path: string) {
     super(`${path} disappeared while reading`);
@@ -68,10 +91,12 @@ class VanishedEntry extends Error {
 
 async function readOnce(dir: string): Promise<ConfigDirContents> {
   let names: string[];
+  const ignored: string[] = [];
   try {
     names = [];
     for await (const entry of Deno.readDir(dir)) {
       if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
+      else if (ignoredForItsName(entry.name)) ignored.push(entry.name);
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
@@ -88,17 +113,52 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
     throw translate(error, dir, "cannot list the config directory");
   }
   // Go's sort.Strings compares bytes; for the names kubelet writes that is code-unit order.
-  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  names.sort(byteOrder);
+  ignored.sort(byteOrder);
   const problems: ConfigProblem[] = [];
   const files: ConfigFileBytes[] = [];
+  const inside = names.length === 0 ? undefined : await resolvedDir(dir);
   for (const name of names) {
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
-    const read = await readCapped(path);
+    const escape = inside === undefined ? undefined : await escapesDir(path, inside);
+    const read = escape === undefined ? await readCapped(path) : { problem: escape };
     if ("problem" in read) problems.push({ at: { file: path }, message: read.problem });
     else files.push({ path, bytes: read.bytes });
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { kind: "files", files };
+  return { kind: "files", files, ...(ignored.length > 0 ? { ignored } : {}) };
+}
+
+/** The config directory's resolved path, ending in `/`: what every entry must resolve inside. */
+async function resolvedDir(dir: string): Promise<string> {
+  try {
+    return `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
+  } catch (error) {
+    throw translate(error, dir, "cannot resolve the config directory");
+  }
+}
+
+/**
+ * Why an entry may not be read because it resolves outside the config directory (a symlink to
+ * /etc/shadow would otherwise be read and its lines echoed in the errors), or undefined.
+ * kubelet's links (`ip-masq-agent -> ..data/ip-masq-agent`, `..data -> ..2024_...`) stay
+ * inside. Only the entry is named, never what the target holds.
+ */
+async function escapesDir(path: string, inside: string): Promise<string | undefined> {
+  let target: string;
+  try {
+    target = await Deno.realPath(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
+    if (error instanceof Deno.errors.FilesystemLoop) return "is a symbolic link loop";
+    if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
+    // readCapped reports anything else (permission denied, ...) as it would without the link.
+    return undefined;
+  }
+  if (target.startsWith(inside)) return undefined;
+  return `resolves to ${quoteInput(target)}, outside the config directory; not read (a config ` +
+    "entry must be a file in the directory, or a link that stays inside it as kubelet's do)";
 }
 
 async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { problem: string }> {

@@ -65,7 +65,11 @@ export interface Dataplane {
 
 const inSync: DataplanePlan = { drift: [], payload: null };
 
-/** Plans and applies every family in turn: the one reconcile step of the loop. */
+/**
+ * Plans every family, then applies the plans: the one reconcile step of the loop. Planning all
+ * first means a family that cannot be planned (another tool's chain under `--masq-chain`) stops
+ * the reconcile before anything is written for any family.
+ */
 export async function applyDesired(
   desired: readonly DesiredChain[],
   dataplane: Dataplane,
@@ -73,9 +77,10 @@ export async function applyDesired(
 ): Promise<FamilyOutcome[]> {
   const outcomes: FamilyOutcome[] = [];
   for (const chain of desired) {
-    const plan = await dataplane.plan(chain, signal);
-    if (plan.payload !== null) await dataplane.apply(chain.family, plan, signal);
-    outcomes.push({ family: chain.family, plan });
+    outcomes.push({ family: chain.family, plan: await dataplane.plan(chain, signal) });
+  }
+  for (const { family, plan } of outcomes) {
+    if (plan.payload !== null) await dataplane.apply(family, plan, signal);
   }
   return outcomes;
 }
@@ -100,16 +105,48 @@ export function iptablesDataplane(
   clients: Readonly<Record<Family, NatTableClient>>,
   chain: string,
   label = `iptables (${clients.ipv4.mode})`,
+  onAnotherAgent: AnotherAgentHandler = () => {},
 ): Dataplane {
   const verified: VerifiedListings = new Map();
+  // A chain of ours under another name is removed once; when it comes back, another
+  // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
+  const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+  const others: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+  const plan = async (desired: DesiredChain, signal?: AbortSignal): Promise<DataplanePlan> => {
+    const { family } = desired;
+    const client = clients[family];
+    const first = await planFamily(desired, client, signal, verified, {
+      othersChains: others[family],
+    });
+    const back = staleChainsOf(first).filter((name) => removed[family].has(name));
+    if (back.length === 0) return first;
+    for (const name of back) {
+      others[family].add(name);
+      onAnotherAgent(family, name);
+    }
+    return await planFamily(desired, client, signal, verified, { othersChains: others[family] });
+  };
   return {
     label,
-    plan: (desired, signal) => planFamily(desired, clients[desired.family], signal, verified),
+    plan,
     apply: async (family, plan, signal) => {
-      if (plan.payload !== null) await clients[family].restore(plan.payload, signal);
+      if (plan.payload === null) return;
+      await clients[family].restore(plan.payload, signal);
+      for (const name of staleChainsOf(plan)) removed[family].add(name);
     },
     planRemoval: (family, signal) => planRemoval(clients[family], chain, signal),
   };
+}
+
+/** Told once per chain and family when a chain of ours we removed came back. */
+export type AnotherAgentHandler = (family: Family, chain: string) => void;
+
+function staleChainsOf(plan: DataplanePlan): string[] {
+  return plan.drift.flatMap((drift) =>
+    drift.kind === "stale-chain" && "chain" in drift && typeof drift.chain === "string"
+      ? [drift.chain]
+      : []
+  );
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 
 import type { Family } from "../core/cidr.ts";
-import { desiredChains, enabledFamilies, loadConfig } from "../core/desired.ts";
+import { desiredChains, enabledFamilies } from "../core/desired.ts";
 import { exitCodes, formatErrorChain } from "../core/errors.ts";
 import {
   explain,
@@ -28,7 +28,7 @@ import { type Dataplane, nftablesDataplane } from "./dataplane.ts";
 import { type NatTableClient, natTableClient, probeVersion } from "./iptables.ts";
 import { nftClient } from "./nftables.ts";
 import { chooseMode } from "./mode_detection.ts";
-import type { ModeDeps } from "./modes.ts";
+import { load, type ModeDeps } from "./modes.ts";
 
 /** The live iptables tables of the node, as the explain mode reads them. */
 export interface LiveTables {
@@ -93,7 +93,7 @@ export async function explainMode(
   openNft: () => Dataplane = () => nftablesDataplane(nftClient()),
 ): Promise<number> {
   const { flags } = deps;
-  const loaded = loadConfig(await deps.readConfigDir(flags.configDir), flags);
+  const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
 
   let tables: LiveTables | undefined;

@@ -199,6 +199,7 @@ export async function chainExists(
   family: Family,
   table: string,
   chain: string,
+  failures?: string[],
 ): Promise<boolean> {
   const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, [
     "-t",
@@ -206,19 +207,29 @@ export async function chainExists(
     "-S",
     chain,
   ]);
+  if (outcome && !outcome.ok && !isNoSuchChain(outcome.stderr)) {
+    failures?.push(readFailure(outcome));
+  }
   return outcome?.ok ?? false;
 }
 
-/** How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read. */
+/**
+ * How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read,
+ * which is told to `failures` when given.
+ */
 export async function countRules(
   exec: Exec,
   mode: IptablesMode,
   family: Family,
   tables: readonly string[],
+  failures?: string[],
 ): Promise<number> {
   let count = 0;
   for (const table of tables) {
     const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, ["-t", table, "-S"]);
+    if (outcome && !outcome.ok && !isNoSuchChain(outcome.stderr)) {
+      failures?.push(readFailure(outcome));
+    }
     if (!outcome?.ok) continue;
     for (const line of outcome.stdout.split("\n")) if (line.startsWith("-A ")) count++;
   }
@@ -228,11 +239,18 @@ export async function countRules(
 /**
  * `iptables-legacy-save` (or ip6tables) without `-t`: every legacy table that
  * is already loaded, and nothing when none is. A failure reads as "nothing
- * loaded": this only gathers evidence.
+ * loaded", with its reason in `failure`: this only gathers evidence.
  */
 export async function dumpLegacy(exec: Exec, family: Family): Promise<LegacyDump> {
   const outcome = await evidenceOf(exec, iptablesTools("legacy", family).save, []);
-  return parseLegacyDump(outcome?.ok ? outcome.stdout : "");
+  const dump = parseLegacyDump(outcome?.ok ? outcome.stdout : "");
+  return outcome && !outcome.ok ? { ...dump, failure: readFailure(outcome) } : dump;
+}
+
+/** A failed evidence read in words: the command and the first line of what it said. */
+function readFailure(outcome: { commandLine: string; code: number; stderr: string }): string {
+  const said = outcome.stderr.split("\n")[0] || `exit status ${outcome.code}`;
+  return `${outcome.commandLine}: ${said}`;
 }
 
 /** {@link runTool} for gathering evidence: a tool that is not installed answers nothing. */

@@ -100,6 +100,46 @@ export function formatJson(record: LogRecord): string {
   }) + "\n";
 }
 
+/**
+ * The longest line written, in bytes with its newline: container runtimes split longer lines
+ * (16 KiB, CRI's limit), and a log collector then sees pieces of a record.
+ */
+export const maxLineBytes = 16 * 1024;
+
+/**
+ * `render(record)`, cut to {@link maxLineBytes}: the message and its properties become one
+ * shortened message that says how much was cut, so a text line stays one klog line and a JSON
+ * line stays one object.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatJson, maxLineBytes, withinLineLimit } from "./log.ts";
+ *
+ * const record = { level: "info" as const, message: "x".repeat(100_000), timestamp: 0, properties: {} };
+ * const line = withinLineLimit(formatJson, record);
+ * assert.ok(new TextEncoder().encode(line).length <= maxLineBytes);
+ * assert.match(JSON.parse(line).msg, /bytes cut/);
+ * ```
+ */
+export function withinLineLimit(render: (record: LogRecord) => string, record: LogRecord): string {
+  const line = render(record);
+  const size = encoder.encode(line).length;
+  if (size <= maxLineBytes) return line;
+  const full = record.message + Object.entries(record.properties)
+    .map(([key, value]) => ` ${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .join("");
+  // Room for the header, JSON escaping of what is kept, and the note.
+  let keep = Math.floor(maxLineBytes / 3);
+  for (;;) {
+    const note = ` ... (${size - keep} more bytes cut from this line; --v=2 logs the details ` +
+      "line by line)";
+    const cut = render({ ...record, message: full.slice(0, keep) + note, properties: {} });
+    if (encoder.encode(cut).length <= maxLineBytes || keep === 0) return cut;
+    keep = Math.floor(keep / 2);
+  }
+}
+
 /** How to log: `--v`, `--log-format`, and the seams tests replace. */
 export interface LogOptions {
   /** klog's `--v`: 2 adds debug lines. */
@@ -134,7 +174,7 @@ export function setUpLogging(options: LogOptions): Logger {
   const emit = (level: LogLevel) => (message: string, properties: Record<string, unknown> = {}) => {
     if (levelRank[level] < lowest) return;
     try {
-      write(render({ level, message, timestamp: now(), properties }));
+      write(withinLineLimit(render, { level, message, timestamp: now(), properties }));
     } catch {
       // A line that cannot be written (stderr closed) is dropped: logging never stops the agent.
     }

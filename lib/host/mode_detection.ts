@@ -30,9 +30,14 @@ export const hostDetectionDeps: DetectionDeps = { exec: denoExec };
 /** The tables whose nft rules the last resort counts: where kube-proxy, Docker and CNIs write. */
 const countedTables = ["nat", "filter", "mangle"] as const;
 
-async function hintIn(deps: DetectionDeps, mode: IptablesMode, family: Family) {
+async function hintIn(
+  deps: DetectionDeps,
+  mode: IptablesMode,
+  family: Family,
+  failures: string[],
+) {
   for (const chain of kubeletHintChains) {
-    if (await chainExists(deps.exec, mode, family, "mangle", chain)) return true;
+    if (await chainExists(deps.exec, mode, family, "mangle", chain, failures)) return true;
   }
   return false;
 }
@@ -47,14 +52,19 @@ export async function chooseMode(
 ): Promise<ModeDecision> {
   if (flag !== "auto") return { mode: flag, evidence: `--iptables-mode=${flag}` };
   let evidence: ModeEvidence = {};
+  const readFailures: string[] = [];
   for (;;) {
     const step = decideMode(evidence);
     switch (step.kind) {
       case "decided":
         return step.decision;
       case "probe-nft-hint": {
-        const found = await hintIn(deps, "nft", step.family);
-        evidence = { ...evidence, nftHint: { ...evidence.nftHint, [step.family]: found } };
+        const found = await hintIn(deps, "nft", step.family, readFailures);
+        evidence = {
+          ...evidence,
+          nftHint: { ...evidence.nftHint, [step.family]: found },
+          readFailures: [...readFailures],
+        };
         break;
       }
       case "dump-legacy": {
@@ -63,8 +73,8 @@ export async function chooseMode(
         break;
       }
       case "count-nft-rules": {
-        const nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables);
-        evidence = { ...evidence, nftRules };
+        const nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables, readFailures);
+        evidence = { ...evidence, nftRules, readFailures: [...readFailures] };
         break;
       }
     }

@@ -6,13 +6,14 @@
  */
 
 import type { Family } from "../core/cidr.ts";
-import type { ConfigDirContents } from "./config_dir.ts";
-import { exitCodes, formatErrorChain } from "../core/errors.ts";
+import { type ConfigDirContents, warnIgnoredEntries } from "./config_dir.ts";
+import { exitCodes, ForeignChainError, formatErrorChain } from "../core/errors.ts";
+import { readOnlyWording } from "../core/drift_wording.ts";
 import type { AgentFlags } from "../core/flags.ts";
 import { IptablesError } from "./iptables.ts";
 import type { Logger } from "./log.ts";
-import { desiredChains, enabledFamilies, loadConfig } from "../core/desired.ts";
-import { type Dataplane, removeAll } from "./dataplane.ts";
+import { desiredChains, enabledFamilies, loadConfig, type LoadedConfig } from "../core/desired.ts";
+import type { Dataplane, DataplanePlan } from "./dataplane.ts";
 import { renderFromEmpty } from "../core/rules.ts";
 import { renderNftFromEmpty } from "../core/nft_ruleset.ts";
 
@@ -29,11 +30,14 @@ export interface ModeDeps {
 }
 
 /**
- * A rejected config throws its ConfigError on to main.ts, which logs it and exits with
- * `exitCodeFor(error)` (2): errors.ts is the one place that maps errors to exit codes.
+ * Reads and loads the config, warning about entries ignored for their name. A rejected config
+ * throws its ConfigError on to main.ts, which logs it and exits with `exitCodeFor(error)` (2):
+ * errors.ts is the one place that maps errors to exit codes.
  */
-async function load(deps: ModeDeps) {
-  return loadConfig(await deps.readConfigDir(deps.flags.configDir), deps.flags);
+export async function load(deps: ModeDeps): Promise<LoadedConfig> {
+  const contents = await deps.readConfigDir(deps.flags.configDir);
+  warnIgnoredEntries(deps.log, deps.flags.configDir, contents);
+  return loadConfig(contents, deps.flags);
 }
 
 /**
@@ -62,11 +66,20 @@ export async function check(
   let inSync = true;
   for (const chain of desiredChains(loaded.effective, deps.flags, randomFullySupported)) {
     const plan = await dataplane.plan(chain);
-    for (const drift of plan.drift) deps.print(`${chain.family}: ${drift.message}`);
-    inSync &&= plan.payload === null;
+    for (const drift of plan.drift) {
+      deps.print(`${chain.family}: ${readOnlyWording(drift.message)}`);
+    }
+    // A chain of ours under another name is said, but does not fail the probe: the agent
+    // removes it once, and one that comes back is another ip-masq-agent's, which the agent
+    // leaves alone; a probe that can never pass would stall the rollout.
+    inSync &&= plan.payload === null || plan.drift.every(isOurStaleChain);
   }
   if (inSync) deps.print(`in sync: ${enabledFamilies(deps.flags).join(", ")}`);
   return inSync ? exitCodes.ok : exitCodes.runtime;
+}
+
+function isOurStaleChain(drift: { readonly kind: string; readonly chain?: string }): boolean {
+  return drift.kind === "stale-chain" && drift.chain !== undefined;
 }
 
 /** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
@@ -89,20 +102,37 @@ export interface CleanupTarget {
  */
 export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
   let code: number = exitCodes.ok;
-  for (const { dataplane, family, name, optional } of targets) {
+  // Every target is planned before any is written: a --masq-chain that is another tool's chain
+  // in any of them refuses the whole cleanup, with nothing written (exit 2).
+  const planned: { target: CleanupTarget; plan: DataplanePlan }[] = [];
+  let refused = false;
+  for (const target of targets) {
+    const where = `${target.family}, ${target.name}`;
+    try {
+      planned.push({ target, plan: await target.dataplane.planRemoval(target.family) });
+    } catch (error) {
+      if (error instanceof ForeignChainError) {
+        deps.log.error(`cleanup (${where}): ${error.message}`);
+        refused = true;
+      } else if (target.optional && error instanceof IptablesError) {
+        deps.log.warn(`cleanup (${where}): skipped, ${error.message}`);
+      } else {
+        deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
+        code = exitCodes.runtime;
+      }
+    }
+  }
+  if (refused) return exitCodes.usage;
+  for (const { target: { dataplane, family, name }, plan } of planned) {
     const where = `${family}, ${name}`;
     try {
-      const plan = await removeAll(dataplane, family);
+      if (plan.payload !== null) await dataplane.apply(family, plan);
       deps.log.info(
         plan.payload === null
           ? `cleanup (${where}): nothing of ours to remove`
           : `cleanup (${where}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
       );
     } catch (error) {
-      if (optional && error instanceof IptablesError) {
-        deps.log.warn(`cleanup (${where}): skipped, ${error.message}`);
-        continue;
-      }
       deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
       code = exitCodes.runtime;
     }

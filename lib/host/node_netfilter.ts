@@ -31,10 +31,23 @@ function otherMode(mode: IptablesMode): IptablesMode {
   return mode === "nft" ? "legacy" : "nft";
 }
 
-/** The iptables dataplane of `mode`'s tools, for both families. */
-function iptablesOf(flags: AgentFlags, mode: IptablesMode): Dataplane {
+/**
+ * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
+ * comes back after we removed it is warned about once (another ip-masq-agent manages it).
+ */
+function iptablesOf(flags: AgentFlags, mode: IptablesMode, log?: Logger): Dataplane {
   const clients = { ipv4: natTableClient("ipv4", mode), ipv6: natTableClient("ipv6", mode) };
-  return iptablesDataplane(clients, flags.masqChain);
+  const onAnotherAgent = (family: Family, chain: string) =>
+    log?.warn(anotherAgentMessage(chain, family, flags.masqChain), { chain, family });
+  return iptablesDataplane(clients, flags.masqChain, undefined, onAnotherAgent);
+}
+
+/** The warning when a chain of ours under another name comes back after we removed it. */
+export function anotherAgentMessage(chain: string, family: Family, masqChain: string): string {
+  return `the nat chain ${chain} (${family}) came back after this agent removed it: another ` +
+    `ip-masq-agent runs on this node and manages it (a managed add-on such as AKS's or GKE's, ` +
+    `or a second DaemonSet); leaving it and its jump alone from now on. Both agents now decide ` +
+    `the same traffic (ours in ${masqChain}): turn the other one off (README: "Migrating")`;
 }
 
 /**
@@ -53,7 +66,7 @@ export async function chosenDataplane(
       error: formatErrorChain(error),
     });
   if (flags.dataplane === "iptables") {
-    return switchingDataplane(iptablesOf(flags, mode), [nftables], onRetiredError);
+    return switchingDataplane(iptablesOf(flags, mode, log), [nftables], onRetiredError);
   }
   const retired = [iptablesOf(flags, mode)];
   if (await otherBackendPresent(otherMode(mode), "ipv4")) {

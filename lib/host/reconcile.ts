@@ -8,13 +8,16 @@
 
 import type { Family } from "../core/cidr.ts";
 import type { DesiredChain } from "../core/rules.ts";
+import { ForeignChainError } from "../core/errors.ts";
 import {
+  foreignRuleOf,
   type LiveNatTable,
   ownJumpTargets,
   parseNatTable,
   type Plan,
   planCleanup,
   planReconcile,
+  type ReconcileOptions,
 } from "../core/ruleset.ts";
 import type { NatTableClient } from "./iptables.ts";
 
@@ -63,9 +66,15 @@ async function liveFrom(
   chain: string,
   listing: OurListings,
   signal?: AbortSignal,
+  othersChains?: ReadonlySet<string>,
 ): Promise<LiveNatTable> {
   const live = parseNatTable(listing.join(""));
-  const stale = [...ownJumpTargets(live)].some((target) => target !== chain);
+  const stale = [...ownJumpTargets(live)].some((target) =>
+    target !== chain && !othersChains?.has(target)
+  );
+  // Refused before the whole table is read: another tool's chain is never ours to plan.
+  const foreign = foreignRuleOf(live, chain);
+  if (foreign !== undefined) throw new ForeignChainError(chain, client.family, foreign);
   return stale ? parseNatTable(await client.listTable(signal)) : live;
 }
 
@@ -75,11 +84,13 @@ export async function planFamily(
   client: NatTableClient,
   signal?: AbortSignal,
   verified?: VerifiedListings,
+  options: ReconcileOptions = {},
 ): Promise<Plan> {
   const listing = await listOurs(client, desired.chain, signal);
   const last = verified?.get(desired.family);
   if (last?.desired === desired && sameListings(last.listing, listing)) return inSync;
-  const plan = planReconcile(desired, await liveFrom(client, desired.chain, listing, signal));
+  const live = await liveFrom(client, desired.chain, listing, signal, options.othersChains);
+  const plan = planReconcile(desired, live, options);
   if (plan.payload === null) verified?.set(desired.family, { desired, listing });
   else verified?.delete(desired.family);
   return plan;
@@ -98,5 +109,7 @@ export async function planRemoval(
 ): Promise<Plan> {
   const ours = parseNatTable((await listOurs(client, chain, signal)).join(""));
   if (ownJumpTargets(ours).size === 0 && !ours.chains.has(chain)) return inSync;
-  return planCleanup(chain, parseNatTable(await client.listTable(signal)));
+  const foreign = foreignRuleOf(ours, chain);
+  if (foreign !== undefined) throw new ForeignChainError(chain, client.family, foreign);
+  return planCleanup(chain, parseNatTable(await client.listTable(signal)), client.family);
 }

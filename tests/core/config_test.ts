@@ -768,11 +768,18 @@ Deno.test("a directory without config files means the defaults, all reserved ran
   ]);
 });
 
-Deno.test("an empty file replaces the defaults: every non-local destination is masqueraded", () => {
+Deno.test("an empty file keeps the defaults; nonMasqueradeCIDRs: [] replaces them", () => {
   const loaded = loadConfig(files({ "ip-masq-agent": "" }), defaultFlags);
   assert.deepEqual(loaded.effective.files, ["/etc/config/ip-masq-agent"]);
-  assert.deepEqual(loaded.effective.nonMasqueradeCidrs, []);
-  assert.deepEqual(loaded.findings.map((finding) => finding.kind), ["masquerade-everything"]);
+  assert.deepEqual(loaded.effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+  ]);
+  assert.deepEqual(loaded.findings, []);
+  const named = loadConfig(files({ "ip-masq-agent": "nonMasqueradeCIDRs: []\n" }), defaultFlags);
+  assert.deepEqual(named.effective.nonMasqueradeCidrs, []);
+  assert.deepEqual(named.findings.map((finding) => finding.kind), ["masquerade-everything"]);
 });
 
 Deno.test("several files are merged in the order given: union of CIDRs, booleans ORed", () => {
@@ -809,4 +816,21 @@ Deno.test("a file holding several YAML documents is rejected at the separator", 
   const problem = onlyProblem("masqLinkLocal: true\n---\nmasqLinkLocal: false\n");
   assert.equal(problem.at.line, 2);
   assertIncludes(problem.message, "multiple documents");
+});
+
+Deno.test("issue 15: masqLinkLocalIPv6: true without --enable-ipv6 is a finding", () => {
+  const text = "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocalIPv6: true\n";
+  const loaded = loadConfig(files({ "ip-masq-agent": text }), defaultFlags);
+  assert.deepEqual(loaded.findings.map((finding) => finding.kind), ["ipv6-not-enabled"]);
+  assert.match(
+    loaded.findings[0].message,
+    /^masqLinkLocalIPv6 is true at \/etc\/config\/ip-masq-agent:2:20 but IPv6 is not enabled/,
+  );
+  const enabled = loadConfig(files({ "ip-masq-agent": text }), {
+    ...defaultFlags,
+    enableIpv6: true,
+  });
+  assert.deepEqual(enabled.findings, []);
+  const off = loadConfig(files({ "ip-masq-agent": "masqLinkLocalIPv6: false\n" }), defaultFlags);
+  assert.deepEqual(off.findings, []);
 });

@@ -359,3 +359,20 @@ Deno.test("live unavailable: the config answer stands, with the reason", () => {
     /^ {2}live: not compared: cannot read the live nat table: iptables-nft not found$/m,
   );
 });
+
+Deno.test("issue 15: without --explain-source the live answer credits the rule deciding for every source", () => {
+  const text = "nonMasqueradeCIDRs: [10.0.0.0/8]\nnonMasqueradeSrcCIDRs: [10.250.0.0/16]\n";
+  const { desired } = setup(text);
+  const table = live([jumpRuleLine("IP-MASQ-AGENT")], chainRuleLines(desired[0]));
+  const answer = liveOf(ask(text, "10.1.1.1", { live: table }));
+  assert.equal(answer.status, "agrees");
+  assert.match(answer.decidedBy, /^-A IP-MASQ-AGENT -d 10\.0\.0\.0\/8 /);
+  assert.doesNotMatch(answer.decidedBy, /-s 10\.250/);
+  // Given a source inside the exemption, the -s rule does decide.
+  const from = liveOf(ask(text, "10.1.1.1", { source: "10.250.1.1", live: table }));
+  assert.match(from.decidedBy, /^-A IP-MASQ-AGENT -s 10\.250\.0\.0\/16 /);
+  // Outside every exemption only a source in 10.250/16 keeps it: the answer depends on it.
+  const outside = liveOf(ask(text, "8.8.8.8", { live: table }));
+  assert.equal(outside.status, "uncertain");
+  assert.match(formatExplanation(ask(text, "8.8.8.8", { live: table })), /give --explain-source/);
+});

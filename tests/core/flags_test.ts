@@ -678,3 +678,13 @@ Deno.test("--dataplane takes iptables or nftables, and nothing else", () => {
   }
   assert.match(errorOf(["--dataplane=nft"]), /must be "iptables" or "nftables"/);
 });
+
+Deno.test("issue 15: --help describes -check as the read-only probe it is", () => {
+  const text = usage("ip-masq-agent");
+  assert.doesNotMatch(text, /validate the config and exit/);
+  assert.match(
+    text,
+    /-check\n\s+compare the live rules with the config \(a readiness probe; needs root\)/,
+  );
+  assert.match(text, /1 printing what differs, 2 on an invalid config; writes nothing/);
+});

@@ -97,11 +97,33 @@ Deno.test("a present file replaces the defaults, also with --nomasq-all-reserved
   }
 });
 
-Deno.test("a file with only a boolean keeps no default CIDRs (v2 semantics)", () => {
+Deno.test("a file with only a boolean keeps the default CIDRs (v1, issue 15)", () => {
   const { config, findings } = merge(file("ip-masq-agent", "masqLinkLocal: true\n"));
-  assert.deepEqual(cidrTexts(config), []);
+  assert.deepEqual(cidrTexts(config), ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]);
+  assert.equal(config.defaultNonMasqueradeCidrs, true);
   assert.equal(config.masqLinkLocal.value, true);
-  assert.deepEqual(kinds(findings), ["masquerade-everything"]);
+  assert.deepEqual(kinds(findings), []);
+});
+
+Deno.test("the defaults stand until some file names nonMasqueradeCIDRs, even as []", () => {
+  const reserved = mergeConfigs([file("ip-masq-agent", "")], { nomasqAllReservedRanges: true });
+  assert.equal(reserved.config.nonMasqueradeCidrs.length, 11, "all reserved ranges kept");
+  // null is "not set", as Go's JSON decoding leaves the field untouched.
+  for (
+    const text of ["", "nonMasqueradeCIDRs:\n", "nonMasqueradeCIDRs: null\n", "cidrLimit: 5\n"]
+  ) {
+    const { config } = merge(file("ip-masq-agent", text));
+    assert.deepEqual(cidrTexts(config), ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], text);
+  }
+  const named = merge(
+    file("ip-masq-a", "masqLinkLocal: true\n"),
+    file("ip-masq-b", "nonMasqueradeCIDRs: [10.244.0.0/16]\n"),
+  );
+  assert.deepEqual(cidrTexts(named.config), ["10.244.0.0/16"], "the union replaces the defaults");
+  assert.equal(named.config.defaultNonMasqueradeCidrs, undefined);
+  const empty = merge(file("ip-masq-a", "nonMasqueradeCIDRs: []\n"), file("ip-masq-b", ""));
+  assert.deepEqual(cidrTexts(empty.config), [], "[] replaces them with nothing");
+  assert.deepEqual(kinds(empty.findings), ["masquerade-everything"]);
 });
 
 // ---------------------------------------------------------------------------
@@ -311,18 +333,17 @@ Deno.test("0.0.0.0/0 next to other CIDRs also reports them as having no effect",
   assert.deepEqual(kinds(findings), ["masquerade-nothing", "contained-cidr"]);
 });
 
-Deno.test("an empty effective list while files are present is a finding", () => {
+Deno.test("an empty effective list named by a file is a finding", () => {
   const cases = [
-    [file("ip-masq-agent", "")],
     [file("ip-masq-agent", "nonMasqueradeCIDRs: []\n")],
-    [file("ip-masq-a", "masqLinkLocal: true\n"), file("ip-masq-b", "resyncInterval: 10s\n")],
+    [file("ip-masq-a", "masqLinkLocal: true\n"), file("ip-masq-b", "nonMasqueradeCIDRs: []\n")],
   ];
   for (const files of cases) {
     const { config, findings } = merge(...files);
     assert.deepEqual(cidrTexts(config), []);
     const finding = findingOf(findings, "masquerade-everything");
-    assertIncludes(finding.message, "config files are present but list no nonMasqueradeCIDRs");
-    assertIncludes(finding.message, "the defaults apply only with no file");
+    assertIncludes(finding.message, "nonMasqueradeCIDRs is set but lists no CIDR");
+    assertIncludes(finding.message, "the defaults apply only while no file names");
   }
 });
 

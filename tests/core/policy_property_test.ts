@@ -155,6 +155,14 @@ function generate(random: Random): Generated {
     all.masquerade.push(...masquerade);
     all.sources.push(...sources);
   }
+  // No file names nonMasqueradeCIDRs (list() leaves an empty one out): the defaults stand (v1).
+  if (all.nonMasquerade.length === 0) {
+    all.nonMasquerade.push(
+      { family: "ipv4", address: 0x0a000000n, prefix: 8, text: "10.0.0.0/8" },
+      { family: "ipv4", address: 0xac100000n, prefix: 12, text: "172.16.0.0/12" },
+      { family: "ipv4", address: 0xc0a80000n, prefix: 16, text: "192.168.0.0/16" },
+    );
+  }
   return { flags, argv, files, ...all, masqLinkLocal, masqLinkLocalIPv6 };
 }
 

@@ -246,7 +246,6 @@ Deno.test("source exemptions: /0 and contained ones are findings", () => {
   assert.deepEqual(findings.map((finding) => finding.kind).sort(), [
     "contained-cidr",
     "contained-cidr",
-    "masquerade-everything",
     "masquerade-nothing",
   ]);
 });

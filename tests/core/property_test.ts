@@ -173,6 +173,8 @@ interface GeneratedFile {
   readonly name: string;
   readonly text: string;
   readonly cidrs: readonly ModelCidr[];
+  /** Whether the file names nonMasqueradeCIDRs (even as []): only then are the defaults gone. */
+  readonly namesCidrs: boolean;
   readonly masqLinkLocal?: boolean;
   readonly masqLinkLocalIPv6?: boolean;
 }
@@ -261,7 +263,8 @@ function randomFile(
   pool.push(...cidrs);
   const entries: [string, string][] = [];
   const key = (name: string) => random.bool(0.15) ? name.toLowerCase() : name;
-  if (cidrs.length > 0 || random.bool(0.5)) {
+  const namesCidrs = cidrs.length > 0 || random.bool(0.5);
+  if (namesCidrs) {
     const items = cidrs.map((cidr) => renderItem(random, cidr.spelling, style));
     const value = style === "block"
       ? (items.length === 0 ? " []" : `\n${items.map((item) => `  - ${item}`).join("\n")}`)
@@ -301,6 +304,7 @@ function randomFile(
     name: `/etc/config/ip-masq-${String(index).padStart(2, "0")}`,
     text,
     cidrs,
+    namesCidrs,
     masqLinkLocal,
     masqLinkLocalIPv6,
   };
@@ -456,7 +460,8 @@ const everything: Record<Family, string> = { ipv4: "0.0.0.0/0", ipv6: "::/0" };
 function expectedExemptions(generated: GeneratedCase, family: Family): string[] {
   const files = generated.files === "missing" ? [] : generated.files;
   let configured: string[];
-  if (files.length === 0) {
+  // The defaults stand until some file names nonMasqueradeCIDRs (v1).
+  if (!files.some((file) => file.namesCidrs)) {
     configured = family === "ipv6"
       ? []
       : [...(generated.flags.nomasqAllReservedRanges ? reservedRanges : rfc1918Ranges)];

@@ -292,7 +292,9 @@ Deno.test("an IPv6 chain with no IPv6 CIDRs still exempts link-local and masquer
 });
 
 Deno.test("an empty effective list with masqLinkLocal leaves only the MASQUERADE rule", () => {
-  const chain = chainFor("ipv4", { "ip-masq-agent": "masqLinkLocal: true\n" });
+  const chain = chainFor("ipv4", {
+    "ip-masq-agent": "nonMasqueradeCIDRs: []\nmasqLinkLocal: true\n",
+  });
   assert.deepEqual(chainRuleLines(chain), [
     `-A IP-MASQ-AGENT -m comment --comment ${
       iptablesQuote(masqueradeComment)

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parseCidr } from "../../lib/core/cidr.ts";
+import { ForeignChainError } from "../../lib/core/errors.ts";
 import { defaultFlags } from "../../lib/core/flags.ts";
 import { mergeConfigs } from "../../lib/core/merge.ts";
 import { desiredChains } from "../../lib/core/desired.ts";
@@ -655,11 +656,16 @@ Deno.test("cleanup on a node without our rules writes nothing", () => {
   assert.deepEqual(planCleanup("IP-MASQ-AGENT", parseNatTable("")), { drift: [], payload: null });
 });
 
-Deno.test("cleanup leaves a foreign chain that shares our chain's name", () => {
+Deno.test("cleanup refuses a foreign chain that shares our chain's name, writing nothing", () => {
   const live = parseNatTable(natSave({
     chains: { "IP-MASQ-AGENT": ["-A IP-MASQ-AGENT -j LOG --log-prefix masq"] },
   }));
-  assert.deepEqual(planCleanup("IP-MASQ-AGENT", live), { drift: [], payload: null });
+  assert.throws(() => planCleanup("IP-MASQ-AGENT", live), (error: unknown) => {
+    assert.ok(error instanceof ForeignChainError);
+    assert.match(error.message, /refusing to use the nat chain IP-MASQ-AGENT \(ipv4/);
+    assert.match(error.message, /-A IP-MASQ-AGENT -j LOG --log-prefix masq/);
+    return true;
+  });
 });
 
 Deno.test("cleanup keeps our chain while another rule jumps to it, but removes our jump", () => {
@@ -740,4 +746,46 @@ Deno.test("planning a chain of tens of thousands of rules stays fast when it dif
     assert.deepEqual(driftKinds(result), ["chain-differs"], name);
     assert.ok(elapsed < 2_000, `${name}: planning took ${Math.round(elapsed)} ms`);
   }
+});
+
+Deno.test("issue 15: --masq-chain naming another tool's chain is refused, whatever it holds", () => {
+  for (
+    const [chain, rule] of [
+      ["KUBE-POSTROUTING", "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN"],
+      ["DOCKER", "-A DOCKER -i docker0 -j RETURN"],
+    ]
+  ) {
+    const live = parseNatTable(`-N ${chain}\n${rule}\n-P POSTROUTING ACCEPT\n`);
+    assert.throws(() => planReconcile(defaultDesired(chain), live), (error: unknown) => {
+      assert.ok(error instanceof ForeignChainError);
+      assert.equal(error.chain, chain);
+      assert.equal(error.foreignRule, rule);
+      return true;
+    });
+  }
+  // Absent or empty: ours to fill.
+  assert.notEqual(planReconcile(defaultDesired("NEW"), parseNatTable("")).payload, null);
+  assert.notEqual(planReconcile(defaultDesired("NEW"), parseNatTable("-N NEW\n")).payload, null);
+  // Rules of ours mixed into a chain no jump of ours leads to: still not ours.
+  const ours = chainRuleLines(defaultDesired("KUBE-POSTROUTING"));
+  const takenOver = parseNatTable(
+    [`-N KUBE-POSTROUTING`, ...ours, "-A KUBE-POSTROUTING -j MASQUERADE"].join("\n"),
+  );
+  assert.throws(() => planReconcile(defaultDesired("KUBE-POSTROUTING"), takenOver));
+});
+
+Deno.test("issue 15: chains another ip-masq-agent manages are left alone, jump and chain", () => {
+  const theirs = renderFromEmpty(defaultDesired("IP-MASQ-AGENT"));
+  const mine = renderFromEmpty(defaultDesired("MY-MASQ"));
+  const live = parseNatTable(
+    (theirs + mine).split("\n").filter((line) => !/^(\*nat|COMMIT)$/.test(line)).join("\n"),
+  );
+  const removing = planReconcile(defaultDesired("MY-MASQ"), live);
+  assert.deepEqual(removing.drift.map((drift) => [drift.kind, drift.chain]), [
+    ["stale-chain", "IP-MASQ-AGENT"],
+  ]);
+  assert.deepEqual(
+    planReconcile(defaultDesired("MY-MASQ"), live, { othersChains: new Set(["IP-MASQ-AGENT"]) }),
+    { drift: [], payload: null },
+  );
 });

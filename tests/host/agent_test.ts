@@ -926,3 +926,18 @@ Deno.test("a full garbage collection follows every 10th reconcile, at most once 
   await agent.reconcile();
   assert.equal(collections, 2, "a collection once a second has passed");
 });
+
+Deno.test("issue 15: at --v=0 the effective configuration is a summary, every CIDR only at --v=2", async () => {
+  const cidrs = Array.from({ length: 10_000 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`);
+  const text = `cidrLimit: 10000\nnonMasqueradeCIDRs:\n${cidrs.map((c) => `  - ${c}\n`).join("")}`;
+  await using agent = await started({ files: { "ip-masq-agent": text }, watch: false });
+  const summary = agent.log.lines.find((line) => line.message === "effective configuration");
+  assert.ok(summary, agent.log.text().slice(0, 2000));
+  assert.equal(summary.level, "info");
+  const config = String(summary.properties.config);
+  assert.ok(config.length < 1024, `${config.length} bytes`);
+  assert.match(config, /"10\.0\.0\.0\/24",.*"\.\.\. 9992 more \(10000 in all; --v=2 lists them\)"/);
+  // --v=2: one debug line per CIDR, with where it came from.
+  assert.equal(agent.log.count(/^ {2}RETURN 10\./, "debug"), 10_000);
+  assert.equal(await agent.stop(), 0);
+});

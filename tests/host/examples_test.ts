@@ -9,7 +9,7 @@
  */
 
 import { allAgentTools, nftTool } from "../../lib/core/agent_tools.ts";
-import { deepStrictEqual, equal, fail, notEqual, ok } from "node:assert/strict";
+import { deepStrictEqual, equal, fail, match, notEqual, ok } from "node:assert/strict";
 // @ts-types="npm:yaml"
 import { parseAllDocuments } from "yaml";
 import denoConfig from "../../deno.json" with { type: "json" };
@@ -216,7 +216,15 @@ const startTokens = denoConfig.tasks.start.split(/\s+/);
 const agentV8Flags = "--v8-flags=--lite-mode,--expose-gc";
 
 async function dryRun(configDir: string, flags: readonly string[]) {
-  deepStrictEqual(startTokens, ["deno", "run", "--no-prompt", "-P=agent", agentV8Flags, "main.ts"]);
+  deepStrictEqual(startTokens, [
+    "deno",
+    "run",
+    "-q",
+    "--no-prompt",
+    "-P=agent",
+    agentV8Flags,
+    "main.ts",
+  ]);
   const args = [
     ...startTokens.slice(1, -1),
     `--allow-read=${configDir}`,
@@ -920,4 +928,75 @@ Deno.test("deno task demo prints the rules and nothing else, with no iptables in
     [],
     "nothing on stderr but deno's own task line",
   );
+});
+
+Deno.test("issue 15: deno task start's command prints no deno notice and no colour codes", async () => {
+  // No NO_COLOR and stderr a pipe, as under a container runtime: deno colours its notices anyway,
+  // so the task runs with -q, which keeps deno's errors and drops its notices.
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [...startTokens.slice(1), "--version"],
+    cwd: repoRoot,
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "/bin", HOME: Deno.env.get("HOME") ?? "/root" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  equal(output.code, 0);
+  equal(decoder.decode(output.stderr), "", "nothing on stderr");
+  ok(!decoder.decode(output.stdout).includes("\x1b"), "no colour codes");
+  match(decoder.decode(output.stdout), /^ip-masq-agent /);
+});
+
+Deno.test("issue 15: deno task compile offline fails up front, clearly, and leaves no dist/", async () => {
+  const tasks = denoConfig.tasks;
+  deepStrictEqual(tasks.compile.dependencies, ["compile:preflight"]);
+  deepStrictEqual(tasks["compile:arm64"].dependencies, ["compile:preflight:arm64"]);
+  const work = await Deno.makeTempDir({ prefix: "imt-preflight-" });
+  try {
+    const run = async (env: Record<string, string>, target = "x86_64-unknown-linux-gnu") => {
+      // The task's permissions, with the network denied: offline whatever the machine has.
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-q",
+          "--no-prompt",
+          "--allow-env",
+          "--allow-read",
+          "--allow-write=dist",
+          "--deny-net",
+          `${repoRoot}/scripts/compile_preflight.ts`,
+          target,
+        ],
+        cwd: work,
+        clearEnv: true,
+        env: { HOME: work, DENO_DIR: `${work}/deno-dir`, ...env },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+    };
+    await Deno.mkdir(`${work}/dist`); // left empty by an earlier failed compile
+    const offline = await run({});
+    equal(offline.code, 1, offline.stderr);
+    match(offline.stderr, /needs the Deno [\d.]+ runtime for that target \(denort\)/);
+    match(
+      offline.stderr,
+      /https:\/\/dl\.deno\.land\/release\/v[\d.]+\/denort-x86_64-unknown-linux-gnu\.zip/,
+    );
+    match(offline.stderr, /DENORT_BIN=\/path\/to\/denort deno task compile\n/);
+    ok(!(await Deno.stat(`${work}/dist`).then(() => true, () => false)), "no empty dist/");
+    match((await run({}, "aarch64-unknown-linux-gnu")).stderr, /deno task compile:arm64/);
+
+    const missing = await run({ DENORT_BIN: `${work}/no-such-denort` });
+    equal(missing.code, 1);
+    match(missing.stderr, /DENORT_BIN=.*no-such-denort is not an executable file/);
+    await Deno.writeTextFile(`${work}/denort`, "");
+    await Deno.chmod(`${work}/denort`, 0o755);
+    const given = await run({ DENORT_BIN: `${work}/denort` });
+    equal(given.code, 0, given.stderr);
+    equal(given.stderr, "");
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
 });

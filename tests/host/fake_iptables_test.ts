@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { parseCidr } from "../../lib/core/cidr.ts";
 import { IptablesError } from "../../lib/host/iptables.ts";
 import {
+  chainRuleLines,
   type DesiredChain,
   jumpRuleLine,
   quotedJumpRuleLine,
@@ -352,6 +353,8 @@ Deno.test("the agent's repair and cleanup payloads apply cleanly to a drifted ta
       jumpRuleLine("IP-MASQ-AGENT"),
       jumpRuleLine("IP-MASQ-AGENT"),
       "-A IP-MASQ-AGENT -j RETURN",
+      // Still our chain (our jump leads to it and it holds a rule of ours): drift, repaired.
+      chainRuleLines(chain).at(-1)!,
       "-A KUBE-POSTROUTING -j RETURN",
     ),
   });

@@ -5,6 +5,7 @@ import {
   type LogLevel,
   type LogRecord,
   lowestLevel,
+  maxLineBytes,
   setUpLogging,
 } from "../../lib/host/log.ts";
 
@@ -244,4 +245,22 @@ Deno.test("the properties object is rendered as given and left untouched", () =>
   log.info("m", properties);
   assert.deepEqual(properties, { b: 1, a: [2] });
   assert.ok(lines[0].endsWith(',"msg":"m","b":1,"a":[2]}\n'), lines[0]);
+});
+
+Deno.test("issue 15: no line is longer than 16 KiB, in either format, and a cut line says so", () => {
+  for (const format of ["text", "json"] as const) {
+    const lines: string[] = [];
+    const log = setUpLogging({ verbosity: 0, format, write: (line) => lines.push(line), pid: 1 });
+    log.error(`invalid configuration (10000 problems):\n${"  f:1:1: bad CIDR\n".repeat(10_000)}`);
+    log.info("effective configuration", { config: JSON.stringify({ x: "y".repeat(100_000) }) });
+    log.info("short", { a: "b" });
+    assert.equal(lines.length, 3);
+    for (const line of lines) {
+      assert.ok(new TextEncoder().encode(line).length <= maxLineBytes, `${format}: ${line.length}`);
+    }
+    if (format === "json") { for (const line of lines) JSON.parse(line); }
+    assert.match(lines[0], /more bytes cut from this line/);
+    assert.match(lines[1], /more bytes cut from this line/);
+    assert.doesNotMatch(lines[2], /cut/);
+  }
 });

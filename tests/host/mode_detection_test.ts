@@ -96,3 +96,27 @@ Deno.test("the other backend counts as present: nft always, legacy when its nat 
   assert.equal(await otherBackendPresent("legacy", "ipv4", deps), false, "mangle only: no nat");
   assert.equal(await otherBackendPresent("legacy", "ipv6", deps), true);
 });
+
+Deno.test("issue 15: reads that fail are said to have failed, not counted as 0 rules", async () => {
+  const denied = {
+    code: 4,
+    stdout: "",
+    stderr: "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: " +
+      "Permission denied (you must be root)\n",
+  };
+  const fake = new FakeExec().on(() => denied);
+  const decision = await chooseMode("auto", { exec: fake.exec });
+  assert.equal(decision.mode, "nft");
+  assert.match(
+    decision.evidence,
+    /reading failed \(iptables-nft -t mangle -S KUBE-IPTABLES-HINT: /,
+  );
+  assert.match(decision.evidence, /Permission denied \(you must be root\)/);
+  assert.match(decision.evidence, /iptables-legacy-save: /);
+  assert.match(decision.evidence, /the counts are of what could be read/);
+
+  // A node that answers, without a hint: the plain tally, no failure talk.
+  const { deps } = node({ "iptables-nft nat": "-P POSTROUTING ACCEPT\n-A POSTROUTING -j X\n" });
+  const plain = await chooseMode("auto", deps);
+  assert.equal(plain.evidence, "no kubelet hint; 1 nft rules, 0 legacy rules");
+});

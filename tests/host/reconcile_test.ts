@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/core/cidr.ts";
-import { type DesiredChain, renderFromEmpty } from "../../lib/core/rules.ts";
+import {
+  chainRuleLines,
+  type DesiredChain,
+  jumpRuleLine,
+  renderFromEmpty,
+} from "../../lib/core/rules.ts";
+import { ForeignChainError } from "../../lib/core/errors.ts";
 import { builtIn } from "../../lib/core/source.ts";
 import { applyDesired, iptablesDataplane, removeAll } from "../../lib/host/dataplane.ts";
 import { planFamily, type VerifiedListings } from "../../lib/host/reconcile.ts";
@@ -110,4 +116,61 @@ Deno.test("removing ours costs two listings where nothing of ours is, and remove
   assert.deepEqual(ours.rules("POSTROUTING"), ["-A POSTROUTING -j KUBE-POSTROUTING"]);
   assert.equal(ours.rules("KUBE-SERVICES").length, 50, "foreign rules untouched");
   assert.notEqual(ours.dump(), before);
+});
+
+Deno.test("issue 15: a chain of ours under another name is removed once; back, it is another agent's", async () => {
+  // Another agent manages IP-MASQ-AGENT; we run with --masq-chain=MY-MASQ.
+  const theirs = desired("IP-MASQ-AGENT", "10.0.0.0/8");
+  const fake = new FakeNatTable({ seed: renderFromEmpty(theirs) });
+  const warned: string[] = [];
+  const ours = desired("MY-MASQ", "10.0.0.0/8");
+  const dataplane = iptablesDataplane(
+    { ipv4: fake, ipv6: fake },
+    "MY-MASQ",
+    undefined,
+    (family, chain) => warned.push(`${family} ${chain}`),
+  );
+  const [first] = await applyDesired([ours], dataplane);
+  assert.ok(first.plan.drift.some((drift) => drift.kind === "stale-chain"), "removed once");
+  assert.equal(await fake.listChain("IP-MASQ-AGENT"), null);
+  assert.deepEqual(warned, []);
+
+  // The other agent puts its chain and jump back.
+  await fake.restore(renderFromEmpty(theirs));
+  const [second] = await applyDesired([ours], dataplane);
+  assert.deepEqual(warned, ["ipv4 IP-MASQ-AGENT"], "warned once");
+  assert.deepEqual(second.plan, { drift: [], payload: null }, "left alone, ours in sync");
+  assert.notEqual(await fake.listChain("IP-MASQ-AGENT"), null, "their chain stays");
+
+  // Steady state: no write, no second warning, no whole-table read.
+  fake.calls.length = 0;
+  for (let i = 0; i < 3; i++) await applyDesired([ours], dataplane);
+  assert.equal(fake.restoreCalls, 0);
+  assert.deepEqual(warned, ["ipv4 IP-MASQ-AGENT"]);
+  assert.ok(!listedChains(fake).includes("(table)"), listedChains(fake).join(", "));
+});
+
+Deno.test("issue 15: another tool's chain as --masq-chain is refused before anything is written", async () => {
+  const fake = new FakeNatTable({
+    seed: foreign.replace(
+      "COMMIT",
+      "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\nCOMMIT",
+    ),
+  });
+  const ipv6 = new FakeNatTable({ family: "ipv6" });
+  const dataplane = iptablesDataplane({ ipv4: fake, ipv6 }, "KUBE-POSTROUTING");
+  const chain = desired("KUBE-POSTROUTING", "10.0.0.0/8");
+  await assert.rejects(
+    applyDesired([{ ...chain, family: "ipv6" }, chain], dataplane),
+    (error: unknown) => {
+      assert.ok(error instanceof ForeignChainError, String(error));
+      assert.match(error.message, /nat chain KUBE-POSTROUTING \(ipv4, --masq-chain\)/);
+      assert.match(error.message, /-A KUBE-POSTROUTING -m mark ! --mark 0x4000\/0x4000 -j RETURN/);
+      return true;
+    },
+  );
+  assert.equal(fake.restoreCalls + ipv6.restoreCalls, 0, "nothing written, not even for ipv6");
+  assert.ok(!listedChains(fake).includes("(table)"), "refused before a whole-table read");
+  await assert.rejects(removeAll(dataplane, "ipv4"), ForeignChainError);
+  assert.equal(fake.restoreCalls, 0);
 });
