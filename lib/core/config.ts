@@ -27,6 +27,7 @@ import type { ConfigProblem } from "./config_error.ts";
 import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
 import { quoteInput } from "./quote.ts";
 import { err, ok, type Result } from "./result.ts";
+import { type LocatedSetting, parseSetting, type SettingKey, settingKeyNames } from "./settings.ts";
 import type { Located, SourceLocation } from "./source.ts";
 
 /** Which entries of the config directory are config files: those whose name starts with this. */
@@ -63,6 +64,8 @@ export interface FileConfig {
   readonly cidrLimit: number;
   /** In milliseconds. */
   readonly resyncInterval?: Located<number>;
+  /** The settings that are also flags (`masqChain`, `toPorts`, ...), in file order. */
+  readonly settings?: readonly LocatedSetting[];
 }
 
 /** What a file's validity depends on beyond its own text. */
@@ -88,6 +91,7 @@ const knownKeys = [
   "resyncInterval",
   "masqueradeCIDRs",
   "nonMasqueradeSrcCIDRs",
+  ...settingKeyNames,
 ] as const;
 type KnownKey = typeof knownKeys[number];
 /** The keys holding CIDR lists; together they count toward `cidrLimit`. */
@@ -226,6 +230,7 @@ class FileValidator {
   #cidrLimit = defaultCidrLimit;
   #cidrLimitAt?: SourceLocation;
   #resyncInterval?: Located<number>;
+  readonly #settings: LocatedSetting[] = [];
 
   constructor(
     readonly file: string,
@@ -294,7 +299,22 @@ class FileValidator {
         return this.validateCidrLimit(value, keyNode);
       case "resyncInterval":
         return this.validateResyncInterval(value, keyNode);
+      default:
+        return this.validateSetting(key, value, keyNode);
     }
+  }
+
+  private validateSetting(key: SettingKey, value: Node | null, keyNode: Node | null): void {
+    if (!isScalar(value)) {
+      this.problem(value ?? keyNode, key, `must be a single value, got ${describe(value)}`);
+      return;
+    }
+    const parsed = parseSetting(key, value.value);
+    if (!parsed.ok) {
+      this.problem(value, key, parsed.error);
+      return;
+    }
+    this.#settings.push({ key, ...parsed.value, at: this.locate(value) });
   }
 
   private validateCidrList(key: CidrListKey, value: Node | null, keyNode: Node | null): void {
@@ -322,7 +342,7 @@ class FileValidator {
         this.problem(
           item,
           itemKey,
-          `${parsed.value.text} is an IPv6 CIDR but IPv6 is not enabled: add the --enable-ipv6 flag`,
+          `${parsed.value.text} is an IPv6 CIDR but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true`,
         );
         return;
       }
@@ -427,6 +447,7 @@ class FileValidator {
       masqLinkLocalIPv6: this.#masqLinkLocalIPv6,
       cidrLimit: this.#cidrLimit,
       resyncInterval: this.#resyncInterval,
+      settings: this.#settings,
     });
   }
 }

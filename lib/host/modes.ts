@@ -13,6 +13,8 @@ import { IptablesError } from "./iptables.ts";
 import type { Logger } from "./log.ts";
 import { desiredChains, enabledFamilies, loadConfig } from "../core/desired.ts";
 import { type Dataplane, removeAll } from "./dataplane.ts";
+import { ConfigError } from "../core/config_error.ts";
+import type { CommandLine } from "../core/settings.ts";
 import { renderFromEmpty } from "../core/rules.ts";
 import { renderNftFromEmpty } from "../core/nft_ruleset.ts";
 
@@ -108,4 +110,33 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
     }
   }
   return code;
+}
+
+/**
+ * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied: what
+ * every mode and the agent compose themselves from, read once at start. A rejected config
+ * stops here (exit 2) except where the flags alone must do: `--cleanup` (an uninstall must work
+ * whatever the config says) and an agent that keeps running on a bad config
+ * (`--exit-on-config-error=false`), which applies nothing until the config is valid.
+ */
+export async function flagsWithSettings(
+  commandLine: CommandLine,
+  log: Logger,
+  readConfigDir: (dir: string) => Promise<ConfigDirContents>,
+): Promise<AgentFlags> {
+  const { flags } = commandLine;
+  try {
+    const loaded = loadConfig(await readConfigDir(flags.configDir), flags, commandLine);
+    return loaded.settings ?? flags;
+  } catch (error) {
+    const keepsRunning = !flags.exitOnConfigError && !flags.once && !flags.check &&
+      !flags.dryRun && flags.explain.length === 0;
+    if (!(error instanceof ConfigError) || !(flags.cleanup || keepsRunning)) throw error;
+    if (flags.cleanup) {
+      log.warn("the configuration is invalid; cleaning up with the settings of the flags", {
+        error: error.message,
+      });
+    }
+    return flags;
+  }
 }
