@@ -117,8 +117,14 @@ export class LegacyDumpScanner {
   #rules = 0;
   readonly #tables: string[] = [];
 
-  /** @param enough whether what was read so far answers the caller's question */
-  constructor(readonly enough: (dump: LegacyDump) => boolean = () => false) {}
+  /**
+   * A scanner that has read nothing yet.
+   * @param enough whether what was read so far answers the caller's question
+   */
+  constructor(
+    /** Whether what was read so far answers the caller's question. */
+    readonly enough: (dump: LegacyDump) => boolean = () => false,
+  ) {}
 
   /** Reads the next chunk; true once `enough` holds (the rest need not be read). */
   push(text: string): boolean {
