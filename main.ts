@@ -59,7 +59,7 @@ async function main(args: readonly string[]): Promise<number> {
 async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   // The config's settings (masqChain, toPorts, ...) apply before anything is composed from them.
   const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfigDir);
-  const modeDeps: ModeDeps = { flags, log, print, readConfigDir };
+  const modeDeps: ModeDeps = { flags, log, print, readConfigDir, commandLine };
   if (flags.dryRun) return await dryRun(modeDeps);
   if (flags.explain.length > 0) return await explainMode(modeDeps, nodeTables(flags));
   const { mode, evidence } = await chooseMode(flags.iptablesMode);

@@ -93,7 +93,7 @@ export async function explainMode(
   openNft: () => Dataplane = () => nftablesDataplane(nftClient()),
 ): Promise<number> {
   const { flags } = deps;
-  const loaded = loadConfig(await deps.readConfigDir(flags.configDir), flags);
+  const loaded = loadConfig(await deps.readConfigDir(flags.configDir), flags, deps.commandLine);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
 
   let tables: LiveTables | undefined;

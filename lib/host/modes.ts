@@ -28,6 +28,11 @@ export interface ModeDeps {
   readonly print: (text: string) => void;
   /** Reads the config directory (`readConfigDir` in production). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
+  /**
+   * The command line as given: with it, each load checks the files' settings against the flags
+   * again, so a conflict is reported by the mode itself (exit 2), as any config error is.
+   */
+  readonly commandLine?: CommandLine;
 }
 
 /**
@@ -35,7 +40,7 @@ export interface ModeDeps {
  * `exitCodeFor(error)` (2): errors.ts is the one place that maps errors to exit codes.
  */
 async function load(deps: ModeDeps) {
-  return loadConfig(await deps.readConfigDir(deps.flags.configDir), deps.flags);
+  return loadConfig(await deps.readConfigDir(deps.flags.configDir), deps.flags, deps.commandLine);
 }
 
 /**
@@ -115,9 +120,9 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
 /**
  * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied: what
  * every mode and the agent compose themselves from, read once at start. A rejected config
- * stops here (exit 2) except where the flags alone must do: `--cleanup` (an uninstall must work
- * whatever the config says) and an agent that keeps running on a bad config
- * (`--exit-on-config-error=false`), which applies nothing until the config is valid.
+ * leaves the command line's flags: each mode (and the agent) reads the config again and reports
+ * the rejection itself, in its own words and order, as it always did; `--cleanup` (an uninstall
+ * must work whatever the config says) goes on with them, saying so.
  */
 export async function flagsWithSettings(
   commandLine: CommandLine,
@@ -129,9 +134,7 @@ export async function flagsWithSettings(
     const loaded = loadConfig(await readConfigDir(flags.configDir), flags, commandLine);
     return loaded.settings ?? flags;
   } catch (error) {
-    const keepsRunning = !flags.exitOnConfigError && !flags.once && !flags.check &&
-      !flags.dryRun && flags.explain.length === 0;
-    if (!(error instanceof ConfigError) || !(flags.cleanup || keepsRunning)) throw error;
+    if (!(error instanceof ConfigError)) throw error;
     if (flags.cleanup) {
       log.warn("the configuration is invalid; cleaning up with the settings of the flags", {
         error: error.message,
