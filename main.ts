@@ -17,7 +17,8 @@ import {
   removeOursFromOtherBackend,
 } from "./lib/host/node_netfilter.ts";
 import { type Logger, setUpLogging } from "./lib/host/log.ts";
-import { check, cleanup, dryRun, type ModeDeps } from "./lib/host/modes.ts";
+import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/host/modes.ts";
+import type { CommandLine } from "./lib/core/settings.ts";
 import { explainMode, nodeTables } from "./lib/host/explain_mode.ts";
 import { installSignalHandlers } from "./lib/host/signals.ts";
 import { versionText } from "./lib/host/version.ts";
@@ -34,7 +35,7 @@ async function main(args: readonly string[]): Promise<number> {
     printError(`${parsed.error}\n${usage(programName)}`);
     return exitCodes.usage;
   }
-  const { flags, ignored } = parsed.value;
+  const { flags, ignored, given } = parsed.value;
   if (flags.help) {
     print(usage(programName));
     return exitCodes.ok;
@@ -48,15 +49,17 @@ async function main(args: readonly string[]): Promise<number> {
     log.warn(`ignoring klog flags kept for compatibility: ${ignored.join(", ")}`);
   }
   try {
-    return await runMode(flags, log);
+    return await runMode({ flags, given }, log);
   } catch (error) {
     log.error(formatErrorChain(error));
     return exitCodeFor(error);
   }
 }
 
-async function runMode(flags: AgentFlags, log: Logger): Promise<number> {
-  const modeDeps: ModeDeps = { flags, log, print, readConfigDir };
+async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
+  // The config's settings (masqChain, toPorts, ...) apply before anything is composed from them.
+  const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfigDir);
+  const modeDeps: ModeDeps = { flags, log, print, readConfigDir, commandLine };
   if (flags.dryRun) return await dryRun(modeDeps);
   if (flags.explain.length > 0) return await explainMode(modeDeps, nodeTables(flags));
   const { mode, evidence } = await chooseMode(flags.iptablesMode);
@@ -78,6 +81,7 @@ async function runMode(flags: AgentFlags, log: Logger): Promise<number> {
 
   const agent = new Agent({
     flags,
+    commandLine,
     log,
     readConfigDir,
     dataplane,

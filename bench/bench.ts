@@ -20,6 +20,7 @@ import { floorRow, memoryRows } from "./memory.ts";
 import { parseOptions, type Section, sections, usage } from "./options.ts";
 import { probeRows } from "./probe.ts";
 import { loadAverage, machine, report, revision, type Row } from "./report.ts";
+import { shippedRows } from "./shipped.ts";
 import { startupRows } from "./startup.ts";
 import { nodeRows, resync10kRows, SteadyRuns } from "./steady.ts";
 
@@ -62,6 +63,7 @@ async function main(): Promise<number> {
       probe: (backend) => probeRows(res, backend, options),
       startup: (backend) => startupRows(res, backend, options),
       memory: (backend) => memoryRows(res, runs, backend, options),
+      shipped: (backend) => shippedRows(res, backend, options),
       latency: (backend) => latencyRows(res, backend, options),
       nft: (backend) => nftRows(res, backend, options),
     };

@@ -14,6 +14,7 @@ export const sections = [
   "probe",
   "startup",
   "memory",
+  "shipped",
   "latency",
   "nft",
 ] as const;
@@ -26,6 +27,7 @@ export const sectionHelp: Readonly<Record<Section, string>> = {
   probe: "one --check readiness probe on the kube-proxy table (goal 5)",
   startup: "spawn → first rules with 4 CIDRs (goal 5) and with 10,000 (goal 3)",
   memory: "RSS with 4 / 10,000 CIDRs, growth over --reconciles SIGHUPs, the deno floor (goal 4)",
+  shipped: "RSS as the shipped DaemonSet runs it (--iptables-mode=auto), kube-proxy vs empty node",
   latency: "config change → rules applied, kept from issue 3",
   nft: "issue 11: both dataplanes at 1,000-100,000 CIDRs, and the first-packet cost",
 };

@@ -27,6 +27,7 @@ import type { ConfigProblem } from "./config_error.ts";
 import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
 import { quoteInput } from "./quote.ts";
 import { err, ok, type Result } from "./result.ts";
+import { type LocatedSetting, parseSetting, type SettingKey, settingKeyNames } from "./settings.ts";
 import type { Located, SourceLocation } from "./source.ts";
 
 /** Which entries of the config directory are config files: those whose name starts with this. */
@@ -101,6 +102,8 @@ export interface FileConfig {
   readonly cidrLimit: number;
   /** In milliseconds. */
   readonly resyncInterval?: Located<number>;
+  /** The settings that are also flags (`masqChain`, `toPorts`, ...), in file order. */
+  readonly settings?: readonly LocatedSetting[];
 }
 
 /** What a file's validity depends on beyond its own text. */
@@ -126,6 +129,7 @@ const knownKeys = [
   "resyncInterval",
   "masqueradeCIDRs",
   "nonMasqueradeSrcCIDRs",
+  ...settingKeyNames,
 ] as const;
 type KnownKey = typeof knownKeys[number];
 /** The keys holding CIDR lists; together they count toward `cidrLimit`. */
@@ -265,6 +269,7 @@ class FileValidator {
   #cidrLimit = defaultCidrLimit;
   #cidrLimitAt?: SourceLocation;
   #resyncInterval?: Located<number>;
+  readonly #settings: LocatedSetting[] = [];
 
   constructor(
     readonly file: string,
@@ -333,7 +338,22 @@ class FileValidator {
         return this.validateCidrLimit(value, keyNode);
       case "resyncInterval":
         return this.validateResyncInterval(value, keyNode);
+      default:
+        return this.validateSetting(key, value, keyNode);
     }
+  }
+
+  private validateSetting(key: SettingKey, value: Node | null, keyNode: Node | null): void {
+    if (!isScalar(value)) {
+      this.problem(value ?? keyNode, key, `must be a single value, got ${describe(value)}`);
+      return;
+    }
+    const parsed = parseSetting(key, value.value);
+    if (!parsed.ok) {
+      this.problem(value, key, parsed.error);
+      return;
+    }
+    this.#settings.push({ key, ...parsed.value, at: this.locate(value) });
   }
 
   private validateCidrList(key: CidrListKey, value: Node | null, keyNode: Node | null): void {
@@ -362,7 +382,7 @@ class FileValidator {
         this.problem(
           item,
           itemKey,
-          `${parsed.value.text} is an IPv6 CIDR but IPv6 is not enabled: add the --enable-ipv6 flag`,
+          `${parsed.value.text} is an IPv6 CIDR but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true`,
         );
         return;
       }
@@ -470,6 +490,7 @@ class FileValidator {
       masqLinkLocalIPv6: this.#masqLinkLocalIPv6,
       cidrLimit: this.#cidrLimit,
       resyncInterval: this.#resyncInterval,
+      settings: this.#settings,
     });
   }
 }

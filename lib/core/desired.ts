@@ -15,9 +15,11 @@ import {
 } from "./config.ts";
 import { ConfigError, type ConfigProblem } from "./config_error.ts";
 import { type EffectiveConfig, type Finding, mergeConfigs, type MergeOptions } from "./merge.ts";
+import type { AgentFlags } from "./flags.ts";
 import type { PortRange } from "./ports.ts";
 import { formatLocation } from "./source.ts";
 import { type DesiredChain, desiredChain, type PostroutingJump } from "./rules.ts";
+import { type CommandLine, resolveSettings } from "./settings.ts";
 
 /** A config directory's contents, validated and merged. */
 export interface LoadedConfig {
@@ -27,6 +29,11 @@ export interface LoadedConfig {
   readonly findings: readonly Finding[];
   /** True when the directory does not exist (the defaults apply, and we say so). */
   readonly directoryMissing: boolean;
+  /**
+   * The command line's flags with the files' settings (`masqChain`, `toPorts`, ...) applied;
+   * only when {@link loadConfig} was given the command line.
+   */
+  readonly settings?: AgentFlags;
 }
 
 /** The flags that decide how files are read and merged. */
@@ -51,7 +58,12 @@ export interface ChainOptions {
  * together, as one {@link ConfigError} (thrown: the caller's policy decides
  * whether that exits or keeps the last good config).
  */
-export function loadConfig(contents: ConfigDirContents, options: LoadOptions): LoadedConfig {
+export function loadConfig(
+  contents: ConfigDirContents,
+  options: LoadOptions,
+  commandLine?: CommandLine,
+): LoadedConfig {
+  if (commandLine !== undefined) return loadWithSettings(contents, commandLine);
   const files = contents.kind === "missing" ? [] : contents.files;
   const problems: ConfigProblem[] = [];
   const parsed: FileConfig[] = [];
@@ -98,4 +110,54 @@ export function desiredChains(
       toPorts: options.toPorts,
     }, { postroutingJump: options.postroutingJump })
   );
+}
+
+function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
+  const problems: ConfigProblem[] = [];
+  const parsed: FileConfig[] = [];
+  for (const file of files.kind === "missing" ? [] : files.files) {
+    const result = parseConfigFile(file.path, file.bytes, { enableIpv6 });
+    if (result.ok) parsed.push(result.value);
+    else problems.push(...result.error);
+  }
+  return { parsed, problems };
+}
+
+function hasIpv6(file: FileConfig): boolean {
+  return [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
+    list.some((cidr) => cidr.value.family === "ipv6")
+  );
+}
+
+/**
+ * {@link loadConfig} with the files' settings applied to the command line's flags. Whether IPv6
+ * CIDRs are allowed depends on `enableIPv6`, which a file may set, so the files are read with
+ * IPv6 allowed first; with IPv6 still off after the settings are resolved, the files that list
+ * IPv6 CIDRs are read again as {@link loadConfig} reads them, for the same problems.
+ */
+function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine): LoadedConfig {
+  const first = parseAll(contents, true);
+  if (first.problems.length > 0) {
+    const enabled = commandLine.flags.enableIpv6 ||
+      first.parsed.some((file) =>
+        file.settings?.some((setting) => setting.key === "enableIPv6" && setting.value === true)
+      );
+    throw new ConfigError(enabled ? first.problems : parseAll(contents, false).problems);
+  }
+  const resolved = resolveSettings(commandLine, first.parsed);
+  if (!resolved.ok) throw new ConfigError(resolved.error);
+  const settings = resolved.value;
+  if (!settings.enableIpv6 && first.parsed.some(hasIpv6)) {
+    throw new ConfigError(parseAll(contents, false).problems);
+  }
+  const { config, findings, problems } = mergeConfigs(first.parsed, {
+    nomasqAllReservedRanges: settings.nomasqAllReservedRanges,
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    effective: config,
+    findings,
+    directoryMissing: contents.kind === "missing",
+    settings,
+  };
 }

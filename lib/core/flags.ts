@@ -71,6 +71,8 @@ export interface ParsedFlags {
   readonly flags: AgentFlags;
   /** Names of the ignored flags given, each once, in the order first given. */
   readonly ignored: readonly string[];
+  /** The fields set by a flag given on the command line (a config key must agree with them). */
+  readonly given: ReadonlySet<keyof AgentFlags>;
 }
 
 /** How Go's `flag` package reads a flag's text: `flag.Bool`, `flag.Int` or `flag.String`. */
@@ -505,7 +507,7 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
     return err("flag -explain-source needs -explain");
   }
 
-  return ok({ flags, ignored });
+  return ok({ flags, ignored, given: new Set(given.keys()) });
 }
 
 type RawValue = boolean | number | string;

@@ -71,18 +71,101 @@ export const allIptablesTools: readonly string[] = iptablesModes.flatMap((mode) 
  */
 export const kubeletHintChains: readonly string[] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
 
-/** What `iptables-legacy-save` (all loaded tables) says about the legacy backend. */
+/**
+ * What `iptables-legacy-save` (all loaded tables) says about the legacy
+ * backend: a summary, never the dump itself, which beside kube-proxy's 50,000
+ * rules is megabytes the agent would keep (see {@link LegacyDumpScanner}).
+ */
 export interface LegacyDump {
   /** Whether any legacy table is loaded at all; if not, nothing of the node is there. */
   readonly loaded: boolean;
   /** Whether kubelet's hint chain is in its mangle table. */
   readonly hint: boolean;
-  /** How many rules (`-A` lines) it holds. */
+  /** How many rules (`-A` lines) it holds (of what was read, when the read stopped early). */
   readonly rules: number;
-  /** The dump itself, for finding rules of ours there. */
-  readonly text: string;
+  /** The tables loaded, in dump order: `nat` among them means rules of ours may be there. */
+  readonly tables: readonly string[];
   /** Why the dump could not be read (then `rules` says nothing); absent when it was read. */
   readonly failure?: string;
+}
+
+/**
+ * Reads an `iptables-legacy-save` dump as it streams in, one chunk at a time,
+ * keeping only the summary ({@link LegacyDump}) and the line being read: the
+ * agent's memory stays what it is on an empty node however large the legacy
+ * tables are. `push` returns true once `enough` says the question is
+ * answered, so the caller can stop reading.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LegacyDumpScanner } from "./iptables_mode.ts";
+ *
+ * const scanner = new LegacyDumpScanner((dump) => dump.hint);
+ * assert.equal(scanner.push("*nat\n-A POSTROUTING -j MASQ"), false);
+ * assert.equal(scanner.push("UERADE\nCOMMIT\n*mangle\n:KUBE-IPTABLES-"), false);
+ * assert.equal(scanner.push("HINT - [0:0]\n"), true);
+ * assert.deepEqual(scanner.finish(), {
+ *   loaded: true,
+ *   hint: true,
+ *   rules: 1,
+ *   tables: ["nat", "mangle"],
+ * });
+ * ```
+ */
+export class LegacyDumpScanner {
+  #partial = "";
+  #table = "";
+  #hint = false;
+  #rules = 0;
+  readonly #tables: string[] = [];
+
+  /**
+   * A scanner that has read nothing yet.
+   * @param enough whether what was read so far answers the caller's question
+   */
+  constructor(
+    /** Whether what was read so far answers the caller's question. */
+    readonly enough: (dump: LegacyDump) => boolean = () => false,
+  ) {}
+
+  /** Reads the next chunk; true once `enough` holds (the rest need not be read). */
+  push(text: string): boolean {
+    const lines = (this.#partial + text).split("\n");
+    this.#partial = lines.pop() ?? "";
+    for (const line of lines) {
+      this.#line(line);
+      if (this.enough(this.summary())) return true;
+    }
+    return false;
+  }
+
+  /** The summary of everything pushed, a last line without its newline included. */
+  finish(): LegacyDump {
+    if (this.#partial !== "") this.#line(this.#partial);
+    this.#partial = "";
+    return this.summary();
+  }
+
+  /** The summary of the complete lines read so far. */
+  summary(): LegacyDump {
+    return {
+      loaded: this.#tables.length > 0,
+      hint: this.#hint,
+      rules: this.#rules,
+      tables: [...this.#tables],
+    };
+  }
+
+  #line(line: string): void {
+    if (line.startsWith("*")) {
+      this.#table = line.slice(1);
+      this.#tables.push(this.#table);
+    } else if (line.startsWith("-A ")) this.#rules++;
+    else if (this.#table === "mangle" && line.startsWith(":")) {
+      this.#hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
+    }
+  }
 }
 
 /**
@@ -97,20 +180,9 @@ export interface LegacyDump {
  * ```
  */
 export function parseLegacyDump(text: string): LegacyDump {
-  let table = "";
-  let hint = false;
-  let rules = 0;
-  let loaded = false;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("*")) {
-      table = line.slice(1);
-      loaded = true;
-    } else if (line.startsWith("-A ")) rules++;
-    else if (table === "mangle" && line.startsWith(":")) {
-      hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
-    }
-  }
-  return { loaded, hint, rules, text };
+  const scanner = new LegacyDumpScanner();
+  scanner.push(text);
+  return scanner.finish();
 }
 
 /**

@@ -33,6 +33,7 @@ import type { Logger } from "./log.ts";
 import { formatLocation } from "../core/source.ts";
 import { chainRuleLines, type DesiredChain } from "../core/rules.ts";
 import { desiredChains, loadConfig, type LoadedConfig } from "../core/desired.ts";
+import { changedSettings, type CommandLine, type SettingKey } from "../core/settings.ts";
 import { applyDesired, type Dataplane, type FamilyOutcome } from "./dataplane.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { ConfigWatch, type StartWatch } from "./config_watch.ts";
@@ -40,8 +41,17 @@ import { Wakeup } from "./wakeup.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
-  /** Parsed once at start; they never change while the agent runs. */
+  /**
+   * Parsed once at start, with the config's settings applied; they never change while the agent
+   * runs.
+   */
   readonly flags: AgentFlags;
+  /**
+   * The command line as given. With it, each config load resolves the files' settings
+   * (`masqChain`, `toPorts`, ...) again, and when they no longer match `flags` the agent exits
+   * (status 1, the rules left in place) so that its restart composes itself from the new ones.
+   */
+  readonly commandLine?: CommandLine;
   /** Changes only: what is logged once is not logged again until it changes. */
   readonly log: Logger;
   /** Reads the config directory's `ip-masq*` entries (config_dir.ts `readConfigDir`). */
@@ -160,6 +170,10 @@ export class Agent {
           delayMs = this.#resyncMs();
         } catch (error) {
           if (signal.aborted) break;
+          if (error instanceof SettingsChangedError) {
+            log.warn(error.message);
+            return exitCodes.runtime;
+          }
           const decision = decideRetry(retry, failureKind(error), this.#clock.now(), {
             ...this.#timing,
             budgetMs: this.#resyncMs(),
@@ -249,8 +263,10 @@ export class Agent {
   #desiredFor(contents: ConfigDirContents): DesiredChain[] {
     const last = this.#lastGood;
     if (last && sameConfigDirContents(last.contents, contents)) return last.desired;
-    const { flags } = this.#deps;
-    const loaded = loadConfig(contents, flags);
+    const { flags, commandLine } = this.#deps;
+    const loaded = loadConfig(contents, flags, commandLine);
+    const changed = loaded.settings ? changedSettings(flags, loaded.settings) : [];
+    if (changed.length > 0) throw new SettingsChangedError(changed);
     const desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
     const resyncMs = loaded.effective.resyncInterval?.value ?? flags.resyncIntervalMs;
     this.#logConfigChange(loaded, desired, resyncMs);
@@ -381,4 +397,15 @@ function configSummary(effective: LoadedConfig["effective"], resyncMs: number): 
 
 function cidrKey(key: string, cidrs: readonly { readonly value: { readonly text: string } }[]) {
   return cidrs.length === 0 ? {} : { [key]: cidrs.map((cidr) => cidr.value.text) };
+}
+
+/** The config now sets a setting the running agent was composed from to another value. */
+class SettingsChangedError extends Error {
+  override readonly name = "SettingsChangedError";
+  constructor(readonly keys: readonly SettingKey[]) {
+    super(
+      `the configuration changed ${keys.join(", ")}, which the agent reads only at start: ` +
+        "exiting so that it restarts with the new value (the rules stay in place until then)",
+    );
+  }
 }

@@ -39,6 +39,37 @@ export type Exec = (
   options?: ExecOptions,
 ) => Promise<ExecResult>;
 
+/** What a scanned program left: its exit code, its stderr, and whether the scan stopped it. */
+export interface ScanResult {
+  /** The exit status (after a stop, whatever the program made of SIGTERM). */
+  readonly code: number;
+  /** Everything it printed on stderr, decoded as UTF-8. */
+  readonly stderr: string;
+  /** True when `onText` said it had read enough and the program was stopped. */
+  readonly stopped: boolean;
+}
+
+/**
+ * Runs `command` like {@link Exec} but hands its stdout to `onText` chunk by
+ * chunk instead of keeping it: for an output that may be megabytes (a dump
+ * of the legacy tables beside kube-proxy's) of which the caller keeps a
+ * summary. When `onText` returns true the program is stopped (SIGTERM) and
+ * the rest is not read. Rejects as {@link Exec} does.
+ */
+export type ScanExec = (
+  command: string,
+  args: readonly string[],
+  onText: (text: string) => boolean,
+) => Promise<ScanResult>;
+
+/** A {@link ScanExec} over an {@link Exec}: the whole stdout as one chunk (fakes in tests). */
+export function scanViaExec(exec: Exec): ScanExec {
+  return async (command, args, onText) => {
+    const result = await exec(command, args);
+    return { code: result.code, stderr: result.stderr, stopped: onText(result.stdout) };
+  };
+}
+
 /** The program is not installed (not found in PATH). */
 export class ProgramMissingError extends Error {
   /** Names the class in printed chains of causes. */
@@ -121,6 +152,57 @@ export async function denoExec(
     stdout: decoder.decode(output.stdout),
     stderr: decoder.decode(output.stderr),
   };
+}
+
+/** {@link ScanExec} on `Deno.Command`: stdout read as it comes, in chunks, never kept whole. */
+export async function denoScanExec(
+  command: string,
+  args: readonly string[],
+  onText: (text: string) => boolean,
+): Promise<ScanResult> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, {
+      args: [...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new SandboxDeniedError("run", command, error);
+    }
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ProgramMissingError(command, { cause: error });
+    }
+    throw new ExecStartError([command, ...args].join(" "), { cause: error });
+  }
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  const chunks = new TextDecoder();
+  let stopped = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (onText(chunks.decode(value, { stream: true }))) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) stopped = onText(chunks.decode());
+  } finally {
+    if (stopped) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // It exited in between.
+      }
+    }
+    await reader.cancel().catch(() => {});
+  }
+  const status = await child.status;
+  return { code: status.code, stderr: await stderr, stopped };
 }
 
 async function withStdin(child: Deno.ChildProcess, stdin: string): Promise<Deno.CommandOutput> {

@@ -16,9 +16,15 @@ import {
   type IptablesMode,
   iptablesTools,
   type LegacyDump,
-  parseLegacyDump,
+  LegacyDumpScanner,
 } from "../core/iptables_mode.ts";
-import { denoExec, type Exec, ExecAbortedError, ProgramMissingError } from "./exec.ts";
+import {
+  denoExec,
+  type Exec,
+  ExecAbortedError,
+  ProgramMissingError,
+  type ScanExec,
+} from "./exec.ts";
 
 /** The nat table of one backend and family, as the reconcile sees it. */
 export interface NatTableClient {
@@ -238,13 +244,38 @@ export async function countRules(
 
 /**
  * `iptables-legacy-save` (or ip6tables) without `-t`: every legacy table that
- * is already loaded, and nothing when none is. A failure reads as "nothing
- * loaded", with its reason in `failure`: this only gathers evidence.
+ * is already loaded, and nothing when none is (it lists the loaded tables
+ * from /proc, which Deno's sandbox will not let the agent read itself; any
+ * `-t TABLE`, `-S CHAIN` included, would create the table in this network
+ * namespace, loading its kernel module if need be, just by asking). Read as
+ * a stream and summarized, never kept: beside kube-proxy's 50,000 legacy
+ * rules the dump is megabytes, which kept whole doubled the agent's RSS. The
+ * read stops as soon as `enough` says the question is answered (kubelet's
+ * hint seen, the nat table found). A failure reads as "nothing loaded": this
+ * only gathers evidence.
  */
-export async function dumpLegacy(exec: Exec, family: Family): Promise<LegacyDump> {
-  const outcome = await evidenceOf(exec, iptablesTools("legacy", family).save, []);
-  const dump = parseLegacyDump(outcome?.ok ? outcome.stdout : "");
-  return outcome && !outcome.ok ? { ...dump, failure: readFailure(outcome) } : dump;
+export async function dumpLegacy(
+  scan: ScanExec,
+  family: Family,
+  enough: (dump: LegacyDump) => boolean = () => false,
+): Promise<LegacyDump> {
+  const scanner = new LegacyDumpScanner(enough);
+  const nothing = new LegacyDumpScanner().finish();
+  try {
+    const result = await scan(
+      iptablesTools("legacy", family).save,
+      [],
+      (text) => scanner.push(text),
+    );
+    if (result.code !== 0 && !result.stopped) {
+      const said = result.stderr.split("\n")[0] || `exit status ${result.code}`;
+      return { ...nothing, failure: `${iptablesTools("legacy", family).save}: ${said}` };
+    }
+  } catch (error) {
+    if (error instanceof ProgramMissingError) return nothing;
+    throw error;
+  }
+  return scanner.finish();
 }
 
 /** A failed evidence read in words: the command and the first line of what it said. */

@@ -15,17 +15,23 @@ import {
   type ModeDecision,
   type ModeEvidence,
 } from "../core/iptables_mode.ts";
-import { denoExec, type Exec } from "./exec.ts";
+import { denoExec, denoScanExec, type Exec, type ScanExec, scanViaExec } from "./exec.ts";
 import { chainExists, countRules, dumpLegacy } from "./iptables.ts";
 
 /** What the detection needs from the host: a way to run the iptables tools. */
 export interface DetectionDeps {
   /** Runs the iptables tools that answer the questions. */
   readonly exec: Exec;
+  /** Streams a legacy dump without keeping it; `exec`'s whole output as one chunk if absent. */
+  readonly scan?: ScanExec;
 }
 
 /** The host as it is: real processes. */
-export const hostDetectionDeps: DetectionDeps = { exec: denoExec };
+export const hostDetectionDeps: DetectionDeps = { exec: denoExec, scan: denoScanExec };
+
+function scanOf(deps: DetectionDeps): ScanExec {
+  return deps.scan ?? scanViaExec(deps.exec);
+}
 
 /** The tables whose nft rules the last resort counts: where kube-proxy, Docker and CNIs write. */
 const countedTables = ["nat", "filter", "mangle"] as const;
@@ -68,7 +74,8 @@ export async function chooseMode(
         break;
       }
       case "dump-legacy": {
-        const dump = await dumpLegacy(deps.exec, step.family);
+        // Stops reading once kubelet's hint is seen: that decides (legacy).
+        const dump = await dumpLegacy(scanOf(deps), step.family, (read) => read.hint);
         evidence = { ...evidence, legacy: { ...evidence.legacy, [step.family]: dump } };
         break;
       }
@@ -92,5 +99,6 @@ export async function otherBackendPresent(
   deps: DetectionDeps = hostDetectionDeps,
 ): Promise<boolean> {
   if (other === "nft") return true;
-  return /^\*nat$/m.test((await dumpLegacy(deps.exec, family)).text);
+  const dump = await dumpLegacy(scanOf(deps), family, (read) => read.tables.includes("nat"));
+  return dump.tables.includes("nat");
 }

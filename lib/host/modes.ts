@@ -13,7 +13,9 @@ import type { AgentFlags } from "../core/flags.ts";
 import { IptablesError } from "./iptables.ts";
 import type { Logger } from "./log.ts";
 import { desiredChains, enabledFamilies, loadConfig, type LoadedConfig } from "../core/desired.ts";
-import type { Dataplane, DataplanePlan } from "./dataplane.ts";
+import { ConfigError } from "../core/config_error.ts";
+import type { CommandLine } from "../core/settings.ts";
+import { type Dataplane, type DataplanePlan, removeAll } from "./dataplane.ts";
 import { renderFromEmpty } from "../core/rules.ts";
 import { renderNftFromEmpty } from "../core/nft_ruleset.ts";
 
@@ -27,6 +29,11 @@ export interface ModeDeps {
   readonly print: (text: string) => void;
   /** Reads the config directory (`readConfigDir` in production). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
+  /**
+   * The command line as given: with it, each load checks the files' settings against the flags
+   * again, so a conflict is reported by the mode itself (exit 2), as any config error is.
+   */
+  readonly commandLine?: CommandLine;
 }
 
 /**
@@ -37,7 +44,7 @@ export interface ModeDeps {
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
   const contents = await deps.readConfigDir(deps.flags.configDir);
   warnIgnoredEntries(deps.log, deps.flags.configDir, contents);
-  return loadConfig(contents, deps.flags);
+  return loadConfig(contents, deps.flags, deps.commandLine);
 }
 
 /**
@@ -138,4 +145,31 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
     }
   }
   return code;
+}
+
+/**
+ * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied: what
+ * every mode and the agent compose themselves from, read once at start. A rejected config
+ * leaves the command line's flags: each mode (and the agent) reads the config again and reports
+ * the rejection itself, in its own words and order, as it always did; `--cleanup` (an uninstall
+ * must work whatever the config says) goes on with them, saying so.
+ */
+export async function flagsWithSettings(
+  commandLine: CommandLine,
+  log: Logger,
+  readConfigDir: (dir: string) => Promise<ConfigDirContents>,
+): Promise<AgentFlags> {
+  const { flags } = commandLine;
+  try {
+    const loaded = loadConfig(await readConfigDir(flags.configDir), flags, commandLine);
+    return loaded.settings ?? flags;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    if (flags.cleanup) {
+      log.warn("the configuration is invalid; cleaning up with the settings of the flags", {
+        error: error.message,
+      });
+    }
+    return flags;
+  }
 }

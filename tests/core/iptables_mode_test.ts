@@ -39,18 +39,8 @@ const noHint = parseLegacyDump(
 const hint = parseLegacyDump("*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n");
 
 Deno.test("a legacy dump tells whether anything is loaded, kubelet's hint, and the rules", () => {
-  assert.deepEqual({ ...none, text: undefined }, {
-    loaded: false,
-    hint: false,
-    rules: 0,
-    text: undefined,
-  });
-  assert.deepEqual({ ...noHint, text: undefined }, {
-    loaded: true,
-    hint: false,
-    rules: 1,
-    text: undefined,
-  });
+  assert.deepEqual(none, { loaded: false, hint: false, rules: 0, tables: [] });
+  assert.deepEqual(noHint, { loaded: true, hint: false, rules: 1, tables: ["nat"] });
   assert.equal(hint.hint, true);
   assert.equal(parseLegacyDump("*mangle\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT\n").hint, true);
   assert.equal(

@@ -98,6 +98,8 @@ interface StartOptions {
   readonly before?: (fake: FakeNatTable) => void;
   /** Stands in for V8's gc (main.ts passes it under --expose-gc). */
   readonly collectGarbage?: () => void;
+  /** Given: each load resolves the config's settings against it, as main.ts has the agent do. */
+  readonly given?: ReadonlySet<keyof AgentFlags>;
 }
 
 class Running implements AsyncDisposable {
@@ -139,6 +141,7 @@ class Running implements AsyncDisposable {
     };
     this.agent = new Agent({
       flags,
+      commandLine: options.given ? { flags, given: options.given } : undefined,
       log: this.log,
       clock: this.clock,
       readConfigDir: (dir) => {
@@ -691,6 +694,32 @@ Deno.test("exit-on-config-error: a bad config at runtime exits 2 and keeps the r
   await agent.volume.update({ "ip-masq-agent": badConfig });
   await agent.settle("the agent to exit", () => agent.exitCode !== undefined);
   assert.equal(await agent.done, 2);
+  assert.equal(agent.fake.dump(), applied);
+  assert.equal(agent.fake.restoreCalls, 1);
+});
+
+Deno.test("a setting changed in the config makes the agent exit 1 to restart, rules untouched", async () => {
+  // Issue 15 item 8: main.ts composed the agent from the settings at start (chain, dataplane,
+  // iptables mode); a new value takes a restart, which kubelet or systemd does on exit 1.
+  await using agent = await started({ given: new Set(), watch: false });
+  const applied = agent.fake.dump();
+  await agent.volume.update({
+    "ip-masq-agent": `${config("10.0.0.0/8")}masqChain: IP-MASQ-AGENT\n`,
+  });
+  await agent.reconcile();
+  assert.equal(agent.exitCode, undefined, "the same value as the running one changes nothing");
+  await agent.volume.update({ "ip-masq-agent": `${config("10.0.0.0/8")}toPorts: 1024-65535\n` });
+  agent.agent.requestReconcile();
+  await agent.settle("the agent to exit", () => agent.exitCode !== undefined);
+  assert.equal(await agent.done, 1);
+  assert.equal(
+    agent.log.count(
+      /^the configuration changed toPorts, which the agent reads only at start/,
+      "warn",
+    ),
+    1,
+    agent.log.text(),
+  );
   assert.equal(agent.fake.dump(), applied);
   assert.equal(agent.fake.restoreCalls, 1);
 });

@@ -14,6 +14,7 @@ import { deepStrictEqual, equal, fail, match, notEqual, ok } from "node:assert/s
 import { parseAllDocuments } from "yaml";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/core/flags.ts";
+import { parseSetting, settingKeyNames, settingKeys } from "../../lib/core/settings.ts";
 
 const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const examplesDir = `${repoRoot}/examples`;
@@ -106,23 +107,88 @@ function docsOfKind(kind: string): { path: string; doc: Json }[] {
 
 const configMaps = docsOfKind("ConfigMap");
 const daemonSets = docsOfKind("DaemonSet");
-const dualStackPatchPath = "dual-stack/daemonset-patch.yaml";
 
 function onlyOne<T>(items: T[], what: string): T {
   equal(items.length, 1, `expected exactly one ${what}, found ${items.length}`);
   return items[0];
 }
 
-const daemonSet = onlyOne(
-  daemonSets.filter((d) => d.path === "ip-masq-agent.yaml"),
-  "DaemonSet in examples/ip-masq-agent.yaml",
-).doc;
-const podSpec = obj(at(daemonSet, "spec.template.spec"), "DaemonSet pod spec");
-const container = obj(arr(podSpec.containers, "containers")[0], "first container");
-const dualStackPatch = onlyOne(
-  yamlFiles.filter((f) => f.path === dualStackPatchPath),
-  dualStackPatchPath,
-).docs[0];
+/**
+ * The shipped DaemonSets, one per upstream layout, each replacing that upstream's DaemonSet in
+ * place: the same name, namespace and selector (a selector never changes, so `kubectl apply`
+ * over a different one is refused), and its ConfigMaps by name and key, mounted at the same
+ * paths (issue 15 item 6).
+ */
+interface Layout {
+  readonly path: string;
+  /** Upstream's ConfigMaps: name, key, and the file the key becomes in /etc/config. */
+  readonly configMaps: readonly { name: string; key: string; path: string }[];
+  /** The example files holding those ConfigMaps. */
+  readonly examples: readonly string[];
+}
+
+const layouts: Readonly<Record<"v1" | "v2", Layout>> = {
+  v1: {
+    path: "v1/ip-masq-agent.yaml",
+    configMaps: [{ name: "ip-masq-agent", key: "config", path: "ip-masq-agent" }],
+    examples: ["v1/config.yaml"],
+  },
+  v2: {
+    path: "ip-masq-agent.yaml",
+    configMaps: [
+      { name: "ip-masq-agent-config", key: "ip-masq-agent", path: "ip-masq-agent" },
+      {
+        name: "ip-masq-agent-config-reconciled",
+        key: "ip-masq-agent-reconciled",
+        path: "ip-masq-agent-reconciled",
+      },
+    ],
+    examples: ["config-custom.yaml", "config-reconciled.yaml"],
+  },
+};
+
+interface Shipped {
+  readonly layout: "v1" | "v2";
+  readonly path: string;
+  readonly daemonSet: Json;
+  readonly podSpec: Json;
+  readonly container: Json;
+}
+
+const shipped: Shipped[] = (["v2", "v1"] as const).map((layout) => {
+  const path = layouts[layout].path;
+  const daemonSet = onlyOne(daemonSets.filter((d) => d.path === path), `DaemonSet in ${path}`)
+    .doc;
+  const podSpec = obj(at(daemonSet, "spec.template.spec"), `${path} pod spec`);
+  const container = obj(arr(podSpec.containers, "containers")[0], `${path} first container`);
+  return { layout, path, daemonSet, podSpec, container };
+});
+
+/** The files a layout's example ConfigMaps become in /etc/config, as kubelet names them. */
+function layoutFiles(layout: Layout): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const { name, key, path } of layout.configMaps) {
+    const cm = onlyOne(
+      configMaps.filter((c) =>
+        layout.examples.includes(c.path) && at(c.doc, "metadata.name") === name
+      ),
+      `ConfigMap ${name} in ${layout.examples.join(", ")}`,
+    );
+    const value = configMapData(cm.doc, cm.path).get(key);
+    if (value === undefined) fail(`${cm.path}: no key ${key}`);
+    files.set(path, value);
+  }
+  return files;
+}
+
+/** The file name a ConfigMap key becomes: the item path of a shipped DaemonSet mounting it. */
+function mountedName(configMapName: string, key: string): string {
+  for (const layout of Object.values(layouts)) {
+    const item = layout.configMaps.find((c) => c.name === configMapName && c.key === key);
+    if (item) return item.path;
+  }
+  return key;
+}
 
 function configMapData(doc: Json, where: string): Map<string, string> {
   const data = obj(doc.data, `${where} data`);
@@ -148,20 +214,6 @@ const settingFlags: FlagDef[] = flagTable.filter((d) =>
   d.key !== null && !modeFlagNames.has(d.name)
 );
 /** The flags that change the desired rules, which --check must see exactly as the agent does. */
-const ruleShapingKeys: (keyof AgentFlags)[] = [
-  "configDir",
-  "masqChain",
-  "nomasqAllReservedRanges",
-  "enableIpv6",
-  "randomFully",
-  "toPorts",
-  // Not a rule's shape but where the rules live: --check must read the backend the agent writes.
-  "iptablesMode",
-  "dataplane",
-  // Not a rule either: with insert, --check must also see a jump that is no longer first.
-  "postroutingJump",
-];
-
 function parsedFlags(argv: readonly string[], where: string): AgentFlags {
   const result = parseFlags(argv);
   if (!result.ok) fail(`${where}: ${result.error}`);
@@ -192,10 +244,6 @@ function assertDefaults(values: Map<string, string>, where: string, except: stri
     if (except.includes(def.name)) continue;
     equal(values.get(def.name), String(def.default), `${where}: --${def.name} is not its default`);
   }
-}
-
-function pickRuleShaping(flags: AgentFlags): Partial<AgentFlags> {
-  return Object.fromEntries(ruleShapingKeys.map((k) => [k, flags[k]]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +295,7 @@ async function dryRun(configDir: string, flags: readonly string[]) {
   };
 }
 
-/** Writes files as kubelet projects a volume: timestamped dir, `..data`, per-key symlinks. */
+/** Writes files as kubelet projects a volume: timestamped dir, `..data`, per-path symlinks. */
 async function kubeletVolume(files: Map<string, string>): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "ip-masq-examples-" });
   const payload = "..2026_11_29_00_00_00.000000001";
@@ -394,7 +442,6 @@ Deno.test("every example manifest is valid YAML 1.1 and reads the same under YAM
     // converters read 1.2. A manifest must not depend on which one reads it.
     deepStrictEqual(parseYaml(file.text, "1.2", file.path), file.docs, file.path);
     for (const [i, doc] of file.docs.entries()) {
-      if (file.path === dualStackPatchPath) continue;
       ok(
         doc.kind === "ConfigMap" || doc.kind === "DaemonSet",
         `${file.path} document ${i + 1}: unexpected kind ${JSON.stringify(doc.kind)}`,
@@ -407,52 +454,51 @@ Deno.test("every example manifest is valid YAML 1.1 and reads the same under YAM
 // =============================================================================================
 // ConfigMaps.
 
-Deno.test("every ConfigMap's data keys start with ip-masq, so the agent reads them", () => {
-  ok(configMaps.length >= 3);
+Deno.test("every ConfigMap key becomes a file the agent reads (a name starting with ip-masq)", () => {
+  ok(configMaps.length >= 4);
   for (const { path, doc } of configMaps) {
     const data = configMapData(doc, path);
     ok(data.size > 0, `${path}: empty data`);
+    const name = str(at(doc, "metadata.name"), `${path} name`);
     for (const key of data.keys()) {
-      ok(key.startsWith("ip-masq"), `${path}: data key ${key} does not start with ip-masq`);
       ok(/^[-._a-zA-Z0-9]+$/.test(key), `${path}: ${key} is not a valid ConfigMap key`);
+      ok(
+        mountedName(name, key).startsWith("ip-masq"),
+        `${path}: data key ${key} is mounted as ${mountedName(name, key)}`,
+      );
     }
     equal(doc.apiVersion, "v1", path);
   }
 });
 
-Deno.test("config-custom and config-cloud carry examples/config/* byte for byte", async () => {
+Deno.test("config-custom and config-reconciled carry examples/config/* byte for byte", async () => {
   const raw = new Map<string, string>();
   for await (const entry of Deno.readDir(rawConfigDir)) {
     raw.set(entry.name, await Deno.readTextFile(`${rawConfigDir}/${entry.name}`));
   }
-  const shipped = new Map<string, string>();
-  for (const path of ["config-custom.yaml", "config-cloud.yaml"]) {
-    const cm = onlyOne(configMaps.filter((c) => c.path === path), `ConfigMap in ${path}`);
-    for (const [key, value] of configMapData(cm.doc, path)) shipped.set(key, value);
-  }
-  deepStrictEqual([...shipped.keys()].sort(), [...raw.keys()].sort());
-  for (const [key, value] of shipped) {
+  const files = layoutFiles(layouts.v2);
+  deepStrictEqual([...files.keys()].sort(), [...raw.keys()].sort());
+  for (const [name, value] of files) {
     // Strict equality of the decoded scalars: same bytes, same final newline.
-    equal(value, raw.get(key), `data.${key} differs from examples/config/${key}`);
+    equal(value, raw.get(name), `${name} differs from examples/config/${name}`);
   }
-  equal(
-    at(onlyOne(configMaps.filter((c) => c.path === "config-custom.yaml"), "").doc, "metadata.name"),
-    "ip-masq-agent",
-  );
-  equal(
-    at(onlyOne(configMaps.filter((c) => c.path === "config-cloud.yaml"), "").doc, "metadata.name"),
-    "ip-masq-agent-cloud",
-  );
 });
+
+/** The config files of a ConfigMap, by the names they get in /etc/config. */
+function mountedData(doc: Json, path: string): Map<string, string> {
+  const name = str(at(doc, "metadata.name"), `${path} name`);
+  return new Map(
+    [...configMapData(doc, path)].map(([key, value]) => [mountedName(name, key), value]),
+  );
+}
 
 Deno.test("every ConfigMap passes the agent's own validation (real entry point, --dry-run)", async () => {
   for (const { path, doc } of configMaps) {
-    const data = configMapData(doc, path);
+    const data = mountedData(doc, path);
     const dualStack = path.startsWith("dual-stack/");
     const dir = await kubeletVolume(data);
     try {
-      const flags = dualStack ? ["--enable-ipv6=true"] : [];
-      const result = await dryRun(dir, flags);
+      const result = await dryRun(dir, []);
       assertDryRunOk(result, dualStack ? ["ipv4", "ipv6"] : ["ipv4"], path);
       for (const config of data.values()) {
         for (const cidr of cidrsIn(config)) {
@@ -462,15 +508,41 @@ Deno.test("every ConfigMap passes the agent's own validation (real entry point, 
           );
         }
       }
-      if (dualStack) {
-        // Without the flag the same data is a configuration error, which is why the
-        // dual-stack example patches the DaemonSet.
-        const without = await dryRun(dir, []);
-        equal(without.code, 2, `${path} without --enable-ipv6: ${without.stderr}`);
-        ok(without.stderr.includes("enable-ipv6"), without.stderr);
-      }
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+    if (dualStack) {
+      // The ConfigMap turns IPv6 on itself: without its enableIPv6 line the same CIDRs are a
+      // configuration error, and with it nothing in the DaemonSet changes.
+      const without = new Map(
+        [...data].map(([k, v]) => [k, v.replace(/^ *enableIPv6: true\n/m, "")]),
+      );
+      notEqual([...without.values()].join(), [...data.values()].join(), `${path}: enableIPv6`);
+      const dir = await kubeletVolume(without);
+      try {
+        const result = await dryRun(dir, []);
+        equal(result.code, 2, `${path} without enableIPv6: ${result.stderr}`);
+        ok(result.stderr.includes("enableIPv6: true"), result.stderr);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  }
+});
+
+Deno.test("each layout's ConfigMap holds every setting that shapes the rules, at its default", () => {
+  // Issue 15 item 8: kept in the ConfigMap, a setting is read by the agent and by its readiness
+  // probe alike; the manifests' args and probe repeat none of them.
+  for (const layout of Object.values(layouts)) {
+    const text = [...layoutFiles(layout).values()].join("\n");
+    for (const key of settingKeyNames) {
+      const match = new RegExp(`^${key}: (.*)$`, "m").exec(text);
+      if (match === null) fail(`${layout.examples.join(", ")}: no ${key}`);
+      const def = flagTable.find((d) => d.key === settingKeys[key])!;
+      const value = parseYaml(`v: ${match[1]}\n`, "1.1", key)[0].v;
+      const parsed = parseSetting(key, value);
+      ok(parsed.ok, `${key}: ${JSON.stringify(parsed)}`);
+      equal(parsed.value.text, String(def.default), `${key} is at the flag's default`);
     }
   }
 });
@@ -478,231 +550,211 @@ Deno.test("every ConfigMap passes the agent's own validation (real entry point, 
 // =============================================================================================
 // The DaemonSet.
 
-Deno.test("the DaemonSet has the fields a node agent needs", () => {
-  const where = "examples/ip-masq-agent.yaml";
-  equal(daemonSet.apiVersion, "apps/v1", where);
-  equal(at(daemonSet, "metadata.namespace"), "kube-system");
-  deepStrictEqual(
-    at(daemonSet, "spec.selector.matchLabels"),
-    at(daemonSet, "spec.template.metadata.labels"),
-    "selector must match the pod template's labels",
-  );
-  equal(podSpec.hostNetwork, true, "hostNetwork");
-  equal(podSpec.priorityClassName, "system-node-critical");
-  ok(
-    arr(podSpec.tolerations, "tolerations").some((t) =>
-      isObject(t) && t.operator === "Exists" && t.key === undefined && t.effect === undefined
-    ),
-    "a toleration with operator Exists and no key or effect (tolerates every taint)",
-  );
-  equal(arr(podSpec.containers, "containers").length, 1);
+for (const { layout, path, daemonSet, podSpec, container } of shipped) {
+  Deno.test(`${path} replaces upstream ${layout}'s DaemonSet in place`, () => {
+    equal(daemonSet.apiVersion, "apps/v1", path);
+    equal(at(daemonSet, "metadata.name"), "ip-masq-agent", path);
+    equal(at(daemonSet, "metadata.namespace"), "kube-system", path);
+    // The selector upstream's DaemonSet has; Kubernetes rejects an apply that changes it.
+    deepStrictEqual(at(daemonSet, "spec.selector"), {
+      matchLabels: { "k8s-app": "ip-masq-agent" },
+    });
+    const labels = obj(at(daemonSet, "spec.template.metadata.labels"), `${path} pod labels`);
+    equal(labels["k8s-app"], "ip-masq-agent", "the pod template carries the selector's label");
+  });
 
-  const security = obj(container.securityContext, "securityContext");
-  equal(security.privileged, false, "privileged");
-  equal(security.allowPrivilegeEscalation, false, "allowPrivilegeEscalation");
-  equal(security.readOnlyRootFilesystem, true, "readOnlyRootFilesystem");
-  deepStrictEqual(strings(at(security, "capabilities.drop"), "drop"), ["ALL"]);
-  deepStrictEqual(strings(at(security, "capabilities.add"), "add").sort(), [
-    "NET_ADMIN",
-    "NET_RAW",
-  ]);
-
-  const resources = obj(container.resources, "resources");
-  for (const kind of ["requests", "limits"]) {
-    for (const resource of ["cpu", "memory"]) {
-      str(at(resources, `${kind}.${resource}`), `${kind}.${resource}`);
-    }
-  }
-  ok(
-    millicores(str(at(resources, "requests.cpu"), "")) <=
-      millicores(str(at(resources, "limits.cpu"), "")),
-  );
-  ok(
-    mebibytes(str(at(resources, "requests.memory"), "")) <=
-      mebibytes(str(at(resources, "limits.memory"), "")),
-  );
-  // A Deno agent is ~56 MiB resident and each --check probe briefly starts a second one.
-  ok(mebibytes(str(at(resources, "limits.memory"), "")) >= 96, "memory limit too small");
-
-  // The image the Dockerfile builds, at the version deno.json declares.
-  const image = str(container.image, "image");
-  ok(image.endsWith(`ip-masq-agent:${denoConfig.version}`), `image ${image}`);
-});
-
-Deno.test("the DaemonSet args spell out every flag at its default and parse", () => {
-  const args = strings(container.args, "args");
-  const values = assertEveryFlagSpelledOut(args, "DaemonSet args");
-  assertDefaults(values, "DaemonSet args");
-  parsedFlags(args, "DaemonSet args");
-  equal(container.command, undefined, "the image's ENTRYPOINT is the binary; no command");
-});
-
-Deno.test("the readiness probe runs --check with the agent's rule-shaping flags", async () => {
-  const command = strings(at(container, "readinessProbe.exec.command"), "probe command");
-  const entrypoint = JSON.parse(
-    onlyOne(
-      (await dockerfile()).final.body.filter((i) => i.op === "ENTRYPOINT"),
-      "ENTRYPOINT",
-    ).args,
-  );
-  equal(command[0], entrypoint[0], "probe runs the image's binary");
-  const probeFlags = parsedFlags(command.slice(1), "probe");
-  equal(probeFlags.check, true, "probe must run --check");
-  deepStrictEqual(
-    pickRuleShaping(probeFlags),
-    pickRuleShaping(parsedFlags(strings(container.args, "args"), "args")),
-    "--check must compute the same desired rules as the agent",
-  );
-  const probe = obj(container.readinessProbe, "readinessProbe");
-  ok(typeof probe.timeoutSeconds === "number" && probe.timeoutSeconds >= 5, "probe timeout");
-});
-
-Deno.test("on its read-only root the agent picks the iptables mode itself, and so does the probe", () => {
-  // The image's plain iptables names are links to iptables-wrapper, which cannot relink them on
-  // a read-only root and then fails every call: the agent must choose the backend and run its
-  // own tools (tests/root/production_shape_test.ts runs this container in that layout).
-  equal(at(container, "securityContext.readOnlyRootFilesystem"), true, "readOnlyRootFilesystem");
-  const args = strings(container.args, "args");
-  const probe = strings(at(container, "readinessProbe.exec.command"), "probe command");
-  for (const [where, argv] of [["args", args], ["probe", probe]] as const) {
-    deepStrictEqual(
-      argv.filter((arg) => /^--?iptables-mode\b/.test(arg)),
-      ["--iptables-mode=auto"],
-      `${where}: --iptables-mode=auto, spelled out`,
+  Deno.test(`${path} has the fields a node agent needs`, () => {
+    equal(podSpec.hostNetwork, true, "hostNetwork");
+    equal(podSpec.priorityClassName, "system-node-critical");
+    ok(
+      arr(podSpec.tolerations, "tolerations").some((t) =>
+        isObject(t) && t.operator === "Exists" && t.key === undefined && t.effect === undefined
+      ),
+      "a toleration with operator Exists and no key or effect (tolerates every taint)",
     );
-  }
-  equal(parsedFlags(args, "args").iptablesMode, "auto");
-  equal(parsedFlags(probe.slice(1), "probe").iptablesMode, "auto");
-  const text = onlyOne(yamlFiles.filter((f) => f.path === "ip-masq-agent.yaml"), "").text;
-  ok(!/harmless/i.test(text), "the manifest still calls the wrapper's read-only fallback harmless");
-});
+    equal(arr(podSpec.containers, "containers").length, 1);
 
-Deno.test("the config volume projects exactly the example ConfigMaps, optional, by key", () => {
-  const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
-  const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) => obj(m, `mounts[${i}]`));
-  const configDir = parsedFlags(strings(container.args, "args"), "args").configDir;
-  const mount = onlyOne(mounts.filter((m) => m.mountPath === configDir), `mount at ${configDir}`);
-  equal(mount.readOnly, true, "config mount is read-only");
-  const volume = onlyOne(volumes.filter((v) => v.name === mount.name), "config volume");
-  deepStrictEqual(Object.keys(volume).sort(), ["name", "projected"]);
-  const projected = obj(volume.projected, "projected");
+    const security = obj(container.securityContext, "securityContext");
+    equal(security.privileged, false, "privileged");
+    equal(security.allowPrivilegeEscalation, false, "allowPrivilegeEscalation");
+    equal(security.readOnlyRootFilesystem, true, "readOnlyRootFilesystem");
+    deepStrictEqual(strings(at(security, "capabilities.drop"), "drop"), ["ALL"]);
+    deepStrictEqual(strings(at(security, "capabilities.add"), "add").sort(), [
+      "NET_ADMIN",
+      "NET_RAW",
+    ]);
 
-  const referenced: string[] = [];
-  for (const [i, source] of arr(projected.sources, "sources").entries()) {
-    // The upstream example's bug: a mis-indented name outside configMap. Exactly one key here.
-    deepStrictEqual(Object.keys(obj(source, `sources[${i}]`)), ["configMap"], `sources[${i}]`);
-    const cm = obj(at(source, "configMap"), `sources[${i}].configMap`);
-    deepStrictEqual(Object.keys(cm).sort(), ["items", "name", "optional"], `sources[${i}]`);
-    equal(cm.optional, true, `${cm.name} must be optional (the agent has defaults)`);
-    for (const [j, item] of arr(cm.items, "items").entries()) {
-      const it = obj(item, `items[${j}]`);
-      const key = str(it.key, "key");
-      equal(it.path, key, "the file is named after its key");
-      ok(key.startsWith("ip-masq"), `${key}: the agent would not read it`);
-      referenced.push(`${str(cm.name, "name")}/${key}`);
-    }
-  }
-  const existing = new Set(
-    configMaps.flatMap(({ path, doc }) =>
-      [...configMapData(doc, path).keys()].map((k) => `${str(at(doc, "metadata.name"), "")}/${k}`)
-    ),
-  );
-  deepStrictEqual(new Set(referenced), existing, "projected sources vs ConfigMaps in examples/");
-  equal(referenced.length, existing.size, "a ConfigMap key is projected twice");
-});
-
-Deno.test("file modes are decimal integers that are valid permissions", () => {
-  const modes: number[] = [];
-  const collect = (node: unknown) => {
-    if (Array.isArray(node)) node.forEach(collect);
-    else if (isObject(node)) {
-      for (const [key, value] of Object.entries(node)) {
-        if (key === "mode" || key === "defaultMode") {
-          ok(Number.isInteger(value), `${key}: ${JSON.stringify(value)} is not an integer`);
-          ok((value as number) >= 0 && (value as number) <= 0o777, `${key}: ${value} > 0777`);
-          modes.push(value as number);
-        } else collect(value);
+    const resources = obj(container.resources, "resources");
+    for (const kind of ["requests", "limits"]) {
+      for (const resource of ["cpu", "memory"]) {
+        str(at(resources, `${kind}.${resource}`), `${kind}.${resource}`);
       }
     }
-  };
-  collect(daemonSet);
-  ok(modes.includes(0o444), "defaultMode 292 (0444) expected on the config volume");
-  // A leading zero means octal only to a YAML 1.1 reader; the YAML 1.1 vs 1.2 test above
-  // catches a different reading, this catches the spelling.
-  const text = onlyOne(yamlFiles.filter((f) => f.path === "ip-masq-agent.yaml"), "").text;
-  ok(!/^\s*(default)?[mM]ode:\s*["']?0/m.test(text), "write modes in decimal (0444 -> 292)");
-});
+    ok(
+      millicores(str(at(resources, "requests.cpu"), "")) <=
+        millicores(str(at(resources, "limits.cpu"), "")),
+    );
+    ok(
+      mebibytes(str(at(resources, "requests.memory"), "")) <=
+        mebibytes(str(at(resources, "limits.memory"), "")),
+    );
+    // A Deno agent is ~56 MiB resident and each --check probe briefly starts a second one.
+    ok(mebibytes(str(at(resources, "limits.memory"), "")) >= 96, "memory limit too small");
 
-Deno.test("the xtables lock is the host's /run/xtables.lock", () => {
-  const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
-  const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) => obj(m, `mounts[${i}]`));
-  const mount = onlyOne(mounts.filter((m) => m.mountPath === "/run/xtables.lock"), "lock mount");
-  notEqual(mount.readOnly, true, "iptables opens the lock for writing");
-  const volume = onlyOne(volumes.filter((v) => v.name === mount.name), "lock volume");
-  deepStrictEqual(volume.hostPath, { path: "/run/xtables.lock", type: "FileOrCreate" });
-});
+    // The image the Dockerfile builds, at the version deno.json declares.
+    const image = str(container.image, "image");
+    ok(image.endsWith(`ip-masq-agent:${denoConfig.version}`), `image ${image}`);
+  });
 
-Deno.test("the DaemonSet's args and ConfigMaps together pass --dry-run as kubelet lays them out", async () => {
-  const files = new Map<string, string>();
-  for (const { path, doc } of configMaps.filter((c) => !c.path.startsWith("dual-stack/"))) {
-    for (const [key, value] of configMapData(doc, path)) files.set(key, value);
-  }
-  const dir = await kubeletVolume(files);
-  try {
-    const result = await dryRun(dir, strings(container.args, "args"));
-    assertDryRunOk(result, ["ipv4"], "DaemonSet with config-custom and config-cloud");
-    for (const config of files.values()) {
-      for (const cidr of cidrsIn(config)) ok(result.stdout.includes(`-d ${cidr} `), cidr);
+  Deno.test(`${path}: args hold only the process's own flags, no setting that shapes the rules`, () => {
+    const args = strings(container.args, "args");
+    const flags = parsedFlags(args, `${path} args`);
+    equal(flags.configDir, "/etc/config");
+    for (const arg of args) {
+      ok(/^--[a-z0-9-]+=/.test(arg), `${path}: ${JSON.stringify(arg)} is not in --name=value form`);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    const settingFlagNames = flagTable.filter((d) =>
+      (Object.values(settingKeys) as string[]).includes(String(d.key))
+    ).map((d) => d.name);
+    const repeated = args.filter((arg) => settingFlagNames.some((n) => arg.startsWith(`--${n}=`)));
+    deepStrictEqual(
+      repeated,
+      [],
+      `${path}: a rule-shaping setting in args belongs in the ConfigMap`,
+    );
+    equal(container.command, undefined, "the image's ENTRYPOINT is the binary; no command");
+  });
 
-// =============================================================================================
-// Dual stack.
+  Deno.test(`${path}: the readiness probe is --check on the config directory, nothing else`, async () => {
+    const command = strings(at(container, "readinessProbe.exec.command"), "probe command");
+    const entrypoint = JSON.parse(
+      onlyOne(
+        (await dockerfile()).final.body.filter((i) => i.op === "ENTRYPOINT"),
+        "ENTRYPOINT",
+      ).args,
+    );
+    // It reads the settings from the same files as the agent: it cannot disagree with it.
+    deepStrictEqual(command, [entrypoint[0], "--check", "--config-dir=/etc/config"]);
+    equal(
+      parsedFlags(command.slice(1), "probe").configDir,
+      parsedFlags(
+        strings(container.args, "args"),
+        "args",
+      ).configDir,
+    );
+    const probe = obj(container.readinessProbe, "readinessProbe");
+    ok(typeof probe.timeoutSeconds === "number" && probe.timeoutSeconds >= 5, "probe timeout");
+  });
 
-Deno.test("the dual-stack patch only turns on --enable-ipv6, in the agent and its probe", async () => {
-  const patched = obj(
-    onlyOne(
-      arr(at(dualStackPatch, "spec.template.spec.containers"), "patch containers"),
-      "patched container",
-    ),
-    "patched container",
-  );
-  equal(patched.name, container.name, "strategic merge patches merge containers by name");
-  deepStrictEqual(Object.keys(patched).sort(), ["args", "name", "readinessProbe"]);
+  Deno.test(`${path}: on its read-only root the agent picks the iptables mode itself`, () => {
+    // The image's plain iptables names are links to iptables-wrapper, which cannot relink them on
+    // a read-only root and then fails every call: the agent must choose the backend and run its
+    // own tools (tests/root/production_shape_test.ts runs this container in that layout).
+    equal(at(container, "securityContext.readOnlyRootFilesystem"), true, "readOnlyRootFilesystem");
+    const text = [...layoutFiles(layouts[layout]).values()].join("\n");
+    ok(/^iptablesMode: auto$/m.test(text), `${layout}'s ConfigMap says iptablesMode: auto`);
+    const file = onlyOne(yamlFiles.filter((f) => f.path === path), path).text;
+    ok(
+      !/harmless/i.test(file),
+      "the manifest still calls the wrapper's read-only fallback harmless",
+    );
+  });
 
-  const args = strings(patched.args, "patch args");
-  const values = assertEveryFlagSpelledOut(args, "dual-stack args");
-  assertDefaults(values, "dual-stack args", ["enable-ipv6"]);
-  equal(values.get("enable-ipv6"), "true");
-  const baseArgs = strings(container.args, "args");
-  deepStrictEqual(
-    args,
-    baseArgs.map((a) => (a === "--enable-ipv6=false" ? "--enable-ipv6=true" : a)),
-  );
-  const flags = parsedFlags(args, "dual-stack args");
+  Deno.test(`${path}: the config volume mounts upstream ${layout}'s ConfigMaps, optional, by key`, () => {
+    const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
+    const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) =>
+      obj(m, `mounts[${i}]`)
+    );
+    const configDir = parsedFlags(strings(container.args, "args"), "args").configDir;
+    const mount = onlyOne(mounts.filter((m) => m.mountPath === configDir), `mount at ${configDir}`);
+    equal(mount.readOnly, true, "config mount is read-only");
+    deepStrictEqual(Object.keys(mount).sort(), ["mountPath", "name", "readOnly"], "no subPath");
+    const volume = onlyOne(volumes.filter((v) => v.name === mount.name), "config volume");
+    const expected = layouts[layout].configMaps;
+    let sources: Json[];
+    if (layout === "v1") {
+      deepStrictEqual(Object.keys(volume).sort(), ["configMap", "name"]);
+      sources = [{ configMap: volume.configMap }];
+    } else {
+      deepStrictEqual(Object.keys(volume).sort(), ["name", "projected"]);
+      sources = arr(at(volume, "projected.sources"), "sources").map((x, i) => obj(x, `src[${i}]`));
+    }
+    const referenced = sources.flatMap((source, i) => {
+      // The upstream example's bug: a mis-indented name outside configMap. Exactly one key here.
+      deepStrictEqual(Object.keys(source), ["configMap"], `sources[${i}]`);
+      const cm = obj(source.configMap, `sources[${i}].configMap`);
+      equal(cm.optional, true, `${cm.name} must be optional (the agent has defaults)`);
+      return arr(cm.items, "items").map((item, j) => {
+        const it = obj(item, `items[${j}]`);
+        return { name: str(cm.name, "name"), key: str(it.key, "key"), path: str(it.path, "path") };
+      });
+    });
+    deepStrictEqual(referenced, expected, `${path}: upstream ${layout}'s ConfigMaps and keys`);
+    // Every one of them is shipped in examples/ for this layout.
+    equal(layoutFiles(layouts[layout]).size, expected.length);
+  });
 
-  const command = strings(at(patched, "readinessProbe.exec.command"), "patch probe");
-  const baseCommand = strings(at(container, "readinessProbe.exec.command"), "probe");
-  deepStrictEqual(
-    command,
-    baseCommand.map((a) => (a === "--enable-ipv6=false" ? "--enable-ipv6=true" : a)),
-  );
-  deepStrictEqual(pickRuleShaping(parsedFlags(command.slice(1), "probe")), pickRuleShaping(flags));
+  Deno.test(`${path}: file modes are decimal integers that are valid permissions`, () => {
+    const modes: number[] = [];
+    const collect = (node: unknown) => {
+      if (Array.isArray(node)) node.forEach(collect);
+      else if (isObject(node)) {
+        for (const [key, value] of Object.entries(node)) {
+          if (key === "mode" || key === "defaultMode") {
+            ok(Number.isInteger(value), `${key}: ${JSON.stringify(value)} is not an integer`);
+            ok((value as number) >= 0 && (value as number) <= 0o777, `${key}: ${value} > 0777`);
+            modes.push(value as number);
+          } else collect(value);
+        }
+      }
+    };
+    collect(daemonSet);
+    ok(modes.includes(0o444), "defaultMode 292 (0444) expected on the config volume");
+    // A leading zero means octal only to a YAML 1.1 reader; the YAML 1.1 vs 1.2 test above
+    // catches a different reading, this catches the spelling.
+    const text = onlyOne(yamlFiles.filter((f) => f.path === path), "").text;
+    ok(!/^\s*(default)?[mM]ode:\s*["']?0/m.test(text), "write modes in decimal (0444 -> 292)");
+  });
 
-  // The patched agent accepts the dual-stack ConfigMap next to the cloud one.
-  const files = new Map<string, string>();
-  for (const { path, doc } of configMaps.filter((c) => c.path !== "config-custom.yaml")) {
-    for (const [key, value] of configMapData(doc, path)) files.set(key, value);
-  }
-  const dir = await kubeletVolume(files);
-  try {
-    assertDryRunOk(await dryRun(dir, args), ["ipv4", "ipv6"], "patched DaemonSet");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  Deno.test(`${path}: the xtables lock is the host's /run/xtables.lock`, () => {
+    const volumes = arr(podSpec.volumes, "volumes").map((v, i) => obj(v, `volumes[${i}]`));
+    const mounts = arr(container.volumeMounts, "volumeMounts").map((m, i) =>
+      obj(m, `mounts[${i}]`)
+    );
+    const mount = onlyOne(mounts.filter((m) => m.mountPath === "/run/xtables.lock"), "lock mount");
+    notEqual(mount.readOnly, true, "iptables opens the lock for writing");
+    const volume = onlyOne(volumes.filter((v) => v.name === mount.name), "lock volume");
+    deepStrictEqual(volume.hostPath, { path: "/run/xtables.lock", type: "FileOrCreate" });
+  });
+
+  Deno.test(`${path}: its args and ConfigMaps pass --dry-run as kubelet lays them out`, async () => {
+    const files = layoutFiles(layouts[layout]);
+    const dir = await kubeletVolume(files);
+    try {
+      const args = strings(container.args, "args");
+      const result = await dryRun(dir, args);
+      assertDryRunOk(result, ["ipv4"], `${path} with ${layouts[layout].examples.join(", ")}`);
+      for (const config of files.values()) {
+        for (const cidr of cidrsIn(config)) ok(result.stdout.includes(`-d ${cidr} `), cidr);
+      }
+      // The settings come from the ConfigMap: a flag in args that disagrees is refused.
+      const conflict = await dryRun(dir, [...args, "--masq-chain=OTHER"]);
+      equal(conflict.code, 2, conflict.stderr);
+      ok(conflict.stderr.includes("masqChain: is"), conflict.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("the two layouts run the same agent: only the config volume differs", () => {
+  const [v2, v1] = shipped;
+  const strip = (podSpec: Json) => ({
+    ...podSpec,
+    volumes: arr(podSpec.volumes, "volumes").filter((v) => obj(v, "volume").name !== "config"),
+  });
+  deepStrictEqual(strip(v1.podSpec), strip(v2.podSpec));
+  deepStrictEqual(at(v1.daemonSet, "spec.selector"), at(v2.daemonSet, "spec.selector"));
 });
 
 // =============================================================================================

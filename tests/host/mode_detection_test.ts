@@ -120,3 +120,32 @@ Deno.test("issue 15: reads that fail are said to have failed, not counted as 0 r
   const plain = await chooseMode("auto", deps);
   assert.equal(plain.evidence, "no kubelet hint; 1 nft rules, 0 legacy rules");
 });
+
+Deno.test("the legacy dump is read as a stream, kept as a summary, and stopped once answered", async () => {
+  // Issue 15 item 7: beside kube-proxy's 50,000 legacy rules the dump is megabytes; kept whole
+  // it doubled the agent's RSS. The hint question stops at the hint, the nat question at *nat.
+  const chunks = [
+    "*mangle\n:PREROUTING ACCEPT [0:0]\n:KUBE-IPTA",
+    "BLES-HINT - [0:0]\nCOMMIT\n*nat\n",
+    "-A POSTROUTING -j MASQUERADE\n".repeat(1000),
+    "COMMIT\n",
+  ];
+  const read: number[] = [];
+  const scan = (command: string, _args: readonly string[], onText: (text: string) => boolean) => {
+    assert.equal(command, "iptables-legacy-save");
+    for (const [index, chunk] of chunks.entries()) {
+      read.push(index);
+      if (onText(chunk)) return Promise.resolve({ code: 143, stderr: "", stopped: true });
+    }
+    return Promise.resolve({ code: 0, stderr: "", stopped: false });
+  };
+  const { deps } = node({});
+  assert.deepEqual(await chooseMode("auto", { ...deps, scan }), {
+    mode: "legacy",
+    evidence: "kubelet's hint chain in the legacy ipv4 mangle table",
+  });
+  assert.deepEqual(read, [0, 1], "stopped at the chunk holding the hint");
+  read.length = 0;
+  assert.equal(await otherBackendPresent("legacy", "ipv4", { ...deps, scan }), true);
+  assert.deepEqual(read, [0, 1], "stopped at *nat");
+});

@@ -5,7 +5,7 @@
  * case runs `deno task start`'s command line in its own network namespace.
  */
 
-import { equal, match, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { assertExit } from "../../lab/agent_process.ts";
 import { backends, netnsTest } from "../../lab/host.ts";
 import { families, type Lab, withLab } from "../../lab/lab.ts";
@@ -140,3 +140,73 @@ netnsTest("usage errors exit 2 before touching anything", async () => {
     equal((await lab.tools.calls()).length, 0, "no iptables tool was run");
   });
 });
+
+for (const backend of backends) {
+  netnsTest(
+    `settings in the ConfigMap shape the rules, and --check with no flag agrees (${backend})`,
+    async () => {
+      // Issue 15 item 8: the readiness probe reads the same config directory as the agent, so
+      // a setting kept there cannot make the two disagree, as a flag in args alone did.
+      await withLab(backend, "settings", async (lab) => {
+        const config = (ports: string) =>
+          "nonMasqueradeCIDRs: [10.0.0.0/8, fd00::/8]\n" +
+          `masqChain: MY-MASQ\nrandomFully: false\ntoPorts: ${ports}\nenableIPv6: true\n`;
+        await lab.writeConfig(config("1024-65535"));
+        assertExit(await lab.agent(["--once"]), 0, "--once with the settings in the config");
+        for (const family of families) {
+          const rules = ruleLines(await lab.save(family));
+          ok(!rules.some((line) => line.includes(CHAIN)), `${family}: no ${CHAIN}:\n${rules}`);
+          const masquerade = rules.filter((line) =>
+            line.startsWith("-A MY-MASQ") && / -j MASQUERADE/.test(line)
+          );
+          deepEqual(
+            masquerade.map((line) => line.replace(/^.* -j MASQUERADE/, "MASQUERADE")),
+            [...Array(3).fill("MASQUERADE --to-ports 1024-65535"), "MASQUERADE"],
+            `${family}: tcp, udp, sctp, then the rest; no --random-fully:\n${rules.join("\n")}`,
+          );
+          ok(
+            rules.some((line) =>
+              line.includes(family === "ipv4" ? "-d 10.0.0.0/8" : "-d fd00::/8")
+            ),
+          );
+        }
+        const probe = await lab.agent(["--check"]);
+        assertExit(probe, 0, "--check without repeating any setting");
+        match(probe.stdout, /in sync: ipv4, ipv6/);
+
+        // A flag that disagrees with a key is refused by both, naming the flag and the key.
+        for (const mode of [["--check"], ["--once"], ["--dry-run"]]) {
+          const conflict = await lab.agent([...mode, "--to-ports=2000-3000"]);
+          assertExit(conflict, 2, `${mode} --to-ports against the key`);
+          match(
+            conflict.stderr,
+            /ip-masq-agent:4:\d+: toPorts: is "1024-65535" but --to-ports=2000-3000 on the command line/,
+          );
+        }
+
+        // The ConfigMap changes: the probe sees the drift, a running agent restarts for it.
+        const agent = await lab.start(["--resync-interval=3600"]);
+        try {
+          await agent.waitForLog(/desired ipv6 rules/, 30_000);
+          await lab.writeConfig(config("1024-30000"));
+          const result = await agent.wait();
+          assertExit(result, 1, "the agent after a setting changed");
+          match(
+            result.stderr,
+            /^W.*the configuration changed toPorts, which the agent reads only at start/m,
+          );
+        } finally {
+          agent.kill("SIGKILL");
+          await agent.wait();
+        }
+        assertExit(await lab.agent(["--check"]), 1, "--check before the restart: drift");
+        assertExit(await lab.agent(["--once"]), 0, "the restart");
+        assertExit(await lab.agent(["--check"]), 0, "--check after the restart");
+        assertExit(await lab.agent(["--cleanup"]), 0, "--cleanup finds MY-MASQ from the config");
+        for (const family of families) {
+          ok(!ruleLines(await lab.save(family)).some((line) => line.includes("MY-MASQ")));
+        }
+      });
+    },
+  );
+}

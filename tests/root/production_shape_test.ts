@@ -2,7 +2,8 @@
  * The agent in the shape it ships: the image's layout (lab/rootfs.ts: the
  * distroless-iptables tools, the plain iptables names linked to a double of
  * the upstream iptables-wrapper), a read-only root, and the DaemonSet's own
- * container from examples/ip-masq-agent.yaml (its args, its readiness probe,
+ * container from examples/ip-masq-agent.yaml, ip-masq-agent-v2's layout with
+ * the settings in its ConfigMaps (its args, its readiness probe,
  * its securityContext and volumes, turned into an OCI bundle by
  * lab/oci_bundle.ts), run by Debian's runc in a node network namespace where
  * kubelet's hint chain marks one backend. For an nft node and a legacy node:
@@ -55,15 +56,8 @@ const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const skipReason = netnsSkipReason ?? runcSkipReason ?? rootfsSkipReason;
 const container = await readManifest();
 
-/** The value of `--name=value` in an argument list. */
-function flagValue(args: readonly string[], name: string): string {
-  const prefix = `--${name}=`;
-  const arg = args.find((a) => a.startsWith(prefix));
-  if (arg === undefined) fail(`the manifest's args do not set ${prefix}`);
-  return arg.slice(prefix.length);
-}
-
-const chain = flagValue(container.args, "masq-chain");
+/** Our chain: the ConfigMap's masqChain (the settings live there, not in args). */
+let chain = "IP-MASQ-AGENT";
 const upstreamFallbackMessage =
   "Unable to redirect iptables binaries. (Are you running in an unprivileged pod?)";
 
@@ -79,7 +73,8 @@ interface ConfigMapFiles {
 
 async function exampleConfigMaps(): Promise<ConfigMapFiles> {
   const files: Record<string, string> = {};
-  for (const name of ["config-custom.yaml", "config-cloud.yaml"]) {
+  // The v2 layout's ConfigMaps, which examples/ip-masq-agent.yaml projects under their keys.
+  for (const name of ["config-custom.yaml", "config-reconciled.yaml"]) {
     const text = await Deno.readTextFile(`${repoRoot}/examples/${name}`);
     for (const doc of parseAllDocuments(text, { version: "1.1" }) as { toJS(): unknown }[]) {
       const data = (doc.toJS() as { data?: Record<string, string> }).data ?? {};
@@ -89,8 +84,13 @@ async function exampleConfigMaps(): Promise<ConfigMapFiles> {
   const cidrs: string[] = [];
   let masqLinkLocal = false;
   for (const text of Object.values(files)) {
-    const config = parse(text) as { nonMasqueradeCIDRs?: string[]; masqLinkLocal?: boolean };
+    const config = parse(text) as {
+      nonMasqueradeCIDRs?: string[];
+      masqLinkLocal?: boolean;
+      masqChain?: string;
+    };
     cidrs.push(...config.nonMasqueradeCIDRs ?? []);
+    if (config.masqChain) chain = config.masqChain;
     masqLinkLocal ||= config.masqLinkLocal === true;
   }
   return { files, nonMasqueradeCidrs: cidrs, masqLinkLocal };
