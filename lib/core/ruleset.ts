@@ -16,6 +16,7 @@ import {
   iptablesQuote,
   jumpComment,
   jumpRuleLine,
+  kubeProxyMarkComment,
   masqueradeComment,
   returnComment,
   sourceExemptionComment,
@@ -277,6 +278,7 @@ const ownChainComments = [
   masqueradeComment,
   sourceExemptionComment,
   exceptionComment,
+  kubeProxyMarkComment,
 ].map((comment) => ` -m comment --comment ${iptablesQuote(comment)} `);
 
 function isOwnChainRule(rule: string): boolean {
