@@ -106,7 +106,6 @@ export function parseInterfaceName(text: string): Result<string, string> {
   if (/[\s/:]/.test(text)) {
     return err(`interface name ${shown} contains whitespace, "/" or ":", which the kernel refuses`);
   }
-  // deno-lint-ignore no-control-regex -- printable ASCII only
   if (/[^\x21-\x7e]|["'\\*#]/.test(text) || /^[-!]/.test(text)) {
     return err(
       `interface name ${shown} has a character the rules cannot carry (printable ASCII ` +
