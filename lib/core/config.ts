@@ -22,9 +22,11 @@ import {
   parseDocument,
   visit,
 } from "yaml";
+import type { IpAddress } from "./address.ts";
 import { type Cidr, parseCidr } from "./cidr.ts";
 import type { ConfigProblem } from "./config_error.ts";
 import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
+import { parseInterfaceName, parseOutputAddress } from "./output.ts";
 import { quoteInput } from "./quote.ts";
 import { err, ok, type Result } from "./result.ts";
 import { type LocatedSetting, parseSetting, type SettingKey, settingKeyNames } from "./settings.ts";
@@ -104,6 +106,12 @@ export interface FileConfig {
   readonly resyncInterval?: Located<number>;
   /** The settings that are also flags (`masqChain`, `toPorts`, ...), in file order. */
   readonly settings?: readonly LocatedSetting[];
+  /** `outputAddress`: the IPv4 address the last rules SNAT to instead of MASQUERADE. */
+  readonly outputAddress?: Located<IpAddress>;
+  /** `outputAddressIPv6`: the same for IPv6. */
+  readonly outputAddressIPv6?: Located<IpAddress>;
+  /** `outputInterface`: masquerade only what leaves by this interface (`eth+`: a wildcard). */
+  readonly outputInterface?: Located<string>;
 }
 
 /** What a file's validity depends on beyond its own text. */
@@ -130,6 +138,9 @@ const knownKeys = [
   "masqueradeCIDRs",
   "nonMasqueradeSrcCIDRs",
   ...settingKeyNames,
+  "outputAddress",
+  "outputAddressIPv6",
+  "outputInterface",
 ] as const;
 type KnownKey = typeof knownKeys[number];
 /** The keys holding CIDR lists; together they count toward `cidrLimit`. */
@@ -270,6 +281,9 @@ class FileValidator {
   #cidrLimitAt?: SourceLocation;
   #resyncInterval?: Located<number>;
   readonly #settings: LocatedSetting[] = [];
+  #outputAddress?: Located<IpAddress>;
+  #outputAddressIPv6?: Located<IpAddress>;
+  #outputInterface?: Located<string>;
 
   constructor(
     readonly file: string,
@@ -338,6 +352,11 @@ class FileValidator {
         return this.validateCidrLimit(value, keyNode);
       case "resyncInterval":
         return this.validateResyncInterval(value, keyNode);
+      case "outputAddress":
+      case "outputAddressIPv6":
+        return this.validateOutputAddress(key, value, keyNode);
+      case "outputInterface":
+        return this.validateOutputInterface(value, keyNode);
       default:
         return this.validateSetting(key, value, keyNode);
     }
@@ -354,6 +373,52 @@ class FileValidator {
       return;
     }
     this.#settings.push({ key, ...parsed.value, at: this.locate(value) });
+  }
+
+  private validateOutputAddress(
+    key: "outputAddress" | "outputAddressIPv6",
+    value: Node | null,
+    keyNode: Node | null,
+  ): void {
+    if (!isScalar(value) || typeof value.value !== "string") {
+      this.problem(value ?? keyNode, key, `must be an address string, got ${describe(value)}`);
+      return;
+    }
+    const family = key === "outputAddress" ? "ipv4" : "ipv6";
+    const parsed = parseOutputAddress(value.value, family);
+    if (!parsed.ok) {
+      this.problem(value, key, parsed.error);
+      return;
+    }
+    if (family === "ipv6" && !this.options.enableIpv6) {
+      this.problem(
+        value,
+        key,
+        `${parsed.value.text} is for IPv6 but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true`,
+      );
+      return;
+    }
+    const located = { value: parsed.value, at: this.locate(value) };
+    if (family === "ipv4") this.#outputAddress = located;
+    else this.#outputAddressIPv6 = located;
+  }
+
+  private validateOutputInterface(value: Node | null, keyNode: Node | null): void {
+    const key = "outputInterface";
+    if (!isScalar(value) || typeof value.value !== "string") {
+      this.problem(
+        value ?? keyNode,
+        key,
+        `must be an interface name string such as "eth0", got ${describe(value)}`,
+      );
+      return;
+    }
+    const parsed = parseInterfaceName(value.value);
+    if (!parsed.ok) {
+      this.problem(value, key, parsed.error);
+      return;
+    }
+    this.#outputInterface = { value: parsed.value, at: this.locate(value) };
   }
 
   private validateCidrList(key: CidrListKey, value: Node | null, keyNode: Node | null): void {
@@ -491,6 +556,10 @@ class FileValidator {
       cidrLimit: this.#cidrLimit,
       resyncInterval: this.#resyncInterval,
       settings: this.#settings,
+      // Only when set, so a file without them parses to the very same value as before.
+      ...(this.#outputAddress ? { outputAddress: this.#outputAddress } : {}),
+      ...(this.#outputAddressIPv6 ? { outputAddressIPv6: this.#outputAddressIPv6 } : {}),
+      ...(this.#outputInterface ? { outputInterface: this.#outputInterface } : {}),
     });
   }
 }

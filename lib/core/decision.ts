@@ -16,12 +16,19 @@
  *    lists is a config error);
  * 4. a destination no exemption holds is masqueraded.
  *
+ * Issue 17 adds, with `--postrouting-jump=insert`, a step before 2: traffic
+ * kube-proxy marked for masquerade leaves our chain and kube-proxy's own rule
+ * masquerades it; and after 4: with `outputInterface`, traffic leaving by
+ * another interface keeps its source. A masqueraded packet shows
+ * `outputAddress` as its source when one is set (`snatTo`).
+ *
  * @module
  */
 
 import { inCidr, type IpAddress } from "./address.ts";
 import type { Cidr } from "./cidr.ts";
-import type { DesiredChain } from "./rules.ts";
+import { interfaceMatches } from "./output.ts";
+import { type DesiredChain, kubeProxyMarkOf } from "./rules.ts";
 import type { Located } from "./source.ts";
 
 /** What happens to the packet's source address. */
@@ -44,7 +51,18 @@ export type DecidingItem =
     /** The longest exemption it cuts the destination out of. */
     readonly narrows: Located<Cidr>;
   }
-  | { readonly kind: "no-exemption" };
+  | { readonly kind: "no-exemption" }
+  | {
+    /** Insert mode: kube-proxy marked it for masquerade; our chain leaves it to kube-proxy. */
+    readonly kind: "kube-proxy-mark";
+    /** The mark bit (`--kube-proxy-masquerade-bit`), e.g. 0x4000. */
+    readonly mark: number;
+  }
+  | {
+    /** `outputInterface` is set and the packet leaves by another interface. */
+    readonly kind: "other-interface";
+    readonly outputInterface: Located<string>;
+  };
 
 /** A decision and its reason. */
 export interface Decision {
@@ -52,6 +70,13 @@ export interface Decision {
   readonly verdict: Verdict;
   /** What decided it. */
   readonly because: DecidingItem;
+  /** A masquerade by our rules SNATs to this `outputAddress` rather than the node's address. */
+  readonly snatTo?: Located<IpAddress>;
+  /**
+   * A masquerade by our rules happens only for traffic leaving by this `outputInterface`; the
+   * packet's interface was not given, so the verdict assumes it does.
+   */
+  readonly onlyVia?: Located<string>;
 }
 
 /** The packet as the decision sees it. */
@@ -62,6 +87,10 @@ export interface Packet {
   readonly source?: IpAddress;
   /** Whether the destination is an address of the node itself. */
   readonly localDestination?: boolean;
+  /** The interface the packet leaves by; unknown when undefined. */
+  readonly outputInterface?: string;
+  /** Whether kube-proxy marked it for masquerade (matters with --postrouting-jump=insert). */
+  readonly kubeProxyMarked?: boolean;
 }
 
 /**
@@ -97,6 +126,30 @@ export function decide(desired: DesiredChain, packet: Packet): Decision {
   if (packet.localDestination) {
     return { verdict: "keep source", because: { kind: "local-destination" } };
   }
+  const mark = kubeProxyMarkOf(desired);
+  if (mark !== undefined && packet.kubeProxyMarked) {
+    return { verdict: "masquerade", because: { kind: "kube-proxy-mark", mark } };
+  }
+  const decision = decideByConfig(desired, packet);
+  if (decision.verdict !== "masquerade") return decision;
+  const via = desired.outputInterface;
+  if (via && packet.outputInterface !== undefined) {
+    if (!interfaceMatches(via.value, packet.outputInterface)) {
+      return {
+        verdict: "keep source",
+        because: { kind: "other-interface", outputInterface: via },
+      };
+    }
+  }
+  return {
+    ...decision,
+    ...(desired.outputAddress ? { snatTo: desired.outputAddress } : {}),
+    ...(via && packet.outputInterface === undefined ? { onlyVia: via } : {}),
+  };
+}
+
+/** Steps 2 to 4: the source exemptions, then the longest prefix. */
+function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   const { source, destination } = packet;
   if (source !== undefined) {
     const exemption = (desired.sourceExemptions ?? []).find((cidr) => inCidr(cidr.value, source));

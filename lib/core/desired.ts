@@ -51,6 +51,8 @@ export interface ChainOptions {
   readonly toPorts: readonly PortRange[];
   /** `--postrouting-jump`; absent means `append`. */
   readonly postroutingJump?: PostroutingJump;
+  /** `--kube-proxy-masquerade-bit`; absent means kube-proxy's default, 14. */
+  readonly kubeProxyMasqueradeBit?: number;
 }
 
 /**
@@ -108,7 +110,10 @@ export function desiredChains(
     desiredChain(effective, family, options.masqChain, {
       randomFully: options.randomFully && randomFullySupported[family],
       toPorts: options.toPorts,
-    }, { postroutingJump: options.postroutingJump })
+    }, {
+      postroutingJump: options.postroutingJump,
+      kubeProxyMasqueradeBit: options.kubeProxyMasqueradeBit,
+    })
   );
 }
 

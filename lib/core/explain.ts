@@ -14,7 +14,8 @@ import { readOnlyWording } from "./drift_wording.ts";
 import { ForeignChainError } from "./errors.ts";
 import { type LiveOutcome, traceLive } from "./live_trace.ts";
 import type { EffectiveConfig } from "./merge.ts";
-import type { DesiredChain } from "./rules.ts";
+import { iptablesMarkText, nftInterfaceName } from "./output.ts";
+import { type DesiredChain, kubeProxyMarkOf } from "./rules.ts";
 import { type LiveNatTable, planReconcile } from "./ruleset.ts";
 import { formatLocation, type Located } from "./source.ts";
 
@@ -89,6 +90,8 @@ export interface ExplainInput {
   readonly source?: IpAddress;
   /** The live table of the destination's family; undefined when the family is not enabled. */
   readonly live?: LiveTableView;
+  /** `--dataplane`: how the notes name the rule that decides; absent means iptables. */
+  readonly dataplane?: "iptables" | "nftables";
 }
 
 /**
@@ -139,6 +142,7 @@ export function explain(input: ExplainInput): Explanation {
   }
   const localDestination = isLoopback(destination);
   const decision = decide(desired, { destination, source, localDestination });
+  notes.push(...issue17Notes(desired, decision, input.dataplane ?? "iptables"));
   if (!source && (desired.sourceExemptions?.length ?? 0) > 0 && !localDestination) {
     notes.push(
       `unless the pod's address is in nonMasqueradeSrcCIDRs (${
@@ -158,8 +162,82 @@ export function explain(input: ExplainInput): Explanation {
       destination,
       source,
       localDestination,
+      // The packet asked about is one kube-proxy did not mark (not service traffic).
+      ...(kubeProxyMarkOf(desired) !== undefined
+        ? { kubeProxyMark: { mark: kubeProxyMarkOf(desired)!, marked: false } }
+        : {}),
+      // The decision assumes the packet leaves by outputInterface; so does the trace, for a
+      // plain name (a wildcard names no one interface).
+      ...(desired.outputInterface && !desired.outputInterface.value.endsWith("+")
+        ? { outputInterface: desired.outputInterface.value }
+        : {}),
     }),
   };
+}
+
+/**
+ * What issue 17 adds to an answer: which rule decides with `--postrouting-jump=insert` (and why
+ * no later rule of another tool can change it), where a masqueraded packet's source comes from
+ * with `outputAddress`, and the `outputInterface` condition.
+ */
+function issue17Notes(
+  desired: DesiredChain,
+  decision: Decision,
+  dataplane: "iptables" | "nftables",
+): string[] {
+  const notes: string[] = [];
+  const mark = kubeProxyMarkOf(desired);
+  const kind = decision.because.kind;
+  const exempted = kind === "source-exemption" || kind === "link-local" ||
+    kind === "non-masquerade";
+  if (mark !== undefined && kind !== "local-destination") {
+    const markText = iptablesMarkText(mark);
+    if (kind === "kube-proxy-mark") {
+      // The reason line says it; nothing to add.
+    } else if (exempted) {
+      notes.push(
+        dataplane === "nftables"
+          ? "decided by our nftables chain (--postrouting-jump=insert): it binds the source to " +
+            "itself (snat to saddr) at priority srcnat - 1, before every srcnat chain " +
+            "(iptables' nat POSTROUTING, kube-proxy's), and the first binding is final: no " +
+            "later masquerade of another tool applies"
+          : "decided by our chain's ACCEPT rule (--postrouting-jump=insert): ACCEPT ends nat " +
+            "POSTROUTING for the packet, so no later rule of another tool can masquerade it",
+      );
+    } else {
+      notes.push(
+        dataplane === "nftables"
+          ? "decided by our nftables chain's masquerade (--postrouting-jump=insert: priority " +
+            "srcnat - 1, before every srcnat chain)"
+          : "decided by our chain's last rules (--postrouting-jump=insert: our jump is first in " +
+            "POSTROUTING)",
+      );
+    }
+    if (kind !== "kube-proxy-mark") {
+      notes.push(
+        `traffic kube-proxy marked for masquerade (mark ${markText}/${markText}: service ` +
+          "hairpin and external service traffic) leaves our chain by its first rule and " +
+          "kube-proxy's own rule masquerades it",
+      );
+    }
+  }
+  if (decision.snatTo) {
+    notes.push(
+      `SNAT to ${decision.snatTo.value.text} (outputAddress` +
+        `${desired.family === "ipv6" ? "IPv6" : ""} at ${formatLocation(decision.snatTo.at)}), ` +
+        "not the node's address",
+    );
+  }
+  if (decision.onlyVia) {
+    const name = decision.onlyVia.value;
+    notes.push(
+      `only when it leaves by ${name}` +
+        `${dataplane === "nftables" ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
+        `(outputInterface at ${formatLocation(decision.onlyVia.at)}); by any other interface ` +
+        "our rules leave its source as it is",
+    );
+  }
+  return notes;
 }
 
 function describeCidr(cidr: Located<Cidr>): string {
@@ -210,6 +288,20 @@ function describeDecision(
           `${describeExemption(because.narrows)} (the longest prefix decides)`,
         key: "masqueradeCIDRs",
         cidr: because.cidr,
+      };
+    case "kube-proxy-mark": {
+      const mark = iptablesMarkText(because.mark);
+      return {
+        because: `kube-proxy marked it for masquerade (mark ${mark}/${mark}, ` +
+          "--kube-proxy-masquerade-bit): our chain's first rule returns it, and kube-proxy's " +
+          "own rule masquerades it (--postrouting-jump=insert)",
+      };
+    }
+    case "other-interface":
+      return {
+        because: `it leaves by another interface than outputInterface ` +
+          `${because.outputInterface.value} at ${formatLocation(because.outputInterface.at)}`,
+        key: "outputInterface",
       };
     case "no-exemption":
       return {
@@ -386,6 +478,10 @@ export function explanationObject(explanation: Explanation): Record<string, unkn
         }
         : {}),
     },
+    ...(explanation.decision?.snatTo ? { snatTo: explanation.decision.snatTo.value.text } : {}),
+    ...(explanation.decision?.onlyVia
+      ? { outputInterface: explanation.decision.onlyVia.value }
+      : {}),
     notes: explanation.notes,
     live,
   };

@@ -16,6 +16,7 @@ import { type IpAddress, parseIpAddress } from "./address.ts";
 import { checkChainName } from "./chain_name.ts";
 import { resyncBoundsMilliseconds } from "./duration.ts";
 import { goQuote, parseGoBool, parseGoInt } from "./go_strconv.ts";
+import { defaultKubeProxyMasqueradeBit } from "./output.ts";
 import { formatPortRange, parsePortRanges, type PortRange } from "./ports.ts";
 import { err, ok, type Result } from "./result.ts";
 
@@ -41,6 +42,12 @@ export interface AgentFlags {
   dataplane: "iptables" | "nftables";
   /** `--postrouting-jump`: append our POSTROUTING jump (upstream), or keep it first. */
   postroutingJump: "append" | "insert";
+  /**
+   * `--kube-proxy-masquerade-bit`: the mark bit kube-proxy sets on traffic it wants masqueraded
+   * (its `--iptables-masquerade-bit`); with `--postrouting-jump=insert` such traffic leaves our
+   * chain first, so kube-proxy's own rule masquerades it.
+   */
+  kubeProxyMasqueradeBit: number;
   /** `--explain`: the destinations to explain; empty unless that one-shot mode is asked for. */
   explain: readonly IpAddress[];
   /** `--explain-source`: the pod address `--explain` assumes as the source, if given. */
@@ -261,6 +268,15 @@ export const flagTable: readonly FlagDef[] = [
     help: "where our jump goes in nat POSTROUTING: append (after other tools' rules, as " +
       "upstream) or insert (kept first, so that no other tool's rule decides before ours)",
     parse: oneOf("append", "insert"),
+  }),
+  flag({
+    name: "kube-proxy-masquerade-bit",
+    kind: "int",
+    default: defaultKubeProxyMasqueradeBit,
+    key: "kubeProxyMasqueradeBit",
+    help: "with --postrouting-jump=insert, traffic carrying this fwmark bit (kube-proxy's " +
+      "--iptables-masquerade-bit) is left to kube-proxy's own masquerade rule, 0-31",
+    parse: (bit) => (bit >= 0 && bit <= 31 ? ok(bit) : err("must be between 0 and 31")),
   }),
   flag({
     name: "explain",

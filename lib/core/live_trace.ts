@@ -2,7 +2,8 @@
  * What the live nat table would do with one packet: a small tracer over
  * POSTROUTING and our chain, as `iptables -t nat -S` lists them. It
  * evaluates the matches whose answer follows from the packet (`-s`, `-d`,
- * `!`, `-m comment`, `-m addrtype`, `-o +`) and keeps every other match
+ * `!`, `-m comment`, `-m addrtype`, `-o +`, `-o NAME` when the interface is
+ * given, `-m mark` on the kube-proxy bit when given) and keeps every other match
  * (`-m mark`, `-p`, an interface name, ...) as "cannot evaluate": a rule with
  * one may or may not decide, so the tracer follows both ways and returns
  * every outcome it reaches. Chains other than POSTROUTING and ours are not
@@ -14,6 +15,7 @@
 import { inCidr, type IpAddress } from "./address.ts";
 import { parseCidr } from "./cidr.ts";
 import type { Verdict } from "./decision.ts";
+import { interfaceMatches } from "./output.ts";
 import type { LiveNatTable } from "./ruleset.ts";
 
 /** The packet as the live rules see it. */
@@ -24,6 +26,14 @@ export interface TracedPacket {
   readonly source?: IpAddress;
   /** Whether the destination is one of the node's addresses (assumed not, unless loopback). */
   readonly localDestination: boolean;
+  /**
+   * The kube-proxy masquerade bit and whether the packet carries it: a `-m mark --mark V/M`
+   * match on exactly that bit is then evaluated (insert mode's first rule); any other mark
+   * match stays "cannot evaluate".
+   */
+  readonly kubeProxyMark?: { readonly mark: number; readonly marked: boolean };
+  /** The interface the packet leaves by, when known; `-o NAME` is then evaluated. */
+  readonly outputInterface?: string;
 }
 
 /** Where in the path the deciding rule sits, relative to our jump. */
@@ -157,7 +167,10 @@ function addressOrInterfaceMatch(
   if (option === "-o" || option === "--out-interface") {
     // `+` is every interface; a name needs the route, which the agent may not read.
     if (value === "+") return () => !negated;
-    return () => ({ unknown: `${shown} (the interface the packet leaves by is not known)` });
+    return (packet) =>
+      packet.outputInterface === undefined
+        ? { unknown: `${shown} (the interface the packet leaves by is not known)` }
+        : interfaceMatches(value, packet.outputInterface) !== negated;
   }
   const isSource = option === "-s" || option === "--source";
   const cidr = parseCidr(
@@ -180,6 +193,7 @@ function moduleMatch(
       .join("")
   }`;
   if (module === "comment") return () => true;
+  if (module === "mark") return markMatch(options, shown);
   if (module !== "addrtype") return () => ({ unknown: shown });
   return (packet) => {
     for (const option of options) {
@@ -194,6 +208,26 @@ function moduleMatch(
       if (matched === option.negated) return false;
     }
     return true;
+  };
+}
+
+/** `-m mark [!] --mark V/M` on exactly the kube-proxy bit, when the packet says whether it has it. */
+function markMatch(
+  options: readonly { negated: boolean; name: string; values: string[] }[],
+  shown: string,
+): (packet: TracedPacket) => MatchResult {
+  const [option] = options;
+  const parts = options.length === 1 && option.name === "--mark" && option.values.length === 1
+    ? /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(option.values[0])
+    : null;
+  return (packet) => {
+    const known = packet.kubeProxyMark;
+    if (!parts || known === undefined) return { unknown: shown };
+    const value = Number(parts[1]);
+    const mask = parts[2] === undefined ? 0xffffffff : Number(parts[2]);
+    if (mask !== known.mark) return { unknown: shown };
+    const has = known.marked ? known.mark : 0;
+    return (has === value) !== option.negated;
   };
 }
 

@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { IpAddress } from "./address.ts";
 import { type Cidr, compareCidrs, contains, type Family, parseBuiltInCidr } from "./cidr.ts";
 import type { FileConfig } from "./config.ts";
 import type { ConfigProblem } from "./config_error.ts";
@@ -41,6 +42,12 @@ export interface EffectiveConfig {
   readonly masqLinkLocalIPv6: Located<boolean>;
   /** From a `resyncInterval` key, in milliseconds; undefined means "use --resync-interval". */
   readonly resyncInterval?: Located<number>;
+  /** `outputAddress`: IPv4 traffic is SNATed to it instead of masqueraded; absent: MASQUERADE. */
+  readonly outputAddress?: Located<IpAddress>;
+  /** `outputAddressIPv6`: the same for IPv6. */
+  readonly outputAddressIPv6?: Located<IpAddress>;
+  /** `outputInterface`: only traffic leaving by it is masqueraded (or SNATed); absent: any. */
+  readonly outputInterface?: Located<string>;
 }
 
 /** Something an operator should look at that does not make the config invalid. */
@@ -159,7 +166,42 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
   findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
   findings.push(...exceptionFindings(config));
   findings.push(...sourceFindings(config.nonMasqueradeSrcCidrs));
-  return { config, findings, problems: contradictions(config) };
+  // Issue 17's single-valued keys: one value across all files, or a problem naming both places.
+  const problems = contradictions(config);
+  const output = {
+    ...singleValue(files, "outputAddress", problems),
+    ...singleValue(files, "outputAddressIPv6", problems),
+    ...singleValue(files, "outputInterface", problems),
+  };
+  return { config: { ...config, ...output }, findings, problems };
+}
+
+/**
+ * A key that holds one value for the whole node: the same value in several files is fine (the
+ * first file's position is kept); two different values are a problem naming both, since which
+ * one was meant is the operator's call. Absent from the result when no file sets it.
+ */
+function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputInterface">(
+  files: readonly FileConfig[],
+  key: K,
+  problems: ConfigProblem[],
+): Partial<Pick<EffectiveConfig, K>> {
+  const set: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ? [file[key]!] : []);
+  if (set.length === 0) return {};
+  const first = set[0];
+  const text = (entry: Located<IpAddress | string>) =>
+    typeof entry.value === "string" ? entry.value : entry.value.text;
+  for (const other of set) {
+    if (text(other) === text(first)) continue;
+    problems.push({
+      at: other.at,
+      key,
+      message: `${key} is ${text(other)} here but ${text(first)} at ${formatLocation(first.at)}: ` +
+        "one value applies to the whole node; remove one of them",
+    });
+    break;
+  }
+  return { [key]: first } as Partial<Pick<EffectiveConfig, K>>;
 }
 
 function defaultConfig(options: MergeOptions): EffectiveConfig {

@@ -296,6 +296,8 @@ function expressionText(expression: Json, family: Family): string {
       return matchText(body, family) ?? "<match>";
     case "masquerade":
       return masqueradeText(body) ?? "<masquerade>";
+    case "snat":
+      return snatText(body, family) ?? "<snat>";
     default:
       return unknown(expression);
   }
@@ -320,6 +322,13 @@ function matchText(body: Json, family: Family): string | undefined {
     const value = addressText(right, family);
     return value === undefined ? undefined : `${what.protocol} ${what.field} ${value}`;
   }
+  if (body.op === "==" && kind === "meta" && isObject(what) && what.key === "oifname") {
+    // Issue 17's outputInterface: only names our config validation admits (nft's `*` wildcard).
+    return typeof right === "string" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)
+      ? `oifname "${right}"`
+      : undefined;
+  }
+  if (body.op === "==" && kind === "&") return markText(what, right);
   if (body.op === "==" && kind === "meta" && isObject(what) && what.key === "l4proto") {
     return typeof right === "string" && /^[a-z]{1,8}$/.test(right)
       ? `meta l4proto ${right}`
@@ -347,6 +356,68 @@ function addressText(value: Json, family: Family): string | undefined {
   const prefix = singleKey(value);
   if (prefix?.[0] === "prefix" && isObject(prefix[1])) return `${prefix[1].addr}/${prefix[1].len}`;
   return undefined;
+}
+
+/** `meta mark & 0x00004000 == 0x00004000`: the kube-proxy mark check of insert mode. */
+function markText(operands: Json, right: Json): string | undefined {
+  if (!Array.isArray(operands) || operands.length !== 2) return undefined;
+  const meta = singleKey(operands[0]);
+  if (meta?.[0] !== "meta" || !isObject(meta[1]) || meta[1].key !== "mark") return undefined;
+  const [, mask] = operands;
+  const valid = (n: Json): n is number =>
+    typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+  if (!valid(mask) || !valid(right)) return undefined;
+  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
+  return `meta mark & ${hex(mask)} == ${hex(right)}`;
+}
+
+/**
+ * `snat to ip saddr` (insert mode's identity binding) or `snat to ADDR[:FIRST-LAST]`
+ * (`outputAddress`; IPv6 with ports in brackets), with `fully-random`.
+ */
+function snatText(body: Json, family: Family): string | undefined {
+  if (!isObject(body)) return undefined;
+  const known = new Set(["addr", "port", "flags"]);
+  if (Object.keys(body).some((key) => !known.has(key))) return undefined;
+  let text: string;
+  const addr = singleKey(body.addr);
+  if (addr?.[0] === "payload" && isObject(addr[1])) {
+    const { protocol, field } = addr[1];
+    if (protocol !== nftFamily(family) || field !== "saddr" || body.port !== undefined) {
+      return undefined;
+    }
+    text = `snat to ${protocol} saddr`;
+  } else {
+    if (typeof body.addr !== "string") return undefined;
+    const address = readAddressValue(body.addr, family);
+    if (!address || address.start !== address.end) return undefined;
+    text = `snat to ${body.addr}`;
+    if (body.port !== undefined) {
+      const ports = portRangeText(body.port);
+      if (ports === undefined) return undefined;
+      text = `snat to ${family === "ipv6" ? `[${body.addr}]` : body.addr}:${ports}`;
+    }
+  }
+  return withFlags(text, body.flags);
+}
+
+/** `FIRST-LAST` from a port number or `{ range: [FIRST, LAST] }`. */
+function portRangeText(port: Json): string | undefined {
+  const range = singleKey(port);
+  if (typeof port === "number" && Number.isInteger(port)) return `${port}-${port}`;
+  if (
+    range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
+    range[1].every((end) => typeof end === "number" && Number.isInteger(end))
+  ) return `${range[1][0]}-${range[1][1]}`;
+  return undefined;
+}
+
+/** ` fully-random` when that is the one flag; undefined for any other flag. */
+function withFlags(text: string, flags: Json): string | undefined {
+  if (flags === undefined) return text;
+  const list = Array.isArray(flags) ? flags : [flags];
+  if (list.length !== 1 || list[0] !== "fully-random") return undefined;
+  return `${text} fully-random`;
 }
 
 function masqueradeText(body: Json): string | undefined {

@@ -138,9 +138,17 @@ function setDifferences(family: Family, set: LiveNftSet): string[] {
 
 function chainDifferences(desired: NftDesired, chain: LiveNftChain): string[] {
   const differences: string[] = [];
+  const priority = desired.priority ?? srcnatPriority;
   const base = chain.type === "nat" && chain.hook === "postrouting" &&
-    chain.priority === srcnatPriority && chain.policy === "accept";
-  if (!base) differences.push(`chain ${nftChainName} is not a nat postrouting srcnat chain`);
+    chain.priority === priority && chain.policy === "accept";
+  if (!base) {
+    differences.push(
+      priority === srcnatPriority
+        ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
+        : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
+          `${srcnatPriority - priority} (--postrouting-jump=insert)`,
+    );
+  }
   if (chain.extras.length > 0) {
     differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
   }

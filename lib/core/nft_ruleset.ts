@@ -24,8 +24,14 @@ import {
   longestPrefixKeep,
   mergeIntervals,
 } from "./intervals.ts";
+import { nftInterfaceName, nftMarkText } from "./output.ts";
 import { type PortRange, portRangeSize } from "./ports.ts";
-import { type DesiredChain, toPortsProtocols } from "./rules.ts";
+import {
+  type DesiredChain,
+  exemptionsAreFinal,
+  kubeProxyMarkOf,
+  toPortsProtocols,
+} from "./rules.ts";
 import type { Located } from "./source.ts";
 
 /** Our table's name in both families. */
@@ -42,6 +48,15 @@ export const numgenModulus = 0x80000000;
 export const nftChainDeclaration = "type nat hook postrouting priority srcnat; policy accept;";
 /** The priority `srcnat` stands for; `nft -j` prints the number. */
 export const srcnatPriority = 100;
+/**
+ * With `--postrouting-jump=insert`, our chain runs just before every `srcnat` chain (iptables'
+ * nat POSTROUTING, legacy or nft, kube-proxy's nftables chains): NAT is decided by the first nat
+ * chain that binds a connection, so our exemptions' identity binding and our masquerade win.
+ */
+export const insertPriority = srcnatPriority - 1;
+/** The insert-mode chain's declaration, as `nft list` prints it. */
+export const nftInsertChainDeclaration =
+  "type nat hook postrouting priority srcnat - 1; policy accept;";
 
 /** nft's name of an address family's table family. */
 export type NftFamily = "ip" | "ip6";
@@ -77,6 +92,8 @@ export interface NftDesired {
   readonly sets: readonly NftSetState[];
   /** The chain's rules, each as `nft list` prints it. */
   readonly rules: readonly string[];
+  /** The chain's priority: {@link insertPriority} with `--postrouting-jump=insert`; absent: srcnat. */
+  readonly priority?: number;
 }
 
 /**
@@ -142,28 +159,48 @@ export function nftDesired(desired: DesiredChain): NftDesired {
 
   const sets: NftSetState[] = [];
   const rules: string[] = [];
+  // Insert mode (issue 17): `return` would leave the connection to the next nat chain, which may
+  // masquerade it; binding its source to itself decides it here, as no binding would have.
+  const final = exemptionsAreFinal(desired);
+  const keep = final ? `snat to ${ip} saddr` : "return";
+  const mark = kubeProxyMarkOf(desired);
+  if (final) {
+    // The local check first, as the iptables jump's `! --dst-type LOCAL` comes before the chain.
+    rules.push("fib daddr type local return");
+    rules.push(`meta mark & ${nftMarkText(mark!)} == ${nftMarkText(mark!)} return`);
+  }
   if (sources.length > 0) {
     sets.push({ name: nftSourceSet, elements: mergeIntervals(sources.map(cidrInterval)) });
-    rules.push(`${ip} saddr @${nftSourceSet} return`);
+    rules.push(`${ip} saddr @${nftSourceSet} ${keep}`);
   }
-  rules.push("fib daddr type local return");
-  if (linkLocal) rules.push(`${ip} daddr ${linkLocal.value.text} return`);
+  if (!final) rules.push("fib daddr type local return");
+  if (linkLocal) rules.push(`${ip} daddr ${linkLocal.value.text} ${keep}`);
   sets.push({ name: nftDestinationSet, elements: longestPrefixKeep(exempt, exceptions) });
-  rules.push(`${ip} daddr @${nftDestinationSet} return`);
+  rules.push(`${ip} daddr @${nftDestinationSet} ${keep}`);
 
   const fullyRandom = desired.masquerade.randomFully ? " fully-random" : "";
+  const oif = desired.outputInterface
+    ? `oifname "${nftInterfaceName(desired.outputInterface.value)}" `
+    : "";
+  const address = desired.outputAddress?.value;
+  const host = address === undefined
+    ? undefined
+    : address.family === "ipv6"
+    ? `[${address.text}]`
+    : address.text;
   const split = toPortsSplit(desired.masquerade.toPorts);
   for (const protocol of toPortsProtocols) {
     for (const { range, stored } of split) {
       const numgen = stored === undefined ? "" : ` numgen random mod ${numgenModulus} < ${stored}`;
-      rules.push(
-        `meta l4proto ${protocol}${numgen} masquerade to :${range.first}-${range.last}` +
-          fullyRandom,
-      );
+      const ports = `${range.first}-${range.last}`;
+      const action = host === undefined ? `masquerade to :${ports}` : `snat to ${host}:${ports}`;
+      rules.push(`${oif}meta l4proto ${protocol}${numgen} ${action}${fullyRandom}`);
     }
   }
-  rules.push(`masquerade${fullyRandom}`);
-  return { family, sets, rules };
+  rules.push(
+    `${oif}${address === undefined ? "masquerade" : `snat to ${address.text}`}${fullyRandom}`,
+  );
+  return { family, sets, rules, ...(final ? { priority: insertPriority } : {}) };
 }
 
 /**
@@ -210,7 +247,7 @@ export function renderNftTable(desired: NftDesired): string {
     `${nftTableSpec(desired.family)} {`,
     ...desired.sets.flatMap((set) => renderSet(desired.family, set)),
     `\tchain ${nftChainName} {`,
-    `\t\t${nftChainDeclaration}`,
+    `\t\t${desired.priority === insertPriority ? nftInsertChainDeclaration : nftChainDeclaration}`,
     ...desired.rules.map((rule) => `\t\t${rule}`),
     "\t}",
     "}",

@@ -7,9 +7,11 @@
  * @module
  */
 
+import type { IpAddress } from "./address.ts";
 import { NatTransaction } from "./restore_input.ts";
 import { type Cidr, compareCidrs, contains, type Family, parseBuiltInCidr } from "./cidr.ts";
 import { type EffectiveConfig, linkLocalRanges } from "./merge.ts";
+import { defaultKubeProxyMasqueradeBit, iptablesMarkText, kubeProxyMark } from "./output.ts";
 import { formatPortRange, type PortRange, portRangeSize } from "./ports.ts";
 import { builtIn, type Located } from "./source.ts";
 
@@ -27,6 +29,12 @@ export const sourceExemptionComment =
 /** Our comment on a `masqueradeCIDRs` rule: it must precede the broader RETURN it narrows. */
 export const exceptionComment =
   "ip-masq-agent: masquerade exception traffic is subject to MASQUERADE (must be before the RETURN it narrows)";
+/**
+ * Our comment on the first rule of the chain with `--postrouting-jump=insert`: traffic kube-proxy
+ * marked for masquerade leaves our chain (RETURN), so that kube-proxy's own rule masquerades it.
+ */
+export const kubeProxyMarkComment =
+  "ip-masq-agent: traffic kube-proxy marked for masquerade is left to kube-proxy";
 /** The protocols that get one `--to-ports` rule per range, in upstream v1's order. */
 export const toPortsProtocols = ["tcp", "udp", "sctp"] as const;
 
@@ -66,6 +74,31 @@ export interface DesiredChain {
    * another tool inserts before it); absent or `append` adds it at the end, as upstream does.
    */
   readonly postroutingJump?: PostroutingJump;
+  /**
+   * With `--postrouting-jump=insert`: the fwmark bit kube-proxy sets on traffic it masquerades
+   * itself (`--kube-proxy-masquerade-bit`, 0x4000 by default); such traffic leaves our chain
+   * first. Absent in append mode.
+   */
+  readonly kubeProxyMark?: number;
+  /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */
+  readonly outputAddress?: Located<IpAddress>;
+  /** `outputInterface`: the masquerade rules match only traffic leaving by it. */
+  readonly outputInterface?: Located<string>;
+}
+
+/**
+ * Whether our exemptions are final: with `--postrouting-jump=insert` they ACCEPT (iptables: the
+ * nat POSTROUTING walk ends there) or bind the source to itself (nftables), so no later rule of
+ * another tool masquerades them; traffic kube-proxy marked leaves our chain first.
+ */
+export function exemptionsAreFinal(desired: DesiredChain): boolean {
+  return desired.postroutingJump === "insert";
+}
+
+/** The kube-proxy mark our chain leaves alone, in insert mode; undefined in append mode. */
+export function kubeProxyMarkOf(desired: DesiredChain): number | undefined {
+  if (!exemptionsAreFinal(desired)) return undefined;
+  return desired.kubeProxyMark ?? kubeProxyMark(defaultKubeProxyMasqueradeBit);
 }
 
 /** Where our POSTROUTING jump goes (`--postrouting-jump`). */
@@ -104,7 +137,11 @@ export function desiredChain(
   family: Family,
   chain: string,
   masquerade: MasqueradeOptions,
-  options: { readonly postroutingJump?: PostroutingJump } = {},
+  options: {
+    readonly postroutingJump?: PostroutingJump;
+    /** `--kube-proxy-masquerade-bit`; used in insert mode only. */
+    readonly kubeProxyMasqueradeBit?: number;
+  } = {},
 ): DesiredChain {
   const masqueradesLinkLocal = family === "ipv4"
     ? config.masqLinkLocal.value
@@ -131,6 +168,8 @@ export function desiredChain(
   const sources = (config.nonMasqueradeSrcCidrs ?? []).filter((cidr) =>
     cidr.value.family === family
   );
+  const outputAddress = family === "ipv4" ? config.outputAddress : config.outputAddressIPv6;
+  const insert = options.postroutingJump === "insert";
   // Absent rather than empty, so a config without the new keys gives the very same value.
   return {
     family,
@@ -139,7 +178,16 @@ export function desiredChain(
     ...(exceptions.length > 0 ? { masqueradeExceptions: exceptions } : {}),
     ...(sources.length > 0 ? { sourceExemptions: sources } : {}),
     masquerade,
-    ...(options.postroutingJump === "insert" ? { postroutingJump: "insert" as const } : {}),
+    ...(insert ? { postroutingJump: "insert" as const } : {}),
+    ...(insert
+      ? {
+        kubeProxyMark: kubeProxyMark(
+          options.kubeProxyMasqueradeBit ?? defaultKubeProxyMasqueradeBit,
+        ),
+      }
+      : {}),
+    ...(outputAddress ? { outputAddress } : {}),
+    ...(config.outputInterface ? { outputInterface: config.outputInterface } : {}),
   };
 }
 
@@ -276,19 +324,32 @@ export function chainRuleLines(desired: DesiredChain): string[] {
   // or a config exempting everything would never compare equal and be rewritten each resync.
   const match = (option: "-s" | "-d", cidr: Cidr) =>
     cidr.prefix === 0 ? "" : ` ${option} ${cidr.text}`;
+  // Insert mode: an exemption ACCEPTs, which ends nat POSTROUTING for the packet (RETURN would
+  // resume it, and another tool's later MASQUERADE would still take the packet).
+  const exempt = exemptionsAreFinal(desired) ? "ACCEPT" : "RETURN";
+  const mark = kubeProxyMarkOf(desired);
+  const markRule = mark === undefined ? [] : [
+    `-A ${chain} -m mark --mark ${iptablesMarkText(mark)}/${iptablesMarkText(mark)} ` +
+    `-m comment --comment ${iptablesQuote(kubeProxyMarkComment)} -j RETURN`,
+  ];
   const sources = (desired.sourceExemptions ?? []).map((cidr) =>
     `-A ${chain}${match("-s", cidr.value)} ` +
-    `-m comment --comment ${iptablesQuote(sourceExemptionComment)} -j RETURN`
+    `-m comment --comment ${iptablesQuote(sourceExemptionComment)} -j ${exempt}`
   );
   const destinations = orderedRules(desired).flatMap(({ action, cidr }) =>
     action === "return"
       ? [
         `-A ${chain}${match("-d", cidr.value)} ` +
-        `-m comment --comment ${iptablesQuote(returnComment)} -j RETURN`,
+        `-m comment --comment ${iptablesQuote(returnComment)} -j ${exempt}`,
       ]
       : masqueradeRules(desired, match("-d", cidr.value), exceptionComment)
   );
-  return [...sources, ...destinations, ...masqueradeRules(desired, "", masqueradeComment)];
+  return [
+    ...markRule,
+    ...sources,
+    ...destinations,
+    ...masqueradeRules(desired, "", masqueradeComment),
+  ];
 }
 
 /**
@@ -296,8 +357,16 @@ export function chainRuleLines(desired: DesiredChain): string[] {
  * protocol and range, then the plain one, so an exception masquerades exactly as the last
  * rules do.
  */
-function masqueradeRules(desired: DesiredChain, match: string, comment: string): string[] {
+function masqueradeRules(
+  desired: DesiredChain,
+  destination: string,
+  comment: string,
+): string[] {
   const { chain, masquerade } = desired;
+  // iptables-save prints -o after -d and before -p.
+  const match = destination +
+    (desired.outputInterface ? ` -o ${desired.outputInterface.value}` : "");
+  const target = (ports?: string) => masqueradeTarget(desired.outputAddress?.value, ports);
   const randomFully = masquerade.randomFully ? " --random-fully" : "";
   const toPorts = toPortsProtocols.flatMap((protocol) =>
     toPortsSplit(masquerade.toPorts).map(({ range, probability }) => {
@@ -305,12 +374,25 @@ function masqueradeRules(desired: DesiredChain, match: string, comment: string):
         ? ""
         : ` -m statistic --mode random --probability ${probability}`;
       return `-A ${chain}${match} -p ${protocol} -m comment --comment ${iptablesQuote(comment)}` +
-        `${statistic} -j MASQUERADE --to-ports ${formatPortRange(range)}${randomFully}`;
+        `${statistic} -j ${target(formatPortRange(range))}${randomFully}`;
     })
   );
-  const last = `-A ${chain}${match} -m comment --comment ${iptablesQuote(comment)} -j MASQUERADE` +
+  const last = `-A ${chain}${match} -m comment --comment ${iptablesQuote(comment)} -j ${target()}` +
     randomFully;
   return [...toPorts, last];
+}
+
+/**
+ * `MASQUERADE [--to-ports PORTS]`, or with an `outputAddress`
+ * `SNAT --to-source ADDR[:PORTS]` (IPv6: `[ADDR]:PORTS`), as iptables-save prints them.
+ */
+function masqueradeTarget(address: IpAddress | undefined, ports?: string): string {
+  if (address === undefined) {
+    return `MASQUERADE${ports === undefined ? "" : ` --to-ports ${ports}`}`;
+  }
+  if (ports === undefined) return `SNAT --to-source ${address.text}`;
+  const host = address.family === "ipv6" ? `[${address.text}]` : address.text;
+  return `SNAT --to-source ${host}:${ports}`;
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   iptablesQuote,
   jumpComment,
   jumpRuleLine,
+  kubeProxyMarkComment,
   masqueradeComment,
   returnComment,
   sourceExemptionComment,
@@ -339,6 +340,7 @@ const ownChainComments = [
   masqueradeComment,
   sourceExemptionComment,
   exceptionComment,
+  kubeProxyMarkComment,
 ].map((comment) => ` -m comment --comment ${iptablesQuote(comment)} `);
 
 function isOwnChainRule(rule: string): boolean {

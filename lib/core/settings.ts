@@ -32,6 +32,7 @@ export const settingKeys = {
   iptablesMode: "iptablesMode",
   dataplane: "dataplane",
   postroutingJump: "postroutingJump",
+  kubeProxyMasqueradeBit: "kubeProxyMasqueradeBit",
 } as const satisfies Record<string, keyof AgentFlags>;
 
 /** A config key that is also a flag: `masqChain`, `toPorts`, ... */

@@ -287,6 +287,11 @@ export class Agent {
       // Only when set, so the line is unchanged for configs without them.
       ...cidrKey("masqueradeCIDRs", effective.masqueradeCidrs),
       ...cidrKey("nonMasqueradeSrcCIDRs", effective.nonMasqueradeSrcCidrs),
+      ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
+      ...(effective.outputAddressIPv6
+        ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
+        : {}),
+      ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
       masqLinkLocal: effective.masqLinkLocal.value,
       masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
       resyncInterval: `${resyncMs / 1000}s`,
@@ -312,7 +317,22 @@ export class Agent {
       if (this.#lastRules.get(chain.family) === rules.join("\n")) continue;
       this.#lastRules.set(chain.family, rules.join("\n"));
       this.#inSync.delete(chain.family);
-      log.info(`desired ${chain.family} rules: ${chain.exemptions.length} RETURN, then MASQUERADE`);
+      log.info(
+        `desired ${chain.family} rules: ${chain.exemptions.length} ` +
+          `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
+          (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
+          (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
+      );
+      if (chain.outputAddress) {
+        log.debug(`  SNAT to ${chain.outputAddress.value.text}`, {
+          from: formatLocation(chain.outputAddress.at),
+        });
+      }
+      if (chain.outputInterface) {
+        log.debug(`  only by ${chain.outputInterface.value}`, {
+          from: formatLocation(chain.outputInterface.at),
+        });
+      }
       chain.sourceExemptions?.forEach((cidr) =>
         log.debug(`  RETURN source ${cidr.value.text}`, { from: formatLocation(cidr.at) })
       );

@@ -146,6 +146,7 @@ export async function explainMode(
       destination,
       source: flags.explainSource,
       live: enabled ? await viewOf(destination.family) : undefined,
+      dataplane: flags.dataplane,
     });
     deps.print(
       flags.logFormat === "json"

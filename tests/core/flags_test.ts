@@ -33,6 +33,7 @@ const expectedDefaults: AgentFlags = {
   iptablesMode: "auto",
   dataplane: "iptables",
   postroutingJump: "append",
+  kubeProxyMasqueradeBit: 14,
   explain: [],
   explainSource: undefined,
   verbosity: 0,
@@ -632,7 +633,8 @@ Deno.test("flagValuesForLog lists every agent flag once with its value", () => {
     line,
     "--config-dir=/etc/config --masq-chain=IP-MASQ-AGENT --nomasq-all-reserved-ranges=false " +
       '--enable-ipv6=false --resync-interval=60 --random-fully=true --to-ports="" --iptables-mode=auto ' +
-      '--dataplane=iptables --postrouting-jump=append --explain="" --explain-source="" --v=0 ' +
+      "--dataplane=iptables --postrouting-jump=append --kube-proxy-masquerade-bit=14 " +
+      '--explain="" --explain-source="" --v=0 ' +
       "--log-format=text --exit-on-config-error=true --once=false --dry-run=false --check=false " +
       "--cleanup=false --version=false --help=false",
   );

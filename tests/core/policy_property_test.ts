@@ -12,6 +12,13 @@
  *   (tests/support/packet_tracer.ts), for each protocol and both outcomes of
  *   the `--to-ports` statistic matches.
  *
+ * Issue 17: random `--postrouting-jump=insert` (with the kube-proxy mark bit),
+ * `outputAddress` / `outputAddressIPv6` and `outputInterface`, probed with
+ * marked and unmarked packets leaving by several interfaces. In insert mode
+ * every exemption must end in ACCEPT (final against a later foreign
+ * MASQUERADE) and a marked packet in RETURN (left to kube-proxy); a SNAT
+ * rewrites to exactly the family's outputAddress.
+ *
  * Also: the rendered chain is removable by --cleanup (every rule carries one
  * of our comments), and planning from an empty table writes exactly it.
  *
@@ -28,7 +35,7 @@ import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
 import { type AgentFlags, parseFlags } from "../../lib/core/flags.ts";
 import { chainRuleLines, renderFromEmpty } from "../../lib/core/rules.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/core/ruleset.ts";
-import { traceChain } from "../support/packet_tracer.ts";
+import { traceChain, traceOutcome } from "../support/packet_tracer.ts";
 import { propertySeed, Random } from "../support/random.ts";
 
 const seed = propertySeed(0x12a5c0de);
@@ -96,6 +103,9 @@ interface Generated {
   readonly sources: ModelCidr[];
   readonly masqLinkLocal: boolean;
   readonly masqLinkLocalIPv6: boolean;
+  /** Issue 17: the keys of the first file, when set. */
+  readonly outputAddress: Partial<Record<Family, string>>;
+  readonly outputInterface?: string;
 }
 
 function list(key: string, cidrs: readonly ModelCidr[]): string {
@@ -108,6 +118,10 @@ function generate(random: Random): Generated {
     argv.push(random.pick(["--to-ports=1024-65535", "--to-ports=2000-2999,5000"]));
   }
   if (random.bool(0.3)) argv.push("--random-fully=false");
+  if (random.bool(0.4)) {
+    argv.push("--postrouting-jump=insert");
+    if (random.bool(0.3)) argv.push("--kube-proxy-masquerade-bit=0");
+  }
   const parsed = parseFlags(argv);
   if (!parsed.ok) throw new Error(parsed.error);
   const flags = parsed.value.flags;
@@ -120,6 +134,10 @@ function generate(random: Random): Generated {
   };
   let masqLinkLocal = false;
   let masqLinkLocalIPv6 = false;
+  const outputAddress: Partial<Record<Family, string>> = {};
+  if (random.bool(0.4)) outputAddress.ipv4 = random.pick(["192.0.2.5", "10.0.0.1"]);
+  if (flags.enableIpv6 && random.bool(0.4)) outputAddress.ipv6 = "2001:db8::5";
+  const outputInterface = random.bool(0.4) ? random.pick(["eth0", "eth+"]) : undefined;
   const fileCount = random.int(1, 3);
   for (let f = 0; f < fileCount; f++) {
     const nonMasquerade = Array.from(
@@ -149,7 +167,12 @@ function generate(random: Random): Generated {
       list("masqueradeCIDRs", masquerade) +
       list("nonMasqueradeSrcCIDRs", sources) +
       (linkLocal === undefined ? "" : `masqLinkLocal: ${linkLocal}\n`) +
-      (linkLocal6 === undefined ? "" : `masqLinkLocalIPv6: ${linkLocal6}\n`) + "cidrLimit: 100\n";
+      (linkLocal6 === undefined ? "" : `masqLinkLocalIPv6: ${linkLocal6}\n`) + "cidrLimit: 100\n" +
+      (f > 0 ? "" : [
+        outputAddress.ipv4 ? `outputAddress: ${outputAddress.ipv4}\n` : "",
+        outputAddress.ipv6 ? `outputAddressIPv6: "${outputAddress.ipv6}"\n` : "",
+        outputInterface ? `outputInterface: ${outputInterface}\n` : "",
+      ].join(""));
     files.push({ name: `/etc/config/ip-masq-${f}`, text });
     all.nonMasquerade.push(...cleanNonMasquerade);
     all.masquerade.push(...masquerade);
@@ -163,7 +186,16 @@ function generate(random: Random): Generated {
       { family: "ipv4", address: 0xc0a80000n, prefix: 16, text: "192.168.0.0/16" },
     );
   }
-  return { flags, argv, files, ...all, masqLinkLocal, masqLinkLocalIPv6 };
+  return {
+    flags,
+    argv,
+    files,
+    ...all,
+    masqLinkLocal,
+    masqLinkLocalIPv6,
+    outputAddress,
+    ...(outputInterface ? { outputInterface } : {}),
+  };
 }
 
 function contains(cidr: ModelCidr, family: Family, address: bigint): boolean {
@@ -235,6 +267,10 @@ Deno.test(`rendered rules, the decision function and the model agree (seed ${see
     sourceDecides: 0,
     ipv6: 0,
     toPorts: 0,
+    insertExemptionFinal: 0,
+    kubeProxyMarked: 0,
+    otherInterface: 0,
+    snatToOutputAddress: 0,
   };
   for (let n = 0; n < caseCount; n++) {
     const generated = generate(random);
@@ -276,26 +312,80 @@ Deno.test(`rendered rules, the decision function and the model agree (seed ${see
         ...generated.sources.filter((cidr) => cidr.family === family).map((cidr) => cidr.address),
         family === "ipv4" ? 0x0af40102n : (0xfd00n << 112n) | 0x244n,
       ];
+      const insert = generated.flags.postroutingJump === "insert";
+      const mark = 2 ** generated.flags.kubeProxyMasqueradeBit;
+      const wantedAddress = generated.outputAddress[family];
       for (const destination of probes(generated, family, random)) {
         const source = random.pick(sourcePool);
-        const want = modelVerdict(generated, family, destination, source);
+        const outputInterface = random.pick(["eth0", "eth1", "tun0"]);
+        const marked = random.bool(0.25);
+        const leavesBy = generated.outputInterface === undefined ||
+          (generated.outputInterface.endsWith("+")
+            ? outputInterface.startsWith(generated.outputInterface.slice(0, -1))
+            : outputInterface === generated.outputInterface);
+        const byConfig = modelVerdict(generated, family, destination, source);
+        // Insert mode leaves what kube-proxy marked to kube-proxy, which masquerades it.
+        const want = insert && marked
+          ? "masquerade"
+          : byConfig === "masquerade" && !leavesBy
+          ? "keep source"
+          : byConfig;
         const decision = decide(desired, {
           destination: addressOf(family, destination),
           source: addressOf(family, source),
+          outputInterface,
+          kubeProxyMarked: marked,
         });
         const probe = `${where}: ${family === "ipv4" ? v4(destination) : v6(destination)} from ` +
-          `${family === "ipv4" ? v4(source) : v6(source)}`;
+          `${family === "ipv4" ? v4(source) : v6(source)} by ${outputInterface}` +
+          `${marked ? " marked" : ""}`;
         assert.equal(decision.verdict, want, `${probe}: decide() vs the model`);
+        const byUs = decision.verdict === "masquerade" &&
+          decision.because.kind !== "kube-proxy-mark";
+        assert.equal(decision.snatTo?.value.text, byUs ? wantedAddress : undefined, probe);
         for (const protocol of ["tcp", "udp", "sctp", "icmp"] as const) {
           for (const statisticFires of [true, false]) {
+            const packet = {
+              destination,
+              source,
+              protocol,
+              statisticFires,
+              outputInterface,
+              mark: marked ? mark : 0,
+            };
+            const outcome = traceOutcome(lines, packet);
+            const context = `${probe} (${protocol}, statistic ${statisticFires})`;
+            // What follows our chain: kube-proxy's masquerade of marked packets.
+            const traced = outcome.target === "MASQUERADE" || outcome.target === "SNAT"
+              ? "masquerade"
+              : outcome.target !== "ACCEPT" && insert && marked
+              ? "masquerade"
+              : "keep source";
             assert.equal(
-              traceChain(lines, { destination, source, protocol, statisticFires }),
+              traced,
               want,
-              `${probe} (${protocol}, statistic ${statisticFires}): the rendered rules vs the model\n` +
-                lines.join("\n"),
+              `${context}: the rendered rules vs the model\n${lines.join("\n")}`,
             );
+            if (!insert) {
+              assert.equal(traceChain(lines, packet), want, context);
+              assert.notEqual(outcome.target, "ACCEPT", `${context}: append mode never ACCEPTs`);
+            }
+            if (insert && marked) assert.equal(outcome.target, "RETURN", `${context}: the mark`);
+            const exempted = ["source-exemption", "link-local", "non-masquerade"].includes(
+              decision.because.kind,
+            );
+            if (insert && exempted) {
+              // ACCEPT ends nat POSTROUTING: a later foreign MASQUERADE cannot take it.
+              assert.equal(outcome.target, "ACCEPT", `${context}: an exemption is final`);
+              corners.insertExemptionFinal++;
+            }
+            if (outcome.target === "SNAT") assert.equal(outcome.toSource, wantedAddress, context);
+            if (outcome.target === "MASQUERADE") assert.equal(wantedAddress, undefined, context);
+            if (outcome.target === "SNAT") corners.snatToOutputAddress++;
           }
         }
+        if (insert && marked) corners.kubeProxyMarked++;
+        if (decision.because.kind === "other-interface") corners.otherInterface++;
         if (decision.because.kind === "masquerade-exception") corners.exceptionDecides++;
         if (decision.because.kind === "source-exemption") corners.sourceDecides++;
         const because = decision.because;

@@ -378,13 +378,13 @@ const insertChain: DesiredChain = {
 const jump = jumpRuleLine("IP-MASQ-AGENT");
 const foreign = "-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE";
 
-function liveWith(postrouting: readonly string[]) {
+function liveWith(postrouting: readonly string[], chain: DesiredChain = insertChain) {
   return parseNatTable(
     [
       "-P POSTROUTING ACCEPT",
       ...postrouting,
       "-N IP-MASQ-AGENT",
-      ...chainRuleLines(insertChain),
+      ...chainRuleLines(chain),
     ].join("\n"),
   );
 }
@@ -427,9 +427,9 @@ Deno.test("insert: duplicates, even spelled like the kept jump, leave exactly on
 
 Deno.test("append (the default) leaves a jump where it is, as upstream", () => {
   const appended = { ...insertChain, postroutingJump: undefined };
-  assert.equal(planReconcile(appended, liveWith([foreign, jump])).payload, null);
+  assert.equal(planReconcile(appended, liveWith([foreign, jump], appended)).payload, null);
   assert.equal(
-    planReconcile(appended, liveWith([foreign])).payload,
+    planReconcile(appended, liveWith([foreign], appended)).payload,
     `*nat\n${jump}\nCOMMIT\n`,
   );
 });

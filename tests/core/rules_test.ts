@@ -92,6 +92,12 @@ const exampleCloud = [
 const dualStack = "nonMasqueradeCIDRs:\n  - 10.244.0.0/16\n  - fd00:10:244::/56\n" +
   "  - 192.168.0.0/16\n  - 2001:db8::/32\n";
 
+const issue17Output =
+  "nonMasqueradeCIDRs: [10.0.0.0/8, fd00::/8]\nmasqueradeCIDRs: [10.1.0.0/16]\n" +
+  "outputAddress: 192.0.2.5\noutputAddressIPv6: 2001:db8::5\noutputInterface: eth+\n";
+const issue17Insert = "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeCIDRs: [10.1.0.0/16]\n" +
+  "nonMasqueradeSrcCIDRs: [10.245.0.0/16]\noutputInterface: eth0\n";
+
 interface GoldenCase {
   readonly name: string;
   readonly files: Record<string, string>;
@@ -159,6 +165,18 @@ const goldenCases: GoldenCase[] = [
     files: {},
     flags: { masqChain: "MY-MASQ-CHAIN" },
     goldens: { ipv4: "custom-chain-ipv4.rules" },
+  },
+  {
+    name: "outputAddress, outputAddressIPv6 and outputInterface with --to-ports (issue 17)",
+    files: { "ip-masq-agent": issue17Output },
+    flags: { enableIpv6: true, toPorts: ports("20000-29999,40000") },
+    goldens: { ipv4: "output-ipv4.rules", ipv6: "output-ipv6.rules" },
+  },
+  {
+    name: "--postrouting-jump=insert: the kube-proxy mark first, exemptions ACCEPT (issue 17)",
+    files: { "ip-masq-agent": issue17Insert },
+    flags: { postroutingJump: "insert" },
+    goldens: { ipv4: "insert-ipv4.rules" },
   },
 ];
 

@@ -127,9 +127,9 @@ e2eTest("nonMasqueradeSrcCIDRs: traffic from those pods is never masqueraded", a
 });
 
 /**
- * What `insert` can and cannot win. Our exemptions RETURN, and RETURN resumes POSTROUTING, so a
- * foreign MASQUERADE still applies to a destination we exempt wherever our jump is (asserted
- * below, and --explain says so). What insert wins is every destination we masquerade: our
+ * What `insert` wins. In insert mode our exemptions ACCEPT (issue 17), which ends nat
+ * POSTROUTING, so a foreign MASQUERADE after our jump no longer applies to a destination we
+ * exempt (asserted below, and --explain says so). And every destination we masquerade: our
  * MASQUERADE (with our --to-ports and --random-fully) decides before the foreign one, and a
  * foreign ACCEPT or RETURN before our jump no longer keeps the source of traffic we masquerade.
  */
@@ -184,17 +184,16 @@ e2eTest(
       { [dest.testNet2]: "node" },
       "insert: ours decides before the foreign ACCEPT",
     );
-    // RETURN resumes POSTROUTING: the foreign MASQUERADE still takes what we exempt.
-    await expectSeen(env, { [dest.private]: "node" }, "a destination we exempt, after our RETURN");
+    // Issue 17: in insert mode an exemption ACCEPTs, which ends nat POSTROUTING: the foreign
+    // MASQUERADE after our jump no longer takes what we exempt.
+    await expectSeen(env, { [dest.private]: "pod" }, "a destination we exempt, ACCEPTed");
     const limit = await runAgent(env, [
       ...insert,
       `--explain=${dest.private}`,
       `--explain-source=${pod.ipv4}`,
     ]);
-    match(
-      limit.stdout,
-      /our chain IP-MASQ-AGENT returns, then a later POSTROUTING rule of another tool decides/,
-    );
+    match(limit.stdout, /decided by our chain's ACCEPT rule \(--postrouting-jump=insert\)/);
+    match(limit.stdout, /live \(.*\): same answer \(keep source\)/);
 
     // Someone inserts another rule at the top: the next reconcile moves ours back, once.
     await ipt(env, ["-t", "nat", "-I", "POSTROUTING", "1", ...foreignAccept]);

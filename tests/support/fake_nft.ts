@@ -273,9 +273,14 @@ function readBlock(lines: string[], from: number, family: Family, table: FakeTab
       for (i++; i < lines.length; i++) {
         const inner = lines[i].trim();
         if (inner === "}") break;
-        const base = /^type nat hook postrouting priority srcnat; policy accept;$/.exec(inner);
-        if (base) chain.base = { type: "nat", hook: "postrouting", prio: 100, policy: "accept" };
-        else chain.rules.push({ expr: ruleExpressions(family, inner) });
+        // `srcnat - 1`: --postrouting-jump=insert (issue 17).
+        const base = /^type nat hook postrouting priority srcnat( - 1)?; policy accept;$/.exec(
+          inner,
+        );
+        if (base) {
+          const prio = base[1] ? 99 : 100;
+          chain.base = { type: "nat", hook: "postrouting", prio, policy: "accept" };
+        } else chain.rules.push({ expr: ruleExpressions(family, inner) });
       }
       continue;
     }
@@ -418,6 +423,40 @@ function ruleExpressions(family: Family, text: string): unknown[] {
         },
       });
       i += 6;
+    } else if (rest[0] === "meta" && rest[1] === "mark" && rest[2] === "&" && rest[4] === "==") {
+      // As nft 1.0.6 lists it (issue 17's kube-proxy mark check).
+      expr.push({
+        match: {
+          op: "==",
+          left: { "&": [{ meta: { key: "mark" } }, Number(rest[3])] },
+          right: Number(rest[5]),
+        },
+      });
+      i += 6;
+    } else if (rest[0] === "oifname" && rest[1]) {
+      expr.push({
+        match: { op: "==", left: { meta: { key: "oifname" } }, right: rest[1].slice(1, -1) },
+      });
+      i += 2;
+    } else if (rest[0] === "snat" && rest[1] === "to") {
+      const body: Json = {};
+      if (rest[2] === ip && rest[3] === "saddr") {
+        body.addr = { payload: { protocol: ip, field: "saddr" } };
+        i += 4;
+      } else {
+        // `ADDR[:FIRST-LAST]`; IPv6 with ports as `[ADDR]:FIRST-LAST`.
+        const ports = family === "ipv4"
+          ? /^([^:]+)(?::(\d+)-(\d+))?$/.exec(rest[2])!
+          : /^\[?([^\]]*?)\]?(?::(\d+)-(\d+))?$/.exec(rest[2])!;
+        body.addr = ports[1];
+        if (ports[2] !== undefined) body.port = { range: [Number(ports[2]), Number(ports[3])] };
+        i += 3;
+      }
+      if (words[i] === "fully-random") {
+        body.flags = "fully-random";
+        i += 1;
+      }
+      expr.push({ snat: body });
     } else if (rest[0] === "return") {
       expr.push({ return: null });
       i += 1;

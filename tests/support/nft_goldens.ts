@@ -61,4 +61,23 @@ export const nftGoldenCases: NftGoldenCase[] = [
     flags: { enableIpv6: true },
     goldens: { ipv4: "nft-everything-ipv4.nft", ipv6: "nft-everything-ipv6.nft" },
   },
+  {
+    name: "outputAddress, outputAddressIPv6 and outputInterface eth+ with --to-ports (issue 17)",
+    files: {
+      "ip-masq-agent": "nonMasqueradeCIDRs: [10.0.0.0/8, fd00::/8]\n" +
+        "outputAddress: 192.0.2.5\noutputAddressIPv6: 2001:db8::5\noutputInterface: eth+\n",
+    },
+    flags: { enableIpv6: true, toPorts: ports("20000-29999,40000") },
+    goldens: { ipv4: "nft-output-ipv4.nft", ipv6: "nft-output-ipv6.nft" },
+  },
+  {
+    name:
+      "--postrouting-jump=insert: srcnat - 1, the kube-proxy mark, identity bindings (issue 17)",
+    files: {
+      "ip-masq-agent": "nonMasqueradeCIDRs: [10.0.0.0/8, fd00::/8]\n" +
+        "nonMasqueradeSrcCIDRs: [10.245.0.0/16]\n",
+    },
+    flags: { enableIpv6: true, postroutingJump: "insert", kubeProxyMasqueradeBit: 15 },
+    goldens: { ipv4: "nft-insert-ipv4.nft", ipv6: "nft-insert-ipv6.nft" },
+  },
 ];
