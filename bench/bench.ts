@@ -21,6 +21,7 @@ import { parseOptions, type Section, sections, usage } from "./options.ts";
 import { probeRows } from "./probe.ts";
 import { loadAverage, machine, report, revision, type Row } from "./report.ts";
 import { startupRows } from "./startup.ts";
+import { sideBySideRows } from "./side_by_side.ts";
 import { nodeRows, resync10kRows, SteadyRuns } from "./steady.ts";
 
 async function main(): Promise<number> {
@@ -64,6 +65,7 @@ async function main(): Promise<number> {
       memory: (backend) => memoryRows(res, runs, backend, options),
       latency: (backend) => latencyRows(res, backend, options),
       nft: (backend) => nftRows(res, backend, options),
+      start: (backend) => sideBySideRows(res, backend, options, options.peers),
     };
     for (const section of sections.filter((name) => options.only.has(name))) {
       for (const backend of options.backends) rows.push(...await measure[section](backend));
