@@ -347,9 +347,14 @@ export async function sideBySideRows(
 
   // Goal 2: 100,000 CIDRs on the nftables dataplane, in two files that each fit a ConfigMap.
   const half = 50_000;
+  // Distinct /24s in 10.0.0.0/8, then in 11.0.0.0/8.
+  const distinct = (n: number, first: number) =>
+    Array.from({ length: n }, (_, i) => i + first).map((k) =>
+      `${10 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}.0/24`
+    );
   const files = {
-    "ip-masq-agent": configYaml(distinctCidrs(half), half),
-    "ip-masq-agent-more": configYaml(distinctCidrs(half, half), half),
+    "ip-masq-agent": configYaml(distinct(half, 0), half),
+    "ip-masq-agent-more": configYaml(distinct(half, half), half),
   };
   const sizes = Object.values(files).map((text) => new TextEncoder().encode(text).length);
   const nftArgs = manifest.filter((arg) => !arg.startsWith("--dataplane="))
