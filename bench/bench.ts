@@ -22,6 +22,7 @@ import { probeRows } from "./probe.ts";
 import { loadAverage, machine, report, revision, type Row } from "./report.ts";
 import { shippedRows } from "./shipped.ts";
 import { startupRows } from "./startup.ts";
+import { sideBySideRows } from "./side_by_side.ts";
 import { nodeRows, resync10kRows, SteadyRuns } from "./steady.ts";
 
 async function main(): Promise<number> {
@@ -66,6 +67,7 @@ async function main(): Promise<number> {
       shipped: (backend) => shippedRows(res, backend, options),
       latency: (backend) => latencyRows(res, backend, options),
       nft: (backend) => nftRows(res, backend, options),
+      start: (backend) => sideBySideRows(res, backend, options, options.peers),
     };
     for (const section of sections.filter((name) => options.only.has(name))) {
       for (const backend of options.backends) rows.push(...await measure[section](backend));

@@ -17,6 +17,7 @@ export const sections = [
   "shipped",
   "latency",
   "nft",
+  "start",
 ] as const;
 
 export type Section = typeof sections[number];
@@ -30,6 +31,7 @@ export const sectionHelp: Readonly<Record<Section, string>> = {
   shipped: "RSS as the shipped DaemonSet runs it (--iptables-mode=auto), kube-proxy vs empty node",
   latency: "config change → rules applied, kept from issue 3",
   nft: "issue 11: both dataplanes at 1,000-100,000 CIDRs, and the first-packet cost",
+  start: "issue 18: spawn → applied and RSS at rest as the manifest runs us, beside --peer agents",
 };
 
 export interface Options {
@@ -48,6 +50,8 @@ export interface Options {
   readonly applyRuns: number;
   readonly reconciles: number;
   readonly swaps: number;
+  /** Go agents to measure beside ours (`--peer=v1=PATH --peer=v2=PATH`). */
+  readonly peers: { readonly v1?: string; readonly v2?: string };
 }
 
 export const usage = `deno task bench [--name=value ...]   (as root)
@@ -63,10 +67,26 @@ ${sections.map((name) => `      ${name.padEnd(10)} ${sectionHelp[name]}`).join("
   --apply-runs=3          spawn → 10,000 CIDRs applied runs (after one warm-up)
   --reconciles=1000       SIGHUP-driven reconciles of the memory-growth run
   --swaps=50              config changes of the latency run
+  --peer=v1=PATH --peer=v2=PATH
+                          Go agents (e.g. ../shared/peers/build.sh's run-v1, run-v2) measured
+                          beside ours in the start section (also: --peer v1=PATH)
 `;
 
-export function parseOptions(args: readonly string[]): Options {
+export function parseOptions(allArgs: readonly string[]): Options {
   const values = new Map<string, string>();
+  const peers: { v1?: string; v2?: string } = {};
+  const args: string[] = [];
+  for (let i = 0; i < allArgs.length; i++) {
+    const arg = allArgs[i];
+    const peer = arg === "--peer" ? allArgs[++i] : /^--peer=(.*)$/.exec(arg)?.[1];
+    if (peer === undefined) {
+      args.push(arg);
+      continue;
+    }
+    const match = /^(v1|v2)=(.+)$/.exec(peer);
+    if (!match) throw new Error(`--peer takes v1=PATH or v2=PATH, got ${peer}`);
+    peers[match[1] as "v1" | "v2"] = match[2];
+  }
   for (const arg of args) {
     const match = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
     if (!match) throw new Error(`unknown argument ${arg} (options take the form --name=value)`);
@@ -105,6 +125,7 @@ export function parseOptions(args: readonly string[]): Options {
     applyRuns: int("apply-runs", 3),
     reconciles: int("reconciles", 1000),
     swaps: int("swaps", 50),
+    peers,
   };
   if (values.size > 0) throw new Error(`unknown option --${[...values.keys()][0]}`);
   return options;

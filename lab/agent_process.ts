@@ -37,6 +37,13 @@ export interface AgentOptions {
   readonly pid1?: boolean;
   /** A command prefix for the agent itself, e.g. `setpriv` dropping capabilities. */
   readonly wrap?: readonly string[];
+  /**
+   * Another agent's command instead of `deno task start` (the benchmark's Go peers); then no
+   * `--iptables-mode` is added, and `processName` names the process `agentPid` looks for.
+   */
+  readonly command?: readonly string[];
+  /** The agent process's name (`/proc/PID/comm`); "deno" unless `command` says otherwise. */
+  readonly processName?: string;
 }
 
 export interface AgentResult {
@@ -71,8 +78,11 @@ export class AgentProcess {
   #stderr = "";
   readonly #done: Promise<AgentResult>;
 
-  private constructor(child: Deno.ChildProcess, work: string) {
+  readonly #processName: string;
+
+  private constructor(child: Deno.ChildProcess, work: string, processName: string) {
     this.#child = child;
+    this.#processName = processName;
     const collect = async (stream: ReadableStream<Uint8Array>, append: (text: string) => void) => {
       const decoder = new TextDecoder();
       for await (const chunk of stream) append(decoder.decode(chunk, { stream: true }));
@@ -104,7 +114,8 @@ export class AgentProcess {
     };
     // First, so that a test's own flags (even a bad one) come after it unchanged.
     const backend = await backendOfDir(options.binDir);
-    const args = backend && !options.args.some((arg) => /^--?iptables-mode(=|$)/.test(arg))
+    const args = backend && !options.command &&
+        !options.args.some((arg) => /^--?iptables-mode(=|$)/.test(arg))
       ? [`--iptables-mode=${backend}`, ...options.args]
       : [...options.args];
     const denoDir = Deno.env.get("DENO_DIR");
@@ -119,7 +130,7 @@ export class AgentProcess {
         setupScript,
         "sh",
         ...(options.wrap ?? []),
-        ...startCommand,
+        ...(options.command ?? startCommand),
         ...args,
       ],
       clearEnv: true,
@@ -128,7 +139,7 @@ export class AgentProcess {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return new AgentProcess(child, work);
+    return new AgentProcess(child, work, options.processName ?? "deno");
   }
 
   /** Runs to completion, killing the agent after `timeoutMs`. */
@@ -195,7 +206,7 @@ export class AgentProcess {
    * child of the agent (an iptables tool, a process started by `setup`).
    */
   async signalAgent(signal: Deno.Signal): Promise<void> {
-    const pid = await findAgentPid(this.#child.pid);
+    const pid = await findAgentPid(this.#child.pid, this.#processName);
     if (pid === undefined) {
       this.kill(signal);
       return;
@@ -228,7 +239,7 @@ export class AgentProcess {
   async agentPid(timeoutMs = 10_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const pid = await findAgentPid(this.#child.pid);
+      const pid = await findAgentPid(this.#child.pid, this.#processName);
       if (pid !== undefined) return pid;
       if (Date.now() > deadline) {
         throw new Error(`no deno process under pid ${this.#child.pid} after ${timeoutMs} ms`);
@@ -276,12 +287,12 @@ export async function agentChildren(agent: AgentProcess): Promise<string[][]> {
  * wrapper chain (unshare, sh, ip netns exec) execs into deno, except
  * `unshare --fork`, whose child it is.
  */
-async function findAgentPid(root: number): Promise<number | undefined> {
+async function findAgentPid(root: number, name = "deno"): Promise<number | undefined> {
   const children = await processChildren();
   const queue = [root];
   for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
     const comm = await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "");
-    if (comm.trim() === "deno") return pid;
+    if (comm.trim() === name) return pid;
     queue.push(...(children.get(pid) ?? []));
   }
   return undefined;

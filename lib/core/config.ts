@@ -24,6 +24,7 @@ import {
 } from "yaml";
 import type { IpAddress } from "./address.ts";
 import { type Cidr, parseCidr } from "./cidr.ts";
+import { type FastScalar, parseFastYaml } from "./config_fast.ts";
 import type { ConfigProblem } from "./config_error.ts";
 import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
 import { parseInterfaceName, parseOutputAddress } from "./output.ts";
@@ -212,8 +213,28 @@ function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProbl
   return ok(text);
 }
 
-/** {@link parseConfigFile} for text that is already decoded. */
+/**
+ * {@link parseConfigFile} for text that is already decoded. The shapes real
+ * ConfigMaps use are read by a fast path (config_fast.ts); anything else by
+ * the full YAML parse ({@link parseConfigTextFully}). Both feed the same
+ * validation, so the results are identical (tests/core/config_fast_test.ts).
+ */
 export function parseConfigText(
+  file: string,
+  text: string,
+  options: ParseOptions,
+): Result<FileConfig, ConfigProblem[]> {
+  const fast = parseFastYaml(text);
+  if (fast === undefined) return parseConfigTextFully(file, text, options);
+  const locate = (node: Node | null | undefined): SourceLocation => {
+    const at = node as unknown as FastScalar | null | undefined;
+    return at ? { file, line: at.line, column: at.column } : { file };
+  };
+  return new FileValidator(file, options, locate, fast as unknown as ValidatedDocument).validate();
+}
+
+/** {@link parseConfigText} through the full YAML parse, whatever the text's shape. */
+export function parseConfigTextFully(
   file: string,
   text: string,
   options: ParseOptions,
@@ -266,6 +287,10 @@ export function parseConfigText(
   return new FileValidator(file, options, locate, document).validate();
 }
 
+type YamlDocument = ReturnType<typeof parseDocument>;
+/** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
+type ValidatedDocument = Pick<YamlDocument, "contents">;
+
 class FileValidator {
   readonly #problems: ConfigProblem[] = [];
   readonly #seenKeys = new Map<KnownKey, SourceLocation>();
@@ -289,7 +314,7 @@ class FileValidator {
     readonly file: string,
     readonly options: ParseOptions,
     readonly locate: (node: Node | null | undefined) => SourceLocation,
-    readonly document: ReturnType<typeof parseDocument>,
+    readonly document: ValidatedDocument,
   ) {}
 
   validate(): Result<FileConfig, ConfigProblem[]> {
@@ -534,7 +559,8 @@ class FileValidator {
 
   private resolve(node: Node | null | undefined): Node | null {
     if (node === null || node === undefined) return null;
-    return isAlias(node) ? (node.resolve(this.document) as Node | undefined) ?? null : node;
+    if (!isAlias(node)) return node;
+    return (node.resolve(this.document as YamlDocument) as Node | undefined) ?? null;
   }
 
   private problem(node: Node | null | undefined, key: string | undefined, message: string): void {

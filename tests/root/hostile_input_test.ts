@@ -191,7 +191,8 @@ function laughs(levels: number, width: number): string {
 
 const chain29 = "A".repeat(29);
 
-const cases: readonly HostileCase[] = [
+/** Exported for tests/core/config_fast_test.ts, which runs every config text through both parses. */
+export const cases: readonly HostileCase[] = [
   // --- invalid YAML and JSON -------------------------------------------------------------
   {
     name: "invalid YAML: unterminated flow sequence",
