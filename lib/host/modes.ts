@@ -15,7 +15,7 @@ import type { Logger } from "./log.ts";
 import { desiredChains, enabledFamilies, loadConfig, type LoadedConfig } from "../core/desired.ts";
 import { ConfigError } from "../core/config_error.ts";
 import type { CommandLine } from "../core/settings.ts";
-import { type Dataplane, type DataplanePlan, removeAll } from "./dataplane.ts";
+import type { Dataplane, DataplanePlan } from "./dataplane.ts";
 import { renderFromEmpty } from "../core/rules.ts";
 import { renderNftFromEmpty } from "../core/nft_ruleset.ts";
 

@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/core/cidr.ts";
-import {
-  chainRuleLines,
-  type DesiredChain,
-  jumpRuleLine,
-  renderFromEmpty,
-} from "../../lib/core/rules.ts";
+import { type DesiredChain, renderFromEmpty } from "../../lib/core/rules.ts";
 import { ForeignChainError } from "../../lib/core/errors.ts";
 import { builtIn } from "../../lib/core/source.ts";
 import { applyDesired, iptablesDataplane, removeAll } from "../../lib/host/dataplane.ts";
