@@ -5,23 +5,23 @@
  * @module
  */
 
-import { Agent } from "./lib/host/agent.ts";
-import { readConfigDir, watchConfigDir } from "./lib/host/config_dir.ts";
-import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/core/errors.ts";
-import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/core/flags.ts";
-import { chooseMode } from "./lib/host/mode_detection.ts";
+import { Agent } from "./lib/agent/agent.ts";
+import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
+import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
+import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/cli/flags.ts";
+import { chooseMode } from "./lib/iptables/mode_detection.ts";
 import {
   chosenDataplane,
   cleanupTargets,
   probeRandomFully,
   removeOursFromOtherBackend,
-} from "./lib/host/node_netfilter.ts";
-import { type Logger, setUpLogging } from "./lib/host/log.ts";
-import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/host/modes.ts";
-import type { CommandLine } from "./lib/core/settings.ts";
-import { explainMode, nodeTables } from "./lib/host/explain_mode.ts";
-import { installSignalHandlers } from "./lib/host/signals.ts";
-import { versionText } from "./lib/host/version.ts";
+} from "./lib/cli/netfilter.ts";
+import { type Logger, setUpLogging } from "./lib/base/log.ts";
+import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/cli/one_shot.ts";
+import type { CommandLine } from "./lib/config/settings.ts";
+import { explainMode, nodeTables } from "./lib/cli/explain_run.ts";
+import { installSignalHandlers } from "./lib/agent/signals.ts";
+import { versionText } from "./lib/cli/version.ts";
 
 const programName = "ip-masq-agent";
 const encoder = new TextEncoder();

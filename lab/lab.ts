@@ -8,7 +8,7 @@
  */
 
 import { type AgentOptions, AgentProcess, type AgentResult } from "./agent_process.ts";
-import { iptablesTools } from "../lib/core/iptables_mode.ts";
+import { iptablesTools } from "../lib/iptables/mode.ts";
 import type { Backend } from "./host.ts";
 import { backendBin, type CommandResult, NetNs, saveNat } from "./netns.ts";
 import { ToolLog } from "./tool_log.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { allIptablesTools } from "../lib/core/iptables_mode.ts";
+import { allIptablesTools } from "../lib/iptables/mode.ts";
 import type { Backend } from "./host.ts";
 
 export interface CommandResult {

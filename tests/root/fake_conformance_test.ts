@@ -14,23 +14,23 @@
  */
 
 import assert from "node:assert/strict";
-import type { Family } from "../../lib/core/cidr.ts";
-import { defaultFlags } from "../../lib/core/flags.ts";
-import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
-import { parseNftTable } from "../../lib/core/nft_json.ts";
-import { planNftReconcile, planNftRemoval } from "../../lib/core/nft_plan.ts";
-import { nftDesired, renderNftFromEmpty } from "../../lib/core/nft_ruleset.ts";
+import type { Family } from "../../lib/net/cidr.ts";
+import { defaultFlags } from "../../lib/cli/flags.ts";
+import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
+import { parseNftTable } from "../../lib/nftables/parse.ts";
+import { planNftReconcile, planNftRemoval } from "../../lib/nftables/plan.ts";
+import { nftDesired, renderNftFromEmpty } from "../../lib/nftables/render.ts";
 import {
   type DesiredChain,
   jumpRuleLine,
   quotedJumpRuleLine,
   renderFromEmpty,
-} from "../../lib/core/rules.ts";
-import { parseNatTable, planCleanup, planReconcile } from "../../lib/core/ruleset.ts";
-import type { ConfigDirContents } from "../../lib/host/config_dir.ts";
-import { denoExec, type Exec } from "../../lib/host/exec.ts";
-import { IptablesError, type NatTableClient, natTableClient } from "../../lib/host/iptables.ts";
-import { type NftClient, nftClient } from "../../lib/host/nftables.ts";
+} from "../../lib/iptables/render.ts";
+import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
+import type { ConfigDirContents } from "../../lib/config/directory.ts";
+import { denoExec, type Exec } from "../../lib/base/exec.ts";
+import { IptablesError, type NatTableClient, natTableClient } from "../../lib/iptables/client.ts";
+import { type NftClient, nftClient } from "../../lib/nftables/client.ts";
 import { type Backend, backends, netnsSkipReason, rootTest } from "../../lab/host.ts";
 import { NetNs } from "../../lab/netns.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";

@@ -24,10 +24,10 @@ import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
 import { type Backend, netnsTest } from "../../lab/host.ts";
 import { backendBin, NetNs, restoreNat } from "../../lab/netns.ts";
 import { upstreamReturnComment } from "../support/upstream_rules.ts";
-import { ConfigError, formatProblem } from "../../lib/core/config_error.ts";
-import { loadConfig } from "../../lib/core/desired.ts";
-import { defaultFlags } from "../../lib/core/flags.ts";
-import { readConfigDir } from "../../lib/host/config_dir.ts";
+import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
+import { loadConfig } from "../../lib/policy/desired.ts";
+import { defaultFlags } from "../../lib/cli/flags.ts";
+import { readConfigDir } from "../../lib/config/directory.ts";
 
 const mountedConfigDir = "/etc/config";
 const defaultFile = "ip-masq-agent";
@@ -191,7 +191,7 @@ function laughs(levels: number, width: number): string {
 
 const chain29 = "A".repeat(29);
 
-/** Exported for tests/core/config_fast_test.ts, which runs every config text through both parses. */
+/** Exported for tests/config/fast_parse_test.ts, which runs every config text through both parses. */
 export const cases: readonly HostileCase[] = [
   // --- invalid YAML and JSON -------------------------------------------------------------
   {

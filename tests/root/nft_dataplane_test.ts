@@ -21,12 +21,12 @@ import {
   type Topology,
   withTopology,
 } from "../../lab/topology.ts";
-import { defaultFlags } from "../../lib/core/flags.ts";
-import { desiredChains, loadConfig } from "../../lib/core/desired.ts";
-import { parseNftTable } from "../../lib/core/nft_json.ts";
-import { planNftReconcile } from "../../lib/core/nft_plan.ts";
-import { nftDesired } from "../../lib/core/nft_ruleset.ts";
-import type { ConfigDirContents } from "../../lib/host/config_dir.ts";
+import { defaultFlags } from "../../lib/cli/flags.ts";
+import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
+import { parseNftTable } from "../../lib/nftables/parse.ts";
+import { planNftReconcile } from "../../lib/nftables/plan.ts";
+import { nftDesired } from "../../lib/nftables/render.ts";
+import type { ConfigDirContents } from "../../lib/config/directory.ts";
 import { nftGoldenCases } from "../support/nft_goldens.ts";
 
 const skipNft = (() => {
@@ -105,7 +105,7 @@ nftTest("every golden nft file loads into nft and reads back in sync", async () 
       });
       for (const chain of chains) {
         const name = golden.goldens[chain.family]!;
-        const text = await Deno.readTextFile(new URL(`../core/golden/${name}`, import.meta.url));
+        const text = await Deno.readTextFile(new URL(`../golden/${name}`, import.meta.url));
         await nftApply(ns, text);
         const listing = await listOurNftTable(ns, chain.family, { json: true });
         ok(listing !== null, name);
@@ -263,7 +263,7 @@ nftTest("--check and --cleanup see both dataplanes", async () => {
     // Both at once (as a half-finished switch would leave them), then --cleanup removes both.
     await nftApply(
       bench.ns,
-      await Deno.readTextFile(new URL("../core/golden/nft-default-ipv4.nft", import.meta.url)),
+      await Deno.readTextFile(new URL("../golden/nft-default-ipv4.nft", import.meta.url)),
     );
     await agent(bench, ["--cleanup"]);
     equal(await listOurNftTable(bench.ns, "ipv4"), null);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Logger } from "../../lib/host/log.ts";
+import type { Logger } from "../../lib/base/log.ts";
 
 export interface LogLine {
   readonly level: "info" | "warn" | "error" | "debug";

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { type CancelTimer, type Clock, sleepOn } from "../../lib/host/clock.ts";
+import { type CancelTimer, type Clock, sleepOn } from "../../lib/base/clock.ts";
 
 export interface PendingWait {
   readonly kind: "timer" | "sleep";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Exec, ExecOptions, ExecResult } from "../../lib/host/exec.ts";
+import type { Exec, ExecOptions, ExecResult } from "../../lib/base/exec.ts";
 
 /** One recorded call. */
 export interface ExecCall {

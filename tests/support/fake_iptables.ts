@@ -37,9 +37,9 @@
  * @module
  */
 
-import type { Family } from "../../lib/core/cidr.ts";
-import { type IptablesMode, iptablesTools } from "../../lib/core/iptables_mode.ts";
-import { IptablesError, type NatTableClient, restoreArgs } from "../../lib/host/iptables.ts";
+import type { Family } from "../../lib/net/cidr.ts";
+import { type IptablesMode, iptablesTools } from "../../lib/iptables/mode.ts";
+import { IptablesError, type NatTableClient, restoreArgs } from "../../lib/iptables/client.ts";
 import { applyRestore, NatTable } from "./fake_iptables/table.ts";
 
 export { builtinChains } from "./fake_iptables/table.ts";

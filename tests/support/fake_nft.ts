@@ -6,7 +6,7 @@
  * `nft -j list table` prints them (nft 1.0.6's JSON: a modulus of 2^31
  * printed as a negative number, bare addresses for /32 and /128 elements,
  * no `elem` key on an empty set). Written independently of
- * lib/core/nft_json.ts, so the two can disagree. As nft does, it masks an
+ * lib/nftables/parse.ts, so the two can disagree. As nft does, it masks an
  * element's host bits, takes an element already present without error, adds
  * to a set or chain declared again, and lists `to :7-7` as a range.
  * tests/root/fake_conformance_test.ts checks it against the real nft.
@@ -18,8 +18,8 @@
  * @module
  */
 
-import type { Family } from "../../lib/core/cidr.ts";
-import { applyArgs, listTableArgs, type NftClient, NftError } from "../../lib/host/nftables.ts";
+import type { Family } from "../../lib/net/cidr.ts";
+import { applyArgs, listTableArgs, type NftClient, NftError } from "../../lib/nftables/client.ts";
 
 type Json = Record<string, unknown>;
 
@@ -303,7 +303,7 @@ function addElements(set: FakeSet, elements: { start: bigint; end: bigint }[]) {
   set.elements.sort((a, b) => (a.start < b.start ? -1 : 1));
 }
 
-// --- addresses, independent of lib/core/cidr.ts
+// --- addresses, independent of lib/net/cidr.ts
 
 function bitsOf(family: Family): number {
   return family === "ipv4" ? 32 : 128;

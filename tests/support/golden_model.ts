@@ -12,7 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCidr } from "../../lib/core/cidr.ts";
+import { parseCidr } from "../../lib/net/cidr.ts";
 import { iptablesDecision, nftDecision } from "./netfilter_eval.ts";
 
 const rfc1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { parseCidr } from "../../lib/core/cidr.ts";
+import { parseCidr } from "../../lib/net/cidr.ts";
 
 export interface Packet {
   readonly family: "ipv4" | "ipv6";

@@ -1,13 +1,13 @@
 /**
- * The configs behind the golden `nft -f` files in tests/core/golden/: the
+ * The configs behind the golden `nft -f` files in tests/golden/: the
  * rendering test compares against them, the root test loads each into nft.
  *
  * @module
  */
 
-import type { Family } from "../../lib/core/cidr.ts";
-import type { AgentFlags } from "../../lib/core/flags.ts";
-import { parsePortRanges } from "../../lib/core/ports.ts";
+import type { Family } from "../../lib/net/cidr.ts";
+import type { AgentFlags } from "../../lib/cli/flags.ts";
+import { parsePortRanges } from "../../lib/policy/ports.ts";
 
 function ports(spec: string) {
   const parsed = parsePortRanges(spec);

@@ -5,13 +5,13 @@
  * `-m mark`, `-j RETURN`, `-j ACCEPT`, `-j MASQUERADE ...`,
  * `-j SNAT --to-source ...`) and fails loudly on anything else, so a
  * rendering change cannot slip past it. Deliberately independent of
- * lib/core/decision.ts and lib/core/live_trace.ts: the property test holds
+ * lib/policy/decision.ts and lib/iptables/live_trace.ts: the property test holds
  * the rendered rules and the decision function to each other through it.
  *
  * @module
  */
 
-import { parseCidr } from "../../lib/core/cidr.ts";
+import { parseCidr } from "../../lib/net/cidr.ts";
 
 /** A packet on its way through our chain. */
 export interface TracerPacket {

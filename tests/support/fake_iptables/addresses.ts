@@ -1,11 +1,11 @@
 /**
  * Addresses as iptables prints them, written independently of
- * lib/core/cidr.ts so the fake can disagree with it.
+ * lib/net/cidr.ts so the fake can disagree with it.
  *
  * @module
  */
 
-import type { Family } from "../../../lib/core/cidr.ts";
+import type { Family } from "../../../lib/net/cidr.ts";
 import { RestoreProblem } from "./restore_problem.ts";
 
 export function normalizeAddress(text: string, family: Family): string {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Family } from "../../../lib/core/cidr.ts";
+import type { Family } from "../../../lib/net/cidr.ts";
 import { RestoreProblem } from "./restore_problem.ts";
 import { normalizeAddress } from "./addresses.ts";
 import type { NatTable, Rule } from "./table.ts";

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Family } from "../../../lib/core/cidr.ts";
-import { IptablesError } from "../../../lib/host/iptables.ts";
+import type { Family } from "../../../lib/net/cidr.ts";
+import { IptablesError } from "../../../lib/iptables/client.ts";
 import { RestoreProblem } from "./restore_problem.ts";
 import { parseRule, tokenize } from "./rule_spec.ts";
 

@@ -1,0 +1,104 @@
+/**
+ * Errors the agent can name precisely, the one policy that maps an error to
+ * the process's exit code, and the one printer that shows a message once
+ * followed by its chain of causes.
+ *
+ * @module
+ */
+
+import { ConfigError } from "../config/problems.ts";
+
+/**
+ * Exit codes of the CLI contract: 0 success, 1 a runtime failure (iptables),
+ * 2 what the deployment must fix (usage, configuration, sandbox).
+ */
+export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
+
+/** A Deno permission the sandbox did not grant: a deployment problem, not a bug. */
+export class SandboxDeniedError extends Error {
+  /** Names the class in stack traces and `formatErrorChain`. */
+  override readonly name = "SandboxDeniedError";
+  /** The message says which permission list to change, and how. */
+  constructor(
+    /** The kind of access denied. */
+    readonly permission: "read" | "run",
+    /** The path or program that was denied. */
+    readonly target: string,
+    cause: unknown,
+  ) {
+    super(
+      permission === "read"
+        ? `the agent's sandbox does not allow reading ${target}: the binary may read only the ` +
+          `directories in its permission list (deno.json "permissions.agent.read", /etc/config); ` +
+          `mount the config there or rebuild with --allow-read=${target}`
+        : `the agent's sandbox does not allow running ${target}: only the iptables tools in ` +
+          `deno.json "permissions.agent.run" may be run`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * `--masq-chain` names a chain that exists and holds a rule we did not write: another tool's
+ * (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`). Such a chain is never flushed,
+ * rewritten or deleted, in any mode: the deployment must choose another name (exit 2).
+ */
+export class ForeignChainError extends Error {
+  /** Names the class in stack traces and `formatErrorChain`. */
+  override readonly name = "ForeignChainError";
+  /** The message names the chain, the family and the first foreign rule. */
+  constructor(
+    /** The chain `--masq-chain` names. */
+    readonly chain: string,
+    /** The family whose nat table holds it. */
+    readonly family: string,
+    /** One rule in it that we did not write, as `iptables -S` prints it. */
+    readonly foreignRule: string,
+  ) {
+    const shown = foreignRule.length > 300 ? `${foreignRule.slice(0, 300)}...` : foreignRule;
+    super(
+      `refusing to use the nat chain ${chain} (${family}, --masq-chain): it holds a rule ` +
+        `ip-masq-agent did not write (${shown}), so it belongs to another tool and is never ` +
+        `flushed, rewritten or deleted; choose another --masq-chain (the default is ` +
+        `IP-MASQ-AGENT). Nothing was written`,
+    );
+  }
+}
+
+/**
+ * The exit code for an error the agent stops on: a rejected configuration
+ * a sandbox denial or a `--masq-chain` that is another tool's chain is the
+ * deployment's to fix (2), anything else is a runtime failure (1). The one
+ * place this is decided.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError } from "../config/problems.ts";
+ * import { exitCodeFor } from "./errors.ts";
+ *
+ * assert.equal(exitCodeFor(new ConfigError([{ at: { file: "f" }, message: "bad" }])), 2);
+ * assert.equal(exitCodeFor(new Error("iptables-restore failed")), 1);
+ * ```
+ */
+export function exitCodeFor(error: unknown): number {
+  if (
+    error instanceof ConfigError || error instanceof SandboxDeniedError ||
+    error instanceof ForeignChainError
+  ) return exitCodes.usage;
+  return exitCodes.runtime;
+}
+
+/** The message, then each cause on its own line: what the user reads at the top level. */
+export function formatErrorChain(error: unknown): string {
+  const lines: string[] = [];
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  while (current !== undefined && current !== null && !seen.has(current)) {
+    seen.add(current);
+    const message = current instanceof Error ? current.message : String(current);
+    lines.push(lines.length === 0 ? message : `caused by: ${message}`);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,217 @@
+/**
+ * The one seam under every program the agent runs: `exec(command, args,
+ * options)`. The real implementation wraps `Deno.Command` and turns a failure
+ * to start into a typed error; tests inject a fake and check argument lists,
+ * stdin payloads and each failure class without root.
+ *
+ * @module
+ */
+
+import { SandboxDeniedError } from "./errors.ts";
+
+/** What a finished process left: its exit code and what it printed. */
+export interface ExecResult {
+  /** The exit status. */
+  readonly code: number;
+  /** Everything it printed on stdout, decoded as UTF-8. */
+  readonly stdout: string;
+  /** Everything it printed on stderr, decoded as UTF-8. */
+  readonly stderr: string;
+}
+
+/** How to run one program: what to feed its stdin, and when to give up on it. */
+export interface ExecOptions {
+  /** Written to the program's stdin, which is then closed; without it stdin is /dev/null. */
+  readonly stdin?: string;
+  /** Aborting kills the program; `exec` then rejects with an {@link ExecAbortedError}. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs `command` (a name looked up in PATH) with `args` and resolves with its
+ * result whatever its exit code. Rejects only when it could not be started
+ * ({@link ProgramMissingError}, {@link SandboxDeniedError}, {@link ExecStartError})
+ * or was aborted ({@link ExecAbortedError}).
+ */
+export type Exec = (
+  command: string,
+  args: readonly string[],
+  options?: ExecOptions,
+) => Promise<ExecResult>;
+
+/** What a scanned program left: its exit code, its stderr, and whether the scan stopped it. */
+export interface ScanResult {
+  /** The exit status (after a stop, whatever the program made of SIGTERM). */
+  readonly code: number;
+  /** Everything it printed on stderr, decoded as UTF-8. */
+  readonly stderr: string;
+  /** True when `onText` said it had read enough and the program was stopped. */
+  readonly stopped: boolean;
+}
+
+/**
+ * Runs `command` like {@link Exec} but hands its stdout to `onText` chunk by
+ * chunk instead of keeping it: for an output that may be megabytes (a dump
+ * of the legacy tables beside kube-proxy's) of which the caller keeps a
+ * summary. When `onText` returns true the program is stopped (SIGTERM) and
+ * the rest is not read. Rejects as {@link Exec} does.
+ */
+export type ScanExec = (
+  command: string,
+  args: readonly string[],
+  onText: (text: string) => boolean,
+) => Promise<ScanResult>;
+
+/** A {@link ScanExec} over an {@link Exec}: the whole stdout as one chunk (fakes in tests). */
+export function scanViaExec(exec: Exec): ScanExec {
+  return async (command, args, onText) => {
+    const result = await exec(command, args);
+    return { code: result.code, stderr: result.stderr, stopped: onText(result.stdout) };
+  };
+}
+
+/** The program is not installed (not found in PATH). */
+export class ProgramMissingError extends Error {
+  /** Names the class in printed chains of causes. */
+  override readonly name = "ProgramMissingError";
+  /**
+   * Names the missing program.
+   * @param command the program's name, as the agent looked it up in PATH
+   */
+  constructor(readonly command: string, options?: ErrorOptions) {
+    super(`${command} not found in PATH`, options);
+  }
+}
+
+/** The program exists but could not be started, for a reason other than the sandbox. */
+export class ExecStartError extends Error {
+  /** Names the class in printed chains of causes. */
+  override readonly name = "ExecStartError";
+  /**
+   * Names the command that could not start.
+   * @param commandLine the command and its arguments, as one line
+   */
+  constructor(readonly commandLine: string, options?: ErrorOptions) {
+    super(`cannot start ${commandLine}`, options);
+  }
+}
+
+/** The caller's signal aborted while the program ran. */
+export class ExecAbortedError extends Error {
+  /** Names the class in printed chains of causes. */
+  override readonly name = "ExecAbortedError";
+  /**
+   * Names the command that was aborted.
+   * @param commandLine the command and its arguments, as one line
+   */
+  constructor(readonly commandLine: string, options?: ErrorOptions) {
+    super(`${commandLine} aborted`, options);
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** {@link Exec} on `Deno.Command`: the agent's only way to start a process. */
+export async function denoExec(
+  command: string,
+  args: readonly string[],
+  options: ExecOptions = {},
+): Promise<ExecResult> {
+  const commandLine = [command, ...args].join(" ");
+  const spec = new Deno.Command(command, {
+    args: [...args],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal: options.signal,
+  });
+  let output: Deno.CommandOutput;
+  try {
+    output = options.stdin === undefined
+      // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
+      // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per read,
+      // without bound over resyncs (docs/benchmarks.md). Reads, the steady-state launches, take
+      // this path; only a restore needs stdin and a spawned child.
+      ? await spec.output()
+      : await withStdin(spec.spawn(), options.stdin);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new SandboxDeniedError("run", command, error);
+    }
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ProgramMissingError(command, { cause: error });
+    }
+    throw new ExecStartError(commandLine, { cause: error });
+  }
+  if (options.signal?.aborted) {
+    throw new ExecAbortedError(commandLine, { cause: options.signal.reason });
+  }
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** {@link ScanExec} on `Deno.Command`: stdout read as it comes, in chunks, never kept whole. */
+export async function denoScanExec(
+  command: string,
+  args: readonly string[],
+  onText: (text: string) => boolean,
+): Promise<ScanResult> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, {
+      args: [...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new SandboxDeniedError("run", command, error);
+    }
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ProgramMissingError(command, { cause: error });
+    }
+    throw new ExecStartError([command, ...args].join(" "), { cause: error });
+  }
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  const chunks = new TextDecoder();
+  let stopped = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (onText(chunks.decode(value, { stream: true }))) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) stopped = onText(chunks.decode());
+  } finally {
+    if (stopped) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // It exited in between.
+      }
+    }
+    await reader.cancel().catch(() => {});
+  }
+  const status = await child.status;
+  return { code: status.code, stderr: await stderr, stopped };
+}
+
+async function withStdin(child: Deno.ChildProcess, stdin: string): Promise<Deno.CommandOutput> {
+  const writer = child.stdin.getWriter();
+  try {
+    await writer.write(encoder.encode(stdin));
+    await writer.close();
+  } catch {
+    // The process exited before reading everything; its exit status says why.
+  }
+  return await child.output();
+}

@@ -1,0 +1,488 @@
+/**
+ * `--explain`: for one destination, the decision the configuration makes and
+ * why (the deciding CIDR with its file, line and key), and whether the live
+ * nat table gives the same answer, and if not, why not. Pure: the live
+ * listing is an input; printing is the caller's.
+ *
+ * @module
+ */
+
+import { type IpAddress, isLoopback } from "../net/address.ts";
+import type { Cidr, Family } from "../net/cidr.ts";
+import { decide, type DecidingItem, type Decision, type Verdict } from "../policy/decision.ts";
+import { readOnlyWording } from "./drift_wording.ts";
+import { ForeignChainError } from "../base/errors.ts";
+import { type LiveOutcome, traceLive } from "../iptables/live_trace.ts";
+import type { EffectiveConfig } from "../config/merge.ts";
+import { iptablesMarkText, nftInterfaceName } from "../config/output.ts";
+import { type DesiredChain, kubeProxyMarkOf } from "../iptables/render.ts";
+import { type LiveNatTable, planReconcile } from "../iptables/plan.ts";
+import { formatLocation, type Located } from "../base/source.ts";
+
+/** What the live table was, for one family: read, or why not. */
+export type LiveTableView =
+  | {
+    readonly kind: "read";
+    /** Which tables were read, e.g. `iptables nft`. */
+    readonly backend: string;
+    readonly table: LiveNatTable;
+  }
+  | {
+    /**
+     * A dataplane read as a whole (the nftables table): in sync or not, by its own planner. In
+     * sync means it renders the desired state, and so the decision function's answer.
+     */
+    readonly kind: "planned";
+    /** e.g. `nftables`. */
+    readonly backend: string;
+    /** What differs from the desired state; empty when in sync. */
+    readonly drift: readonly string[];
+  }
+  | { readonly kind: "unavailable"; readonly reason: string };
+
+/** How the live answer compares with the configuration's. */
+export type LiveAnswer =
+  | { readonly status: "unavailable"; readonly reason: string }
+  | {
+    readonly status: "agrees" | "differs" | "uncertain";
+    readonly backend: string;
+    /** The verdicts the live rules can reach (one unless uncertain). */
+    readonly verdicts: readonly (Verdict | "unknown")[];
+    /** The rule that decides on the first path. */
+    readonly decidedBy: string;
+    /** Why the live answer differs, or may differ. */
+    readonly reasons: readonly string[];
+    /** What `--check` would repair (our jump, our chain), whether or not it changes this answer. */
+    readonly drift: readonly string[];
+  };
+
+/** The answer for one destination. */
+export interface Explanation {
+  /** The address asked about. */
+  readonly destination: IpAddress;
+  /** The source assumed, when given and of the destination's family. */
+  readonly source?: IpAddress;
+  /** The destination's family: whose table decides. */
+  readonly family: Family;
+  /** Undefined when the family is not enabled: the agent leaves its traffic alone. */
+  readonly decision?: Decision;
+  /** One line: what decided, with its provenance. */
+  readonly because: string;
+  /** The config key of the deciding item, if any. */
+  readonly key?: string;
+  /** The deciding CIDR and where it came from, if a CIDR decided. */
+  readonly cidr?: Located<Cidr>;
+  /** Things the answer depends on that were not given. */
+  readonly notes: readonly string[];
+  /** What the live table does with the packet, compared with `decision`. */
+  readonly live: LiveAnswer;
+}
+
+/** What explaining one destination needs. */
+export interface ExplainInput {
+  /** The merged configuration (for what to call the defaults). */
+  readonly effective: EffectiveConfig;
+  /** The desired chain of each enabled family. */
+  readonly desired: readonly DesiredChain[];
+  /** The address to explain. */
+  readonly destination: IpAddress;
+  /** `--explain-source`; applies to destinations of its family only. */
+  readonly source?: IpAddress;
+  /** The live table of the destination's family; undefined when the family is not enabled. */
+  readonly live?: LiveTableView;
+  /** `--dataplane`: how the notes name the rule that decides; absent means iptables. */
+  readonly dataplane?: "iptables" | "nftables";
+}
+
+/**
+ * The configuration's answer for `destination`, and the live table's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseIpAddress } from "../net/address.ts";
+ * import { desiredChains } from "../policy/desired.ts";
+ * import { explain } from "./explain.ts";
+ * import { mergeConfigs } from "../config/merge.ts";
+ *
+ * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false });
+ * const flags = { masqChain: "IP-MASQ-AGENT", enableIpv6: false, randomFully: true, toPorts: [] };
+ * const desired = desiredChains(config, flags, { ipv4: true, ipv6: true });
+ * const destination = parseIpAddress("10.1.2.3");
+ * assert.ok(destination.ok);
+ * const answer = explain({
+ *   effective: config,
+ *   desired,
+ *   destination: destination.value,
+ *   live: { kind: "unavailable", reason: "not root" },
+ * });
+ * assert.equal(answer.decision?.verdict, "keep source");
+ * assert.match(answer.because, /^default \(no config file present\): 10\.0\.0\.0\/8/);
+ * ```
+ */
+export function explain(input: ExplainInput): Explanation {
+  const { destination, effective } = input;
+  const family = destination.family;
+  const desired = input.desired.find((chain) => chain.family === family);
+  const notes: string[] = [];
+  const source = input.source?.family === family ? input.source : undefined;
+  if (input.source && !source) {
+    notes.push(`--explain-source ${input.source.text} is not ${family}: ignored for this one`);
+  }
+  if (!desired) {
+    return {
+      destination,
+      family,
+      ...(source ? { source } : {}),
+      because: "IPv6 is not enabled (--enable-ipv6=false): the agent writes no IPv6 rules " +
+        "and leaves this traffic as it is",
+      notes,
+      live: { status: "unavailable", reason: "IPv6 is not enabled" },
+    };
+  }
+  const localDestination = isLoopback(destination);
+  const decision = decide(desired, { destination, source, localDestination });
+  notes.push(...issue17Notes(desired, decision, input.dataplane ?? "iptables"));
+  if (!source && (desired.sourceExemptions?.length ?? 0) > 0 && !localDestination) {
+    notes.push(
+      `unless the pod's address is in nonMasqueradeSrcCIDRs (${
+        desired.sourceExemptions!.map(describeCidr).join(", ")
+      }): give --explain-source to know`,
+    );
+  }
+  const provenance = describeDecision(decision.because, effective, family);
+  return {
+    destination,
+    family,
+    ...(source ? { source } : {}),
+    decision,
+    ...provenance,
+    notes,
+    live: liveAnswer(desired, decision.verdict, input.live, {
+      destination,
+      source,
+      localDestination,
+      // The packet asked about is one kube-proxy did not mark (not service traffic).
+      ...(kubeProxyMarkOf(desired) !== undefined
+        ? { kubeProxyMark: { mark: kubeProxyMarkOf(desired)!, marked: false } }
+        : {}),
+      // The decision assumes the packet leaves by outputInterface; so does the trace, for a
+      // plain name (a wildcard names no one interface).
+      ...(desired.outputInterface && !desired.outputInterface.value.endsWith("+")
+        ? { outputInterface: desired.outputInterface.value }
+        : {}),
+    }),
+  };
+}
+
+/**
+ * What issue 17 adds to an answer: which rule decides with `--postrouting-jump=insert` (and why
+ * no later rule of another tool can change it), where a masqueraded packet's source comes from
+ * with `outputAddress`, and the `outputInterface` condition.
+ */
+function issue17Notes(
+  desired: DesiredChain,
+  decision: Decision,
+  dataplane: "iptables" | "nftables",
+): string[] {
+  const notes: string[] = [];
+  const mark = kubeProxyMarkOf(desired);
+  const kind = decision.because.kind;
+  const exempted = kind === "source-exemption" || kind === "link-local" ||
+    kind === "non-masquerade";
+  if (mark !== undefined && kind !== "local-destination") {
+    const markText = iptablesMarkText(mark);
+    if (kind === "kube-proxy-mark") {
+      // The reason line says it; nothing to add.
+    } else if (exempted) {
+      notes.push(
+        dataplane === "nftables"
+          ? "decided by our nftables chain (--postrouting-jump=insert): it binds the source to " +
+            "itself (snat to saddr) at priority srcnat - 1, before every srcnat chain " +
+            "(iptables' nat POSTROUTING, kube-proxy's), and the first binding is final: no " +
+            "later masquerade of another tool applies"
+          : "decided by our chain's ACCEPT rule (--postrouting-jump=insert): ACCEPT ends nat " +
+            "POSTROUTING for the packet, so no later rule of another tool can masquerade it",
+      );
+    } else {
+      notes.push(
+        dataplane === "nftables"
+          ? "decided by our nftables chain's masquerade (--postrouting-jump=insert: priority " +
+            "srcnat - 1, before every srcnat chain)"
+          : "decided by our chain's last rules (--postrouting-jump=insert: our jump is first in " +
+            "POSTROUTING)",
+      );
+    }
+    if (kind !== "kube-proxy-mark") {
+      notes.push(
+        `traffic kube-proxy marked for masquerade (mark ${markText}/${markText}: service ` +
+          "hairpin and external service traffic) leaves our chain by its first rule and " +
+          "kube-proxy's own rule masquerades it",
+      );
+    }
+  }
+  if (decision.snatTo) {
+    notes.push(
+      `SNAT to ${decision.snatTo.value.text} (outputAddress` +
+        `${desired.family === "ipv6" ? "IPv6" : ""} at ${formatLocation(decision.snatTo.at)}), ` +
+        "not the node's address",
+    );
+  }
+  if (decision.onlyVia) {
+    const name = decision.onlyVia.value;
+    notes.push(
+      `only when it leaves by ${name}` +
+        `${dataplane === "nftables" ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
+        `(outputInterface at ${formatLocation(decision.onlyVia.at)}); by any other interface ` +
+        "our rules leave its source as it is",
+    );
+  }
+  return notes;
+}
+
+function describeCidr(cidr: Located<Cidr>): string {
+  return `${cidr.value.text} at ${formatLocation(cidr.at)}`;
+}
+
+function describeDecision(
+  because: DecidingItem,
+  effective: EffectiveConfig,
+  family: Family,
+): { because: string; key?: string; cidr?: Located<Cidr> } {
+  const linkLocalKey = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
+  switch (because.kind) {
+    case "local-destination":
+      return {
+        because: "local destination: an address of this node, which our POSTROUTING jump " +
+          "skips (-m addrtype ! --dst-type LOCAL)",
+      };
+    case "source-exemption":
+      return {
+        because: `nonMasqueradeSrcCIDRs ${describeCidr(because.cidr)} holds the source`,
+        key: "nonMasqueradeSrcCIDRs",
+        cidr: because.cidr,
+      };
+    case "link-local":
+      return {
+        because: `link-local: ${because.cidr.value.text} keeps the source unless ${linkLocalKey} ` +
+          "is true",
+        key: linkLocalKey,
+        cidr: because.cidr,
+      };
+    case "non-masquerade":
+      return because.builtInDefault
+        ? {
+          because: `${defaultsReason(effective)}: ${because.cidr.value.text} ` +
+            `${because.cidr.at.file.replace(/^\(default: (.*)\)$/, "($1)")}`,
+          key: "nonMasqueradeCIDRs",
+          cidr: because.cidr,
+        }
+        : {
+          because: `nonMasqueradeCIDRs ${describeCidr(because.cidr)}`,
+          key: "nonMasqueradeCIDRs",
+          cidr: because.cidr,
+        };
+    case "masquerade-exception":
+      return {
+        because: `masqueradeCIDRs ${describeCidr(because.cidr)}, inside ` +
+          `${describeExemption(because.narrows)} (the longest prefix decides)`,
+        key: "masqueradeCIDRs",
+        cidr: because.cidr,
+      };
+    case "kube-proxy-mark": {
+      const mark = iptablesMarkText(because.mark);
+      return {
+        because: `kube-proxy marked it for masquerade (mark ${mark}/${mark}, ` +
+          "--kube-proxy-masquerade-bit): our chain's first rule returns it, and kube-proxy's " +
+          "own rule masquerades it (--postrouting-jump=insert)",
+      };
+    }
+    case "other-interface":
+      return {
+        because: `it leaves by another interface than outputInterface ` +
+          `${because.outputInterface.value} at ${formatLocation(because.outputInterface.at)}`,
+        key: "outputInterface",
+      };
+    case "no-exemption":
+      return {
+        because: effective.defaultNonMasqueradeCidrs
+          ? `${defaultsReason(effective)}: in none of the default non-masquerade ranges, ` +
+            "so the last rule masquerades it"
+          : `in no nonMasqueradeCIDRs range of ${effective.files.join(", ")}, so the last ` +
+            "rule masquerades it",
+      };
+  }
+}
+
+/** Why the default nonMasqueradeCIDRs apply: no file at all, or none naming the key. */
+function defaultsReason(effective: EffectiveConfig): string {
+  return effective.files.length === 0
+    ? "default (no config file present)"
+    : "default (no config file names nonMasqueradeCIDRs)";
+}
+
+/** A configured exemption with its place; a built-in one with its description. */
+function describeExemption(cidr: Located<Cidr>): string {
+  if (cidr.at.line !== undefined) return `nonMasqueradeCIDRs ${describeCidr(cidr)}`;
+  return `${cidr.value.text} ${cidr.at.file}`;
+}
+
+function liveAnswer(
+  desired: DesiredChain,
+  verdict: Verdict,
+  view: LiveTableView | undefined,
+  packet: Parameters<typeof traceLive>[2],
+): LiveAnswer {
+  if (view === undefined) return { status: "unavailable", reason: "not read" };
+  if (view.kind === "unavailable") return { status: "unavailable", reason: view.reason };
+  if (view.kind === "planned") {
+    const common = { backend: view.backend, drift: view.drift };
+    return view.drift.length === 0
+      ? {
+        status: "agrees",
+        ...common,
+        verdicts: [verdict],
+        decidedBy: `our ${view.backend} table, in sync with the configuration`,
+        reasons: [],
+      }
+      : {
+        status: "uncertain",
+        ...common,
+        verdicts: [verdict, "unknown"],
+        decidedBy: `our ${view.backend} table, which differs from the configuration`,
+        reasons: [
+          `our ${view.backend} table drifted (${
+            view.drift.map(readOnlyWording).join("; ")
+          }); --explain does not evaluate its rules one by one, and the agent's next ` +
+          "reconcile repairs it (--check shows what differs)",
+        ],
+      };
+  }
+  let drift: string[];
+  try {
+    drift = planReconcile(desired, view.table).drift.map((item) => readOnlyWording(item.message));
+  } catch (error) {
+    // --masq-chain names another tool's chain: nothing of ours to compare with.
+    if (error instanceof ForeignChainError) return { status: "unavailable", reason: error.message };
+    throw error;
+  }
+  const outcomes = traceLive(view.table, desired.chain, packet);
+  const verdicts = [...new Set(outcomes.map((outcome) => outcome.verdict))];
+  const first = outcomes[0];
+  // Credit the rule that decides whatever the unevaluated matches say (the source, when
+  // --explain-source is not given): a `-s` rule decides only for some pods.
+  const decider = outcomes.find((outcome) => outcome.assumed.length === 0);
+  const decidedBy = decider
+    ? decider.rule
+    : `a rule whose match cannot be evaluated here (it depends on the source or on ` +
+      `${first.assumed.join(", ")}): ${first.rule}`;
+  const common = { backend: view.backend, verdicts, decidedBy, drift };
+  if (verdicts.length === 1 && verdicts[0] === verdict) {
+    return { status: "agrees", ...common, reasons: [] };
+  }
+  const jumpDrift = drift.filter((message) => /POSTROUTING/.test(message));
+  const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
+  const other = outcomes.filter((outcome) => outcome.verdict !== verdict);
+  if (!verdicts.includes(verdict)) {
+    return {
+      status: "differs",
+      ...common,
+      reasons: [whyDifferent(first, desired.chain, jumpDrift, chainDrift)],
+    };
+  }
+  return {
+    status: "uncertain",
+    ...common,
+    reasons: other.map((outcome) => whyMaybe(outcome)),
+  };
+}
+
+function whyDifferent(
+  outcome: LiveOutcome,
+  chain: string,
+  jumpDrift: readonly string[],
+  chainDrift: readonly string[],
+): string {
+  switch (outcome.stage) {
+    case "before our jump":
+      return jumpDrift.some((message) => /no jump/.test(message))
+        ? `our jump is missing (${jumpDrift.join("; ")}), and a rule of another tool decides: ` +
+          outcome.rule
+        : `a POSTROUTING rule of another tool before our jump decides first: ${outcome.rule}`;
+    case "our chain":
+      return `our chain ${chain} drifted (${chainDrift.join("; ") || "it differs"}): ` +
+        `${outcome.rule} decides`;
+    case "after our jump":
+      return `our chain ${chain} returns, then a later POSTROUTING rule of another tool ` +
+        `decides: ${outcome.rule}`;
+    case "policy":
+      return jumpDrift.length > 0
+        ? `our jump is missing or misplaced (${jumpDrift.join("; ")}): nothing of ours sees ` +
+          `the packet, and ${outcome.rule}`
+        : `${outcome.rule}`;
+  }
+}
+
+function whyMaybe(outcome: LiveOutcome): string {
+  const where = outcome.stage === "our chain" ? "in our chain" : `(${outcome.stage})`;
+  if (outcome.verdict === "unknown") {
+    return `may decide first: ${outcome.unknownBecause} ${where}: ${outcome.rule}`;
+  }
+  return `may decide first: cannot evaluate ${outcome.assumed.join(", ")} ${where}: ` +
+    `${outcome.rule} (${outcome.verdict})`;
+}
+
+/** The explanation as text lines: the answer, why, and the live comparison. */
+export function formatExplanation(explanation: Explanation): string {
+  const { destination, decision, live } = explanation;
+  const from = explanation.source ? ` from ${explanation.source.text}` : "";
+  const lines = [
+    `${destination.text}${from} (${explanation.family}): ${decision?.verdict ?? "not managed"}`,
+    `  because: ${explanation.because}`,
+    ...explanation.notes.map((note) => `  note: ${note}`),
+  ];
+  if (live.status === "unavailable") {
+    lines.push(`  live: not compared: ${live.reason}`);
+  } else {
+    const verdicts = live.verdicts.join(" or ");
+    const summary = live.status === "agrees"
+      ? `same answer (${verdicts}), decided by ${live.decidedBy}`
+      : live.status === "differs"
+      ? `DIFFERENT answer: ${verdicts}`
+      : `may differ: ${verdicts}`;
+    lines.push(`  live (${live.backend}): ${summary}`);
+    for (const reason of live.reasons) lines.push(`    ${reason}`);
+    for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
+  }
+  return lines.join("\n");
+}
+
+/** The explanation as one JSON-ready object (`--log-format=json`). */
+export function explanationObject(explanation: Explanation): Record<string, unknown> {
+  const { cidr, live } = explanation;
+  return {
+    destination: explanation.destination.text,
+    ...(explanation.source ? { source: explanation.source.text } : {}),
+    family: explanation.family,
+    verdict: explanation.decision?.verdict ?? "not managed",
+    because: {
+      kind: explanation.decision?.because.kind ?? "family-disabled",
+      text: explanation.because,
+      ...(explanation.key ? { key: explanation.key } : {}),
+      ...(cidr
+        ? {
+          cidr: cidr.value.text,
+          file: cidr.at.file,
+          ...(cidr.at.line !== undefined ? { line: cidr.at.line } : {}),
+          ...(cidr.at.column !== undefined ? { column: cidr.at.column } : {}),
+        }
+        : {}),
+    },
+    ...(explanation.decision?.snatTo ? { snatTo: explanation.decision.snatTo.value.text } : {}),
+    ...(explanation.decision?.onlyVia
+      ? { outputInterface: explanation.decision.onlyVia.value }
+      : {}),
+    notes: explanation.notes,
+    live,
+  };
+}

@@ -1,0 +1,587 @@
+/**
+ * Command-line flags of ip-masq-agent.
+ *
+ * The agent replaces the Go kubernetes-sigs/ip-masq-agent and AKS ip-masq-agent-v2, whose
+ * DaemonSet manifests pass flags in Go `flag` package syntax. Those manifests must keep
+ * working unchanged, so this parser reproduces Go's syntax, error messages and usage layout
+ * rather than following any JavaScript CLI convention.
+ *
+ * Pure module: no Deno APIs and no I/O, so it can be tested exhaustively and reused by any
+ * entry point. `argv` never includes the program name (like Go's `os.Args[1:]`).
+ *
+ * @module
+ */
+
+import { type IpAddress, parseIpAddress } from "../net/address.ts";
+import { checkChainName } from "../iptables/chain_name.ts";
+import { resyncBoundsMilliseconds } from "../config/duration.ts";
+import { goQuote, parseGoBool, parseGoInt } from "../base/go_strconv.ts";
+import { defaultKubeProxyMasqueradeBit } from "../config/output.ts";
+import { formatPortRange, parsePortRanges, type PortRange } from "../policy/ports.ts";
+import { err, ok, type Result } from "../base/result.ts";
+
+/** Every flag's value, parsed and checked: what the rest of the agent reads. */
+export interface AgentFlags {
+  /** `--config-dir`: the directory of the mounted ConfigMap. */
+  configDir: string;
+  /** `--masq-chain`: our nat chain, a valid chain name. */
+  masqChain: string;
+  /** `--nomasq-all-reserved-ranges`: the defaults cover every reserved IPv4 range. */
+  nomasqAllReservedRanges: boolean;
+  /** `--enable-ipv6`: manage ip6tables too. */
+  enableIpv6: boolean;
+  /** `--resync-interval`, given in seconds on the command line. */
+  resyncIntervalMs: number;
+  /** `--random-fully`, as given: the iptables in use may still lack it. */
+  randomFully: boolean;
+  /** `--to-ports`; empty means any source port. */
+  toPorts: readonly PortRange[];
+  /** `--iptables-mode`: which backend to program, or detect it. */
+  iptablesMode: "auto" | "nft" | "legacy";
+  /** `--dataplane`: iptables rules (upstream's, the default) or our own nftables table. */
+  dataplane: "iptables" | "nftables";
+  /** `--postrouting-jump`: append our POSTROUTING jump (upstream), or keep it first. */
+  postroutingJump: "append" | "insert";
+  /**
+   * `--kube-proxy-masquerade-bit`: the mark bit kube-proxy sets on traffic it wants masqueraded
+   * (its `--iptables-masquerade-bit`); with `--postrouting-jump=insert` such traffic leaves our
+   * chain first, so kube-proxy's own rule masquerades it.
+   */
+  kubeProxyMasqueradeBit: number;
+  /** `--explain`: the destinations to explain; empty unless that one-shot mode is asked for. */
+  explain: readonly IpAddress[];
+  /** `--explain-source`: the pod address `--explain` assumes as the source, if given. */
+  explainSource: IpAddress | undefined;
+  /** `--v`: 0 logs changes, 2 every rule and where each CIDR came from. */
+  verbosity: number;
+  /** `--log-format`: klog-like text lines or one JSON object per line. */
+  logFormat: "text" | "json";
+  /** `--exit-on-config-error`: exit 2 on a bad config, or keep the last good one. */
+  exitOnConfigError: boolean;
+  /** `--once`: reconcile once and exit. */
+  once: boolean;
+  /** `--dry-run`: print the rules for an empty table; runs nothing. */
+  dryRun: boolean;
+  /** `--check`: the readiness probe, exit 0 when in sync. */
+  check: boolean;
+  /** `--cleanup`: remove our chains and jumps, then exit. */
+  cleanup: boolean;
+  /** `--version`. */
+  version: boolean;
+  /** `--help` or `-h`. */
+  help: boolean;
+}
+
+/** A successful parse: the flags, and the klog flags that were given and are ignored. */
+export interface ParsedFlags {
+  /** Every flag, given or at its default. */
+  readonly flags: AgentFlags;
+  /** Names of the ignored flags given, each once, in the order first given. */
+  readonly ignored: readonly string[];
+  /** The fields set by a flag given on the command line (a config key must agree with them). */
+  readonly given: ReadonlySet<keyof AgentFlags>;
+}
+
+/** How Go's `flag` package reads a flag's text: `flag.Bool`, `flag.Int` or `flag.String`. */
+export type FlagKind = "bool" | "int" | "string";
+
+/** The command-line value of each kind, before a flag's own `parse` step. */
+export interface RawFlagValue {
+  /** `flag.Bool`: strconv.ParseBool spellings, or bare for true. */
+  bool: boolean;
+  /** `flag.Int`: strconv.ParseInt with base prefixes. */
+  int: number;
+  /** `flag.String`: the text as given. */
+  string: string;
+}
+
+/**
+ * One row of the flag table, type-erased so that rows of every kind fit one
+ * list; {@link flagTable}'s rows are built by a helper that checks each row's
+ * `parse` and `show` against its `key`'s field type.
+ */
+export interface FlagDef {
+  /** Without dashes, as Go's flag package registers it. */
+  readonly name: string;
+  /** How the text is read before {@link FlagDef.parse}; usage names it for non-bool flags. */
+  readonly kind: FlagKind;
+  /** As written on the command line; what `usage` prints. */
+  readonly default: boolean | number | string;
+  /** The AgentFlags field it sets; aliases share one. `null`: accepted, syntax-checked, dropped. */
+  readonly key: keyof AgentFlags | null;
+  /** The usage text. */
+  readonly help: string;
+  /** The field's value from the command-line value, or why the input is invalid. */
+  parse(raw: boolean | number | string): Result<unknown, string>;
+  /** The field's value back in command-line form, for the start-up log line. */
+  show(value: unknown): boolean | number | string;
+}
+
+interface FlagRow<K extends FlagKind, F extends keyof AgentFlags> {
+  readonly name: string;
+  readonly kind: K;
+  readonly key: F;
+  readonly default: RawFlagValue[K];
+  readonly help: string;
+  readonly parse: (raw: RawFlagValue[K]) => Result<AgentFlags[F], string>;
+  readonly show: (value: AgentFlags[F]) => RawFlagValue[K];
+}
+
+/**
+ * `parse` may be left out only where every command-line value fits the field as is, and `show`
+ * only where every field value is one (a narrower field, such as logFormat, needs only `parse`).
+ */
+type FlagRowInput<K extends FlagKind, F extends keyof AgentFlags> =
+  & Omit<FlagRow<K, F>, "parse" | "show">
+  & ([RawFlagValue[K]] extends [AgentFlags[F]] ? Partial<Pick<FlagRow<K, F>, "parse">>
+    : Pick<FlagRow<K, F>, "parse">)
+  & ([AgentFlags[F]] extends [RawFlagValue[K]] ? Partial<Pick<FlagRow<K, F>, "show">>
+    : Pick<FlagRow<K, F>, "show">);
+
+function flag<K extends FlagKind, F extends keyof AgentFlags>(row: FlagRowInput<K, F>): FlagDef {
+  const same = (value: unknown) => value;
+  return {
+    parse: ok,
+    show: same,
+    ...row,
+  } as FlagDef;
+}
+
+function oneOf<T extends string>(...allowed: readonly T[]) {
+  const names = allowed.map((value) => `"${value}"`);
+  const reason = `must be ${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
+  return (value: string): Result<T, string> =>
+    (allowed as readonly string[]).includes(value) ? ok(value as T) : err(reason);
+}
+
+const { min: minResyncMs, max: maxResyncMs } = resyncBoundsMilliseconds;
+
+const KLOG_IGNORED_NOTE = "(accepted for compatibility, ignored)";
+
+/**
+ * klog's flags, which the Go agents register, so manifests written for them may pass any of
+ * these: accepted, checked for Go syntax, then dropped with one warning. Defaults stay at the
+ * zero value because klog's own defaults mean nothing here.
+ */
+const ignoredKlogFlags:
+  readonly (readonly [name: string, kind: "bool" | "string", help: string])[] = [
+    ["add_dir_header", "bool", "add the file directory to the log header"],
+    ["alsologtostderr", "bool", "log to standard error as well as files"],
+    ["log_backtrace_at", "string", "when logging hits line file:N, emit a stack trace"],
+    ["log_dir", "string", "write log files in this directory"],
+    ["log_file", "string", "use this log file"],
+    ["log_file_max_size", "string", "maximum size in megabytes a log file can grow to"],
+    ["logtostderr", "bool", "log to standard error instead of files"],
+    ["one_output", "bool", "write logs only to their native severity level"],
+    ["skip_headers", "bool", "avoid header prefixes in the log messages"],
+    ["skip_log_headers", "bool", "avoid headers when opening log files"],
+    ["stderrthreshold", "string", "logs at or above this threshold go to stderr"],
+    ["vmodule", "string", "comma-separated list of pattern=N settings for file-filtered logging"],
+  ];
+
+/**
+ * The single definition of every flag: parsing, defaults, validation, usage and the start-up
+ * log line are all derived from it. Aliases share a key (h and help).
+ */
+export const flagTable: readonly FlagDef[] = [
+  flag({
+    name: "config-dir",
+    kind: "string",
+    default: "/etc/config",
+    key: "configDir",
+    help: "directory holding the agent's config file (the mounted ConfigMap)",
+  }),
+  flag({
+    name: "masq-chain",
+    kind: "string",
+    default: "IP-MASQ-AGENT",
+    key: "masqChain",
+    help: "name of the nat chain that holds the masquerade rules",
+    parse: checkChainName,
+  }),
+  flag({
+    name: "nomasq-all-reserved-ranges",
+    kind: "bool",
+    default: false,
+    key: "nomasqAllReservedRanges",
+    help: "do not masquerade traffic to any reserved IPv4 range, not only the RFC 1918 ones",
+  }),
+  flag({
+    name: "enable-ipv6",
+    kind: "bool",
+    default: false,
+    key: "enableIpv6",
+    help: "also manage IPv6 masquerade rules with ip6tables",
+  }),
+  flag({
+    name: "resync-interval",
+    kind: "int",
+    default: 60,
+    key: "resyncIntervalMs",
+    help: "seconds between config reloads and rule resyncs",
+    parse: (seconds) =>
+      seconds * 1000 >= minResyncMs && seconds * 1000 <= maxResyncMs
+        ? ok(seconds * 1000)
+        : err(`must be between ${minResyncMs / 1000} and ${maxResyncMs / 1000} seconds`),
+    show: (milliseconds) => milliseconds / 1000,
+  }),
+  flag({
+    name: "random-fully",
+    kind: "bool",
+    default: true,
+    key: "randomFully",
+    help: "add --random-fully to the MASQUERADE rule when iptables supports it",
+  }),
+  flag({
+    name: "to-ports",
+    kind: "string",
+    default: "",
+    key: "toPorts",
+    help: "source ports for the MASQUERADE rule, a comma-separated list of N or N-M " +
+      "(empty: any port)",
+    parse: parsePortRanges,
+    show: (ranges) => ranges.map(formatPortRange).join(","),
+  }),
+  flag({
+    name: "iptables-mode",
+    kind: "string",
+    default: "auto",
+    key: "iptablesMode",
+    help: "iptables backend to program: auto (detect from the node, as kubelet marks it), " +
+      "nft or legacy",
+    parse: oneOf("auto", "nft", "legacy"),
+  }),
+  flag({
+    name: "dataplane",
+    kind: "string",
+    default: "iptables",
+    key: "dataplane",
+    help: "how to program masquerade: iptables (a nat chain, upstream's rules) or nftables " +
+      "(our own table with an interval set)",
+    parse: oneOf("iptables", "nftables"),
+  }),
+  flag({
+    name: "postrouting-jump",
+    kind: "string",
+    default: "append",
+    key: "postroutingJump",
+    help: "where our jump goes in nat POSTROUTING: append (after other tools' rules, as " +
+      "upstream) or insert (kept first, so that no other tool's rule decides before ours)",
+    parse: oneOf("append", "insert"),
+  }),
+  flag({
+    name: "kube-proxy-masquerade-bit",
+    kind: "int",
+    default: defaultKubeProxyMasqueradeBit,
+    key: "kubeProxyMasqueradeBit",
+    help: "with --postrouting-jump=insert, traffic carrying this fwmark bit (kube-proxy's " +
+      "--iptables-masquerade-bit) is left to kube-proxy's own masquerade rule, 0-31",
+    parse: (bit) => (bit >= 0 && bit <= 31 ? ok(bit) : err("must be between 0 and 31")),
+  }),
+  flag({
+    name: "explain",
+    kind: "string",
+    default: "",
+    key: "explain",
+    help: "print whether traffic to these destinations (comma-separated addresses) is " +
+      "masqueraded and why, from the config and the live rules, then exit",
+    parse: parseAddressList,
+    show: (addresses) => addresses.map((address) => address.text).join(","),
+  }),
+  flag({
+    name: "explain-source",
+    kind: "string",
+    default: "",
+    key: "explainSource",
+    help: "the pod address --explain assumes as the source (default: any pod)",
+    parse: (text) => {
+      if (text === "") return ok(undefined);
+      const parsed = parseIpAddress(text);
+      return parsed.ok ? parsed : err(parsed.error);
+    },
+    show: (address) => address?.text ?? "",
+  }),
+  flag({
+    name: "v",
+    kind: "int",
+    default: 0,
+    key: "verbosity",
+    help: "log level verbosity",
+    parse: (n) => (n >= 0 ? ok(n) : err("must not be negative")),
+  }),
+  flag({
+    name: "log-format",
+    kind: "string",
+    default: "text",
+    key: "logFormat",
+    help: "log output format: text or json",
+    parse: oneOf("text", "json"),
+  }),
+  flag({
+    name: "exit-on-config-error",
+    kind: "bool",
+    default: true,
+    key: "exitOnConfigError",
+    help: "exit when the config is invalid; if false, keep running with the last good config",
+  }),
+  flag({
+    name: "once",
+    kind: "bool",
+    default: false,
+    key: "once",
+    help: "sync the rules once and exit",
+  }),
+  flag({
+    name: "dry-run",
+    kind: "bool",
+    default: false,
+    key: "dryRun",
+    help: "print the rules that would be applied instead of applying them, then exit",
+  }),
+  flag({
+    name: "check",
+    kind: "bool",
+    default: false,
+    key: "check",
+    help: "compare the live rules with the config (a readiness probe; needs root): exit 0 in " +
+      "sync, 1 printing what differs, 2 on an invalid config; writes nothing",
+  }),
+  flag({
+    name: "cleanup",
+    kind: "bool",
+    default: false,
+    key: "cleanup",
+    help: "remove the agent's chain and rules, then exit",
+  }),
+  flag({
+    name: "version",
+    kind: "bool",
+    default: false,
+    key: "version",
+    help: "print the version and exit",
+  }),
+  flag({
+    name: "help",
+    kind: "bool",
+    default: false,
+    key: "help",
+    help: "show this help and exit",
+  }),
+  flag({ name: "h", kind: "bool", default: false, key: "help", help: "show this help and exit" }),
+  ...ignoredKlogFlags.map(([name, kind, help]): FlagDef => ({
+    name,
+    kind,
+    default: kind === "bool" ? false : "",
+    key: null,
+    help,
+    parse: ok,
+    show: (value) => value as boolean | string,
+  })),
+];
+
+/** Modes that each decide what the process does and when it exits, so they cannot combine. */
+const EXCLUSIVE_MODE_FLAGS: readonly string[] = ["once", "dry-run", "check", "cleanup"];
+
+const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
+
+function setFlag(flags: AgentFlags, key: keyof AgentFlags, value: unknown) {
+  // flag() checked each row's parse result against its key's field type.
+  (flags as unknown as Record<string, unknown>)[key] = value;
+}
+
+/** Every flag at its default, as `parseFlags([])` returns them. */
+export const defaultFlags: Readonly<AgentFlags> = (() => {
+  const flags = {} as AgentFlags;
+  for (const def of flagTable) {
+    if (def.key === null) continue;
+    const parsed = def.parse(def.default);
+    if (!parsed.ok) throw new Error(`the default of -${def.name} is invalid: ${parsed.error}`);
+    setFlag(flags, def.key, parsed.value);
+  }
+  return Object.freeze(flags);
+})();
+
+function positionalError(arg: string, bareBoolFlag: string | undefined): Result<never, string> {
+  let message = `unexpected argument ${
+    goQuote(arg)
+  }: flags must start with - (positional arguments are not accepted)`;
+  // "-random-fully false" is the classic Go flag trap: the bool flag never takes the next
+  // argument, so the word that was meant as its value ends up here.
+  if (bareBoolFlag !== undefined && parseGoBool(arg).ok) {
+    message += `; to set a boolean flag write -${bareBoolFlag}=${arg}`;
+  }
+  return err(message);
+}
+
+/**
+ * Parses `argv` (without the program name) with Go `flag` package semantics, then checks the
+ * values and turns them into their typed form. Syntax errors win over semantic ones; the error
+ * is the message Go would print above the usage.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseFlags } from "./flags.ts";
+ *
+ * const parsed = parseFlags(["--resync-interval=30", "-to-ports", "1024-65535", "--logtostderr"]);
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.flags.resyncIntervalMs, 30_000);
+ * assert.deepEqual(parsed.value.flags.toPorts, [{ first: 1024, last: 65535 }]);
+ * assert.deepEqual(parsed.value.ignored, ["logtostderr"]);
+ *
+ * assert.deepEqual(parseFlags(["-random-fully", "false"]), {
+ *   ok: false,
+ *   error: 'unexpected argument "false": flags must start with - (positional arguments ' +
+ *     "are not accepted); to set a boolean flag write -random-fully=false",
+ * });
+ * ```
+ */
+export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string> {
+  const ignored: string[] = [];
+  // What the user typed for each key, last one wins: the Go-parsed value, and the text, so
+  // that errors quote the input rather than the parsed number ("0x0", not 0).
+  const given = new Map<keyof AgentFlags, { name: string; raw: string; value: RawValue }>();
+  let bareBoolFlag: string | undefined;
+
+  let i = 0;
+  while (i < argv.length) {
+    const arg = argv[i];
+    if (arg.length < 2 || arg[0] !== "-") return positionalError(arg, bareBoolFlag);
+    let dashes = 1;
+    if (arg[1] === "-") {
+      if (arg.length === 2) {
+        i++;
+        if (i < argv.length) return positionalError(argv[i], undefined);
+        break;
+      }
+      dashes = 2;
+    }
+    let name = arg.slice(dashes);
+    if (name[0] === "-" || name[0] === "=") return err(`bad flag syntax: ${arg}`);
+    i++;
+
+    let text: string | undefined;
+    const eq = name.indexOf("=", 1);
+    if (eq >= 0) {
+      text = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    const def = flagsByName.get(name);
+    if (def === undefined) return err(`flag provided but not defined: -${name}`);
+
+    bareBoolFlag = undefined;
+    let value: RawValue;
+    if (def.kind === "bool") {
+      if (text === undefined) {
+        value = true;
+        bareBoolFlag = name;
+      } else {
+        const b = parseGoBool(text);
+        if (!b.ok) return err(`invalid boolean value ${goQuote(text)} for -${name}: ${b.error}`);
+        value = b.value;
+      }
+    } else {
+      if (text === undefined) {
+        if (i >= argv.length) return err(`flag needs an argument: -${name}`);
+        text = argv[i++];
+      }
+      if (def.kind === "int") {
+        const n = parseGoInt(text);
+        if (!n.ok) return err(`invalid value ${goQuote(text)} for flag -${name}: ${n.error}`);
+        value = n.value;
+      } else {
+        value = text;
+      }
+    }
+
+    if (def.key === null) {
+      if (!ignored.includes(name)) ignored.push(name);
+    } else {
+      given.set(def.key, { name, raw: text ?? String(value), value });
+    }
+  }
+
+  const flags: AgentFlags = { ...defaultFlags };
+  // Table order, so that of several invalid values the same one is always reported.
+  for (const def of flagTable) {
+    const input = def.key === null ? undefined : given.get(def.key);
+    if (def.key === null || input === undefined || input.name !== def.name) continue;
+    const parsed = def.parse(input.value);
+    if (!parsed.ok) {
+      return err(`invalid value ${goQuote(input.raw)} for flag -${input.name}: ${parsed.error}`);
+    }
+    setFlag(flags, def.key, parsed.value);
+  }
+
+  const modes = EXCLUSIVE_MODE_FLAGS.filter((name) => {
+    const def = flagsByName.get(name);
+    return def !== undefined && def.key !== null && flags[def.key] === true;
+  });
+  if (flags.explain.length > 0) modes.push("explain");
+  if (modes.length > 1) return err(`flags -${modes[0]} and -${modes[1]} cannot be used together`);
+  if (flags.explainSource !== undefined && flags.explain.length === 0) {
+    return err("flag -explain-source needs -explain");
+  }
+
+  return ok({ flags, ignored, given: new Set(given.keys()) });
+}
+
+type RawValue = boolean | number | string;
+
+function parseAddressList(text: string): Result<IpAddress[], string> {
+  if (text === "") return ok([]);
+  const addresses: IpAddress[] = [];
+  for (const [index, item] of text.split(",").entries()) {
+    const parsed = parseIpAddress(item);
+    if (!parsed.ok) return err(`address ${index + 1}: ${parsed.error}`);
+    addresses.push(parsed.value);
+  }
+  return ok(addresses);
+}
+
+function isZeroDefault(def: FlagDef): boolean {
+  return def.default === false || def.default === 0 || def.default === "";
+}
+
+/** Go's FlagSet.Usage output: header plus PrintDefaults, byte for byte in layout. */
+export function usage(programName: string): string {
+  const sorted = [...flagTable].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  let out = `Usage of ${programName}:\n`;
+  for (const def of sorted) {
+    let line = `  -${def.name}`;
+    // Go prints no type word for bool flags, since they take no separate argument.
+    if (def.kind !== "bool") line += ` ${def.kind}`;
+    // Go puts the help of a one-letter bool flag on the same line.
+    line += line.length <= 4 ? "\t" : "\n    \t";
+    const help = def.key === null ? `${def.help} ${KLOG_IGNORED_NOTE}` : def.help;
+    line += help.replaceAll("\n", "\n    \t");
+    if (!isZeroDefault(def)) {
+      line += def.kind === "string"
+        ? ` (default ${goQuote(String(def.default))})`
+        : ` (default ${def.default})`;
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+function logValue(value: RawValue): string {
+  const s = String(value);
+  // Quote anything that could break the single log line or be misread as several flags.
+  return /^[A-Za-z0-9_.,:/@+=-]+$/.test(s) ? s : goQuote(s);
+}
+
+/**
+ * Every effective flag value on one line, in table order and command-line form, for the
+ * start-up log. A value that could break the line or read as several flags is quoted.
+ */
+export function flagValuesForLog(flags: AgentFlags): string {
+  const seen = new Set<keyof AgentFlags>();
+  const parts: string[] = [];
+  for (const def of flagTable) {
+    if (def.key === null || seen.has(def.key)) continue;
+    seen.add(def.key);
+    parts.push(`--${def.name}=${logValue(def.show(flags[def.key]))}`);
+  }
+  return parts.join(" ");
+}

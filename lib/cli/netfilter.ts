@@ -1,0 +1,159 @@
+/**
+ * Which netfilter the agent drives on this node, composed from the flags and
+ * the detected iptables mode: the chosen dataplane (with the other one's
+ * leftovers removed in the same reconcile), the tables `--cleanup` visits,
+ * our rules in the iptables backend the node does not use, and the
+ * `--random-fully` probe. main.ts only dispatches to these.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import { enabledFamilies } from "../policy/desired.ts";
+import { formatErrorChain } from "../base/errors.ts";
+import type { AgentFlags } from "./flags.ts";
+import type { IptablesMode } from "../iptables/mode.ts";
+import {
+  type Dataplane,
+  iptablesDataplane,
+  nftablesDataplane,
+  removeAll,
+  switchingDataplane,
+} from "../policy/dataplane.ts";
+import { natTableClient, probeVersion } from "../iptables/client.ts";
+import type { Logger } from "../base/log.ts";
+import { otherBackendPresent } from "../iptables/mode_detection.ts";
+import type { CleanupTarget } from "./one_shot.ts";
+import { nftClient } from "../nftables/client.ts";
+
+/** The iptables backend that is not `mode`. */
+function otherMode(mode: IptablesMode): IptablesMode {
+  return mode === "nft" ? "legacy" : "nft";
+}
+
+/**
+ * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
+ * comes back after we removed it is warned about once (another ip-masq-agent manages it).
+ */
+function iptablesOf(flags: AgentFlags, mode: IptablesMode, log?: Logger): Dataplane {
+  const clients = { ipv4: natTableClient("ipv4", mode), ipv6: natTableClient("ipv6", mode) };
+  const onAnotherAgent = (family: Family, chain: string) =>
+    log?.warn(anotherAgentMessage(chain, family, flags.masqChain), { chain, family });
+  return iptablesDataplane(clients, flags.masqChain, undefined, onAnotherAgent);
+}
+
+/** The warning when a chain of ours under another name comes back after we removed it. */
+export function anotherAgentMessage(chain: string, family: Family, masqChain: string): string {
+  return `the nat chain ${chain} (${family}) came back after this agent removed it: another ` +
+    `ip-masq-agent runs on this node and manages it (a managed add-on such as AKS's or GKE's, ` +
+    `or a second DaemonSet); leaving it and its jump alone from now on. Both agents now decide ` +
+    `the same traffic (ours in ${masqChain}): turn the other one off (README: "Migrating")`;
+}
+
+/**
+ * The dataplane `--dataplane` chooses, removing ours from the other one in
+ * the same reconcile (a node that switched): with nftables, from both
+ * iptables backends (legacy only where its nat table is loaded).
+ */
+export async function chosenDataplane(
+  flags: AgentFlags,
+  log: Logger,
+  mode: IptablesMode,
+): Promise<Dataplane> {
+  const nftables = nftablesDataplane(nftClient());
+  const onRetiredError = (label: string, family: Family, error: unknown) =>
+    log.warn(`could not remove our rules from ${label} (${family}); retrying next reconcile`, {
+      error: formatErrorChain(error),
+    });
+  if (flags.dataplane === "iptables") {
+    return switchingDataplane(iptablesOf(flags, mode, log), [nftables], onRetiredError);
+  }
+  const retired = [iptablesOf(flags, mode)];
+  if (await otherBackendPresent(otherMode(mode), "ipv4")) {
+    retired.push(iptablesOf(flags, otherMode(mode)));
+  }
+  return switchingDataplane(nftables, retired, onRetiredError);
+}
+
+/**
+ * Both families of the chosen iptables backend, of the other one where it is
+ * present, and of our nftables tables: `--cleanup` removes both dataplanes.
+ */
+export async function cleanupTargets(
+  flags: AgentFlags,
+  mode: IptablesMode,
+): Promise<CleanupTarget[]> {
+  const targets: CleanupTarget[] = [];
+  const iptables = iptablesOf(flags, mode);
+  const other = iptablesOf(flags, otherMode(mode));
+  const nftables = nftablesDataplane(nftClient());
+  for (const family of ["ipv4", "ipv6"] as const) {
+    const ipv6Optional = family === "ipv6" && !flags.enableIpv6;
+    const chosen = (dataplane: "iptables" | "nftables") =>
+      flags.dataplane === dataplane && !ipv6Optional;
+    targets.push({ dataplane: iptables, family, name: mode, optional: !chosen("iptables") });
+    if (await otherBackendPresent(otherMode(mode), family)) {
+      targets.push({ dataplane: other, family, name: otherMode(mode), optional: true });
+    }
+    targets.push({
+      dataplane: nftables,
+      family,
+      name: "nftables",
+      optional: !chosen("nftables"),
+    });
+  }
+  return targets;
+}
+
+/**
+ * A node that switched backends, or an earlier v1/v2 that ran in the other
+ * mode, can leave our chain and jump in the backend we did not choose; both
+ * would masquerade. Removed once at start, touching nothing else there.
+ */
+export async function removeOursFromOtherBackend(
+  flags: AgentFlags,
+  log: Logger,
+  mode: IptablesMode,
+): Promise<void> {
+  const other = otherMode(mode);
+  for (const family of enabledFamilies(flags)) {
+    try {
+      if (!(await otherBackendPresent(other, family))) continue;
+      const plan = await removeAll(iptablesOf(flags, other), family);
+      if (plan.payload === null) continue;
+      log.warn(
+        `removed our rules from the ${other} backend (${family}), which this node does not use: ` +
+          plan.drift.map((drift) => drift.message).join("; "),
+      );
+    } catch (error) {
+      log.warn(`could not check the ${other} backend (${family}) for rules of ours`, {
+        error: formatErrorChain(error),
+      });
+    }
+  }
+}
+
+/**
+ * Whether the iptables of `mode` knows `--random-fully`, per enabled family:
+ * probed once at start (one launch per family; the answer never changes),
+ * and logged unless this is the `--check` probe.
+ */
+export async function probeRandomFully(
+  flags: AgentFlags,
+  log: Logger,
+  mode: IptablesMode,
+): Promise<Record<Family, boolean>> {
+  const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
+  for (const family of enabledFamilies(flags)) {
+    const version = await probeVersion(mode, family);
+    supported[family] = version.randomFullySupported;
+    if (flags.check) continue;
+    log.info(
+      `${version.description}: --random-fully ${
+        version.randomFullySupported ? "supported" : "not supported (needs 1.6.2)"
+      }` +
+        (flags.randomFully ? "" : ", disabled by --random-fully=false"),
+    );
+  }
+  return supported;
+}

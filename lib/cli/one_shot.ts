@@ -1,0 +1,180 @@
+/**
+ * The one-shot modes: `--dry-run` (print, needs no root), `--check` (a
+ * readiness probe) and `--cleanup` (uninstall). Each returns its exit code.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import { type ConfigDirContents, warnIgnoredEntries } from "../config/directory.ts";
+import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
+import { readOnlyWording } from "./drift_wording.ts";
+import type { AgentFlags } from "./flags.ts";
+import { IptablesError } from "../iptables/client.ts";
+import type { Logger } from "../base/log.ts";
+import {
+  desiredChains,
+  enabledFamilies,
+  loadConfig,
+  type LoadedConfig,
+} from "../policy/desired.ts";
+import { ConfigError } from "../config/problems.ts";
+import type { CommandLine } from "../config/settings.ts";
+import type { Dataplane, DataplanePlan } from "../policy/dataplane.ts";
+import { renderFromEmpty } from "../iptables/render.ts";
+import { renderNftFromEmpty } from "../nftables/render.ts";
+
+/** What every one-shot mode needs. */
+export interface ModeDeps {
+  /** The parsed command line. */
+  readonly flags: AgentFlags;
+  /** Where findings and errors go (stderr). */
+  readonly log: Logger;
+  /** Where the mode's own output goes (stdout). */
+  readonly print: (text: string) => void;
+  /** Reads the config directory (`readConfigDir` in production). */
+  readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
+  /**
+   * The command line as given: with it, each load checks the files' settings against the flags
+   * again, so a conflict is reported by the mode itself (exit 2), as any config error is.
+   */
+  readonly commandLine?: CommandLine;
+}
+
+/**
+ * Reads and loads the config, warning about entries ignored for their name. A rejected config
+ * throws its ConfigError on to main.ts, which logs it and exits with `exitCodeFor(error)` (2):
+ * errors.ts is the one place that maps errors to exit codes.
+ */
+export async function load(deps: ModeDeps): Promise<LoadedConfig> {
+  const contents = await deps.readConfigDir(deps.flags.configDir);
+  warnIgnoredEntries(deps.log, deps.flags.configDir, contents);
+  return loadConfig(contents, deps.flags, deps.commandLine);
+}
+
+/**
+ * Prints the restore input (`--dataplane=nftables`: the `nft -f` input) per
+ * family. It runs no tool, so it renders `--random-fully` as the flag says
+ * rather than probing support.
+ */
+export async function dryRun(deps: ModeDeps): Promise<number> {
+  const loaded = await load(deps);
+  for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
+  const assumeSupported = { ipv4: true, ipv6: true };
+  const render = deps.flags.dataplane === "nftables" ? renderNftFromEmpty : renderFromEmpty;
+  for (const chain of desiredChains(loaded.effective, deps.flags, assumeSupported)) {
+    deps.print(`# ${chain.family}\n${render(chain)}`);
+  }
+  return exitCodes.ok;
+}
+
+/** Exit 0 in sync, 1 with the differences printed, 2 on an invalid config. */
+export async function check(
+  deps: ModeDeps,
+  dataplane: Dataplane,
+  randomFullySupported: Readonly<Record<Family, boolean>>,
+): Promise<number> {
+  const loaded = await load(deps);
+  let inSync = true;
+  for (const chain of desiredChains(loaded.effective, deps.flags, randomFullySupported)) {
+    const plan = await dataplane.plan(chain);
+    for (const drift of plan.drift) {
+      deps.print(`${chain.family}: ${readOnlyWording(drift.message)}`);
+    }
+    // A chain of ours under another name is said, but does not fail the probe: the agent
+    // removes it once, and one that comes back is another ip-masq-agent's, which the agent
+    // leaves alone; a probe that can never pass would stall the rollout.
+    inSync &&= plan.payload === null || plan.drift.every(isOurStaleChain);
+  }
+  if (inSync) deps.print(`in sync: ${enabledFamilies(deps.flags).join(", ")}`);
+  return inSync ? exitCodes.ok : exitCodes.runtime;
+}
+
+function isOurStaleChain(drift: { readonly kind: string; readonly chain?: string }): boolean {
+  return drift.kind === "stale-chain" && drift.chain !== undefined;
+}
+
+/** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
+export interface CleanupTarget {
+  /** The dataplane (an iptables backend, or nftables). */
+  readonly dataplane: Dataplane;
+  /** The family whose rules of ours it removes. */
+  readonly family: Family;
+  /** How the log names it: the iptables backend (`nft`, `legacy`) or `nftables`. */
+  readonly name: string;
+  /** True for IPv6 without `--enable-ipv6`, and for the backend the node does not use. */
+  readonly optional: boolean;
+}
+
+/**
+ * Removes our rules from every target (both families of the chosen iptables
+ * backend, of the other one where it is present, and our nftables tables),
+ * touching nothing else. A target whose tools or nat table are unavailable (no IPv6
+ * on the node) is reported and skipped unless it was asked for.
+ */
+export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
+  let code: number = exitCodes.ok;
+  // Every target is planned before any is written: a --masq-chain that is another tool's chain
+  // in any of them refuses the whole cleanup, with nothing written (exit 2).
+  const planned: { target: CleanupTarget; plan: DataplanePlan }[] = [];
+  let refused = false;
+  for (const target of targets) {
+    const where = `${target.family}, ${target.name}`;
+    try {
+      planned.push({ target, plan: await target.dataplane.planRemoval(target.family) });
+    } catch (error) {
+      if (error instanceof ForeignChainError) {
+        deps.log.error(`cleanup (${where}): ${error.message}`);
+        refused = true;
+      } else if (target.optional && error instanceof IptablesError) {
+        deps.log.warn(`cleanup (${where}): skipped, ${error.message}`);
+      } else {
+        deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
+        code = exitCodes.runtime;
+      }
+    }
+  }
+  if (refused) return exitCodes.usage;
+  for (const { target: { dataplane, family, name }, plan } of planned) {
+    const where = `${family}, ${name}`;
+    try {
+      if (plan.payload !== null) await dataplane.apply(family, plan);
+      deps.log.info(
+        plan.payload === null
+          ? `cleanup (${where}): nothing of ours to remove`
+          : `cleanup (${where}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
+      );
+    } catch (error) {
+      deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
+      code = exitCodes.runtime;
+    }
+  }
+  return code;
+}
+
+/**
+ * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied: what
+ * every mode and the agent compose themselves from, read once at start. A rejected config
+ * leaves the command line's flags: each mode (and the agent) reads the config again and reports
+ * the rejection itself, in its own words and order, as it always did; `--cleanup` (an uninstall
+ * must work whatever the config says) goes on with them, saying so.
+ */
+export async function flagsWithSettings(
+  commandLine: CommandLine,
+  log: Logger,
+  readConfigDir: (dir: string) => Promise<ConfigDirContents>,
+): Promise<AgentFlags> {
+  const { flags } = commandLine;
+  try {
+    const loaded = loadConfig(await readConfigDir(flags.configDir), flags, commandLine);
+    return loaded.settings ?? flags;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    if (flags.cleanup) {
+      log.warn("the configuration is invalid; cleaning up with the settings of the flags", {
+        error: error.message,
+      });
+    }
+    return flags;
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * Reading the config directory: every entry whose name starts with `ip-masq`,
+ * in sorted order, following kubelet's `..data` symlinks, each read with a
+ * size cap. Also the directory watch. Validation happens elsewhere (pure).
+ *
+ * @module
+ */
+
+import { ConfigError, type ConfigProblem } from "./problems.ts";
+import {
+  type ConfigDirContents,
+  type ConfigFileBytes,
+  configFilePrefix,
+  ignoredEntryMessage,
+  ignoredForItsName,
+  maxConfigFileBytes,
+} from "./parse.ts";
+import { quoteInput } from "../base/quote.ts";
+
+export type { ConfigDirContents, ConfigFileBytes };
+import { SandboxDeniedError } from "../base/errors.ts";
+import { systemClock } from "../base/clock.ts";
+import type { Logger } from "../base/log.ts";
+
+/**
+ * kubelet swaps `..data` atomically, but only then removes the links of keys
+ * that are gone, so such a link dangles for a moment: a vanished entry means
+ * "read again shortly". Retrying at once would race kubelet and, with
+ * `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
+ */
+const retryDelaysWhenEntriesVanishMs = [25, 100] as const;
+
+/** How `readConfigDir` waits; a test passes a fake clock's. */
+export interface ReadConfigDirOptions {
+  /** Waits between attempts when an entry vanished mid-read; the system clock's by default. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Reads every `ip-masq*` entry of `dir` in sorted order, following symlinks,
+ * each with a size cap; `missing` when the directory does not exist. Entries
+ * that vanish mid-read (kubelet's `..data` swap) are read again shortly.
+ */
+export async function readConfigDir(
+  dir: string,
+  options: ReadConfigDirOptions = {},
+): Promise<ConfigDirContents> {
+  const sleep = options.sleep ?? ((ms: number) => systemClock.sleep(ms));
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await readOnce(dir);
+    } catch (error) {
+      if (!(error instanceof VanishedEntry)) throw error;
+      const delayMs = retryDelaysWhenEntriesVanishMs[attempt];
+      if (delayMs === undefined) throw error.asConfigError();
+      await sleep(delayMs);
+    }
+  }
+}
+
+/**
+ * Warns, at Warning level, about each entry of `contents` ignored for its name that is not in
+ * `warned` yet, and adds it there: once per name for the agent's lifetime (a one-shot mode
+ * passes a fresh set).
+ */
+export function warnIgnoredEntries(
+  log: Logger,
+  dir: string,
+  contents: ConfigDirContents,
+  warned: Set<string> = new Set(),
+): void {
+  if (contents.kind !== "files") return;
+  for (const name of contents.ignored ?? []) {
+    if (warned.has(name)) continue;
+    warned.add(name);
+    log.warn(ignoredEntryMessage(dir, name), { ignored: name });
+  }
+}
+
+class VanishedEntry extends Error {
+  constructor(readonly path: string) {
+    super(`${path} disappeared while reading`);
+  }
+  asConfigError(): ConfigError {
+    return new ConfigError([{
+      at: { file: this.path },
+      message: "is a dangling symbolic link (its target does not exist)",
+    }]);
+  }
+}
+
+async function readOnce(dir: string): Promise<ConfigDirContents> {
+  let names: string[];
+  const ignored: string[] = [];
+  try {
+    names = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
+      else if (ignoredForItsName(entry.name)) ignored.push(entry.name);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
+    // Like an unreadable file: the deployment's config is wrong (exit 2), not iptables (exit 1).
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new ConfigError([{
+        at: { file: dir },
+        message: "cannot be listed: permission denied",
+      }]);
+    }
+    if (error instanceof Deno.errors.NotADirectory) {
+      throw new ConfigError([{ at: { file: dir }, message: "is not a directory (--config-dir)" }]);
+    }
+    throw translate(error, dir, "cannot list the config directory");
+  }
+  // Go's sort.Strings compares bytes; for the names kubelet writes that is code-unit order.
+  const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  names.sort(byteOrder);
+  ignored.sort(byteOrder);
+  const problems: ConfigProblem[] = [];
+  const files: ConfigFileBytes[] = [];
+  const inside = names.length === 0 ? undefined : await resolvedDir(dir);
+  for (const name of names) {
+    const path = `${dir.replace(/\/+$/, "")}/${name}`;
+    const escape = inside === undefined ? undefined : await escapesDir(path, inside);
+    const read = escape === undefined ? await readCapped(path) : { problem: escape };
+    if ("problem" in read) problems.push({ at: { file: path }, message: read.problem });
+    else files.push({ path, bytes: read.bytes });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { kind: "files", files, ...(ignored.length > 0 ? { ignored } : {}) };
+}
+
+/** The config directory's resolved path, ending in `/`: what every entry must resolve inside. */
+async function resolvedDir(dir: string): Promise<string> {
+  try {
+    return `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
+  } catch (error) {
+    throw translate(error, dir, "cannot resolve the config directory");
+  }
+}
+
+/**
+ * Why an entry may not be read because it resolves outside the config directory (a symlink to
+ * /etc/shadow would otherwise be read and its lines echoed in the errors), or undefined.
+ * kubelet's links (`ip-masq-agent -> ..data/ip-masq-agent`, `..data -> ..2024_...`) stay
+ * inside. Only the entry is named, never what the target holds.
+ */
+async function escapesDir(path: string, inside: string): Promise<string | undefined> {
+  let target: string;
+  try {
+    target = await Deno.realPath(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
+    if (error instanceof Deno.errors.FilesystemLoop) return "is a symbolic link loop";
+    if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
+    // readCapped reports anything else (permission denied, ...) as it would without the link.
+    return undefined;
+  }
+  if (target.startsWith(inside)) return undefined;
+  return `resolves to ${quoteInput(target)}, outside the config directory; not read (a config ` +
+    "entry must be a file in the directory, or a link that stays inside it as kubelet's do)";
+}
+
+async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
+  let file: Deno.FsFile;
+  let size: number;
+  try {
+    const info = await Deno.stat(path);
+    if (info.isDirectory) return { problem: "is a directory, not a config file" };
+    if (!info.isFile) return { problem: "is not a regular file" };
+    size = info.size;
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
+    if (error instanceof Deno.errors.FilesystemLoop) return { problem: "is a symbolic link loop" };
+    if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
+    if (error instanceof Deno.errors.PermissionDenied) {
+      return { problem: "cannot be read: permission denied" };
+    }
+    return { problem: `cannot be read: ${error instanceof Error ? error.message : error}` };
+  }
+  try {
+    return await readUpTo(file, maxConfigFileBytes, size);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Reads at most `limit` bytes, so a huge file costs at most `limit + 1` bytes of memory. The
+ * buffer starts at the size `stat` reported and grows only if the file did: a fixed
+ * `limit + 1` buffer made every reconcile allocate 1 MiB per file, which the agent's RSS
+ * showed as +60 MB per 100 reconciles (docs/benchmarks.md).
+ */
+async function readUpTo(file: Deno.FsFile, limit: number, sizeHint: number) {
+  // One byte more than expected: reading 0 bytes there proves the end without growing.
+  let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 4096), limit) + 1);
+  let length = 0;
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > limit) break;
+      const grown = new Uint8Array(Math.min(buffer.length * 2, limit + 1));
+      grown.set(buffer);
+      buffer = grown;
+    }
+    const count = await file.read(buffer.subarray(length));
+    if (count === null) break;
+    length += count;
+  }
+  if (length > limit) {
+    return { problem: `is larger than ${limit} bytes (the ConfigMap limit); not read` };
+  }
+  return { bytes: buffer.slice(0, length) };
+}
+
+function translate(error: unknown, path: string, what: string): Error {
+  if (error instanceof Deno.errors.NotCapable) return new SandboxDeniedError("read", path, error);
+  return new Error(`${what} ${path}`, { cause: error });
+}
+
+/** A running watch of the config directory. */
+export interface DirectoryWatch {
+  /** Stops watching. */
+  close(): void;
+  /**
+   * True when the directory was removed or replaced since the watch began: inotify then watches
+   * an inode nobody writes to any more, silently.
+   */
+  isStale(): Promise<boolean>;
+}
+
+/**
+ * Watches the directory itself: kubelet replaces files by swapping the
+ * `..data` symlink, which a watch on a file would not survive.
+ */
+export async function watchConfigDir(dir: string, onChange: () => void): Promise<DirectoryWatch> {
+  // Events name absolute, resolved paths; inode numbers are no identity (a new directory may get
+  // the old one's), so removal is recognised by an event about the directory itself.
+  const self = await Deno.realPath(dir);
+  let stale = false;
+  const watcher = Deno.watchFs(dir, { recursive: false });
+  (async () => {
+    try {
+      for await (const event of watcher) {
+        if (event.paths.includes(self) && event.kind === "remove") stale = true;
+        if (stale || event.paths.some(isRelevant)) onChange();
+      }
+    } catch {
+      // Closing the watcher ends the iteration; the periodic resync covers anything else.
+    }
+  })();
+  return {
+    close: () => watcher.close(),
+    isStale: async () => {
+      if (stale) return true;
+      try {
+        return await Deno.realPath(dir) !== self;
+      } catch {
+        return true;
+      }
+    },
+  };
+}
+
+function isRelevant(path: string): boolean {
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  return name.startsWith(configFilePrefix) || name.startsWith("..");
+}

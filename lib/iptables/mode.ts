@@ -1,0 +1,276 @@
+/**
+ * Which iptables backend the node uses (nft or legacy), decided from the
+ * evidence kubelet leaves, and the tools of each backend. The agent runs a
+ * backend's own tools by name (`iptables-nft-restore`, ...), never the plain
+ * `iptables*` names: in the shipped image those are the iptables-wrapper
+ * script, which cannot relink itself on a read-only root filesystem and then
+ * fails every call.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+
+/** An iptables backend: nf_tables through the iptables API, or the legacy x_tables one. */
+export type IptablesMode = "nft" | "legacy";
+
+/** Both backends, in the order the detection asks about them. */
+export const iptablesModes: readonly IptablesMode[] = ["nft", "legacy"];
+
+/** The programs the agent runs for one backend and family. */
+export interface IptablesTools {
+  /** Lists rules: `<main> -t nat -S [CHAIN]`; also `--version`. */
+  readonly main: string;
+  /** Applies one atomic transaction: `<restore> --noflush -w 5 -W 100000`. */
+  readonly restore: string;
+  /**
+   * `<save>` without `-t`: dumps only the tables already loaded (it reads
+   * `/proc/net/ip_tables_names`, which Deno's sandbox will not let the agent
+   * read itself), so asking the legacy backend this never loads its modules.
+   * Run for the legacy backend only.
+   */
+  readonly save: string;
+}
+
+/**
+ * The tools of `mode` for `family`, as Debian and distroless-iptables name
+ * them: `iptables-nft`, `iptables-nft-restore`, `ip6tables-legacy`, ...
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { iptablesTools } from "./mode.ts";
+ * const tools = iptablesTools("nft", "ipv6");
+ * assert.equal(tools.restore, "ip6tables-nft-restore");
+ * ```
+ */
+export function iptablesTools(mode: IptablesMode, family: Family): IptablesTools {
+  const base = family === "ipv4" ? "iptables" : "ip6tables";
+  return {
+    main: `${base}-${mode}`,
+    restore: `${base}-${mode}-restore`,
+    save: `${base}-${mode}-save`,
+  };
+}
+
+/** Every program the agent may run: the permission list must name exactly these. */
+export const allIptablesTools: readonly string[] = iptablesModes.flatMap((mode) =>
+  (["ipv4", "ipv6"] as const).flatMap((family) => {
+    const tools = iptablesTools(mode, family);
+    return mode === "legacy"
+      ? [tools.main, tools.restore, tools.save]
+      : [tools.main, tools.restore];
+  })
+);
+
+/**
+ * The chains kubelet creates in the mangle table of the backend it uses:
+ * `KUBE-IPTABLES-HINT` since Kubernetes 1.23 for exactly this purpose, and
+ * `KUBE-KUBELET-CANARY` before it. The iptables-wrapper and Calico's
+ * `IptablesBackend=auto` look for the same chains.
+ */
+export const kubeletHintChains: readonly string[] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
+
+/**
+ * What `iptables-legacy-save` (all loaded tables) says about the legacy
+ * backend: a summary, never the dump itself, which beside kube-proxy's 50,000
+ * rules is megabytes the agent would keep (see {@link LegacyDumpScanner}).
+ */
+export interface LegacyDump {
+  /** Whether any legacy table is loaded at all; if not, nothing of the node is there. */
+  readonly loaded: boolean;
+  /** Whether kubelet's hint chain is in its mangle table. */
+  readonly hint: boolean;
+  /** How many rules (`-A` lines) it holds (of what was read, when the read stopped early). */
+  readonly rules: number;
+  /** The tables loaded, in dump order: `nat` among them means rules of ours may be there. */
+  readonly tables: readonly string[];
+  /** Why the dump could not be read (then `rules` says nothing); absent when it was read. */
+  readonly failure?: string;
+}
+
+/**
+ * Reads an `iptables-legacy-save` dump as it streams in, one chunk at a time,
+ * keeping only the summary ({@link LegacyDump}) and the line being read: the
+ * agent's memory stays what it is on an empty node however large the legacy
+ * tables are. `push` returns true once `enough` says the question is
+ * answered, so the caller can stop reading.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LegacyDumpScanner } from "./mode.ts";
+ *
+ * const scanner = new LegacyDumpScanner((dump) => dump.hint);
+ * assert.equal(scanner.push("*nat\n-A POSTROUTING -j MASQ"), false);
+ * assert.equal(scanner.push("UERADE\nCOMMIT\n*mangle\n:KUBE-IPTABLES-"), false);
+ * assert.equal(scanner.push("HINT - [0:0]\n"), true);
+ * assert.deepEqual(scanner.finish(), {
+ *   loaded: true,
+ *   hint: true,
+ *   rules: 1,
+ *   tables: ["nat", "mangle"],
+ * });
+ * ```
+ */
+export class LegacyDumpScanner {
+  #partial = "";
+  #table = "";
+  #hint = false;
+  #rules = 0;
+  readonly #tables: string[] = [];
+
+  /**
+   * A scanner that has read nothing yet.
+   * @param enough whether what was read so far answers the caller's question
+   */
+  constructor(
+    /** Whether what was read so far answers the caller's question. */
+    readonly enough: (dump: LegacyDump) => boolean = () => false,
+  ) {}
+
+  /** Reads the next chunk; true once `enough` holds (the rest need not be read). */
+  push(text: string): boolean {
+    const lines = (this.#partial + text).split("\n");
+    this.#partial = lines.pop() ?? "";
+    for (const line of lines) {
+      this.#line(line);
+      if (this.enough(this.summary())) return true;
+    }
+    return false;
+  }
+
+  /** The summary of everything pushed, a last line without its newline included. */
+  finish(): LegacyDump {
+    if (this.#partial !== "") this.#line(this.#partial);
+    this.#partial = "";
+    return this.summary();
+  }
+
+  /** The summary of the complete lines read so far. */
+  summary(): LegacyDump {
+    return {
+      loaded: this.#tables.length > 0,
+      hint: this.#hint,
+      rules: this.#rules,
+      tables: [...this.#tables],
+    };
+  }
+
+  #line(line: string): void {
+    if (line.startsWith("*")) {
+      this.#table = line.slice(1);
+      this.#tables.push(this.#table);
+    } else if (line.startsWith("-A ")) this.#rules++;
+    else if (this.#table === "mangle" && line.startsWith(":")) {
+      this.#hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
+    }
+  }
+}
+
+/**
+ * Reads an `iptables-legacy-save` dump of every loaded table.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseLegacyDump } from "./mode.ts";
+ * const dump = parseLegacyDump("*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n");
+ * assert.deepEqual([dump.loaded, dump.hint, dump.rules], [true, true, 0]);
+ * ```
+ */
+export function parseLegacyDump(text: string): LegacyDump {
+  const scanner = new LegacyDumpScanner();
+  scanner.push(text);
+  return scanner.finish();
+}
+
+/**
+ * What has been learned about the node so far; a field left undefined was
+ * not (yet) probed. The detection probes in the order of the fields and stops
+ * as soon as {@link decideMode} returns a decision, so a node with kubelet's
+ * hint in the nft backend costs one probe and the legacy modules are never
+ * loaded just to look.
+ */
+export interface ModeEvidence {
+  /** Whether a kubelet hint chain exists in the nft backend's mangle table, per family. */
+  readonly nftHint?: Partial<Record<Family, boolean>>;
+  /** What `iptables-legacy-save` / `ip6tables-legacy-save` dumped, per family. */
+  readonly legacy?: Partial<Record<Family, LegacyDump>>;
+  /** How many rules the nft backend holds, asked only when no hint decided. */
+  readonly nftRules?: number;
+  /**
+   * The probes that failed (not root, no capability, a broken tool), each with its reason: what
+   * they would have found is unknown, and the decision says so instead of counting 0 rules.
+   */
+  readonly readFailures?: readonly string[];
+}
+
+/** The chosen backend, and the evidence that chose it in words for the start-up log line. */
+export interface ModeDecision {
+  /** The backend the agent will program. */
+  readonly mode: IptablesMode;
+  /** Why, in words: what was found, or the flag that said so. */
+  readonly evidence: string;
+}
+
+/** The next question the detection must answer, or the decision once it can be made. */
+export type ModeStep =
+  | { readonly kind: "decided"; readonly decision: ModeDecision }
+  | { readonly kind: "probe-nft-hint"; readonly family: Family }
+  | { readonly kind: "dump-legacy"; readonly family: Family }
+  | { readonly kind: "count-nft-rules" };
+
+const families: readonly Family[] = ["ipv4", "ipv6"];
+
+/**
+ * The detection rule, as a pure step function: given what is known, either
+ * the decision or the one probe to run next. Kubelet's hint in the nft
+ * backend (IPv4, then IPv6); then in the legacy backend's dump of the tables
+ * already loaded (IPv4, then IPv6); then whichever backend holds more rules;
+ * nft when nothing tells them apart.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decideMode } from "./mode.ts";
+ * const first = decideMode({});
+ * assert.equal(first.kind, "probe-nft-hint");
+ * const step = decideMode({ nftHint: { ipv4: true } });
+ * assert.equal(step.kind, "decided");
+ * assert.equal(step.decision.mode, "nft");
+ * ```
+ */
+export function decideMode(evidence: ModeEvidence): ModeStep {
+  const decided = (mode: IptablesMode, text: string): ModeStep => ({
+    kind: "decided",
+    decision: { mode, evidence: text },
+  });
+  for (const family of families) {
+    const found = evidence.nftHint?.[family];
+    if (found === undefined) return { kind: "probe-nft-hint", family };
+    if (found) return decided("nft", `kubelet's hint chain in the nft ${family} mangle table`);
+  }
+  let legacyRules = 0;
+  for (const family of families) {
+    const dump = evidence.legacy?.[family];
+    if (dump === undefined) return { kind: "dump-legacy", family };
+    if (dump.hint) {
+      return decided("legacy", `kubelet's hint chain in the legacy ${family} mangle table`);
+    }
+    legacyRules += dump.rules;
+  }
+  const nftRules = evidence.nftRules;
+  if (nftRules === undefined) return { kind: "count-nft-rules" };
+  const failures = [
+    ...(evidence.readFailures ?? []),
+    ...families.flatMap((family) => evidence.legacy?.[family]?.failure ?? []),
+  ];
+  const tally = failures.length === 0
+    ? `${nftRules} nft rules, ${legacyRules} legacy rules`
+    : `reading failed (${failures.join("; ")}), so the counts are of what could be read: ` +
+      `${nftRules} nft rules, ${legacyRules} legacy rules`;
+  if (legacyRules > nftRules) return decided("legacy", `no kubelet hint; ${tally}`);
+  if (nftRules > legacyRules) return decided("nft", `no kubelet hint; ${tally}`);
+  return decided("nft", `no kubelet hint and ${tally}: the default`);
+}

@@ -1,0 +1,79 @@
+/**
+ * One IP address, as `--explain` and `--explain-source` take it: parsed with
+ * the same Go `net.ParseCIDR` strictness as the config's CIDRs (no leading
+ * zeros, no zone, no IPv4-mapped IPv6), so an address the agent accepts here
+ * is one it could also have been configured with.
+ *
+ * @module
+ */
+
+import { type Cidr, contains, type Family, familyBits, parseCidr } from "./cidr.ts";
+import { quoteInput } from "../base/quote.ts";
+import { err, ok, type Result } from "../base/result.ts";
+
+/** A parsed address: a host prefix of its family. */
+export interface IpAddress {
+  /** Which family's table decides it. */
+  readonly family: Family;
+  /** The address as a number. */
+  readonly address: bigint;
+  /** The canonical spelling (as iptables prints it, without the prefix length). */
+  readonly text: string;
+}
+
+/**
+ * Parses `input` as one address.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseIpAddress } from "./address.ts";
+ *
+ * const parsed = parseIpAddress("2001:DB8::1");
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.text, "2001:db8::1");
+ * assert.ok(!parseIpAddress("10.0.0.0/8").ok);
+ * ```
+ */
+export function parseIpAddress(input: string): Result<IpAddress, string> {
+  if (input.length === 0) return err("empty address");
+  if (input.includes("/")) {
+    return err(`${quoteInput(input)} is a CIDR: give one address, such as 10.1.2.3`);
+  }
+  const parsed = parseCidr(`${input}/${input.includes(":") ? 128 : 32}`);
+  if (!parsed.ok) {
+    // The reasons name the "/32" we added only in the prefix-length cases, which cannot occur.
+    return err(parsed.error.replaceAll(`/${input.includes(":") ? 128 : 32}"`, '"'));
+  }
+  const { family, address } = parsed.value;
+  return ok({ family, address, text: parsed.value.text.replace(/\/\d+$/, "") });
+}
+
+/** The host prefix of `address` (/32 or /128). */
+export function hostCidr(address: IpAddress): Cidr {
+  const prefix = familyBits(address.family);
+  return {
+    family: address.family,
+    address: address.address,
+    prefix,
+    text: `${address.text}/${prefix}`,
+  };
+}
+
+/** Whether `address` lies inside `cidr` (false for another family). */
+export function inCidr(cidr: Cidr, address: IpAddress): boolean {
+  return contains(cidr, hostCidr(address));
+}
+
+const loopback: Readonly<Record<Family, Cidr>> = {
+  ipv4: { family: "ipv4", address: 0x7f000000n, prefix: 8, text: "127.0.0.0/8" },
+  ipv6: { family: "ipv6", address: 1n, prefix: 128, text: "::1/128" },
+};
+
+/**
+ * Loopback addresses are local on every node; whether any other address is
+ * one of this node's the agent cannot tell (it may not read the interfaces).
+ */
+export function isLoopback(address: IpAddress): boolean {
+  return inCidr(loopback[address.family], address);
+}

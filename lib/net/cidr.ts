@@ -1,0 +1,264 @@
+/**
+ * CIDR parsing with Go `net.ParseCIDR` strictness, plus an alignment check.
+ *
+ * The agent turns these prefixes into iptables rules, so anything Go (the
+ * original ip-masq-agent) would reject must be rejected here too, and what we
+ * accept must print exactly as `iptables-save` / `ip6tables-save` print it so
+ * that rule comparison is a plain string comparison.
+ *
+ * @module
+ */
+
+import { quoteInput } from "../base/quote.ts";
+import { err, ok, type Result } from "../base/result.ts";
+
+/** An address family: iptables for ipv4, ip6tables for ipv6. */
+export type Family = "ipv4" | "ipv6";
+
+/** A parsed, aligned prefix. `text` is the canonical form (what iptables-save prints). */
+export interface Cidr {
+  /** Which iptables tool the rule belongs to. */
+  readonly family: Family;
+  /** The network address, host bits zero. */
+  readonly address: bigint;
+  /** The prefix length, 0 to 32 (IPv4) or 128 (IPv6). */
+  readonly prefix: number;
+  /** The canonical spelling, as `iptables-save` prints it. */
+  readonly text: string;
+}
+
+interface Address {
+  readonly family: Family;
+  readonly address: bigint;
+}
+
+/** The address width of `family`, in bits. */
+export function familyBits(family: Family): 32 | 128 {
+  return family === "ipv4" ? 32 : 128;
+}
+
+/**
+ * Parses `input` as Go's `net.ParseCIDR` would, and also rejects what would
+ * silently misbehave as a rule: a host part (`10.0.0.1/8`), an IPv4-mapped
+ * IPv6 prefix, a zone, whitespace. The reason names what is wrong and shows
+ * the input bounded and escaped.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCidr } from "./cidr.ts";
+ *
+ * const parsed = parseCidr("2001:DB8:0::/32");
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.text, "2001:db8::/32"); // as ip6tables-save prints it
+ *
+ * const misaligned = parseCidr("10.0.0.1/8");
+ * assert.ok(!misaligned.ok);
+ * assert.equal(misaligned.error, '"10.0.0.1/8" is not aligned: the network is 10.0.0.0/8');
+ * ```
+ */
+export function parseCidr(input: string): Result<Cidr, string> {
+  if (input.length === 0) return err("empty CIDR");
+  // Never trim: a value with whitespace is almost certainly a pasted or
+  // injected fragment (e.g. "10.0.0.0/8 -j ACCEPT"), not a CIDR.
+  if (/\s/.test(input)) return err(`whitespace is not allowed: ${quoteInput(input)}`);
+
+  const slash = input.indexOf("/");
+  if (slash < 0) return err(`missing "/" and prefix length in ${quoteInput(input)}`);
+  if (input.indexOf("/", slash + 1) >= 0) return err(`more than one "/" in ${quoteInput(input)}`);
+
+  const parsed = parseAddress(input.slice(0, slash));
+  if (!parsed.ok) return parsed;
+  const { family, address } = parsed.value;
+  const bits = familyBits(family);
+
+  const parsedPrefix = parsePrefix(input.slice(slash + 1), family);
+  if (!parsedPrefix.ok) return parsedPrefix;
+  const prefix = parsedPrefix.value;
+
+  // Go accepts ::ffff:a.b.c.d, but the kernel never hands IPv4-mapped
+  // addresses to ip6tables, so such a rule would silently match nothing.
+  if (family === "ipv6" && address >> 32n === 0xffffn) {
+    const v4Prefix = prefix - 96;
+    const hint = v4Prefix >= 0
+      ? `the IPv4 CIDR ${formatIpv4(address & networkMask(32, v4Prefix))}/${v4Prefix}`
+      : "an IPv4 CIDR";
+    return err(
+      `${quoteInput(input)} is IPv4-mapped and never matches in ip6tables; write ${hint} instead`,
+    );
+  }
+
+  const network = address & networkMask(bits, prefix);
+  if (network !== address) {
+    return err(
+      `${quoteInput(input)} is not aligned: the network is ${
+        formatAddress(family, network)
+      }/${prefix}`,
+    );
+  }
+
+  return ok({ family, address, prefix, text: `${formatAddress(family, address)}/${prefix}` });
+}
+
+/** A CIDR written in the code (a default, link-local): one that does not parse is a bug. */
+export function parseBuiltInCidr(text: string): Cidr {
+  const parsed = parseCidr(text);
+  if (!parsed.ok) throw new Error(`built-in CIDR ${text} does not parse: ${parsed.error}`);
+  return parsed.value;
+}
+
+/** Whether every address of `inner` is inside `outer`; false for different families. */
+export function contains(outer: Cidr, inner: Cidr): boolean {
+  if (outer.family !== inner.family || outer.prefix > inner.prefix) return false;
+  // Mask both sides: Cidr is a plain interface, so a hand-built value may be unaligned.
+  const mask = networkMask(familyBits(outer.family), outer.prefix);
+  return (outer.address & mask) === (inner.address & mask);
+}
+
+/** ipv4 before ipv6, then by address, then shorter prefix first. */
+export function compareCidrs(a: Cidr, b: Cidr): number {
+  if (a.family !== b.family) return a.family === "ipv4" ? -1 : 1;
+  if (a.address !== b.address) return a.address < b.address ? -1 : 1;
+  return a.prefix - b.prefix;
+}
+
+function networkMask(bits: number, prefix: number): bigint {
+  const all = (1n << BigInt(bits)) - 1n;
+  return all ^ ((1n << BigInt(bits - prefix)) - 1n);
+}
+
+/** Go's dtoi: ASCII digits only, leading zeros allowed ("/08" is 8), no sign. */
+function parsePrefix(text: string, family: Family): Result<number, string> {
+  if (text.length === 0) return err("prefix length is empty");
+  if (!/^[0-9]+$/.test(text)) {
+    return err(`prefix length ${quoteInput(text)} must be decimal digits`);
+  }
+  const max = familyBits(family);
+  const digits = text.replace(/^0+(?=.)/, "");
+  const value = digits.length > 3 ? Infinity : Number(digits);
+  if (value > max) {
+    const name = family === "ipv4" ? "IPv4" : "IPv6";
+    return err(`prefix length ${quoteInput(digits)} is too large for ${name} (max ${max})`);
+  }
+  return ok(value);
+}
+
+function parseAddress(text: string): Result<Address, string> {
+  if (text.length === 0) return err(`missing address before "/"`);
+  if (text.includes("%")) return err(`zones are not allowed: ${quoteInput(text)}`);
+  return text.includes(":") ? parseIpv6(text) : parseIpv4(text);
+}
+
+function parseIpv4(text: string): Result<Address, string> {
+  const parts = text.split(".");
+  if (parts.length === 1) return err(`${quoteInput(text)} is not an IPv4 or IPv6 address`);
+  if (parts.length !== 4) {
+    return err(`IPv4 address ${quoteInput(text)} has ${parts.length} parts, want 4`);
+  }
+  let address = 0n;
+  for (const part of parts) {
+    const octet = parseOctet(part);
+    if (!octet.ok) return octet;
+    address = (address << 8n) | BigInt(octet.value);
+  }
+  return ok({ family: "ipv4", address });
+}
+
+function parseOctet(part: string): Result<number, string> {
+  if (part.length === 0) return err("IPv4 address has an empty octet");
+  if (!/^[0-9]+$/.test(part)) return err(`octet ${quoteInput(part)} is not a decimal number`);
+  // Leading zeros are rejected because other tools read them as octal.
+  if (part.length > 1 && part[0] === "0") {
+    return err(`octet ${quoteInput(part)} has a leading zero`);
+  }
+  if (part.length > 3 || Number(part) > 255) {
+    return err(`octet ${quoteInput(part)} is greater than 255`);
+  }
+  return ok(Number(part));
+}
+
+function parseIpv6(text: string): Result<Address, string> {
+  // ":::" would otherwise split into an empty group next to "::".
+  if (text.includes(":::")) return err(`too many colons in ${quoteInput(text)}`);
+  const ellipsis = text.indexOf("::");
+  if (ellipsis >= 0 && text.indexOf("::", ellipsis + 1) >= 0) {
+    return err(`more than one "::" in ${quoteInput(text)}`);
+  }
+
+  const head = ellipsis < 0 ? text : text.slice(0, ellipsis);
+  const tail = ellipsis < 0 ? "" : text.slice(ellipsis + 2);
+  const headGroups = head === "" ? [] : head.split(":");
+  const tailGroups = tail === "" ? [] : tail.split(":");
+  const lastIndex = headGroups.length + tailGroups.length - 1;
+
+  const values: number[][] = [];
+  for (const [i, group] of [...headGroups, ...tailGroups].entries()) {
+    if (group.includes(".")) {
+      // Only the final 32 bits may be written as dotted IPv4.
+      if (i !== lastIndex || text.endsWith("::")) {
+        return err(`embedded IPv4 must be at the end of ${quoteInput(text)}`);
+      }
+      const v4 = parseIpv4(group);
+      if (!v4.ok) return v4;
+      values.push([Number(v4.value.address >> 16n), Number(v4.value.address & 0xffffn)]);
+      continue;
+    }
+    const value = parseHexGroup(group, text);
+    if (!value.ok) return value;
+    values.push([value.value]);
+  }
+
+  const headWords = values.slice(0, headGroups.length).flat();
+  const tailWords = values.slice(headGroups.length).flat();
+  const count = headWords.length + tailWords.length;
+  if (ellipsis < 0 && count !== 8) {
+    return err(`IPv6 address ${quoteInput(text)} has ${count} groups, want 8`);
+  }
+  if (ellipsis >= 0 && count > 7) {
+    return err(`"::" must stand for at least one zero group in ${quoteInput(text)}`);
+  }
+
+  const words = [...headWords, ...new Array<number>(8 - count).fill(0), ...tailWords];
+  let address = 0n;
+  for (const word of words) address = (address << 16n) | BigInt(word);
+  return ok({ family: "ipv6", address });
+}
+
+function parseHexGroup(group: string, text: string): Result<number, string> {
+  if (group.length === 0) return err(`empty group in ${quoteInput(text)}`);
+  if (!/^[0-9a-fA-F]+$/.test(group)) return err(`group ${quoteInput(group)} is not hexadecimal`);
+  if (group.length > 4) return err(`group ${quoteInput(group)} has more than 4 hex digits`);
+  return ok(parseInt(group, 16));
+}
+
+/** The canonical spelling of an address, as iptables-save and nft print it. */
+export function formatAddress(family: Family, address: bigint): string {
+  return family === "ipv4" ? formatIpv4(address) : formatIpv6(address);
+}
+
+function formatIpv4(address: bigint): string {
+  const n = Number(address);
+  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join(".");
+}
+
+/** RFC 5952, matching Go's net.IP.String() for non-mapped addresses. */
+function formatIpv6(address: bigint): string {
+  const words: number[] = [];
+  for (let i = 7; i >= 0; i--) words.push(Number((address >> BigInt(i * 16)) & 0xffffn));
+
+  // Longest run of two or more zero groups; the first one wins a tie.
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+  }
+
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
+}

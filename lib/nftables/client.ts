@@ -1,0 +1,84 @@
+/**
+ * The `nft` client, on the {@link Exec} seam: one `nft -j list table` per
+ * family to read our table, one `nft -f -` transaction to write. It never
+ * lists anything but our own tables, so kube-proxy's nftables tables, Docker's
+ * and the iptables-nft tables cost nothing.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import { nftFamily, nftTableName } from "./render.ts";
+import { denoExec, type Exec } from "../base/exec.ts";
+import { IptablesError, type IptablesFailure, runTool } from "../iptables/client.ts";
+
+/** The program the nftables dataplane runs. */
+export const nftProgram = "nft";
+
+/**
+ * A failed `nft` call. It is an {@link IptablesError} (a netfilter tool's
+ * failure) so the loop's retry policy treats it the same way: a missing tool
+ * is fatal, anything else is retried with backoff. nft has no lock to wait for.
+ */
+export class NftError extends IptablesError {
+  /** Names the class in printed chains of causes. */
+  // The base class types its name as a literal; the printed chain of causes shows this one.
+  override readonly name = "NftError" as "IptablesError";
+}
+
+/** Our tables, as the nftables dataplane sees them. */
+export interface NftClient {
+  /** `nft -j list table <family> ip-masq-agent`; null when the table does not exist. */
+  listTable(family: Family, signal?: AbortSignal): Promise<string | null>;
+  /** One atomic `nft -f -` transaction. */
+  apply(payload: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** The arguments that list our table of `family` as JSON. */
+export function listTableArgs(family: Family): string[] {
+  return ["-j", "list", "table", nftFamily(family), nftTableName];
+}
+
+/** The arguments of one transaction read from stdin. */
+export const applyArgs: readonly string[] = ["-f", "-"];
+
+/** `nft list table` of a table that does not exist: exit 1 and ENOENT's message. */
+export function isNoSuchTable(stderr: string): boolean {
+  return /No such file or directory/.test(stderr);
+}
+
+function runNft(
+  exec: Exec,
+  args: readonly string[],
+  stdin: string | undefined,
+  signal: AbortSignal | undefined,
+) {
+  return runTool(exec, nftProgram, args, stdin, signal, NftError, "nftables");
+}
+
+function failed(outcome: { commandLine: string; code: number; stderr: string }): NftError {
+  const failure: IptablesFailure = "failed";
+  // nft's errors quote the offending input line; keep the message to its first lines.
+  const stderr = outcome.stderr.split("\n").slice(0, 6).join("\n") || "(no output)";
+  return new NftError(
+    `${outcome.commandLine} exited with status ${outcome.code}: ${stderr}`,
+    failure,
+    outcome.commandLine,
+  );
+}
+
+/** The nft client on `exec`. */
+export function nftClient(exec: Exec = denoExec): NftClient {
+  return {
+    listTable: async (family, signal) => {
+      const outcome = await runNft(exec, listTableArgs(family), undefined, signal);
+      if (outcome.code === 0) return outcome.stdout;
+      if (outcome.code === 1 && isNoSuchTable(outcome.stderr)) return null;
+      throw failed(outcome);
+    },
+    apply: async (payload, signal) => {
+      const outcome = await runNft(exec, applyArgs, payload, signal);
+      if (outcome.code !== 0) throw failed(outcome);
+    },
+  };
+}

@@ -1,0 +1,446 @@
+/**
+ * Reading our table back from `nft -j list table ip ip-masq-agent`. The
+ * table is ours, but anyone with CAP_NET_ADMIN can write into it, so its
+ * content is input, never trusted: every value is checked for its shape,
+ * anything we did not write shows up as something that differs (and makes
+ * the plan replace the table), and nothing in it can crash the parser. Rule
+ * expressions we write are turned back into the text `nft list` prints for
+ * them (nft_ruleset.ts renders the same text); any other expression becomes
+ * a marker that can never equal a rule of ours.
+ *
+ * @module
+ */
+
+import { type Family, familyBits, parseCidr } from "../net/cidr.ts";
+import { type AddressInterval, cidrInterval } from "../net/intervals.ts";
+import { nftFamily, nftTableName } from "./render.ts";
+import { quoteInput } from "../base/quote.ts";
+
+/** A set in our table, as read. */
+export interface LiveNftSet {
+  /** Its name (anything a writer chose; quote it before showing it). */
+  readonly name: string;
+  /** Its element type, e.g. `ipv4_addr`; a description when not a plain string. */
+  readonly type: string;
+  /** Its flags, sorted. */
+  readonly flags: readonly string[];
+  /** The elements, sorted; null when one of them is not a plain address, prefix or range. */
+  readonly elements: readonly AddressInterval[] | null;
+  /** Properties we never set (timeout, size, comment, ...), by name. */
+  readonly extras: readonly string[];
+}
+
+/** A chain in our table, as read. */
+export interface LiveNftChain {
+  /** Its name. */
+  readonly name: string;
+  /** Base chain properties, undefined for a regular chain. */
+  readonly type?: string;
+  /** The hook of a base chain (`postrouting`). */
+  readonly hook?: string;
+  /** Its priority, as a number (`srcnat` is 100). */
+  readonly priority?: number;
+  /** Its policy (`accept`). */
+  readonly policy?: string;
+  /** Properties we never set, by name. */
+  readonly extras: readonly string[];
+  /** Its rules in order, each as the text `nft list` prints for the expressions we write. */
+  readonly rules: readonly string[];
+}
+
+/** Our table of one family as `nft -j` listed it. */
+export interface LiveNftTable {
+  /** Every set. */
+  readonly sets: readonly LiveNftSet[];
+  /** Every chain, in listing order. */
+  readonly chains: readonly LiveNftChain[];
+  /** Objects of kinds we never create (maps, counters, flowtables, ...), described. */
+  readonly others: readonly string[];
+}
+
+/** What one read of our table found. */
+export type LiveNftRead =
+  | { readonly kind: "missing" }
+  | { readonly kind: "table"; readonly table: LiveNftTable }
+  /** The listing was not what nft prints; the table is replaced. */
+  | { readonly kind: "unreadable"; readonly reason: string };
+
+type Json = unknown;
+
+function isObject(value: Json): value is Record<string, Json> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The single key of a `{ "kind": body }` object, or undefined. */
+function singleKey(value: Json): [string, Json] | undefined {
+  if (!isObject(value)) return undefined;
+  const keys = Object.keys(value);
+  return keys.length === 1 ? [keys[0], value[keys[0]]] : undefined;
+}
+
+function describeKind(kind: string): string {
+  return quoteInput(kind);
+}
+
+/**
+ * Parses the listing of our table of `family`. A listing that does not
+ * parse as nft's JSON is `unreadable`; entries of other tables are ignored.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseNftTable } from "./parse.ts";
+ *
+ * const listing = JSON.stringify({ nftables: [
+ *   { table: { family: "ip", name: "ip-masq-agent", handle: 1 } },
+ *   { chain: { family: "ip", table: "ip-masq-agent", name: "postrouting", handle: 1,
+ *     type: "nat", hook: "postrouting", prio: 100, policy: "accept" } },
+ *   { rule: { family: "ip", table: "ip-masq-agent", chain: "postrouting", handle: 2,
+ *     expr: [{ masquerade: { flags: "fully-random" } }] } },
+ * ] });
+ * const read = parseNftTable(listing, "ipv4");
+ * assert.ok(read.kind === "table");
+ * assert.deepEqual(read.table.chains[0].rules, ["masquerade fully-random"]);
+ * ```
+ */
+export function parseNftTable(listing: string, family: Family): LiveNftRead {
+  let parsed: Json;
+  try {
+    parsed = JSON.parse(listing);
+  } catch (error) {
+    return { kind: "unreadable", reason: `not JSON: ${quoteInput(String(error))}` };
+  }
+  if (!isObject(parsed) || !Array.isArray(parsed.nftables)) {
+    return { kind: "unreadable", reason: "no nftables array" };
+  }
+  const ours = nftFamily(family);
+  const sets: LiveNftSet[] = [];
+  const chains: { chain: LiveNftChain; rules: string[] }[] = [];
+  const rulesByChain = new Map<string, string[]>();
+  const others: string[] = [];
+  let tableSeen = false;
+  const inOurTable = (body: Record<string, Json>, key: "table" | "name") =>
+    body.family === ours && body[key] === nftTableName;
+
+  for (const entry of parsed.nftables) {
+    const item = singleKey(entry);
+    if (!item) {
+      others.push("an entry that is not one object of one kind");
+      continue;
+    }
+    const [kind, body] = item;
+    if (kind === "metainfo") continue;
+    if (!isObject(body)) {
+      others.push(`a ${describeKind(kind)} entry without properties`);
+      continue;
+    }
+    if (kind === "table") {
+      if (inOurTable(body, "name")) tableSeen = true;
+      continue;
+    }
+    if (!inOurTable(body, "table")) continue;
+    switch (kind) {
+      case "set":
+        sets.push(readSet(body, family));
+        break;
+      case "chain": {
+        const name = typeof body.name === "string" ? body.name : "";
+        const rules = rulesByChain.get(name) ?? [];
+        rulesByChain.set(name, rules);
+        chains.push({ chain: { ...readChain(body, name), rules }, rules });
+        break;
+      }
+      case "rule": {
+        const chain = typeof body.chain === "string" ? body.chain : "";
+        const rules = rulesByChain.get(chain) ?? [];
+        rulesByChain.set(chain, rules);
+        rules.push(ruleText(body, family));
+        break;
+      }
+      default:
+        others.push(
+          `${describeKind(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
+            .trim(),
+        );
+    }
+  }
+  if (!tableSeen) {
+    if (sets.length === 0 && chains.length === 0 && rulesByChain.size === 0) {
+      return { kind: "missing" };
+    }
+    return { kind: "unreadable", reason: "objects of our table, but no table entry" };
+  }
+  for (const [name, rules] of rulesByChain) {
+    if (!chains.some((entry) => entry.chain.name === name) && rules.length > 0) {
+      others.push(`rules of an undeclared chain ${quoteInput(name)}`);
+    }
+  }
+  return {
+    kind: "table",
+    table: { sets, chains: chains.map((entry) => entry.chain), others },
+  };
+}
+
+const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
+const chainKeys = new Set([
+  "family",
+  "table",
+  "name",
+  "handle",
+  "type",
+  "hook",
+  "prio",
+  "policy",
+]);
+
+function extrasOf(body: Record<string, Json>, known: ReadonlySet<string>): string[] {
+  return Object.keys(body).filter((key) => !known.has(key)).sort();
+}
+
+function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
+  const flags = Array.isArray(body.flags)
+    ? body.flags.map((flag) => (typeof flag === "string" ? flag : "?")).sort()
+    : typeof body.flags === "string"
+    ? [body.flags]
+    : [];
+  const elements = body.elem === undefined
+    ? []
+    : Array.isArray(body.elem)
+    ? readElements(body.elem, family)
+    : null;
+  return {
+    name: typeof body.name === "string" ? body.name : "",
+    type: typeof body.type === "string" ? body.type : "(not a plain type)",
+    flags,
+    elements,
+    extras: extrasOf(body, setKeys),
+  };
+}
+
+function readElements(items: readonly Json[], family: Family): AddressInterval[] | null {
+  const elements: AddressInterval[] = [];
+  for (const item of items) {
+    const interval = readAddressValue(item, family);
+    if (!interval) return null;
+    elements.push(interval);
+  }
+  return elements.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+}
+
+/** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
+function readAddressValue(value: Json, family: Family): AddressInterval | undefined {
+  const bits = familyBits(family);
+  if (typeof value === "string") return readPrefix(value, bits, family);
+  const item = singleKey(value);
+  if (!item) return undefined;
+  const [kind, body] = item;
+  if (kind === "prefix" && isObject(body) && typeof body.addr === "string") {
+    const len = body.len;
+    if (typeof len !== "number" || !Number.isInteger(len) || len < 0 || len > bits) {
+      return undefined;
+    }
+    return readPrefix(body.addr, len, family);
+  }
+  if (kind === "range" && Array.isArray(body) && body.length === 2) {
+    const [first, last] = body.map((end) =>
+      typeof end === "string" ? readPrefix(end, bits, family) : undefined
+    );
+    if (!first || !last || first.start > last.start) return undefined;
+    return { start: first.start, end: last.start };
+  }
+  return undefined;
+}
+
+function readPrefix(address: string, len: number, family: Family): AddressInterval | undefined {
+  // Bounded before parsing: a hostile element may be megabytes long.
+  if (address.length > 64) return undefined;
+  const parsed = parseCidr(`${address}/${len}`);
+  if (!parsed.ok || parsed.value.family !== family) return undefined;
+  return cidrInterval(parsed.value);
+}
+
+function readChain(body: Record<string, Json>, name: string): Omit<LiveNftChain, "rules"> {
+  const text = (value: Json) => (typeof value === "string" ? value : undefined);
+  return {
+    name,
+    type: text(body.type),
+    hook: text(body.hook),
+    priority: typeof body.prio === "number" ? body.prio : undefined,
+    policy: text(body.policy),
+    extras: extrasOf(body, chainKeys),
+  };
+}
+
+/** A rule as the text of the expressions we write; `<...>` marks anything else. */
+function ruleText(body: Record<string, Json>, family: Family): string {
+  const words: string[] = [];
+  if (!Array.isArray(body.expr)) words.push("<a rule without expressions>");
+  else for (const expression of body.expr) words.push(expressionText(expression, family));
+  if (body.comment !== undefined) words.push(`comment ${quoteInput(String(body.comment))}`);
+  return words.join(" ");
+}
+
+function unknown(what: Json): string {
+  const item = singleKey(what);
+  return `<${item ? quoteInput(item[0].slice(0, 32)) : "?"}>`;
+}
+
+function expressionText(expression: Json, family: Family): string {
+  const item = singleKey(expression);
+  if (!item) return "<?>";
+  const [kind, body] = item;
+  switch (kind) {
+    case "return":
+      return body === null ? "return" : "<return>";
+    case "match":
+      return matchText(body, family) ?? "<match>";
+    case "masquerade":
+      return masqueradeText(body) ?? "<masquerade>";
+    case "snat":
+      return snatText(body, family) ?? "<snat>";
+    default:
+      return unknown(expression);
+  }
+}
+
+function matchText(body: Json, family: Family): string | undefined {
+  if (!isObject(body) || typeof body.op !== "string") return undefined;
+  const left = singleKey(body.left);
+  if (!left) return undefined;
+  const [kind, what] = left;
+  const right = body.right;
+  if (body.op === "==" && kind === "fib" && isObject(what)) {
+    const flags = Array.isArray(what.flags) ? what.flags : [what.flags];
+    if (what.result === "type" && flags.length === 1 && flags[0] === "daddr" && right === "local") {
+      return "fib daddr type local";
+    }
+    return undefined;
+  }
+  if (body.op === "==" && kind === "payload" && isObject(what)) {
+    if (what.protocol !== nftFamily(family)) return undefined;
+    if (what.field !== "daddr" && what.field !== "saddr") return undefined;
+    const value = addressText(right, family);
+    return value === undefined ? undefined : `${what.protocol} ${what.field} ${value}`;
+  }
+  if (body.op === "==" && kind === "meta" && isObject(what) && what.key === "oifname") {
+    // Issue 17's outputInterface: only names our config validation admits (nft's `*` wildcard).
+    return typeof right === "string" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)
+      ? `oifname "${right}"`
+      : undefined;
+  }
+  if (body.op === "==" && kind === "&") return markText(what, right);
+  if (body.op === "==" && kind === "meta" && isObject(what) && what.key === "l4proto") {
+    return typeof right === "string" && /^[a-z]{1,8}$/.test(right)
+      ? `meta l4proto ${right}`
+      : undefined;
+  }
+  if (body.op === "<" && kind === "numgen" && isObject(what)) {
+    const { mode, mod, offset } = what;
+    if (mode !== "random" || (offset !== undefined && offset !== 0)) return undefined;
+    if (typeof mod !== "number" || !Number.isInteger(mod)) return undefined;
+    if (typeof right !== "number" || !Number.isInteger(right)) return undefined;
+    // nft 1.0.6 prints a modulus of 2^31 and above as a signed 32-bit number.
+    return `numgen random mod ${mod >>> 0} < ${right}`;
+  }
+  return undefined;
+}
+
+/** A set reference `@name` (only plain names), a prefix or a single address. */
+function addressText(value: Json, family: Family): string | undefined {
+  if (typeof value === "string" && value.startsWith("@")) {
+    return /^@[A-Za-z0-9_.-]{1,64}$/.test(value) ? value : undefined;
+  }
+  const interval = readAddressValue(value, family);
+  if (!interval) return undefined;
+  if (typeof value === "string") return value;
+  const prefix = singleKey(value);
+  if (prefix?.[0] === "prefix" && isObject(prefix[1])) return `${prefix[1].addr}/${prefix[1].len}`;
+  return undefined;
+}
+
+/** `meta mark & 0x00004000 == 0x00004000`: the kube-proxy mark check of insert mode. */
+function markText(operands: Json, right: Json): string | undefined {
+  if (!Array.isArray(operands) || operands.length !== 2) return undefined;
+  const meta = singleKey(operands[0]);
+  if (meta?.[0] !== "meta" || !isObject(meta[1]) || meta[1].key !== "mark") return undefined;
+  const [, mask] = operands;
+  const valid = (n: Json): n is number =>
+    typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+  if (!valid(mask) || !valid(right)) return undefined;
+  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
+  return `meta mark & ${hex(mask)} == ${hex(right)}`;
+}
+
+/**
+ * `snat to ip saddr` (insert mode's identity binding) or `snat to ADDR[:FIRST-LAST]`
+ * (`outputAddress`; IPv6 with ports in brackets), with `fully-random`.
+ */
+function snatText(body: Json, family: Family): string | undefined {
+  if (!isObject(body)) return undefined;
+  const known = new Set(["addr", "port", "flags"]);
+  if (Object.keys(body).some((key) => !known.has(key))) return undefined;
+  let text: string;
+  const addr = singleKey(body.addr);
+  if (addr?.[0] === "payload" && isObject(addr[1])) {
+    const { protocol, field } = addr[1];
+    if (protocol !== nftFamily(family) || field !== "saddr" || body.port !== undefined) {
+      return undefined;
+    }
+    text = `snat to ${protocol} saddr`;
+  } else {
+    if (typeof body.addr !== "string") return undefined;
+    const address = readAddressValue(body.addr, family);
+    if (!address || address.start !== address.end) return undefined;
+    text = `snat to ${body.addr}`;
+    if (body.port !== undefined) {
+      const ports = portRangeText(body.port);
+      if (ports === undefined) return undefined;
+      text = `snat to ${family === "ipv6" ? `[${body.addr}]` : body.addr}:${ports}`;
+    }
+  }
+  return withFlags(text, body.flags);
+}
+
+/** `FIRST-LAST` from a port number or `{ range: [FIRST, LAST] }`. */
+function portRangeText(port: Json): string | undefined {
+  const range = singleKey(port);
+  if (typeof port === "number" && Number.isInteger(port)) return `${port}-${port}`;
+  if (
+    range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
+    range[1].every((end) => typeof end === "number" && Number.isInteger(end))
+  ) return `${range[1][0]}-${range[1][1]}`;
+  return undefined;
+}
+
+/** ` fully-random` when that is the one flag; undefined for any other flag. */
+function withFlags(text: string, flags: Json): string | undefined {
+  if (flags === undefined) return text;
+  const list = Array.isArray(flags) ? flags : [flags];
+  if (list.length !== 1 || list[0] !== "fully-random") return undefined;
+  return `${text} fully-random`;
+}
+
+function masqueradeText(body: Json): string | undefined {
+  if (body === null) return "masquerade";
+  if (!isObject(body)) return undefined;
+  const known = new Set(["port", "flags"]);
+  if (Object.keys(body).some((key) => !known.has(key))) return undefined;
+  let text = "masquerade";
+  if (body.port !== undefined) {
+    const port = body.port;
+    const range = singleKey(port);
+    if (typeof port === "number" && Number.isInteger(port)) text += ` to :${port}-${port}`;
+    else if (
+      range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
+      range[1].every((end) => typeof end === "number" && Number.isInteger(end))
+    ) text += ` to :${range[1][0]}-${range[1][1]}`;
+    else return undefined;
+  }
+  if (body.flags !== undefined) {
+    const flags = Array.isArray(body.flags) ? body.flags : [body.flags];
+    if (!flags.every((flag) => flag === "fully-random")) return undefined;
+    if (flags.length !== 1) return undefined;
+    text += " fully-random";
+  }
+  return text;
+}

@@ -1,0 +1,215 @@
+/**
+ * Planning the nftables dataplane's reconcile of one family: compare our
+ * table as read (nft_json.ts) with the desired one (nft_ruleset.ts) and
+ * write one atomic `nft -f` transaction only on difference. When the table
+ * is exactly ours but a set's elements differ (a config change), only the
+ * elements that differ are deleted and added; anything else (the table
+ * missing, a rule edited, an object or property we never write) replaces the
+ * whole table in one transaction.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import {
+  type AddressInterval,
+  formatInterval,
+  intervalKey,
+  sameIntervals,
+} from "../net/intervals.ts";
+import type { LiveNftChain, LiveNftRead, LiveNftSet, LiveNftTable } from "./parse.ts";
+import {
+  nftAddressType,
+  nftChainName,
+  type NftDesired,
+  type NftElementChange,
+  nftTableSpec,
+  renderNftElementChanges,
+  renderNftRemoval,
+  renderNftReplace,
+  srcnatPriority,
+} from "./render.ts";
+import { quoteInput } from "../base/quote.ts";
+
+/** What can differ between our live table and the desired one. */
+export type NftDriftKind =
+  | "table-missing"
+  | "table-unreadable"
+  | "table-differs"
+  | "elements-differ"
+  | "table-present";
+
+/** One difference, for the logs and `--check`. */
+export interface NftDrift {
+  /** Which kind of difference. */
+  readonly kind: NftDriftKind;
+  /** What differs, in words an operator can act on; live names are quoted. */
+  readonly message: string;
+}
+
+/** What a reconcile found and the one `nft -f` transaction that fixes it. */
+export interface NftPlan {
+  /** What differs; empty means in sync. */
+  readonly drift: readonly NftDrift[];
+  /** `nft -f` input, or null when nothing is to be written. */
+  readonly payload: string | null;
+}
+
+/** Plans the reconcile of one family. Pure: same inputs, same plan. */
+export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPlan {
+  const table = nftTableSpec(desired.family);
+  if (live.kind === "missing") {
+    return replace(desired, { kind: "table-missing", message: `${table} does not exist` });
+  }
+  if (live.kind === "unreadable") {
+    return replace(desired, {
+      kind: "table-unreadable",
+      message: `${table} could not be read (${live.reason}); replacing it`,
+    });
+  }
+  const structural = structuralDifferences(desired, live.table);
+  if (structural.length > 0) {
+    return replace(desired, {
+      kind: "table-differs",
+      message: `${table} differs (${summarize(structural)}); replacing it`,
+    });
+  }
+  const changes: NftElementChange[] = [];
+  const described: string[] = [];
+  for (const set of desired.sets) {
+    const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
+    if (!elements || sameIntervals(elements, set.elements)) continue;
+    const change = elementChange(set.name, elements, set.elements);
+    changes.push(change);
+    described.push(describeChange(desired.family, change));
+  }
+  if (changes.length === 0) return { drift: [], payload: null };
+  return {
+    drift: [{ kind: "elements-differ", message: described.join("; ") }],
+    payload: renderNftElementChanges(desired.family, changes),
+  };
+}
+
+/** Removes our table of `family` when it exists, whatever it holds. */
+export function planNftRemoval(family: Family, live: LiveNftRead): NftPlan {
+  if (live.kind === "missing") return { drift: [], payload: null };
+  return {
+    drift: [{ kind: "table-present", message: `removing ${nftTableSpec(family)}` }],
+    payload: renderNftRemoval(family),
+  };
+}
+
+function replace(desired: NftDesired, drift: NftDrift): NftPlan {
+  return { drift: [drift], payload: renderNftReplace(desired) };
+}
+
+/** Everything but set elements: sets, chains, rules, and nothing else in the table. */
+function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[] {
+  const differences: string[] = [];
+  for (const other of live.others) differences.push(`unexpected ${other}`);
+  for (const set of desired.sets) {
+    const found = live.sets.filter((candidate) => candidate.name === set.name);
+    if (found.length === 0) differences.push(`set ${set.name} missing`);
+    else differences.push(...setDifferences(desired.family, found[0]));
+  }
+  for (const set of live.sets) {
+    if (!desired.sets.some((wanted) => wanted.name === set.name)) {
+      differences.push(`unexpected set ${quoteInput(set.name)}`);
+    }
+  }
+  const chains = live.chains.filter((chain) => chain.name === nftChainName);
+  if (chains.length === 0) differences.push(`chain ${nftChainName} missing`);
+  else differences.push(...chainDifferences(desired, chains[0]));
+  for (const chain of live.chains) {
+    if (chain.name !== nftChainName) differences.push(`unexpected chain ${quoteInput(chain.name)}`);
+  }
+  return differences;
+}
+
+function setDifferences(family: Family, set: LiveNftSet): string[] {
+  const differences: string[] = [];
+  if (set.type !== nftAddressType(family)) {
+    differences.push(`set ${set.name} has type ${quoteInput(set.type)}`);
+  }
+  if (set.flags.length !== 1 || set.flags[0] !== "interval") {
+    differences.push(`set ${set.name} has flags ${quoteInput(set.flags.join(","))}`);
+  }
+  if (set.extras.length > 0) {
+    differences.push(`set ${set.name} has ${quoteInput(set.extras.join(","))}`);
+  }
+  if (set.elements === null) differences.push(`set ${set.name} holds elements we never write`);
+  return differences;
+}
+
+function chainDifferences(desired: NftDesired, chain: LiveNftChain): string[] {
+  const differences: string[] = [];
+  const priority = desired.priority ?? srcnatPriority;
+  const base = chain.type === "nat" && chain.hook === "postrouting" &&
+    chain.priority === priority && chain.policy === "accept";
+  if (!base) {
+    differences.push(
+      priority === srcnatPriority
+        ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
+        : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
+          `${srcnatPriority - priority} (--postrouting-jump=insert)`,
+    );
+  }
+  if (chain.extras.length > 0) {
+    differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
+  }
+  const wanted = desired.rules;
+  const live = chain.rules;
+  if (wanted.length === live.length && wanted.every((rule, index) => rule === live[index])) {
+    return differences;
+  }
+  const liveSet = new Set(live);
+  const wantedSet = new Set(wanted);
+  const missing = wanted.filter((rule) => !liveSet.has(rule));
+  const unexpected = live.filter((rule) => !wantedSet.has(rule));
+  const parts: string[] = [];
+  if (missing.length > 0) parts.push(`${missing.length} missing: ${listRules(missing)}`);
+  if (unexpected.length > 0) {
+    parts.push(`${unexpected.length} unexpected: ${listRules(unexpected)}`);
+  }
+  if (parts.length === 0) parts.push("rules out of order");
+  differences.push(`chain ${nftChainName}: ${parts.join("; ")}`);
+  return differences;
+}
+
+/** Rules read back may hold a writer's text: shown quoted and bounded. */
+function listRules(rules: readonly string[]): string {
+  const shown = rules.slice(0, 3).map((rule) => quoteInput(rule));
+  return shown.join(" | ") + (rules.length > 3 ? ` | ... ${rules.length - 3} more` : "");
+}
+
+function summarize(differences: readonly string[]): string {
+  const shown = differences.slice(0, 4);
+  return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
+}
+
+function elementChange(
+  set: string,
+  live: readonly AddressInterval[],
+  wanted: readonly AddressInterval[],
+): NftElementChange {
+  const liveKeys = new Set(live.map(intervalKey));
+  const wantedKeys = new Set(wanted.map(intervalKey));
+  return {
+    set,
+    remove: live.filter((element) => !wantedKeys.has(intervalKey(element))),
+    add: wanted.filter((element) => !liveKeys.has(intervalKey(element))),
+  };
+}
+
+function describeChange(family: Family, change: NftElementChange): string {
+  const list = (elements: readonly AddressInterval[]) => {
+    const shown = elements.slice(0, 3).map((element) => formatInterval(family, element));
+    return shown.join(", ") + (elements.length > 3 ? `, ... ${elements.length - 3} more` : "");
+  };
+  const parts: string[] = [];
+  if (change.add.length > 0) parts.push(`${change.add.length} missing: ${list(change.add)}`);
+  if (change.remove.length > 0) {
+    parts.push(`${change.remove.length} unexpected: ${list(change.remove)}`);
+  }
+  return `set ${change.set} differs (${parts.join("; ")})`;
+}

@@ -1,0 +1,317 @@
+/**
+ * The nftables dataplane's desired state and its `nft -f` rendering. One
+ * table per family, `table ip ip-masq-agent` and `table ip6 ip-masq-agent`,
+ * owned entirely by the agent: an interval set of the destinations that keep
+ * the pod's source, and one nat chain at the postrouting hook. The chain's
+ * rules are kept as the text `nft list` prints for them, so a live table read
+ * back (nft_json.ts) compares as text, the way the iptables dataplane
+ * compares `iptables-save` lines.
+ *
+ * The masquerade decision equals the iptables chain's for every destination:
+ * local destinations (the iptables jump's `! --dst-type LOCAL`) return,
+ * link-local returns unless `masqLinkLocal`, the set stands for the RETURN
+ * rules, and `--to-ports` is split with the same 31-bit probabilities the
+ * statistic match keeps.
+ *
+ * @module
+ */
+
+import { type Cidr, contains, type Family, familyBits } from "../net/cidr.ts";
+import {
+  type AddressInterval,
+  cidrInterval,
+  formatInterval,
+  longestPrefixKeep,
+  mergeIntervals,
+} from "../net/intervals.ts";
+import { nftInterfaceName, nftMarkText } from "../config/output.ts";
+import { type PortRange, portRangeSize } from "../policy/ports.ts";
+import {
+  type DesiredChain,
+  exemptionsAreFinal,
+  kubeProxyMarkOf,
+  toPortsProtocols,
+} from "../iptables/render.ts";
+import type { Located } from "../base/source.ts";
+
+/** Our table's name in both families. */
+export const nftTableName = "ip-masq-agent";
+/** Our one base chain. */
+export const nftChainName = "postrouting";
+/** The interval set of destinations that keep the pod's source. */
+export const nftDestinationSet = "nonmasq-dst";
+/** The interval set of sources that are never masqueraded (issue 12's `nonMasqueradeSrcCIDRs`). */
+export const nftSourceSet = "nonmasq-src";
+/** The numgen modulus: the statistic match's 31-bit fraction, so the probabilities are equal. */
+export const numgenModulus = 0x80000000;
+/** The base chain's declaration, as `nft list` prints it. */
+export const nftChainDeclaration = "type nat hook postrouting priority srcnat; policy accept;";
+/** The priority `srcnat` stands for; `nft -j` prints the number. */
+export const srcnatPriority = 100;
+/**
+ * With `--postrouting-jump=insert`, our chain runs just before every `srcnat` chain (iptables'
+ * nat POSTROUTING, legacy or nft, kube-proxy's nftables chains): NAT is decided by the first nat
+ * chain that binds a connection, so our exemptions' identity binding and our masquerade win.
+ */
+export const insertPriority = srcnatPriority - 1;
+/** The insert-mode chain's declaration, as `nft list` prints it. */
+export const nftInsertChainDeclaration =
+  "type nat hook postrouting priority srcnat - 1; policy accept;";
+
+/** nft's name of an address family's table family. */
+export type NftFamily = "ip" | "ip6";
+
+/** `ip` for IPv4, `ip6` for IPv6. */
+export function nftFamily(family: Family): NftFamily {
+  return family === "ipv4" ? "ip" : "ip6";
+}
+
+/** The nft type of a set of addresses of `family`. */
+export function nftAddressType(family: Family): string {
+  return family === "ipv4" ? "ipv4_addr" : "ipv6_addr";
+}
+
+/** `table ip ip-masq-agent`: how commands name our table of `family`. */
+export function nftTableSpec(family: Family): string {
+  return `table ${nftFamily(family)} ${nftTableName}`;
+}
+
+/** One interval set of ours. */
+export interface NftSetState {
+  /** The set's name. */
+  readonly name: string;
+  /** Sorted, merged: exactly what the set must hold. */
+  readonly elements: readonly AddressInterval[];
+}
+
+/** Our table of one family as data: its sets and the chain's rules. */
+export interface NftDesired {
+  /** The family of the table. */
+  readonly family: Family;
+  /** The destination set, and the source set when sources are exempt (issue 12). */
+  readonly sets: readonly NftSetState[];
+  /** The chain's rules, each as `nft list` prints it. */
+  readonly rules: readonly string[];
+  /** The chain's priority: {@link insertPriority} with `--postrouting-jump=insert`; absent: srcnat. */
+  readonly priority?: number;
+}
+
+/**
+ * The fields issue 12 adds to {@link DesiredChain}: read structurally, so this
+ * module renders them as soon as they exist and compiles before.
+ */
+interface LongestPrefixFields {
+  /** Destinations masqueraded even inside an exemption; the most specific CIDR decides. */
+  readonly masqueradeExceptions?: readonly Located<Cidr>[];
+  /** Sources never masqueraded, checked before everything else. */
+  readonly sourceExemptions?: readonly Located<Cidr>[];
+}
+
+const linkLocalText: Readonly<Record<Family, string>> = {
+  ipv4: "169.254.0.0/16",
+  ipv6: "fe80::/10",
+};
+
+/** The built-in link-local exemption desiredChain adds unless `masqLinkLocal`. */
+function isBuiltInLinkLocal(family: Family, exemption: Located<Cidr>): boolean {
+  return exemption.at.line === undefined && exemption.at.file.startsWith("(link-local") &&
+    exemption.value.text === linkLocalText[family];
+}
+
+/**
+ * The table that gives `desired`'s masquerade decision for every packet.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mergeConfigs } from "../config/merge.ts";
+ * import { desiredChain } from "../iptables/render.ts";
+ * import { nftDesired } from "./render.ts";
+ *
+ * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
+ * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
+ * assert.deepEqual(nftDesired(chain).rules, [
+ *   "fib daddr type local return",
+ *   "ip daddr 169.254.0.0/16 return",
+ *   "ip daddr @nonmasq-dst return",
+ *   "masquerade fully-random",
+ * ]);
+ * ```
+ */
+export function nftDesired(desired: DesiredChain): NftDesired {
+  const { family } = desired;
+  const extra = desired as DesiredChain & LongestPrefixFields;
+  const ip = nftFamily(family);
+  const exceptions = (extra.masqueradeExceptions ?? []).map((cidr) => cidr.value)
+    .filter((cidr) => cidr.family === family);
+  const builtInLinkLocal = desired.exemptions.find((cidr) => isBuiltInLinkLocal(family, cidr));
+  // Link-local takes part in the longest-prefix match (decision.ts): an exception inside it
+  // masquerades. Only then does it join the set; otherwise it keeps its own rule, as in iptables.
+  const linkLocal = builtInLinkLocal &&
+      exceptions.some((cidr) =>
+        contains(builtInLinkLocal.value, cidr) || contains(cidr, builtInLinkLocal.value)
+      )
+    ? undefined
+    : builtInLinkLocal;
+  const exempt = desired.exemptions.filter((cidr) => cidr !== linkLocal).map((c) => c.value);
+  const sources = (extra.sourceExemptions ?? []).map((cidr) => cidr.value)
+    .filter((cidr) => cidr.family === family);
+
+  const sets: NftSetState[] = [];
+  const rules: string[] = [];
+  // Insert mode (issue 17): `return` would leave the connection to the next nat chain, which may
+  // masquerade it; binding its source to itself decides it here, as no binding would have.
+  const final = exemptionsAreFinal(desired);
+  const keep = final ? `snat to ${ip} saddr` : "return";
+  const mark = kubeProxyMarkOf(desired);
+  if (final) {
+    // The local check first, as the iptables jump's `! --dst-type LOCAL` comes before the chain.
+    rules.push("fib daddr type local return");
+    rules.push(`meta mark & ${nftMarkText(mark!)} == ${nftMarkText(mark!)} return`);
+  }
+  if (sources.length > 0) {
+    sets.push({ name: nftSourceSet, elements: mergeIntervals(sources.map(cidrInterval)) });
+    rules.push(`${ip} saddr @${nftSourceSet} ${keep}`);
+  }
+  if (!final) rules.push("fib daddr type local return");
+  if (linkLocal) rules.push(`${ip} daddr ${linkLocal.value.text} ${keep}`);
+  sets.push({ name: nftDestinationSet, elements: longestPrefixKeep(exempt, exceptions) });
+  rules.push(`${ip} daddr @${nftDestinationSet} ${keep}`);
+
+  const fullyRandom = desired.masquerade.randomFully ? " fully-random" : "";
+  const oif = desired.outputInterface
+    ? `oifname "${nftInterfaceName(desired.outputInterface.value)}" `
+    : "";
+  const address = desired.outputAddress?.value;
+  const host = address === undefined
+    ? undefined
+    : address.family === "ipv6"
+    ? `[${address.text}]`
+    : address.text;
+  const split = toPortsSplit(desired.masquerade.toPorts);
+  for (const protocol of toPortsProtocols) {
+    for (const { range, stored } of split) {
+      const numgen = stored === undefined ? "" : ` numgen random mod ${numgenModulus} < ${stored}`;
+      const ports = `${range.first}-${range.last}`;
+      const action = host === undefined ? `masquerade to :${ports}` : `snat to ${host}:${ports}`;
+      rules.push(`${oif}meta l4proto ${protocol}${numgen} ${action}${fullyRandom}`);
+    }
+  }
+  rules.push(
+    `${oif}${address === undefined ? "masquerade" : `snat to ${address.text}`}${fullyRandom}`,
+  );
+  return { family, sets, rules, ...(final ? { priority: insertPriority } : {}) };
+}
+
+/**
+ * The iptables dataplane's split (rules.ts): each range but the last is taken
+ * with its share of the ports still left, as the statistic match stores it (a
+ * 31-bit fraction); `stored / 2^31` is the probability, for numgen as for
+ * `-m statistic`.
+ */
+export function toPortsSplit(
+  ranges: readonly PortRange[],
+): { range: PortRange; stored?: number }[] {
+  let remaining = ranges.reduce((total, range) => total + portRangeSize(range), 0);
+  return ranges.map((range) => {
+    const size = portRangeSize(range);
+    const stored = size === remaining ? undefined : Math.round((size / remaining) * numgenModulus);
+    remaining -= size;
+    return { range, stored };
+  });
+}
+
+/** A set's declaration and elements, one element a line, as `nft -f` reads them. */
+function renderSet(family: Family, set: NftSetState): string[] {
+  const lines = [
+    `\tset ${set.name} {`,
+    `\t\ttype ${nftAddressType(family)}`,
+    "\t\tflags interval",
+  ];
+  if (set.elements.length > 0) {
+    lines.push("\t\telements = {");
+    set.elements.forEach((element, index) =>
+      lines.push(
+        `\t\t\t${formatInterval(family, element)}${index < set.elements.length - 1 ? "," : ""}`,
+      )
+    );
+    lines.push("\t\t}");
+  }
+  lines.push("\t}");
+  return lines;
+}
+
+/** The whole table as one `nft -f` block. */
+export function renderNftTable(desired: NftDesired): string {
+  return [
+    `${nftTableSpec(desired.family)} {`,
+    ...desired.sets.flatMap((set) => renderSet(desired.family, set)),
+    `\tchain ${nftChainName} {`,
+    `\t\t${desired.priority === insertPriority ? nftInsertChainDeclaration : nftChainDeclaration}`,
+    ...desired.rules.map((rule) => `\t\t${rule}`),
+    "\t}",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/**
+ * One atomic transaction that replaces whatever our table holds (or creates
+ * it): declaring an existing table is a no-op, so the delete always finds one.
+ */
+export function renderNftReplace(desired: NftDesired): string {
+  const table = nftTableSpec(desired.family);
+  return `${table}\ndelete ${table}\n${renderNftTable(desired)}`;
+}
+
+/** `nft -f` input that takes a node without our table to `desired` (for --dry-run). */
+export function renderNftFromEmpty(desired: DesiredChain): string {
+  return renderNftTable(nftDesired(desired));
+}
+
+/** Removes our table of `family`, whatever it holds, and only it. */
+export function renderNftRemoval(family: Family): string {
+  const table = nftTableSpec(family);
+  return `${table}\ndelete ${table}\n`;
+}
+
+/** The elements to delete and to add to bring one set to its desired elements. */
+export interface NftElementChange {
+  /** The set's name. */
+  readonly set: string;
+  /** Live elements not wanted, exactly as they are in the set. */
+  readonly remove: readonly AddressInterval[];
+  /** Wanted elements not in the set. */
+  readonly add: readonly AddressInterval[];
+}
+
+/**
+ * One transaction that changes only the elements that differ. Deletions come
+ * first: an added interval may overlap one that goes, which nft accepts in
+ * the same transaction.
+ */
+export function renderNftElementChanges(
+  family: Family,
+  changes: readonly NftElementChange[],
+): string {
+  const prefix = `${nftFamily(family)} ${nftTableName}`;
+  const lines: string[] = [];
+  const list = (elements: readonly AddressInterval[]) =>
+    elements.map((element) => formatInterval(family, element)).join(", ");
+  for (const change of changes) {
+    if (change.remove.length > 0) {
+      lines.push(`delete element ${prefix} ${change.set} { ${list(change.remove)} }`);
+    }
+  }
+  for (const change of changes) {
+    if (change.add.length > 0) {
+      lines.push(`add element ${prefix} ${change.set} { ${list(change.add)} }`);
+    }
+  }
+  return lines.map((line) => `${line}\n`).join("");
+}
+
+/** Whether an address of `family` is one of the family's (for evaluators and parsers). */
+export function addressInFamily(family: Family, address: bigint): boolean {
+  return address >= 0n && address < 1n << BigInt(familyBits(family));
+}

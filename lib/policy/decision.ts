@@ -1,0 +1,200 @@
+/**
+ * The masquerade decision as one pure function: for a desired chain and a
+ * packet (destination, optionally source), whether the packet is
+ * masqueraded and which configured item decides it. The rendered iptables
+ * chain, the nftables dataplane, `--explain` and the tests' packet tracer
+ * all answer to this function.
+ *
+ * The rules, in order:
+ * 1. a destination that is an address of the node is never masqueraded (our
+ *    POSTROUTING jump skips `--dst-type LOCAL`);
+ * 2. a source inside `nonMasqueradeSrcCIDRs` keeps its address;
+ * 3. otherwise the longest prefix among the exemptions (link-local unless
+ *    `masqLinkLocal`, `nonMasqueradeCIDRs` or the defaults) and the
+ *    `masqueradeCIDRs` exceptions decides; an exception wins a tie (only
+ *    possible with the built-in link-local range: the same CIDR in both
+ *    lists is a config error);
+ * 4. a destination no exemption holds is masqueraded.
+ *
+ * Issue 17 adds, with `--postrouting-jump=insert`, a step before 2: traffic
+ * kube-proxy marked for masquerade leaves our chain and kube-proxy's own rule
+ * masquerades it; and after 4: with `outputInterface`, traffic leaving by
+ * another interface keeps its source. A masqueraded packet shows
+ * `outputAddress` as its source when one is set (`snatTo`).
+ *
+ * @module
+ */
+
+import { inCidr, type IpAddress } from "../net/address.ts";
+import type { Cidr } from "../net/cidr.ts";
+import { interfaceMatches } from "../config/output.ts";
+import { type DesiredChain, kubeProxyMarkOf } from "../iptables/render.ts";
+import type { Located } from "../base/source.ts";
+
+/** What happens to the packet's source address. */
+export type Verdict = "masquerade" | "keep source";
+
+/** The one thing that decided, with where it came from. */
+export type DecidingItem =
+  | { readonly kind: "local-destination" }
+  | { readonly kind: "source-exemption"; readonly cidr: Located<Cidr> }
+  | { readonly kind: "link-local"; readonly cidr: Located<Cidr> }
+  | {
+    readonly kind: "non-masquerade";
+    readonly cidr: Located<Cidr>;
+    /** True for the defaults, which apply only when no config file is present. */
+    readonly builtInDefault: boolean;
+  }
+  | {
+    readonly kind: "masquerade-exception";
+    readonly cidr: Located<Cidr>;
+    /** The longest exemption it cuts the destination out of. */
+    readonly narrows: Located<Cidr>;
+  }
+  | { readonly kind: "no-exemption" }
+  | {
+    /** Insert mode: kube-proxy marked it for masquerade; our chain leaves it to kube-proxy. */
+    readonly kind: "kube-proxy-mark";
+    /** The mark bit (`--kube-proxy-masquerade-bit`), e.g. 0x4000. */
+    readonly mark: number;
+  }
+  | {
+    /** `outputInterface` is set and the packet leaves by another interface. */
+    readonly kind: "other-interface";
+    readonly outputInterface: Located<string>;
+  };
+
+/** A decision and its reason. */
+export interface Decision {
+  /** Masqueraded, or not. */
+  readonly verdict: Verdict;
+  /** What decided it. */
+  readonly because: DecidingItem;
+  /** A masquerade by our rules SNATs to this `outputAddress` rather than the node's address. */
+  readonly snatTo?: Located<IpAddress>;
+  /**
+   * A masquerade by our rules happens only for traffic leaving by this `outputInterface`; the
+   * packet's interface was not given, so the verdict assumes it does.
+   */
+  readonly onlyVia?: Located<string>;
+}
+
+/** The packet as the decision sees it. */
+export interface Packet {
+  /** Where it goes; of the desired chain's family. */
+  readonly destination: IpAddress;
+  /** Where it comes from; unknown when undefined (then source exemptions are not applied). */
+  readonly source?: IpAddress;
+  /** Whether the destination is an address of the node itself. */
+  readonly localDestination?: boolean;
+  /** The interface the packet leaves by; unknown when undefined. */
+  readonly outputInterface?: string;
+  /** Whether kube-proxy marked it for masquerade (matters with --postrouting-jump=insert). */
+  readonly kubeProxyMarked?: boolean;
+}
+
+/**
+ * The decision for `packet` under `desired`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseIpAddress } from "../net/address.ts";
+ * import { parseBuiltInCidr } from "../net/cidr.ts";
+ * import { decide } from "./decision.ts";
+ *
+ * const at = { file: "/etc/config/ip-masq-agent", line: 2 };
+ * const chain = {
+ *   family: "ipv4" as const,
+ *   chain: "IP-MASQ-AGENT",
+ *   exemptions: [{ value: parseBuiltInCidr("10.0.0.0/8"), at }],
+ *   masqueradeExceptions: [{ value: parseBuiltInCidr("10.1.0.0/16"), at: { ...at, line: 4 } }],
+ *   masquerade: { randomFully: true, toPorts: [] },
+ * };
+ * const address = (text: string) => {
+ *   const parsed = parseIpAddress(text);
+ *   if (!parsed.ok) throw new Error(parsed.error);
+ *   return parsed.value;
+ * };
+ * assert.equal(decide(chain, { destination: address("10.2.0.1") }).verdict, "keep source");
+ * const inside = decide(chain, { destination: address("10.1.0.1") });
+ * assert.equal(inside.verdict, "masquerade");
+ * assert.equal(inside.because.kind, "masquerade-exception");
+ * ```
+ */
+export function decide(desired: DesiredChain, packet: Packet): Decision {
+  if (packet.localDestination) {
+    return { verdict: "keep source", because: { kind: "local-destination" } };
+  }
+  const mark = kubeProxyMarkOf(desired);
+  if (mark !== undefined && packet.kubeProxyMarked) {
+    return { verdict: "masquerade", because: { kind: "kube-proxy-mark", mark } };
+  }
+  const decision = decideByConfig(desired, packet);
+  if (decision.verdict !== "masquerade") return decision;
+  const via = desired.outputInterface;
+  if (via && packet.outputInterface !== undefined) {
+    if (!interfaceMatches(via.value, packet.outputInterface)) {
+      return {
+        verdict: "keep source",
+        because: { kind: "other-interface", outputInterface: via },
+      };
+    }
+  }
+  return {
+    ...decision,
+    ...(desired.outputAddress ? { snatTo: desired.outputAddress } : {}),
+    ...(via && packet.outputInterface === undefined ? { onlyVia: via } : {}),
+  };
+}
+
+/** Steps 2 to 4: the source exemptions, then the longest prefix. */
+function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
+  const { source, destination } = packet;
+  if (source !== undefined) {
+    const exemption = (desired.sourceExemptions ?? []).find((cidr) => inCidr(cidr.value, source));
+    if (exemption) {
+      return { verdict: "keep source", because: { kind: "source-exemption", cidr: exemption } };
+    }
+  }
+  const exemption = longestMatch(desired.exemptions, destination);
+  if (!exemption) return { verdict: "masquerade", because: { kind: "no-exemption" } };
+  const exception = longestMatch(desired.masqueradeExceptions ?? [], destination);
+  if (exception && exception.value.prefix >= exemption.value.prefix) {
+    return {
+      verdict: "masquerade",
+      because: { kind: "masquerade-exception", cidr: exception, narrows: exemption },
+    };
+  }
+  if (isBuiltInLinkLocal(desired, exemption)) {
+    return { verdict: "keep source", because: { kind: "link-local", cidr: exemption } };
+  }
+  return {
+    verdict: "keep source",
+    because: {
+      kind: "non-masquerade",
+      cidr: exemption,
+      builtInDefault: exemption.at.line === undefined,
+    },
+  };
+}
+
+/** The CIDR with the longest prefix holding `address`; the first listed wins a tie. */
+function longestMatch(
+  cidrs: readonly Located<Cidr>[],
+  address: IpAddress,
+): Located<Cidr> | undefined {
+  let best: Located<Cidr> | undefined;
+  for (const cidr of cidrs) {
+    if (!inCidr(cidr.value, address)) continue;
+    if (best === undefined || cidr.value.prefix > best.value.prefix) best = cidr;
+  }
+  return best;
+}
+
+const linkLocalText = { ipv4: "169.254.0.0/16", ipv6: "fe80::/10" } as const;
+
+/** The exemption desiredChain adds itself: a configured one has a line. */
+function isBuiltInLinkLocal(desired: DesiredChain, cidr: Located<Cidr>): boolean {
+  return cidr.at.line === undefined && cidr.value.text === linkLocalText[desired.family];
+}

@@ -1,0 +1,173 @@
+/**
+ * The desired state as data, from the config directory's contents: parse and
+ * validate every file, merge them, and render the desired chain per enabled
+ * family. Pure: the same contents and options give the same result.
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import {
+  type ConfigDirContents,
+  type FileConfig,
+  parseConfigFile,
+  type ParseOptions,
+} from "../config/parse.ts";
+import { ConfigError, type ConfigProblem } from "../config/problems.ts";
+import {
+  type EffectiveConfig,
+  type Finding,
+  mergeConfigs,
+  type MergeOptions,
+} from "../config/merge.ts";
+import type { AgentFlags } from "../cli/flags.ts";
+import type { PortRange } from "./ports.ts";
+import { formatLocation } from "../base/source.ts";
+import { type DesiredChain, desiredChain, type PostroutingJump } from "../iptables/render.ts";
+import { type CommandLine, resolveSettings } from "../config/settings.ts";
+
+/** A config directory's contents, validated and merged. */
+export interface LoadedConfig {
+  /** The merged configuration. */
+  readonly effective: EffectiveConfig;
+  /** What the merge found worth a warning. */
+  readonly findings: readonly Finding[];
+  /** True when the directory does not exist (the defaults apply, and we say so). */
+  readonly directoryMissing: boolean;
+  /**
+   * The command line's flags with the files' settings (`masqChain`, `toPorts`, ...) applied;
+   * only when {@link loadConfig} was given the command line.
+   */
+  readonly settings?: AgentFlags;
+}
+
+/** The flags that decide how files are read and merged. */
+export interface LoadOptions extends ParseOptions, MergeOptions {}
+
+/** The flags that shape the rules, beyond the config files. */
+export interface ChainOptions {
+  /** The chain to fill (`--masq-chain`). */
+  readonly masqChain: string;
+  /** Whether an IPv6 chain is wanted too (`--enable-ipv6`). */
+  readonly enableIpv6: boolean;
+  /** `--random-fully` as given; combined with what the iptables in use supports. */
+  readonly randomFully: boolean;
+  /** `--to-ports`; empty for any source port. */
+  readonly toPorts: readonly PortRange[];
+  /** `--postrouting-jump`; absent means `append`. */
+  readonly postroutingJump?: PostroutingJump;
+  /** `--kube-proxy-masquerade-bit`; absent means kube-proxy's default, 14. */
+  readonly kubeProxyMasqueradeBit?: number;
+}
+
+/**
+ * Parses every file and merges them; all problems of all files are reported
+ * together, as one {@link ConfigError} (thrown: the caller's policy decides
+ * whether that exits or keeps the last good config).
+ */
+export function loadConfig(
+  contents: ConfigDirContents,
+  options: LoadOptions,
+  commandLine?: CommandLine,
+): LoadedConfig {
+  if (commandLine !== undefined) return loadWithSettings(contents, commandLine);
+  const files = contents.kind === "missing" ? [] : contents.files;
+  const problems: ConfigProblem[] = [];
+  const parsed: FileConfig[] = [];
+  for (const file of files) {
+    const result = parseConfigFile(file.path, file.bytes, { enableIpv6: options.enableIpv6 });
+    if (result.ok) parsed.push(result.value);
+    else problems.push(...result.error);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const { config, findings, problems: contradictions } = mergeConfigs(parsed, {
+    nomasqAllReservedRanges: options.nomasqAllReservedRanges,
+  });
+  if (contradictions.length > 0) throw new ConfigError(contradictions);
+  const ipv6 = config.masqLinkLocalIPv6;
+  const ipv6Finding: Finding[] = ipv6.value && !options.enableIpv6
+    ? [{
+      kind: "ipv6-not-enabled",
+      message: `masqLinkLocalIPv6 is true at ${formatLocation(ipv6.at)} but IPv6 is not ` +
+        "enabled: it has no effect (the agent writes no IPv6 rules); add --enable-ipv6, or " +
+        "remove the key",
+    }]
+    : [];
+  return {
+    effective: config,
+    findings: [...findings, ...ipv6Finding],
+    directoryMissing: contents.kind === "missing",
+  };
+}
+
+/** The families the agent manages: IPv4 always, IPv6 with `--enable-ipv6`. */
+export function enabledFamilies(options: { readonly enableIpv6: boolean }): Family[] {
+  return options.enableIpv6 ? ["ipv4", "ipv6"] : ["ipv4"];
+}
+
+/** The desired chain of every enabled family. */
+export function desiredChains(
+  effective: EffectiveConfig,
+  options: ChainOptions,
+  randomFullySupported: Readonly<Record<Family, boolean>>,
+): DesiredChain[] {
+  return enabledFamilies(options).map((family) =>
+    desiredChain(effective, family, options.masqChain, {
+      randomFully: options.randomFully && randomFullySupported[family],
+      toPorts: options.toPorts,
+    }, {
+      postroutingJump: options.postroutingJump,
+      kubeProxyMasqueradeBit: options.kubeProxyMasqueradeBit,
+    })
+  );
+}
+
+function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
+  const problems: ConfigProblem[] = [];
+  const parsed: FileConfig[] = [];
+  for (const file of files.kind === "missing" ? [] : files.files) {
+    const result = parseConfigFile(file.path, file.bytes, { enableIpv6 });
+    if (result.ok) parsed.push(result.value);
+    else problems.push(...result.error);
+  }
+  return { parsed, problems };
+}
+
+function hasIpv6(file: FileConfig): boolean {
+  return [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
+    list.some((cidr) => cidr.value.family === "ipv6")
+  );
+}
+
+/**
+ * {@link loadConfig} with the files' settings applied to the command line's flags. Whether IPv6
+ * CIDRs are allowed depends on `enableIPv6`, which a file may set, so the files are read with
+ * IPv6 allowed first; with IPv6 still off after the settings are resolved, the files that list
+ * IPv6 CIDRs are read again as {@link loadConfig} reads them, for the same problems.
+ */
+function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine): LoadedConfig {
+  const first = parseAll(contents, true);
+  if (first.problems.length > 0) {
+    const enabled = commandLine.flags.enableIpv6 ||
+      first.parsed.some((file) =>
+        file.settings?.some((setting) => setting.key === "enableIPv6" && setting.value === true)
+      );
+    throw new ConfigError(enabled ? first.problems : parseAll(contents, false).problems);
+  }
+  const resolved = resolveSettings(commandLine, first.parsed);
+  if (!resolved.ok) throw new ConfigError(resolved.error);
+  const settings = resolved.value;
+  if (!settings.enableIpv6 && first.parsed.some(hasIpv6)) {
+    throw new ConfigError(parseAll(contents, false).problems);
+  }
+  const { config, findings, problems } = mergeConfigs(first.parsed, {
+    nomasqAllReservedRanges: settings.nomasqAllReservedRanges,
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    effective: config,
+    findings,
+    directoryMissing: contents.kind === "missing",
+    settings,
+  };
+}

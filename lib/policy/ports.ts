@@ -1,0 +1,87 @@
+/**
+ * The `--to-ports` value: source port ranges MASQUERADE may pick from, as
+ * upstream v1 accepts them (`1024-29999,32768-65535`, single ports allowed).
+ *
+ * @module
+ */
+
+import { quoteInput } from "../base/quote.ts";
+import { err, ok, type Result } from "../base/result.ts";
+
+/** Source ports `first` to `last`, both included; a single port has `first === last`. */
+export interface PortRange {
+  /** 1 to 65535. */
+  readonly first: number;
+  /** At least `first`, at most 65535. */
+  readonly last: number;
+}
+
+const maxPort = 65535;
+
+/**
+ * Parses the flag value, keeping the given order; empty means "no port
+ * restriction". Ranges must not overlap, and ports are decimal without
+ * leading zeros.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parsePortRanges } from "./ports.ts";
+ *
+ * assert.deepEqual(parsePortRanges("1024-29999,32768-65535"), {
+ *   ok: true,
+ *   value: [{ first: 1024, last: 29999 }, { first: 32768, last: 65535 }],
+ * });
+ * assert.deepEqual(parsePortRanges("80,70-90"), {
+ *   ok: false,
+ *   error: "ports 70-90 and 80 overlap",
+ * });
+ * ```
+ */
+export function parsePortRanges(spec: string): Result<PortRange[], string> {
+  if (spec === "") return ok([]);
+  const ranges: (PortRange & { text: string })[] = [];
+  for (const item of spec.split(",")) {
+    const match = /^([0-9]+)(?:-([0-9]+))?$/.exec(item);
+    if (match === null) {
+      return err(
+        `${quoteInput(item)} is not a port or port range (want a comma-separated list of N or N-M)`,
+      );
+    }
+    const bounds: number[] = [];
+    for (const digits of [match[1], match[2]]) {
+      if (digits === undefined) continue;
+      // iptables parses ports with base auto-detection, so "010" would silently mean 8.
+      if (digits.length > 1 && digits[0] === "0") {
+        return err(`port ${quoteInput(digits)} must not have a leading zero`);
+      }
+      const port = Number(digits);
+      if (port < 1 || port > maxPort) {
+        return err(`port ${digits} is out of range 1-${maxPort}`);
+      }
+      bounds.push(port);
+    }
+    const [first, last = first] = bounds;
+    if (first > last) {
+      return err(`port range ${item} has its start above its end`);
+    }
+    ranges.push({ first, last, text: item });
+  }
+  const sorted = [...ranges].sort((a, b) => a.first - b.first);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].first <= sorted[i - 1].last) {
+      return err(`ports ${sorted[i - 1].text} and ${sorted[i].text} overlap`);
+    }
+  }
+  return ok(ranges.map(({ first, last }) => ({ first, last })));
+}
+
+/** How many ports the range holds. */
+export function portRangeSize(range: PortRange): number {
+  return range.last - range.first + 1;
+}
+
+/** The range as iptables prints it: `N-M`, or a bare `N` for a single port. */
+export function formatPortRange(range: PortRange): string {
+  return range.first === range.last ? `${range.first}` : `${range.first}-${range.last}`;
+}
