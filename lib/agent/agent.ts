@@ -406,6 +406,12 @@ function configSummary(effective: LoadedConfig["effective"], resyncMs: number): 
       : { nonMasqueradeSrcCIDRs: list(effective.nonMasqueradeSrcCidrs) }),
     masqLinkLocal: effective.masqLinkLocal.value,
     masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
+    // Issue 17's keys only when set, so the line is unchanged for configs without them.
+    ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
+    ...(effective.outputAddressIPv6
+      ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
+      : {}),
+    ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
     resyncInterval: `${resyncMs / 1000}s`,
   });
 }

@@ -79,6 +79,7 @@ Deno.test("config dir: the bytes read are the file's, the path is the entry's (n
         path: `${dir}/ip-masq-agent`,
         bytes: new TextEncoder().encode("masqLinkLocal: true\n"),
       }],
+      ignored: ["other"],
     });
   });
 });
@@ -86,7 +87,11 @@ Deno.test("config dir: the bytes read are the file's, the path is the entry's (n
 Deno.test("config dir: no ip-masq* entry is an empty list of files; no directory is missing", async () => {
   await withDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/kube-proxy`, "x");
-    assert.deepEqual(await readConfigDir(dir), { kind: "files", files: [] });
+    assert.deepEqual(await readConfigDir(dir), {
+      kind: "files",
+      files: [],
+      ignored: ["kube-proxy"],
+    });
     assert.deepEqual(await readConfigDir(`${dir}/absent`), { kind: "missing" });
   });
 });

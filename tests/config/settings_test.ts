@@ -61,6 +61,7 @@ Deno.test("every flag that shapes the rules, or says where they live, is a confi
     "iptablesMode",
     "dataplane",
     "postroutingJump",
+    "kubeProxyMasqueradeBit",
   ];
   assert.deepEqual(Object.values(settingKeys).sort(), ruleShaping.sort());
   for (const key of settingKeyNames) {

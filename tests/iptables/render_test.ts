@@ -19,7 +19,7 @@ import {
   savedProbability,
 } from "../../lib/iptables/render.ts";
 
-import { assertGoldenKeeps } from "../support/golden_model.ts";
+import { assertGoldenKeeps, goldenModelExcluded } from "../support/golden_model.ts";
 
 const encoder = new TextEncoder();
 
@@ -206,6 +206,7 @@ Deno.test("every golden file is used by a rendering test", async () => {
 
 Deno.test("every golden file keeps exactly the destinations its case exempts (a packet model)", async () => {
   for (const name of goldenCases.flatMap((golden) => Object.values(golden.goldens))) {
+    if (name in goldenModelExcluded) continue;
     assertGoldenKeeps(name, await readGolden(name));
   }
 });

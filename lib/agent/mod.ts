@@ -1,0 +1,15 @@
+/**
+ * `lib/agent/`: the folder's map.
+ *
+ * Owns: The long-running loop: one serialized reconcile fed by start-up, the config watch, SIGHUP
+ * and the resync timer; its timing decisions (debounce, backoff, GC schedule) as pure step
+ * functions of (state, event, now); the wake-up and signal seams.
+ *
+ * May import: `base/`, `net/`, `config/`, `policy/`, `iptables/`, `nftables/`.
+ *
+ * Effects through the injected clock, exec and directory seams; `signals.ts` is the signal seam.
+ *
+ * @module
+ */
+
+export {};

@@ -1,0 +1,16 @@
+/**
+ * `lib/iptables/`: the folder's map.
+ *
+ * Owns: The iptables dataplane: the backend (nft or legacy) and its detection, rendering the
+ * desired chain as `iptables-save` text, reading our chain and jump back, planning one `iptables-
+ * restore --noflush` transaction, tracing a packet through the live listing, chain-name rules, and
+ * the one client on the `Exec` seam.
+ *
+ * May import: `base/`, `net/`, `config/`, `policy/`.
+ *
+ * Pure, except the client and mode detection, which run programs through `Exec` only.
+ *
+ * @module
+ */
+
+export {};
