@@ -23,7 +23,7 @@ import {
   type GcState,
   initialGcState,
 } from "./gc_schedule.ts";
-import { IptablesError } from "../iptables/client.ts";
+import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import { formatLocation } from "../base/source.ts";
 import { chainRuleLines, type DesiredChain } from "../iptables/render.ts";
@@ -369,7 +369,7 @@ export class Agent {
 
 /** A missing tool, or an error that is not iptables', will not heal by waiting. */
 function failureKind(error: unknown): FailureKind {
-  if (!(error instanceof IptablesError) || error.failure === "missing") return "fatal";
+  if (!(error instanceof ToolError) || error.failure === "missing") return "fatal";
   return error.failure;
 }
 

@@ -6,16 +6,21 @@
  * @module
  */
 
-import { ConfigError } from "../config/problems.ts";
-
 /**
  * Exit codes of the CLI contract: 0 success, 1 a runtime failure (iptables),
  * 2 what the deployment must fix (usage, configuration, sandbox).
  */
 export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 
+/**
+ * What the deployment must fix (a rejected configuration, a sandbox denial, a chain that is not
+ * ours): exit code 2, where a runtime failure is 1. Subclasses say what; this class says how the
+ * process ends, so the exit-code policy needs no list of every such error.
+ */
+export abstract class DeploymentError extends Error {}
+
 /** A Deno permission the sandbox did not grant: a deployment problem, not a bug. */
-export class SandboxDeniedError extends Error {
+export class SandboxDeniedError extends DeploymentError {
   /** Names the class in stack traces and `formatErrorChain`. */
   override readonly name = "SandboxDeniedError";
   /** The message says which permission list to change, and how. */
@@ -43,7 +48,7 @@ export class SandboxDeniedError extends Error {
  * (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`). Such a chain is never flushed,
  * rewritten or deleted, in any mode: the deployment must choose another name (exit 2).
  */
-export class ForeignChainError extends Error {
+export class ForeignChainError extends DeploymentError {
   /** Names the class in stack traces and `formatErrorChain`. */
   override readonly name = "ForeignChainError";
   /** The message names the chain, the family and the first foreign rule. */
@@ -66,26 +71,21 @@ export class ForeignChainError extends Error {
 }
 
 /**
- * The exit code for an error the agent stops on: a rejected configuration
- * a sandbox denial or a `--masq-chain` that is another tool's chain is the
- * deployment's to fix (2), anything else is a runtime failure (1). The one
- * place this is decided.
+ * The exit code for an error the agent stops on: a {@link DeploymentError}
+ * (a rejected configuration, a sandbox denial) is the deployment's to fix (2),
+ * anything else is a runtime failure (1). The one place this is decided.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ConfigError } from "../config/problems.ts";
- * import { exitCodeFor } from "./errors.ts";
+ * import { exitCodeFor, SandboxDeniedError } from "./errors.ts";
  *
- * assert.equal(exitCodeFor(new ConfigError([{ at: { file: "f" }, message: "bad" }])), 2);
+ * assert.equal(exitCodeFor(new SandboxDeniedError("read", "/etc/config", undefined)), 2);
  * assert.equal(exitCodeFor(new Error("iptables-restore failed")), 1);
  * ```
  */
 export function exitCodeFor(error: unknown): number {
-  if (
-    error instanceof ConfigError || error instanceof SandboxDeniedError ||
-    error instanceof ForeignChainError
-  ) return exitCodes.usage;
+  if (error instanceof DeploymentError) return exitCodes.usage;
   return exitCodes.runtime;
 }
 

@@ -19,7 +19,8 @@ import { explain, explanationObject, formatExplanation, type LiveTableView } fro
 import type { IptablesMode } from "../iptables/mode.ts";
 import { parseNatTable } from "../iptables/plan.ts";
 import type { DesiredChain } from "../iptables/render.ts";
-import { type Dataplane, nftablesDataplane } from "../policy/dataplane.ts";
+import type { Dataplane } from "../policy/dataplane.ts";
+import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { type NatTableClient, natTableClient, probeVersion } from "../iptables/client.ts";
 import { nftClient } from "../nftables/client.ts";
 import { chooseMode } from "../iptables/mode_detection.ts";

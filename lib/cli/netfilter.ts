@@ -12,19 +12,22 @@ import type { Family } from "../net/cidr.ts";
 import { enabledFamilies } from "../policy/desired.ts";
 import { formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "./flags.ts";
-import type { IptablesMode } from "../iptables/mode.ts";
-import {
-  type Dataplane,
-  iptablesDataplane,
-  nftablesDataplane,
-  removeAll,
-  switchingDataplane,
-} from "../policy/dataplane.ts";
+import { allIptablesTools, type IptablesMode } from "../iptables/mode.ts";
+import { type Dataplane, removeAll, switchingDataplane } from "../policy/dataplane.ts";
+import { iptablesDataplane } from "../iptables/dataplane.ts";
+import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { natTableClient, probeVersion } from "../iptables/client.ts";
 import type { Logger } from "../base/log.ts";
 import { otherBackendPresent } from "../iptables/mode_detection.ts";
 import type { CleanupTarget } from "./one_shot.ts";
-import { nftClient } from "../nftables/client.ts";
+import { nftClient, nftProgram } from "../nftables/client.ts";
+
+/**
+ * Every program the agent may run: the iptables backends' own tools, then `nft`. The permission
+ * list (`deno.json` `permissions.agent.run`) must name exactly these; its test derives its list
+ * from here.
+ */
+export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
 
 /** The iptables backend that is not `mode`. */
 function otherMode(mode: IptablesMode): IptablesMode {

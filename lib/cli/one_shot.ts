@@ -10,7 +10,7 @@ import { type ConfigDirContents, warnIgnoredEntries } from "../config/directory.
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
 import { readOnlyWording } from "./drift_wording.ts";
 import type { AgentFlags } from "./flags.ts";
-import { IptablesError } from "../iptables/client.ts";
+import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import {
   desiredChains,
@@ -126,7 +126,7 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
       if (error instanceof ForeignChainError) {
         deps.log.error(`cleanup (${where}): ${error.message}`);
         refused = true;
-      } else if (target.optional && error instanceof IptablesError) {
+      } else if (target.optional && error instanceof ToolError) {
         deps.log.warn(`cleanup (${where}): skipped, ${error.message}`);
       } else {
         deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);

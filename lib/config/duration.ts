@@ -65,24 +65,13 @@ export function parseGoDuration(text: string): Result<number, string> {
   return ok(sign * totalNanoseconds / 1e6);
 }
 
-/** Formats milliseconds the way Go's `Duration.String` would for whole values: `1m30s`, `500ms`. */
-export function formatDuration(milliseconds: number): string {
-  if (milliseconds === 0) return "0s";
-  if (milliseconds < 1000) return `${milliseconds}ms`;
-  let seconds = milliseconds / 1000;
-  const hours = Math.floor(seconds / 3600);
-  seconds -= hours * 3600;
-  const minutes = Math.floor(seconds / 60);
-  seconds -= minutes * 60;
-  const parts = [];
-  if (hours) parts.push(`${hours}h`);
-  if (hours || minutes) parts.push(`${minutes}m`);
-  parts.push(`${Number(seconds.toFixed(3))}s`);
-  return parts.join("");
-}
-
 /**
  * The resync interval's bounds, for the flag and the config key alike: under a second the agent
  * would spin on iptables-save, and JavaScript timers overflow past about 24.8 days.
  */
 export const resyncBoundsMilliseconds = { min: 1_000, max: 24 * 3600 * 1000 } as const;
+
+/** {@link resyncBoundsMilliseconds} as the config key's message says them, in Go duration words. */
+export const resyncBoundsText = `between ${resyncBoundsMilliseconds.min / 1000}s and ${
+  resyncBoundsMilliseconds.max / 3_600_000
+}h`;

@@ -26,7 +26,7 @@ import type { IpAddress } from "../net/address.ts";
 import { type Cidr, parseCidr } from "../net/cidr.ts";
 import { type FastScalar, parseFastYaml } from "./fast_parse.ts";
 import type { ConfigProblem } from "./problems.ts";
-import { parseGoDuration, resyncBoundsMilliseconds } from "./duration.ts";
+import { parseGoDuration, resyncBoundsMilliseconds, resyncBoundsText } from "./duration.ts";
 import { parseInterfaceName, parseOutputAddress } from "./output.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
@@ -518,7 +518,7 @@ class FileValidator {
       return;
     }
     if (parsed.value < minResyncMilliseconds || parsed.value > maxResyncMilliseconds) {
-      this.problem(value, key, `must be between 1s and 24h, got ${quoteInput(value.value)}`);
+      this.problem(value, key, `must be ${resyncBoundsText}, got ${quoteInput(value.value)}`);
       return;
     }
     this.#resyncInterval = { value: parsed.value, at: this.locate(value) };

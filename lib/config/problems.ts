@@ -5,6 +5,7 @@
  * @module
  */
 
+import { DeploymentError } from "../base/errors.ts";
 import { maxQuotedLength, quoteInput } from "../base/quote.ts";
 import { formatLocation, type SourceLocation } from "../base/source.ts";
 
@@ -38,7 +39,7 @@ function showKey(key: string): string {
 export const maxListedProblems = 20;
 
 /** A rejected configuration: nothing from it is applied. */
-export class ConfigError extends Error {
+export class ConfigError extends DeploymentError {
   /** Names the class in stack traces and `formatErrorChain`. */
   override readonly name = "ConfigError";
   /** The message lists the first {@link maxListedProblems} problems and counts the rest. */

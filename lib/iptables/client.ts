@@ -13,13 +13,8 @@
 
 import type { Family } from "../net/cidr.ts";
 import { type IptablesMode, iptablesTools, type LegacyDump, LegacyDumpScanner } from "./mode.ts";
-import {
-  denoExec,
-  type Exec,
-  ExecAbortedError,
-  ProgramMissingError,
-  type ScanExec,
-} from "../base/exec.ts";
+import { denoExec, type Exec, ProgramMissingError, type ScanExec } from "../base/exec.ts";
+import { type Outcome, runTool, ToolError } from "../base/tool.ts";
 
 /** The nat table of one backend and family, as the reconcile sees it. */
 export interface NatTableClient {
@@ -49,29 +44,6 @@ export const restoreArgs: readonly string[] = ["--noflush", "-w", "5", "-W", "10
  */
 export const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
 
-/** Why an iptables call failed: the lock is waited out, a missing tool is fatal, the rest retried. */
-export type IptablesFailure = "lock" | "missing" | "failed";
-
-/** A failed iptables call, with the command line and why. */
-export class IptablesError extends Error {
-  /** Names the class in printed chains of causes. */
-  override readonly name = "IptablesError";
-  /**
-   * A failed call and what the agent should do about it.
-   * @param message what failed, with the tool's own words
-   * @param failure what the agent does about it (see {@link IptablesFailure})
-   * @param command the command line that failed
-   */
-  constructor(
-    message: string,
-    readonly failure: IptablesFailure,
-    readonly command: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
 /**
  * The xtables lock is someone else's critical section: waiting it out is always right. Only the
  * message identifies it: exit status 4 also means other resource problems (iptables-nft uses it
@@ -91,64 +63,8 @@ export function isNoSuchChain(stderr: string): boolean {
     .test(stderr);
 }
 
-/** A finished netfilter program: its result, whether it exited 0, and its command line. */
-export interface Outcome {
-  /** Whether it exited 0. */
-  readonly ok: boolean;
-  /** What it printed on stdout. */
-  readonly stdout: string;
-  /** What it printed on stderr, trimmed. */
-  readonly stderr: string;
-  /** The command and its arguments, as one line, for messages. */
-  readonly commandLine: string;
-  /** Its exit status. */
-  readonly code: number;
-}
-
-/** The error a netfilter program's failure becomes: {@link IptablesError} or a subclass. */
-export type NetfilterErrorClass = new (
-  message: string,
-  failure: IptablesFailure,
-  command: string,
-  options?: ErrorOptions,
-) => IptablesError;
-
-/**
- * Runs one netfilter program (an iptables tool, or nft); a program that is
- * not installed and an abort become `errorClass` errors naming the Debian
- * package to install, so the loop's one retry policy covers every dataplane.
- */
-export async function runTool(
-  exec: Exec,
-  command: string,
-  args: readonly string[],
-  stdin?: string,
-  signal?: AbortSignal,
-  errorClass: NetfilterErrorClass = IptablesError,
-  debianPackage = "iptables",
-): Promise<Outcome> {
-  const commandLine = [command, ...args].join(" ");
-  try {
-    const result = await exec(command, args, { stdin, signal });
-    return { ...result, ok: result.code === 0, stderr: result.stderr.trim(), commandLine };
-  } catch (error) {
-    if (error instanceof ProgramMissingError) {
-      throw new errorClass(
-        `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
-        "missing",
-        commandLine,
-        { cause: error },
-      );
-    }
-    if (error instanceof ExecAbortedError) {
-      throw new errorClass(`${command} aborted`, "failed", commandLine, { cause: error });
-    }
-    throw error;
-  }
-}
-
-function failed(outcome: Outcome): IptablesError {
-  return new IptablesError(
+function failed(outcome: Outcome): ToolError {
+  return new ToolError(
     `${outcome.commandLine} exited with status ${outcome.code}: ${outcome.stderr || "(no output)"}`,
     isLockContention(outcome.stderr) ? "lock" : "failed",
     outcome.commandLine,
@@ -284,7 +200,7 @@ async function evidenceOf(exec: Exec, command: string, args: readonly string[]) 
   try {
     return await runTool(exec, command, args);
   } catch (error) {
-    if (error instanceof IptablesError && error.failure === "missing") return undefined;
+    if (error instanceof ToolError && error.failure === "missing") return undefined;
     throw error;
   }
 }

@@ -20,6 +20,7 @@ import {
   type ReconcileOptions,
 } from "./plan.ts";
 import type { NatTableClient } from "./client.ts";
+import type { Dataplane, DataplanePlan } from "../policy/dataplane.ts";
 
 /**
  * What the last reconcile of each family found in sync: the desired chain
@@ -112,4 +113,57 @@ export async function planRemoval(
   const foreign = foreignRuleOf(ours, chain);
   if (foreign !== undefined) throw new ForeignChainError(chain, client.family, foreign);
   return planCleanup(chain, parseNatTable(await client.listTable(signal)), client.family);
+}
+
+/**
+ * The iptables dataplane of one backend: our chain and POSTROUTING jump
+ * through that backend's tools. A steady resync is two listings per family,
+ * not even parsed when they are what the last reconcile verified.
+ */
+export function iptablesDataplane(
+  clients: Readonly<Record<Family, NatTableClient>>,
+  chain: string,
+  label = `iptables (${clients.ipv4.mode})`,
+  onAnotherAgent: AnotherAgentHandler = () => {},
+): Dataplane {
+  const verified: VerifiedListings = new Map();
+  // A chain of ours under another name is removed once; when it comes back, another
+  // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
+  const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+  const others: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+  const plan = async (desired: DesiredChain, signal?: AbortSignal): Promise<DataplanePlan> => {
+    const { family } = desired;
+    const client = clients[family];
+    const first = await planFamily(desired, client, signal, verified, {
+      othersChains: others[family],
+    });
+    const back = staleChainsOf(first).filter((name) => removed[family].has(name));
+    if (back.length === 0) return first;
+    for (const name of back) {
+      others[family].add(name);
+      onAnotherAgent(family, name);
+    }
+    return await planFamily(desired, client, signal, verified, { othersChains: others[family] });
+  };
+  return {
+    label,
+    plan,
+    apply: async (family, plan, signal) => {
+      if (plan.payload === null) return;
+      await clients[family].restore(plan.payload, signal);
+      for (const name of staleChainsOf(plan)) removed[family].add(name);
+    },
+    planRemoval: (family, signal) => planRemoval(clients[family], chain, signal),
+  };
+}
+
+/** Told once per chain and family when a chain of ours we removed came back. */
+export type AnotherAgentHandler = (family: Family, chain: string) => void;
+
+function staleChainsOf(plan: DataplanePlan): string[] {
+  return plan.drift.flatMap((drift) =>
+    drift.kind === "stale-chain" && "chain" in drift && typeof drift.chain === "string"
+      ? [drift.chain]
+      : []
+  );
 }

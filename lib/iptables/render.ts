@@ -425,12 +425,6 @@ export function jumpRuleLine(chain: string): string {
     `-m addrtype ! --dst-type LOCAL -j ${chain}`;
 }
 
-/** The spelling left by ip-masq-agent-v2 and some v1 releases: literal quotes inside the comment. */
-export function quotedJumpRuleLine(chain: string): string {
-  return `-A POSTROUTING -m comment --comment ${iptablesQuote(`"${jumpComment(chain)}"`)} ` +
-    `-m addrtype ! --dst-type LOCAL -j ${chain}`;
-}
-
 /**
  * A word as `iptables-save` prints it and `iptables-restore` reads it back: in double quotes,
  * with `"` and `\` escaped. Not for messages: user input there goes through `quoteInput`.

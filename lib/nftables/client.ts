@@ -10,21 +10,10 @@
 import type { Family } from "../net/cidr.ts";
 import { nftFamily, nftTableName } from "./render.ts";
 import { denoExec, type Exec } from "../base/exec.ts";
-import { IptablesError, type IptablesFailure, runTool } from "../iptables/client.ts";
+import { runTool, ToolError } from "../base/tool.ts";
 
 /** The program the nftables dataplane runs. */
 export const nftProgram = "nft";
-
-/**
- * A failed `nft` call. It is an {@link IptablesError} (a netfilter tool's
- * failure) so the loop's retry policy treats it the same way: a missing tool
- * is fatal, anything else is retried with backoff. nft has no lock to wait for.
- */
-export class NftError extends IptablesError {
-  /** Names the class in printed chains of causes. */
-  // The base class types its name as a literal; the printed chain of causes shows this one.
-  override readonly name = "NftError" as "IptablesError";
-}
 
 /** Our tables, as the nftables dataplane sees them. */
 export interface NftClient {
@@ -53,16 +42,16 @@ function runNft(
   stdin: string | undefined,
   signal: AbortSignal | undefined,
 ) {
-  return runTool(exec, nftProgram, args, stdin, signal, NftError, "nftables");
+  return runTool(exec, nftProgram, args, stdin, signal, "nftables");
 }
 
-function failed(outcome: { commandLine: string; code: number; stderr: string }): NftError {
-  const failure: IptablesFailure = "failed";
+/** nft has no lock to wait for: every failure of it is retried within the budget. */
+function failed(outcome: { commandLine: string; code: number; stderr: string }): ToolError {
   // nft's errors quote the offending input line; keep the message to its first lines.
   const stderr = outcome.stderr.split("\n").slice(0, 6).join("\n") || "(no output)";
-  return new NftError(
+  return new ToolError(
     `${outcome.commandLine} exited with status ${outcome.code}: ${stderr}`,
-    failure,
+    "failed",
     outcome.commandLine,
   );
 }

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type Cidr, contains, type Family, familyBits } from "../net/cidr.ts";
+import { type Cidr, contains, type Family } from "../net/cidr.ts";
 import {
   type AddressInterval,
   cidrInterval,
@@ -309,9 +309,4 @@ export function renderNftElementChanges(
     }
   }
   return lines.map((line) => `${line}\n`).join("");
-}
-
-/** Whether an address of `family` is one of the family's (for evaluators and parsers). */
-export function addressInFamily(family: Family, address: bigint): boolean {
-  return address >= 0n && address < 1n << BigInt(familyBits(family));
 }

@@ -2,9 +2,9 @@
  * The dataplane seam: what the reconcile loop, `--check` and `--cleanup`
  * drive, without knowing which one it is. A dataplane reads what is ours for
  * one family, plans against the desired state, and applies the plan; the
- * iptables one wraps reconcile.ts (POSTROUTING and our chain, one
- * `iptables-restore` transaction), the nftables one our own table (one
- * `nft -j list table`, one `nft -f` transaction).
+ * iptables one (iptables/dataplane.ts) reads POSTROUTING and our chain and writes
+ * one `iptables-restore` transaction, the nftables one (nftables/dataplane.ts)
+ * our own table (one `nft -j list table`, one `nft -f` transaction).
  *
  * {@link switchingDataplane} composes the chosen dataplane with the ones the
  * node may still carry rules of (the other dataplane, after a switch): each
@@ -17,12 +17,7 @@
 
 import type { Family } from "../net/cidr.ts";
 import type { DesiredChain } from "../iptables/render.ts";
-import { parseNftTable } from "../nftables/parse.ts";
-import { planNftReconcile, planNftRemoval } from "../nftables/plan.ts";
-import { type NftDesired, nftDesired } from "../nftables/render.ts";
-import { IptablesError, type NatTableClient } from "../iptables/client.ts";
-import type { NftClient } from "../nftables/client.ts";
-import { planFamily, planRemoval, type VerifiedListings } from "../iptables/dataplane.ts";
+import { ToolError } from "../base/tool.ts";
 
 /** The dataplanes `--dataplane` chooses from. */
 export type DataplaneName = "iptables" | "nftables";
@@ -63,7 +58,8 @@ export interface Dataplane {
   planRemoval(family: Family, signal?: AbortSignal): Promise<DataplanePlan>;
 }
 
-const inSync: DataplanePlan = { drift: [], payload: null };
+/** The plan of a family that is in sync: nothing differs, nothing to write. */
+export const inSync: DataplanePlan = { drift: [], payload: null };
 
 /**
  * Plans every family, then applies the plans: the one reconcile step of the loop. Planning all
@@ -97,101 +93,6 @@ export async function removeAll(
 }
 
 /**
- * The iptables dataplane of one backend: our chain and POSTROUTING jump
- * through that backend's tools. A steady resync is two listings per family,
- * not even parsed when they are what the last reconcile verified.
- */
-export function iptablesDataplane(
-  clients: Readonly<Record<Family, NatTableClient>>,
-  chain: string,
-  label = `iptables (${clients.ipv4.mode})`,
-  onAnotherAgent: AnotherAgentHandler = () => {},
-): Dataplane {
-  const verified: VerifiedListings = new Map();
-  // A chain of ours under another name is removed once; when it comes back, another
-  // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
-  const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
-  const others: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
-  const plan = async (desired: DesiredChain, signal?: AbortSignal): Promise<DataplanePlan> => {
-    const { family } = desired;
-    const client = clients[family];
-    const first = await planFamily(desired, client, signal, verified, {
-      othersChains: others[family],
-    });
-    const back = staleChainsOf(first).filter((name) => removed[family].has(name));
-    if (back.length === 0) return first;
-    for (const name of back) {
-      others[family].add(name);
-      onAnotherAgent(family, name);
-    }
-    return await planFamily(desired, client, signal, verified, { othersChains: others[family] });
-  };
-  return {
-    label,
-    plan,
-    apply: async (family, plan, signal) => {
-      if (plan.payload === null) return;
-      await clients[family].restore(plan.payload, signal);
-      for (const name of staleChainsOf(plan)) removed[family].add(name);
-    },
-    planRemoval: (family, signal) => planRemoval(clients[family], chain, signal),
-  };
-}
-
-/** Told once per chain and family when a chain of ours we removed came back. */
-export type AnotherAgentHandler = (family: Family, chain: string) => void;
-
-function staleChainsOf(plan: DataplanePlan): string[] {
-  return plan.drift.flatMap((drift) =>
-    drift.kind === "stale-chain" && "chain" in drift && typeof drift.chain === "string"
-      ? [drift.chain]
-      : []
-  );
-}
-
-/**
- * The nftables dataplane: our own table per family. A steady resync is one
- * `nft -j list table` per family, not even parsed when its bytes are what
- * the last reconcile verified.
- */
-export function nftablesDataplane(client: NftClient): Dataplane {
-  const verified = new Map<Family, { desired: DesiredChain; listing: string }>();
-  // The agent keeps the same DesiredChain while the config is unchanged: the set's intervals
-  // (100,000 CIDRs merged) are computed once per config, not once per resync.
-  const tables = new WeakMap<DesiredChain, NftDesired>();
-  const tableFor = (desired: DesiredChain) => {
-    let table = tables.get(desired);
-    if (!table) tables.set(desired, table = nftDesired(desired));
-    return table;
-  };
-  return {
-    label: "nftables",
-    plan: async (desired, signal) => {
-      const { family } = desired;
-      const listing = await client.listTable(family, signal);
-      const last = verified.get(family);
-      if (listing !== null && last?.desired === desired && last.listing === listing) return inSync;
-      const live = listing === null ? { kind: "missing" as const } : parseNftTable(listing, family);
-      const plan = planNftReconcile(tableFor(desired), live);
-      if (plan.payload === null && listing !== null) verified.set(family, { desired, listing });
-      else verified.delete(family);
-      return plan;
-    },
-    apply: async (_family, plan, signal) => {
-      if (plan.payload !== null) await client.apply(plan.payload, signal);
-    },
-    planRemoval: async (family, signal) => {
-      const listing = await client.listTable(family, signal);
-      verified.delete(family);
-      return planNftRemoval(
-        family,
-        listing === null ? { kind: "missing" } : parseNftTable(listing, family),
-      );
-    },
-  };
-}
-
-/**
  * A node without the retired dataplane's tools has no rules of ours there.
  * Any other failure to read it is reported and leaves it to the next
  * reconcile: the chosen dataplane's own rules never wait for the other one.
@@ -205,7 +106,7 @@ async function retiredRemoval(
   try {
     return await dataplane.planRemoval(family, signal);
   } catch (error) {
-    if (error instanceof IptablesError && error.failure === "missing") return inSync;
+    if (error instanceof ToolError && error.failure === "missing") return inSync;
     if (signal?.aborted) throw error;
     onError(dataplane.label, family, error);
     return undefined;

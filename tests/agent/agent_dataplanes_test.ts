@@ -13,12 +13,9 @@ import assert from "node:assert/strict";
 import { Agent, type AgentTiming } from "../../lib/agent/agent.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 import { type AgentFlags, defaultFlags } from "../../lib/cli/flags.ts";
-import {
-  type Dataplane,
-  iptablesDataplane,
-  nftablesDataplane,
-  switchingDataplane,
-} from "../../lib/policy/dataplane.ts";
+import { type Dataplane, switchingDataplane } from "../../lib/policy/dataplane.ts";
+import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
+import { nftablesDataplane } from "../../lib/nftables/dataplane.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";
 import { eventually } from "../../lab/wait.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";

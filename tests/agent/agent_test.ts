@@ -20,7 +20,7 @@ import { Agent, type AgentTiming } from "../../lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "../../lib/config/directory.ts";
 import { type AgentFlags, defaultFlags } from "../../lib/cli/flags.ts";
 import type { NatTableClient } from "../../lib/iptables/client.ts";
-import { iptablesDataplane } from "../../lib/policy/dataplane.ts";
+import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
 import { FakeClock } from "../support/fake_clock.ts";

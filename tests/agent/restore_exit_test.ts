@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { defaultFlags } from "../../lib/cli/flags.ts";
 import { Agent } from "../../lib/agent/agent.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
-import { iptablesDataplane } from "../../lib/policy/dataplane.ts";
+import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
 import type { Exec } from "../../lib/base/exec.ts";
 import { natTableClient } from "../../lib/iptables/client.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";

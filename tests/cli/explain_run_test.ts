@@ -11,7 +11,8 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../lib/config/problems.ts";
 import { type AgentFlags, parseFlags } from "../../lib/cli/flags.ts";
 import { explainMode, type LiveTables } from "../../lib/cli/explain_run.ts";
-import { IptablesError, type NatTableClient } from "../../lib/iptables/client.ts";
+import { type NatTableClient } from "../../lib/iptables/client.ts";
+import { ToolError } from "../../lib/base/tool.ts";
 import type { Dataplane } from "../../lib/policy/dataplane.ts";
 import type { ModeDeps } from "../../lib/cli/one_shot.ts";
 import { CaptureLog } from "../support/capture_log.ts";
@@ -120,7 +121,7 @@ Deno.test("an unreadable table still gives the config's answer, says why, and ex
   const { modeDeps, printed } = deps(["--explain=10.1.2.3"], "missing");
   const code = await explainMode(modeDeps, () =>
     Promise.reject(
-      new IptablesError(
+      new ToolError(
         "iptables-nft not found: install iptables",
         "missing",
         "iptables-nft --version",
@@ -145,7 +146,7 @@ Deno.test("a listing that fails (not root) is reported per family, the answer st
           mode: "legacy",
           listChain: () =>
             Promise.reject(
-              new IptablesError(
+              new ToolError(
                 "iptables-legacy -w 5 -t nat -S POSTROUTING exited with status 4: Permission denied (you must be root)",
                 "failed",
                 "iptables-legacy -w 5 -t nat -S POSTROUTING",

@@ -4,7 +4,6 @@ import { ExecAbortedError, ProgramMissingError } from "../../lib/base/exec.ts";
 import {
   chainExists,
   countRules,
-  IptablesError,
   isLockContention,
   isNoSuchChain,
   natTableClient,
@@ -12,6 +11,7 @@ import {
   probeVersion,
   restoreArgs,
 } from "../../lib/iptables/client.ts";
+import { ToolError } from "../../lib/base/tool.ts";
 import { FakeExec } from "../support/fake_exec.ts";
 
 Deno.test("the legacy backend's lock messages are recognised as lock contention", () => {
@@ -107,13 +107,13 @@ Deno.test("the client runs the chosen backend's own tools with exact arguments",
   }
 });
 
-Deno.test("each failure class of a call becomes the IptablesError the loop acts on", async () => {
+Deno.test("each failure class of a call becomes the ToolError the loop acts on", async () => {
   const lock = new FakeExec().answer("iptables-legacy-restore", [], {
     code: 4,
     stderr: "Another app is currently holding the xtables lock. Stopped waiting after 5s.\n",
   });
   await assert.rejects(natTableClient("ipv4", "legacy", lock.exec).restore("x"), (error) => {
-    assert.ok(error instanceof IptablesError);
+    assert.ok(error instanceof ToolError);
     assert.equal(error.failure, "lock");
     assert.equal(error.command, "iptables-legacy-restore --noflush -w 5 -W 100000");
     assert.match(error.message, /exited with status 4: Another app is currently holding/);
@@ -125,7 +125,7 @@ Deno.test("each failure class of a call becomes the IptablesError the loop acts 
     stderr: "iptables-restore v1.8.9 (nf_tables): CHAIN_DEL failed (Device or resource busy)",
   });
   await assert.rejects(natTableClient("ipv4", "nft", busy.exec).restore("x"), (error) => {
-    assert.ok(error instanceof IptablesError);
+    assert.ok(error instanceof ToolError);
     assert.equal(error.failure, "failed", "status 4 without the lock message is a plain failure");
     return true;
   });
@@ -143,7 +143,7 @@ Deno.test("each failure class of a call becomes the IptablesError the loop acts 
     throw new ProgramMissingError(call.command);
   });
   await assert.rejects(natTableClient("ipv6", "nft", missing.exec).listTable(), (error) => {
-    assert.ok(error instanceof IptablesError);
+    assert.ok(error instanceof ToolError);
     assert.equal(error.failure, "missing");
     assert.match(error.message, /^ip6tables-nft not found: install iptables/);
     assert.ok(error.cause instanceof ProgramMissingError);
@@ -163,7 +163,7 @@ Deno.test("each failure class of a call becomes the IptablesError the loop acts 
     throw new ExecAbortedError(call.command);
   });
   await assert.rejects(natTableClient("ipv4", "nft", aborted.exec).restore("x"), (error) => {
-    assert.ok(error instanceof IptablesError);
+    assert.ok(error instanceof ToolError);
     assert.equal(error.failure, "failed");
     assert.match(error.message, /aborted/);
     return true;

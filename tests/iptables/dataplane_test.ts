@@ -3,7 +3,8 @@ import { parseBuiltInCidr } from "../../lib/net/cidr.ts";
 import { type DesiredChain, renderFromEmpty } from "../../lib/iptables/render.ts";
 import { ForeignChainError } from "../../lib/base/errors.ts";
 import { builtIn } from "../../lib/base/source.ts";
-import { applyDesired, iptablesDataplane, removeAll } from "../../lib/policy/dataplane.ts";
+import { applyDesired, removeAll } from "../../lib/policy/dataplane.ts";
+import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
 import { planFamily, type VerifiedListings } from "../../lib/iptables/dataplane.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
 import {

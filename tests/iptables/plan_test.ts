@@ -9,7 +9,6 @@ import {
   type DesiredChain,
   desiredChain,
   jumpRuleLine,
-  quotedJumpRuleLine,
   renderFromEmpty,
 } from "../../lib/iptables/render.ts";
 import {
@@ -19,6 +18,7 @@ import {
   planCleanup,
   planReconcile,
 } from "../../lib/iptables/plan.ts";
+import { upstreamQuotedJumpLine } from "../support/upstream_rules.ts";
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -32,7 +32,7 @@ function defaultDesired(chain = "IP-MASQ-AGENT"): DesiredChain {
 const desired = defaultDesired();
 const ourRules = chainRuleLines(desired);
 const ourJump = jumpRuleLine("IP-MASQ-AGENT");
-const quotedJump = quotedJumpRuleLine("IP-MASQ-AGENT");
+const quotedJump = upstreamQuotedJumpLine("IP-MASQ-AGENT");
 
 /**
  * `iptables-nft-save` (1.8.9) of a node running kube-proxy and Docker where the agent's rules

@@ -13,11 +13,11 @@ import {
   jumpComment,
   jumpRuleLine,
   masqueradeComment,
-  quotedJumpRuleLine,
   renderFromEmpty,
   returnComment,
   savedProbability,
 } from "../../lib/iptables/render.ts";
+import { upstreamQuotedJumpLine } from "../support/upstream_rules.ts";
 
 import { assertGoldenKeeps, goldenModelExcluded } from "../support/golden_model.ts";
 
@@ -226,7 +226,7 @@ Deno.test("the rendered rule text is exactly the upstream text", () => {
 
 Deno.test("the quoted jump spelling of v2 carries escaped literal quotes in its comment", () => {
   assert.equal(
-    quotedJumpRuleLine("IP-MASQ-AGENT"),
+    upstreamQuotedJumpLine("IP-MASQ-AGENT"),
     '-A POSTROUTING -m comment --comment "\\"ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ-AGENT chain\\"" -m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT',
   );
 });

@@ -20,16 +20,12 @@ import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile, planNftRemoval } from "../../lib/nftables/plan.ts";
 import { nftDesired, renderNftFromEmpty } from "../../lib/nftables/render.ts";
-import {
-  type DesiredChain,
-  jumpRuleLine,
-  quotedJumpRuleLine,
-  renderFromEmpty,
-} from "../../lib/iptables/render.ts";
+import { type DesiredChain, jumpRuleLine, renderFromEmpty } from "../../lib/iptables/render.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
 import { denoExec, type Exec } from "../../lib/base/exec.ts";
-import { IptablesError, type NatTableClient, natTableClient } from "../../lib/iptables/client.ts";
+import { type NatTableClient, natTableClient } from "../../lib/iptables/client.ts";
+import { ToolError } from "../../lib/base/tool.ts";
 import { type NftClient, nftClient } from "../../lib/nftables/client.ts";
 import { type Backend, backends, netnsSkipReason, rootTest } from "../../lab/host.ts";
 import { NetNs } from "../../lab/netns.ts";
@@ -73,7 +69,7 @@ async function outcome(run: Promise<void>): Promise<{ ok: boolean; message?: str
     await run;
     return { ok: true };
   } catch (error) {
-    if (!(error instanceof IptablesError)) throw error;
+    if (!(error instanceof ToolError)) throw error;
     return { ok: false, message: error.message };
   }
 }
@@ -165,7 +161,7 @@ const iptablesCases: IptablesCase[] = [
   {
     name: "the v2 quoted jump and the v1 jump side by side",
     seed: nat(`:${upstreamChain} - [0:0]`),
-    steps: [nat(upstreamQuotedJumpLine(), upstreamJumpLine()), nat(quotedJumpRuleLine("X"))],
+    steps: [nat(upstreamQuotedJumpLine(), upstreamJumpLine()), nat(upstreamQuotedJumpLine("X"))],
   },
   {
     name: "ipv6 addresses masked and printed as inet_ntop prints them",
@@ -455,7 +451,7 @@ async function nftOutcome(run: Promise<void>): Promise<{ ok: boolean; message?: 
     await run;
     return { ok: true };
   } catch (error) {
-    if (!(error instanceof IptablesError)) throw error;
+    if (!(error instanceof ToolError)) throw error;
     return { ok: false, message: error.message };
   }
 }

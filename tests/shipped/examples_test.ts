@@ -8,7 +8,8 @@
  * Needs no root: the entry point runs only in --dry-run mode.
  */
 
-import { allAgentTools, nftTool } from "../../lib/cli/agent_tools.ts";
+import { agentPrograms } from "../../lib/cli/netfilter.ts";
+import { nftProgram } from "../../lib/nftables/client.ts";
 import { deepStrictEqual, equal, fail, match, notEqual, ok } from "node:assert/strict";
 // @ts-types="npm:yaml"
 import { parseAllDocuments } from "yaml";
@@ -825,10 +826,10 @@ Deno.test("the agent permission set reads /etc/config, runs exactly the tools th
   const set: Record<string, unknown> = denoConfig.permissions.agent;
   deepStrictEqual(set.read, ["/etc/config"]);
   // The backends' own tools, never the plain names (the image's iptables-wrapper), and nft.
-  deepStrictEqual(strings(set.run, "run").sort(), [...allAgentTools].sort());
+  deepStrictEqual(strings(set.run, "run").sort(), [...agentPrograms].sort());
   deepStrictEqual(
     strings(set.run, "run").filter((tool) =>
-      tool !== nftTool && !/-(nft|legacy)(-save|-restore)?$/.test(tool)
+      tool !== nftProgram && !/-(nft|legacy)(-save|-restore)?$/.test(tool)
     ),
     [],
   );

@@ -39,7 +39,8 @@
 
 import type { Family } from "../../lib/net/cidr.ts";
 import { type IptablesMode, iptablesTools } from "../../lib/iptables/mode.ts";
-import { IptablesError, type NatTableClient, restoreArgs } from "../../lib/iptables/client.ts";
+import { type NatTableClient, restoreArgs } from "../../lib/iptables/client.ts";
+import { ToolError } from "../../lib/base/tool.ts";
 import { applyRestore, NatTable } from "./fake_iptables/table.ts";
 
 export { builtinChains } from "./fake_iptables/table.ts";
@@ -65,7 +66,7 @@ export interface FakeCall {
   readonly at: number;
   readonly payload?: string;
   /** Set when the call failed (injected or rejected input). */
-  readonly error?: IptablesError;
+  readonly error?: ToolError;
 }
 
 export type InjectedFailure = "lock" | "failed";
@@ -148,7 +149,7 @@ export class FakeNatTable implements NatTableClient {
   }
 
   async #list(args: readonly string[], chain: string | undefined, signal?: AbortSignal) {
-    const call: { op: "list"; chain?: string; at: number; error?: IptablesError } = {
+    const call: { op: "list"; chain?: string; at: number; error?: ToolError } = {
       op: "list",
       chain,
       at: performance.now(),
@@ -157,13 +158,13 @@ export class FakeNatTable implements NatTableClient {
     try {
       await this.#enter(this.#tools.main, args, "list", signal);
     } catch (error) {
-      if (error instanceof IptablesError) call.error = error;
+      if (error instanceof ToolError) call.error = error;
       throw error;
     }
   }
 
   async restore(payload: string, signal?: AbortSignal): Promise<void> {
-    const call: { op: "restore"; at: number; payload: string; error?: IptablesError } = {
+    const call: { op: "restore"; at: number; payload: string; error?: ToolError } = {
       op: "restore",
       at: performance.now(),
       payload,
@@ -173,7 +174,7 @@ export class FakeNatTable implements NatTableClient {
       await this.#enter(this.#tools.restore, restoreArgs, "restore", signal);
       this.#apply(payload);
     } catch (error) {
-      if (error instanceof IptablesError) call.error = error;
+      if (error instanceof ToolError) call.error = error;
       throw error;
     }
   }
@@ -207,13 +208,13 @@ export class FakeNatTable implements NatTableClient {
     const commandLine = [command, ...args].join(" ");
     if (this.latencyMs > 0) await delay(this.latencyMs, signal);
     if (signal?.aborted) {
-      throw new IptablesError(`${command} aborted`, "failed", commandLine, {
+      throw new ToolError(`${command} aborted`, "failed", commandLine, {
         cause: signal.reason,
       });
     }
     const failure = this.#failures[op].shift();
     if (failure === "lock") {
-      throw new IptablesError(
+      throw new ToolError(
         `${commandLine} exited with status 4: Another app is currently holding the xtables ` +
           `lock. Stopped waiting after 5s.`,
         "lock",
@@ -221,7 +222,7 @@ export class FakeNatTable implements NatTableClient {
       );
     }
     if (failure === "failed") {
-      throw new IptablesError(
+      throw new ToolError(
         `${commandLine} exited with status 1: ${command} v1.8.9 (nf_tables): injected failure`,
         "failed",
         commandLine,

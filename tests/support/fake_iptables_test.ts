@@ -6,17 +6,17 @@
 
 import assert from "node:assert/strict";
 import { parseCidr } from "../../lib/net/cidr.ts";
-import { IptablesError } from "../../lib/iptables/client.ts";
+import { ToolError } from "../../lib/base/tool.ts";
 import {
   chainRuleLines,
   type DesiredChain,
   jumpRuleLine,
-  quotedJumpRuleLine,
   renderFromEmpty,
 } from "../../lib/iptables/render.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import { builtIn } from "../../lib/base/source.ts";
 import { FakeNatTable, saveString, tokenize } from "../support/fake_iptables.ts";
+import { upstreamQuotedJumpLine } from "./upstream_rules.ts";
 
 const emptyTable = [
   "*nat",
@@ -48,7 +48,7 @@ function desired(...cidrs: string[]): DesiredChain {
 async function rejects(fake: FakeNatTable, payload: string, reason: RegExp) {
   const before = fake.dump();
   await assert.rejects(fake.restore(payload), (error: unknown) => {
-    assert.ok(error instanceof IptablesError);
+    assert.ok(error instanceof ToolError);
     assert.equal(error.failure, "failed");
     assert.match(error.message, reason);
     return true;
@@ -222,10 +222,10 @@ Deno.test("the agent's own rule lines survive a round trip byte for byte", async
   const fake = new FakeNatTable();
   const chain = { ...desired("10.0.0.0/8"), masquerade: { randomFully: false, toPorts: [] } };
   await fake.restore(renderFromEmpty(chain));
-  await fake.restore(nat(":OLD - [0:0]", quotedJumpRuleLine("OLD")));
+  await fake.restore(nat(":OLD - [0:0]", upstreamQuotedJumpLine("OLD")));
   assert.deepEqual(fake.rules("POSTROUTING"), [
     jumpRuleLine("IP-MASQ-AGENT"),
-    quotedJumpRuleLine("OLD"),
+    upstreamQuotedJumpLine("OLD"),
   ]);
 });
 
@@ -348,7 +348,7 @@ Deno.test("the agent's repair and cleanup payloads apply cleanly to a drifted ta
       ":OLD-CHAIN - [0:0]",
       ":IP-MASQ-AGENT - [0:0]",
       "-A POSTROUTING -m comment --comment kube -j KUBE-POSTROUTING",
-      quotedJumpRuleLine("IP-MASQ-AGENT"),
+      upstreamQuotedJumpLine("IP-MASQ-AGENT"),
       jumpRuleLine("OLD-CHAIN"),
       jumpRuleLine("IP-MASQ-AGENT"),
       jumpRuleLine("IP-MASQ-AGENT"),
@@ -383,7 +383,7 @@ Deno.test("injected failures: lock and generic errors, table untouched, calls co
   fake.failNextRestores(1, "failed");
   for (const failure of ["lock", "failed"] as const) {
     await assert.rejects(fake.restore(nat(":X - [0:0]")), (error: unknown) => {
-      assert.ok(error instanceof IptablesError);
+      assert.ok(error instanceof ToolError);
       assert.equal(error.failure, failure);
       assert.equal(error.command, "iptables-nft-restore --noflush -w 5 -W 100000");
       return true;
@@ -397,7 +397,7 @@ Deno.test("injected failures: lock and generic errors, table untouched, calls co
   assert.deepEqual(fake.calls.map((call) => call.error?.failure), ["lock", "failed", undefined]);
 
   fake.failNextReads(2, "lock");
-  await assert.rejects(fake.listChain("POSTROUTING"), IptablesError);
+  await assert.rejects(fake.listChain("POSTROUTING"), ToolError);
   fake.clearFailures();
   await fake.listTable();
   assert.equal(fake.listCalls, 2);
@@ -408,7 +408,7 @@ Deno.test("external() changes the table without counting as a call", () => {
   fake.external(nat(":X - [0:0]"));
   assert.equal(fake.calls.length, 0);
   assert.deepEqual(fake.rules("X"), []);
-  assert.throws(() => fake.external(nat("-X NOPE")), IptablesError);
+  assert.throws(() => fake.external(nat("-X NOPE")), ToolError);
 });
 
 Deno.test("an aborted call fails like the real client and leaves the table alone", async () => {

@@ -19,7 +19,8 @@
  */
 
 import type { Family } from "../../lib/net/cidr.ts";
-import { applyArgs, listTableArgs, type NftClient, NftError } from "../../lib/nftables/client.ts";
+import { applyArgs, listTableArgs, type NftClient } from "../../lib/nftables/client.ts";
+import { ToolError } from "../../lib/base/tool.ts";
 
 type Json = Record<string, unknown>;
 
@@ -50,7 +51,7 @@ export interface FakeNftCall {
   readonly op: "list" | "apply";
   readonly family?: Family;
   readonly payload?: string;
-  readonly error?: NftError;
+  readonly error?: ToolError;
 }
 
 class Problem extends Error {}
@@ -91,26 +92,26 @@ export class FakeNft implements NftClient {
   }
 
   async listTable(family: Family, signal?: AbortSignal): Promise<string | null> {
-    const call: { op: "list"; family: Family; error?: NftError } = { op: "list", family };
+    const call: { op: "list"; family: Family; error?: ToolError } = { op: "list", family };
     this.calls.push(call);
     try {
       await this.#enter(["nft", ...listTableArgs(family)].join(" "), "list", signal);
     } catch (error) {
-      if (error instanceof NftError) call.error = error;
+      if (error instanceof ToolError) call.error = error;
       throw error;
     }
     return this.list(family);
   }
 
   async apply(payload: string, signal?: AbortSignal): Promise<void> {
-    const call: { op: "apply"; payload: string; error?: NftError } = { op: "apply", payload };
+    const call: { op: "apply"; payload: string; error?: ToolError } = { op: "apply", payload };
     this.calls.push(call);
     const commandLine = ["nft", ...applyArgs].join(" ");
     try {
       await this.#enter(commandLine, "apply", signal);
       this.#transaction(payload, commandLine);
     } catch (error) {
-      if (error instanceof NftError) call.error = error;
+      if (error instanceof ToolError) call.error = error;
       throw error;
     }
   }
@@ -147,14 +148,14 @@ export class FakeNft implements NftClient {
   async #enter(commandLine: string, op: FakeNftCall["op"], signal?: AbortSignal) {
     if (this.latencyMs > 0) await delay(this.latencyMs, signal);
     if (signal?.aborted) {
-      throw new NftError("nft aborted", "failed", commandLine, { cause: signal.reason });
+      throw new ToolError("nft aborted", "failed", commandLine, { cause: signal.reason });
     }
     const failure = this.#failures[op].shift();
     if (failure === "missing") {
-      throw new NftError("nft not found: install nftables", "missing", commandLine);
+      throw new ToolError("nft not found: install nftables", "missing", commandLine);
     }
     if (failure === "failed") {
-      throw new NftError(
+      throw new ToolError(
         `${commandLine} exited with status 1: Error: injected failure`,
         "failed",
         commandLine,
@@ -201,7 +202,7 @@ export class FakeNft implements NftClient {
       }
     } catch (error) {
       if (error instanceof Problem) {
-        throw new NftError(
+        throw new ToolError(
           `${commandLine} exited with status 1: Error: ${error.message}`,
           "failed",
           commandLine,

@@ -1,6 +1,6 @@
 /**
  * What the fake's parsing throws inside one restore; the restore turns it
- * into an IptablesError naming the line, as iptables-restore does.
+ * into an ToolError naming the line, as iptables-restore does.
  *
  * @module
  */

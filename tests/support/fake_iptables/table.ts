@@ -6,7 +6,7 @@
  */
 
 import type { Family } from "../../../lib/net/cidr.ts";
-import { IptablesError } from "../../../lib/iptables/client.ts";
+import { ToolError } from "../../../lib/base/tool.ts";
 import { RestoreProblem } from "./restore_problem.ts";
 import { parseRule, tokenize } from "./rule_spec.ts";
 
@@ -88,7 +88,7 @@ export function applyRestore(
   let working: NatTable | undefined;
   const lines = payload.split("\n");
   const fail = (lineNumber: number, reason: string): never => {
-    throw new IptablesError(
+    throw new ToolError(
       `${commandLine} exited with status 1: ${tool}: line ${lineNumber} failed: ${reason}`,
       "failed",
       commandLine,
@@ -122,7 +122,7 @@ export function applyRestore(
   }
   if (working) {
     const lastLine = lines.at(-1) === "" ? lines.length : lines.length + 1;
-    throw new IptablesError(
+    throw new ToolError(
       `${commandLine} exited with status 1: ${tool}: COMMIT expected at line ${lastLine}`,
       "failed",
       commandLine,
