@@ -33,6 +33,18 @@ export const netnsSkipReason: string | undefined = (() => {
   return undefined;
 })();
 
+/** Undefined when the nftables tests can run (`nft` runs); otherwise why they cannot. */
+export const nftSkipReason: string | undefined = (() => {
+  try {
+    return new Deno.Command("nft", { args: ["--version"], stdout: "null", stderr: "null" })
+        .outputSync().success
+      ? undefined
+      : "nft does not run";
+  } catch {
+    return "nft is not installed (apt-get install -y nftables)";
+  }
+})();
+
 /** Whether the environment variable CI is set (to anything but the empty string). */
 export const inCi: boolean = (() => {
   try {

@@ -282,11 +282,7 @@ export class Agent {
       // Only when set, so the line is unchanged for configs without them.
       ...cidrKey("masqueradeCIDRs", effective.masqueradeCidrs),
       ...cidrKey("nonMasqueradeSrcCIDRs", effective.nonMasqueradeSrcCidrs),
-      ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
-      ...(effective.outputAddressIPv6
-        ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
-        : {}),
-      ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
+      ...outputKeys(effective),
       masqLinkLocal: effective.masqLinkLocal.value,
       masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
       resyncInterval: `${resyncMs / 1000}s`,
@@ -373,6 +369,17 @@ function failureKind(error: unknown): FailureKind {
   return error.failure;
 }
 
+/** Issue 17's keys, only when set, so a log line is unchanged for configs without them. */
+function outputKeys(effective: LoadedConfig["effective"]): Record<string, string> {
+  return {
+    ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
+    ...(effective.outputAddressIPv6
+      ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
+      : {}),
+    ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
+  };
+}
+
 /** The CIDRs shown by name in the `--v=0` summary; beyond them, only how many more. */
 const summaryCidrs = 8;
 
@@ -406,12 +413,7 @@ function configSummary(effective: LoadedConfig["effective"], resyncMs: number): 
       : { nonMasqueradeSrcCIDRs: list(effective.nonMasqueradeSrcCidrs) }),
     masqLinkLocal: effective.masqLinkLocal.value,
     masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
-    // Issue 17's keys only when set, so the line is unchanged for configs without them.
-    ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
-    ...(effective.outputAddressIPv6
-      ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
-      : {}),
-    ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
+    ...outputKeys(effective),
     resyncInterval: `${resyncMs / 1000}s`,
   });
 }

@@ -173,14 +173,10 @@ export async function dumpLegacy(
   const scanner = new LegacyDumpScanner(enough);
   const nothing = new LegacyDumpScanner().finish();
   try {
-    const result = await scan(
-      iptablesTools("legacy", family).save,
-      [],
-      (text) => scanner.push(text),
-    );
+    const save = iptablesTools("legacy", family).save;
+    const result = await scan(save, [], (text) => scanner.push(text));
     if (result.code !== 0 && !result.stopped) {
-      const said = result.stderr.split("\n")[0] || `exit status ${result.code}`;
-      return { ...nothing, failure: `${iptablesTools("legacy", family).save}: ${said}` };
+      return { ...nothing, failure: readFailure({ commandLine: save, ...result }) };
     }
   } catch (error) {
     if (error instanceof ProgramMissingError) return nothing;

@@ -27,7 +27,13 @@ import { denoExec, type Exec } from "../../lib/base/exec.ts";
 import { type NatTableClient, natTableClient } from "../../lib/iptables/client.ts";
 import { ToolError } from "../../lib/base/tool.ts";
 import { type NftClient, nftClient } from "../../lib/nftables/client.ts";
-import { type Backend, backends, netnsSkipReason, rootTest } from "../../lab/host.ts";
+import {
+  type Backend,
+  backends,
+  netnsSkipReason,
+  nftSkipReason,
+  rootTest,
+} from "../../lab/host.ts";
 import { NetNs } from "../../lab/netns.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
 import { FakeNft } from "../support/fake_nft.ts";
@@ -39,17 +45,6 @@ import {
   upstreamReturnComment,
   upstreamReturnLine,
 } from "../support/upstream_rules.ts";
-
-const nftSkipReason = (() => {
-  try {
-    return new Deno.Command("nft", { args: ["--version"], stdout: "null", stderr: "null" })
-        .outputSync().success
-      ? undefined
-      : "nft does not run";
-  } catch {
-    return "nft is not installed (apt-get install -y nftables)";
-  }
-})();
 
 /** Runs every program inside `ns`: the real clients' view of a throwaway node. */
 function execIn(ns: NetNs): Exec {

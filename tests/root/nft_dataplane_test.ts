@@ -13,7 +13,7 @@
 import { deepStrictEqual, equal, fail, match, ok } from "node:assert/strict";
 import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
 import { listOurNftTable, nftApply } from "../../lab/dataplanes.ts";
-import { netnsSkipReason, rootTest } from "../../lab/host.ts";
+import { netnsSkipReason, nftSkipReason, rootTest } from "../../lab/host.ts";
 import { backendBin, NetNs, saveNat } from "../../lab/netns.ts";
 import {
   destinations as dest,
@@ -29,19 +29,8 @@ import { nftDesired } from "../../lib/nftables/render.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
 import { nftGoldenCases } from "../support/nft_goldens.ts";
 
-const skipNft = (() => {
-  try {
-    return new Deno.Command("nft", { args: ["--version"], stdout: "null", stderr: "null" })
-        .outputSync().success
-      ? undefined
-      : "nft does not run";
-  } catch {
-    return "nft is not installed (apt-get install -y nftables)";
-  }
-})();
-
 function nftTest(name: string, fn: () => Promise<void>): void {
-  rootTest({ name, skipReason: netnsSkipReason ?? skipNft, fn });
+  rootTest({ name, skipReason: netnsSkipReason ?? nftSkipReason, fn });
 }
 
 interface Bench {
