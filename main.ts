@@ -8,7 +8,7 @@
 import { Agent } from "./lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
-import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/cli/flags.ts";
+import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/config/flags.ts";
 import { chooseMode } from "./lib/iptables/mode_detection.ts";
 import {
   chosenDataplane,

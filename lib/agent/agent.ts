@@ -15,7 +15,7 @@ import { sameConfigDirContents } from "../config/identity.ts";
 import { decideRetry, type FailureKind, initialRetryState, type RetryState } from "./backoff.ts";
 import { defaultDebouncePolicy } from "./debounce.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
-import type { AgentFlags } from "../cli/flags.ts";
+import type { AgentFlags } from "../config/flags.ts";
 import {
   defaultGcPolicy,
   gcAfterReconcile,
@@ -26,7 +26,8 @@ import {
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import { formatLocation } from "../base/source.ts";
-import { chainRuleLines, type DesiredChain } from "../iptables/render.ts";
+import { chainRuleLines } from "../iptables/render.ts";
+import { type DesiredChain } from "../policy/chain.ts";
 import { desiredChains, loadConfig, type LoadedConfig } from "../policy/desired.ts";
 import { changedSettings, type CommandLine, type SettingKey } from "../config/settings.ts";
 import { applyDesired, type Dataplane, type FamilyOutcome } from "../policy/dataplane.ts";

@@ -18,7 +18,7 @@ import { exitCodes, formatErrorChain } from "../base/errors.ts";
 import { explain, explanationObject, formatExplanation, type LiveTableView } from "./explain.ts";
 import type { IptablesMode } from "../iptables/mode.ts";
 import { parseNatTable } from "../iptables/plan.ts";
-import type { DesiredChain } from "../iptables/render.ts";
+import type { DesiredChain } from "../policy/chain.ts";
 import type { Dataplane } from "../policy/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { type NatTableClient, natTableClient, probeVersion } from "../iptables/client.ts";

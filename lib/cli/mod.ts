@@ -1,7 +1,7 @@
 /**
  * `lib/cli/`: the folder's map.
  *
- * Owns: The command line: Go-`flag`-compatible flags, the one-shot modes (`--dry-run`, `--check`,
+ * Owns: What `main.ts` runs: the one-shot modes (`--dry-run`, `--check`,
  * `--cleanup`, `--explain`), which netfilter the node runs (composition), the version line, and
  * what `main.ts` dispatches to.
  *

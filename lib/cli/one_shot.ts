@@ -9,7 +9,7 @@ import type { Family } from "../net/cidr.ts";
 import { type ConfigDirContents, warnIgnoredEntries } from "../config/directory.ts";
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
 import { readOnlyWording } from "./drift_wording.ts";
-import type { AgentFlags } from "./flags.ts";
+import type { AgentFlags } from "../config/flags.ts";
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import {

@@ -10,7 +10,15 @@
  */
 
 import type { IpAddress } from "../net/address.ts";
-import { type Cidr, compareCidrs, contains, type Family, parseBuiltInCidr } from "../net/cidr.ts";
+import {
+  type Cidr,
+  compareCidrs,
+  contains,
+  type Family,
+  linkLocalRanges,
+  longestContaining,
+  parseBuiltInCidr,
+} from "../net/cidr.ts";
 import type { FileConfig } from "./parse.ts";
 import type { ConfigProblem } from "./problems.ts";
 import { builtIn, formatLocation, type Located } from "../base/source.ts";
@@ -337,12 +345,6 @@ function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Lo
   return containers;
 }
 
-/** The built-in link-local range of each family, exempt unless masqLinkLocal(IPv6) is true. */
-export const linkLocalRanges: Readonly<Record<Family, string>> = {
-  ipv4: "169.254.0.0/16",
-  ipv6: "fe80::/10",
-};
-
 /**
  * The destinations of `family` that RETURN: link-local unless masqLinkLocal(IPv6), then the
  * configured non-masquerade CIDRs. What an exception must lie inside to have an effect.
@@ -428,32 +430,4 @@ function contradictions(config: EffectiveConfig): ConfigProblem[] {
  */
 function reopenedByException(exception: Cidr | undefined, around: Cidr | undefined): boolean {
   return exception !== undefined && (around === undefined || exception.prefix > around.prefix);
-}
-
-/**
- * For a CIDR, the longest of `cidrs` containing it (strictly, unless `orEqual`): one lookup per
- * prefix length, since a raised cidrLimit allows tens of thousands of each.
- */
-function longestContaining(
-  cidrs: readonly Cidr[],
-  options: { readonly orEqual: boolean },
-): (cidr: Cidr) => Cidr | undefined {
-  const index = new Map<number, Map<bigint, Cidr>>();
-  for (const cidr of cidrs) {
-    const key = cidr.prefix + (cidr.family === "ipv6" ? 1000 : 0);
-    const level = index.get(key) ?? new Map();
-    level.set(cidr.address, cidr);
-    index.set(key, level);
-  }
-  return (cidr) => {
-    const bits = cidr.family === "ipv4" ? 32 : 128;
-    for (let prefix = cidr.prefix - (options.orEqual ? 0 : 1); prefix >= 0; prefix--) {
-      const level = index.get(prefix + (cidr.family === "ipv6" ? 1000 : 0));
-      if (!level) continue;
-      const hostBits = BigInt(bits - prefix);
-      const found = level.get((cidr.address >> hostBits) << hostBits);
-      if (found) return found;
-    }
-    return undefined;
-  };
 }

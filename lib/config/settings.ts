@@ -16,8 +16,8 @@
  * @module
  */
 
-import type { ConfigProblem } from "./problems.ts";
-import { type AgentFlags, type FlagDef, flagTable } from "../cli/flags.ts";
+import type { ConfigProblem } from "../config/problems.ts";
+import { type AgentFlags, type FlagDef, flagTable } from "./flags.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 import { formatLocation, type SourceLocation } from "../base/source.ts";
@@ -130,7 +130,7 @@ function describe(raw: unknown): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseFlags } from "../cli/flags.ts";
+ * import { parseFlags } from "./flags.ts";
  * import { resolveSettings } from "./settings.ts";
  *
  * const parsed = parseFlags(["--v=2"]);
@@ -201,7 +201,7 @@ export function resolveSettings(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { defaultFlags } from "../cli/flags.ts";
+ * import { defaultFlags } from "./flags.ts";
  * import { changedSettings } from "./settings.ts";
  *
  * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, masqChain: "MY-MASQ" }), [

@@ -7,7 +7,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { DesiredChain } from "./render.ts";
+import type { DesiredChain } from "../policy/chain.ts";
 import { ForeignChainError } from "../base/errors.ts";
 import {
   foreignRuleOf,

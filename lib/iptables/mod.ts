@@ -3,8 +3,8 @@
  *
  * Owns: The iptables dataplane: the backend (nft or legacy) and its detection, rendering the
  * desired chain as `iptables-save` text, reading our chain and jump back, planning one `iptables-
- * restore --noflush` transaction, tracing a packet through the live listing, chain-name rules, and
- * the one client on the `Exec` seam.
+ * restore --noflush` transaction, tracing a packet through the live listing, and the one client on
+ * the `Exec` seam.
  *
  * May import: `base/`, `net/`, `config/`, `policy/`.
  *

@@ -12,7 +12,6 @@ import { ForeignChainError } from "../base/errors.ts";
 import { NatTransaction } from "./restore_input.ts";
 import {
   chainRuleLines,
-  type DesiredChain,
   exceptionComment,
   insertAtTop,
   iptablesQuote,
@@ -23,6 +22,7 @@ import {
   returnComment,
   sourceExemptionComment,
 } from "./render.ts";
+import { type DesiredChain } from "../policy/chain.ts";
 
 /** The parts of the live nat table a plan looks at. */
 export interface LiveNatTable {

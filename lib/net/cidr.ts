@@ -115,6 +115,49 @@ export function contains(outer: Cidr, inner: Cidr): boolean {
   return (outer.address & mask) === (inner.address & mask);
 }
 
+/**
+ * For a CIDR, the longest of `cidrs` containing it (strictly, unless `orEqual`): one lookup per
+ * prefix length, since a raised cidrLimit allows tens of thousands of each. The one containment
+ * index of many ranges; {@link contains} compares two.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { longestContaining, parseBuiltInCidr } from "./cidr.ts";
+ *
+ * const around = longestContaining(
+ *   ["10.0.0.0/8", "10.1.0.0/16"].map(parseBuiltInCidr),
+ *   { orEqual: false },
+ * );
+ * assert.equal(around(parseBuiltInCidr("10.1.2.0/24"))?.text, "10.1.0.0/16");
+ * assert.equal(around(parseBuiltInCidr("10.1.0.0/16"))?.text, "10.0.0.0/8");
+ * assert.equal(around(parseBuiltInCidr("192.168.0.0/16")), undefined);
+ * ```
+ */
+export function longestContaining(
+  cidrs: readonly Cidr[],
+  options: { readonly orEqual: boolean },
+): (cidr: Cidr) => Cidr | undefined {
+  const index = new Map<number, Map<bigint, Cidr>>();
+  for (const cidr of cidrs) {
+    const key = cidr.prefix + (cidr.family === "ipv6" ? 1000 : 0);
+    const level = index.get(key) ?? new Map();
+    level.set(cidr.address, cidr);
+    index.set(key, level);
+  }
+  return (cidr) => {
+    const bits = cidr.family === "ipv4" ? 32 : 128;
+    for (let prefix = cidr.prefix - (options.orEqual ? 0 : 1); prefix >= 0; prefix--) {
+      const level = index.get(prefix + (cidr.family === "ipv6" ? 1000 : 0));
+      if (!level) continue;
+      const hostBits = BigInt(bits - prefix);
+      const found = level.get((cidr.address >> hostBits) << hostBits);
+      if (found) return found;
+    }
+    return undefined;
+  };
+}
+
 /** ipv4 before ipv6, then by address, then shorter prefix first. */
 export function compareCidrs(a: Cidr, b: Cidr): number {
   if (a.family !== b.family) return a.family === "ipv4" ? -1 : 1;
@@ -262,3 +305,9 @@ function formatIpv6(address: bigint): string {
   if (bestStart < 0) return hex(words);
   return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
 }
+
+/** The link-local range of each family: exempt from masquerade unless masqLinkLocal(IPv6). */
+export const linkLocalRanges: Readonly<Record<Family, string>> = {
+  ipv4: "169.254.0.0/16",
+  ipv6: "fe80::/10",
+};

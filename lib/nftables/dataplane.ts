@@ -7,7 +7,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { DesiredChain } from "../iptables/render.ts";
+import type { DesiredChain } from "../policy/chain.ts";
 import { type Dataplane, inSync } from "../policy/dataplane.ts";
 import type { NftClient } from "./client.ts";
 import { parseNftTable } from "./parse.ts";

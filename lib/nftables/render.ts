@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type Cidr, contains, type Family } from "../net/cidr.ts";
+import { contains, type Family } from "../net/cidr.ts";
 import {
   type AddressInterval,
   cidrInterval,
@@ -25,14 +25,14 @@ import {
   mergeIntervals,
 } from "../net/intervals.ts";
 import { nftInterfaceName, nftMarkText } from "../config/output.ts";
-import { type PortRange, portRangeSize } from "../policy/ports.ts";
 import {
   type DesiredChain,
   exemptionsAreFinal,
   kubeProxyMarkOf,
+  probabilityScale,
   toPortsProtocols,
-} from "../iptables/render.ts";
-import type { Located } from "../base/source.ts";
+  toPortsSplit,
+} from "../policy/chain.ts";
 
 /** Our table's name in both families. */
 export const nftTableName = "ip-masq-agent";
@@ -42,8 +42,6 @@ export const nftChainName = "postrouting";
 export const nftDestinationSet = "nonmasq-dst";
 /** The interval set of sources that are never masqueraded (issue 12's `nonMasqueradeSrcCIDRs`). */
 export const nftSourceSet = "nonmasq-src";
-/** The numgen modulus: the statistic match's 31-bit fraction, so the probabilities are equal. */
-export const numgenModulus = 0x80000000;
 /** The base chain's declaration, as `nft list` prints it. */
 export const nftChainDeclaration = "type nat hook postrouting priority srcnat; policy accept;";
 /** The priority `srcnat` stands for; `nft -j` prints the number. */
@@ -97,35 +95,13 @@ export interface NftDesired {
 }
 
 /**
- * The fields issue 12 adds to {@link DesiredChain}: read structurally, so this
- * module renders them as soon as they exist and compiles before.
- */
-interface LongestPrefixFields {
-  /** Destinations masqueraded even inside an exemption; the most specific CIDR decides. */
-  readonly masqueradeExceptions?: readonly Located<Cidr>[];
-  /** Sources never masqueraded, checked before everything else. */
-  readonly sourceExemptions?: readonly Located<Cidr>[];
-}
-
-const linkLocalText: Readonly<Record<Family, string>> = {
-  ipv4: "169.254.0.0/16",
-  ipv6: "fe80::/10",
-};
-
-/** The built-in link-local exemption desiredChain adds unless `masqLinkLocal`. */
-function isBuiltInLinkLocal(family: Family, exemption: Located<Cidr>): boolean {
-  return exemption.at.line === undefined && exemption.at.file.startsWith("(link-local") &&
-    exemption.value.text === linkLocalText[family];
-}
-
-/**
  * The table that gives `desired`'s masquerade decision for every packet.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { mergeConfigs } from "../config/merge.ts";
- * import { desiredChain } from "../iptables/render.ts";
+ * import { desiredChain } from "../policy/chain.ts";
  * import { nftDesired } from "./render.ts";
  *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
@@ -140,11 +116,10 @@ function isBuiltInLinkLocal(family: Family, exemption: Located<Cidr>): boolean {
  */
 export function nftDesired(desired: DesiredChain): NftDesired {
   const { family } = desired;
-  const extra = desired as DesiredChain & LongestPrefixFields;
   const ip = nftFamily(family);
-  const exceptions = (extra.masqueradeExceptions ?? []).map((cidr) => cidr.value)
+  const exceptions = (desired.masqueradeExceptions ?? []).map((cidr) => cidr.value)
     .filter((cidr) => cidr.family === family);
-  const builtInLinkLocal = desired.exemptions.find((cidr) => isBuiltInLinkLocal(family, cidr));
+  const builtInLinkLocal = desired.linkLocal;
   // Link-local takes part in the longest-prefix match (decision.ts): an exception inside it
   // masquerades. Only then does it join the set; otherwise it keeps its own rule, as in iptables.
   const linkLocal = builtInLinkLocal &&
@@ -154,7 +129,7 @@ export function nftDesired(desired: DesiredChain): NftDesired {
     ? undefined
     : builtInLinkLocal;
   const exempt = desired.exemptions.filter((cidr) => cidr !== linkLocal).map((c) => c.value);
-  const sources = (extra.sourceExemptions ?? []).map((cidr) => cidr.value)
+  const sources = (desired.sourceExemptions ?? []).map((cidr) => cidr.value)
     .filter((cidr) => cidr.family === family);
 
   const sets: NftSetState[] = [];
@@ -191,7 +166,9 @@ export function nftDesired(desired: DesiredChain): NftDesired {
   const split = toPortsSplit(desired.masquerade.toPorts);
   for (const protocol of toPortsProtocols) {
     for (const { range, stored } of split) {
-      const numgen = stored === undefined ? "" : ` numgen random mod ${numgenModulus} < ${stored}`;
+      const numgen = stored === undefined
+        ? ""
+        : ` numgen random mod ${probabilityScale} < ${stored}`;
       const ports = `${range.first}-${range.last}`;
       const action = host === undefined ? `masquerade to :${ports}` : `snat to ${host}:${ports}`;
       rules.push(`${oif}meta l4proto ${protocol}${numgen} ${action}${fullyRandom}`);
@@ -201,24 +178,6 @@ export function nftDesired(desired: DesiredChain): NftDesired {
     `${oif}${address === undefined ? "masquerade" : `snat to ${address.text}`}${fullyRandom}`,
   );
   return { family, sets, rules, ...(final ? { priority: insertPriority } : {}) };
-}
-
-/**
- * The iptables dataplane's split (rules.ts): each range but the last is taken
- * with its share of the ports still left, as the statistic match stores it (a
- * 31-bit fraction); `stored / 2^31` is the probability, for numgen as for
- * `-m statistic`.
- */
-export function toPortsSplit(
-  ranges: readonly PortRange[],
-): { range: PortRange; stored?: number }[] {
-  let remaining = ranges.reduce((total, range) => total + portRangeSize(range), 0);
-  return ranges.map((range) => {
-    const size = portRangeSize(range);
-    const stored = size === remaining ? undefined : Math.round((size / remaining) * numgenModulus);
-    remaining -= size;
-    return { range, stored };
-  });
 }
 
 /** A set's declaration and elements, one element a line, as `nft -f` reads them. */

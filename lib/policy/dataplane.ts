@@ -16,7 +16,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { DesiredChain } from "../iptables/render.ts";
+import type { DesiredChain } from "./chain.ts";
 import { ToolError } from "../base/tool.ts";
 
 /** The dataplanes `--dataplane` chooses from. */

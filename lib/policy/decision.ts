@@ -28,7 +28,7 @@
 import { inCidr, type IpAddress } from "../net/address.ts";
 import type { Cidr } from "../net/cidr.ts";
 import { interfaceMatches } from "../config/output.ts";
-import { type DesiredChain, kubeProxyMarkOf } from "../iptables/render.ts";
+import { type DesiredChain, kubeProxyMarkOf } from "./chain.ts";
 import type { Located } from "../base/source.ts";
 
 /** What happens to the packet's source address. */
@@ -166,7 +166,7 @@ function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
       because: { kind: "masquerade-exception", cidr: exception, narrows: exemption },
     };
   }
-  if (isBuiltInLinkLocal(desired, exemption)) {
+  if (exemption === desired.linkLocal) {
     return { verdict: "keep source", because: { kind: "link-local", cidr: exemption } };
   }
   return {
@@ -190,11 +190,4 @@ function longestMatch(
     if (best === undefined || cidr.value.prefix > best.value.prefix) best = cidr;
   }
   return best;
-}
-
-const linkLocalText = { ipv4: "169.254.0.0/16", ipv6: "fe80::/10" } as const;
-
-/** The exemption desiredChain adds itself: a configured one has a line. */
-function isBuiltInLinkLocal(desired: DesiredChain, cidr: Located<Cidr>): boolean {
-  return cidr.at.line === undefined && cidr.value.text === linkLocalText[desired.family];
 }

@@ -20,10 +20,10 @@ import {
   mergeConfigs,
   type MergeOptions,
 } from "../config/merge.ts";
-import type { AgentFlags } from "../cli/flags.ts";
-import type { PortRange } from "./ports.ts";
+import type { AgentFlags } from "../config/flags.ts";
+import type { PortRange } from "../config/ports.ts";
 import { formatLocation } from "../base/source.ts";
-import { type DesiredChain, desiredChain, type PostroutingJump } from "../iptables/render.ts";
+import { type DesiredChain, desiredChain, type PostroutingJump } from "./chain.ts";
 import { type CommandLine, resolveSettings } from "../config/settings.ts";
 
 /** A config directory's contents, validated and merged. */

@@ -1,9 +1,10 @@
 /**
  * `lib/policy/`: the folder's map.
  *
- * Owns: The desired state both dataplanes are built from (`DesiredChain`, link-local as a field),
- * the one `decide()` every answer about a packet comes from, the `--to-ports` ranges, and the
- * `Dataplane` seam: read our live state, plan purely, apply.
+ * Owns: The desired state both dataplanes are built from (`chain.ts`: `DesiredChain`, link-local
+ * as a field, the longest-prefix rule order, the `--to-ports` split), loading it from the
+ * directory's contents (`desired.ts`), the one `decide()` every answer about a packet comes from,
+ * and the `Dataplane` seam: read our live state, plan purely, apply.
  *
  * May import: `base/`, `net/`, `config/`.
  *

@@ -13,7 +13,7 @@ import { ConfigError } from "../../lib/config/problems.ts";
 import { decide } from "../../lib/policy/decision.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import { explain, formatExplanation } from "../../lib/cli/explain.ts";
-import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/cli/flags.ts";
+import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/config/flags.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile } from "../../lib/nftables/plan.ts";
 import { nftDesired, renderNftReplace } from "../../lib/nftables/render.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
 import { parseConfigFile } from "../../lib/config/parse.ts";
 import { loadConfig, type LoadedConfig } from "../../lib/policy/desired.ts";
-import { defaultFlags, flagTable, parseFlags } from "../../lib/cli/flags.ts";
+import { defaultFlags, flagTable, parseFlags } from "../../lib/config/flags.ts";
 import {
   changedSettings,
   type CommandLine,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/net/cidr.ts";
-import { type DesiredChain, renderFromEmpty } from "../../lib/iptables/render.ts";
+import { renderFromEmpty } from "../../lib/iptables/render.ts";
+import { type DesiredChain } from "../../lib/policy/chain.ts";
 import { ForeignChainError } from "../../lib/base/errors.ts";
 import { builtIn } from "../../lib/base/source.ts";
 import { applyDesired, removeAll } from "../../lib/policy/dataplane.ts";

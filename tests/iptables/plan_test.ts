@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
 import { parseCidr } from "../../lib/net/cidr.ts";
 import { ForeignChainError } from "../../lib/base/errors.ts";
-import { defaultFlags } from "../../lib/cli/flags.ts";
+import { defaultFlags } from "../../lib/config/flags.ts";
 import { mergeConfigs } from "../../lib/config/merge.ts";
 import { desiredChains } from "../../lib/policy/desired.ts";
-import {
-  chainRuleLines,
-  type DesiredChain,
-  desiredChain,
-  jumpRuleLine,
-  renderFromEmpty,
-} from "../../lib/iptables/render.ts";
+import { chainRuleLines, jumpRuleLine, renderFromEmpty } from "../../lib/iptables/render.ts";
+import { type DesiredChain, desiredChain } from "../../lib/policy/chain.ts";
 import {
   type LiveNatTable,
   parseNatTable,

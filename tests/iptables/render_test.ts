@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
 import type { Family } from "../../lib/net/cidr.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
-import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/cli/flags.ts";
-import { parsePortRanges, type PortRange } from "../../lib/policy/ports.ts";
+import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/config/flags.ts";
+import { parsePortRanges, type PortRange } from "../../lib/config/ports.ts";
 import type { EffectiveConfig } from "../../lib/config/merge.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import {
   chainRuleLines,
-  type DesiredChain,
-  desiredChain,
   iptablesQuote,
   jumpComment,
   jumpRuleLine,
@@ -17,6 +15,7 @@ import {
   returnComment,
   savedProbability,
 } from "../../lib/iptables/render.ts";
+import { type DesiredChain, desiredChain } from "../../lib/policy/chain.ts";
 import { upstreamQuotedJumpLine } from "../support/upstream_rules.ts";
 
 import { assertGoldenKeeps, goldenModelExcluded } from "../support/golden_model.ts";

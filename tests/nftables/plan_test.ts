@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/net/cidr.ts";
-import type { DesiredChain } from "../../lib/iptables/render.ts";
+import type { DesiredChain } from "../../lib/policy/chain.ts";
 import { builtIn } from "../../lib/base/source.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile, planNftRemoval } from "../../lib/nftables/plan.ts";
@@ -17,11 +17,16 @@ import { FakeNft } from "../support/fake_nft.ts";
 
 function desired(cidrs: string[], family: "ipv4" | "ipv6" = "ipv4", toPorts = false) {
   const linkLocal = family === "ipv4" ? "169.254.0.0/16" : "fe80::/10";
+  const builtInLinkLocal = {
+    value: parseBuiltInCidr(linkLocal),
+    at: builtIn("link-local, masqLinkLocal is false"),
+  };
   const chain: DesiredChain = {
     family,
     chain: "IP-MASQ-AGENT",
+    linkLocal: builtInLinkLocal,
     exemptions: [
-      { value: parseBuiltInCidr(linkLocal), at: builtIn("link-local, masqLinkLocal is false") },
+      builtInLinkLocal,
       ...cidrs.map((text) => ({ value: parseBuiltInCidr(text), at: { file: "f", line: 1 } })),
     ],
     masquerade: {

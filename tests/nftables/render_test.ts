@@ -8,18 +8,17 @@
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/net/cidr.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
-import { type AgentFlags, defaultFlags } from "../../lib/cli/flags.ts";
+import { type AgentFlags, defaultFlags } from "../../lib/config/flags.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
-import { parsePortRanges } from "../../lib/policy/ports.ts";
-import { type DesiredChain, savedProbability } from "../../lib/iptables/render.ts";
+import { parsePortRanges } from "../../lib/config/ports.ts";
+import { savedProbability } from "../../lib/iptables/render.ts";
+import { type DesiredChain, probabilityScale, toPortsSplit } from "../../lib/policy/chain.ts";
 import {
   nftDesired,
-  numgenModulus,
   renderNftElementChanges,
   renderNftFromEmpty,
   renderNftRemoval,
   renderNftReplace,
-  toPortsSplit,
 } from "../../lib/nftables/render.ts";
 import { cidrInterval, formatInterval } from "../../lib/net/intervals.ts";
 import { builtIn } from "../../lib/base/source.ts";
@@ -136,7 +135,7 @@ Deno.test("--to-ports: the same stored 31-bit probabilities as the statistic rul
       const size = range.last - range.first + 1;
       // savedProbability is the iptables rule's text; read back, it is the same fraction.
       assert.equal(
-        Math.round(Number(savedProbability(size / remaining)) * numgenModulus),
+        Math.round(Number(savedProbability(size / remaining)) * probabilityScale),
         stored,
         spec,
       );
@@ -147,7 +146,7 @@ Deno.test("--to-ports: the same stored 31-bit probabilities as the statistic rul
 
 Deno.test("--to-ports rules: per protocol, numgen before every range but the last", () => {
   const [chain] = chainsFor({}, { toPorts: ports("1024-29999,32768-65535") });
-  const stored = Math.round((28976 / (28976 + 32768)) * numgenModulus);
+  const stored = Math.round((28976 / (28976 + 32768)) * probabilityScale);
   assert.deepEqual(nftDesired(chain).rules.slice(3), [
     `meta l4proto tcp numgen random mod 2147483648 < ${stored} masquerade to :1024-29999 fully-random`,
     "meta l4proto tcp masquerade to :32768-65535 fully-random",
@@ -223,17 +222,18 @@ Deno.test("with issue 12's exceptions and source exemptions, the nft table decid
   };
   const located = (text: string) => ({ value: parseBuiltInCidr(text), at: { file: "f", line: 1 } });
   for (let n = 0; n < 300; n++) {
-    const linkLocal = next() < 0.7;
+    const linkLocal = next() < 0.7
+      ? {
+        value: parseBuiltInCidr("169.254.0.0/16"),
+        at: builtIn("link-local, masqLinkLocal is false"),
+      }
+      : undefined;
     const chain = {
       family: "ipv4",
       chain: "IP-MASQ-AGENT",
+      ...(linkLocal ? { linkLocal } : {}),
       exemptions: [
-        ...(linkLocal
-          ? [{
-            value: parseBuiltInCidr("169.254.0.0/16"),
-            at: builtIn("link-local, masqLinkLocal is false"),
-          }]
-          : []),
+        ...(linkLocal ? [linkLocal] : []),
         ...Array.from({ length: Math.floor(next() * 5) }, randomCidr),
       ],
       masqueradeExceptions: Array.from({ length: Math.floor(next() * 4) }, randomCidr),

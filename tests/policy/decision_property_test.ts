@@ -32,7 +32,7 @@ import { parseIpAddress } from "../../lib/net/address.ts";
 import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
 import { decide } from "../../lib/policy/decision.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
-import { type AgentFlags, parseFlags } from "../../lib/cli/flags.ts";
+import { type AgentFlags, parseFlags } from "../../lib/config/flags.ts";
 import { chainRuleLines, renderFromEmpty } from "../../lib/iptables/render.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import { traceChain, traceOutcome } from "../support/packet_tracer.ts";

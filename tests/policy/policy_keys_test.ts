@@ -12,19 +12,17 @@ import assert from "node:assert/strict";
 import { type FileConfig, parseConfigFile } from "../../lib/config/parse.ts";
 import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
-import { defaultFlags } from "../../lib/cli/flags.ts";
+import { defaultFlags } from "../../lib/config/flags.ts";
 import { mergeConfigs, type MergeResult } from "../../lib/config/merge.ts";
 import {
   chainRuleLines,
-  type DesiredChain,
-  desiredChain,
   exceptionComment,
   jumpRuleLine,
-  orderedRules,
   renderFromEmpty,
   returnComment,
   sourceExemptionComment,
 } from "../../lib/iptables/render.ts";
+import { type DesiredChain, desiredChain, orderedRules } from "../../lib/policy/chain.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 
 const encoder = new TextEncoder();
@@ -176,7 +174,14 @@ Deno.test("no file: the new lists are empty and the defaults render exactly as b
   assert.deepEqual(config.masqueradeCidrs, []);
   assert.deepEqual(config.nonMasqueradeSrcCidrs, []);
   const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
-  assert.deepEqual(Object.keys(chain).sort(), ["chain", "exemptions", "family", "masquerade"]);
+  // Issue 16 adds `linkLocal` (the built-in exemption as a field); issue 12's lists stay absent.
+  assert.deepEqual(Object.keys(chain).sort(), [
+    "chain",
+    "exemptions",
+    "family",
+    "linkLocal",
+    "masquerade",
+  ]);
 });
 
 Deno.test("a masqueradeCIDRs entry equal to a nonMasqueradeCIDRs entry is an error naming both", () => {

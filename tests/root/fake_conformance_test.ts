@@ -15,12 +15,13 @@
 
 import assert from "node:assert/strict";
 import type { Family } from "../../lib/net/cidr.ts";
-import { defaultFlags } from "../../lib/cli/flags.ts";
+import { defaultFlags } from "../../lib/config/flags.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile, planNftRemoval } from "../../lib/nftables/plan.ts";
 import { nftDesired, renderNftFromEmpty } from "../../lib/nftables/render.ts";
-import { type DesiredChain, jumpRuleLine, renderFromEmpty } from "../../lib/iptables/render.ts";
+import { jumpRuleLine, renderFromEmpty } from "../../lib/iptables/render.ts";
+import { type DesiredChain } from "../../lib/policy/chain.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
 import { denoExec, type Exec } from "../../lib/base/exec.ts";

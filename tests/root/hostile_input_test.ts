@@ -26,7 +26,7 @@ import { backendBin, NetNs, restoreNat } from "../../lab/netns.ts";
 import { upstreamReturnComment } from "../support/upstream_rules.ts";
 import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
 import { loadConfig } from "../../lib/policy/desired.ts";
-import { defaultFlags } from "../../lib/cli/flags.ts";
+import { defaultFlags } from "../../lib/config/flags.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 
 const mountedConfigDir = "/etc/config";

@@ -14,7 +14,7 @@ import { deepStrictEqual, equal, fail, match, notEqual, ok } from "node:assert/s
 // @ts-types="npm:yaml"
 import { parseAllDocuments } from "yaml";
 import denoConfig from "../../deno.json" with { type: "json" };
-import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/cli/flags.ts";
+import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/config/flags.ts";
 import { parseSetting, settingKeyNames, settingKeys } from "../../lib/config/settings.ts";
 
 const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");

@@ -7,12 +7,8 @@
 import assert from "node:assert/strict";
 import { parseCidr } from "../../lib/net/cidr.ts";
 import { ToolError } from "../../lib/base/tool.ts";
-import {
-  chainRuleLines,
-  type DesiredChain,
-  jumpRuleLine,
-  renderFromEmpty,
-} from "../../lib/iptables/render.ts";
+import { chainRuleLines, jumpRuleLine, renderFromEmpty } from "../../lib/iptables/render.ts";
+import { type DesiredChain } from "../../lib/policy/chain.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import { builtIn } from "../../lib/base/source.ts";
 import { FakeNatTable, saveString, tokenize } from "../support/fake_iptables.ts";

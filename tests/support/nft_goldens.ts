@@ -6,8 +6,8 @@
  */
 
 import type { Family } from "../../lib/net/cidr.ts";
-import type { AgentFlags } from "../../lib/cli/flags.ts";
-import { parsePortRanges } from "../../lib/policy/ports.ts";
+import type { AgentFlags } from "../../lib/config/flags.ts";
+import { parsePortRanges } from "../../lib/config/ports.ts";
 
 function ports(spec: string) {
   const parsed = parsePortRanges(spec);

@@ -7,8 +7,8 @@ import {
   type ParsedFlags,
   parseFlags,
   usage,
-} from "../../lib/cli/flags.ts";
-import type { PortRange } from "../../lib/policy/ports.ts";
+} from "../../lib/config/flags.ts";
+import type { PortRange } from "../../lib/config/ports.ts";
 
 function okFlags(argv: readonly string[]): ParsedFlags {
   const result = parseFlags(argv);

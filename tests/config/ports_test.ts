@@ -4,7 +4,7 @@ import {
   parsePortRanges,
   type PortRange,
   portRangeSize,
-} from "../../lib/policy/ports.ts";
+} from "../../lib/config/ports.ts";
 
 function ranges(spec: string): PortRange[] {
   const result = parsePortRanges(spec);

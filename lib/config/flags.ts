@@ -13,11 +13,11 @@
  */
 
 import { type IpAddress, parseIpAddress } from "../net/address.ts";
-import { checkChainName } from "../iptables/chain_name.ts";
+import { checkChainName } from "./chain_name.ts";
 import { resyncBoundsMilliseconds } from "../config/duration.ts";
 import { goQuote, parseGoBool, parseGoInt } from "../base/go_strconv.ts";
 import { defaultKubeProxyMasqueradeBit } from "../config/output.ts";
-import { formatPortRange, parsePortRanges, type PortRange } from "../policy/ports.ts";
+import { formatPortRange, parsePortRanges, type PortRange } from "./ports.ts";
 import { err, ok, type Result } from "../base/result.ts";
 
 /** Every flag's value, parsed and checked: what the rest of the agent reads. */

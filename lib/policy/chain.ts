@@ -1,0 +1,331 @@
+/**
+ * The desired state every dataplane is built from: our chain of one address
+ * family as data (what keeps its source, what is masqueraded and how), made
+ * from the effective config and the rule-shaping settings. The iptables
+ * renderer turns it into `iptables-save` lines, the nftables one into a
+ * table; `decide()` (decision.ts) answers for a packet from the same value.
+ *
+ * @module
+ */
+
+import type { IpAddress } from "../net/address.ts";
+import {
+  type Cidr,
+  compareCidrs,
+  contains,
+  type Family,
+  linkLocalRanges,
+  longestContaining,
+  parseBuiltInCidr,
+} from "../net/cidr.ts";
+import type { EffectiveConfig } from "../config/merge.ts";
+import { defaultKubeProxyMasqueradeBit, kubeProxyMark } from "../config/output.ts";
+import { type PortRange, portRangeSize } from "../config/ports.ts";
+import { builtIn, type Located } from "../base/source.ts";
+
+/** The protocols that get one `--to-ports` rule per range, in upstream v1's order. */
+export const toPortsProtocols = ["tcp", "udp", "sctp"] as const;
+
+/** How the final MASQUERADE rules are written. */
+export interface MasqueradeOptions {
+  /** Already combines `--random-fully` with the probed support of the iptables in use. */
+  readonly randomFully: boolean;
+  /** Source port ranges, one rule per range and protocol; empty for one plain rule. */
+  readonly toPorts: readonly PortRange[];
+}
+
+/** Our chain for one family as data: what it exempts and how it masquerades. */
+export interface DesiredChain {
+  /** The family whose tools program it. */
+  readonly family: Family;
+  /** The chain's name (`--masq-chain`). */
+  readonly chain: string;
+  /**
+   * Destinations that RETURN before MASQUERADE, with where each came from: the built-in
+   * link-local range first unless `masqLinkLocal` (`masqLinkLocalIPv6`), then the configured
+   * ones in configuration order.
+   */
+  readonly exemptions: readonly Located<Cidr>[];
+  /**
+   * The built-in link-local exemption, when `exemptions` starts with it. Dataplanes and
+   * `decide()` recognise it by this field, never by its provenance text.
+   */
+  readonly linkLocal?: Located<Cidr>;
+  /**
+   * `masqueradeCIDRs` of the family that lie inside an exemption, in configuration order:
+   * masqueraded although a shorter exemption holds them. Absent or empty: none. The longest
+   * prefix of exemptions and exceptions decides (`decide` in decision.ts says how).
+   */
+  readonly masqueradeExceptions?: readonly Located<Cidr>[];
+  /** `nonMasqueradeSrcCIDRs` of the family: sources that RETURN before anything else. */
+  readonly sourceExemptions?: readonly Located<Cidr>[];
+  /** The rules after the exemptions. */
+  readonly masquerade: MasqueradeOptions;
+  /**
+   * `--postrouting-jump`: `insert` keeps our jump first in POSTROUTING (moving it back when
+   * another tool inserts before it); absent or `append` adds it at the end, as upstream does.
+   */
+  readonly postroutingJump?: PostroutingJump;
+  /**
+   * With `--postrouting-jump=insert`: the fwmark bit kube-proxy sets on traffic it masquerades
+   * itself (`--kube-proxy-masquerade-bit`, 0x4000 by default); such traffic leaves our chain
+   * first. Absent in append mode.
+   */
+  readonly kubeProxyMark?: number;
+  /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */
+  readonly outputAddress?: Located<IpAddress>;
+  /** `outputInterface`: the masquerade rules match only traffic leaving by it. */
+  readonly outputInterface?: Located<string>;
+}
+
+/**
+ * Whether our exemptions are final: with `--postrouting-jump=insert` they ACCEPT (iptables: the
+ * nat POSTROUTING walk ends there) or bind the source to itself (nftables), so no later rule of
+ * another tool masquerades them; traffic kube-proxy marked leaves our chain first.
+ */
+export function exemptionsAreFinal(desired: DesiredChain): boolean {
+  return desired.postroutingJump === "insert";
+}
+
+/** The kube-proxy mark our chain leaves alone, in insert mode; undefined in append mode. */
+export function kubeProxyMarkOf(desired: DesiredChain): number | undefined {
+  if (!exemptionsAreFinal(desired)) return undefined;
+  return desired.kubeProxyMark ?? kubeProxyMark(defaultKubeProxyMasqueradeBit);
+}
+
+/** Where our POSTROUTING jump goes (`--postrouting-jump`). */
+export type PostroutingJump = "append" | "insert";
+
+/**
+ * The desired chain of `family`: the link-local exemption unless
+ * `masqLinkLocal` (`masqLinkLocalIPv6`) is set, then every configured CIDR
+ * of the family in configuration order, then the masquerade rules.
+ * The dataplanes render it (iptables/render.ts, nftables/render.ts).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mergeConfigs } from "../config/merge.ts";
+ * import { desiredChain } from "./chain.ts";
+ *
+ * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
+ * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
+ * assert.deepEqual(chain.exemptions.map((cidr) => cidr.value.text), [
+ *   "169.254.0.0/16",
+ *   "10.0.0.0/8",
+ *   "172.16.0.0/12",
+ *   "192.168.0.0/16",
+ * ]);
+ * assert.equal(chain.linkLocal, chain.exemptions[0]);
+ * ```
+ */
+export function desiredChain(
+  config: EffectiveConfig,
+  family: Family,
+  chain: string,
+  masquerade: MasqueradeOptions,
+  options: {
+    readonly postroutingJump?: PostroutingJump;
+    /** `--kube-proxy-masquerade-bit`; used in insert mode only. */
+    readonly kubeProxyMasqueradeBit?: number;
+  } = {},
+): DesiredChain {
+  const masqueradesLinkLocal = family === "ipv4"
+    ? config.masqLinkLocal.value
+    : config.masqLinkLocalIPv6.value;
+  const linkLocal: Located<Cidr> | undefined = masqueradesLinkLocal ? undefined : {
+    value: parseBuiltInCidr(linkLocalRanges[family]),
+    at: builtIn(
+      `link-local, ${family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6"} is false`,
+    ),
+  };
+  const linkLocalExemption = linkLocal ? [linkLocal] : [];
+  const exemptions = [
+    ...linkLocalExemption,
+    // A configured link-local range would repeat the built-in exemption as a second rule.
+    ...config.nonMasqueradeCidrs.filter((cidr) =>
+      cidr.value.family === family &&
+      !linkLocalExemption.some((builtin) => builtin.value.text === cidr.value.text)
+    ),
+  ];
+  const around = longestContaining(exemptions.map((cidr) => cidr.value), { orEqual: true });
+  // An exception inside no exemption is masqueraded anyway (merge.ts reports it): no rule.
+  const exceptions = (config.masqueradeCidrs ?? []).filter((cidr) =>
+    cidr.value.family === family && around(cidr.value) !== undefined
+  );
+  const sources = (config.nonMasqueradeSrcCidrs ?? []).filter((cidr) =>
+    cidr.value.family === family
+  );
+  const outputAddress = family === "ipv4" ? config.outputAddress : config.outputAddressIPv6;
+  const insert = options.postroutingJump === "insert";
+  // Absent rather than empty, so a config without the new keys gives the very same value.
+  return {
+    family,
+    chain,
+    exemptions,
+    ...(linkLocal ? { linkLocal } : {}),
+    ...(exceptions.length > 0 ? { masqueradeExceptions: exceptions } : {}),
+    ...(sources.length > 0 ? { sourceExemptions: sources } : {}),
+    masquerade,
+    ...(insert ? { postroutingJump: "insert" as const } : {}),
+    ...(insert
+      ? {
+        kubeProxyMark: kubeProxyMark(
+          options.kubeProxyMasqueradeBit ?? defaultKubeProxyMasqueradeBit,
+        ),
+      }
+      : {}),
+    ...(outputAddress ? { outputAddress } : {}),
+    ...(config.outputInterface ? { outputInterface: config.outputInterface } : {}),
+  };
+}
+
+/** One rule of our chain before the final masquerade rules: a RETURN, or an exception's. */
+export interface OrderedRule {
+  /** `return` for an exemption, `masquerade` for a `masqueradeCIDRs` exception. */
+  readonly action: "return" | "masquerade";
+  /** The destination it matches, with where it came from. */
+  readonly cidr: Located<Cidr>;
+}
+
+/**
+ * The exemptions and exceptions in the order a first-match chain needs for
+ * longest-prefix semantics: whenever one lies inside another and their
+ * actions differ, the inner one comes first (at any depth: 10.1.2.0/24
+ * RETURN, then 10.1.0.0/16 MASQUERADE, then 10.0.0.0/8 RETURN). Otherwise
+ * configuration order is kept, so without exceptions it is exactly the
+ * exemptions' order. Then the first matching rule always has the action of
+ * the longest matching prefix: a rule matching earlier with the other action
+ * would contain the longest match, and so come after it.
+ *
+ * Why a topological sort and not a stable sort by prefix length (issue 16 asked): the latter
+ * also yields longest-prefix semantics, but it moves every longer exemption ahead of unrelated
+ * shorter ones, so the chain of an existing install would change and be rewritten on upgrade
+ * (10.0.0.0/8 RETURN, 192.168.1.0/24 RETURN, 10.1.0.0/16 MASQUERADE: the sort puts the /24
+ * first, this order only moves the exception up; tests/policy/chain_test.ts pins it).
+ */
+export function orderedRules(desired: DesiredChain): OrderedRule[] {
+  const items: OrderedRule[] = [
+    ...desired.exemptions.map((cidr) => ({ action: "return" as const, cidr })),
+    ...(desired.masqueradeExceptions ?? []).map((cidr) => ({
+      action: "masquerade" as const,
+      cidr,
+    })),
+  ];
+  if (items.length === desired.exemptions.length) return items;
+  // Nested ranges are open on a stack in sorted order; each item must precede those of its
+  // containers whose action differs. An exception equal to the built-in link-local range
+  // sorts after it, and so comes first in the chain: the exception wins the tie.
+  const sorted = items.map((_, index) => index).sort((a, b) =>
+    compareCidrs(items[a].cidr.value, items[b].cidr.value) ||
+    (items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1)
+  );
+  const outerOnes: number[][] = items.map(() => []);
+  const waitingFor = items.map(() => 0);
+  const open: number[] = [];
+  for (const index of sorted) {
+    while (
+      open.length > 0 && !contains(items[open[open.length - 1]].cidr.value, items[index].cidr.value)
+    ) open.pop();
+    for (const outer of open) {
+      if (items[outer].action === items[index].action) continue;
+      outerOnes[index].push(outer);
+      waitingFor[outer]++;
+    }
+    open.push(index);
+  }
+  // An item that must precede others takes the earliest place among them, so a RETURN unrelated
+  // to any exception keeps its place relative to the ones around it. Outer ranges have shorter
+  // prefixes, so in prefix order every item's outer ones are ranked before it.
+  const rank = items.map((_, index) => index);
+  const byPrefix = items.map((_, index) => index).sort((a, b) =>
+    items[a].cidr.value.prefix - items[b].cidr.value.prefix ||
+    (items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1)
+  );
+  for (const index of byPrefix) {
+    for (const outer of outerOnes[index]) rank[index] = Math.min(rank[index], rank[outer]);
+  }
+  // Kahn's topological sort, always taking the ready item of the lowest (rank, position).
+  const ready = new MinHeap();
+  const key = (index: number) => rank[index] * items.length + index;
+  waitingFor.forEach((count, index) => count === 0 && ready.push(key(index)));
+  const order: OrderedRule[] = [];
+  for (let next = ready.pop(); next !== undefined; next = ready.pop()) {
+    const index = next % items.length;
+    order.push(items[index]);
+    for (const outer of outerOnes[index]) if (--waitingFor[outer] === 0) ready.push(key(outer));
+  }
+  return order;
+}
+
+class MinHeap {
+  readonly #items: number[] = [];
+  push(value: number): void {
+    const items = this.#items;
+    items.push(value);
+    for (let i = items.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (items[parent] <= items[i]) break;
+      [items[parent], items[i]] = [items[i], items[parent]];
+      i = parent;
+    }
+  }
+  pop(): number | undefined {
+    const items = this.#items;
+    if (items.length === 0) return undefined;
+    const top = items[0];
+    const last = items.pop()!;
+    if (items.length > 0) {
+      items[0] = last;
+      for (let i = 0;;) {
+        const [left, right] = [2 * i + 1, 2 * i + 2];
+        let smallest = i;
+        if (left < items.length && items[left] < items[smallest]) smallest = left;
+        if (right < items.length && items[right] < items[smallest]) smallest = right;
+        if (smallest === i) break;
+        [items[smallest], items[i]] = [items[i], items[smallest]];
+        i = smallest;
+      }
+    }
+    return top;
+  }
+}
+
+/** The numgen modulus and the statistic match's scale: both keep a 31-bit fraction. */
+export const probabilityScale = 0x80000000;
+
+/** One `--to-ports` range and how often it is tried. */
+export interface ToPortsShare {
+  /** The source port range. */
+  readonly range: PortRange;
+  /**
+   * The probability of trying this range, as the kernel stores it: a fraction of
+   * {@link probabilityScale}. Absent for the last range, tried whenever the others were not.
+   */
+  readonly stored?: number;
+}
+
+/**
+ * Upstream v1's split: each range but the last is tried with the probability of its share of the
+ * ports still left, so every port is equally likely. Both dataplanes write these fractions.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { toPortsSplit } from "./chain.ts";
+ *
+ * const split = toPortsSplit([{ first: 1, last: 100 }, { first: 101, last: 200 }]);
+ * assert.deepEqual(split.map((share) => share.stored), [0x40000000, undefined]);
+ * ```
+ */
+export function toPortsSplit(ranges: readonly PortRange[]): ToPortsShare[] {
+  let remaining = ranges.reduce((total, range) => total + portRangeSize(range), 0);
+  return ranges.map((range) => {
+    const size = portRangeSize(range);
+    const stored = size === remaining
+      ? undefined
+      : Math.round((size / remaining) * probabilityScale);
+    remaining -= size;
+    return stored === undefined ? { range } : { range, stored };
+  });
+}
