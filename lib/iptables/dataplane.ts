@@ -20,7 +20,7 @@ import {
   type ReconcileOptions,
 } from "./plan.ts";
 import type { NatTableClient } from "./client.ts";
-import type { Dataplane, DataplanePlan } from "../policy/dataplane.ts";
+import { type Dataplane, type DataplanePlan, inSync } from "../policy/dataplane.ts";
 
 /**
  * What the last reconcile of each family found in sync: the desired chain
@@ -40,8 +40,6 @@ export type OurListings = readonly [postrouting: string, chain: string];
 function sameListings(a: OurListings, b: OurListings): boolean {
   return a[0] === b[0] && a[1] === b[1];
 }
-
-const inSync: Plan = { drift: [], payload: null };
 
 /**
  * Lists POSTROUTING and `chain`: two cheap reads whatever else the table

@@ -23,6 +23,11 @@ import {
   sourceExemptionComment,
 } from "./render.ts";
 import { type DesiredChain } from "../policy/chain.ts";
+import {
+  type DataplaneDrift,
+  type DataplanePlan,
+  ruleListDifference,
+} from "../policy/dataplane.ts";
 
 /** The parts of the live nat table a plan looks at. */
 export interface LiveNatTable {
@@ -81,22 +86,10 @@ export type DriftKind =
   | "stale-chain";
 
 /** One difference, for the logs and `--check`. */
-export interface Drift {
-  /** Which kind of difference. */
-  readonly kind: DriftKind;
-  /** What differs, in words an operator can act on. */
-  readonly message: string;
-  /** For `stale-chain`: the chain of ours under another name that the plan removes. */
-  readonly chain?: string;
-}
+export type Drift = DataplaneDrift<DriftKind>;
 
-/** What a reconcile found and the one transaction that fixes it. */
-export interface Plan {
-  /** What differs from the desired state; empty means in sync. */
-  readonly drift: readonly Drift[];
-  /** The restore input that fixes all of it at once, or null when nothing is to be written. */
-  readonly payload: string | null;
-}
+/** What a reconcile found and the one `iptables-restore` transaction that fixes it. */
+export type Plan = DataplanePlan<DriftKind>;
 
 /** A POSTROUTING rule we wrote (either spelling), for whichever chain name it names. */
 interface OwnJump {
@@ -191,11 +184,12 @@ export function planReconcile(
 
   if (!live.chains.has(chain)) {
     drift.push({ kind: "chain-missing", message: `chain ${chain} does not exist` });
-  } else if (!sameLines(wantedRules, liveRules)) {
-    drift.push({
-      kind: "chain-differs",
-      message: describeChainDiff(chain, wantedRules, liveRules),
-    });
+  } else {
+    // Shown without the `-A CHAIN` the message already names.
+    const difference = ruleListDifference(wantedRules, liveRules, (line) => line.slice(3));
+    if (difference) {
+      drift.push({ kind: "chain-differs", message: `chain ${chain} differs (${difference})` });
+    }
   }
   if (drift.length > 0) {
     tx.declareChain(chain);
@@ -345,30 +339,6 @@ const ownChainComments = [
 
 function isOwnChainRule(rule: string): boolean {
   return ownChainComments.some((comment) => rule.includes(comment));
-}
-
-function sameLines(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((line, index) => line === b[index]);
-}
-
-function describeChainDiff(chain: string, wanted: readonly string[], live: readonly string[]) {
-  // Sets, not Array.includes: a chain may hold tens of thousands of rules.
-  const liveSet = new Set(live);
-  const wantedSet = new Set(wanted);
-  const missing = wanted.filter((line) => !liveSet.has(line));
-  const unexpected = live.filter((line) => !wantedSet.has(line));
-  const parts = [];
-  if (missing.length > 0) parts.push(`${missing.length} missing: ${summarize(missing)}`);
-  if (unexpected.length > 0) {
-    parts.push(`${unexpected.length} unexpected: ${summarize(unexpected)}`);
-  }
-  if (parts.length === 0) parts.push("rules out of order");
-  return `chain ${chain} differs (${parts.join("; ")})`;
-}
-
-function summarize(lines: readonly string[]): string {
-  const shown = lines.slice(0, 3).map((line) => line.slice(3));
-  return shown.join(" | ") + (lines.length > 3 ? ` | ... ${lines.length - 3} more` : "");
 }
 
 function escapeRegExp(text: string): string {

@@ -10,7 +10,7 @@
  * import { NatTransaction } from "./restore_input.ts";
  * const tx = new NatTransaction();
  * assert.equal(tx.build(), null);
- * tx.declareChain("IP-MASQ-AGENT").append("IP-MASQ-AGENT", "-j RETURN");
+ * tx.declareChain("IP-MASQ-AGENT").rule("-A IP-MASQ-AGENT -j RETURN");
  * assert.equal(tx.build(), "*nat\n:IP-MASQ-AGENT - [0:0]\n-A IP-MASQ-AGENT -j RETURN\nCOMMIT\n");
  * ```
  *
@@ -34,11 +34,6 @@ export class NatTransaction {
   rule(line: string): this {
     this.#lines.push(line);
     return this;
-  }
-
-  /** `-A CHAIN SPEC`. */
-  append(chain: string, spec: string): this {
-    return this.rule(`-A ${chain} ${spec}`);
   }
 
   /** `-D CHAIN SPEC` for a rule given as its `-A CHAIN SPEC` line. */

@@ -30,6 +30,11 @@ import {
   srcnatPriority,
 } from "./render.ts";
 import { quoteInput } from "../base/quote.ts";
+import {
+  type DataplaneDrift,
+  type DataplanePlan,
+  ruleListDifference,
+} from "../policy/dataplane.ts";
 
 /** What can differ between our live table and the desired one. */
 export type NftDriftKind =
@@ -40,20 +45,10 @@ export type NftDriftKind =
   | "table-present";
 
 /** One difference, for the logs and `--check`. */
-export interface NftDrift {
-  /** Which kind of difference. */
-  readonly kind: NftDriftKind;
-  /** What differs, in words an operator can act on; live names are quoted. */
-  readonly message: string;
-}
+export type NftDrift = DataplaneDrift<NftDriftKind>;
 
 /** What a reconcile found and the one `nft -f` transaction that fixes it. */
-export interface NftPlan {
-  /** What differs; empty means in sync. */
-  readonly drift: readonly NftDrift[];
-  /** `nft -f` input, or null when nothing is to be written. */
-  readonly payload: string | null;
-}
+export type NftPlan = DataplanePlan<NftDriftKind>;
 
 /** Plans the reconcile of one family. Pure: same inputs, same plan. */
 export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPlan {
@@ -157,29 +152,10 @@ function chainDifferences(desired: NftDesired, chain: LiveNftChain): string[] {
   if (chain.extras.length > 0) {
     differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
   }
-  const wanted = desired.rules;
-  const live = chain.rules;
-  if (wanted.length === live.length && wanted.every((rule, index) => rule === live[index])) {
-    return differences;
-  }
-  const liveSet = new Set(live);
-  const wantedSet = new Set(wanted);
-  const missing = wanted.filter((rule) => !liveSet.has(rule));
-  const unexpected = live.filter((rule) => !wantedSet.has(rule));
-  const parts: string[] = [];
-  if (missing.length > 0) parts.push(`${missing.length} missing: ${listRules(missing)}`);
-  if (unexpected.length > 0) {
-    parts.push(`${unexpected.length} unexpected: ${listRules(unexpected)}`);
-  }
-  if (parts.length === 0) parts.push("rules out of order");
-  differences.push(`chain ${nftChainName}: ${parts.join("; ")}`);
+  // Rules read back may hold a writer's text: shown quoted and bounded.
+  const difference = ruleListDifference(desired.rules, chain.rules, quoteInput);
+  if (difference) differences.push(`chain ${nftChainName}: ${difference}`);
   return differences;
-}
-
-/** Rules read back may hold a writer's text: shown quoted and bounded. */
-function listRules(rules: readonly string[]): string {
-  const shown = rules.slice(0, 3).map((rule) => quoteInput(rule));
-  return shown.join(" | ") + (rules.length > 3 ? ` | ... ${rules.length - 3} more` : "");
 }
 
 function summarize(differences: readonly string[]): string {

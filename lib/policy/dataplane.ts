@@ -22,20 +22,60 @@ import { ToolError } from "../base/tool.ts";
 /** The dataplanes `--dataplane` chooses from. */
 export type DataplaneName = "iptables" | "nftables";
 
-/** One difference found, for the logs and `--check`. */
-export interface DataplaneDrift {
+/** One difference found, for the logs and `--check`; `Kind` is the dataplane's own words. */
+export interface DataplaneDrift<Kind extends string = string> {
   /** The dataplane's own name for the kind of difference. */
-  readonly kind: string;
-  /** What differs, in words an operator can act on. */
+  readonly kind: Kind;
+  /** What differs, in words an operator can act on; text read from the node is quoted. */
   readonly message: string;
+  /** iptables `stale-chain`: the chain of ours under another name that the plan removes. */
+  readonly chain?: string;
 }
 
-/** What a read found and what would fix it; a dataplane may attach what it needs to apply. */
-export interface DataplanePlan {
+/** What a read found and the one transaction that fixes all of it. */
+export interface DataplanePlan<Kind extends string = string> {
   /** What differs; empty means in sync. */
-  readonly drift: readonly DataplaneDrift[];
+  readonly drift: readonly DataplaneDrift<Kind>[];
   /** The transaction's input, or null when nothing is to be written. */
   readonly payload: string | null;
+}
+
+/**
+ * How the rules a chain holds differ from the wanted ones, as both dataplanes say it:
+ * `N missing: ...; M unexpected: ...` (three shown, then how many more), `rules out of order`,
+ * or undefined when they are the same. `show` writes one rule for a message.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ruleListDifference } from "./dataplane.ts";
+ *
+ * const show = (rule: string) => rule;
+ * assert.equal(ruleListDifference(["a", "b"], ["a", "b"], show), undefined);
+ * assert.equal(ruleListDifference(["a", "b"], ["b", "a"], show), "rules out of order");
+ * assert.equal(ruleListDifference(["a", "b"], ["a", "c"], show), "1 missing: b; 1 unexpected: c");
+ * ```
+ */
+export function ruleListDifference(
+  wanted: readonly string[],
+  live: readonly string[],
+  show: (rule: string) => string,
+): string | undefined {
+  if (wanted.length === live.length && wanted.every((rule, index) => rule === live[index])) {
+    return undefined;
+  }
+  // Sets, not Array.includes: a chain may hold tens of thousands of rules.
+  const liveSet = new Set(live);
+  const wantedSet = new Set(wanted);
+  const missing = wanted.filter((rule) => !liveSet.has(rule));
+  const unexpected = live.filter((rule) => !wantedSet.has(rule));
+  const list = (rules: readonly string[]) =>
+    rules.slice(0, 3).map((rule) => show(rule)).join(" | ") +
+    (rules.length > 3 ? ` | ... ${rules.length - 3} more` : "");
+  const parts: string[] = [];
+  if (missing.length > 0) parts.push(`${missing.length} missing: ${list(missing)}`);
+  if (unexpected.length > 0) parts.push(`${unexpected.length} unexpected: ${list(unexpected)}`);
+  return parts.length > 0 ? parts.join("; ") : "rules out of order";
 }
 
 /** What one family's reconcile found and did. */
@@ -59,7 +99,7 @@ export interface Dataplane {
 }
 
 /** The plan of a family that is in sync: nothing differs, nothing to write. */
-export const inSync: DataplanePlan = { drift: [], payload: null };
+export const inSync: DataplanePlan<never> = { drift: [], payload: null };
 
 /**
  * Plans every family, then applies the plans: the one reconcile step of the loop. Planning all

@@ -10,7 +10,7 @@ Deno.test("an empty transaction builds to null: no change is never an empty writ
 Deno.test("each operation is spelled as iptables-restore reads it, in order", () => {
   const tx = new NatTransaction()
     .declareChain("NEW")
-    .append("NEW", "-j RETURN")
+    .rule("-A NEW -j RETURN")
     .deleteRule("-A POSTROUTING -j OLD")
     .declareChain("OLD")
     .deleteChain("OLD")
