@@ -21,6 +21,7 @@ import { parseNatTable } from "../iptables/plan.ts";
 import type { DesiredChain } from "../policy/chain.ts";
 import type { Dataplane } from "../policy/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
+import { listOurs } from "../iptables/dataplane.ts";
 import { type NatTableClient, natTableClient, probeVersion } from "../iptables/client.ts";
 import { nftClient } from "../nftables/client.ts";
 import { chooseMode } from "../iptables/mode_detection.ts";
@@ -115,13 +116,10 @@ export async function explainMode(
     else {
       const client = tables.clients[family];
       try {
-        // What --check reads: POSTROUTING and our chain, nothing else.
-        const listing = (await client.listChain("POSTROUTING") ?? "") +
-          (await client.listChain(flags.masqChain) ?? "");
         view = {
           kind: "read",
           backend: `${family === "ipv4" ? "iptables" : "ip6tables"} ${tables.mode}`,
-          table: parseNatTable(listing),
+          table: parseNatTable((await listOurs(client, flags.masqChain)).join("")),
         };
       } catch (error) {
         view = {

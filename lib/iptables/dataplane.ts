@@ -43,9 +43,10 @@ function sameListings(a: OurListings, b: OurListings): boolean {
 
 /**
  * Lists POSTROUTING and `chain`: two cheap reads whatever else the table
- * holds (kube-proxy's tens of thousands of rules live in other chains).
+ * holds (kube-proxy's tens of thousands of rules live in other chains). What
+ * the reconcile, `--check` and `--explain` read.
  */
-async function listOurs(
+export async function listOurs(
   client: NatTableClient,
   chain: string,
   signal?: AbortSignal,
@@ -160,8 +161,6 @@ export type AnotherAgentHandler = (family: Family, chain: string) => void;
 
 function staleChainsOf(plan: DataplanePlan): string[] {
   return plan.drift.flatMap((drift) =>
-    drift.kind === "stale-chain" && "chain" in drift && typeof drift.chain === "string"
-      ? [drift.chain]
-      : []
+    drift.kind === "stale-chain" && drift.chain !== undefined ? [drift.chain] : []
   );
 }

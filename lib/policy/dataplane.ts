@@ -86,16 +86,25 @@ export interface FamilyOutcome {
   readonly plan: DataplanePlan;
 }
 
-/** One dataplane: read our live state of a family, plan, apply. */
-export interface Dataplane {
+/**
+ * One dataplane: read our live state of a family and plan, then apply. `Plan` is what its
+ * `plan` makes and its `apply` takes (a composite's plan carries its parts).
+ *
+ * Reading and planning are one call on purpose: what is read depends on what the first read
+ * finds (iptables reads the whole nat table only when a stale chain of ours is there, and never
+ * after finding another tool's chain under `--masq-chain`), and a steady resync compares the
+ * bytes read with the last verified ones before parsing anything. The planning itself is pure
+ * and tested apart: `planReconcile` (iptables/plan.ts), `planNftReconcile` (nftables/plan.ts).
+ */
+export interface Dataplane<Plan extends DataplanePlan = DataplanePlan> {
   /** For messages: `nftables`, `iptables (nft)`, ... */
   readonly label: string;
   /** Reads what is ours in `desired.family` and plans what brings it to `desired`. */
-  plan(desired: DesiredChain, signal?: AbortSignal): Promise<DataplanePlan>;
+  plan(desired: DesiredChain, signal?: AbortSignal): Promise<Plan>;
   /** Writes a plan this dataplane made; nothing when its payload is null. */
-  apply(family: Family, plan: DataplanePlan, signal?: AbortSignal): Promise<void>;
+  apply(family: Family, plan: Plan, signal?: AbortSignal): Promise<void>;
   /** Reads what is ours in `family` and plans removing all of it, touching nothing else. */
-  planRemoval(family: Family, signal?: AbortSignal): Promise<DataplanePlan>;
+  planRemoval(family: Family, signal?: AbortSignal): Promise<Plan>;
 }
 
 /** The plan of a family that is in sync: nothing differs, nothing to write. */
@@ -156,9 +165,31 @@ async function retiredRemoval(
 /** Told when a retired dataplane could not be read or cleaned (the agent logs a warning). */
 export type RetiredErrorHandler = (label: string, family: Family, error: unknown) => void;
 
-/** A composite plan: the chosen dataplane's, then the removals from the retired ones. */
-interface SwitchingPlan extends DataplanePlan {
+/**
+ * A composite plan: the chosen dataplane's, then the removals from the retired ones.
+ */
+export interface SwitchingPlan extends DataplanePlan {
+  /** Each dataplane's own plan, the chosen one's first. */
   readonly parts: readonly { readonly dataplane: Dataplane; readonly plan: DataplanePlan }[];
+}
+
+function switchingPlan(chosen: Dataplane, parts: SwitchingPlan["parts"]): SwitchingPlan {
+  const writes = parts.filter((part) => part.plan.payload !== null);
+  return {
+    drift: parts.flatMap(({ dataplane, plan }) =>
+      plan.drift.map((drift) =>
+        dataplane === chosen
+          ? drift
+          : { kind: drift.kind, message: `${dataplane.label}: ${drift.message}` }
+      )
+    ),
+    // One part's transaction as it is; several under their labels (a comment line in both
+    // iptables-restore and nft -f input), so the payload always says what apply writes.
+    payload: writes.length <= 1
+      ? writes[0]?.plan.payload ?? null
+      : writes.map((part) => `# ${part.dataplane.label}\n${part.plan.payload}`).join(""),
+    parts,
+  };
 }
 
 /**
@@ -171,8 +202,7 @@ export function switchingDataplane(
   chosen: Dataplane,
   retired: readonly Dataplane[],
   onRetiredError: RetiredErrorHandler = () => {},
-): Dataplane {
-  if (retired.length === 0) return chosen;
+): Dataplane<SwitchingPlan> {
   const clean = new Map<Dataplane, Set<Family>>(retired.map((dataplane) => [dataplane, new Set()]));
   return {
     label: chosen.label,
@@ -186,24 +216,10 @@ export function switchingDataplane(
         if (removal.payload === null) clean.get(dataplane)?.add(desired.family);
         else parts.push({ dataplane, plan: removal });
       }
-      if (parts.length === 1) return own;
-      const plan: SwitchingPlan = {
-        drift: parts.flatMap(({ dataplane, plan }) =>
-          plan.drift.map((drift) =>
-            dataplane === chosen
-              ? drift
-              : { kind: drift.kind, message: `${dataplane.label}: ${drift.message}` }
-          )
-        ),
-        payload: parts.map((part) => part.plan.payload ?? "").join(""),
-        parts,
-      };
-      return plan;
+      return switchingPlan(chosen, parts);
     },
     apply: async (family, plan, signal) => {
-      const parts = (plan as Partial<SwitchingPlan>).parts;
-      if (!parts) return await chosen.apply(family, plan, signal);
-      for (const part of parts) {
+      for (const part of plan.parts) {
         if (part.dataplane === chosen) {
           await chosen.apply(family, part.plan, signal);
           continue;
@@ -217,6 +233,10 @@ export function switchingDataplane(
         }
       }
     },
-    planRemoval: (family, signal) => chosen.planRemoval(family, signal),
+    planRemoval: async (family, signal) =>
+      switchingPlan(chosen, [{
+        dataplane: chosen,
+        plan: await chosen.planRemoval(family, signal),
+      }]),
   };
 }
