@@ -19,7 +19,7 @@ import { explain, explanationObject, formatExplanation, type LiveTableView } fro
 import type { IptablesMode } from "../iptables/mode.ts";
 import { parseNatTable } from "../iptables/plan.ts";
 import type { DesiredChain } from "../policy/chain.ts";
-import type { Dataplane } from "../policy/dataplane.ts";
+import { type Dataplane, readAndPlan } from "../policy/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { listOurs } from "../iptables/dataplane.ts";
 import { type NatTableClient, natTableClient, probeVersion } from "../iptables/client.ts";
@@ -73,7 +73,7 @@ async function nftablesView(
   const chain = desired.find((candidate) => candidate.family === family);
   if (!chain) return { kind: "unavailable", reason: `${family} is not enabled` };
   try {
-    const plan = await dataplane.plan(chain);
+    const plan = await readAndPlan(dataplane, chain);
     return { kind: "planned", backend: "nftables", drift: plan.drift.map((item) => item.message) };
   } catch (error) {
     return {

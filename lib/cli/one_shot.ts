@@ -20,7 +20,12 @@ import {
 } from "../policy/desired.ts";
 import { ConfigError } from "../config/problems.ts";
 import type { CommandLine } from "../config/settings.ts";
-import type { Dataplane, DataplanePlan } from "../policy/dataplane.ts";
+import {
+  type Dataplane,
+  type DataplanePlan,
+  readAndPlan,
+  readAndPlanRemoval,
+} from "../policy/dataplane.ts";
 import { renderFromEmpty } from "../iptables/render.ts";
 import { renderNftFromEmpty } from "../nftables/render.ts";
 
@@ -77,7 +82,7 @@ export async function check(
   const loaded = await load(deps);
   let inSync = true;
   for (const chain of desiredChains(loaded.effective, deps.flags, randomFullySupported)) {
-    const plan = await dataplane.plan(chain);
+    const plan = await readAndPlan(dataplane, chain);
     for (const drift of plan.drift) {
       deps.print(`${chain.family}: ${readOnlyWording(drift.message)}`);
     }
@@ -121,7 +126,7 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
   for (const target of targets) {
     const where = `${target.family}, ${target.name}`;
     try {
-      planned.push({ target, plan: await target.dataplane.planRemoval(target.family) });
+      planned.push({ target, plan: await readAndPlanRemoval(target.dataplane, target.family) });
     } catch (error) {
       if (error instanceof ForeignChainError) {
         deps.log.error(`cleanup (${where}): ${error.message}`);

@@ -1,7 +1,8 @@
 /**
- * Applying a desired state: read only what is ours in each family's nat
- * table (POSTROUTING and our chain), plan with the pure core, and write the
- * one transaction that fixes what differs (or nothing).
+ * The iptables dataplane on the {@link Dataplane} seam: read only what is
+ * ours in each family's nat table (POSTROUTING and our chain), plan with the
+ * pure core (plan.ts), and write the one transaction that fixes what differs
+ * (or nothing).
  *
  * @module
  */
@@ -17,10 +18,9 @@ import {
   type Plan,
   planCleanup,
   planReconcile,
-  type ReconcileOptions,
 } from "./plan.ts";
 import type { NatTableClient } from "./client.ts";
-import { type Dataplane, type DataplanePlan, inSync } from "../policy/dataplane.ts";
+import { type Dataplane, inSync } from "../policy/dataplane.ts";
 
 /**
  * What the last reconcile of each family found in sync: the desired chain
@@ -56,62 +56,20 @@ export async function listOurs(
   return [postrouting, ours];
 }
 
-/**
- * The live state to plan against: what {@link listOurs} read, or the whole
- * table when a POSTROUTING jump of ours leads to another chain (an earlier
- * `--masq-chain`), whose removal must know whether anything else refers to it.
- */
-async function liveFrom(
-  client: NatTableClient,
-  chain: string,
-  listing: OurListings,
-  signal?: AbortSignal,
-  othersChains?: ReadonlySet<string>,
-): Promise<LiveNatTable> {
-  const live = parseNatTable(listing.join(""));
-  const stale = [...ownJumpTargets(live)].some((target) =>
-    target !== chain && !othersChains?.has(target)
-  );
-  // Refused before the whole table is read: another tool's chain is never ours to plan.
-  const foreign = foreignRuleOf(live, chain);
-  if (foreign !== undefined) throw new ForeignChainError(chain, client.family, foreign);
-  return stale ? parseNatTable(await client.listTable(signal)) : live;
-}
-
-/** Reads what is ours in the family's nat table and plans what would bring it to `desired`. */
-export async function planFamily(
-  desired: DesiredChain,
-  client: NatTableClient,
-  signal?: AbortSignal,
-  verified?: VerifiedListings,
-  options: ReconcileOptions = {},
-): Promise<Plan> {
-  const listing = await listOurs(client, desired.chain, signal);
-  const last = verified?.get(desired.family);
-  if (last?.desired === desired && sameListings(last.listing, listing)) return inSync;
-  const live = await liveFrom(client, desired.chain, listing, signal, options.othersChains);
-  const plan = planReconcile(desired, live, options);
-  if (plan.payload === null) verified?.set(desired.family, { desired, listing });
-  else verified?.delete(desired.family);
-  return plan;
-}
-
-/**
- * What removing our jumps and chains from one family of a backend would
- * write, touching nothing else. It reads POSTROUTING and `chain` first and
- * the whole table only when something of ours is there, so a backend without
- * our rules costs two cheap reads.
- */
-export async function planRemoval(
-  client: NatTableClient,
-  chain: string,
-  signal?: AbortSignal,
-): Promise<Plan> {
-  const ours = parseNatTable((await listOurs(client, chain, signal)).join(""));
-  if (ownJumpTargets(ours).size === 0 && !ours.chains.has(chain)) return inSync;
-  const foreign = foreignRuleOf(ours, chain);
-  if (foreign !== undefined) throw new ForeignChainError(chain, client.family, foreign);
-  return planCleanup(chain, parseNatTable(await client.listTable(signal)), client.family);
+/** What the iptables dataplane read of one family. */
+export interface IptablesLive {
+  /**
+   * What is ours, parsed: POSTROUTING and our chain, or the whole table when a jump of ours
+   * leads to another chain (an earlier `--masq-chain`), whose removal must know whether
+   * anything else refers to it. Undefined when the listing is byte for byte what the last
+   * reconcile verified for the same desired chain: it is not parsed again.
+   */
+  readonly table?: LiveNatTable;
+  /**
+   * Chains of ours under another name that another ip-masq-agent on the node manages (they came
+   * back after we removed them): left alone, jump and chain.
+   */
+  readonly othersChains: ReadonlySet<string>;
 }
 
 /**
@@ -124,42 +82,75 @@ export function iptablesDataplane(
   chain: string,
   label = `iptables (${clients.ipv4.mode})`,
   onAnotherAgent: AnotherAgentHandler = () => {},
-): Dataplane {
-  const verified: VerifiedListings = new Map();
+  verified: VerifiedListings = new Map(),
+): Dataplane<IptablesLive, Plan> {
+  // What the last read of each family listed: verified by an apply that finds nothing to write.
+  const lastRead = new Map<Family, { desired: DesiredChain; listing: OurListings }>();
   // A chain of ours under another name is removed once; when it comes back, another
   // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
   const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
   const others: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
-  const plan = async (desired: DesiredChain, signal?: AbortSignal): Promise<DataplanePlan> => {
-    const { family } = desired;
-    const client = clients[family];
-    const first = await planFamily(desired, client, signal, verified, {
-      othersChains: others[family],
-    });
-    const back = staleChainsOf(first).filter((name) => removed[family].has(name));
-    if (back.length === 0) return first;
-    for (const name of back) {
-      others[family].add(name);
-      onAnotherAgent(family, name);
-    }
-    return await planFamily(desired, client, signal, verified, { othersChains: others[family] });
-  };
   return {
     label,
-    plan,
+    read: async (desired, signal) => {
+      const { family } = desired;
+      const client = clients[family];
+      const listing = await listOurs(client, desired.chain, signal);
+      lastRead.set(family, { desired, listing });
+      const last = verified.get(family);
+      if (last?.desired === desired && sameListings(last.listing, listing)) {
+        return { othersChains: others[family] };
+      }
+      const ours = parseNatTable(listing.join(""));
+      // Refused before the whole table is read: another tool's chain is never ours to plan.
+      const foreign = foreignRuleOf(ours, desired.chain);
+      if (foreign !== undefined) throw new ForeignChainError(desired.chain, family, foreign);
+      const staleTargets = [...ownJumpTargets(ours)].filter((target) => target !== desired.chain);
+      for (const target of staleTargets) {
+        if (!removed[family].has(target) || others[family].has(target)) continue;
+        others[family].add(target);
+        onAnotherAgent(family, target);
+      }
+      const stale = staleTargets.some((target) => !others[family].has(target));
+      const table = stale ? parseNatTable(await client.listTable(signal)) : ours;
+      return { table, othersChains: new Set(others[family]) };
+    },
+    plan: (desired, live) =>
+      live.table === undefined
+        ? inSync
+        : planReconcile(desired, live.table, { othersChains: live.othersChains }),
+    readForRemoval: async (family, signal) => {
+      const client = clients[family];
+      const ours = parseNatTable((await listOurs(client, chain, signal)).join(""));
+      const empty = { table: ours, othersChains: new Set<string>() };
+      if (ownJumpTargets(ours).size === 0 && !ours.chains.has(chain)) return empty;
+      const foreign = foreignRuleOf(ours, chain);
+      if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
+      return { table: parseNatTable(await client.listTable(signal)), othersChains: new Set() };
+    },
+    planRemoval: (family, live) => {
+      const table = live.table!;
+      if (ownJumpTargets(table).size === 0 && !table.chains.has(chain)) return inSync;
+      return planCleanup(chain, table, family);
+    },
     apply: async (family, plan, signal) => {
-      if (plan.payload === null) return;
+      const read = lastRead.get(family);
+      lastRead.delete(family);
+      if (plan.payload === null) {
+        if (read) verified.set(family, read);
+        return;
+      }
+      verified.delete(family);
       await clients[family].restore(plan.payload, signal);
       for (const name of staleChainsOf(plan)) removed[family].add(name);
     },
-    planRemoval: (family, signal) => planRemoval(clients[family], chain, signal),
   };
 }
 
 /** Told once per chain and family when a chain of ours we removed came back. */
 export type AnotherAgentHandler = (family: Family, chain: string) => void;
 
-function staleChainsOf(plan: DataplanePlan): string[] {
+function staleChainsOf(plan: Plan): string[] {
   return plan.drift.flatMap((drift) =>
     drift.kind === "stale-chain" && drift.chain !== undefined ? [drift.chain] : []
   );

@@ -9,18 +9,29 @@
 import type { Family } from "../net/cidr.ts";
 import type { DesiredChain } from "../policy/chain.ts";
 import { type Dataplane, inSync } from "../policy/dataplane.ts";
+import type { LiveNftRead } from "./parse.ts";
 import type { NftClient } from "./client.ts";
 import { parseNftTable } from "./parse.ts";
-import { planNftReconcile, planNftRemoval } from "./plan.ts";
+import { type NftPlan, planNftReconcile, planNftRemoval } from "./plan.ts";
 import { type NftDesired, nftDesired } from "./render.ts";
+
+/**
+ * What the nftables dataplane read of one family: our table, parsed; undefined when its bytes are
+ * what the last reconcile verified for the same desired chain (not parsed again).
+ */
+export interface NftablesLive {
+  /** Our table as read, or undefined when it was verified and unchanged. */
+  readonly table?: LiveNftRead;
+}
 
 /**
  * The nftables dataplane: our own table per family. A steady resync is one
  * `nft -j list table` per family, not even parsed when its bytes are what
  * the last reconcile verified.
  */
-export function nftablesDataplane(client: NftClient): Dataplane {
+export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, NftPlan> {
   const verified = new Map<Family, { desired: DesiredChain; listing: string }>();
+  const lastRead = new Map<Family, { desired: DesiredChain; listing: string }>();
   // The agent keeps the same DesiredChain while the config is unchanged: the set's intervals
   // (100,000 CIDRs merged) are computed once per config, not once per resync.
   const tables = new WeakMap<DesiredChain, NftDesired>();
@@ -29,29 +40,37 @@ export function nftablesDataplane(client: NftClient): Dataplane {
     if (!table) tables.set(desired, table = nftDesired(desired));
     return table;
   };
+  const read = async (family: Family, signal?: AbortSignal): Promise<LiveNftRead> => {
+    const listing = await client.listTable(family, signal);
+    return listing === null ? { kind: "missing" } : parseNftTable(listing, family);
+  };
   return {
     label: "nftables",
-    plan: async (desired, signal) => {
+    read: async (desired, signal) => {
       const { family } = desired;
       const listing = await client.listTable(family, signal);
+      if (listing === null) {
+        lastRead.delete(family);
+        return { table: { kind: "missing" } };
+      }
+      lastRead.set(family, { desired, listing });
       const last = verified.get(family);
-      if (listing !== null && last?.desired === desired && last.listing === listing) return inSync;
-      const live = listing === null ? { kind: "missing" as const } : parseNftTable(listing, family);
-      const plan = planNftReconcile(tableFor(desired), live);
-      if (plan.payload === null && listing !== null) verified.set(family, { desired, listing });
-      else verified.delete(family);
-      return plan;
+      if (last?.desired === desired && last.listing === listing) return {};
+      return { table: parseNftTable(listing, family) };
     },
-    apply: async (_family, plan, signal) => {
-      if (plan.payload !== null) await client.apply(plan.payload, signal);
-    },
-    planRemoval: async (family, signal) => {
-      const listing = await client.listTable(family, signal);
+    plan: (desired, live) =>
+      live.table === undefined ? inSync : planNftReconcile(tableFor(desired), live.table),
+    readForRemoval: async (family, signal) => ({ table: await read(family, signal) }),
+    planRemoval: (family, live) => planNftRemoval(family, live.table ?? { kind: "missing" }),
+    apply: async (family, plan, signal) => {
+      const read = lastRead.get(family);
+      lastRead.delete(family);
+      if (plan.payload === null) {
+        if (read) verified.set(family, read);
+        return;
+      }
       verified.delete(family);
-      return planNftRemoval(
-        family,
-        listing === null ? { kind: "missing" } : parseNftTable(listing, family),
-      );
+      await client.apply(plan.payload, signal);
     },
   };
 }

@@ -1,10 +1,12 @@
 /**
- * The dataplane seam: what the reconcile loop, `--check` and `--cleanup`
- * drive, without knowing which one it is. A dataplane reads what is ours for
- * one family, plans against the desired state, and applies the plan; the
- * iptables one (iptables/dataplane.ts) reads POSTROUTING and our chain and writes
- * one `iptables-restore` transaction, the nftables one (nftables/dataplane.ts)
- * our own table (one `nft -j list table`, one `nft -f` transaction).
+ * The dataplane seam: what the reconcile loop, `--check`, `--explain` and
+ * `--cleanup` drive, without knowing which one it is. A dataplane reads what
+ * is ours for one family, plans purely against the desired state, and
+ * applies the plan; the iptables one (iptables/dataplane.ts) reads
+ * POSTROUTING and our chain and writes one `iptables-restore` transaction,
+ * the nftables one (nftables/dataplane.ts) our own table (one
+ * `nft -j list table`, one `nft -f` transaction). Read-only callers read and
+ * plan; only the loop and `--cleanup` apply.
  *
  * {@link switchingDataplane} composes the chosen dataplane with the ones the
  * node may still carry rules of (the other dataplane, after a switch): each
@@ -87,28 +89,50 @@ export interface FamilyOutcome {
 }
 
 /**
- * One dataplane: read our live state of a family and plan, then apply. `Plan` is what its
- * `plan` makes and its `apply` takes (a composite's plan carries its parts).
- *
- * Reading and planning are one call on purpose: what is read depends on what the first read
- * finds (iptables reads the whole nat table only when a stale chain of ours is there, and never
- * after finding another tool's chain under `--masq-chain`), and a steady resync compares the
- * bytes read with the last verified ones before parsing anything. The planning itself is pure
- * and tested apart: `planReconcile` (iptables/plan.ts), `planNftReconcile` (nftables/plan.ts).
+ * One dataplane: read our live state of a family, plan purely, apply. `Live` is what its reads
+ * return and its plans take; `Plan` is what its plans make and its `apply` takes.
  */
-export interface Dataplane<Plan extends DataplanePlan = DataplanePlan> {
+export interface Dataplane<Live = unknown, Plan extends DataplanePlan = DataplanePlan> {
   /** For messages: `nftables`, `iptables (nft)`, ... */
   readonly label: string;
-  /** Reads what is ours in `desired.family` and plans what brings it to `desired`. */
-  plan(desired: DesiredChain, signal?: AbortSignal): Promise<Plan>;
-  /** Writes a plan this dataplane made; nothing when its payload is null. */
+  /**
+   * Reads what is ours in `desired.family`, and what planning it needs beyond that; writes
+   * nothing. Throws a `ForeignChainError` when `desired.chain` is another tool's chain.
+   */
+  read(desired: DesiredChain, signal?: AbortSignal): Promise<Live>;
+  /** What brings `live` to `desired`. Pure: no reads, no writes. */
+  plan(desired: DesiredChain, live: Live): Plan;
+  /** Reads what is ours in `family`, and what its removal must know about the rest. */
+  readForRemoval(family: Family, signal?: AbortSignal): Promise<Live>;
+  /** What removes everything of ours `live` shows, touching nothing else. Pure. */
+  planRemoval(family: Family, live: Live): Plan;
+  /**
+   * Makes a plan of this dataplane true: writes its transaction, if it has one, and remembers
+   * what it found in sync, so the next read of the same state skips the parse.
+   */
   apply(family: Family, plan: Plan, signal?: AbortSignal): Promise<void>;
-  /** Reads what is ours in `family` and plans removing all of it, touching nothing else. */
-  planRemoval(family: Family, signal?: AbortSignal): Promise<Plan>;
 }
 
 /** The plan of a family that is in sync: nothing differs, nothing to write. */
 export const inSync: DataplanePlan<never> = { drift: [], payload: null };
+
+/** Reads `desired.family` and plans: what `--check` and `--explain` ask, writing nothing. */
+export async function readAndPlan<Plan extends DataplanePlan>(
+  dataplane: Dataplane<unknown, Plan>,
+  desired: DesiredChain,
+  signal?: AbortSignal,
+): Promise<Plan> {
+  return dataplane.plan(desired, await dataplane.read(desired, signal));
+}
+
+/** Reads `family` and plans removing all of ours there, writing nothing. */
+export async function readAndPlanRemoval<Plan extends DataplanePlan>(
+  dataplane: Dataplane<unknown, Plan>,
+  family: Family,
+  signal?: AbortSignal,
+): Promise<Plan> {
+  return dataplane.planRemoval(family, await dataplane.readForRemoval(family, signal));
+}
 
 /**
  * Plans every family, then applies the plans: the one reconcile step of the loop. Planning all
@@ -122,52 +146,46 @@ export async function applyDesired(
 ): Promise<FamilyOutcome[]> {
   const outcomes: FamilyOutcome[] = [];
   for (const chain of desired) {
-    outcomes.push({ family: chain.family, plan: await dataplane.plan(chain, signal) });
+    outcomes.push({ family: chain.family, plan: await readAndPlan(dataplane, chain, signal) });
   }
-  for (const { family, plan } of outcomes) {
-    if (plan.payload !== null) await dataplane.apply(family, plan, signal);
-  }
+  for (const { family, plan } of outcomes) await dataplane.apply(family, plan, signal);
   return outcomes;
 }
 
-/** Plans and applies the removal of everything of ours in `family`. */
+/**
+ * Plans and applies the removal of everything of ours in `family` (the start-up cleanup of the
+ * unused iptables backend). Removal has one implementation per dataplane, `readForRemoval` and
+ * `planRemoval`; `--cleanup` plans every target before it writes any, and
+ * {@link switchingDataplane} removes within a reconcile, both from the same two calls.
+ */
 export async function removeAll(
   dataplane: Dataplane,
   family: Family,
   signal?: AbortSignal,
 ): Promise<DataplanePlan> {
-  const plan = await dataplane.planRemoval(family, signal);
+  const plan = await readAndPlanRemoval(dataplane, family, signal);
   if (plan.payload !== null) await dataplane.apply(family, plan, signal);
   return plan;
-}
-
-/**
- * A node without the retired dataplane's tools has no rules of ours there.
- * Any other failure to read it is reported and leaves it to the next
- * reconcile: the chosen dataplane's own rules never wait for the other one.
- */
-async function retiredRemoval(
-  dataplane: Dataplane,
-  family: Family,
-  onError: RetiredErrorHandler,
-  signal?: AbortSignal,
-): Promise<DataplanePlan | undefined> {
-  try {
-    return await dataplane.planRemoval(family, signal);
-  } catch (error) {
-    if (error instanceof ToolError && error.failure === "missing") return inSync;
-    if (signal?.aborted) throw error;
-    onError(dataplane.label, family, error);
-    return undefined;
-  }
 }
 
 /** Told when a retired dataplane could not be read or cleaned (the agent logs a warning). */
 export type RetiredErrorHandler = (label: string, family: Family, error: unknown) => void;
 
-/**
- * A composite plan: the chosen dataplane's, then the removals from the retired ones.
- */
+/** One dataplane's part of a composite read or plan. */
+interface Part<Value> {
+  readonly dataplane: Dataplane;
+  readonly value: Value;
+}
+
+/** What a composite read found: the chosen dataplane's state, then each retired one's. */
+export interface SwitchingLive {
+  /** The chosen dataplane's read. */
+  readonly chosen: unknown;
+  /** The retired dataplanes read this time (not yet found clean, and readable). */
+  readonly retired: readonly Part<unknown>[];
+}
+
+/** A composite plan: the chosen dataplane's, then the removals from the retired ones. */
 export interface SwitchingPlan extends DataplanePlan {
   /** Each dataplane's own plan, the chosen one's first. */
   readonly parts: readonly { readonly dataplane: Dataplane; readonly plan: DataplanePlan }[];
@@ -196,28 +214,58 @@ function switchingPlan(chosen: Dataplane, parts: SwitchingPlan["parts"]): Switch
  * `chosen`, plus the removal of our rules from each of `retired` in the same
  * reconcile, after `chosen`'s own write: the node is never without masquerade
  * rules. A retired dataplane found empty for a family is not read again for
- * it; the drift of a removal names the dataplane it came from.
+ * it; the drift of a removal names the dataplane it came from. A node without
+ * a retired dataplane's tools has no rules of ours there; any other failure to
+ * read, plan or clean one is reported and left to the next reconcile: the
+ * chosen dataplane's own rules never wait for the other one.
  */
 export function switchingDataplane(
   chosen: Dataplane,
   retired: readonly Dataplane[],
   onRetiredError: RetiredErrorHandler = () => {},
-): Dataplane<SwitchingPlan> {
+): Dataplane<SwitchingLive, SwitchingPlan> {
   const clean = new Map<Dataplane, Set<Family>>(retired.map((dataplane) => [dataplane, new Set()]));
+  const readRetired = async (family: Family, signal?: AbortSignal) => {
+    const parts: Part<unknown>[] = [];
+    for (const dataplane of retired) {
+      if (clean.get(dataplane)?.has(family)) continue;
+      try {
+        parts.push({ dataplane, value: await dataplane.readForRemoval(family, signal) });
+      } catch (error) {
+        if (error instanceof ToolError && error.failure === "missing") {
+          clean.get(dataplane)?.add(family);
+        } else if (signal?.aborted) throw error;
+        else onRetiredError(dataplane.label, family, error);
+      }
+    }
+    return parts;
+  };
+  const planRetired = (family: Family, parts: readonly Part<unknown>[]) =>
+    parts.flatMap(({ dataplane, value }) => {
+      try {
+        return [{ dataplane, plan: dataplane.planRemoval(family, value) }];
+      } catch (error) {
+        onRetiredError(dataplane.label, family, error);
+        return [];
+      }
+    });
   return {
     label: chosen.label,
-    plan: async (desired, signal) => {
-      const own = await chosen.plan(desired, signal);
-      const parts = [{ dataplane: chosen, plan: own }];
-      for (const dataplane of retired) {
-        if (clean.get(dataplane)?.has(desired.family)) continue;
-        const removal = await retiredRemoval(dataplane, desired.family, onRetiredError, signal);
-        if (removal === undefined) continue;
-        if (removal.payload === null) clean.get(dataplane)?.add(desired.family);
-        else parts.push({ dataplane, plan: removal });
-      }
-      return switchingPlan(chosen, parts);
-    },
+    read: async (desired, signal) => ({
+      chosen: await chosen.read(desired, signal),
+      retired: await readRetired(desired.family, signal),
+    }),
+    plan: (desired, live) =>
+      switchingPlan(chosen, [
+        { dataplane: chosen, plan: chosen.plan(desired, live.chosen) },
+        ...planRetired(desired.family, live.retired),
+      ]),
+    readForRemoval: async (family, signal) => ({
+      chosen: await chosen.readForRemoval(family, signal),
+      retired: [],
+    }),
+    planRemoval: (family, live) =>
+      switchingPlan(chosen, [{ dataplane: chosen, plan: chosen.planRemoval(family, live.chosen) }]),
     apply: async (family, plan, signal) => {
       for (const part of plan.parts) {
         if (part.dataplane === chosen) {
@@ -225,7 +273,7 @@ export function switchingDataplane(
           continue;
         }
         try {
-          await part.dataplane.apply(family, part.plan, signal);
+          if (part.plan.payload !== null) await part.dataplane.apply(family, part.plan, signal);
           clean.get(part.dataplane)?.add(family);
         } catch (error) {
           if (signal?.aborted) throw error;
@@ -233,10 +281,5 @@ export function switchingDataplane(
         }
       }
     },
-    planRemoval: async (family, signal) =>
-      switchingPlan(chosen, [{
-        dataplane: chosen,
-        plan: await chosen.planRemoval(family, signal),
-      }]),
   };
 }

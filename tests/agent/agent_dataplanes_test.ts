@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { Agent, type AgentTiming } from "../../lib/agent/agent.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 import { type AgentFlags, defaultFlags } from "../../lib/config/flags.ts";
-import { type Dataplane, switchingDataplane } from "../../lib/policy/dataplane.ts";
+import { type Dataplane, readAndPlan, switchingDataplane } from "../../lib/policy/dataplane.ts";
 import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
 import { nftablesDataplane } from "../../lib/nftables/dataplane.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";
@@ -317,7 +317,7 @@ Deno.test("switching to nftables: our nft table is written first, our iptables r
   const clients = { ipv4: recordedIptables, ipv6: new FakeNatTable({ family: "ipv6" }) };
   // What the agent left while it ran with --dataplane=iptables.
   const old = iptablesDataplane({ ipv4: iptables, ipv6: clients.ipv6 }, chain);
-  await old.apply("ipv4", await old.plan((await desiredFor(config("10.0.0.0/8")))[0]));
+  await old.apply("ipv4", await readAndPlan(old, (await desiredFor(config("10.0.0.0/8")))[0]));
   assert.ok(iptables.rules(chain).length > 0);
 
   const dataplane = switchingDataplane(nftablesDataplane(recordedNft), [
@@ -374,10 +374,10 @@ Deno.test("a retired dataplane whose tool is missing counts as clean; any other 
     (label, family) => warnings.push(`${label} ${family}`),
   );
   const [desired] = await desiredFor(config("10.0.0.0/8"));
-  const plan = await dataplane.plan(desired);
+  const plan = await readAndPlan(dataplane, desired);
   await dataplane.apply("ipv4", plan);
   assert.equal(nft.listCalls, 1);
-  await dataplane.plan(desired);
+  await readAndPlan(dataplane, desired);
   assert.equal(nft.listCalls, 1, "not read again");
   assert.equal(warnings.length, 0);
 
@@ -391,10 +391,10 @@ Deno.test("a retired dataplane whose tool is missing counts as clean; any other 
     [nftablesDataplane(failing)],
     (label, family) => warnings.push(`${label} ${family}`),
   );
-  const first = await other.plan(desired);
+  const first = await readAndPlan(other, desired);
   assert.ok(first.payload !== null, "the chosen dataplane's own plan stands");
   assert.deepEqual(warnings, ["nftables ipv4"]);
-  await other.plan(desired);
+  await readAndPlan(other, desired);
   assert.equal(failing.listCalls, 2, "read again next time");
 });
 

@@ -184,15 +184,19 @@ Deno.test("--dataplane=nftables: our table judged by its planner, read only", as
   const planned: string[] = [];
   const nft = (drift: string[]): Dataplane => ({
     label: "nftables",
+    read: () => Promise.resolve(undefined),
     plan: (desired) => {
       planned.push(desired.family);
-      return Promise.resolve({
+      return {
         drift: drift.map((message) => ({ kind: "x", message })),
         payload: drift.length ? "x" : null,
-      });
+      };
     },
     apply: () => Promise.reject(new Error("--explain must not write")),
-    planRemoval: () => Promise.reject(new Error("unused")),
+    readForRemoval: () => Promise.reject(new Error("unused")),
+    planRemoval: () => {
+      throw new Error("unused");
+    },
   });
   const open = () => Promise.reject(new Error("the iptables tables are not read"));
   const inSync = deps(["--explain=8.8.8.8", "--dataplane=nftables"], "missing");

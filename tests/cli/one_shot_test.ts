@@ -25,10 +25,14 @@ function deps(contents: ConfigDirContents = { kind: "files", files: [] }) {
 }
 
 function planning(plan: DataplanePlan | Error, applied: DataplanePlan[] = []): Dataplane {
-  const answer = () => plan instanceof Error ? Promise.reject(plan) : Promise.resolve(plan);
+  // The failure, when there is one, is the read's: planning is pure.
+  const read = () => plan instanceof Error ? Promise.reject(plan) : Promise.resolve(undefined);
+  const answer = () => plan as DataplanePlan;
   return {
     label: "fake",
+    read,
     plan: answer,
+    readForRemoval: read,
     planRemoval: answer,
     apply: (_family, written) => {
       applied.push(written);

@@ -4,9 +4,8 @@ import { renderFromEmpty } from "../../lib/iptables/render.ts";
 import { type DesiredChain } from "../../lib/policy/chain.ts";
 import { ForeignChainError } from "../../lib/base/errors.ts";
 import { builtIn } from "../../lib/base/source.ts";
-import { applyDesired, removeAll } from "../../lib/policy/dataplane.ts";
-import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
-import { planFamily, type VerifiedListings } from "../../lib/iptables/dataplane.ts";
+import { applyDesired, readAndPlan, removeAll } from "../../lib/policy/dataplane.ts";
+import { iptablesDataplane, type VerifiedListings } from "../../lib/iptables/dataplane.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
 import {
   upstreamJumpLine,
@@ -57,7 +56,8 @@ Deno.test("a reconcile reads POSTROUTING and our chain only, whatever else the t
 
 Deno.test("a jump of ours to another chain (an old --masq-chain) makes one whole-table read", async () => {
   const fake = new FakeNatTable({ seed: renderFromEmpty(desired("OLD-CHAIN", "10.0.0.0/8")) });
-  const plan = await planFamily(desired(undefined, "10.0.0.0/8"), fake);
+  const dataplane = iptablesDataplane({ ipv4: fake, ipv6: fake }, "IP-MASQ-AGENT");
+  const plan = await readAndPlan(dataplane, desired(undefined, "10.0.0.0/8"));
   assert.deepEqual(listedChains(fake), ["POSTROUTING", "IP-MASQ-AGENT", "(table)"]);
   assert.ok(plan.drift.some((drift) => drift.kind === "stale-chain"), JSON.stringify(plan.drift));
   await fake.restore(plan.payload!);
@@ -69,9 +69,15 @@ Deno.test("what was verified is not compared again, and any change of it still i
   const fake = new FakeNatTable();
   const chain = desired(undefined, "10.0.0.0/8");
   const verified: VerifiedListings = new Map();
+  const dataplane = iptablesDataplane(
+    { ipv4: fake, ipv6: fake },
+    "IP-MASQ-AGENT",
+    undefined,
+    undefined,
+    verified,
+  );
   const reconcile = async (wanted: DesiredChain) => {
-    const plan = await planFamily(wanted, fake, undefined, verified);
-    if (plan.payload !== null) await fake.restore(plan.payload);
+    const [{ plan }] = await applyDesired([wanted], dataplane);
     return plan;
   };
   await reconcile(chain);
