@@ -8,7 +8,6 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { DesiredChain } from "../policy/chain.ts";
 import { ForeignChainError } from "../base/errors.ts";
 import {
   foreignRuleOf,
@@ -20,7 +19,7 @@ import {
   planReconcile,
 } from "./plan.ts";
 import type { NatTableClient } from "./client.ts";
-import { type Dataplane, inSync } from "../policy/dataplane.ts";
+import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
 
 /**
  * What the last reconcile of each family found in sync: the desired chain
@@ -28,7 +27,12 @@ import { type Dataplane, inSync } from "../policy/dataplane.ts";
  * both are the same again, the listing is not parsed or compared: a steady
  * resync costs the two reads. Any change of either takes the full path.
  */
-export type VerifiedListings = Map<Family, { desired: DesiredChain; listing: OurListings }>;
+export type VerifiedListings = VerifiedReads<OurListings>;
+
+/** An empty {@link VerifiedListings}. */
+export function verifiedListings(): VerifiedListings {
+  return new VerifiedReads(sameListings);
+}
 
 /**
  * `-S POSTROUTING` and `-S <our chain>` as read, kept apart: comparing them
@@ -82,10 +86,8 @@ export function iptablesDataplane(
   chain: string,
   label = `iptables (${clients.ipv4.mode})`,
   onAnotherAgent: AnotherAgentHandler = () => {},
-  verified: VerifiedListings = new Map(),
+  verified: VerifiedListings = verifiedListings(),
 ): Dataplane<IptablesLive, Plan> {
-  // What the last read of each family listed: verified by an apply that finds nothing to write.
-  const lastRead = new Map<Family, { desired: DesiredChain; listing: OurListings }>();
   // A chain of ours under another name is removed once; when it comes back, another
   // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
   const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
@@ -96,11 +98,7 @@ export function iptablesDataplane(
       const { family } = desired;
       const client = clients[family];
       const listing = await listOurs(client, desired.chain, signal);
-      lastRead.set(family, { desired, listing });
-      const last = verified.get(family);
-      if (last?.desired === desired && sameListings(last.listing, listing)) {
-        return { othersChains: others[family] };
-      }
+      if (verified.read(family, desired, listing)) return { othersChains: others[family] };
       const ours = parseNatTable(listing.join(""));
       // Refused before the whole table is read: another tool's chain is never ours to plan.
       const foreign = foreignRuleOf(ours, desired.chain);
@@ -134,13 +132,8 @@ export function iptablesDataplane(
       return planCleanup(chain, table, family);
     },
     apply: async (family, plan, signal) => {
-      const read = lastRead.get(family);
-      lastRead.delete(family);
-      if (plan.payload === null) {
-        if (read) verified.set(family, read);
-        return;
-      }
-      verified.delete(family);
+      verified.settle(family, plan.payload !== null);
+      if (plan.payload === null) return;
       await clients[family].restore(plan.payload, signal);
       for (const name of staleChainsOf(plan)) removed[family].add(name);
     },

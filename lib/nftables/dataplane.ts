@@ -8,7 +8,7 @@
 
 import type { Family } from "../net/cidr.ts";
 import type { DesiredChain } from "../policy/chain.ts";
-import { type Dataplane, inSync } from "../policy/dataplane.ts";
+import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
 import type { LiveNftRead } from "./parse.ts";
 import type { NftClient } from "./client.ts";
 import { parseNftTable } from "./parse.ts";
@@ -30,8 +30,7 @@ export interface NftablesLive {
  * the last reconcile verified.
  */
 export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, NftPlan> {
-  const verified = new Map<Family, { desired: DesiredChain; listing: string }>();
-  const lastRead = new Map<Family, { desired: DesiredChain; listing: string }>();
+  const verified = new VerifiedReads<string>((a, b) => a === b);
   // The agent keeps the same DesiredChain while the config is unchanged: the set's intervals
   // (100,000 CIDRs merged) are computed once per config, not once per resync.
   const tables = new WeakMap<DesiredChain, NftDesired>();
@@ -50,12 +49,10 @@ export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, Nf
       const { family } = desired;
       const listing = await client.listTable(family, signal);
       if (listing === null) {
-        lastRead.delete(family);
+        verified.forget(family);
         return { table: { kind: "missing" } };
       }
-      lastRead.set(family, { desired, listing });
-      const last = verified.get(family);
-      if (last?.desired === desired && last.listing === listing) return {};
+      if (verified.read(family, desired, listing)) return {};
       return { table: parseNftTable(listing, family) };
     },
     plan: (desired, live) =>
@@ -63,14 +60,8 @@ export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, Nf
     readForRemoval: async (family, signal) => ({ table: await read(family, signal) }),
     planRemoval: (family, live) => planNftRemoval(family, live.table ?? { kind: "missing" }),
     apply: async (family, plan, signal) => {
-      const read = lastRead.get(family);
-      lastRead.delete(family);
-      if (plan.payload === null) {
-        if (read) verified.set(family, read);
-        return;
-      }
-      verified.delete(family);
-      await client.apply(plan.payload, signal);
+      verified.settle(family, plan.payload !== null);
+      if (plan.payload !== null) await client.apply(plan.payload, signal);
     },
   };
 }

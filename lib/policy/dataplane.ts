@@ -113,6 +113,51 @@ export interface Dataplane<Live = unknown, Plan extends DataplanePlan = Dataplan
   apply(family: Family, plan: Plan, signal?: AbortSignal): Promise<void>;
 }
 
+/**
+ * What a dataplane verified, per family: the desired chain and the bytes a read found in sync
+ * with it. A read that finds the same bytes for the same desired chain (the agent keeps the
+ * object while the config is unchanged) skips parsing and comparing: a steady resync costs the
+ * reads only. `read` records what it listed, `apply` settles it: verified when the plan wrote
+ * nothing, forgotten when it wrote.
+ */
+export class VerifiedReads<Listing> {
+  readonly #verified = new Map<Family, { desired: DesiredChain; listing: Listing }>();
+  readonly #lastRead = new Map<Family, { desired: DesiredChain; listing: Listing }>();
+
+  /** `same` compares two listings (the iptables one is a pair of strings). */
+  constructor(private readonly same: (a: Listing, b: Listing) => boolean) {}
+
+  /** Records a read; true when it is what was verified for `desired`. */
+  read(family: Family, desired: DesiredChain, listing: Listing): boolean {
+    this.#lastRead.set(family, { desired, listing });
+    const last = this.#verified.get(family);
+    return last !== undefined && last.desired === desired && this.same(last.listing, listing);
+  }
+
+  /** Forgets the last read of `family` (nothing to verify: our table is missing). */
+  forget(family: Family): void {
+    this.#lastRead.delete(family);
+  }
+
+  /** After an apply: the last read is verified when nothing was written. */
+  settle(family: Family, wrote: boolean): void {
+    const read = this.#lastRead.get(family);
+    this.#lastRead.delete(family);
+    if (wrote) this.#verified.delete(family);
+    else if (read !== undefined) this.#verified.set(family, read);
+  }
+
+  /** What is verified for `family`, for tests and logs. */
+  get(family: Family): { readonly desired: DesiredChain; readonly listing: Listing } | undefined {
+    return this.#verified.get(family);
+  }
+
+  /** How many families are verified. */
+  get size(): number {
+    return this.#verified.size;
+  }
+}
+
 /** The plan of a family that is in sync: nothing differs, nothing to write. */
 export const inSync: DataplanePlan<never> = { drift: [], payload: null };
 
@@ -171,10 +216,12 @@ export async function removeAll(
 /** Told when a retired dataplane could not be read or cleaned (the agent logs a warning). */
 export type RetiredErrorHandler = (label: string, family: Family, error: unknown) => void;
 
-/** One dataplane's part of a composite read or plan. */
-interface Part<Value> {
+/** One dataplane's part of a composite read. */
+export interface RetiredRead {
+  /** The retired dataplane read. */
   readonly dataplane: Dataplane;
-  readonly value: Value;
+  /** What it read, for its `planRemoval`. */
+  readonly value: unknown;
 }
 
 /** What a composite read found: the chosen dataplane's state, then each retired one's. */
@@ -182,7 +229,7 @@ export interface SwitchingLive {
   /** The chosen dataplane's read. */
   readonly chosen: unknown;
   /** The retired dataplanes read this time (not yet found clean, and readable). */
-  readonly retired: readonly Part<unknown>[];
+  readonly retired: readonly RetiredRead[];
 }
 
 /** A composite plan: the chosen dataplane's, then the removals from the retired ones. */
@@ -226,7 +273,7 @@ export function switchingDataplane(
 ): Dataplane<SwitchingLive, SwitchingPlan> {
   const clean = new Map<Dataplane, Set<Family>>(retired.map((dataplane) => [dataplane, new Set()]));
   const readRetired = async (family: Family, signal?: AbortSignal) => {
-    const parts: Part<unknown>[] = [];
+    const parts: RetiredRead[] = [];
     for (const dataplane of retired) {
       if (clean.get(dataplane)?.has(family)) continue;
       try {
@@ -240,7 +287,7 @@ export function switchingDataplane(
     }
     return parts;
   };
-  const planRetired = (family: Family, parts: readonly Part<unknown>[]) =>
+  const planRetired = (family: Family, parts: readonly RetiredRead[]) =>
     parts.flatMap(({ dataplane, value }) => {
       try {
         return [{ dataplane, plan: dataplane.planRemoval(family, value) }];

@@ -5,7 +5,11 @@ import { type DesiredChain } from "../../lib/policy/chain.ts";
 import { ForeignChainError } from "../../lib/base/errors.ts";
 import { builtIn } from "../../lib/base/source.ts";
 import { applyDesired, readAndPlan, removeAll } from "../../lib/policy/dataplane.ts";
-import { iptablesDataplane, type VerifiedListings } from "../../lib/iptables/dataplane.ts";
+import {
+  iptablesDataplane,
+  type VerifiedListings,
+  verifiedListings,
+} from "../../lib/iptables/dataplane.ts";
 import { FakeNatTable } from "../support/fake_iptables.ts";
 import {
   upstreamJumpLine,
@@ -68,7 +72,7 @@ Deno.test("a jump of ours to another chain (an old --masq-chain) makes one whole
 Deno.test("what was verified is not compared again, and any change of it still is", async () => {
   const fake = new FakeNatTable();
   const chain = desired(undefined, "10.0.0.0/8");
-  const verified: VerifiedListings = new Map();
+  const verified: VerifiedListings = verifiedListings();
   const dataplane = iptablesDataplane(
     { ipv4: fake, ipv6: fake },
     "IP-MASQ-AGENT",
