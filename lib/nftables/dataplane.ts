@@ -7,13 +7,12 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { DesiredChain } from "../policy/chain.ts";
 import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
 import type { LiveNftRead } from "./parse.ts";
 import type { NftClient } from "./client.ts";
 import { parseNftTable } from "./parse.ts";
 import { type NftPlan, planNftReconcile, planNftRemoval } from "./plan.ts";
-import { type NftDesired, nftDesired } from "./render.ts";
+import { nftDesired } from "./render.ts";
 
 /**
  * What the nftables dataplane read of one family: our table, parsed; undefined when its bytes are
@@ -31,14 +30,6 @@ export interface NftablesLive {
  */
 export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, NftPlan> {
   const verified = new VerifiedReads<string>((a, b) => a === b);
-  // The agent keeps the same DesiredChain while the config is unchanged: the set's intervals
-  // (100,000 CIDRs merged) are computed once per config, not once per resync.
-  const tables = new WeakMap<DesiredChain, NftDesired>();
-  const tableFor = (desired: DesiredChain) => {
-    let table = tables.get(desired);
-    if (!table) tables.set(desired, table = nftDesired(desired));
-    return table;
-  };
   const read = async (family: Family, signal?: AbortSignal): Promise<LiveNftRead> => {
     const listing = await client.listTable(family, signal);
     return listing === null ? { kind: "missing" } : parseNftTable(listing, family);
@@ -56,7 +47,9 @@ export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, Nf
       return { table: parseNftTable(listing, family) };
     },
     plan: (desired, live) =>
-      live.table === undefined ? inSync : planNftReconcile(tableFor(desired), live.table),
+      // A verified read is not planned at all, so the set's intervals (100,000 CIDRs merged) are
+      // computed only when the config or our table changed.
+      live.table === undefined ? inSync : planNftReconcile(nftDesired(desired), live.table),
     readForRemoval: async (family, signal) => ({ table: await read(family, signal) }),
     planRemoval: (family, live) => planNftRemoval(family, live.table ?? { kind: "missing" }),
     apply: async (family, plan, signal) => {
