@@ -120,15 +120,18 @@ export interface Dataplane<Live = unknown, Plan extends DataplanePlan = Dataplan
 export class VerifiedReads<Listing> {
   readonly #verified = new Map<Family, { desired: DesiredChain; listing: Listing }>();
   readonly #lastRead = new Map<Family, { desired: DesiredChain; listing: Listing }>();
+  readonly #same: (a: Listing, b: Listing) => boolean;
 
   /** `same` compares two listings (the iptables one is a pair of strings). */
-  constructor(private readonly same: (a: Listing, b: Listing) => boolean) {}
+  constructor(same: (a: Listing, b: Listing) => boolean) {
+    this.#same = same;
+  }
 
   /** Records a read; true when it is what was verified for `desired`. */
   read(family: Family, desired: DesiredChain, listing: Listing): boolean {
     this.#lastRead.set(family, { desired, listing });
     const last = this.#verified.get(family);
-    return last !== undefined && last.desired === desired && this.same(last.listing, listing);
+    return last !== undefined && last.desired === desired && this.#same(last.listing, listing);
   }
 
   /** Forgets the last read of `family` (nothing to verify: our table is missing). */
