@@ -71,7 +71,7 @@ export interface AgentDeps {
 /** The loop's delays; tests shorten them, production uses the defaults. */
 export interface AgentTiming {
   /** The debounce's quiet period (agent/debounce.ts). */
-  readonly debounceMs: number;
+  readonly quietMs: number;
   /** The first retry's delay after an iptables failure (agent/backoff.ts). */
   readonly initialBackoffMs: number;
   /** Retry delays double up to this. */
@@ -79,7 +79,7 @@ export interface AgentTiming {
 }
 
 const defaultTiming: AgentTiming = {
-  debounceMs: defaultDebouncePolicy.quietMs,
+  quietMs: defaultDebouncePolicy.quietMs,
   initialBackoffMs: 1000,
   maxBackoffMs: 30_000,
 };
@@ -123,7 +123,7 @@ export class Agent {
         watch: deps.watch,
         log: deps.log,
         clock: this.#clock,
-        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.debounceMs },
+        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
         onSettled: () => this.#wakeup.fire(),
       });
     }
