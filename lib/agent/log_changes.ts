@@ -32,7 +32,7 @@ import type { Family } from "../net/cidr.ts";
 import type { ConfigDirContents } from "../config/directory.ts";
 import type { EffectiveConfig } from "../config/merge.ts";
 import { ignoredEntryMessage } from "../config/parse.ts";
-import { formatLocation } from "../base/source.ts";
+import { formatLocation, type Located } from "../base/source.ts";
 import type { DesiredChain } from "../policy/chain.ts";
 import type { DataplaneName, FamilyOutcome } from "../policy/dataplane.ts";
 import type { LoadedConfig } from "../policy/desired.ts";
@@ -114,21 +114,20 @@ export function logChanges(
     case "loaded":
       return configLoaded(logged, event);
     case "valid":
+      if (logged.configError === undefined) return { lines: [], logged };
       return {
-        lines: logged.configError === undefined
-          ? []
-          : [{ level: "info", message: "the configuration is valid again" }],
+        lines: [line("info", "the configuration is valid again")],
         logged: { ...logged, configError: undefined },
       };
     case "rejected":
       return {
-        lines: logged.configError === event.error ? [] : [{
-          level: "error",
-          message: event.keepingLastGood
+        lines: logged.configError === event.error ? [] : [line(
+          "error",
+          event.keepingLastGood
             ? "configuration rejected; keeping the last good configuration applied"
             : "configuration rejected; no rules are applied until the configuration is valid",
-          fields: { error: event.error },
-        }],
+          { error: event.error },
+        )],
         logged: { ...logged, configError: event.error },
       };
     case "applied":
@@ -139,26 +138,7 @@ export function logChanges(
 /**
  * A desired chain as the rules see it: its data without provenance, so a CIDR moved to another
  * line or file makes the same chain, while any change a dataplane renders (a CIDR, the order,
- * the link-local exemption, a setting) makes another one.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { mergeConfigs } from "../config/merge.ts";
- * import { desiredChain } from "../policy/chain.ts";
- * import { chainIdentity } from "./log_changes.ts";
- *
- * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false });
- * const masquerade = { randomFully: true, toPorts: [] };
- * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", masquerade);
- * const moved = {
- *   ...chain,
- *   exemptions: chain.exemptions.map((cidr) => ({ ...cidr, at: { file: "elsewhere" } })),
- * };
- * assert.equal(chainIdentity(moved), chainIdentity(chain));
- * const renamed = desiredChain(config, "ipv4", "MY-MASQ", masquerade);
- * assert.notEqual(chainIdentity(renamed), chainIdentity(chain));
- * ```
+ * the link-local exemption, a setting) makes another one (tests/agent/log_changes_test.ts).
  */
 export function chainIdentity(chain: DesiredChain): string {
   // Every Located value's provenance is its `at`; addresses are bigints, which JSON lacks.
@@ -173,11 +153,9 @@ function ignoredEntriesRead(logged: Logged, configDir: string, contents: ConfigD
   const unwarned = names.filter((name) => !logged.ignoredEntries.has(name));
   if (unwarned.length === 0) return { lines: [], logged };
   return {
-    lines: unwarned.map((name): LogLine => ({
-      level: "warn",
-      message: ignoredEntryMessage(configDir, name),
-      fields: { ignored: name },
-    })),
+    lines: unwarned.map((name) =>
+      line("warn", ignoredEntryMessage(configDir, name), { ignored: name })
+    ),
     logged: { ...logged, ignoredEntries: new Set([...logged.ignoredEntries, ...unwarned]) },
   };
 }
@@ -198,7 +176,7 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
   if (config === logged.config) return { lines: [], logged };
   const lines: LogLine[] = [];
   const info = (message: string, fields?: Record<string, unknown>) =>
-    lines.push(fields ? { level: "info", message, fields } : { level: "info", message });
+    lines.push(line("info", message, fields));
   if (directoryMissing) {
     info(`config directory ${configDir} does not exist; using the defaults`);
   } else if (effective.files.length === 0) {
@@ -213,7 +191,7 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
   // logs every CIDR and rule below, one line each, with the file and line it came from.
   info("effective configuration", { config: configSummary(effective, resyncIntervalMs) });
   for (const finding of findings) {
-    lines.push({ level: "warn", message: finding.message, fields: { finding: finding.kind } });
+    lines.push(line("warn", finding.message, { finding: finding.kind }));
   }
   const chains = { ...logged.chains };
   const inSync = new Set(logged.inSync);
@@ -229,37 +207,40 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
 
 /** One line saying what the chain does, then at `--v=2` every CIDR with where it came from. */
 function desiredChainLines(chain: DesiredChain, dataplane: DataplaneName): LogLine[] {
-  const debug = (message: string, from?: Parameters<typeof formatLocation>[0]): LogLine =>
-    from
-      ? { level: "debug", message, fields: { from: formatLocation(from) } }
-      : { level: "debug", message };
-  return [
-    {
-      level: "info",
-      message: `desired ${chain.family} rules: ${chain.exemptions.length} ` +
-        `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
-        (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
-        (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
-    },
-    ...(chain.outputAddress
-      ? [debug(`  SNAT to ${chain.outputAddress.value.text}`, chain.outputAddress.at)]
-      : []),
-    ...(chain.outputInterface
-      ? [debug(`  only by ${chain.outputInterface.value}`, chain.outputInterface.at)]
-      : []),
-    ...(chain.sourceExemptions ?? []).map((cidr) =>
-      debug(`  RETURN source ${cidr.value.text}`, cidr.at)
-    ),
-    ...chain.exemptions.map((cidr) => debug(`  RETURN ${cidr.value.text}`, cidr.at)),
-    ...(chain.masqueradeExceptions ?? []).map((cidr) =>
-      debug(`  MASQUERADE exception ${cidr.value.text}`, cidr.at)
-    ),
-    // The nftables dataplane's rules are not iptables lines; `--dry-run` prints its table.
-    ...(dataplane === "iptables" ? chainRuleLines(chain).map((rule) => debug(`  ${rule}`)) : []),
-  ];
+  const lines = [line(
+    "info",
+    `desired ${chain.family} rules: ${chain.exemptions.length} ` +
+      `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
+      (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
+      (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
+  )];
+  const debug = (message: string, from?: Located<unknown>) =>
+    lines.push(line("debug", message, from && { from: formatLocation(from.at) }));
+  if (chain.outputAddress) {
+    debug(`  SNAT to ${chain.outputAddress.value.text}`, chain.outputAddress);
+  }
+  if (chain.outputInterface) {
+    debug(`  only by ${chain.outputInterface.value}`, chain.outputInterface);
+  }
+  for (const cidr of chain.sourceExemptions ?? []) {
+    debug(`  RETURN source ${cidr.value.text}`, cidr);
+  }
+  for (const cidr of chain.exemptions) debug(`  RETURN ${cidr.value.text}`, cidr);
+  for (const cidr of chain.masqueradeExceptions ?? []) {
+    debug(`  MASQUERADE exception ${cidr.value.text}`, cidr);
+  }
+  // The nftables dataplane's rules are not iptables lines; `--dry-run` prints its table.
+  const rules = dataplane === "iptables" ? chainRuleLines(chain) : [];
+  for (const rule of rules) debug(`  ${rule}`);
+  return lines;
 }
 
 function applied(logged: Logged, outcomes: readonly FamilyOutcome[]) {
+  // A steady resync, the common case: nothing to log, and the record stays as it is.
+  const steady = outcomes.every(({ family, plan }) =>
+    plan.payload === null && logged.inSync.has(family)
+  );
+  if (steady) return { lines: [], logged };
   const lines: LogLine[] = [];
   const inSync = new Set(logged.inSync);
   for (const { family, plan } of outcomes) {
@@ -267,13 +248,18 @@ function applied(logged: Logged, outcomes: readonly FamilyOutcome[]) {
       const what = plan.drift.map((drift) => drift.message).join("; ");
       lines.push(
         inSync.has(family)
-          ? { level: "warn", message: `drift repaired (${family}): ${what}` }
-          : { level: "info", message: `rules written (${family}): ${what}` },
+          ? line("warn", `drift repaired (${family}): ${what}`)
+          : line("info", `rules written (${family}): ${what}`),
       );
     }
     inSync.add(family);
   }
   return { lines, logged: { ...logged, inSync } };
+}
+
+/** A line, without `fields` when it has none. */
+function line(level: LogLine["level"], message: string, fields?: Record<string, unknown>): LogLine {
+  return fields ? { level, message, fields } : { level, message };
 }
 
 /** Issue 17's keys, only when set, so a log line is unchanged for configs without them. */

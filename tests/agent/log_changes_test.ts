@@ -181,6 +181,24 @@ Deno.test("a write is rules written after a change, drift repaired once in sync"
   assert.deepEqual(steps[5], []);
 });
 
+Deno.test("a steady resync leaves the record as it is", () => {
+  const files = { "ip-masq-agent": "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n" };
+  const { logged } = run([
+    loaded(files),
+    { kind: "applied", outcomes: [written("ipv4"), inSyncOutcome("ipv6")] },
+  ]);
+  const steady: LogEvent[] = [
+    { kind: "read", configDir, contents: contents(files) },
+    { kind: "valid" },
+    { kind: "applied", outcomes: [inSyncOutcome("ipv4"), inSyncOutcome("ipv6")] },
+  ];
+  for (const event of steady) {
+    const step = logChanges(logged, event);
+    assert.deepEqual(step.lines, [], event.kind);
+    assert.equal(step.logged, logged, event.kind);
+  }
+});
+
 Deno.test("a rejection is logged once per error, and valid again once after it", () => {
   const { steps, logged } = run([
     { kind: "valid" },
