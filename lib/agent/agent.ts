@@ -10,7 +10,7 @@
 
 import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../config/problems.ts";
-import { type ConfigDirContents, warnIgnoredEntries } from "../config/directory.ts";
+import type { ConfigDirContents } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
 import { decideRetry, type FailureKind, initialRetryState, type RetryState } from "./backoff.ts";
 import { defaultDebouncePolicy } from "./debounce.ts";
@@ -25,15 +25,14 @@ import {
 } from "./gc_schedule.ts";
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
-import { formatLocation } from "../base/source.ts";
-import { chainRuleLines } from "../iptables/render.ts";
-import { type DesiredChain } from "../policy/chain.ts";
-import { desiredChains, loadConfig, type LoadedConfig } from "../policy/desired.ts";
+import type { DesiredChain } from "../policy/chain.ts";
+import { desiredChains, loadConfig } from "../policy/desired.ts";
 import { changedSettings, type CommandLine, type SettingKey } from "../config/settings.ts";
-import { applyDesired, type Dataplane, type FamilyOutcome } from "../policy/dataplane.ts";
+import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
 import { ConfigWatch, type StartWatch } from "./config_watch.ts";
 import { Wakeup } from "./wakeup.ts";
+import { logChanges, type LogEvent, type Logged, nothingLogged } from "./log_changes.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
@@ -50,9 +49,8 @@ export interface AgentDeps {
   readonly commandLine?: CommandLine;
   /** Changes only: what is logged once is not logged again until it changes. */
   readonly log: Logger;
-  /** Reads the config directory's `ip-masq*` entries (config_dir.ts `readConfigDir`). */
+  /** Reads the config directory's `ip-masq*` entries (config/directory.ts `readConfigDir`). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /** The nat table of each family, in whatever iptables mode main.ts chose. */
   /** The rules it programs: iptables or nftables (dataplane.ts); the loop never asks which. */
   readonly dataplane: Dataplane;
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
@@ -73,7 +71,7 @@ export interface AgentDeps {
 /** The loop's delays; tests shorten them, production uses the defaults. */
 export interface AgentTiming {
   /** The debounce's quiet period (agent/debounce.ts). */
-  readonly debounceMs: number;
+  readonly quietMs: number;
   /** The first retry's delay after an iptables failure (agent/backoff.ts). */
   readonly initialBackoffMs: number;
   /** Retry delays double up to this. */
@@ -81,7 +79,7 @@ export interface AgentTiming {
 }
 
 const defaultTiming: AgentTiming = {
-  debounceMs: defaultDebouncePolicy.quietMs,
+  quietMs: defaultDebouncePolicy.quietMs,
   initialBackoffMs: 1000,
   maxBackoffMs: 30_000,
 };
@@ -94,7 +92,7 @@ type ReconcileResult =
 interface LastGood {
   readonly contents: ConfigDirContents;
   readonly desired: DesiredChain[];
-  readonly resyncMs: number;
+  readonly resyncIntervalMs: number;
 }
 
 /**
@@ -109,11 +107,8 @@ export class Agent {
   readonly #wakeup: Wakeup;
   readonly #configWatch?: ConfigWatch;
   #lastGood?: LastGood;
-  #lastConfigError?: string;
-  #lastConfigSummary?: string;
-  #lastRules = new Map<Family, string>();
-  readonly #warnedIgnored = new Set<string>();
-  #inSync = new Set<Family>();
+  /** What was logged so far: each change is logged once (agent/log_changes.ts). */
+  #logged: Logged = nothingLogged;
   #gc: GcState = initialGcState;
 
   /** Does nothing until `run()` or `once()`. */
@@ -128,7 +123,7 @@ export class Agent {
         watch: deps.watch,
         log: deps.log,
         clock: this.#clock,
-        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.debounceMs },
+        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
         onSettled: () => this.#wakeup.fire(),
       });
     }
@@ -163,7 +158,7 @@ export class Agent {
           if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
           retry = initialRetryState(this.#timing);
           // Only now: a resyncInterval in the config just read applies to this very wait.
-          delayMs = this.#resyncMs();
+          delayMs = this.#resyncIntervalMs();
         } catch (error) {
           if (signal.aborted) break;
           if (error instanceof SettingsChangedError) {
@@ -172,7 +167,7 @@ export class Agent {
           }
           const decision = decideRetry(retry, failureKind(error), this.#clock.now(), {
             ...this.#timing,
-            budgetMs: this.#resyncMs(),
+            budgetMs: this.#resyncIntervalMs(),
           });
           if (decision.action === "fatal") return this.#fatal(error, signal);
           if (decision.action === "give-up") {
@@ -214,40 +209,42 @@ export class Agent {
     this.#gc = gcCollected(this.#clock.now());
   }
 
-  #resyncMs(): number {
-    return this.#lastGood?.resyncMs ?? this.#deps.flags.resyncIntervalMs;
+  #resyncIntervalMs(): number {
+    return this.#lastGood?.resyncIntervalMs ?? this.#deps.flags.resyncIntervalMs;
+  }
+
+  #log(event: LogEvent) {
+    const { lines, logged } = logChanges(this.#logged, event);
+    this.#logged = logged;
+    for (const { level, message, fields } of lines) this.#deps.log[level](message, fields);
   }
 
   async #reconcile(
     signal: AbortSignal,
     policy: { keepLastGood: boolean },
   ): Promise<ReconcileResult> {
-    const { flags, log } = this.#deps;
+    const { configDir } = this.#deps.flags;
     let desired: DesiredChain[];
     try {
-      const contents = await this.#deps.readConfigDir(flags.configDir);
-      warnIgnoredEntries(log, flags.configDir, contents, this.#warnedIgnored);
+      const contents = await this.#deps.readConfigDir(configDir);
+      this.#log({ kind: "read", configDir, contents });
       desired = this.#desiredFor(contents);
-      if (this.#lastConfigError !== undefined) log.info("the configuration is valid again");
-      this.#lastConfigError = undefined;
+      this.#log({ kind: "valid" });
     } catch (error) {
       if (!(error instanceof ConfigError) || !policy.keepLastGood) {
         if (error instanceof ConfigError) return { kind: "config-rejected", error };
         throw error;
       }
-      if (this.#lastConfigError !== error.message) {
-        log.error(
-          this.#lastGood
-            ? "configuration rejected; keeping the last good configuration applied"
-            : "configuration rejected; no rules are applied until the configuration is valid",
-          { error: error.message },
-        );
-      }
-      this.#lastConfigError = error.message;
+      this.#log({
+        kind: "rejected",
+        error: error.message,
+        keepingLastGood: this.#lastGood !== undefined,
+      });
       if (!this.#lastGood) return { kind: "applied" };
       desired = this.#lastGood.desired;
     }
-    this.#logOutcomes(await applyDesired(desired, this.#deps.dataplane, signal));
+    const outcomes = await applyDesired(desired, this.#deps.dataplane, signal);
+    this.#log({ kind: "applied", outcomes });
     return { kind: "applied" };
   }
 
@@ -264,92 +261,17 @@ export class Agent {
     const changed = loaded.settings ? changedSettings(flags, loaded.settings) : [];
     if (changed.length > 0) throw new SettingsChangedError(changed);
     const desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
-    const resyncMs = loaded.effective.resyncInterval?.value ?? flags.resyncIntervalMs;
-    this.#logConfigChange(loaded, desired, resyncMs);
-    this.#lastGood = { contents, desired, resyncMs };
-    return desired;
-  }
-
-  #logConfigChange(
-    loaded: LoadedConfig,
-    desired: readonly DesiredChain[],
-    resyncMs: number,
-  ) {
-    const { log, flags } = this.#deps;
-    const { effective, findings } = loaded;
-    const summary = JSON.stringify({
-      files: effective.files,
-      nonMasqueradeCIDRs: effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text),
-      // Only when set, so the line is unchanged for configs without them.
-      ...cidrKey("masqueradeCIDRs", effective.masqueradeCidrs),
-      ...cidrKey("nonMasqueradeSrcCIDRs", effective.nonMasqueradeSrcCidrs),
-      ...outputKeys(effective),
-      masqLinkLocal: effective.masqLinkLocal.value,
-      masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
-      resyncInterval: `${resyncMs / 1000}s`,
+    const resyncIntervalMs = loaded.effective.resyncInterval?.value ?? flags.resyncIntervalMs;
+    this.#log({
+      kind: "loaded",
+      configDir: flags.configDir,
+      loaded,
+      desired,
+      resyncIntervalMs,
+      dataplane: flags.dataplane,
     });
-    if (summary === this.#lastConfigSummary) return;
-    this.#lastConfigSummary = summary;
-    if (loaded.directoryMissing) {
-      log.info(`config directory ${flags.configDir} does not exist; using the defaults`);
-    } else if (effective.files.length === 0) {
-      log.info(`no ip-masq* file in ${flags.configDir}; using the defaults`);
-    } else if (effective.defaultNonMasqueradeCidrs) {
-      log.info(
-        "no config file names nonMasqueradeCIDRs; the default nonMasqueradeCIDRs stand " +
-          `(${effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text).join(", ")})`,
-      );
-    }
-    // The whole list at --v=0 was one line of 183 KB at 10,000 CIDRs: a summary here; --v=2
-    // logs every CIDR and rule below, one line each, with the file and line it came from.
-    log.info("effective configuration", { config: configSummary(effective, resyncMs) });
-    for (const finding of findings) log.warn(finding.message, { finding: finding.kind });
-    for (const chain of desired) {
-      const rules = chainRuleLines(chain);
-      if (this.#lastRules.get(chain.family) === rules.join("\n")) continue;
-      this.#lastRules.set(chain.family, rules.join("\n"));
-      this.#inSync.delete(chain.family);
-      log.info(
-        `desired ${chain.family} rules: ${chain.exemptions.length} ` +
-          `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
-          (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
-          (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
-      );
-      if (chain.outputAddress) {
-        log.debug(`  SNAT to ${chain.outputAddress.value.text}`, {
-          from: formatLocation(chain.outputAddress.at),
-        });
-      }
-      if (chain.outputInterface) {
-        log.debug(`  only by ${chain.outputInterface.value}`, {
-          from: formatLocation(chain.outputInterface.at),
-        });
-      }
-      chain.sourceExemptions?.forEach((cidr) =>
-        log.debug(`  RETURN source ${cidr.value.text}`, { from: formatLocation(cidr.at) })
-      );
-      chain.exemptions.forEach((cidr) =>
-        log.debug(`  RETURN ${cidr.value.text}`, { from: formatLocation(cidr.at) })
-      );
-      chain.masqueradeExceptions?.forEach((cidr) =>
-        log.debug(`  MASQUERADE exception ${cidr.value.text}`, { from: formatLocation(cidr.at) })
-      );
-      rules.forEach((rule) => log.debug(`  ${rule}`));
-    }
-  }
-
-  #logOutcomes(outcomes: readonly FamilyOutcome[]) {
-    const { log } = this.#deps;
-    for (const { family, plan } of outcomes) {
-      if (plan.payload === null) {
-        this.#inSync.add(family);
-        continue;
-      }
-      const what = plan.drift.map((drift) => drift.message).join("; ");
-      if (this.#inSync.has(family)) log.warn(`drift repaired (${family}): ${what}`);
-      else log.info(`rules written (${family}): ${what}`);
-      this.#inSync.add(family);
-    }
+    this.#lastGood = { contents, desired, resyncIntervalMs };
+    return desired;
   }
 
   #rejectConfig(error: ConfigError): number {
@@ -368,59 +290,6 @@ export class Agent {
 function failureKind(error: unknown): FailureKind {
   if (!(error instanceof ToolError) || error.failure === "missing") return "fatal";
   return error.failure;
-}
-
-/** Issue 17's keys, only when set, so a log line is unchanged for configs without them. */
-function outputKeys(effective: LoadedConfig["effective"]): Record<string, string> {
-  return {
-    ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
-    ...(effective.outputAddressIPv6
-      ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
-      : {}),
-    ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
-  };
-}
-
-/** The CIDRs shown by name in the `--v=0` summary; beyond them, only how many more. */
-const summaryCidrs = 8;
-
-/**
- * The effective configuration for the `--v=0` log: each list's first CIDRs and how many there
- * are, so the line stays short whatever the config holds.
- */
-function configSummary(effective: LoadedConfig["effective"], resyncMs: number): string {
-  const list = (cidrs: readonly { readonly value: { readonly text: string } }[]) => {
-    const shown = cidrs.slice(0, summaryCidrs).map((cidr) => cidr.value.text);
-    return cidrs.length <= summaryCidrs ? shown : [
-      ...shown,
-      `... ${cidrs.length - summaryCidrs} more (${cidrs.length} in all; --v=2 lists them)`,
-    ];
-  };
-  const files = effective.files.length <= summaryCidrs ? effective.files : [
-    ...effective.files.slice(0, summaryCidrs),
-    `... ${effective.files.length - summaryCidrs} more`,
-  ];
-  return JSON.stringify({
-    files,
-    nonMasqueradeCIDRs: list(effective.nonMasqueradeCidrs),
-    ...(effective.defaultNonMasqueradeCidrs && effective.files.length > 0
-      ? { nonMasqueradeCIDRsFrom: "defaults (no file names nonMasqueradeCIDRs)" }
-      : {}),
-    ...(effective.masqueradeCidrs.length === 0
-      ? {}
-      : { masqueradeCIDRs: list(effective.masqueradeCidrs) }),
-    ...(effective.nonMasqueradeSrcCidrs.length === 0
-      ? {}
-      : { nonMasqueradeSrcCIDRs: list(effective.nonMasqueradeSrcCidrs) }),
-    masqLinkLocal: effective.masqLinkLocal.value,
-    masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
-    ...outputKeys(effective),
-    resyncInterval: `${resyncMs / 1000}s`,
-  });
-}
-
-function cidrKey(key: string, cidrs: readonly { readonly value: { readonly text: string } }[]) {
-  return cidrs.length === 0 ? {} : { [key]: cidrs.map((cidr) => cidr.value.text) };
 }
 
 /** The config now sets a setting the running agent was composed from to another value. */

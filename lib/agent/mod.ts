@@ -3,7 +3,8 @@
  *
  * Owns: The long-running loop: one serialized reconcile fed by start-up, the config watch, SIGHUP
  * and the resync timer; its timing decisions (debounce, backoff, GC schedule) as pure step
- * functions of (state, event, now); the wake-up and signal seams.
+ * functions of (state, event, now), and what it logs, once per change (log_changes.ts), as one
+ * of (what was logged, event); the wake-up and signal seams.
  *
  * May import: `base/`, `net/`, `config/`, `policy/`, `iptables/`, `nftables/`.
  *

@@ -69,9 +69,9 @@ export function parseGoDuration(text: string): Result<number, string> {
  * The resync interval's bounds, for the flag and the config key alike: under a second the agent
  * would spin on iptables-save, and JavaScript timers overflow past about 24.8 days.
  */
-export const resyncBoundsMilliseconds = { min: 1_000, max: 24 * 3600 * 1000 } as const;
+export const resyncIntervalBoundsMs = { min: 1_000, max: 24 * 3600 * 1000 } as const;
 
-/** {@link resyncBoundsMilliseconds} as the config key's message says them, in Go duration words. */
-export const resyncBoundsText = `between ${resyncBoundsMilliseconds.min / 1000}s and ${
-  resyncBoundsMilliseconds.max / 3_600_000
+/** {@link resyncIntervalBoundsMs} as the config key's message says them, in Go duration words. */
+export const resyncIntervalBoundsText = `between ${resyncIntervalBoundsMs.min / 1000}s and ${
+  resyncIntervalBoundsMs.max / 3_600_000
 }h`;

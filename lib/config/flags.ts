@@ -14,7 +14,7 @@
 
 import { type IpAddress, parseIpAddress } from "../net/address.ts";
 import { checkChainName } from "./chain_name.ts";
-import { resyncBoundsMilliseconds } from "../config/duration.ts";
+import { resyncIntervalBoundsMs } from "./duration.ts";
 import { goQuote, parseGoBool, parseGoInt } from "../base/go_strconv.ts";
 import { defaultKubeProxyMasqueradeBit } from "../config/output.ts";
 import { formatPortRange, parsePortRanges, type PortRange } from "./ports.ts";
@@ -82,69 +82,35 @@ export interface ParsedFlags {
   readonly given: ReadonlySet<keyof AgentFlags>;
 }
 
-/** How Go's `flag` package reads a flag's text: `flag.Bool`, `flag.Int` or `flag.String`. */
-export type FlagKind = "bool" | "int" | "string";
+/** A flag's command-line value as Go's `flag` package reads it, before the row's `parse`. */
+export type RawValue = boolean | number | string;
 
-/** The command-line value of each kind, before a flag's own `parse` step. */
-export interface RawFlagValue {
-  /** `flag.Bool`: strconv.ParseBool spellings, or bare for true. */
-  bool: boolean;
-  /** `flag.Int`: strconv.ParseInt with base prefixes. */
-  int: number;
-  /** `flag.String`: the text as given. */
-  string: string;
-}
-
-/**
- * One row of the flag table, type-erased so that rows of every kind fit one
- * list; {@link flagTable}'s rows are built by a helper that checks each row's
- * `parse` and `show` against its `key`'s field type.
- */
+/** One row of {@link flagTable}: one flag, how Go reads it, and the AgentFlags field it sets. */
 export interface FlagDef {
   /** Without dashes, as Go's flag package registers it. */
   readonly name: string;
-  /** How the text is read before {@link FlagDef.parse}; usage names it for non-bool flags. */
-  readonly kind: FlagKind;
+  /** How Go reads the text: `flag.Bool` (a boolean), `flag.Int` (a number), `flag.String`. */
+  readonly kind: "bool" | "int" | "string";
   /** As written on the command line; what `usage` prints. */
-  readonly default: boolean | number | string;
+  readonly default: RawValue;
   /** The AgentFlags field it sets; aliases share one. `null`: accepted, syntax-checked, dropped. */
-  readonly key: keyof AgentFlags | null;
+  readonly field: keyof AgentFlags | null;
   /** The usage text. */
   readonly help: string;
-  /** The field's value from the command-line value, or why the input is invalid. */
-  parse(raw: boolean | number | string): Result<unknown, string>;
-  /** The field's value back in command-line form, for the start-up log line. */
-  show(value: unknown): boolean | number | string;
+  /**
+   * The field's value from the value `kind` reads (a row names that type), or why the input is
+   * invalid. tests/config/flags_test.ts parses every default and shows it back.
+   */
+  parse(raw: RawValue): Result<unknown, string>;
+  /** The field's value back in command-line form, for the start-up log line and settings. */
+  show(value: unknown): RawValue;
 }
 
-interface FlagRow<K extends FlagKind, F extends keyof AgentFlags> {
-  readonly name: string;
-  readonly kind: K;
-  readonly key: F;
-  readonly default: RawFlagValue[K];
-  readonly help: string;
-  readonly parse: (raw: RawFlagValue[K]) => Result<AgentFlags[F], string>;
-  readonly show: (value: AgentFlags[F]) => RawFlagValue[K];
-}
-
-/**
- * `parse` may be left out only where every command-line value fits the field as is, and `show`
- * only where every field value is one (a narrower field, such as logFormat, needs only `parse`).
- */
-type FlagRowInput<K extends FlagKind, F extends keyof AgentFlags> =
-  & Omit<FlagRow<K, F>, "parse" | "show">
-  & ([RawFlagValue[K]] extends [AgentFlags[F]] ? Partial<Pick<FlagRow<K, F>, "parse">>
-    : Pick<FlagRow<K, F>, "parse">)
-  & ([AgentFlags[F]] extends [RawFlagValue[K]] ? Partial<Pick<FlagRow<K, F>, "show">>
-    : Pick<FlagRow<K, F>, "show">);
-
-function flag<K extends FlagKind, F extends keyof AgentFlags>(row: FlagRowInput<K, F>): FlagDef {
-  const same = (value: unknown) => value;
-  return {
-    parse: ok,
-    show: same,
-    ...row,
-  } as FlagDef;
+/** A row whose `parse` and `show` keep the value as it is, unless the row gives its own. */
+function flag(
+  row: Omit<FlagDef, "parse" | "show"> & Partial<Pick<FlagDef, "parse" | "show">>,
+): FlagDef {
+  return { parse: ok, show: (value) => value as RawValue, ...row };
 }
 
 function oneOf<T extends string>(...allowed: readonly T[]) {
@@ -154,7 +120,7 @@ function oneOf<T extends string>(...allowed: readonly T[]) {
     (allowed as readonly string[]).includes(value) ? ok(value as T) : err(reason);
 }
 
-const { min: minResyncMs, max: maxResyncMs } = resyncBoundsMilliseconds;
+const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
 
 const KLOG_IGNORED_NOTE = "(accepted for compatibility, ignored)";
 
@@ -181,21 +147,21 @@ const ignoredKlogFlags:
 
 /**
  * The single definition of every flag: parsing, defaults, validation, usage and the start-up
- * log line are all derived from it. Aliases share a key (h and help).
+ * log line are all derived from it. Aliases share a field (h and help).
  */
 export const flagTable: readonly FlagDef[] = [
   flag({
     name: "config-dir",
     kind: "string",
     default: "/etc/config",
-    key: "configDir",
+    field: "configDir",
     help: "directory holding the agent's config file (the mounted ConfigMap)",
   }),
   flag({
     name: "masq-chain",
     kind: "string",
     default: "IP-MASQ-AGENT",
-    key: "masqChain",
+    field: "masqChain",
     help: "name of the nat chain that holds the masquerade rules",
     parse: checkChainName,
   }),
@@ -203,50 +169,52 @@ export const flagTable: readonly FlagDef[] = [
     name: "nomasq-all-reserved-ranges",
     kind: "bool",
     default: false,
-    key: "nomasqAllReservedRanges",
+    field: "nomasqAllReservedRanges",
     help: "do not masquerade traffic to any reserved IPv4 range, not only the RFC 1918 ones",
   }),
   flag({
     name: "enable-ipv6",
     kind: "bool",
     default: false,
-    key: "enableIpv6",
+    field: "enableIpv6",
     help: "also manage IPv6 masquerade rules with ip6tables",
   }),
   flag({
     name: "resync-interval",
     kind: "int",
     default: 60,
-    key: "resyncIntervalMs",
+    field: "resyncIntervalMs",
     help: "seconds between config reloads and rule resyncs",
-    parse: (seconds) =>
-      seconds * 1000 >= minResyncMs && seconds * 1000 <= maxResyncMs
+    parse: (seconds: number) =>
+      seconds * 1000 >= minResyncIntervalMs && seconds * 1000 <= maxResyncIntervalMs
         ? ok(seconds * 1000)
-        : err(`must be between ${minResyncMs / 1000} and ${maxResyncMs / 1000} seconds`),
-    show: (milliseconds) => milliseconds / 1000,
+        : err(
+          `must be between ${minResyncIntervalMs / 1000} and ${maxResyncIntervalMs / 1000} seconds`,
+        ),
+    show: (milliseconds: number) => milliseconds / 1000,
   }),
   flag({
     name: "random-fully",
     kind: "bool",
     default: true,
-    key: "randomFully",
+    field: "randomFully",
     help: "add --random-fully to the MASQUERADE rule when iptables supports it",
   }),
   flag({
     name: "to-ports",
     kind: "string",
     default: "",
-    key: "toPorts",
+    field: "toPorts",
     help: "source ports for the MASQUERADE rule, a comma-separated list of N or N-M " +
       "(empty: any port)",
     parse: parsePortRanges,
-    show: (ranges) => ranges.map(formatPortRange).join(","),
+    show: (ranges: readonly PortRange[]) => ranges.map(formatPortRange).join(","),
   }),
   flag({
     name: "iptables-mode",
     kind: "string",
     default: "auto",
-    key: "iptablesMode",
+    field: "iptablesMode",
     help: "iptables backend to program: auto (detect from the node, as kubelet marks it), " +
       "nft or legacy",
     parse: oneOf("auto", "nft", "legacy"),
@@ -255,7 +223,7 @@ export const flagTable: readonly FlagDef[] = [
     name: "dataplane",
     kind: "string",
     default: "iptables",
-    key: "dataplane",
+    field: "dataplane",
     help: "how to program masquerade: iptables (a nat chain, upstream's rules) or nftables " +
       "(our own table with an interval set)",
     parse: oneOf("iptables", "nftables"),
@@ -264,7 +232,7 @@ export const flagTable: readonly FlagDef[] = [
     name: "postrouting-jump",
     kind: "string",
     default: "append",
-    key: "postroutingJump",
+    field: "postroutingJump",
     help: "where our jump goes in nat POSTROUTING: append (after other tools' rules, as " +
       "upstream) or insert (kept first, so that no other tool's rule decides before ours)",
     parse: oneOf("append", "insert"),
@@ -273,47 +241,47 @@ export const flagTable: readonly FlagDef[] = [
     name: "kube-proxy-masquerade-bit",
     kind: "int",
     default: defaultKubeProxyMasqueradeBit,
-    key: "kubeProxyMasqueradeBit",
+    field: "kubeProxyMasqueradeBit",
     help: "with --postrouting-jump=insert, traffic carrying this fwmark bit (kube-proxy's " +
       "--iptables-masquerade-bit) is left to kube-proxy's own masquerade rule, 0-31",
-    parse: (bit) => (bit >= 0 && bit <= 31 ? ok(bit) : err("must be between 0 and 31")),
+    parse: (bit: number) => (bit >= 0 && bit <= 31 ? ok(bit) : err("must be between 0 and 31")),
   }),
   flag({
     name: "explain",
     kind: "string",
     default: "",
-    key: "explain",
+    field: "explain",
     help: "print whether traffic to these destinations (comma-separated addresses) is " +
       "masqueraded and why, from the config and the live rules, then exit",
     parse: parseAddressList,
-    show: (addresses) => addresses.map((address) => address.text).join(","),
+    show: (addresses: readonly IpAddress[]) => addresses.map((address) => address.text).join(","),
   }),
   flag({
     name: "explain-source",
     kind: "string",
     default: "",
-    key: "explainSource",
+    field: "explainSource",
     help: "the pod address --explain assumes as the source (default: any pod)",
-    parse: (text) => {
+    parse: (text: string) => {
       if (text === "") return ok(undefined);
       const parsed = parseIpAddress(text);
       return parsed.ok ? parsed : err(parsed.error);
     },
-    show: (address) => address?.text ?? "",
+    show: (address: IpAddress | undefined) => address?.text ?? "",
   }),
   flag({
     name: "v",
     kind: "int",
     default: 0,
-    key: "verbosity",
+    field: "verbosity",
     help: "log level verbosity",
-    parse: (n) => (n >= 0 ? ok(n) : err("must not be negative")),
+    parse: (n: number) => (n >= 0 ? ok(n) : err("must not be negative")),
   }),
   flag({
     name: "log-format",
     kind: "string",
     default: "text",
-    key: "logFormat",
+    field: "logFormat",
     help: "log output format: text or json",
     parse: oneOf("text", "json"),
   }),
@@ -321,28 +289,28 @@ export const flagTable: readonly FlagDef[] = [
     name: "exit-on-config-error",
     kind: "bool",
     default: true,
-    key: "exitOnConfigError",
+    field: "exitOnConfigError",
     help: "exit when the config is invalid; if false, keep running with the last good config",
   }),
   flag({
     name: "once",
     kind: "bool",
     default: false,
-    key: "once",
+    field: "once",
     help: "sync the rules once and exit",
   }),
   flag({
     name: "dry-run",
     kind: "bool",
     default: false,
-    key: "dryRun",
+    field: "dryRun",
     help: "print the rules that would be applied instead of applying them, then exit",
   }),
   flag({
     name: "check",
     kind: "bool",
     default: false,
-    key: "check",
+    field: "check",
     help: "compare the live rules with the config (a readiness probe; needs root): exit 0 in " +
       "sync, 1 printing what differs, 2 on an invalid config; writes nothing",
   }),
@@ -350,33 +318,27 @@ export const flagTable: readonly FlagDef[] = [
     name: "cleanup",
     kind: "bool",
     default: false,
-    key: "cleanup",
+    field: "cleanup",
     help: "remove the agent's chain and rules, then exit",
   }),
   flag({
     name: "version",
     kind: "bool",
     default: false,
-    key: "version",
+    field: "version",
     help: "print the version and exit",
   }),
   flag({
     name: "help",
     kind: "bool",
     default: false,
-    key: "help",
+    field: "help",
     help: "show this help and exit",
   }),
-  flag({ name: "h", kind: "bool", default: false, key: "help", help: "show this help and exit" }),
-  ...ignoredKlogFlags.map(([name, kind, help]): FlagDef => ({
-    name,
-    kind,
-    default: kind === "bool" ? false : "",
-    key: null,
-    help,
-    parse: ok,
-    show: (value) => value as boolean | string,
-  })),
+  flag({ name: "h", kind: "bool", default: false, field: "help", help: "show this help and exit" }),
+  ...ignoredKlogFlags.map(([name, kind, help]) =>
+    flag({ name, kind, default: kind === "bool" ? false : "", field: null, help })
+  ),
 ];
 
 /** Modes that each decide what the process does and when it exits, so they cannot combine. */
@@ -384,19 +346,19 @@ const EXCLUSIVE_MODE_FLAGS: readonly string[] = ["once", "dry-run", "check", "cl
 
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
-function setFlag(flags: AgentFlags, key: keyof AgentFlags, value: unknown) {
-  // flag() checked each row's parse result against its key's field type.
-  (flags as unknown as Record<string, unknown>)[key] = value;
+function setFlag(flags: AgentFlags, field: keyof AgentFlags, value: unknown) {
+  // A row's parse returns its field's type; tests/config/flags_test.ts checks every default.
+  (flags as unknown as Record<string, unknown>)[field] = value;
 }
 
 /** Every flag at its default, as `parseFlags([])` returns them. */
 export const defaultFlags: Readonly<AgentFlags> = (() => {
   const flags = {} as AgentFlags;
   for (const def of flagTable) {
-    if (def.key === null) continue;
+    if (def.field === null) continue;
     const parsed = def.parse(def.default);
     if (!parsed.ok) throw new Error(`the default of -${def.name} is invalid: ${parsed.error}`);
-    setFlag(flags, def.key, parsed.value);
+    setFlag(flags, def.field, parsed.value);
   }
   return Object.freeze(flags);
 })();
@@ -438,7 +400,7 @@ function positionalError(arg: string, bareBoolFlag: string | undefined): Result<
  */
 export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string> {
   const ignored: string[] = [];
-  // What the user typed for each key, last one wins: the Go-parsed value, and the text, so
+  // What the user typed for each field, last one wins: the Go-parsed value, and the text, so
   // that errors quote the input rather than the parsed number ("0x0", not 0).
   const given = new Map<keyof AgentFlags, { name: string; raw: string; value: RawValue }>();
   let bareBoolFlag: string | undefined;
@@ -494,28 +456,28 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
       }
     }
 
-    if (def.key === null) {
+    if (def.field === null) {
       if (!ignored.includes(name)) ignored.push(name);
     } else {
-      given.set(def.key, { name, raw: text ?? String(value), value });
+      given.set(def.field, { name, raw: text ?? String(value), value });
     }
   }
 
   const flags: AgentFlags = { ...defaultFlags };
   // Table order, so that of several invalid values the same one is always reported.
   for (const def of flagTable) {
-    const input = def.key === null ? undefined : given.get(def.key);
-    if (def.key === null || input === undefined || input.name !== def.name) continue;
+    const input = def.field === null ? undefined : given.get(def.field);
+    if (def.field === null || input === undefined || input.name !== def.name) continue;
     const parsed = def.parse(input.value);
     if (!parsed.ok) {
       return err(`invalid value ${goQuote(input.raw)} for flag -${input.name}: ${parsed.error}`);
     }
-    setFlag(flags, def.key, parsed.value);
+    setFlag(flags, def.field, parsed.value);
   }
 
   const modes = EXCLUSIVE_MODE_FLAGS.filter((name) => {
     const def = flagsByName.get(name);
-    return def !== undefined && def.key !== null && flags[def.key] === true;
+    return def !== undefined && def.field !== null && flags[def.field] === true;
   });
   if (flags.explain.length > 0) modes.push("explain");
   if (modes.length > 1) return err(`flags -${modes[0]} and -${modes[1]} cannot be used together`);
@@ -525,8 +487,6 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
 
   return ok({ flags, ignored, given: new Set(given.keys()) });
 }
-
-type RawValue = boolean | number | string;
 
 function parseAddressList(text: string): Result<IpAddress[], string> {
   if (text === "") return ok([]);
@@ -553,7 +513,7 @@ export function usage(programName: string): string {
     if (def.kind !== "bool") line += ` ${def.kind}`;
     // Go puts the help of a one-letter bool flag on the same line.
     line += line.length <= 4 ? "\t" : "\n    \t";
-    const help = def.key === null ? `${def.help} ${KLOG_IGNORED_NOTE}` : def.help;
+    const help = def.field === null ? `${def.help} ${KLOG_IGNORED_NOTE}` : def.help;
     line += help.replaceAll("\n", "\n    \t");
     if (!isZeroDefault(def)) {
       line += def.kind === "string"
@@ -579,9 +539,9 @@ export function flagValuesForLog(flags: AgentFlags): string {
   const seen = new Set<keyof AgentFlags>();
   const parts: string[] = [];
   for (const def of flagTable) {
-    if (def.key === null || seen.has(def.key)) continue;
-    seen.add(def.key);
-    parts.push(`--${def.name}=${logValue(def.show(flags[def.key]))}`);
+    if (def.field === null || seen.has(def.field)) continue;
+    seen.add(def.field);
+    parts.push(`--${def.name}=${logValue(def.show(flags[def.field]))}`);
   }
   return parts.join(" ");
 }

@@ -26,7 +26,7 @@ import type { IpAddress } from "../net/address.ts";
 import { type Cidr, parseCidr } from "../net/cidr.ts";
 import { type FastScalar, parseFastYaml } from "./fast_parse.ts";
 import type { ConfigProblem } from "./problems.ts";
-import { parseGoDuration, resyncBoundsMilliseconds, resyncBoundsText } from "./duration.ts";
+import { parseGoDuration, resyncIntervalBoundsMs, resyncIntervalBoundsText } from "./duration.ts";
 import { parseInterfaceName, parseOutputAddress } from "./output.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
@@ -126,7 +126,7 @@ export const defaultCidrLimit = 64;
 /** ConfigMaps cannot exceed 1 MiB, so a larger file is not a config. */
 export const maxConfigFileBytes = 1024 * 1024;
 const maxCidrLimit = 100_000;
-const { min: minResyncMilliseconds, max: maxResyncMilliseconds } = resyncBoundsMilliseconds;
+const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
 /** Anchors are legal YAML; hundreds of aliases are an expansion bomb. */
 const maxAliasCount = 100;
 
@@ -517,8 +517,12 @@ class FileValidator {
       this.problem(value, key, parsed.error);
       return;
     }
-    if (parsed.value < minResyncMilliseconds || parsed.value > maxResyncMilliseconds) {
-      this.problem(value, key, `must be ${resyncBoundsText}, got ${quoteInput(value.value)}`);
+    if (parsed.value < minResyncIntervalMs || parsed.value > maxResyncIntervalMs) {
+      this.problem(
+        value,
+        key,
+        `must be ${resyncIntervalBoundsText}, got ${quoteInput(value.value)}`,
+      );
       return;
     }
     this.#resyncInterval = { value: parsed.value, at: this.locate(value) };

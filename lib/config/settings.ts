@@ -63,7 +63,7 @@ export interface CommandLine {
 
 function flagOf(key: SettingKey): FlagDef {
   const field = settingKeys[key];
-  const def = flagTable.find((row) => row.key === field);
+  const def = flagTable.find((row) => row.field === field);
   if (def === undefined) throw new Error(`no flag sets ${field}`);
   return def;
 }

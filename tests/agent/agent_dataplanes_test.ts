@@ -25,7 +25,7 @@ import { CaptureLog } from "../support/capture_log.ts";
 
 const chain = "IP-MASQ-AGENT";
 const hourMs = 3_600_000;
-const timing: AgentTiming = { debounceMs: 50, initialBackoffMs: 20, maxBackoffMs: 100 };
+const timing: AgentTiming = { quietMs: 50, initialBackoffMs: 20, maxBackoffMs: 100 };
 
 function config(...cidrs: string[]): string {
   return `nonMasqueradeCIDRs: [${cidrs.join(", ")}]\n`;

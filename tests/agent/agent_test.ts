@@ -83,7 +83,7 @@ async function promptly<T>(what: string, promise: Promise<T>): Promise<T> {
 
 // --- the harness
 
-const timing: AgentTiming = { debounceMs: 50, initialBackoffMs: 20, maxBackoffMs: 100 };
+const timing: AgentTiming = { quietMs: 50, initialBackoffMs: 20, maxBackoffMs: 100 };
 const hourMs = 3_600_000;
 
 interface StartOptions {
@@ -451,7 +451,7 @@ Deno.test("a stream of events that never pauses still reconciles within a few de
   const debounceFired = agent.clock.fired().filter((wait) => wait.kind === "timer");
   assert.equal(
     debounceFired[0]?.dueAt - streamStart,
-    4 * timing.debounceMs,
+    4 * timing.quietMs,
     "the first firing is at the ceiling, in the middle of the stream",
   );
   // Time stands still from here: a reconcile now can only have been woken during the stream.

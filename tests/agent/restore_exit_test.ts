@@ -72,7 +72,7 @@ async function run(failRestores: number) {
       "IP-MASQ-AGENT",
     ),
     randomFullySupported: { ipv4: true, ipv6: true },
-    timing: { debounceMs: 50, initialBackoffMs: 100, maxBackoffMs: 400 },
+    timing: { quietMs: 50, initialBackoffMs: 100, maxBackoffMs: 400 },
   });
   let exitCode: number | undefined;
   const done = agent.run(controller.signal).then((code) => exitCode = code);

@@ -76,7 +76,7 @@ Deno.test("every default in the flag table passes its own validation and shows a
 });
 
 Deno.test("the klog flags are twelve ignored bool or string flags with zero defaults", () => {
-  const klog = flagTable.filter((def) => def.key === null);
+  const klog = flagTable.filter((def) => def.field === null);
   assert.equal(klog.length, 12);
   for (const def of klog) {
     assert.ok(def.kind === "bool" || def.kind === "string", def.name);
@@ -101,7 +101,7 @@ Deno.test("typed flags: --resync-interval is seconds in, milliseconds out; --to-
 Deno.test("the flag table has unique names and covers every AgentFlags key", () => {
   const names = flagTable.map((d) => d.name);
   assert.equal(new Set(names).size, names.length);
-  const keys = new Set(flagTable.flatMap((d) => (d.key === null ? [] : [d.key])));
+  const keys = new Set(flagTable.flatMap((d) => (d.field === null ? [] : [d.field])));
   assert.deepEqual([...keys].sort(), Object.keys(expectedDefaults).sort());
 });
 
@@ -621,7 +621,7 @@ Deno.test("usage marks exactly the klog flags as accepted for compatibility and 
     assert.equal(firstLine, want);
     assert.equal(
       block.includes("(accepted for compatibility, ignored)"),
-      def.key === null,
+      def.field === null,
       def.name,
     );
   }
@@ -639,7 +639,7 @@ Deno.test("flagValuesForLog lists every agent flag once with its value", () => {
       "--cleanup=false --version=false --help=false",
   );
   for (const def of flagTable) {
-    assert.equal(line.includes(`--${def.name}=`), def.key !== null && def.name !== "h", def.name);
+    assert.equal(line.includes(`--${def.name}=`), def.field !== null && def.name !== "h", def.name);
   }
 });
 

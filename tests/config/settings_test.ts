@@ -66,7 +66,7 @@ Deno.test("every flag that shapes the rules, or says where they live, is a confi
   assert.deepEqual(Object.values(settingKeys).sort(), ruleShaping.sort());
   for (const key of settingKeyNames) {
     assert.ok(
-      flagTable.some((def) => def.key === settingKeys[key]),
+      flagTable.some((def) => def.field === settingKeys[key]),
       `${key} has a flag`,
     );
   }

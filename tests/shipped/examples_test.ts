@@ -212,7 +212,7 @@ const modeFlagNames = new Set([
 ]);
 /** The flags a manifest is expected to spell out: every real flag that is not a mode. */
 const settingFlags: FlagDef[] = flagTable.filter((d) =>
-  d.key !== null && !modeFlagNames.has(d.name)
+  d.field !== null && !modeFlagNames.has(d.name)
 );
 /** The flags that change the desired rules, which --check must see exactly as the agent does. */
 function parsedFlags(argv: readonly string[], where: string): AgentFlags {
@@ -539,7 +539,7 @@ Deno.test("each layout's ConfigMap holds every setting that shapes the rules, at
     for (const key of settingKeyNames) {
       const match = new RegExp(`^${key}: (.*)$`, "m").exec(text);
       if (match === null) fail(`${layout.examples.join(", ")}: no ${key}`);
-      const def = flagTable.find((d) => d.key === settingKeys[key])!;
+      const def = flagTable.find((d) => d.field === settingKeys[key])!;
       const value = parseYaml(`v: ${match[1]}\n`, "1.1", key)[0].v;
       const parsed = parseSetting(key, value);
       ok(parsed.ok, `${key}: ${JSON.stringify(parsed)}`);
@@ -615,7 +615,7 @@ for (const { layout, path, daemonSet, podSpec, container } of shipped) {
       ok(/^--[a-z0-9-]+=/.test(arg), `${path}: ${JSON.stringify(arg)} is not in --name=value form`);
     }
     const settingFlagNames = flagTable.filter((d) =>
-      (Object.values(settingKeys) as string[]).includes(String(d.key))
+      (Object.values(settingKeys) as string[]).includes(String(d.field))
     ).map((d) => d.name);
     const repeated = args.filter((arg) => settingFlagNames.some((n) => arg.startsWith(`--${n}=`)));
     deepStrictEqual(

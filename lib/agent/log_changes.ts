@@ -1,0 +1,316 @@
+/**
+ * What the loop logs, as a pure step: {@link logChanges} takes what was logged
+ * so far and what just happened, and returns the lines to log and the new
+ * record. Each thing is logged once and again only when it changes: an
+ * ignored entry once per name, the configuration and each family's desired
+ * rules when they change, a rejection until the config is valid again, and a
+ * write as "rules written" after a change but "drift repaired" when the
+ * rules were already in sync. A steady resync logs nothing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { logChanges, nothingLogged } from "./log_changes.ts";
+ *
+ * const first = logChanges(nothingLogged, {
+ *   kind: "rejected",
+ *   error: "bad CIDR",
+ *   keepingLastGood: true,
+ * });
+ * assert.equal(first.lines[0].level, "error");
+ * const again = logChanges(first.logged, { kind: "rejected", error: "bad CIDR", keepingLastGood: true });
+ * assert.deepEqual(again.lines, []); // the same rejection is not logged twice
+ * assert.deepEqual(logChanges(again.logged, { kind: "valid" }).lines, [
+ *   { level: "info", message: "the configuration is valid again" },
+ * ]);
+ * ```
+ *
+ * @module
+ */
+
+import type { Family } from "../net/cidr.ts";
+import type { ConfigDirContents } from "../config/directory.ts";
+import type { EffectiveConfig } from "../config/merge.ts";
+import { ignoredEntryMessage } from "../config/parse.ts";
+import { formatLocation, type Located } from "../base/source.ts";
+import type { DesiredChain } from "../policy/chain.ts";
+import type { DataplaneName, FamilyOutcome } from "../policy/dataplane.ts";
+import type { LoadedConfig } from "../policy/desired.ts";
+import { chainRuleLines } from "../iptables/render.ts";
+
+/** One line for the logger: `log[level](message, fields)`. */
+export interface LogLine {
+  /** The logger method: debug lines appear from `--v=2` on. */
+  readonly level: "debug" | "info" | "warn" | "error";
+  /** The message. */
+  readonly message: string;
+  /** Structured fields, when the line has any. */
+  readonly fields?: Readonly<Record<string, unknown>>;
+}
+
+/** What was logged already: enough to log each thing once, and again only when it changes. */
+export interface Logged {
+  /** The names of ignored entries warned about: once per name for the agent's lifetime. */
+  readonly ignoredEntries: ReadonlySet<string>;
+  /** The rejection last logged; undefined while the configuration is valid. */
+  readonly configError?: string;
+  /** The configuration as last logged; another one is logged in full. */
+  readonly config?: string;
+  /** Each family's desired chain as last logged ({@link chainIdentity}). */
+  readonly chains: Readonly<Partial<Record<Family, string>>>;
+  /**
+   * The families whose live rules matched their desired chain since it last changed: a write
+   * there repairs drift. After a change, the next write is the change being made.
+   */
+  readonly inSync: ReadonlySet<Family>;
+}
+
+/** Before the first reconcile. */
+export const nothingLogged: Logged = { ignoredEntries: new Set(), chains: {}, inSync: new Set() };
+
+/** What happened in a reconcile, in the order the loop sees it. */
+export type LogEvent =
+  | {
+    /** The config directory was read. */
+    readonly kind: "read";
+    readonly configDir: string;
+    readonly contents: ConfigDirContents;
+  }
+  | {
+    /** Bytes other than the last good ones loaded into these desired chains. */
+    readonly kind: "loaded";
+    readonly configDir: string;
+    readonly loaded: LoadedConfig;
+    readonly desired: readonly DesiredChain[];
+    readonly resyncIntervalMs: number;
+    /** The iptables dataplane's rules are also logged in `iptables-save` syntax at `--v=2`. */
+    readonly dataplane: DataplaneName;
+  }
+  | {
+    /** The configuration read is valid (loaded, or the last good bytes again). */
+    readonly kind: "valid";
+  }
+  | {
+    /** The configuration read is invalid, and the loop keeps running. */
+    readonly kind: "rejected";
+    readonly error: string;
+    /** Whether a last good configuration stays applied (or no rules are, yet). */
+    readonly keepingLastGood: boolean;
+  }
+  | {
+    /** The dataplane planned, and wrote where the plan said to. */
+    readonly kind: "applied";
+    readonly outcomes: readonly FamilyOutcome[];
+  };
+
+/** The lines to log for `event`, and the record that remembers them. */
+export function logChanges(
+  logged: Logged,
+  event: LogEvent,
+): { readonly lines: LogLine[]; readonly logged: Logged } {
+  switch (event.kind) {
+    case "read":
+      return ignoredEntriesRead(logged, event.configDir, event.contents);
+    case "loaded":
+      return configLoaded(logged, event);
+    case "valid":
+      if (logged.configError === undefined) return { lines: [], logged };
+      return {
+        lines: [line("info", "the configuration is valid again")],
+        logged: { ...logged, configError: undefined },
+      };
+    case "rejected":
+      return {
+        lines: logged.configError === event.error ? [] : [line(
+          "error",
+          event.keepingLastGood
+            ? "configuration rejected; keeping the last good configuration applied"
+            : "configuration rejected; no rules are applied until the configuration is valid",
+          { error: event.error },
+        )],
+        logged: { ...logged, configError: event.error },
+      };
+    case "applied":
+      return applied(logged, event.outcomes);
+  }
+}
+
+/**
+ * A desired chain as the rules see it: its data without provenance, so a CIDR moved to another
+ * line or file makes the same chain, while any change a dataplane renders (a CIDR, the order,
+ * the link-local exemption, a setting) makes another one (tests/agent/log_changes_test.ts).
+ */
+export function chainIdentity(chain: DesiredChain): string {
+  // Every Located value's provenance is its `at`; addresses are bigints, which JSON lacks.
+  return JSON.stringify(
+    chain,
+    (key, value) => key === "at" ? undefined : typeof value === "bigint" ? value.toString() : value,
+  );
+}
+
+function ignoredEntriesRead(logged: Logged, configDir: string, contents: ConfigDirContents) {
+  const names = contents.kind === "files" ? contents.ignored ?? [] : [];
+  const unwarned = names.filter((name) => !logged.ignoredEntries.has(name));
+  if (unwarned.length === 0) return { lines: [], logged };
+  return {
+    lines: unwarned.map((name) =>
+      line("warn", ignoredEntryMessage(configDir, name), { ignored: name })
+    ),
+    logged: { ...logged, ignoredEntries: new Set([...logged.ignoredEntries, ...unwarned]) },
+  };
+}
+
+function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" }>) {
+  const { loaded: { effective, findings, directoryMissing }, configDir, resyncIntervalMs } = event;
+  const config = JSON.stringify({
+    files: effective.files,
+    nonMasqueradeCIDRs: effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text),
+    // Only when set, so the line is unchanged for configs without them.
+    ...cidrKey("masqueradeCIDRs", effective.masqueradeCidrs),
+    ...cidrKey("nonMasqueradeSrcCIDRs", effective.nonMasqueradeSrcCidrs),
+    ...outputKeys(effective),
+    masqLinkLocal: effective.masqLinkLocal.value,
+    masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
+    resyncInterval: `${resyncIntervalMs / 1000}s`,
+  });
+  if (config === logged.config) return { lines: [], logged };
+  const lines: LogLine[] = [];
+  const info = (message: string, fields?: Record<string, unknown>) =>
+    lines.push(line("info", message, fields));
+  if (directoryMissing) {
+    info(`config directory ${configDir} does not exist; using the defaults`);
+  } else if (effective.files.length === 0) {
+    info(`no ip-masq* file in ${configDir}; using the defaults`);
+  } else if (effective.defaultNonMasqueradeCidrs) {
+    info(
+      "no config file names nonMasqueradeCIDRs; the default nonMasqueradeCIDRs stand " +
+        `(${effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text).join(", ")})`,
+    );
+  }
+  // The whole list at --v=0 was one line of 183 KB at 10,000 CIDRs: a summary here; --v=2
+  // logs every CIDR and rule below, one line each, with the file and line it came from.
+  info("effective configuration", { config: configSummary(effective, resyncIntervalMs) });
+  for (const finding of findings) {
+    lines.push(line("warn", finding.message, { finding: finding.kind }));
+  }
+  const chains = { ...logged.chains };
+  const inSync = new Set(logged.inSync);
+  for (const chain of event.desired) {
+    const identity = chainIdentity(chain);
+    if (chains[chain.family] === identity) continue;
+    chains[chain.family] = identity;
+    inSync.delete(chain.family);
+    lines.push(...desiredChainLines(chain, event.dataplane));
+  }
+  return { lines, logged: { ...logged, config, chains, inSync } };
+}
+
+/** One line saying what the chain does, then at `--v=2` every CIDR with where it came from. */
+function desiredChainLines(chain: DesiredChain, dataplane: DataplaneName): LogLine[] {
+  const lines = [line(
+    "info",
+    `desired ${chain.family} rules: ${chain.exemptions.length} ` +
+      `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
+      (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
+      (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
+  )];
+  const debug = (message: string, from?: Located<unknown>) =>
+    lines.push(line("debug", message, from && { from: formatLocation(from.at) }));
+  if (chain.outputAddress) {
+    debug(`  SNAT to ${chain.outputAddress.value.text}`, chain.outputAddress);
+  }
+  if (chain.outputInterface) {
+    debug(`  only by ${chain.outputInterface.value}`, chain.outputInterface);
+  }
+  for (const cidr of chain.sourceExemptions ?? []) {
+    debug(`  RETURN source ${cidr.value.text}`, cidr);
+  }
+  for (const cidr of chain.exemptions) debug(`  RETURN ${cidr.value.text}`, cidr);
+  for (const cidr of chain.masqueradeExceptions ?? []) {
+    debug(`  MASQUERADE exception ${cidr.value.text}`, cidr);
+  }
+  // The nftables dataplane's rules are not iptables lines; `--dry-run` prints its table.
+  const rules = dataplane === "iptables" ? chainRuleLines(chain) : [];
+  for (const rule of rules) debug(`  ${rule}`);
+  return lines;
+}
+
+function applied(logged: Logged, outcomes: readonly FamilyOutcome[]) {
+  // A steady resync, the common case: nothing to log, and the record stays as it is.
+  const steady = outcomes.every(({ family, plan }) =>
+    plan.payload === null && logged.inSync.has(family)
+  );
+  if (steady) return { lines: [], logged };
+  const lines: LogLine[] = [];
+  const inSync = new Set(logged.inSync);
+  for (const { family, plan } of outcomes) {
+    if (plan.payload !== null) {
+      const what = plan.drift.map((drift) => drift.message).join("; ");
+      lines.push(
+        inSync.has(family)
+          ? line("warn", `drift repaired (${family}): ${what}`)
+          : line("info", `rules written (${family}): ${what}`),
+      );
+    }
+    inSync.add(family);
+  }
+  return { lines, logged: { ...logged, inSync } };
+}
+
+/** A line, without `fields` when it has none. */
+function line(level: LogLine["level"], message: string, fields?: Record<string, unknown>): LogLine {
+  return fields ? { level, message, fields } : { level, message };
+}
+
+/** Issue 17's keys, only when set, so a log line is unchanged for configs without them. */
+function outputKeys(effective: EffectiveConfig): Record<string, string> {
+  return {
+    ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
+    ...(effective.outputAddressIPv6
+      ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
+      : {}),
+    ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
+  };
+}
+
+/** The CIDRs shown by name in the `--v=0` summary; beyond them, only how many more. */
+const summaryCidrs = 8;
+
+/**
+ * The effective configuration for the `--v=0` log: each list's first CIDRs and how many there
+ * are, so the line stays short whatever the config holds.
+ */
+function configSummary(effective: EffectiveConfig, resyncIntervalMs: number): string {
+  const list = (cidrs: readonly { readonly value: { readonly text: string } }[]) => {
+    const shown = cidrs.slice(0, summaryCidrs).map((cidr) => cidr.value.text);
+    return cidrs.length <= summaryCidrs ? shown : [
+      ...shown,
+      `... ${cidrs.length - summaryCidrs} more (${cidrs.length} in all; --v=2 lists them)`,
+    ];
+  };
+  const files = effective.files.length <= summaryCidrs ? effective.files : [
+    ...effective.files.slice(0, summaryCidrs),
+    `... ${effective.files.length - summaryCidrs} more`,
+  ];
+  return JSON.stringify({
+    files,
+    nonMasqueradeCIDRs: list(effective.nonMasqueradeCidrs),
+    ...(effective.defaultNonMasqueradeCidrs && effective.files.length > 0
+      ? { nonMasqueradeCIDRsFrom: "defaults (no file names nonMasqueradeCIDRs)" }
+      : {}),
+    ...(effective.masqueradeCidrs.length === 0
+      ? {}
+      : { masqueradeCIDRs: list(effective.masqueradeCidrs) }),
+    ...(effective.nonMasqueradeSrcCidrs.length === 0
+      ? {}
+      : { nonMasqueradeSrcCIDRs: list(effective.nonMasqueradeSrcCidrs) }),
+    masqLinkLocal: effective.masqLinkLocal.value,
+    masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
+    ...outputKeys(effective),
+    resyncInterval: `${resyncIntervalMs / 1000}s`,
+  });
+}
+
+function cidrKey(key: string, cidrs: readonly { readonly value: { readonly text: string } }[]) {
+  return cidrs.length === 0 ? {} : { [key]: cidrs.map((cidr) => cidr.value.text) };
+}
