@@ -9,10 +9,11 @@ import { Agent } from "./lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
 import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/cli/flags.ts";
-import { chooseMode } from "./lib/iptables/mode_detection.ts";
+import { detectMode, hostDetectionDeps } from "./lib/iptables/mode_detection.ts";
 import {
   chosenDataplane,
   cleanupTargets,
+  type NetfilterHost,
   probeRandomFully,
   removeOursFromOtherBackend,
 } from "./lib/cli/netfilter.ts";
@@ -62,8 +63,12 @@ async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   const modeDeps: ModeDeps = { flags, log, print, readConfigDir, commandLine };
   if (flags.dryRun) return await dryRun(modeDeps);
   if (flags.explain.length > 0) return await explainMode(modeDeps, nodeTables(flags));
-  const { mode, evidence } = await chooseMode(flags.iptablesMode);
-  if (flags.cleanup) return await cleanup(modeDeps, await cleanupTargets(flags, mode));
+  const { decision: { mode, evidence }, legacyDumps } = await detectMode(
+    flags.iptablesMode,
+    hostDetectionDeps,
+  );
+  const host: NetfilterHost = { ...hostDetectionDeps, legacyDumps };
+  if (flags.cleanup) return await cleanup(modeDeps, await cleanupTargets(flags, mode, host));
   if (!flags.check) {
     log.info(
       `starting ${versionText()}; dataplane ${flags.dataplane}; iptables mode ${mode} (${evidence})`,
@@ -74,10 +79,10 @@ async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   // nft has had fully-random since 0.9.0 (2018): nothing to probe.
   const randomFullySupported = nftables
     ? { ipv4: true, ipv6: true }
-    : await probeRandomFully(flags, log, mode);
-  const dataplane = await chosenDataplane(flags, log, mode);
+    : await probeRandomFully(flags, log, mode, host);
+  const dataplane = await chosenDataplane(flags, log, mode, host);
   if (flags.check) return await check(modeDeps, dataplane, randomFullySupported);
-  if (!nftables) await removeOursFromOtherBackend(flags, log, mode);
+  if (!nftables) await removeOursFromOtherBackend(flags, log, mode, host);
 
   const agent = new Agent({
     flags,
