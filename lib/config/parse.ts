@@ -183,7 +183,39 @@ export function parseConfigFile(
 ): Result<FileConfig, ConfigProblem[]> {
   const decoded = decodeText(file, bytes);
   if (!decoded.ok) return err([decoded.error]);
-  return parseConfigText(file, decoded.value, options);
+  const text = decoded.value;
+  const first = firstParses.get(file);
+  if (first !== null) firstParses.set(file, null);
+  if (first && first.text === text && first.enableIpv6 === options.enableIpv6) return first.result;
+  const result = checkControlCharacters(file, text) ?? parseConfigText(file, text, options);
+  if (first === undefined) firstParses.set(file, { text, enableIpv6: options.enableIpv6, result });
+  return result;
+}
+
+/**
+ * Each file's first parse, kept for its next parse only (null once that took it). Start-up
+ * loads the config twice within milliseconds: main.ts reads the settings keys
+ * (`flagsWithSettings`), then the agent's first reconcile loads it again; at 100,000 CIDRs each
+ * load cost ~1 s of CPU under `--lite-mode`, at 10,000 ~90 ms (docs/benchmarks.md, issue 18).
+ * Parsing is pure, so the same file, text and options give the same result, and a running agent
+ * keeps nothing here (a path and a null per file). The string comparison is native: well under
+ * a millisecond for a 1 MiB file.
+ */
+const firstParses = new Map<
+  string,
+  { text: string; enableIpv6: boolean; result: Result<FileConfig, ConfigProblem[]> } | null
+>();
+
+function checkControlCharacters(
+  file: string,
+  text: string,
+): Result<FileConfig, ConfigProblem[]> | undefined {
+  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
+  // deno-lint-ignore no-control-regex -- finding control characters is the point
+  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+  if (!control) return undefined;
+  const line = text.slice(0, control.index).split("\n").length;
+  return err([{ at: { file, line }, message: "file contains binary control characters" }]);
 }
 
 function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProblem> {
@@ -202,13 +234,6 @@ function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProbl
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return err({ at, message: "file is not valid UTF-8 text" });
-  }
-  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
-  // deno-lint-ignore no-control-regex -- finding control characters is the point
-  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
-  if (control) {
-    const line = text.slice(0, control.index).split("\n").length;
-    return err({ at: { file, line }, message: "file contains binary control characters" });
   }
   return ok(text);
 }
