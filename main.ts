@@ -5,6 +5,8 @@
  * @module
  */
 
+// First, so that parse.ts, evaluated later, loads the yaml package only when a file needs it.
+import "./lib/config/yaml_on_demand.ts";
 import { Agent } from "./lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
@@ -20,6 +22,7 @@ import {
 import { type Logger, setUpLogging } from "./lib/base/log.ts";
 import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/cli/one_shot.ts";
 import type { CommandLine } from "./lib/config/settings.ts";
+import { type ConfigDirContents, prepareParse } from "./lib/config/parse.ts";
 import { explainMode, nodeTables } from "./lib/cli/explain_run.ts";
 import { installSignalHandlers } from "./lib/agent/signals.ts";
 import { versionText } from "./lib/cli/version.ts";
@@ -57,10 +60,17 @@ async function main(args: readonly string[]): Promise<number> {
   }
 }
 
+/** Every read of the config directory, ready to parse: `yaml` is loaded if a file needs it. */
+async function readConfig(dir: string): Promise<ConfigDirContents> {
+  const contents = await readConfigDir(dir);
+  await prepareParse(contents);
+  return contents;
+}
+
 async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   // The config's settings (masqChain, toPorts, ...) apply before anything is composed from them.
-  const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfigDir);
-  const modeDeps: ModeDeps = { flags, log, print, readConfigDir, commandLine };
+  const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfig);
+  const modeDeps: ModeDeps = { flags, log, print, readConfigDir: readConfig, commandLine };
   if (flags.dryRun) return await dryRun(modeDeps);
   if (flags.explain.length > 0) return await explainMode(modeDeps, nodeTables(flags));
   const { decision: { mode, evidence }, legacyDumps } = await detectMode(
@@ -88,7 +98,7 @@ async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
     flags,
     commandLine,
     log,
-    readConfigDir,
+    readConfigDir: readConfig,
     dataplane,
     randomFullySupported,
     watch: watchConfigDir,
