@@ -23,7 +23,6 @@ import { type Logger, setUpLogging } from "./lib/base/log.ts";
 import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/cli/one_shot.ts";
 import type { CommandLine } from "./lib/config/settings.ts";
 import { type ConfigDirContents, prepareParse } from "./lib/config/parse.ts";
-import { explainMode, nodeTables } from "./lib/cli/explain_run.ts";
 import { installSignalHandlers } from "./lib/agent/signals.ts";
 import { versionText } from "./lib/cli/version.ts";
 
@@ -72,7 +71,12 @@ async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfig);
   const modeDeps: ModeDeps = { flags, log, print, readConfigDir: readConfig, commandLine };
   if (flags.dryRun) return await dryRun(modeDeps);
-  if (flags.explain.length > 0) return await explainMode(modeDeps, nodeTables(flags));
+  if (flags.explain.length > 0) {
+    // Loaded only for --explain: its modules (the tracer, the decision walk) cost the running
+    // agent ~1.5 MiB of RSS otherwise (docs/benchmarks.md, issue 18).
+    const { explainMode, nodeTables } = await import("./lib/cli/explain_run.ts");
+    return await explainMode(modeDeps, nodeTables(flags));
+  }
   const { decision: { mode, evidence }, legacyDumps } = await detectMode(
     flags.iptablesMode,
     hostDetectionDeps,
