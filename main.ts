@@ -5,21 +5,24 @@
  * @module
  */
 
+// First, so that parse.ts, evaluated later, loads the yaml package only when a file needs it.
+import "./lib/config/yaml_on_demand.ts";
 import { Agent } from "./lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
 import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/config/flags.ts";
-import { chooseMode } from "./lib/iptables/mode_detection.ts";
+import { detectMode, hostDetectionDeps } from "./lib/iptables/mode_detection.ts";
 import {
   chosenDataplane,
   cleanupTargets,
+  type NetfilterHost,
   probeRandomFully,
   removeOursFromOtherBackend,
 } from "./lib/cli/netfilter.ts";
 import { type Logger, setUpLogging } from "./lib/base/log.ts";
 import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/cli/one_shot.ts";
 import type { CommandLine } from "./lib/config/settings.ts";
-import { explainMode, nodeTables } from "./lib/cli/explain_run.ts";
+import { type ConfigDirContents, prepareParse } from "./lib/config/parse.ts";
 import { installSignalHandlers } from "./lib/agent/signals.ts";
 import { versionText } from "./lib/cli/version.ts";
 
@@ -56,14 +59,30 @@ async function main(args: readonly string[]): Promise<number> {
   }
 }
 
+/** Every read of the config directory, ready to parse: `yaml` is loaded if a file needs it. */
+async function readConfig(dir: string): Promise<ConfigDirContents> {
+  const contents = await readConfigDir(dir);
+  await prepareParse(contents);
+  return contents;
+}
+
 async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   // The config's settings (masqChain, toPorts, ...) apply before anything is composed from them.
-  const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfigDir);
-  const modeDeps: ModeDeps = { flags, log, print, readConfigDir, commandLine };
+  const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfig);
+  const modeDeps: ModeDeps = { flags, log, print, readConfigDir: readConfig, commandLine };
   if (flags.dryRun) return await dryRun(modeDeps);
-  if (flags.explain.length > 0) return await explainMode(modeDeps, nodeTables(flags));
-  const { mode, evidence } = await chooseMode(flags.iptablesMode);
-  if (flags.cleanup) return await cleanup(modeDeps, await cleanupTargets(flags, mode));
+  if (flags.explain.length > 0) {
+    // Loaded only for --explain: its modules (the tracer, the decision walk) cost the running
+    // agent ~1.5 MiB of RSS otherwise (docs/benchmarks.md, issue 18).
+    const { explainMode, nodeTables } = await import("./lib/cli/explain_run.ts");
+    return await explainMode(modeDeps, nodeTables(flags));
+  }
+  const { decision: { mode, evidence }, legacyDumps } = await detectMode(
+    flags.iptablesMode,
+    hostDetectionDeps,
+  );
+  const host: NetfilterHost = { ...hostDetectionDeps, legacyDumps };
+  if (flags.cleanup) return await cleanup(modeDeps, await cleanupTargets(flags, mode, host));
   if (!flags.check) {
     log.info(
       `starting ${versionText()}; dataplane ${flags.dataplane}; iptables mode ${mode} (${evidence})`,
@@ -74,16 +93,16 @@ async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   // nft has had fully-random since 0.9.0 (2018): nothing to probe.
   const randomFullySupported = nftables
     ? { ipv4: true, ipv6: true }
-    : await probeRandomFully(flags, log, mode);
-  const dataplane = await chosenDataplane(flags, log, mode);
+    : await probeRandomFully(flags, log, mode, host);
+  const dataplane = await chosenDataplane(flags, log, mode, host);
   if (flags.check) return await check(modeDeps, dataplane, randomFullySupported);
-  if (!nftables) await removeOursFromOtherBackend(flags, log, mode);
+  if (!nftables) await removeOursFromOtherBackend(flags, log, mode, host);
 
   const agent = new Agent({
     flags,
     commandLine,
     log,
-    readConfigDir,
+    readConfigDir: readConfig,
     dataplane,
     randomFullySupported,
     watch: watchConfigDir,

@@ -216,6 +216,14 @@ async function spawnToApplied(
           writes.at(-1)?.call.slice(0, 60)
         }), RSS 3 s later ${fmt(mem.rss, 1)} MiB, peak ${fmt(mem.hwm, 1)} MiB`,
     );
+    if (run === 1) {
+      // Where the start goes, launch by launch: each tool's completion after spawn.
+      progress(
+        `     launches of run 1 (completion after spawn):\n${
+          calls.map((c) => `       +${c.at - spawnedAt} ms ${c.call.slice(0, 90)}`).join("\n")
+        }`,
+      );
+    }
     if (run > 0) samples.push(sample);
   }
   return samples;

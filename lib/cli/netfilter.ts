@@ -18,9 +18,25 @@ import { iptablesDataplane } from "../iptables/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { natTableClient, probeVersion } from "../iptables/client.ts";
 import type { Logger } from "../base/log.ts";
-import { otherBackendPresent } from "../iptables/mode_detection.ts";
+import { type DetectionDeps, otherBackendPresent } from "../iptables/mode_detection.ts";
+import type { LegacyDump } from "../iptables/mode.ts";
 import type { CleanupTarget } from "./one_shot.ts";
 import { nftClient, nftProgram } from "../nftables/client.ts";
+
+/**
+ * What the composition needs from the host: the seam every tool runs through (tests pass a
+ * fake and run without root), and the legacy dumps the mode detection already read, from which
+ * whether legacy's nat table is loaded is answered without dumping it again.
+ */
+export interface NetfilterHost extends DetectionDeps {
+  /** The detection's legacy dumps per family (`detectMode`'s `legacyDumps`); none: dump again. */
+  readonly legacyDumps?: Partial<Record<Family, LegacyDump>>;
+}
+
+/** Whether `other` may hold rules of ours for `family`, from the detection's dump if it is whole. */
+function otherPresent(host: NetfilterHost, other: IptablesMode, family: Family) {
+  return otherBackendPresent(other, family, host, host.legacyDumps?.[family]);
+}
 
 /**
  * Every program the agent may run: the iptables backends' own tools, then `nft`. The permission
@@ -38,8 +54,16 @@ function otherMode(mode: IptablesMode): IptablesMode {
  * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
  * comes back after we removed it is warned about once (another ip-masq-agent manages it).
  */
-function iptablesOf(flags: AgentFlags, mode: IptablesMode, log?: Logger): Dataplane {
-  const clients = { ipv4: natTableClient("ipv4", mode), ipv6: natTableClient("ipv6", mode) };
+function iptablesOf(
+  flags: AgentFlags,
+  mode: IptablesMode,
+  host: NetfilterHost,
+  log?: Logger,
+): Dataplane {
+  const clients = {
+    ipv4: natTableClient("ipv4", mode, host.exec),
+    ipv6: natTableClient("ipv6", mode, host.exec),
+  };
   const onAnotherAgent = (family: Family, chain: string) =>
     log?.warn(anotherAgentMessage(chain, family, flags.masqChain), { chain, family });
   return iptablesDataplane(clients, flags.masqChain, undefined, onAnotherAgent);
@@ -62,18 +86,19 @@ export async function chosenDataplane(
   flags: AgentFlags,
   log: Logger,
   mode: IptablesMode,
+  host: NetfilterHost,
 ): Promise<Dataplane> {
-  const nftables = nftablesDataplane(nftClient());
+  const nftables = nftablesDataplane(nftClient(host.exec));
   const onRetiredError = (label: string, family: Family, error: unknown) =>
     log.warn(`could not remove our rules from ${label} (${family}); retrying next reconcile`, {
       error: formatErrorChain(error),
     });
   if (flags.dataplane === "iptables") {
-    return switchingDataplane(iptablesOf(flags, mode, log), [nftables], onRetiredError);
+    return switchingDataplane(iptablesOf(flags, mode, host, log), [nftables], onRetiredError);
   }
-  const retired = [iptablesOf(flags, mode)];
-  if (await otherBackendPresent(otherMode(mode), "ipv4")) {
-    retired.push(iptablesOf(flags, otherMode(mode)));
+  const retired = [iptablesOf(flags, mode, host)];
+  if (await otherPresent(host, otherMode(mode), "ipv4")) {
+    retired.push(iptablesOf(flags, otherMode(mode), host));
   }
   return switchingDataplane(nftables, retired, onRetiredError);
 }
@@ -85,17 +110,18 @@ export async function chosenDataplane(
 export async function cleanupTargets(
   flags: AgentFlags,
   mode: IptablesMode,
+  host: NetfilterHost,
 ): Promise<CleanupTarget[]> {
   const targets: CleanupTarget[] = [];
-  const iptables = iptablesOf(flags, mode);
-  const other = iptablesOf(flags, otherMode(mode));
-  const nftables = nftablesDataplane(nftClient());
+  const iptables = iptablesOf(flags, mode, host);
+  const other = iptablesOf(flags, otherMode(mode), host);
+  const nftables = nftablesDataplane(nftClient(host.exec));
   for (const family of ["ipv4", "ipv6"] as const) {
     const ipv6Optional = family === "ipv6" && !flags.enableIpv6;
     const chosen = (dataplane: "iptables" | "nftables") =>
       flags.dataplane === dataplane && !ipv6Optional;
     targets.push({ dataplane: iptables, family, name: mode, optional: !chosen("iptables") });
-    if (await otherBackendPresent(otherMode(mode), family)) {
+    if (await otherPresent(host, otherMode(mode), family)) {
       targets.push({ dataplane: other, family, name: otherMode(mode), optional: true });
     }
     targets.push({
@@ -117,12 +143,13 @@ export async function removeOursFromOtherBackend(
   flags: AgentFlags,
   log: Logger,
   mode: IptablesMode,
+  host: NetfilterHost,
 ): Promise<void> {
   const other = otherMode(mode);
   for (const family of enabledFamilies(flags)) {
     try {
-      if (!(await otherBackendPresent(other, family))) continue;
-      const plan = await removeAll(iptablesOf(flags, other), family);
+      if (!(await otherPresent(host, other, family))) continue;
+      const plan = await removeAll(iptablesOf(flags, other, host), family);
       if (plan.payload === null) continue;
       log.warn(
         `removed our rules from the ${other} backend (${family}), which this node does not use: ` +
@@ -145,10 +172,11 @@ export async function probeRandomFully(
   flags: AgentFlags,
   log: Logger,
   mode: IptablesMode,
+  host: NetfilterHost,
 ): Promise<Record<Family, boolean>> {
   const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
   for (const family of enabledFamilies(flags)) {
-    const version = await probeVersion(mode, family);
+    const version = await probeVersion(mode, family, host.exec);
     supported[family] = version.randomFullySupported;
     if (flags.check) continue;
     log.info(

@@ -8,23 +8,12 @@
  * @module
  */
 
-// The package's ES module build (deno.json maps "yaml" to it) with the types of the same locked
-// version: loaded as npm/CommonJS it costs ~7 MiB more RSS (docs/benchmarks.md).
+// Types only: the `yaml` package itself is loaded on demand (full_parse.ts, loadFullYaml).
 // @ts-types="npm:yaml"
-import {
-  type Alias,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node,
-  parseDocument,
-  visit,
-} from "yaml";
+import type { Alias, Document, Node, Scalar, YAMLMap, YAMLSeq } from "yaml";
 import type { IpAddress } from "../net/address.ts";
 import { type Cidr, parseCidr } from "../net/cidr.ts";
-import { type FastScalar, parseFastYaml } from "./fast_parse.ts";
+import { type FastDocument, type FastScalar, parseFastYaml } from "./fast_parse.ts";
 import type { ConfigProblem } from "./problems.ts";
 import { parseGoDuration, resyncIntervalBoundsMs, resyncIntervalBoundsText } from "./duration.ts";
 import { parseInterfaceName, parseOutputAddress } from "./output.ts";
@@ -127,8 +116,6 @@ export const defaultCidrLimit = 64;
 export const maxConfigFileBytes = 1024 * 1024;
 const maxCidrLimit = 100_000;
 const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
-/** Anchors are legal YAML; hundreds of aliases are an expansion bomb. */
-const maxAliasCount = 100;
 
 const knownKeys = [
   "nonMasqueradeCIDRs",
@@ -183,7 +170,39 @@ export function parseConfigFile(
 ): Result<FileConfig, ConfigProblem[]> {
   const decoded = decodeText(file, bytes);
   if (!decoded.ok) return err([decoded.error]);
-  return parseConfigText(file, decoded.value, options);
+  const text = decoded.value;
+  const first = firstParses.get(file);
+  if (first !== null) firstParses.set(file, null);
+  if (first && first.text === text && first.enableIpv6 === options.enableIpv6) return first.result;
+  const result = checkControlCharacters(file, text) ?? parseConfigText(file, text, options);
+  if (first === undefined) firstParses.set(file, { text, enableIpv6: options.enableIpv6, result });
+  return result;
+}
+
+/**
+ * Each file's first parse, kept for its next parse only (null once that took it). Start-up
+ * loads the config twice within milliseconds: main.ts reads the settings keys
+ * (`flagsWithSettings`), then the agent's first reconcile loads it again; at 100,000 CIDRs each
+ * load cost ~1 s of CPU under `--lite-mode`, at 10,000 ~90 ms (docs/benchmarks.md, issue 18).
+ * Parsing is pure, so the same file, text and options give the same result, and a running agent
+ * keeps nothing here (a path and a null per file). The string comparison is native: well under
+ * a millisecond for a 1 MiB file.
+ */
+const firstParses = new Map<
+  string,
+  { text: string; enableIpv6: boolean; result: Result<FileConfig, ConfigProblem[]> } | null
+>();
+
+function checkControlCharacters(
+  file: string,
+  text: string,
+): Result<FileConfig, ConfigProblem[]> | undefined {
+  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
+  // deno-lint-ignore no-control-regex -- finding control characters is the point
+  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+  if (!control) return undefined;
+  const line = text.slice(0, control.index).split("\n").length;
+  return err([{ at: { file, line }, message: "file contains binary control characters" }]);
 }
 
 function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProblem> {
@@ -203,13 +222,6 @@ function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProbl
   } catch {
     return err({ at, message: "file is not valid UTF-8 text" });
   }
-  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
-  // deno-lint-ignore no-control-regex -- finding control characters is the point
-  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
-  if (control) {
-    const line = text.slice(0, control.index).split("\n").length;
-    return err({ at: { file, line }, message: "file contains binary control characters" });
-  }
   return ok(text);
 }
 
@@ -224,7 +236,7 @@ export function parseConfigText(
   text: string,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const fast = parseFastYaml(text);
+  const fast = takePrepared(file, text) ?? parseFastYaml(text);
   if (fast === undefined) return parseConfigTextFully(file, text, options);
   const locate = (node: Node | null | undefined): SourceLocation => {
     const at = node as unknown as FastScalar | null | undefined;
@@ -239,57 +251,99 @@ export function parseConfigTextFully(
   text: string,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const lineCounter = new LineCounter();
-  const document = parseDocument(text, {
-    version: "1.1",
-    lineCounter,
-    // Duplicate keys are reported by the validator, which names the key (also case variants).
-    uniqueKeys: false,
-    prettyErrors: false,
-  });
-  const locateOffset = (offset: number | undefined): SourceLocation => {
-    if (offset === undefined) return { file };
-    const { line, col } = lineCounter.linePos(offset);
-    return { file, line, column: col };
-  };
-  const locate = (node: Node | null | undefined) => locateOffset(node?.range?.[0]);
-  // The parser reports a stack overflow at whatever depth the stack ran out, which differs from
-  // call to call; one stable message keeps "log an unchanged error once" working.
-  if (document.errors.some((error) => error.code === "RESOURCE_EXHAUSTION")) {
-    return err([{ at: { file }, message: "not valid YAML or JSON: nested too deeply to parse" }]);
-  }
-  if (document.errors.length > 0) {
-    return err(document.errors.map((error) => ({
-      // With prettyErrors off the parser leaves linePos unset; the offset is always there.
-      at: locateOffset(error.pos[0]),
-      message: error.code === "MULTIPLE_DOCS"
-        ? "not valid YAML or JSON: multiple documents (separated by ---); a config file holds one"
-        : `not valid YAML or JSON: ${firstLine(error.message)}`,
-    })));
-  }
-  const aliases: Alias[] = [];
-  visit(document, { Alias: (_, alias) => void aliases.push(alias) });
-  if (aliases.length > maxAliasCount) {
-    return err([{
-      at: locate(aliases[maxAliasCount]),
-      message: `too many YAML aliases (${aliases.length}, at most ${maxAliasCount})`,
-    }]);
-  }
-  // The parser accepts an alias to an anchor that does not exist; read as null it would drop the
-  // key ("nonMasqueradeCIDRs: *typo" would masquerade everything).
-  const dangling = aliases.filter((alias) => alias.resolve(document) === undefined);
-  if (dangling.length > 0) {
-    return err(dangling.map((alias) => ({
-      at: locate(alias),
-      message: `alias *${alias.source} refers to no anchor defined before it`,
-    })));
-  }
+  const parsed = fullYaml().parseYamlDocument(file, text);
+  if (!parsed.ok) return parsed;
+  const document = parsed.value.document as YamlDocument;
+  const locate = parsed.value.locate as (node: Node | null | undefined) => SourceLocation;
   return new FileValidator(file, options, locate, document).validate();
 }
 
-type YamlDocument = ReturnType<typeof parseDocument>;
+type YamlDocument = Document.Parsed;
 /** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
 type ValidatedDocument = Pick<YamlDocument, "contents">;
+
+type FullYaml = typeof import("./full_parse.ts");
+let loadedFullYaml: FullYaml | undefined;
+
+/** Loads the full YAML parse (the `yaml` package), once. */
+export async function loadFullYaml(): Promise<void> {
+  loadedFullYaml ??= await import("./full_parse.ts");
+}
+
+function fullYaml(): FullYaml {
+  if (loadedFullYaml) return loadedFullYaml;
+  throw new Error(
+    "the full YAML parse is not loaded: read the config directory through prepareParse",
+  );
+}
+
+// Loaded now unless the agent's entry point asked, before this module was evaluated, for on
+// demand (yaml_on_demand.ts, main.ts's first import): every other importer (tests, lab, bench)
+// keeps the synchronous API whatever the text.
+if (!(globalThis as Record<symbol, unknown>)[Symbol.for("ip-masq-agent.yaml-on-demand")]) {
+  await loadFullYaml();
+}
+
+/**
+ * Each file's text as {@link prepareParse} last checked it, with the fast path's reading of it
+ * until {@link parseConfigText} takes that (null then): a file is read by the fast path once.
+ */
+const prepared = new Map<string, { text: string; fast: FastDocument | null }>();
+
+/**
+ * Loads the full YAML parse when a file of `contents` needs it (the fast path does not read
+ * it): the agent reads the config directory only through this (main.ts), so the parse of what
+ * was read never finds it missing. A file's text is checked once; its fast reading is kept for
+ * the parse that follows.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseConfigFile, prepareParse } from "./parse.ts";
+ *
+ * const bytes = new TextEncoder().encode("masqLinkLocal: &x true\nmasqLinkLocalIPv6: *x\n");
+ * await prepareParse({ kind: "files", files: [{ path: "/etc/config/ip-masq-agent", bytes }] });
+ * const parsed = parseConfigFile("/etc/config/ip-masq-agent", bytes, { enableIpv6: true });
+ * assert.ok(parsed.ok);
+ * assert.equal(parsed.value.masqLinkLocalIPv6?.value, true);
+ * ```
+ */
+export async function prepareParse(contents: ConfigDirContents): Promise<void> {
+  if (loadedFullYaml !== undefined || contents.kind === "missing") return;
+  for (const { path, bytes } of contents.files) {
+    const decoded = decodeText(path, bytes);
+    // Not text, or unchanged since checked: nothing to do.
+    if (!decoded.ok || prepared.get(path)?.text === decoded.value) continue;
+    const text = decoded.value;
+    // Binary control characters are an error that needs no parser.
+    const binary = checkControlCharacters(path, text) !== undefined;
+    const fast = binary ? null : parseFastYaml(text) ?? null;
+    prepared.set(path, { text, fast });
+    if (!binary && fast === null) return await loadFullYaml();
+  }
+}
+
+/** The fast reading {@link prepareParse} kept for this text, once. */
+function takePrepared(file: string, text: string): FastDocument | undefined {
+  const entry = prepared.get(file);
+  if (entry?.fast == null || entry.text !== text) return undefined;
+  const { fast } = entry;
+  entry.fast = null;
+  return fast;
+}
+
+// The `yaml` package's node identity (nodes/identity.js), which the fast path's nodes carry too:
+// the validator tells nodes apart without loading the package.
+const nodeType = Symbol.for("yaml.node.type");
+const nodeOf = (node: unknown, kind: symbol) =>
+  !!node && typeof node === "object" && (node as Record<symbol, unknown>)[nodeType] === kind;
+const [aliasKind, mapKind, scalarKind, seqKind] = ["alias", "map", "scalar", "seq"].map((kind) =>
+  Symbol.for(`yaml.${kind}`)
+);
+const isAlias = (node: unknown): node is Alias => nodeOf(node, aliasKind);
+const isMap = (node: unknown): node is YAMLMap => nodeOf(node, mapKind);
+const isScalar = (node: unknown): node is Scalar => nodeOf(node, scalarKind);
+const isSeq = (node: unknown): node is YAMLSeq => nodeOf(node, seqKind);
 
 class FileValidator {
   readonly #problems: ConfigProblem[] = [];
@@ -637,8 +691,4 @@ function describe(node: Node | null): string {
     return `${typeof node.value} ${String(node.value)}`;
   }
   return "an unsupported value";
-}
-
-function firstLine(message: string): string {
-  return message.split("\n")[0];
 }

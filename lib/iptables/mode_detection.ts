@@ -12,6 +12,7 @@ import {
   decideMode,
   type IptablesMode,
   kubeletHintChains,
+  type LegacyDump,
   type ModeDecision,
   type ModeEvidence,
 } from "./mode.ts";
@@ -48,6 +49,18 @@ async function hintIn(
   return false;
 }
 
+/** What the detection decided, and the legacy dumps it read on the way. */
+export interface Detection {
+  /** The backend, and why. */
+  readonly decision: ModeDecision;
+  /**
+   * `iptables-legacy-save` / `ip6tables-legacy-save` as the detection read them, per family
+   * (none when kubelet's hint in nft decided, or the flag did): whether legacy's nat table is
+   * loaded can be answered from them ({@link otherBackendPresent}) without a launch.
+   */
+  readonly legacyDumps: Partial<Record<Family, LegacyDump>>;
+}
+
 /**
  * `--iptables-mode`: `nft` and `legacy` are taken as given; `auto` asks the
  * node (kubelet's hint chain, then which backend holds rules).
@@ -56,14 +69,24 @@ export async function chooseMode(
   flag: "auto" | IptablesMode,
   deps: DetectionDeps = hostDetectionDeps,
 ): Promise<ModeDecision> {
-  if (flag !== "auto") return { mode: flag, evidence: `--iptables-mode=${flag}` };
+  return (await detectMode(flag, deps)).decision;
+}
+
+/** {@link chooseMode}, with the legacy dumps read on the way. */
+export async function detectMode(
+  flag: "auto" | IptablesMode,
+  deps: DetectionDeps,
+): Promise<Detection> {
+  if (flag !== "auto") {
+    return { decision: { mode: flag, evidence: `--iptables-mode=${flag}` }, legacyDumps: {} };
+  }
   let evidence: ModeEvidence = {};
   const readFailures: string[] = [];
   for (;;) {
     const step = decideMode(evidence);
     switch (step.kind) {
       case "decided":
-        return step.decision;
+        return { decision: step.decision, legacyDumps: evidence.legacy ?? {} };
       case "probe-nft-hint": {
         const found = await hintIn(deps, "nft", step.family, readFailures);
         evidence = {
@@ -80,7 +103,7 @@ export async function chooseMode(
         break;
       }
       case "count-nft-rules": {
-        const nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables, readFailures);
+        const nftRules = await countConcurrently(deps.exec, readFailures);
         evidence = { ...evidence, nftRules, readFailures: [...readFailures] };
         break;
       }
@@ -89,16 +112,40 @@ export async function chooseMode(
 }
 
 /**
+ * The nft rules of {@link countedTables}, the three listings launched together: all three are
+ * always read, so this saves two launches' wall time (~10 ms each) and changes nothing else.
+ * Counts and failures are taken in table order, and the first error in that order is thrown,
+ * as reading them one after the other would.
+ */
+async function countConcurrently(exec: Exec, failures: string[]): Promise<number> {
+  const counts = await Promise.allSettled(countedTables.map(async (table) => {
+    const own: string[] = [];
+    return { rules: await countRules(exec, "nft", "ipv4", [table], own), failures: own };
+  }));
+  let rules = 0;
+  for (const count of counts) {
+    if (count.status === "rejected") throw count.reason;
+    rules += count.value.rules;
+    failures.push(...count.value.failures);
+  }
+  return rules;
+}
+
+/**
  * Whether the backend we did not choose may hold rules of ours, asked
  * without side effects: legacy only where its nat table is already loaded
  * (listing it would load the modules), nft always (listing creates nothing).
+ * A whole dump read earlier (`known`, the detection's) answers without a launch;
+ * one that failed or stopped at kubelet's hint does not, and the dump is read again.
  */
 export async function otherBackendPresent(
   other: IptablesMode,
   family: Family,
   deps: DetectionDeps = hostDetectionDeps,
+  known?: LegacyDump,
 ): Promise<boolean> {
   if (other === "nft") return true;
+  if (known && known.failure === undefined && !known.hint) return known.tables.includes("nat");
   const dump = await dumpLegacy(scanOf(deps), family, (read) => read.tables.includes("nat"));
   return dump.tables.includes("nat");
 }

@@ -58,6 +58,67 @@ export function familyBits(family: Family): 32 | 128 {
  * ```
  */
 export function parseCidr(input: string): Result<Cidr, string> {
+  const canonical = canonicalIpv4Cidr(input);
+  return canonical ? ok(canonical) : parseCidrReference(input);
+}
+
+/**
+ * The common case read with numbers: an aligned IPv4 CIDR spelled canonically (`10.0.0.0/8`,
+ * no leading zeros), for which the text is already what iptables-save prints. The general path
+ * shifts a BigInt per octet and formats the address back: ~4.5 µs per CIDR under
+ * `--lite-mode`, 0.45 s at 100,000 CIDRs. Anything else (IPv6, an error, a leading zero)
+ * returns undefined and takes {@link parseCidrReference}, which stays the reference
+ * (tests/net/cidr_fast_test.ts requires identical results).
+ */
+function canonicalIpv4Cidr(input: string): Cidr | undefined {
+  const length = input.length;
+  let address = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  let i = 0;
+  for (; i < length; i++) {
+    const code = input.charCodeAt(i);
+    if (code >= 0x30 && code <= 0x39) {
+      if (digits > 0 && octet === 0) return undefined; // a leading zero
+      octet = octet * 10 + code - 0x30;
+      if (octet > 255) return undefined;
+      digits++;
+    } else if (code === 0x2e && digits > 0 && dots < 3) {
+      address = address * 256 + octet;
+      [octet, digits] = [0, 0];
+      dots++;
+    } else if (code === 0x2f) break;
+    else return undefined;
+  }
+  if (dots !== 3 || digits === 0 || i === length) return undefined;
+  address = address * 256 + octet;
+  let prefix = 0;
+  for (i++, digits = 0; i < length; i++, digits++) {
+    const code = input.charCodeAt(i);
+    if (code < 0x30 || code > 0x39 || (digits > 0 && prefix === 0)) return undefined;
+    prefix = prefix * 10 + code - 0x30;
+    if (prefix > 32) return undefined;
+  }
+  // Unaligned (host bits set) takes the general path, which words the error.
+  if (digits === 0 || address % 2 ** (32 - prefix) !== 0) return undefined;
+  return { family: "ipv4", address: BigInt(address), prefix, text: input };
+}
+
+/**
+ * {@link parseCidr} without its IPv4 fast path: every input, every error. Exported as the
+ * reference the fast path is tested against.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCidr, parseCidrReference } from "./cidr.ts";
+ *
+ * assert.deepEqual(parseCidrReference("10.0.0.0/8"), parseCidr("10.0.0.0/8"));
+ * assert.equal(parseCidrReference("10.0.0.0/08").ok, true); // "/08" is 8, as in Go
+ * ```
+ */
+export function parseCidrReference(input: string): Result<Cidr, string> {
   if (input.length === 0) return err("empty CIDR");
   // Never trim: a value with whitespace is almost certainly a pasted or
   // injected fragment (e.g. "10.0.0.0/8 -j ACCEPT"), not a CIDR.

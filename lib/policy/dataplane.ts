@@ -21,6 +21,9 @@ import type { Family } from "../net/cidr.ts";
 import type { DesiredChain } from "./chain.ts";
 import { ToolError } from "../base/tool.ts";
 
+/** The dataplanes `--dataplane` chooses from. */
+export type DataplaneName = "iptables" | "nftables";
+
 /** One difference found, for the logs and `--check`; `Kind` is the dataplane's own words. */
 export interface DataplaneDrift<Kind extends string = string> {
   /** The dataplane's own name for the kind of difference. */

@@ -1,0 +1,13 @@
+/**
+ * Imported first by main.ts, for its side effect: asks parse.ts, before that module is
+ * evaluated, to load the `yaml` package only when a config file needs the full YAML parse
+ * (`prepareParse`). Real ConfigMaps never do, and the package costs the agent ~4 MiB of RSS and
+ * ~15 ms of start-up (docs/benchmarks.md, issue 18). Every other importer of parse.ts (tests,
+ * lab, bench) loads it at once and keeps the synchronous API whatever the text.
+ *
+ * @module
+ */
+
+(globalThis as Record<symbol, unknown>)[Symbol.for("ip-masq-agent.yaml-on-demand")] = true;
+
+export {};
