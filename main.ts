@@ -10,7 +10,7 @@ import "./lib/config/yaml_on_demand.ts";
 import { Agent } from "./lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
-import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/config/flags.ts";
+import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/settings/flags.ts";
 import { detectMode, hostDetectionDeps } from "./lib/iptables/mode_detection.ts";
 import {
   chosenDataplane,
@@ -21,7 +21,7 @@ import {
 } from "./lib/cli/netfilter.ts";
 import { type Logger, setUpLogging } from "./lib/base/log.ts";
 import { check, cleanup, dryRun, flagsWithSettings, type ModeDeps } from "./lib/cli/one_shot.ts";
-import type { CommandLine } from "./lib/config/settings.ts";
+import type { CommandLine } from "./lib/settings/keys.ts";
 import { type ConfigDirContents, prepareParse } from "./lib/config/parse.ts";
 import { installSignalHandlers } from "./lib/agent/signals.ts";
 import { versionText } from "./lib/cli/version.ts";

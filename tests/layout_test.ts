@@ -19,6 +19,7 @@ const lib = new URL("../lib/", import.meta.url);
 const levels: readonly (readonly string[])[] = [
   ["base"],
   ["net"],
+  ["settings"],
   ["config"],
   ["policy"],
   ["iptables", "nftables"],

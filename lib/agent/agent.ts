@@ -9,13 +9,13 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import { ConfigError } from "../config/problems.ts";
+import { ConfigError } from "../base/problems.ts";
 import type { ConfigDirContents } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
 import { decideRetry, type FailureKind, initialRetryState, type RetryState } from "./backoff.ts";
 import { defaultDebouncePolicy } from "./debounce.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
-import type { AgentFlags } from "../config/flags.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import {
   defaultGcPolicy,
   gcAfterReconcile,
@@ -27,7 +27,7 @@ import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import type { DesiredChain } from "../policy/chain.ts";
 import { desiredChains, loadConfig } from "../policy/desired.ts";
-import { changedSettings, type CommandLine, type SettingKey } from "../config/settings.ts";
+import { changedSettings, type CommandLine, type SettingKey } from "../settings/keys.ts";
 import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
 import { ConfigWatch, type StartWatch } from "./config_watch.ts";

@@ -6,7 +6,7 @@
  * functions of (state, event, now), and what it logs, once per change (log_changes.ts), as one
  * of (what was logged, event); the wake-up and signal seams.
  *
- * May import: `base/`, `net/`, `config/`, `policy/`, `iptables/`, `nftables/`.
+ * May import: `base/`, `net/`, `settings/`, `config/`, `policy/`, `iptables/`, `nftables/`.
  *
  * Effects through the injected clock, exec and directory seams; `signals.ts` is the signal seam.
  *

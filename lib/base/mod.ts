@@ -3,7 +3,8 @@
  *
  * Owns: What every concern shares and none owns: the `Result` shape, quoting user input for
  * messages, provenance (`Located`, `SourceLocation`), Go's strconv pieces, the exit-code policy
- * and the printer of error chains, and the seams under every effect: `Exec` (processes),
+ * and the printer of error chains, the configuration's problems (`ConfigProblem`,
+ * `ConfigError`), and the seams under every effect: `Exec` (processes),
  * `runTool`/`ToolError` (one netfilter program and its one error type), `Clock` (time) and the
  * logger.
  *

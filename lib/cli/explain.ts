@@ -14,7 +14,7 @@ import { readOnlyWording } from "./drift_wording.ts";
 import { ForeignChainError } from "../base/errors.ts";
 import { type LiveOutcome, traceLive } from "../iptables/live_trace.ts";
 import type { EffectiveConfig } from "../config/merge.ts";
-import { iptablesMarkText, nftInterfaceName } from "../config/output.ts";
+import { iptablesMarkText, nftInterfaceName } from "../settings/output.ts";
 import { type DesiredChain, kubeProxyMarkOf } from "../policy/chain.ts";
 import { type LiveNatTable, planReconcile } from "../iptables/plan.ts";
 import { formatLocation, type Located } from "../base/source.ts";

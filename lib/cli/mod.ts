@@ -5,7 +5,7 @@
  * `--cleanup`, `--explain`), which netfilter the node runs (composition), the version line, and
  * what `main.ts` dispatches to.
  *
- * May import: `base/`, `net/`, `config/`, `policy/`, `iptables/`, `nftables/`, `agent/`.
+ * May import: `base/`, `net/`, `settings/`, `config/`, `policy/`, `iptables/`, `nftables/`, `agent/`.
  *
  * Composition and printing; `version.ts` reads Deno's version.
  *

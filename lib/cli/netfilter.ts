@@ -11,7 +11,7 @@
 import type { Family } from "../net/cidr.ts";
 import { enabledFamilies } from "../policy/desired.ts";
 import { formatErrorChain } from "../base/errors.ts";
-import type { AgentFlags } from "../config/flags.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import { allIptablesTools, type IptablesMode } from "../iptables/mode.ts";
 import { type Dataplane, removeAll, switchingDataplane } from "../policy/dataplane.ts";
 import { iptablesDataplane } from "../iptables/dataplane.ts";

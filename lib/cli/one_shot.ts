@@ -9,7 +9,7 @@ import type { Family } from "../net/cidr.ts";
 import { type ConfigDirContents, warnIgnoredEntries } from "../config/directory.ts";
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
 import { readOnlyWording } from "./drift_wording.ts";
-import type { AgentFlags } from "../config/flags.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import {
@@ -18,8 +18,8 @@ import {
   loadConfig,
   type LoadedConfig,
 } from "../policy/desired.ts";
-import { ConfigError } from "../config/problems.ts";
-import type { CommandLine } from "../config/settings.ts";
+import { ConfigError } from "../base/problems.ts";
+import type { CommandLine } from "../settings/keys.ts";
 import {
   type Dataplane,
   type DataplanePlan,

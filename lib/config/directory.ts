@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ConfigError, type ConfigProblem } from "./problems.ts";
+import { ConfigError, type ConfigProblem } from "../base/problems.ts";
 import {
   type ConfigDirContents,
   type ConfigFileBytes,

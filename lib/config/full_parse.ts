@@ -14,7 +14,7 @@
 // version: loaded as npm/CommonJS it costs ~7 MiB more RSS (docs/benchmarks.md).
 // @ts-types="npm:yaml"
 import { type Alias, LineCounter, type Node, parseDocument, visit } from "yaml";
-import type { ConfigProblem } from "./problems.ts";
+import type { ConfigProblem } from "../base/problems.ts";
 import { err, ok, type Result } from "../base/result.ts";
 import type { SourceLocation } from "../base/source.ts";
 

@@ -20,7 +20,7 @@ import {
   parseBuiltInCidr,
 } from "../net/cidr.ts";
 import type { FileConfig } from "./parse.ts";
-import type { ConfigProblem } from "./problems.ts";
+import type { ConfigProblem } from "../base/problems.ts";
 import { builtIn, formatLocation, type Located } from "../base/source.ts";
 
 /** The one configuration the agent applies, every value with where it came from. */

@@ -14,12 +14,21 @@ import type { Alias, Document, Node, Scalar, YAMLMap, YAMLSeq } from "yaml";
 import type { IpAddress } from "../net/address.ts";
 import { type Cidr, parseCidr } from "../net/cidr.ts";
 import { type FastDocument, type FastScalar, parseFastYaml } from "./fast_parse.ts";
-import type { ConfigProblem } from "./problems.ts";
-import { parseGoDuration, resyncIntervalBoundsMs, resyncIntervalBoundsText } from "./duration.ts";
-import { parseInterfaceName, parseOutputAddress } from "./output.ts";
+import type { ConfigProblem } from "../base/problems.ts";
+import {
+  parseGoDuration,
+  resyncIntervalBoundsMs,
+  resyncIntervalBoundsText,
+} from "../settings/duration.ts";
+import { parseInterfaceName, parseOutputAddress } from "../settings/output.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
-import { type LocatedSetting, parseSetting, type SettingKey, settingKeyNames } from "./settings.ts";
+import {
+  type LocatedSetting,
+  parseSetting,
+  type SettingKey,
+  settingKeyNames,
+} from "../settings/keys.ts";
 import type { Located, SourceLocation } from "../base/source.ts";
 
 /** Which entries of the config directory are config files: those whose name starts with this. */

@@ -15,7 +15,7 @@
 import { inCidr, type IpAddress } from "../net/address.ts";
 import { parseCidr } from "../net/cidr.ts";
 import type { Verdict } from "../policy/decision.ts";
-import { interfaceMatches } from "../config/output.ts";
+import { interfaceMatches } from "../settings/output.ts";
 import type { LiveNatTable } from "./plan.ts";
 
 /** The packet as the live rules see it. */

@@ -6,7 +6,7 @@
  * restore --noflush` transaction, tracing a packet through the live listing, and the one client on
  * the `Exec` seam.
  *
- * May import: `base/`, `net/`, `config/`, `policy/`.
+ * May import: `base/`, `net/`, `settings/`, `config/`, `policy/`.
  *
  * Pure, except the client and mode detection, which run programs through `Exec` only.
  *

@@ -10,8 +10,8 @@
 import type { IpAddress } from "../net/address.ts";
 import { NatTransaction } from "./restore_input.ts";
 import type { Cidr } from "../net/cidr.ts";
-import { iptablesMarkText } from "../config/output.ts";
-import { formatPortRange } from "../config/ports.ts";
+import { iptablesMarkText } from "../settings/output.ts";
+import { formatPortRange } from "../settings/ports.ts";
 import {
   type DesiredChain,
   exemptionsAreFinal,

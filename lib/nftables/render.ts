@@ -24,7 +24,7 @@ import {
   longestPrefixKeep,
   mergeIntervals,
 } from "../net/intervals.ts";
-import { nftInterfaceName, nftMarkText } from "../config/output.ts";
+import { nftInterfaceName, nftMarkText } from "../settings/output.ts";
 import {
   type DesiredChain,
   exemptionsAreFinal,

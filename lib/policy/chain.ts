@@ -19,8 +19,8 @@ import {
   parseBuiltInCidr,
 } from "../net/cidr.ts";
 import type { EffectiveConfig } from "../config/merge.ts";
-import { defaultKubeProxyMasqueradeBit, kubeProxyMark } from "../config/output.ts";
-import { type PortRange, portRangeSize } from "../config/ports.ts";
+import { defaultKubeProxyMasqueradeBit, kubeProxyMark } from "../settings/output.ts";
+import { type PortRange, portRangeSize } from "../settings/ports.ts";
 import { builtIn, type Located } from "../base/source.ts";
 
 /** The protocols that get one `--to-ports` rule per range, in upstream v1's order. */

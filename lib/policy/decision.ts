@@ -27,7 +27,7 @@
 
 import { inCidr, type IpAddress } from "../net/address.ts";
 import type { Cidr } from "../net/cidr.ts";
-import { interfaceMatches } from "../config/output.ts";
+import { interfaceMatches } from "../settings/output.ts";
 import { type DesiredChain, kubeProxyMarkOf } from "./chain.ts";
 import type { Located } from "../base/source.ts";
 

@@ -13,18 +13,18 @@ import {
   parseConfigFile,
   type ParseOptions,
 } from "../config/parse.ts";
-import { ConfigError, type ConfigProblem } from "../config/problems.ts";
+import { ConfigError, type ConfigProblem } from "../base/problems.ts";
 import {
   type EffectiveConfig,
   type Finding,
   mergeConfigs,
   type MergeOptions,
 } from "../config/merge.ts";
-import type { AgentFlags } from "../config/flags.ts";
-import type { PortRange } from "../config/ports.ts";
+import type { AgentFlags } from "../settings/flags.ts";
+import type { PortRange } from "../settings/ports.ts";
 import { formatLocation } from "../base/source.ts";
 import { type DesiredChain, desiredChain, type PostroutingJump } from "./chain.ts";
-import { type CommandLine, resolveSettings } from "../config/settings.ts";
+import { type CommandLine, resolveSettings } from "../settings/keys.ts";
 
 /** A config directory's contents, validated and merged. */
 export interface LoadedConfig {

@@ -6,7 +6,7 @@
  * directory's contents (`desired.ts`), the one `decide()` every answer about a packet comes from,
  * and the `Dataplane` seam: read our live state, plan purely, apply.
  *
- * May import: `base/`, `net/`, `config/`.
+ * May import: `base/`, `net/`, `settings/`, `config/`.
  *
  * Pure; `dataplane.ts` composes dataplanes through their interface only.
  *

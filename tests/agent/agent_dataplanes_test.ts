@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { Agent, type AgentTiming } from "../../lib/agent/agent.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
-import { type AgentFlags, defaultFlags } from "../../lib/config/flags.ts";
+import { type AgentFlags, defaultFlags } from "../../lib/settings/flags.ts";
 import { type Dataplane, readAndPlan, switchingDataplane } from "../../lib/policy/dataplane.ts";
 import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
 import { nftablesDataplane } from "../../lib/nftables/dataplane.ts";

@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { Agent, type AgentTiming } from "../../lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "../../lib/config/directory.ts";
-import { type AgentFlags, defaultFlags } from "../../lib/config/flags.ts";
+import { type AgentFlags, defaultFlags } from "../../lib/settings/flags.ts";
 import type { NatTableClient } from "../../lib/iptables/client.ts";
 import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";

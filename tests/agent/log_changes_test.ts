@@ -14,7 +14,7 @@ import {
   nothingLogged,
 } from "../../lib/agent/log_changes.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import type { DataplaneName, FamilyOutcome } from "../../lib/policy/dataplane.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { Agent } from "../../lib/agent/agent.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 import { iptablesDataplane } from "../../lib/iptables/dataplane.ts";

@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError } from "../../lib/config/problems.ts";
-import { type AgentFlags, parseFlags } from "../../lib/config/flags.ts";
+import { ConfigError } from "../../lib/base/problems.ts";
+import { type AgentFlags, parseFlags } from "../../lib/settings/flags.ts";
 import { explainMode, type LiveTables } from "../../lib/cli/explain_run.ts";
 import { type NatTableClient } from "../../lib/iptables/client.ts";
 import { ToolError } from "../../lib/base/tool.ts";

@@ -17,7 +17,7 @@ import {
   formatExplanation,
   type LiveTableView,
 } from "../../lib/cli/explain.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { traceLive } from "../../lib/iptables/live_trace.ts";
 import { chainRuleLines, jumpRuleLine } from "../../lib/iptables/render.ts";
 import { parseNatTable } from "../../lib/iptables/plan.ts";

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import {
   chosenDataplane,
   cleanupTargets,

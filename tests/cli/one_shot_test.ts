@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ForeignChainError } from "../../lib/base/errors.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
 import type { Dataplane, DataplanePlan } from "../../lib/policy/dataplane.ts";
 import { check, cleanup, type ModeDeps } from "../../lib/cli/one_shot.ts";

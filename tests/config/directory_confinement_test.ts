@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError } from "../../lib/config/problems.ts";
+import { ConfigError } from "../../lib/base/problems.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 import { ConfigMapDir } from "../../lab/config_map.ts";
 

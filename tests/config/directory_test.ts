@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError } from "../../lib/config/problems.ts";
+import { ConfigError } from "../../lib/base/problems.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {

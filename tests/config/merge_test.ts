@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { contains } from "../../lib/net/cidr.ts";
 import { type FileConfig, parseConfigFile } from "../../lib/config/parse.ts";
-import { formatProblem } from "../../lib/config/problems.ts";
+import { formatProblem } from "../../lib/base/problems.ts";
 import {
   type EffectiveConfig,
   type Finding,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { defaultCidrLimit, type FileConfig, parseConfigFile } from "../../lib/config/parse.ts";
-import { ConfigError, type ConfigProblem, formatProblem } from "../../lib/config/problems.ts";
+import { ConfigError, type ConfigProblem, formatProblem } from "../../lib/base/problems.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { rfc1918Ranges } from "../../lib/config/merge.ts";
 import { loadConfig } from "../../lib/policy/desired.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseCidr } from "../../lib/net/cidr.ts";
 import { ForeignChainError } from "../../lib/base/errors.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { mergeConfigs } from "../../lib/config/merge.ts";
 import { desiredChains } from "../../lib/policy/desired.ts";
 import { chainRuleLines, jumpRuleLine, renderFromEmpty } from "../../lib/iptables/render.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import type { Family } from "../../lib/net/cidr.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
-import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/config/flags.ts";
-import { parsePortRanges, type PortRange } from "../../lib/config/ports.ts";
+import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/settings/flags.ts";
+import { parsePortRanges, type PortRange } from "../../lib/settings/ports.ts";
 import type { EffectiveConfig } from "../../lib/config/merge.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import {

@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import { parseBuiltInCidr } from "../../lib/net/cidr.ts";
 import type { ConfigDirContents } from "../../lib/config/directory.ts";
-import { type AgentFlags, defaultFlags } from "../../lib/config/flags.ts";
+import { type AgentFlags, defaultFlags } from "../../lib/settings/flags.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
-import { parsePortRanges } from "../../lib/config/ports.ts";
+import { parsePortRanges } from "../../lib/settings/ports.ts";
 import { savedProbability } from "../../lib/iptables/render.ts";
 import { type DesiredChain, probabilityScale, toPortsSplit } from "../../lib/policy/chain.ts";
 import {

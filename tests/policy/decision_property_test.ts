@@ -29,10 +29,10 @@
 
 import assert from "node:assert/strict";
 import { parseIpAddress } from "../../lib/net/address.ts";
-import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
+import { ConfigError, formatProblem } from "../../lib/base/problems.ts";
 import { decide } from "../../lib/policy/decision.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
-import { type AgentFlags, parseFlags } from "../../lib/config/flags.ts";
+import { type AgentFlags, parseFlags } from "../../lib/settings/flags.ts";
 import { chainRuleLines, renderFromEmpty } from "../../lib/iptables/render.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import { traceChain, traceOutcome } from "../support/packet_tracer.ts";

@@ -10,9 +10,9 @@
 
 import assert from "node:assert/strict";
 import { type FileConfig, parseConfigFile } from "../../lib/config/parse.ts";
-import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
+import { ConfigError, formatProblem } from "../../lib/base/problems.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { mergeConfigs, type MergeResult } from "../../lib/config/merge.ts";
 import {
   chainRuleLines,

@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import type { Family } from "../../lib/net/cidr.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile, planNftRemoval } from "../../lib/nftables/plan.ts";

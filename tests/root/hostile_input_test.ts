@@ -24,9 +24,9 @@ import { AgentProcess, type AgentResult } from "../../lab/agent_process.ts";
 import { type Backend, netnsTest } from "../../lab/host.ts";
 import { backendBin, NetNs, restoreNat } from "../../lab/netns.ts";
 import { upstreamReturnComment } from "../support/upstream_rules.ts";
-import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
+import { ConfigError, formatProblem } from "../../lib/base/problems.ts";
 import { loadConfig } from "../../lib/policy/desired.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { readConfigDir } from "../../lib/config/directory.ts";
 
 const mountedConfigDir = "/etc/config";

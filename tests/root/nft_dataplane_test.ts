@@ -21,7 +21,7 @@ import {
   type Topology,
   withTopology,
 } from "../../lab/topology.ts";
-import { defaultFlags } from "../../lib/config/flags.ts";
+import { defaultFlags } from "../../lib/settings/flags.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile } from "../../lib/nftables/plan.ts";

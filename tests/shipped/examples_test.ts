@@ -14,8 +14,8 @@ import { deepStrictEqual, equal, fail, match, notEqual, ok } from "node:assert/s
 // @ts-types="npm:yaml"
 import { parseAllDocuments } from "yaml";
 import denoConfig from "../../deno.json" with { type: "json" };
-import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/config/flags.ts";
-import { parseSetting, settingKeyNames, settingKeys } from "../../lib/config/settings.ts";
+import { type AgentFlags, type FlagDef, flagTable, parseFlags } from "../../lib/settings/flags.ts";
+import { parseSetting, settingKeyNames, settingKeys } from "../../lib/settings/keys.ts";
 
 const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const examplesDir = `${repoRoot}/examples`;

@@ -6,8 +6,8 @@
  */
 
 import type { Family } from "../../lib/net/cidr.ts";
-import type { AgentFlags } from "../../lib/config/flags.ts";
-import { parsePortRanges } from "../../lib/config/ports.ts";
+import type { AgentFlags } from "../../lib/settings/flags.ts";
+import { parsePortRanges } from "../../lib/settings/ports.ts";
 
 function ports(spec: string) {
   const parsed = parsePortRanges(spec);

@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { ConfigProblem } from "../config/problems.ts";
+import type { ConfigProblem } from "../base/problems.ts";
 import { type AgentFlags, type FlagDef, flagTable } from "./flags.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
@@ -81,7 +81,7 @@ function show(def: FlagDef, value: unknown): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseSetting } from "./settings.ts";
+ * import { parseSetting } from "./keys.ts";
  *
  * const ports = parseSetting("toPorts", "1024-65535");
  * assert.ok(ports.ok);
@@ -131,7 +131,7 @@ function describe(raw: unknown): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseFlags } from "./flags.ts";
- * import { resolveSettings } from "./settings.ts";
+ * import { resolveSettings } from "./keys.ts";
  *
  * const parsed = parseFlags(["--v=2"]);
  * assert.ok(parsed.ok);
@@ -202,7 +202,7 @@ export function resolveSettings(
  * ```ts
  * import assert from "node:assert/strict";
  * import { defaultFlags } from "./flags.ts";
- * import { changedSettings } from "./settings.ts";
+ * import { changedSettings } from "./keys.ts";
  *
  * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, masqChain: "MY-MASQ" }), [
  *   "masqChain",

@@ -9,15 +9,15 @@
 import assert from "node:assert/strict";
 import { parseIpAddress } from "../../lib/net/address.ts";
 import { parseConfigFile } from "../../lib/config/parse.ts";
-import { ConfigError } from "../../lib/config/problems.ts";
+import { ConfigError } from "../../lib/base/problems.ts";
 import { decide } from "../../lib/policy/decision.ts";
 import { desiredChains, loadConfig } from "../../lib/policy/desired.ts";
 import { explain, formatExplanation } from "../../lib/cli/explain.ts";
-import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/config/flags.ts";
+import { type AgentFlags, defaultFlags, parseFlags } from "../../lib/settings/flags.ts";
 import { parseNftTable } from "../../lib/nftables/parse.ts";
 import { planNftReconcile } from "../../lib/nftables/plan.ts";
 import { nftDesired, renderNftReplace } from "../../lib/nftables/render.ts";
-import { parseInterfaceName, parseOutputAddress } from "../../lib/config/output.ts";
+import { parseInterfaceName, parseOutputAddress } from "../../lib/settings/output.ts";
 import { chainRuleLines, renderFromEmpty } from "../../lib/iptables/render.ts";
 import { parseNatTable, planCleanup, planReconcile } from "../../lib/iptables/plan.ts";
 import { FakeNft } from "../support/fake_nft.ts";

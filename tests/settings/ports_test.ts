@@ -4,7 +4,7 @@ import {
   parsePortRanges,
   type PortRange,
   portRangeSize,
-} from "../../lib/config/ports.ts";
+} from "../../lib/settings/ports.ts";
 
 function ranges(spec: string): PortRange[] {
   const result = parsePortRanges(spec);

@@ -4,16 +4,16 @@
  * disagrees with a key is an error naming both).
  */
 import assert from "node:assert/strict";
-import { ConfigError, formatProblem } from "../../lib/config/problems.ts";
+import { ConfigError, formatProblem } from "../../lib/base/problems.ts";
 import { parseConfigFile } from "../../lib/config/parse.ts";
 import { loadConfig, type LoadedConfig } from "../../lib/policy/desired.ts";
-import { defaultFlags, flagTable, parseFlags } from "../../lib/config/flags.ts";
+import { defaultFlags, flagTable, parseFlags } from "../../lib/settings/flags.ts";
 import {
   changedSettings,
   type CommandLine,
   settingKeyNames,
   settingKeys,
-} from "../../lib/config/settings.ts";
+} from "../../lib/settings/keys.ts";
 import type { ConfigDirContents } from "../../lib/config/parse.ts";
 
 const encoder = new TextEncoder();

@@ -16,7 +16,7 @@ import { type IpAddress, parseIpAddress } from "../net/address.ts";
 import { checkChainName } from "./chain_name.ts";
 import { resyncIntervalBoundsMs } from "./duration.ts";
 import { goQuote, parseGoBool, parseGoInt } from "../base/go_strconv.ts";
-import { defaultKubeProxyMasqueradeBit } from "../config/output.ts";
+import { defaultKubeProxyMasqueradeBit } from "./output.ts";
 import { formatPortRange, parsePortRanges, type PortRange } from "./ports.ts";
 import { err, ok, type Result } from "../base/result.ts";
 
@@ -99,7 +99,7 @@ export interface FlagDef {
   readonly help: string;
   /**
    * The field's value from the value `kind` reads (a row names that type), or why the input is
-   * invalid. tests/config/flags_test.ts parses every default and shows it back.
+   * invalid. tests/settings/flags_test.ts parses every default and shows it back.
    */
   parse(raw: RawValue): Result<unknown, string>;
   /** The field's value back in command-line form, for the start-up log line and settings. */
@@ -347,7 +347,7 @@ const EXCLUSIVE_MODE_FLAGS: readonly string[] = ["once", "dry-run", "check", "cl
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
 function setFlag(flags: AgentFlags, field: keyof AgentFlags, value: unknown) {
-  // A row's parse returns its field's type; tests/config/flags_test.ts checks every default.
+  // A row's parse returns its field's type; tests/settings/flags_test.ts checks every default.
   (flags as unknown as Record<string, unknown>)[field] = value;
 }
 

@@ -7,8 +7,8 @@ import {
   type ParsedFlags,
   parseFlags,
   usage,
-} from "../../lib/config/flags.ts";
-import type { PortRange } from "../../lib/config/ports.ts";
+} from "../../lib/settings/flags.ts";
+import type { PortRange } from "../../lib/settings/ports.ts";
 
 function okFlags(argv: readonly string[]): ParsedFlags {
   const result = parseFlags(argv);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseGoDuration } from "../../lib/config/duration.ts";
+import { parseGoDuration } from "../../lib/settings/duration.ts";
 
 function milliseconds(text: string): number {
   const result = parseGoDuration(text);
