@@ -68,21 +68,36 @@ async function readConfig(dir: string): Promise<ConfigDirContents> {
 
 async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
   // The config's settings (masqChain, toPorts, ...) apply before anything is composed from them.
-  const flags: AgentFlags = await flagsWithSettings(commandLine, log, readConfig);
-  const modeDeps: ModeDeps = { flags, log, print, readConfigDir: readConfig, commandLine };
-  if (flags.dryRun) return await dryRun(modeDeps);
+  const settled = await flagsWithSettings(commandLine, log, readConfig);
+  const { flags } = settled;
+  // Handed on once, and not kept here while the agent runs: at 10,000 CIDRs it is megabytes.
+  let startupLoad = settled.startupLoad;
+  const modeDeps = (): ModeDeps => ({
+    flags,
+    log,
+    print,
+    readConfigDir: readConfig,
+    commandLine,
+    startupLoad,
+  });
+  const takeStartupLoad = () => {
+    const load = startupLoad;
+    startupLoad = undefined;
+    return load;
+  };
+  if (flags.dryRun) return await dryRun(modeDeps());
   if (flags.explain.length > 0) {
     // Loaded only for --explain: its modules (the tracer, the decision walk) cost the running
     // agent ~1.5 MiB of RSS otherwise (docs/benchmarks.md, issue 18).
     const { explainMode, nodeTables } = await import("./lib/cli/explain_run.ts");
-    return await explainMode(modeDeps, nodeTables(flags));
+    return await explainMode(modeDeps(), nodeTables(flags));
   }
   const { decision: { mode, evidence }, legacyDumps } = await detectMode(
     flags.iptablesMode,
     hostDetectionDeps,
   );
   const host: NetfilterHost = { ...hostDetectionDeps, legacyDumps };
-  if (flags.cleanup) return await cleanup(modeDeps, await cleanupTargets(flags, mode, host));
+  if (flags.cleanup) return await cleanup(modeDeps(), await cleanupTargets(flags, mode, host));
   if (!flags.check) {
     log.info(
       `starting ${versionText()}; dataplane ${flags.dataplane}; iptables mode ${mode} (${evidence})`,
@@ -95,12 +110,13 @@ async function runMode(commandLine: CommandLine, log: Logger): Promise<number> {
     ? { ipv4: true, ipv6: true }
     : await probeRandomFully(flags, log, mode, host);
   const dataplane = await chosenDataplane(flags, log, mode, host);
-  if (flags.check) return await check(modeDeps, dataplane, randomFullySupported);
+  if (flags.check) return await check(modeDeps(), dataplane, randomFullySupported);
   if (!nftables) await removeOursFromOtherBackend(flags, log, mode, host);
 
   const agent = new Agent({
     flags,
     commandLine,
+    startupLoad: takeStartupLoad(),
     log,
     readConfigDir: readConfig,
     dataplane,

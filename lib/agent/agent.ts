@@ -26,7 +26,7 @@ import {
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import type { DesiredChain } from "../policy/chain.ts";
-import { desiredChains, loadConfig } from "../policy/desired.ts";
+import { desiredChains, loadConfig, type StartupLoad } from "../policy/desired.ts";
 import { changedSettings, type CommandLine, type SettingKey } from "../settings/keys.ts";
 import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
@@ -47,6 +47,11 @@ export interface AgentDeps {
    * (status 1, the rules left in place) so that its restart composes itself from the new ones.
    */
   readonly commandLine?: CommandLine;
+  /**
+   * The config as main.ts loaded it at start: the first reconcile takes it when it reads the
+   * same bytes, instead of parsing and merging them again.
+   */
+  readonly startupLoad?: StartupLoad;
   /** Changes only: what is logged once is not logged again until it changes. */
   readonly log: Logger;
   /** Reads the config directory's `ip-masq*` entries (config/directory.ts `readConfigDir`). */
@@ -107,6 +112,7 @@ export class Agent {
   readonly #wakeup: Wakeup;
   readonly #configWatch?: ConfigWatch;
   #lastGood?: LastGood;
+  #startupLoad?: StartupLoad;
   /** What was logged so far: each change is logged once (agent/log_changes.ts). */
   #logged: Logged = nothingLogged;
   #gc: GcState = initialGcState;
@@ -114,6 +120,7 @@ export class Agent {
   /** Does nothing until `run()` or `once()`. */
   constructor(deps: AgentDeps) {
     this.#deps = deps;
+    this.#startupLoad = deps.startupLoad;
     this.#timing = { ...defaultTiming, ...deps.timing };
     this.#clock = deps.clock ?? systemClock;
     this.#wakeup = new Wakeup(this.#clock);
@@ -257,7 +264,11 @@ export class Agent {
     const last = this.#lastGood;
     if (last && sameConfigDirContents(last.contents, contents)) return last.desired;
     const { flags, commandLine } = this.#deps;
-    const loaded = loadConfig(contents, flags, commandLine);
+    const startup = this.#startupLoad;
+    this.#startupLoad = undefined;
+    const loaded = startup && sameConfigDirContents(startup.contents, contents)
+      ? startup.loaded
+      : loadConfig(contents, flags, commandLine);
     const changed = loaded.settings ? changedSettings(flags, loaded.settings) : [];
     if (changed.length > 0) throw new SettingsChangedError(changed);
     const desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);

@@ -17,6 +17,7 @@ import {
   enabledFamilies,
   loadConfig,
   type LoadedConfig,
+  type StartupLoad,
 } from "../policy/desired.ts";
 import { ConfigError } from "../base/problems.ts";
 import type { CommandLine } from "../settings/keys.ts";
@@ -44,6 +45,8 @@ export interface ModeDeps {
    * again, so a conflict is reported by the mode itself (exit 2), as any config error is.
    */
   readonly commandLine?: CommandLine;
+  /** The config main.ts loaded at start, if it was valid: the mode loads nothing again. */
+  readonly startupLoad?: StartupLoad;
 }
 
 /**
@@ -52,9 +55,10 @@ export interface ModeDeps {
  * errors.ts is the one place that maps errors to exit codes.
  */
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
-  const contents = await deps.readConfigDir(deps.flags.configDir);
+  const startup = deps.startupLoad;
+  const contents = startup?.contents ?? await deps.readConfigDir(deps.flags.configDir);
   warnIgnoredEntries(deps.log, deps.flags.configDir, contents);
-  return loadConfig(contents, deps.flags, deps.commandLine);
+  return startup?.loaded ?? loadConfig(contents, deps.flags, deps.commandLine);
 }
 
 /**
@@ -159,20 +163,22 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
 
 /**
  * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied: what
- * every mode and the agent compose themselves from, read once at start. A rejected config
- * leaves the command line's flags: each mode (and the agent) reads the config again and reports
- * the rejection itself, in its own words and order, as it always did; `--cleanup` (an uninstall
- * must work whatever the config says) goes on with them, saying so.
+ * every mode and the agent compose themselves from, read once at start, with the load they came
+ * from. A rejected config leaves the command line's flags and no load: each mode (and the
+ * agent) reads the config again and reports the rejection itself, in its own words and order,
+ * as it always did; `--cleanup` (an uninstall must work whatever the config says) goes on with
+ * them, saying so.
  */
 export async function flagsWithSettings(
   commandLine: CommandLine,
   log: Logger,
   readConfigDir: (dir: string) => Promise<ConfigDirContents>,
-): Promise<AgentFlags> {
+): Promise<{ readonly flags: AgentFlags; readonly startupLoad?: StartupLoad }> {
   const { flags } = commandLine;
   try {
-    const loaded = loadConfig(await readConfigDir(flags.configDir), flags, commandLine);
-    return loaded.settings ?? flags;
+    const contents = await readConfigDir(flags.configDir);
+    const loaded = loadConfig(contents, flags, commandLine);
+    return { flags: loaded.settings ?? flags, startupLoad: { contents, loaded } };
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     if (flags.cleanup) {
@@ -180,6 +186,6 @@ export async function flagsWithSettings(
         error: error.message,
       });
     }
-    return flags;
+    return { flags };
   }
 }

@@ -156,41 +156,6 @@ export interface MergeOptions {
  * ```
  */
 export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions): MergeResult {
-  // Start-up merges the same parsed files twice (parse.ts's firstParses hands the second load
-  // the very same FileConfig objects): at 100,000 CIDRs a merge costs ~0.5 s under --lite-mode.
-  const first = firstMerge;
-  if (first !== null) {
-    firstMerge = null;
-    if (
-      first !== undefined && first.files.length === files.length &&
-      first.files.every((file, index) => file === files[index]) &&
-      first.nomasqAllReservedRanges === options.nomasqAllReservedRanges
-    ) {
-      return first.result;
-    }
-  }
-  const result = mergeFresh(files, options);
-  if (first === undefined) {
-    firstMerge = { files, nomasqAllReservedRanges: options.nomasqAllReservedRanges, result };
-  }
-  return result;
-}
-
-/**
- * The process's first merge, kept for the next merge only (undefined before the first merge,
- * null once the next one took it): merging is pure, so the same files and options give the
- * same result, and a running agent keeps nothing here.
- */
-let firstMerge:
-  | {
-    readonly files: readonly FileConfig[];
-    readonly nomasqAllReservedRanges: boolean;
-    readonly result: MergeResult;
-  }
-  | undefined
-  | null = undefined;
-
-function mergeFresh(files: readonly FileConfig[], options: MergeOptions): MergeResult {
   const defaults = defaultConfig(options);
   if (files.length === 0) return { config: defaults, findings: [], problems: [] };
   const findings: Finding[] = [];

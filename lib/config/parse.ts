@@ -180,27 +180,8 @@ export function parseConfigFile(
   const decoded = decodeText(file, bytes);
   if (!decoded.ok) return err([decoded.error]);
   const text = decoded.value;
-  const first = firstParses.get(file);
-  if (first !== null) firstParses.set(file, null);
-  if (first && first.text === text && first.enableIpv6 === options.enableIpv6) return first.result;
-  const result = checkControlCharacters(file, text) ?? parseConfigText(file, text, options);
-  if (first === undefined) firstParses.set(file, { text, enableIpv6: options.enableIpv6, result });
-  return result;
+  return checkControlCharacters(file, text) ?? parseConfigText(file, text, options);
 }
-
-/**
- * Each file's first parse, kept for its next parse only (null once that took it). Start-up
- * loads the config twice within milliseconds: main.ts reads the settings keys
- * (`flagsWithSettings`), then the agent's first reconcile loads it again; at 100,000 CIDRs each
- * load cost ~1 s of CPU under `--lite-mode`, at 10,000 ~90 ms (docs/benchmarks.md, issue 18).
- * Parsing is pure, so the same file, text and options give the same result, and a running agent
- * keeps nothing here (a path and a null per file). The string comparison is native: well under
- * a millisecond for a 1 MiB file.
- */
-const firstParses = new Map<
-  string,
-  { text: string; enableIpv6: boolean; result: Result<FileConfig, ConfigProblem[]> } | null
->();
 
 function checkControlCharacters(
   file: string,
