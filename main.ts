@@ -10,7 +10,7 @@ import "./lib/config/yaml_on_demand.ts";
 import { Agent } from "./lib/agent/agent.ts";
 import { readConfigDir, watchConfigDir } from "./lib/config/directory.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "./lib/base/errors.ts";
-import { type AgentFlags, flagValuesForLog, parseFlags, usage } from "./lib/settings/flags.ts";
+import { flagValuesForLog, parseFlags, usage } from "./lib/settings/flags.ts";
 import { detectMode, hostDetectionDeps } from "./lib/iptables/mode_detection.ts";
 import {
   chosenDataplane,

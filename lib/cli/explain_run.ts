@@ -13,7 +13,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import { desiredChains, enabledFamilies } from "../policy/desired.ts";
+import { desiredChains } from "../policy/desired.ts";
 import { exitCodes, formatErrorChain } from "../base/errors.ts";
 import { explain, explanationObject, formatExplanation, type LiveTableView } from "./explain.ts";
 import type { IptablesMode } from "../iptables/mode.ts";
@@ -22,9 +22,10 @@ import type { DesiredChain } from "../policy/chain.ts";
 import { type Dataplane, readAndPlan } from "../policy/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { listOurs } from "../iptables/dataplane.ts";
-import { type NatTableClient, natTableClient, probeVersion } from "../iptables/client.ts";
+import { type NatTableClient, natTableClient } from "../iptables/client.ts";
 import { nftClient } from "../nftables/client.ts";
-import { chooseMode } from "../iptables/mode_detection.ts";
+import { chooseMode, hostDetectionDeps } from "../iptables/mode_detection.ts";
+import { randomFullySupport } from "./netfilter.ts";
 import { load, type ModeDeps } from "./one_shot.ts";
 
 /** The live iptables tables of the node, as the explain mode reads them. */
@@ -49,14 +50,11 @@ export function nodeTables(
 ): OpenLiveTables {
   return async () => {
     const { mode } = await chooseMode(flags.iptablesMode);
-    const randomFullySupported: Record<Family, boolean> = { ipv4: false, ipv6: false };
-    for (const family of enabledFamilies(flags)) {
-      randomFullySupported[family] = (await probeVersion(mode, family)).randomFullySupported;
-    }
+    const { supported } = await randomFullySupport(flags, mode, hostDetectionDeps);
     return {
       mode,
       clients: { ipv4: natTableClient("ipv4", mode), ipv6: natTableClient("ipv6", mode) },
-      randomFullySupported,
+      randomFullySupported: supported,
     };
   };
 }

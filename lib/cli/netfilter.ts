@@ -16,7 +16,7 @@ import { allIptablesTools, type IptablesMode } from "../iptables/mode.ts";
 import { type Dataplane, removeAll, switchingDataplane } from "../policy/dataplane.ts";
 import { iptablesDataplane } from "../iptables/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
-import { natTableClient, probeVersion } from "../iptables/client.ts";
+import { type IptablesVersion, natTableClient, probeVersion } from "../iptables/client.ts";
 import type { Logger } from "../base/log.ts";
 import { type DetectionDeps, otherBackendPresent } from "../iptables/mode_detection.ts";
 import type { LegacyDump } from "../iptables/mode.ts";
@@ -174,10 +174,8 @@ export async function probeRandomFully(
   mode: IptablesMode,
   host: NetfilterHost,
 ): Promise<Record<Family, boolean>> {
-  const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
-  for (const family of enabledFamilies(flags)) {
-    const version = await probeVersion(mode, family, host.exec);
-    supported[family] = version.randomFullySupported;
+  const { supported, versions } = await randomFullySupport(flags, mode, host);
+  for (const version of versions) {
     if (flags.check) continue;
     log.info(
       `${version.description}: --random-fully ${
@@ -187,4 +185,23 @@ export async function probeRandomFully(
     );
   }
   return supported;
+}
+
+/**
+ * Whether the iptables of `mode` knows `--random-fully`, per enabled family, and the versions
+ * that say so: the probe itself, for the agent's start (which logs it) and `--explain`.
+ */
+export async function randomFullySupport(
+  flags: AgentFlags,
+  mode: IptablesMode,
+  host: NetfilterHost,
+): Promise<{ supported: Record<Family, boolean>; versions: IptablesVersion[] }> {
+  const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
+  const versions: IptablesVersion[] = [];
+  for (const family of enabledFamilies(flags)) {
+    const version = await probeVersion(mode, family, host.exec);
+    supported[family] = version.randomFullySupported;
+    versions.push(version);
+  }
+  return { supported, versions };
 }
