@@ -235,8 +235,11 @@ export interface DirectoryWatch {
  */
 export async function watchConfigDir(dir: string, onChange: () => void): Promise<DirectoryWatch> {
   // Events name absolute, resolved paths; inode numbers are no identity (a new directory may get
-  // the old one's), so removal is recognised by an event about the directory itself.
+  // the old one's), so removal is recognised by an event about the directory itself. That event
+  // may come after the next reconcile's read, so a different inode or birth time (a directory
+  // made anew under the same path) says so too, without waiting for it.
   const self = await Deno.realPath(dir);
+  const identity = directoryIdentity(await Deno.stat(self));
   let stale = false;
   const watcher = Deno.watchFs(dir, { recursive: false });
   (async () => {
@@ -254,12 +257,18 @@ export async function watchConfigDir(dir: string, onChange: () => void): Promise
     isStale: async () => {
       if (stale) return true;
       try {
-        return await Deno.realPath(dir) !== self;
+        if (await Deno.realPath(dir) !== self) return true;
+        return directoryIdentity(await Deno.stat(self)) !== identity;
       } catch {
         return true;
       }
     },
   };
+}
+
+/** Inode and birth time: equal for the same directory; a new one differs in either, mostly. */
+function directoryIdentity(info: Deno.FileInfo): string {
+  return `${info.ino ?? ""}/${info.birthtime?.getTime() ?? ""}`;
 }
 
 function isRelevant(path: string): boolean {
