@@ -6,7 +6,8 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import { type ConfigDirContents, warnIgnoredEntries } from "../config/directory.ts";
+import type { ConfigDirContents } from "../config/directory.ts";
+import { ignoredEntryMessage } from "../config/parse.ts";
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
 import { readOnlyWording } from "./drift_wording.ts";
 import type { AgentFlags } from "../settings/flags.ts";
@@ -57,7 +58,11 @@ export interface ModeDeps {
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
   const startup = deps.startupLoad;
   const contents = startup?.contents ?? await deps.readConfigDir(deps.flags.configDir);
-  warnIgnoredEntries(deps.log, deps.flags.configDir, contents);
+  if (contents.kind === "files") {
+    for (const name of contents.ignored ?? []) {
+      deps.log.warn(ignoredEntryMessage(deps.flags.configDir, name), { ignored: name });
+    }
+  }
   return startup?.loaded ?? loadConfig(contents, deps.flags, deps.commandLine);
 }
 

@@ -11,7 +11,6 @@ import {
   type ConfigDirContents,
   type ConfigFileBytes,
   configFilePrefix,
-  ignoredEntryMessage,
   ignoredForItsName,
   maxConfigFileBytes,
 } from "./parse.ts";
@@ -20,7 +19,6 @@ import { quoteInput } from "../base/quote.ts";
 export type { ConfigDirContents, ConfigFileBytes };
 import { SandboxDeniedError } from "../base/errors.ts";
 import { systemClock } from "../base/clock.ts";
-import type { Logger } from "../base/log.ts";
 
 /**
  * kubelet swaps `..data` atomically, but only then removes the links of keys
@@ -55,25 +53,6 @@ export async function readConfigDir(
       if (delayMs === undefined) throw error.asConfigError();
       await sleep(delayMs);
     }
-  }
-}
-
-/**
- * Warns, at Warning level, about each entry of `contents` ignored for its name that is not in
- * `warned` yet, and adds it there: once per name for the agent's lifetime (a one-shot mode
- * passes a fresh set).
- */
-export function warnIgnoredEntries(
-  log: Logger,
-  dir: string,
-  contents: ConfigDirContents,
-  warned: Set<string> = new Set(),
-): void {
-  if (contents.kind !== "files") return;
-  for (const name of contents.ignored ?? []) {
-    if (warned.has(name)) continue;
-    warned.add(name);
-    log.warn(ignoredEntryMessage(dir, name), { ignored: name });
   }
 }
 
