@@ -56,7 +56,7 @@ export interface AgentDeps {
   readonly log: Logger;
   /** Reads the config directory's `ip-masq*` entries (config/directory.ts `readConfigDir`). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /** The rules it programs: iptables or nftables (dataplane.ts); the loop never asks which. */
+  /** The rules it programs: iptables or nftables (policy/dataplane.ts); the loop never asks which. */
   readonly dataplane: Dataplane;
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;

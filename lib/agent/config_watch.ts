@@ -21,7 +21,7 @@ export type StartWatch = (dir: string, onChange: () => void) => Promise<Director
 export interface ConfigWatchDeps {
   /** The config directory (`--config-dir`). */
   readonly dir: string;
-  /** Starts a watch of the directory: config_dir.ts's `watchConfigDir`, or a test's script. */
+  /** Starts a watch of the directory: config/directory.ts's `watchConfigDir`, or a test's script. */
   readonly watch: StartWatch;
   /** Where the watch says it cannot watch, or watches anew. */
   readonly log: Logger;

@@ -13,7 +13,7 @@ const actions: readonly [pattern: RegExp, replacement: string][] = [
   [/; replacing it$/, "; the agent would replace it"],
   [/; rewriting it$/, "; the agent would rewrite it"],
   [/; moving it to first place$/, "; the agent would move it to first place"],
-  // A chain of ours under another name, found by a reconcile plan (ruleset.ts).
+  // A chain of ours under another name, found by a reconcile plan (iptables/plan.ts).
   [
     /^(.*?)removing (\S+), left by an earlier --masq-chain( \(jump only: [^)]*\))?$/,
     "$1$2 is reached by a jump of ours but is not --masq-chain: left by an earlier " +

@@ -217,7 +217,7 @@ function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProbl
 
 /**
  * {@link parseConfigFile} for text that is already decoded. The shapes real
- * ConfigMaps use are read by a fast path (config_fast.ts); anything else by
+ * ConfigMaps use are read by a fast path (fast_parse.ts); anything else by
  * the full YAML parse ({@link parseConfigTextFully}). Both feed the same
  * validation, so the results are identical (tests/config/fast_parse_test.ts).
  */

@@ -29,7 +29,7 @@ export const masqueradeComment =
   "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)";
 /**
  * Our comment on a `nonMasqueradeSrcCIDRs` rule, in upstream's words. Rules carrying one of our
- * comments are ours: cleanup and stale-chain removal recognise them by it (ruleset.ts).
+ * comments are ours: cleanup and stale-chain removal recognise them by it (plan.ts).
  */
 export const sourceExemptionComment =
   "ip-masq-agent: traffic from non-masquerade sources is not subject to MASQUERADE";

@@ -5,7 +5,7 @@
  * anything we did not write shows up as something that differs (and makes
  * the plan replace the table), and nothing in it can crash the parser. Rule
  * expressions we write are turned back into the text `nft list` prints for
- * them (nft_ruleset.ts renders the same text); any other expression becomes
+ * them (render.ts renders the same text); any other expression becomes
  * a marker that can never equal a rule of ours.
  *
  * @module

@@ -1,6 +1,6 @@
 /**
  * Planning the nftables dataplane's reconcile of one family: compare our
- * table as read (nft_json.ts) with the desired one (nft_ruleset.ts) and
+ * table as read (parse.ts) with the desired one (render.ts) and
  * write one atomic `nft -f` transaction only on difference. When the table
  * is exactly ours but a set's elements differ (a config change), only the
  * elements that differ are deleted and added; anything else (the table

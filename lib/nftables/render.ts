@@ -4,7 +4,7 @@
  * owned entirely by the agent: an interval set of the destinations that keep
  * the pod's source, and one nat chain at the postrouting hook. The chain's
  * rules are kept as the text `nft list` prints for them, so a live table read
- * back (nft_json.ts) compares as text, the way the iptables dataplane
+ * back (parse.ts) compares as text, the way the iptables dataplane
  * compares `iptables-save` lines.
  *
  * The masquerade decision equals the iptables chain's for every destination:
