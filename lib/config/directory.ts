@@ -1,7 +1,7 @@
 /**
- * Reading the config directory: every entry whose name starts with `ip-masq`,
- * in sorted order, following kubelet's `..data` symlinks, each read with a
- * size cap. Also the directory watch. Validation happens elsewhere (pure).
+ * Reading the config directory: every entry whose name starts with `ip-masq`, in sorted order,
+ * following kubelet's `..data` symlinks (and read again shortly if one vanished mid-read), each
+ * with a size cap. Also the directory watch. Validation happens elsewhere (pure).
  *
  * @module
  */
@@ -34,11 +34,7 @@ export interface ReadConfigDirOptions {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-/**
- * Reads every `ip-masq*` entry of `dir` in sorted order, following symlinks,
- * each with a size cap; `missing` when the directory does not exist. Entries
- * that vanish mid-read (kubelet's `..data` swap) are read again shortly.
- */
+/** Reads the config directory `dir` (see the module doc); `missing` when it does not exist. */
 export async function readConfigDir(
   dir: string,
   options: ReadConfigDirOptions = {},
@@ -129,15 +125,20 @@ async function escapesDir(path: string, inside: string): Promise<string | undefi
   try {
     target = await Deno.realPath(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
-    if (error instanceof Deno.errors.FilesystemLoop) return "is a symbolic link loop";
-    if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
     // readCapped reports anything else (permission denied, ...) as it would without the link.
-    return undefined;
+    return entryProblem(error, path);
   }
   if (target.startsWith(inside)) return undefined;
   return `resolves to ${quoteInput(target)}, outside the config directory; not read (a config ` +
     "entry must be a file in the directory, or a link that stays inside it as kubelet's do)";
+}
+
+/** A vanished or sandbox-denied entry throws; a link loop is the entry's problem. */
+function entryProblem(error: unknown, path: string): string | undefined {
+  if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
+  if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
+  if (error instanceof Deno.errors.FilesystemLoop) return "is a symbolic link loop";
+  return undefined;
 }
 
 async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
@@ -150,13 +151,11 @@ async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { probl
     size = info.size;
     file = await Deno.open(path, { read: true });
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new VanishedEntry(path);
-    if (error instanceof Deno.errors.FilesystemLoop) return { problem: "is a symbolic link loop" };
-    if (error instanceof Deno.errors.NotCapable) throw new SandboxDeniedError("read", path, error);
-    if (error instanceof Deno.errors.PermissionDenied) {
-      return { problem: "cannot be read: permission denied" };
-    }
-    return { problem: `cannot be read: ${error instanceof Error ? error.message : error}` };
+    const problem = entryProblem(error, path) ??
+      (error instanceof Deno.errors.PermissionDenied
+        ? "cannot be read: permission denied"
+        : `cannot be read: ${error instanceof Error ? error.message : error}`);
+    return { problem };
   }
   try {
     return await readUpTo(file, maxConfigFileBytes, size);

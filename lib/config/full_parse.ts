@@ -1,11 +1,8 @@
 /**
- * The full YAML parse of a config file: the `yaml` package, YAML 1.1 as Kubernetes reads it, for
- * whatever the fast path (fast_parse.ts) does not read. It hands the validator in parse.ts the
- * document and a way to locate its nodes, or the problems that make the text no config at all
- * (not YAML, several documents, too many or dangling aliases).
- *
- * Loaded on demand (parse.ts `loadFullYaml`, `prepareParse`): the package costs the agent ~4 MiB
- * of RSS and ~15 ms of start-up (docs/benchmarks.md, issue 18), and real ConfigMaps never need it.
+ * The full YAML parse of a config file (the `yaml` package, YAML 1.1 as Kubernetes reads it) for
+ * whatever the fast path (fast_parse.ts) does not read; loaded on demand (yaml_on_demand.ts). It
+ * hands the validator in parse.ts the document and a way to locate its nodes, or the problems
+ * that make the text no config at all (not YAML, several documents, too many or dangling aliases).
  *
  * @module
  */

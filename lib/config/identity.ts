@@ -1,10 +1,7 @@
 /**
- * Whether two reads of the config directory found the same thing. The desired
- * state is a pure function of the directory's contents and the flags
- * (policy/desired.ts), so when the bytes are what the last good reconcile
- * loaded, validating, merging and rendering again would give the same chains:
- * the loop reuses them. Comparing bytes costs a fraction of parsing them, and
- * any difference, even one byte or a renamed file, takes the full path.
+ * Whether two reads of the config directory found the same bytes. The desired state is a pure
+ * function of them and the flags (policy/desired.ts), so the loop reuses the last good chains
+ * when they match: comparing costs a fraction of parsing.
  *
  * @example
  * ```ts
@@ -20,17 +17,15 @@
  * @module
  */
 
-import type { ConfigDirContents, ConfigFileBytes } from "./parse.ts";
+import type { ConfigDirContents } from "./parse.ts";
 
 /** True when both are missing, or both list the same paths in the same order with equal bytes. */
 export function sameConfigDirContents(a: ConfigDirContents, b: ConfigDirContents): boolean {
   if (a.kind === "missing" || b.kind === "missing") return a.kind === b.kind;
   if (a.files.length !== b.files.length) return false;
-  return a.files.every((file, index) => sameFile(file, b.files[index]));
-}
-
-function sameFile(a: ConfigFileBytes, b: ConfigFileBytes): boolean {
-  return a.path === b.path && sameBytes(a.bytes, b.bytes);
+  return a.files.every((file, index) =>
+    file.path === b.files[index].path && sameBytes(file.bytes, b.files[index].bytes)
+  );
 }
 
 /**

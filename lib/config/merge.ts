@@ -109,11 +109,8 @@ export interface MergeOptions {
 }
 
 /**
- * Merges the files, in the sorted order they were read, as ip-masq-agent-v2
- * does: CIDRs are the union (first occurrence sets the rule order), booleans
- * are ORed, the shortest `resyncInterval` wins. The default
- * `nonMasqueradeCIDRs` stand until some file names the key (even as `[]`), as
- * in v1 and its documentation.
+ * Merges the files in the sorted order they were read (see the module doc); the first occurrence
+ * of a CIDR sets the rule order and the shortest `resyncInterval` wins.
  *
  * @example
  * ```ts
@@ -174,7 +171,6 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
   findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
   findings.push(...exceptionFindings(config));
   findings.push(...sourceFindings(config.nonMasqueradeSrcCidrs));
-  // Issue 17's single-valued keys: one value across all files, or a problem naming both places.
   const problems = contradictions(config);
   const output = {
     ...singleValue(files, "outputAddress", problems),

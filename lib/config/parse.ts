@@ -1,14 +1,13 @@
 /**
- * One config file: its schema and validation. Reads YAML (or JSON, a subset)
- * the way Kubernetes does (YAML 1.1: `yes`/`on` are booleans) and matches keys
- * case-insensitively as Go's JSON decoding does. Every problem carries the
- * file, line and key; unknown keys are errors because a typo that silently
- * drops all CIDRs masquerades a whole cluster.
+ * One config file: its schema and validation. Reads YAML (or JSON, a subset) the way Kubernetes
+ * does (YAML 1.1: `yes`/`on` are booleans) and matches keys case-insensitively as Go's JSON
+ * decoding does. Every problem carries the file, line and key; unknown keys are errors because a
+ * typo that silently drops all CIDRs masquerades a whole cluster.
  *
  * @module
  */
 
-// Types only: the `yaml` package itself is loaded on demand (full_parse.ts, loadFullYaml).
+// Types only: the `yaml` package itself is loaded on demand (loadFullYaml).
 // @ts-types="npm:yaml"
 import type { Alias, Document, Node, Scalar, YAMLMap, YAMLSeq } from "yaml";
 import type { IpAddress } from "../net/address.ts";
@@ -23,12 +22,7 @@ import {
 import { parseInterfaceName, parseOutputAddress } from "../settings/output.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
-import {
-  type LocatedSetting,
-  parseSetting,
-  type SettingKey,
-  settingKeyNames,
-} from "../settings/keys.ts";
+import { type LocatedSetting, parseSetting, settingKeyNames } from "../settings/keys.ts";
 import type { Located, SourceLocation } from "../base/source.ts";
 
 /** Which entries of the config directory are config files: those whose name starts with this. */
@@ -124,7 +118,6 @@ export const defaultCidrLimit = 64;
 /** ConfigMaps cannot exceed 1 MiB, so a larger file is not a config. */
 export const maxConfigFileBytes = 1024 * 1024;
 const maxCidrLimit = 100_000;
-const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
 
 const knownKeys = [
   "nonMasqueradeCIDRs",
@@ -177,49 +170,37 @@ export function parseConfigFile(
   bytes: Uint8Array,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const decoded = decodeText(file, bytes);
-  if (!decoded.ok) return err([decoded.error]);
-  const text = decoded.value;
-  return checkControlCharacters(file, text) ?? parseConfigText(file, text, options);
+  const text = decodeText(file, bytes);
+  return text.ok ? parseConfigText(file, text.value, options) : text;
 }
 
-function checkControlCharacters(
-  file: string,
-  text: string,
-): Result<FileConfig, ConfigProblem[]> | undefined {
-  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
-  // deno-lint-ignore no-control-regex -- finding control characters is the point
-  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
-  if (!control) return undefined;
-  const line = text.slice(0, control.index).split("\n").length;
-  return err([{ at: { file, line }, message: "file contains binary control characters" }]);
-}
-
-function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProblem> {
-  const at = { file };
+/** The file's text, or why it is no config's text (found without a YAML parser). */
+function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProblem[]> {
+  const invalid = (message: string) => err([{ at: { file }, message }]);
   if (bytes.length > maxConfigFileBytes) {
-    return err({
-      at,
-      message: `file is larger than ${maxConfigFileBytes} bytes (the ConfigMap limit)`,
-    });
+    return invalid(`file is larger than ${maxConfigFileBytes} bytes (the ConfigMap limit)`);
   }
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
-    return err({ at, message: "file starts with a UTF-8 byte order mark: save it as plain UTF-8" });
+    return invalid("file starts with a UTF-8 byte order mark: save it as plain UTF-8");
   }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    return err({ at, message: "file is not valid UTF-8 text" });
+    return invalid("file is not valid UTF-8 text");
   }
-  return ok(text);
+  // YAML forbids most control characters anyway; saying so plainly beats a parser message.
+  // deno-lint-ignore no-control-regex -- finding control characters is the point
+  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+  if (!control) return ok(text);
+  const line = text.slice(0, control.index).split("\n").length;
+  return err([{ at: { file, line }, message: "file contains binary control characters" }]);
 }
 
 /**
- * {@link parseConfigFile} for text that is already decoded. The shapes real
- * ConfigMaps use are read by a fast path (fast_parse.ts); anything else by
- * the full YAML parse ({@link parseConfigTextFully}). Both feed the same
- * validation, so the results are identical (tests/config/fast_parse_test.ts).
+ * {@link parseConfigFile} for decoded text: through the fast path (fast_parse.ts) when the text
+ * is in its subset, else the full YAML parse. Both feed the same validator, so the results are
+ * identical (tests/config/fast_parse_test.ts).
  */
 export function parseConfigText(
   file: string,
@@ -267,24 +248,19 @@ function fullYaml(): FullYaml {
   );
 }
 
-// Loaded now unless the agent's entry point asked, before this module was evaluated, for on
-// demand (yaml_on_demand.ts, main.ts's first import): every other importer (tests, lab, bench)
-// keeps the synchronous API whatever the text.
+// Loaded now unless main.ts asked for on demand before this module was evaluated
+// (yaml_on_demand.ts): tests, lab and bench keep the synchronous API whatever the text.
 if (!(globalThis as Record<symbol, unknown>)[Symbol.for("ip-masq-agent.yaml-on-demand")]) {
   await loadFullYaml();
 }
 
-/**
- * Each file's text as {@link prepareParse} last checked it, with the fast path's reading of it
- * until {@link parseConfigText} takes that (null then): a file is read by the fast path once.
- */
+/** Each file's text as {@link prepareParse} last read it, with its fast reading until taken. */
 const prepared = new Map<string, { text: string; fast: FastDocument | null }>();
 
 /**
- * Loads the full YAML parse when a file of `contents` needs it (the fast path does not read
- * it): the agent reads the config directory only through this (main.ts), so the parse of what
- * was read never finds it missing. A file's text is checked once; its fast reading is kept for
- * the parse that follows.
+ * Loads the full YAML parse when a file of `contents` needs it. The agent reads the config
+ * directory only through this (main.ts), so the parse that follows never finds it missing; it
+ * takes the fast reading kept here, so a file is read by the fast path once.
  *
  * @example
  * ```ts
@@ -301,19 +277,15 @@ const prepared = new Map<string, { text: string; fast: FastDocument | null }>();
 export async function prepareParse(contents: ConfigDirContents): Promise<void> {
   if (loadedFullYaml !== undefined || contents.kind === "missing") return;
   for (const { path, bytes } of contents.files) {
-    const decoded = decodeText(path, bytes);
-    // Not text, or unchanged since checked: nothing to do.
-    if (!decoded.ok || prepared.get(path)?.text === decoded.value) continue;
-    const text = decoded.value;
-    // Binary control characters are an error that needs no parser.
-    const binary = checkControlCharacters(path, text) !== undefined;
-    const fast = binary ? null : parseFastYaml(text) ?? null;
-    prepared.set(path, { text, fast });
-    if (!binary && fast === null) return await loadFullYaml();
+    const text = decodeText(path, bytes);
+    // Not a config's text (no parser needed to say so), or unchanged since read.
+    if (!text.ok || prepared.get(path)?.text === text.value) continue;
+    const fast = parseFastYaml(text.value) ?? null;
+    prepared.set(path, { text: text.value, fast });
+    if (fast === null) return await loadFullYaml();
   }
 }
 
-/** The fast reading {@link prepareParse} kept for this text, once. */
 function takePrepared(file: string, text: string): FastDocument | undefined {
   const entry = prepared.get(file);
   if (entry?.fast == null || entry.text !== text) return undefined;
@@ -335,6 +307,21 @@ const isMap = (node: unknown): node is YAMLMap => nodeOf(node, mapKind);
 const isScalar = (node: unknown): node is Scalar => nodeOf(node, scalarKind);
 const isSeq = (node: unknown): node is YAMLSeq => nodeOf(node, seqKind);
 
+const isString = (raw: unknown): raw is string => typeof raw === "string";
+const isBoolean = (raw: unknown): raw is boolean => typeof raw === "boolean";
+const isInteger = (raw: unknown): raw is number => Number.isInteger(raw);
+const isAnything = (_: unknown): _ is unknown => true;
+const ipv6NotEnabled = "but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true";
+
+/** The keys that hold one located value. */
+type ValueKey =
+  | "masqLinkLocal"
+  | "masqLinkLocalIPv6"
+  | "resyncInterval"
+  | "outputAddress"
+  | "outputAddressIPv6"
+  | "outputInterface";
+
 class FileValidator {
   readonly #problems: ConfigProblem[] = [];
   readonly #seenKeys = new Map<KnownKey, SourceLocation>();
@@ -344,15 +331,9 @@ class FileValidator {
     nonMasqueradeSrcCIDRs: [],
   };
   #namesNonMasqueradeCidrs?: SourceLocation;
-  #masqLinkLocal?: Located<boolean>;
-  #masqLinkLocalIPv6?: Located<boolean>;
-  #cidrLimit = defaultCidrLimit;
-  #cidrLimitAt?: SourceLocation;
-  #resyncInterval?: Located<number>;
+  #cidrLimit?: Located<number>;
   readonly #settings: LocatedSetting[] = [];
-  #outputAddress?: Located<IpAddress>;
-  #outputAddressIPv6?: Located<IpAddress>;
-  #outputInterface?: Located<string>;
+  readonly #values: { -readonly [K in ValueKey]?: FileConfig[K] } = {};
 
   constructor(
     readonly file: string,
@@ -406,93 +387,73 @@ class FileValidator {
     // Go's JSON decoding leaves a field untouched for null, so `masqLinkLocal:` with no value
     // means "not set" upstream; configs that work there must work here.
     if (value === null || (isScalar(value) && value.value === null)) return;
+    const values = this.#values;
     switch (key) {
       case "nonMasqueradeCIDRs":
       case "masqueradeCIDRs":
       case "nonMasqueradeSrcCIDRs":
         return this.validateCidrList(key, value, keyNode);
       case "masqLinkLocal":
-        this.#masqLinkLocal = this.boolean(key, value, keyNode);
-        return;
       case "masqLinkLocalIPv6":
-        this.#masqLinkLocalIPv6 = this.boolean(key, value, keyNode);
+        values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
         return;
       case "cidrLimit":
-        return this.validateCidrLimit(value, keyNode);
+        this.#cidrLimit = this.scalar(
+          key,
+          value,
+          "a whole number",
+          isInteger,
+          (limit) =>
+            limit < 1 || limit > maxCidrLimit
+              ? err(`must be between 1 and ${maxCidrLimit}, got ${limit}`)
+              : ok(limit),
+        );
+        return;
       case "resyncInterval":
-        return this.validateResyncInterval(value, keyNode);
+        values[key] = this.scalar(key, value, 'a Go duration string such as "60s"', isString, (
+          text,
+        ) => {
+          const parsed = parseGoDuration(text);
+          const { min, max } = resyncIntervalBoundsMs;
+          if (!parsed.ok || (parsed.value >= min && parsed.value <= max)) return parsed;
+          return err(`must be ${resyncIntervalBoundsText}, got ${quoteInput(text)}`);
+        });
+        return;
       case "outputAddress":
-      case "outputAddressIPv6":
-        return this.validateOutputAddress(key, value, keyNode);
+      case "outputAddressIPv6": {
+        const family = key === "outputAddress" ? "ipv4" : "ipv6";
+        values[key] = this.scalar(key, value, "an address string", isString, (text) => {
+          const parsed = parseOutputAddress(text, family);
+          if (!parsed.ok || family === "ipv4" || this.options.enableIpv6) return parsed;
+          return err(`${parsed.value.text} is for IPv6 ${ipv6NotEnabled}`);
+        });
+        return;
+      }
       case "outputInterface":
-        return this.validateOutputInterface(value, keyNode);
-      default:
-        return this.validateSetting(key, value, keyNode);
+        values[key] = this.scalar(
+          key,
+          value,
+          'an interface name string such as "eth0"',
+          isString,
+          parseInterfaceName,
+        );
+        return;
+      default: {
+        const setting = this.scalar(
+          key,
+          value,
+          "a single value",
+          isAnything,
+          (raw) => parseSetting(key, raw),
+        );
+        if (setting) this.#settings.push({ key, ...setting.value, at: setting.at });
+      }
     }
   }
 
-  private validateSetting(key: SettingKey, value: Node | null, keyNode: Node | null): void {
-    if (!isScalar(value)) {
-      this.problem(value ?? keyNode, key, `must be a single value, got ${describe(value)}`);
-      return;
-    }
-    const parsed = parseSetting(key, value.value);
-    if (!parsed.ok) {
-      this.problem(value, key, parsed.error);
-      return;
-    }
-    this.#settings.push({ key, ...parsed.value, at: this.locate(value) });
-  }
-
-  private validateOutputAddress(
-    key: "outputAddress" | "outputAddressIPv6",
-    value: Node | null,
-    keyNode: Node | null,
-  ): void {
-    if (!isScalar(value) || typeof value.value !== "string") {
-      this.problem(value ?? keyNode, key, `must be an address string, got ${describe(value)}`);
-      return;
-    }
-    const family = key === "outputAddress" ? "ipv4" : "ipv6";
-    const parsed = parseOutputAddress(value.value, family);
-    if (!parsed.ok) {
-      this.problem(value, key, parsed.error);
-      return;
-    }
-    if (family === "ipv6" && !this.options.enableIpv6) {
-      this.problem(
-        value,
-        key,
-        `${parsed.value.text} is for IPv6 but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true`,
-      );
-      return;
-    }
-    const located = { value: parsed.value, at: this.locate(value) };
-    if (family === "ipv4") this.#outputAddress = located;
-    else this.#outputAddressIPv6 = located;
-  }
-
-  private validateOutputInterface(value: Node | null, keyNode: Node | null): void {
-    const key = "outputInterface";
-    if (!isScalar(value) || typeof value.value !== "string") {
-      this.problem(
-        value ?? keyNode,
-        key,
-        `must be an interface name string such as "eth0", got ${describe(value)}`,
-      );
-      return;
-    }
-    const parsed = parseInterfaceName(value.value);
-    if (!parsed.ok) {
-      this.problem(value, key, parsed.error);
-      return;
-    }
-    this.#outputInterface = { value: parsed.value, at: this.locate(value) };
-  }
-
-  private validateCidrList(key: CidrListKey, value: Node | null, keyNode: Node | null): void {
+  private validateCidrList(key: CidrListKey, value: Node, keyNode: Node | null): void {
     if (!isSeq(value)) {
-      this.problem(value ?? keyNode, key, `must be a list of CIDR strings, got ${describe(value)}`);
+      this.problem(value, key, `must be a list of CIDR strings, got ${describe(value)}`);
       return;
     }
     if (key === "nonMasqueradeCIDRs") this.#namesNonMasqueradeCidrs = this.locate(keyNode);
@@ -503,82 +464,44 @@ class FileValidator {
         this.problem(item ?? value, itemKey, "empty list item: remove it or write a CIDR");
         return;
       }
-      if (!isScalar(item) || typeof item.value !== "string") {
-        this.problem(item, itemKey, `must be a CIDR string, got ${describe(item)}`);
-        return;
-      }
-      const parsed = parseCidr(item.value);
-      if (!parsed.ok) {
-        this.problem(item, itemKey, `invalid CIDR ${quoteInput(item.value)}: ${parsed.error}`);
-        return;
-      }
-      if (parsed.value.family === "ipv6" && !this.options.enableIpv6) {
-        this.problem(
-          item,
-          itemKey,
-          `${parsed.value.text} is an IPv6 CIDR but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true`,
-        );
-        return;
-      }
-      this.#cidrs[key].push({ value: parsed.value, at: this.locate(item) });
+      const cidr = this.scalar(itemKey, item, "a CIDR string", isString, (text) => {
+        const parsed = parseCidr(text);
+        if (!parsed.ok) return err(`invalid CIDR ${quoteInput(text)}: ${parsed.error}`);
+        if (parsed.value.family === "ipv4" || this.options.enableIpv6) return parsed;
+        return err(`${parsed.value.text} is an IPv6 CIDR ${ipv6NotEnabled}`);
+      });
+      if (cidr) this.#cidrs[key].push(cidr);
     });
   }
 
-  private boolean(key: KnownKey, value: Node | null, keyNode: Node | null) {
-    if (isScalar(value) && typeof value.value === "boolean") {
-      return { value: value.value, at: this.locate(value) };
+  /** A scalar `accepts`, as `parse` reads it; or undefined, with the problem recorded. */
+  private scalar<V, T>(
+    key: string,
+    node: Node,
+    wanted: string,
+    accepts: (raw: unknown) => raw is V,
+    parse: (raw: V) => Result<T, string>,
+  ): Located<T> | undefined {
+    if (!isScalar(node) || !accepts(node.value)) {
+      this.problem(node, key, `must be ${wanted}, got ${describe(node)}`);
+      return undefined;
     }
-    this.problem(value ?? keyNode, key, `must be true or false, got ${describe(value)}`);
-    return undefined;
-  }
-
-  private validateCidrLimit(value: Node | null, keyNode: Node | null): void {
-    const key = "cidrLimit";
-    if (!isScalar(value) || typeof value.value !== "number" || !Number.isInteger(value.value)) {
-      this.problem(value ?? keyNode, key, `must be a whole number, got ${describe(value)}`);
-      return;
-    }
-    if (value.value < 1 || value.value > maxCidrLimit) {
-      this.problem(value, key, `must be between 1 and ${maxCidrLimit}, got ${value.value}`);
-      return;
-    }
-    this.#cidrLimit = value.value;
-    this.#cidrLimitAt = this.locate(value);
-  }
-
-  private validateResyncInterval(value: Node | null, keyNode: Node | null): void {
-    const key = "resyncInterval";
-    if (!isScalar(value) || typeof value.value !== "string") {
-      this.problem(
-        value ?? keyNode,
-        key,
-        `must be a Go duration string such as "60s", got ${describe(value)}`,
-      );
-      return;
-    }
-    const parsed = parseGoDuration(value.value);
+    const parsed = parse(node.value);
     if (!parsed.ok) {
-      this.problem(value, key, parsed.error);
-      return;
+      this.problem(node, key, parsed.error);
+      return undefined;
     }
-    if (parsed.value < minResyncIntervalMs || parsed.value > maxResyncIntervalMs) {
-      this.problem(
-        value,
-        key,
-        `must be ${resyncIntervalBoundsText}, got ${quoteInput(value.value)}`,
-      );
-      return;
-    }
-    this.#resyncInterval = { value: parsed.value, at: this.locate(value) };
+    return { value: parsed.value, at: this.locate(node) };
   }
 
   private checkCidrLimit(): void {
+    const limit = this.#cidrLimit?.value ?? defaultCidrLimit;
     const listed = cidrListKeys.filter((key) => this.#cidrs[key].length > 0);
     const total = listed.reduce((sum, key) => sum + this.#cidrs[key].length, 0);
-    if (total <= this.#cidrLimit) return;
-    const limitSource = this.#cidrLimitAt
-      ? `cidrLimit is ${this.#cidrLimit} (line ${this.#cidrLimitAt.line})`
-      : `the default cidrLimit is ${this.#cidrLimit}; raise it with a cidrLimit key`;
+    if (total <= limit) return;
+    const limitSource = this.#cidrLimit
+      ? `cidrLimit is ${limit} (line ${this.#cidrLimit.at.line})`
+      : `the default cidrLimit is ${limit}; raise it with a cidrLimit key`;
     // One list keeps upstream's wording; several name what was added up.
     const key = listed[0];
     const counted = listed.length === 1
@@ -598,11 +521,7 @@ class FileValidator {
     }
     const suggestion = closestKey(keyText);
     const hint = suggestion ? `; did you mean "${suggestion}"?` : "";
-    this.problem(
-      keyNode,
-      keyText,
-      `unknown key${hint} (known keys: ${knownKeys.join(", ")})`,
-    );
+    this.problem(keyNode, keyText, `unknown key${hint} (known keys: ${knownKeys.join(", ")})`);
   }
 
   private resolve(node: Node | null | undefined): Node | null {
@@ -617,6 +536,7 @@ class FileValidator {
 
   private result(): Result<FileConfig, ConfigProblem[]> {
     if (this.#problems.length > 0) return err(this.#problems);
+    const { outputAddress, outputAddressIPv6, outputInterface } = this.#values;
     return ok({
       file: this.file,
       nonMasqueradeCidrs: this.#cidrs.nonMasqueradeCIDRs,
@@ -625,15 +545,15 @@ class FileValidator {
         : {}),
       masqueradeCidrs: this.#cidrs.masqueradeCIDRs,
       nonMasqueradeSrcCidrs: this.#cidrs.nonMasqueradeSrcCIDRs,
-      masqLinkLocal: this.#masqLinkLocal,
-      masqLinkLocalIPv6: this.#masqLinkLocalIPv6,
-      cidrLimit: this.#cidrLimit,
-      resyncInterval: this.#resyncInterval,
+      masqLinkLocal: this.#values.masqLinkLocal,
+      masqLinkLocalIPv6: this.#values.masqLinkLocalIPv6,
+      cidrLimit: this.#cidrLimit?.value ?? defaultCidrLimit,
+      resyncInterval: this.#values.resyncInterval,
       settings: this.#settings,
       // Only when set, so a file without them parses to the very same value as before.
-      ...(this.#outputAddress ? { outputAddress: this.#outputAddress } : {}),
-      ...(this.#outputAddressIPv6 ? { outputAddressIPv6: this.#outputAddressIPv6 } : {}),
-      ...(this.#outputInterface ? { outputInterface: this.#outputInterface } : {}),
+      ...(outputAddress ? { outputAddress } : {}),
+      ...(outputAddressIPv6 ? { outputAddressIPv6 } : {}),
+      ...(outputInterface ? { outputInterface } : {}),
     });
   }
 }

@@ -1,9 +1,8 @@
 /**
- * Imported first by main.ts, for its side effect: asks parse.ts, before that module is
- * evaluated, to load the `yaml` package only when a config file needs the full YAML parse
- * (`prepareParse`). Real ConfigMaps never do, and the package costs the agent ~4 MiB of RSS and
- * ~15 ms of start-up (docs/benchmarks.md, issue 18). Every other importer of parse.ts (tests,
- * lab, bench) loads it at once and keeps the synchronous API whatever the text.
+ * Imported first by main.ts, for its side effect: asks parse.ts, before it is evaluated, to load
+ * the `yaml` package only when a config file needs the full YAML parse (`prepareParse`). Real
+ * ConfigMaps never do, and the package costs ~4 MiB of RSS and ~15 ms of start-up
+ * (docs/benchmarks.md).
  *
  * @module
  */
