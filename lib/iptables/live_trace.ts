@@ -301,12 +301,9 @@ export function traceLive(
 }
 
 function evaluate(rule: ParsedRule, packet: TracedPacket): MatchResult {
-  const unknown: string[] = [];
-  for (const match of rule.matches) {
-    const result = match(packet);
-    if (result === false) return false;
-    if (result !== true) unknown.push(result.unknown);
-  }
+  const results = rule.matches.map((match) => match(packet));
+  if (results.includes(false)) return false;
+  const unknown = results.flatMap((result) => typeof result === "object" ? [result.unknown] : []);
   return unknown.length === 0 ? true : { unknown: unknown.join(", ") };
 }
 
