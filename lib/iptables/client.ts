@@ -1,12 +1,7 @@
 /**
- * The iptables client of one backend (nft or legacy) and family, on the
- * {@link Exec} seam. It reads only what it is asked for — `-t nat -S CHAIN`
- * lists one chain, which iptables-nft fetches alone from the kernel, in
- * milliseconds even beside kube-proxy's 50,000 rules, where `iptables-save
- * -t nat` takes seconds — and writes one atomic `iptables-restore --noflush`
- * transaction. The reconcile loop sees only {@link NatTableClient}, so tests
- * use a faithful in-memory fake; this module is unit-tested through a fake
- * `exec`.
+ * The iptables client of one backend and family, on the {@link Exec} seam. It lists single
+ * chains (`-t nat -S CHAIN` takes milliseconds beside kube-proxy's 50,000 rules, where
+ * `iptables-save -t nat` takes seconds) and writes one atomic `iptables-restore --noflush`.
  *
  * @module
  */
@@ -22,11 +17,7 @@ export interface NatTableClient {
   readonly family: Family;
   /** The backend whose tools this client runs. */
   readonly mode: IptablesMode;
-  /**
-   * `-t nat -S CHAIN`: `-P CHAIN POLICY` (built-in) or `-N CHAIN`, then its
-   * `-A` lines in order, exactly as iptables-save spells rules; null when the
-   * chain does not exist.
-   */
+  /** `-t nat -S CHAIN`: `-P` or `-N`, then its `-A` lines; null when the chain does not exist. */
   listChain(chain: string, signal?: AbortSignal): Promise<string | null>;
   /** `-t nat -S`: every chain of the table. Costly on a big table; only for rare paths. */
   listTable(signal?: AbortSignal): Promise<string>;
@@ -38,9 +29,8 @@ export interface NatTableClient {
 export const restoreArgs: readonly string[] = ["--noflush", "-w", "5", "-W", "100000"];
 
 /**
- * Listings wait for the xtables lock too: without `-w` a legacy `iptables -S`
- * blocks for as long as another program holds it, with no way to tell a
- * held lock from a slow kernel. nft ignores the lock and the flag.
+ * Listings wait for the xtables lock too: without `-w` a legacy `iptables -S` blocks while
+ * another program holds it, indistinguishable from a slow kernel. nft ignores the flag.
  */
 export const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
 
@@ -82,13 +72,7 @@ export function natTableClient(
     family,
     mode,
     listChain: async (chain, signal) => {
-      const outcome = await runTool(
-        exec,
-        tools.main,
-        [...listArgs, chain],
-        undefined,
-        signal,
-      );
+      const outcome = await runTool(exec, tools.main, [...listArgs, chain], undefined, signal);
       if (outcome.ok) return outcome.stdout;
       if (outcome.code === 1 && isNoSuchChain(outcome.stderr)) return null;
       throw failed(outcome);
@@ -118,15 +102,7 @@ export async function chainExists(
   chain: string,
   failures?: string[],
 ): Promise<boolean> {
-  const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, [
-    "-t",
-    table,
-    "-S",
-    chain,
-  ]);
-  if (outcome && !outcome.ok && !isNoSuchChain(outcome.stderr)) {
-    failures?.push(readFailure(outcome));
-  }
+  const outcome = await evidenceOf(exec, mode, family, ["-t", table, "-S", chain], failures);
   return outcome?.ok ?? false;
 }
 
@@ -143,10 +119,7 @@ export async function countRules(
 ): Promise<number> {
   let count = 0;
   for (const table of tables) {
-    const outcome = await evidenceOf(exec, iptablesTools(mode, family).main, ["-t", table, "-S"]);
-    if (outcome && !outcome.ok && !isNoSuchChain(outcome.stderr)) {
-      failures?.push(readFailure(outcome));
-    }
+    const outcome = await evidenceOf(exec, mode, family, ["-t", table, "-S"], failures);
     if (!outcome?.ok) continue;
     for (const line of outcome.stdout.split("\n")) if (line.startsWith("-A ")) count++;
   }
@@ -154,16 +127,10 @@ export async function countRules(
 }
 
 /**
- * `iptables-legacy-save` (or ip6tables) without `-t`: every legacy table that
- * is already loaded, and nothing when none is (it lists the loaded tables
- * from /proc, which Deno's sandbox will not let the agent read itself; any
- * `-t TABLE`, `-S CHAIN` included, would create the table in this network
- * namespace, loading its kernel module if need be, just by asking). Read as
- * a stream and summarized, never kept: beside kube-proxy's 50,000 legacy
- * rules the dump is megabytes, which kept whole doubled the agent's RSS. The
- * read stops as soon as `enough` says the question is answered (kubelet's
- * hint seen, the nat table found). A failure reads as "nothing loaded": this
- * only gathers evidence.
+ * `iptables-legacy-save` without `-t`: the legacy tables already loaded (any `-t TABLE`, even
+ * with `-S CHAIN`, would create the table, loading its kernel module, just by asking). Streamed
+ * and summarized: kept whole, the megabytes beside kube-proxy's rules doubled the agent's RSS.
+ * Stops once `enough` holds; a failure reads as "nothing loaded".
  */
 export async function dumpLegacy(
   scan: ScanExec,
@@ -191,14 +158,26 @@ function readFailure(outcome: { commandLine: string; code: number; stderr: strin
   return `${outcome.commandLine}: ${said}`;
 }
 
-/** {@link runTool} for gathering evidence: a tool that is not installed answers nothing. */
-async function evidenceOf(exec: Exec, command: string, args: readonly string[]) {
+/**
+ * Runs `mode`'s main tool to gather evidence: a tool not installed answers nothing; a failure
+ * other than "no such chain" is told to `failures`.
+ */
+async function evidenceOf(
+  exec: Exec,
+  mode: IptablesMode,
+  family: Family,
+  args: readonly string[],
+  failures?: string[],
+) {
+  let outcome;
   try {
-    return await runTool(exec, command, args);
+    outcome = await runTool(exec, iptablesTools(mode, family).main, args);
   } catch (error) {
     if (error instanceof ToolError && error.failure === "missing") return undefined;
     throw error;
   }
+  if (!outcome.ok && !isNoSuchChain(outcome.stderr)) failures?.push(readFailure(outcome));
+  return outcome;
 }
 
 /** The first line of `--version`, and whether that iptables knows `--random-fully`. */

@@ -1,8 +1,6 @@
 /**
- * The iptables dataplane on the {@link Dataplane} seam: read only what is
- * ours in each family's nat table (POSTROUTING and our chain), plan with the
- * pure core (plan.ts), and write the one transaction that fixes what differs
- * (or nothing).
+ * The iptables dataplane on the {@link Dataplane} seam: reads POSTROUTING and our chain of each
+ * family, plans with plan.ts, and writes the one transaction that fixes what differs (or none).
  *
  * @module
  */
@@ -22,10 +20,8 @@ import type { NatTableClient } from "./client.ts";
 import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
 
 /**
- * What the last reconcile of each family found in sync: the desired chain
- * and the exact listing of POSTROUTING and our chain that matched it. When
- * both are the same again, the listing is not parsed or compared: a steady
- * resync costs the two reads. Any change of either takes the full path.
+ * What the last reconcile of each family found in sync (desired chain and exact listing): when
+ * both are the same again nothing is parsed or compared, so a steady resync costs two reads.
  */
 export type VerifiedListings = VerifiedReads<OurListings>;
 
@@ -35,9 +31,8 @@ export function verifiedListings(): VerifiedListings {
 }
 
 /**
- * `-S POSTROUTING` and `-S <our chain>` as read, kept apart: comparing them
- * apart never copies our chain's listing (1.4 MB at 10,000 CIDRs) into a
- * joined string, which in a steady resync was most of the garbage to collect.
+ * `-S POSTROUTING` and `-S <our chain>`, kept apart: joining them copied our chain's listing
+ * (1.4 MB at 10,000 CIDRs), most of a steady resync's garbage.
  */
 export type OurListings = readonly [postrouting: string, chain: string];
 
@@ -45,11 +40,7 @@ function sameListings(a: OurListings, b: OurListings): boolean {
   return a[0] === b[0] && a[1] === b[1];
 }
 
-/**
- * Lists POSTROUTING and `chain`: two cheap reads whatever else the table
- * holds (kube-proxy's tens of thousands of rules live in other chains). What
- * the reconcile, `--check` and `--explain` read.
- */
+/** Lists POSTROUTING and `chain`: two cheap reads however big the rest of the table is. */
 export async function listOurs(
   client: NatTableClient,
   chain: string,
@@ -63,24 +54,15 @@ export async function listOurs(
 /** What the iptables dataplane read of one family. */
 export interface IptablesLive {
   /**
-   * What is ours, parsed: POSTROUTING and our chain, or the whole table when a jump of ours
-   * leads to another chain (an earlier `--masq-chain`), whose removal must know whether
-   * anything else refers to it. Undefined when the listing is byte for byte what the last
-   * reconcile verified for the same desired chain: it is not parsed again.
+   * POSTROUTING and our chain, parsed; the whole table when a jump of ours leads to an earlier
+   * `--masq-chain` (its removal must know what refers to it); undefined when already verified.
    */
   readonly table?: LiveNatTable;
-  /**
-   * Chains of ours under another name that another ip-masq-agent on the node manages (they came
-   * back after we removed them): left alone, jump and chain.
-   */
+  /** Chains of ours under another name that another ip-masq-agent manages: left alone. */
   readonly othersChains: ReadonlySet<string>;
 }
 
-/**
- * The iptables dataplane of one backend: our chain and POSTROUTING jump
- * through that backend's tools. A steady resync is two listings per family,
- * not even parsed when they are what the last reconcile verified.
- */
+/** The iptables dataplane of one backend: our chain and POSTROUTING jump via its tools. */
 export function iptablesDataplane(
   clients: Readonly<Record<Family, NatTableClient>>,
   chain: string,

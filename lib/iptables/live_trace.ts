@@ -1,13 +1,8 @@
 /**
- * What the live nat table would do with one packet: a small tracer over
- * POSTROUTING and our chain, as `iptables -t nat -S` lists them. It
- * evaluates the matches whose answer follows from the packet (`-s`, `-d`,
- * `!`, `-m comment`, `-m addrtype`, `-o +`, `-o NAME` when the interface is
- * given, `-m mark` on the kube-proxy bit when given) and keeps every other match
- * (`-m mark`, `-p`, an interface name, ...) as "cannot evaluate": a rule with
- * one may or may not decide, so the tracer follows both ways and returns
- * every outcome it reaches. Chains other than POSTROUTING and ours are not
- * read; a jump to one is an outcome of its own ("unknown").
+ * What the live nat table would do with one packet: a tracer over POSTROUTING and our chain
+ * as `iptables -t nat -S` lists them. A match whose answer does not follow from the packet
+ * (`-p`, an unknown `-m`, ...) "cannot be evaluated": the tracer follows both ways and returns
+ * every outcome it reaches. A jump to any other chain is an outcome of its own ("unknown").
  *
  * @module
  */
@@ -26,11 +21,7 @@ export interface TracedPacket {
   readonly source?: IpAddress;
   /** Whether the destination is one of the node's addresses (assumed not, unless loopback). */
   readonly localDestination: boolean;
-  /**
-   * The kube-proxy masquerade bit and whether the packet carries it: a `-m mark --mark V/M`
-   * match on exactly that bit is then evaluated (insert mode's first rule); any other mark
-   * match stays "cannot evaluate".
-   */
+  /** The kube-proxy bit and whether the packet has it: `-m mark` on exactly it is evaluated. */
   readonly kubeProxyMark?: { readonly mark: number; readonly marked: boolean };
   /** The interface the packet leaves by, when known; `-o NAME` is then evaluated. */
   readonly outputInterface?: string;
@@ -102,7 +93,6 @@ interface ParsedRule {
 }
 
 const topLevel = new Set(["-s", "--source", "-d", "--destination", "-o", "--out-interface"]);
-const otherTopLevel = new Set(["-i", "--in-interface", "-p", "--protocol", "-f", "--fragment"]);
 
 /** Parses `-A CHAIN ...`; a word it cannot place makes the whole rule "cannot evaluate". */
 function parseRule(line: string): ParsedRule {
@@ -110,7 +100,6 @@ function parseRule(line: string): ParsedRule {
   const matches: ((packet: TracedPacket) => MatchResult)[] = [];
   let target: ParsedRule["target"];
   let i = 0;
-  const unknown = (what: string) => () => ({ unknown: what });
   while (i < words.length) {
     let negated = false;
     if (words[i].text === "!" && !words[i].quoted) {
@@ -147,12 +136,9 @@ function parseRule(line: string): ParsedRule {
     const shown = `${negated ? "! " : ""}${option} ${value}`;
     if (topLevel.has(option)) {
       matches.push(addressOrInterfaceMatch(option, value, negated, shown));
-    } else if (otherTopLevel.has(option)) {
-      matches.push(
-        unknown(`${shown}${option.startsWith("-p") ? " (depends on the protocol)" : ""}`),
-      );
     } else {
-      matches.push(unknown(shown));
+      const what = option === "-p" ? `${shown} (depends on the protocol)` : shown;
+      matches.push(() => ({ unknown: what }));
     }
   }
   return { matches, target };
@@ -198,14 +184,16 @@ function moduleMatch(
   return (packet) => {
     for (const option of options) {
       const types = (option.values[0] ?? "").split(",");
-      let types_: ReadonlySet<string> | undefined;
-      if (option.name === "--dst-type") types_ = destinationTypes(packet);
-      else if (option.name === "--src-type") types_ = sourceTypes(packet);
-      if (types_ === undefined || types.some((type) => !knownTypes.has(type))) {
+      // A forwarded pod packet's source is never an address of the node.
+      const actual = option.name === "--dst-type"
+        ? addressType(packet.destination, packet.localDestination)
+        : option.name === "--src-type"
+        ? (packet.source === undefined ? "UNICAST" : addressType(packet.source, false))
+        : undefined;
+      if (actual === undefined || types.some((type) => !knownTypes.has(type))) {
         return { unknown: shown };
       }
-      const matched = types.some((type) => types_!.has(type));
-      if (matched === option.negated) return false;
+      if (types.includes(actual) === option.negated) return false;
     }
     return true;
   };
@@ -234,50 +222,23 @@ function markMatch(
 /** The address types whose presence follows from the address alone (and the local flag). */
 const knownTypes = new Set(["LOCAL", "UNICAST", "MULTICAST", "BROADCAST"]);
 
-function addressTypes(address: IpAddress, local: boolean): Set<string> {
+function addressType(address: IpAddress, local: boolean): string {
+  if (local) return "LOCAL";
   const multicast = address.family === "ipv4"
     ? address.address >> 28n === 0xen
     : address.address >> 120n === 0xffn;
-  const broadcast = address.family === "ipv4" && address.address === 0xffffffffn;
-  if (local) return new Set(["LOCAL"]);
-  if (multicast) return new Set(["MULTICAST"]);
-  if (broadcast) return new Set(["BROADCAST"]);
-  return new Set(["UNICAST"]);
-}
-
-function destinationTypes(packet: TracedPacket): Set<string> {
-  return addressTypes(packet.destination, packet.localDestination);
-}
-
-/** A forwarded pod packet: its source is never an address of the node. */
-function sourceTypes(packet: TracedPacket): Set<string> {
-  return packet.source === undefined ? new Set(["UNICAST"]) : addressTypes(packet.source, false);
+  if (multicast) return "MULTICAST";
+  return address.family === "ipv4" && address.address === 0xffffffffn ? "BROADCAST" : "UNICAST";
 }
 
 /** Targets that act and let the packet go on to the next rule. */
-const nonTerminating = new Set([
-  "LOG",
-  "NFLOG",
-  "MARK",
-  "CONNMARK",
-  "TRACE",
-  "AUDIT",
-  "CLASSIFY",
-  "DSCP",
-  "TOS",
-  "TTL",
-  "HL",
-  "TCPMSS",
-  "CHECKSUM",
-  "ULOG",
-]);
+const nonTerminating = new Set(
+  "LOG NFLOG MARK CONNMARK TRACE AUDIT CLASSIFY DSCP TOS TTL HL TCPMSS CHECKSUM ULOG".split(" "),
+);
 /** Targets that rewrite the source: the packet is masqueraded as far as the pod is concerned. */
 const rewritesSource = new Set(["MASQUERADE", "SNAT", "NETMAP"]);
 
-/**
- * Every way POSTROUTING (and `ourChain`, when it jumps there) can end for
- * `packet`, deduplicated, in the order the rules are tried.
- */
+/** Every way POSTROUTING (and our chain) can end for `packet`, deduplicated, in rule order. */
 export function traceLive(
   live: LiveNatTable,
   ourChain: string,
@@ -340,12 +301,9 @@ export function traceLive(
 }
 
 function evaluate(rule: ParsedRule, packet: TracedPacket): MatchResult {
-  const unknown: string[] = [];
-  for (const match of rule.matches) {
-    const result = match(packet);
-    if (result === false) return false;
-    if (result !== true) unknown.push(result.unknown);
-  }
+  const results = rule.matches.map((match) => match(packet));
+  if (results.includes(false)) return false;
+  const unknown = results.flatMap((result) => typeof result === "object" ? [result.unknown] : []);
   return unknown.length === 0 ? true : { unknown: unknown.join(", ") };
 }
 

@@ -24,17 +24,14 @@ export interface IptablesTools {
   /** Applies one atomic transaction: `<restore> --noflush -w 5 -W 100000`. */
   readonly restore: string;
   /**
-   * `<save>` without `-t`: dumps only the tables already loaded (it reads
-   * `/proc/net/ip_tables_names`, which Deno's sandbox will not let the agent
-   * read itself), so asking the legacy backend this never loads its modules.
-   * Run for the legacy backend only.
+   * `<save>` without `-t` (legacy only): dumps only the tables already loaded, so it never loads
+   * the legacy modules (it reads `/proc/net/ip_tables_names`, which Deno's sandbox denies us).
    */
   readonly save: string;
 }
 
 /**
- * The tools of `mode` for `family`, as Debian and distroless-iptables name
- * them: `iptables-nft`, `iptables-nft-restore`, `ip6tables-legacy`, ...
+ * The tools of `mode` for `family`, as Debian and distroless-iptables name them.
  *
  * @example
  * ```ts
@@ -64,17 +61,14 @@ export const allIptablesTools: readonly string[] = iptablesModes.flatMap((mode) 
 );
 
 /**
- * The chains kubelet creates in the mangle table of the backend it uses:
- * `KUBE-IPTABLES-HINT` since Kubernetes 1.23 for exactly this purpose, and
- * `KUBE-KUBELET-CANARY` before it. The iptables-wrapper and Calico's
- * `IptablesBackend=auto` look for the same chains.
+ * The chains kubelet creates in its backend's mangle table (`KUBE-IPTABLES-HINT` since 1.23,
+ * `KUBE-KUBELET-CANARY` before); the iptables-wrapper and Calico's auto mode look for the same.
  */
 export const kubeletHintChains: readonly string[] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
 
 /**
- * What `iptables-legacy-save` (all loaded tables) says about the legacy
- * backend: a summary, never the dump itself, which beside kube-proxy's 50,000
- * rules is megabytes the agent would keep (see {@link LegacyDumpScanner}).
+ * A summary of `iptables-legacy-save`, never the dump itself: beside kube-proxy's 50,000 rules
+ * that is megabytes the agent would keep.
  */
 export interface LegacyDump {
   /** Whether any legacy table is loaded at all; if not, nothing of the node is there. */
@@ -90,11 +84,8 @@ export interface LegacyDump {
 }
 
 /**
- * Reads an `iptables-legacy-save` dump as it streams in, one chunk at a time,
- * keeping only the summary ({@link LegacyDump}) and the line being read: the
- * agent's memory stays what it is on an empty node however large the legacy
- * tables are. `push` returns true once `enough` says the question is
- * answered, so the caller can stop reading.
+ * Reads an `iptables-legacy-save` dump chunk by chunk, keeping only the summary and the current
+ * line, so memory does not grow with the legacy tables. `push` returns true once `enough` holds.
  *
  * @example
  * ```ts
@@ -120,10 +111,7 @@ export class LegacyDumpScanner {
   #rules = 0;
   readonly #tables: string[] = [];
 
-  /**
-   * A scanner that has read nothing yet.
-   * @param enough whether what was read so far answers the caller's question
-   */
+  /** A scanner that has read nothing yet. */
   constructor(
     /** Whether what was read so far answers the caller's question. */
     readonly enough: (dump: LegacyDump) => boolean = () => false,
@@ -186,11 +174,8 @@ export function parseLegacyDump(text: string): LegacyDump {
 }
 
 /**
- * What has been learned about the node so far; a field left undefined was
- * not (yet) probed. The detection probes in the order of the fields and stops
- * as soon as {@link decideMode} returns a decision, so a node with kubelet's
- * hint in the nft backend costs one probe and the legacy modules are never
- * loaded just to look.
+ * What has been learned about the node; an undefined field was not probed yet. Probing stops at
+ * the first decision, so a node with the nft hint costs one probe and never loads legacy modules.
  */
 export interface ModeEvidence {
   /** Whether a kubelet hint chain exists in the nft backend's mangle table, per family. */
@@ -199,14 +184,11 @@ export interface ModeEvidence {
   readonly legacy?: Partial<Record<Family, LegacyDump>>;
   /** How many rules the nft backend holds, asked only when no hint decided. */
   readonly nftRules?: number;
-  /**
-   * The probes that failed (not root, no capability, a broken tool), each with its reason: what
-   * they would have found is unknown, and the decision says so instead of counting 0 rules.
-   */
+  /** The probes that failed, with reasons: the decision says so instead of counting 0 rules. */
   readonly readFailures?: readonly string[];
 }
 
-/** The chosen backend, and the evidence that chose it in words for the start-up log line. */
+/** The chosen backend and, for the start-up log line, why. */
 export interface ModeDecision {
   /** The backend the agent will program. */
   readonly mode: IptablesMode;
@@ -224,11 +206,8 @@ export type ModeStep =
 const families: readonly Family[] = ["ipv4", "ipv6"];
 
 /**
- * The detection rule, as a pure step function: given what is known, either
- * the decision or the one probe to run next. Kubelet's hint in the nft
- * backend (IPv4, then IPv6); then in the legacy backend's dump of the tables
- * already loaded (IPv4, then IPv6); then whichever backend holds more rules;
- * nft when nothing tells them apart.
+ * The detection rule as a pure step: the decision, or the next probe. Kubelet's hint in nft
+ * (IPv4, IPv6), then in legacy's loaded tables, then the backend with more rules, else nft.
  *
  * @example
  * ```ts

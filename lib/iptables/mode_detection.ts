@@ -1,8 +1,6 @@
 /**
- * Choosing the iptables backend on this node, once at start: gathers the
- * evidence that the pure rule in `iptables/mode.ts` asks for, one probe
- * at a time, and stops as soon as it decides. On a node with kubelet's hint
- * chain in the nft backend that is one `iptables-nft -t mangle -S` launch.
+ * Choosing the iptables backend once at start: runs the probes the pure rule in `mode.ts` asks
+ * for, one at a time, until it decides.
  *
  * @module
  */
@@ -53,18 +51,11 @@ async function hintIn(
 export interface Detection {
   /** The backend, and why. */
   readonly decision: ModeDecision;
-  /**
-   * `iptables-legacy-save` / `ip6tables-legacy-save` as the detection read them, per family
-   * (none when kubelet's hint in nft decided, or the flag did): whether legacy's nat table is
-   * loaded can be answered from them ({@link otherBackendPresent}) without a launch.
-   */
+  /** The legacy dumps read, per family: {@link otherBackendPresent} reuses them. */
   readonly legacyDumps: Partial<Record<Family, LegacyDump>>;
 }
 
-/**
- * `--iptables-mode`: `nft` and `legacy` are taken as given; `auto` asks the
- * node (kubelet's hint chain, then which backend holds rules).
- */
+/** `--iptables-mode`: `nft` and `legacy` are taken as given; `auto` asks the node. */
 export async function chooseMode(
   flag: "auto" | IptablesMode,
   deps: DetectionDeps = hostDetectionDeps,
@@ -112,10 +103,8 @@ export async function detectMode(
 }
 
 /**
- * The nft rules of {@link countedTables}, the three listings launched together: all three are
- * always read, so this saves two launches' wall time (~10 ms each) and changes nothing else.
- * Counts and failures are taken in table order, and the first error in that order is thrown,
- * as reading them one after the other would.
+ * The nft rules of {@link countedTables}, listed concurrently (saves ~20 ms); counts, failures
+ * and the thrown error are taken in table order, as a sequential read would.
  */
 async function countConcurrently(exec: Exec, failures: string[]): Promise<number> {
   const counts = await Promise.allSettled(countedTables.map(async (table) => {
@@ -132,11 +121,9 @@ async function countConcurrently(exec: Exec, failures: string[]): Promise<number
 }
 
 /**
- * Whether the backend we did not choose may hold rules of ours, asked
- * without side effects: legacy only where its nat table is already loaded
- * (listing it would load the modules), nft always (listing creates nothing).
- * A whole dump read earlier (`known`, the detection's) answers without a launch;
- * one that failed or stopped at kubelet's hint does not, and the dump is read again.
+ * Whether the backend we did not choose may hold rules of ours, asked without side effects:
+ * legacy only where its nat table is loaded (listing would load modules), nft always. A complete
+ * earlier dump (`known`) answers without a launch; one that failed or stopped early does not.
  */
 export async function otherBackendPresent(
   other: IptablesMode,

@@ -1,8 +1,6 @@
 /**
- * Reading the live nat table from `iptables-save -t nat` and planning the one
- * `iptables-restore --noflush` transaction that brings our chain and our
- * POSTROUTING jump to the desired state, touching nothing else. When the live
- * state already matches, the plan is empty and nothing is written.
+ * Reads the live nat table and plans the one `iptables-restore --noflush` transaction that
+ * brings our chain and POSTROUTING jump to the desired state, touching nothing else.
  *
  * @module
  */
@@ -38,11 +36,8 @@ export interface LiveNatTable {
 }
 
 /**
- * Parses the nat table as `iptables -t nat -S [CHAIN]` lists it (`-P CHAIN
- * POLICY` and `-N CHAIN` declare chains, `-A` lines are rules) or as
- * `iptables-save` prints it (only its `*nat` section counts: `:CHAIN` lines
- * declare chains). Listings of several chains may be concatenated. No
- * declaration means an empty table.
+ * Parses the nat table as `iptables -t nat -S [CHAIN]` lists it (concatenated listings too) or
+ * as `iptables-save` prints it (only its `*nat` section counts).
  *
  * @example
  * ```ts
@@ -116,11 +111,7 @@ function ownJumps(live: LiveNatTable): OwnJump[] {
   return jumps;
 }
 
-/**
- * The chain names our POSTROUTING jumps lead to (either spelling). A name
- * other than the current `--masq-chain` is a stale chain to remove, and
- * deciding whether it may be removed needs the whole table.
- */
+/** The chain names our POSTROUTING jumps lead to (either spelling). */
 export function ownJumpTargets(live: LiveNatTable): Set<string> {
   return new Set(ownJumps(live).map((jump) => jump.chain));
 }
@@ -135,12 +126,9 @@ export interface ReconcileOptions {
 }
 
 /**
- * The first rule in `chain` that makes it another tool's, or undefined when the chain is ours
- * to write. It is ours when it does not exist, is empty, or holds only rules we write (they
- * carry our comments); and also when a POSTROUTING jump of ours leads to it and it holds a rule
- * of ours besides the other one: our own chain into which a rule was inserted, drift that the
- * next reconcile repairs. Anything else (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`) is
- * never flushed, rewritten or deleted.
+ * The first rule in `chain` that makes it another tool's, or undefined when it is ours to write:
+ * missing, empty, only our rules (by comment), or reached by our jump and holding a rule of ours
+ * (someone inserted into our chain: drift to repair). Others' chains are never touched.
  *
  * @example
  * ```ts
@@ -165,10 +153,7 @@ export function foreignRuleOf(live: LiveNatTable, chain: string): string | undef
   return reachedByOurJump && rules.some(isOwnChainRule) ? undefined : foreign;
 }
 
-/**
- * Plans the reconcile of one family. Pure: same inputs, same plan. Throws a
- * {@link ForeignChainError} when the chain to fill is another tool's.
- */
+/** Plans the reconcile of one family; throws {@link ForeignChainError} if the chain is another's. */
 export function planReconcile(
   desired: DesiredChain,
   live: LiveNatTable,
@@ -306,20 +291,17 @@ function staleChains(live: LiveNatTable, jumps: readonly OwnJump[], chain: strin
   return [...names].map((name) => ({ chain: name, ...chainRemoval(live, jumps, name) }));
 }
 
-/**
- * Deletes our jumps to `name`, then the chain itself, but only when every rule
- * in it carries one of our comments and nothing else refers to it; another
- * tool's chain that happens to share the name is never touched.
- */
+/** Deletes our jumps to `name`, then the chain if it holds only our rules and nothing else refers to it. */
 function chainRemoval(live: LiveNatTable, jumps: readonly OwnJump[], name: string) {
   const toName = jumps.filter((jump) => jump.chain === name);
   const ownJumpLines = new Set(jumps.map((jump) => jump.line));
   const chainRules = live.rules.get(name) ?? [];
   const allOurs = chainRules.every((rule) => isOwnChainRule(rule));
-  const referencedElsewhere = [...live.rules.values()].flat().some((rule) =>
-    !ownJumpLines.has(rule) && (rule.endsWith(` -j ${name}`) || rule.includes(` -j ${name} `) ||
-      rule.endsWith(` -g ${name}`) || rule.includes(` -g ${name} `))
-  );
+  const referencedElsewhere = [...live.rules.values()].flat().some((rule) => {
+    const words = rule.split(" ");
+    return !ownJumpLines.has(rule) &&
+      words.some((word, i) => (word === "-j" || word === "-g") && words[i + 1] === name);
+  });
   const removable = live.chains.has(name) && allOurs && !referencedElsewhere;
   const removeInto = (tx: NatTransaction) => {
     for (const jump of toName) tx.deleteRule(jump.line);

@@ -1,8 +1,6 @@
 /**
- * The desired chain of one address family (policy/chain.ts) rendered as the
- * exact rule lines `iptables-save` prints. Rendering in the saved,
- * canonical form lets the reconcile compare live and desired rules as text
- * and makes the upstream rule text (comments included) a golden contract.
+ * The desired chain rendered as the exact lines `iptables-save` prints, so the reconcile compares
+ * live and desired rules as text and upstream's rule text (comments too) is a golden contract.
  *
  * @module
  */
@@ -106,11 +104,7 @@ export function chainRuleLines(desired: DesiredChain): string[] {
   ];
 }
 
-/**
- * The masquerade rules for the destinations `match` selects: with `--to-ports` one rule per
- * protocol and range, then the plain one, so an exception masquerades exactly as the last
- * rules do.
- */
+/** Masquerade rules for `destination`: one per `--to-ports` protocol and range, then the plain one. */
 function masqueradeRules(
   desired: DesiredChain,
   destination: string,
@@ -136,10 +130,7 @@ function masqueradeRules(
   return [...toPorts, last];
 }
 
-/**
- * `MASQUERADE [--to-ports PORTS]`, or with an `outputAddress`
- * `SNAT --to-source ADDR[:PORTS]` (IPv6: `[ADDR]:PORTS`), as iptables-save prints them.
- */
+/** `MASQUERADE [--to-ports P]`, or `SNAT --to-source ADDR[:P]` (IPv6 `[ADDR]:P`), as saved. */
 function masqueradeTarget(address: IpAddress | undefined, ports?: string): string {
   if (address === undefined) {
     return `MASQUERADE${ports === undefined ? "" : ` --to-ports ${ports}`}`;

@@ -1,8 +1,6 @@
 /**
- * The one place that spells `iptables-restore` input: a small builder for a
- * `*nat ... COMMIT` transaction (in the spirit of felix's RestoreInputBuilder)
- * that yields null when nothing was added, so "no change" can never turn into
- * an empty write.
+ * The one place that spells `iptables-restore` input: a `*nat ... COMMIT` builder that yields
+ * null when nothing was added, so "no change" never becomes an empty write.
  *
  * @example
  * ```ts
