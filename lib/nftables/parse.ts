@@ -1,12 +1,8 @@
 /**
- * Reading our table back from `nft -j list table ip ip-masq-agent`. The
- * table is ours, but anyone with CAP_NET_ADMIN can write into it, so its
- * content is input, never trusted: every value is checked for its shape,
- * anything we did not write shows up as something that differs (and makes
- * the plan replace the table), and nothing in it can crash the parser. Rule
- * expressions we write are turned back into the text `nft list` prints for
- * them (render.ts renders the same text); any other expression becomes
- * a marker that can never equal a rule of ours.
+ * Reading our table back from `nft -j list table`. Anyone with CAP_NET_ADMIN can write into it,
+ * so its content is untrusted input: shapes are checked, anything we did not write differs (and
+ * the plan replaces the table), nothing crashes the parser. Our rule expressions become the text
+ * `nft list` prints (as render.ts renders it); any other becomes a marker no rule of ours equals.
  *
  * @module
  */
@@ -78,10 +74,6 @@ function singleKey(value: Json): [string, Json] | undefined {
   return keys.length === 1 ? [keys[0], value[keys[0]]] : undefined;
 }
 
-function describeKind(kind: string): string {
-  return quoteInput(kind);
-}
-
 /**
  * Parses the listing of our table of `family`. A listing that does not
  * parse as nft's JSON is `unreadable`; entries of other tables are ignored.
@@ -131,7 +123,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     const [kind, body] = item;
     if (kind === "metainfo") continue;
     if (!isObject(body)) {
-      others.push(`a ${describeKind(kind)} entry without properties`);
+      others.push(`a ${quoteInput(kind)} entry without properties`);
       continue;
     }
     if (kind === "table") {
@@ -159,7 +151,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
       }
       default:
         others.push(
-          `${describeKind(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
+          `${quoteInput(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
             .trim(),
         );
     }
@@ -182,16 +174,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
 }
 
 const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
-const chainKeys = new Set([
-  "family",
-  "table",
-  "name",
-  "handle",
-  "type",
-  "hook",
-  "prio",
-  "policy",
-]);
+const chainKeys = new Set(["family", "table", "name", "handle", "type", "hook", "prio", "policy"]);
 
 function extrasOf(body: Record<string, Json>, known: ReadonlySet<string>): string[] {
   return Object.keys(body).filter((key) => !known.has(key)).sort();
@@ -425,22 +408,7 @@ function masqueradeText(body: Json): string | undefined {
   if (!isObject(body)) return undefined;
   const known = new Set(["port", "flags"]);
   if (Object.keys(body).some((key) => !known.has(key))) return undefined;
-  let text = "masquerade";
-  if (body.port !== undefined) {
-    const port = body.port;
-    const range = singleKey(port);
-    if (typeof port === "number" && Number.isInteger(port)) text += ` to :${port}-${port}`;
-    else if (
-      range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
-      range[1].every((end) => typeof end === "number" && Number.isInteger(end))
-    ) text += ` to :${range[1][0]}-${range[1][1]}`;
-    else return undefined;
-  }
-  if (body.flags !== undefined) {
-    const flags = Array.isArray(body.flags) ? body.flags : [body.flags];
-    if (!flags.every((flag) => flag === "fully-random")) return undefined;
-    if (flags.length !== 1) return undefined;
-    text += " fully-random";
-  }
-  return text;
+  if (body.port === undefined) return withFlags("masquerade", body.flags);
+  const ports = portRangeText(body.port);
+  return ports === undefined ? undefined : withFlags(`masquerade to :${ports}`, body.flags);
 }
