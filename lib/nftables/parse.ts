@@ -8,7 +8,7 @@
  */
 
 import { type Family, familyBits, parseCidr } from "../net/cidr.ts";
-import { type AddressInterval, cidrInterval } from "../net/intervals.ts";
+import { type AddressInterval, byStart, cidrInterval } from "../net/intervals.ts";
 import { nftFamily, nftTableName } from "./render.ts";
 import { quoteInput } from "../base/quote.ts";
 
@@ -207,7 +207,7 @@ function readElements(items: readonly Json[], family: Family): AddressInterval[]
     if (!interval) return null;
     elements.push(interval);
   }
-  return elements.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  return elements.sort(byStart);
 }
 
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
