@@ -107,8 +107,14 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   }
   const ours = nftFamily(family);
   const sets: LiveNftSet[] = [];
-  const chains: { chain: LiveNftChain; rules: string[] }[] = [];
+  const chains: LiveNftChain[] = [];
   const rulesByChain = new Map<string, string[]>();
+  const rulesOf = (chain: Json) => {
+    const name = typeof chain === "string" ? chain : "";
+    const rules = rulesByChain.get(name) ?? [];
+    rulesByChain.set(name, rules);
+    return rules;
+  };
   const others: string[] = [];
   let tableSeen = false;
   const inOurTable = (body: Record<string, Json>, key: "table" | "name") =>
@@ -135,20 +141,12 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
       case "set":
         sets.push(readSet(body, family));
         break;
-      case "chain": {
-        const name = typeof body.name === "string" ? body.name : "";
-        const rules = rulesByChain.get(name) ?? [];
-        rulesByChain.set(name, rules);
-        chains.push({ chain: { ...readChain(body, name), rules }, rules });
+      case "chain":
+        chains.push({ ...readChain(body), rules: rulesOf(body.name) });
         break;
-      }
-      case "rule": {
-        const chain = typeof body.chain === "string" ? body.chain : "";
-        const rules = rulesByChain.get(chain) ?? [];
-        rulesByChain.set(chain, rules);
-        rules.push(ruleText(body, family));
+      case "rule":
+        rulesOf(body.chain).push(ruleText(body, family));
         break;
-      }
       default:
         others.push(
           `${quoteInput(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
@@ -163,13 +161,13 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     return { kind: "unreadable", reason: "objects of our table, but no table entry" };
   }
   for (const [name, rules] of rulesByChain) {
-    if (!chains.some((entry) => entry.chain.name === name) && rules.length > 0) {
+    if (!chains.some((chain) => chain.name === name) && rules.length > 0) {
       others.push(`rules of an undeclared chain ${quoteInput(name)}`);
     }
   }
   return {
     kind: "table",
-    table: { sets, chains: chains.map((entry) => entry.chain), others },
+    table: { sets, chains, others },
   };
 }
 
@@ -242,10 +240,10 @@ function readPrefix(address: string, len: number, family: Family): AddressInterv
   return cidrInterval(parsed.value);
 }
 
-function readChain(body: Record<string, Json>, name: string): Omit<LiveNftChain, "rules"> {
+function readChain(body: Record<string, Json>): Omit<LiveNftChain, "rules"> {
   const text = (value: Json) => (typeof value === "string" ? value : undefined);
   return {
-    name,
+    name: text(body.name) ?? "",
     type: text(body.type),
     hook: text(body.hook),
     priority: typeof body.prio === "number" ? body.prio : undefined,

@@ -172,13 +172,8 @@ function renderSet(family: Family, set: NftSetState): string[] {
     "\t\tflags interval",
   ];
   if (set.elements.length > 0) {
-    lines.push("\t\telements = {");
-    set.elements.forEach((element, index) =>
-      lines.push(
-        `\t\t\t${formatInterval(family, element)}${index < set.elements.length - 1 ? "," : ""}`,
-      )
-    );
-    lines.push("\t\t}");
+    const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
+    lines.push("\t\telements = {", elements.join(",\n"), "\t\t}");
   }
   lines.push("\t}");
   return lines;
@@ -204,8 +199,7 @@ function renderNftTable(desired: NftDesired): string {
  * it): declaring an existing table is a no-op, so the delete always finds one.
  */
 export function renderNftReplace(desired: NftDesired): string {
-  const table = nftTableSpec(desired.family);
-  return `${table}\ndelete ${table}\n${renderNftTable(desired)}`;
+  return renderNftRemoval(desired.family) + renderNftTable(desired);
 }
 
 /** `nft -f` input that takes a node without our table to `desired` (for --dry-run). */
@@ -239,18 +233,10 @@ export function renderNftElementChanges(
   changes: readonly NftElementChange[],
 ): string {
   const prefix = `${nftFamily(family)} ${nftTableName}`;
-  const lines: string[] = [];
-  const list = (elements: readonly AddressInterval[]) =>
-    elements.map((element) => formatInterval(family, element)).join(", ");
-  for (const change of changes) {
-    if (change.remove.length > 0) {
-      lines.push(`delete element ${prefix} ${change.set} { ${list(change.remove)} }`);
-    }
-  }
-  for (const change of changes) {
-    if (change.add.length > 0) {
-      lines.push(`add element ${prefix} ${change.set} { ${list(change.add)} }`);
-    }
-  }
-  return lines.map((line) => `${line}\n`).join("");
+  const lines = (verb: string, side: "remove" | "add") =>
+    changes.filter((change) => change[side].length > 0).map((change) => {
+      const elements = change[side].map((element) => formatInterval(family, element));
+      return `${verb} element ${prefix} ${change.set} { ${elements.join(", ")} }\n`;
+    });
+  return [...lines("delete", "remove"), ...lines("add", "add")].join("");
 }
