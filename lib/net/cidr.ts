@@ -24,10 +24,7 @@ export interface Cidr {
   readonly text: string;
 }
 
-interface Address {
-  readonly family: Family;
-  readonly address: bigint;
-}
+type Address = Pick<Cidr, "family" | "address">;
 
 /** The address width of `family`, in bits. */
 export function familyBits(family: Family): 32 | 128 {
