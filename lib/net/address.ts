@@ -1,8 +1,6 @@
 /**
- * One IP address, as `--explain` and `--explain-source` take it: parsed with
- * the same Go `net.ParseCIDR` strictness as the config's CIDRs (no leading
- * zeros, no zone, no IPv4-mapped IPv6), so an address the agent accepts here
- * is one it could also have been configured with.
+ * One IP address, as `--explain` and `--explain-source` take it: parsed with the config CIDRs'
+ * strictness, so an address accepted here is one the agent could have been configured with.
  *
  * @module
  */
@@ -49,20 +47,10 @@ export function parseIpAddress(input: string): Result<IpAddress, string> {
   return ok({ family, address, text: parsed.value.text.replace(/\/\d+$/, "") });
 }
 
-/** The host prefix of `address` (/32 or /128). */
-export function hostCidr(address: IpAddress): Cidr {
-  const prefix = familyBits(address.family);
-  return {
-    family: address.family,
-    address: address.address,
-    prefix,
-    text: `${address.text}/${prefix}`,
-  };
-}
-
 /** Whether `address` lies inside `cidr` (false for another family). */
 export function inCidr(cidr: Cidr, address: IpAddress): boolean {
-  return contains(cidr, hostCidr(address));
+  const prefix = familyBits(address.family);
+  return contains(cidr, { ...address, prefix, text: `${address.text}/${prefix}` });
 }
 
 const loopback: Readonly<Record<Family, Cidr>> = {

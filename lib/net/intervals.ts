@@ -1,10 +1,7 @@
 /**
- * Address intervals: the form an nftables interval set holds. A list of
- * CIDRs from the config may overlap (a CIDR inside another, duplicates);
- * the set must receive a sorted, non-overlapping list, and what `nft` reads
- * back must compare equal to it. Both sides therefore become maximal
- * intervals (overlapping or touching ranges merged), compared as numbers,
- * never as text.
+ * Address intervals: the form an nftables interval set holds. Config CIDRs may overlap, but the
+ * set takes a sorted, non-overlapping list, and what `nft` reads back must compare equal to it:
+ * both sides become maximal intervals (overlapping or touching merged), compared as numbers.
  *
  * @module
  */
@@ -41,12 +38,8 @@ export function cidrInterval(cidr: Cidr): AddressInterval {
  * ```
  */
 export function mergeIntervals(intervals: readonly AddressInterval[]): AddressInterval[] {
-  const sorted = [...intervals].sort((
-    a,
-    b,
-  ) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const merged: { start: bigint; end: bigint }[] = [];
-  for (const interval of sorted) {
+  for (const interval of [...intervals].sort(byStart)) {
     const last = merged.at(-1);
     if (last && interval.start <= last.end + 1n) {
       if (interval.end > last.end) last.end = interval.end;
@@ -55,8 +48,13 @@ export function mergeIntervals(intervals: readonly AddressInterval[]): AddressIn
   return merged;
 }
 
-/** The addresses of `from` (merged) that are not in `remove` (merged). Both must be merged. */
-export function subtractIntervals(
+/** Orders intervals by their first address. */
+export function byStart(a: AddressInterval, b: AddressInterval): number {
+  return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
+}
+
+/** The addresses of `from` that are not in `remove`; both must be merged. */
+function subtractIntervals(
   from: readonly AddressInterval[],
   remove: readonly AddressInterval[],
 ): AddressInterval[] {
@@ -77,10 +75,8 @@ export function subtractIntervals(
 }
 
 /**
- * The destinations that keep their source when the most specific CIDR of
- * either list decides (longest-prefix match): `keep` are exempt from
- * masquerade, `masquerade` are exceptions inside them. Without exceptions
- * this is the union of `keep`.
+ * The destinations that keep their source when the most specific CIDR of either list decides
+ * (longest-prefix match): `keep` are exempt, `masquerade` are exceptions inside them.
  *
  * @example
  * ```ts
@@ -141,10 +137,7 @@ export function sameIntervals(
     );
 }
 
-/**
- * An interval as nft writes and prints a set element: a bare address for
- * one address, `address/prefix` for an aligned block, `first-last` otherwise.
- */
+/** A set element as nft writes and prints it: `address`, `address/prefix` or `first-last`. */
 export function formatInterval(family: Family, interval: AddressInterval): string {
   const bits = familyBits(family);
   const size = interval.end - interval.start + 1n;

@@ -31,20 +31,6 @@ export function listTableArgs(family: Family): string[] {
 /** The arguments of one transaction read from stdin. */
 export const applyArgs: readonly string[] = ["-f", "-"];
 
-/** `nft list table` of a table that does not exist: exit 1 and ENOENT's message. */
-export function isNoSuchTable(stderr: string): boolean {
-  return /No such file or directory/.test(stderr);
-}
-
-function runNft(
-  exec: Exec,
-  args: readonly string[],
-  stdin: string | undefined,
-  signal: AbortSignal | undefined,
-) {
-  return runTool(exec, nftProgram, args, stdin, signal, "nftables");
-}
-
 /** nft has no lock to wait for: every failure of it is retried within the budget. */
 function failed(outcome: { commandLine: string; code: number; stderr: string }): ToolError {
   // nft's errors quote the offending input line; keep the message to its first lines.
@@ -60,13 +46,15 @@ function failed(outcome: { commandLine: string; code: number; stderr: string }):
 export function nftClient(exec: Exec = denoExec): NftClient {
   return {
     listTable: async (family, signal) => {
-      const outcome = await runNft(exec, listTableArgs(family), undefined, signal);
+      const args = listTableArgs(family);
+      const outcome = await runTool(exec, nftProgram, args, undefined, signal, "nftables");
       if (outcome.code === 0) return outcome.stdout;
-      if (outcome.code === 1 && isNoSuchTable(outcome.stderr)) return null;
+      // A table that does not exist: exit 1 and ENOENT's message.
+      if (outcome.code === 1 && /No such file or directory/.test(outcome.stderr)) return null;
       throw failed(outcome);
     },
     apply: async (payload, signal) => {
-      const outcome = await runNft(exec, applyArgs, payload, signal);
+      const outcome = await runTool(exec, nftProgram, applyArgs, payload, signal, "nftables");
       if (outcome.code !== 0) throw failed(outcome);
     },
   };

@@ -1,16 +1,13 @@
 /**
- * The nftables dataplane on the {@link Dataplane} seam: our own table per
- * family, read with one `nft -j list table`, planned purely (plan.ts) and
- * written with one `nft -f` transaction.
+ * The nftables dataplane on the {@link Dataplane} seam: read with `nft -j list table`, planned
+ * purely (plan.ts), written with one `nft -f` transaction.
  *
  * @module
  */
 
-import type { Family } from "../net/cidr.ts";
 import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
-import type { LiveNftRead } from "./parse.ts";
+import { type LiveNftRead, parseNftTable } from "./parse.ts";
 import type { NftClient } from "./client.ts";
-import { parseNftTable } from "./parse.ts";
 import { type NftPlan, planNftReconcile, planNftRemoval } from "./plan.ts";
 import { nftDesired } from "./render.ts";
 
@@ -23,17 +20,9 @@ export interface NftablesLive {
   readonly table?: LiveNftRead;
 }
 
-/**
- * The nftables dataplane: our own table per family. A steady resync is one
- * `nft -j list table` per family, not even parsed when its bytes are what
- * the last reconcile verified.
- */
+/** The nftables dataplane: a steady resync is one `nft -j list table` per family, unparsed. */
 export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, NftPlan> {
   const verified = new VerifiedReads<string>((a, b) => a === b);
-  const read = async (family: Family, signal?: AbortSignal): Promise<LiveNftRead> => {
-    const listing = await client.listTable(family, signal);
-    return listing === null ? { kind: "missing" } : parseNftTable(listing, family);
-  };
   return {
     label: "nftables",
     read: async (desired, signal) => {
@@ -50,7 +39,10 @@ export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, Nf
       // A verified read is not planned at all, so the set's intervals (100,000 CIDRs merged) are
       // computed only when the config or our table changed.
       live.table === undefined ? inSync : planNftReconcile(nftDesired(desired), live.table),
-    readForRemoval: async (family, signal) => ({ table: await read(family, signal) }),
+    readForRemoval: async (family, signal) => {
+      const listing = await client.listTable(family, signal);
+      return { table: listing === null ? { kind: "missing" } : parseNftTable(listing, family) };
+    },
     planRemoval: (family, live) => planNftRemoval(family, live.table ?? { kind: "missing" }),
     apply: async (family, plan, signal) => {
       verified.settle(family, plan.payload !== null);

@@ -1,18 +1,14 @@
 /**
- * Reading our table back from `nft -j list table ip ip-masq-agent`. The
- * table is ours, but anyone with CAP_NET_ADMIN can write into it, so its
- * content is input, never trusted: every value is checked for its shape,
- * anything we did not write shows up as something that differs (and makes
- * the plan replace the table), and nothing in it can crash the parser. Rule
- * expressions we write are turned back into the text `nft list` prints for
- * them (render.ts renders the same text); any other expression becomes
- * a marker that can never equal a rule of ours.
+ * Reading our table back from `nft -j list table`. Anyone with CAP_NET_ADMIN can write into it,
+ * so its content is untrusted input: shapes are checked, anything we did not write differs (and
+ * the plan replaces the table), nothing crashes the parser. Our rule expressions become the text
+ * `nft list` prints (as render.ts renders it); any other becomes a marker no rule of ours equals.
  *
  * @module
  */
 
 import { type Family, familyBits, parseCidr } from "../net/cidr.ts";
-import { type AddressInterval, cidrInterval } from "../net/intervals.ts";
+import { type AddressInterval, byStart, cidrInterval } from "../net/intervals.ts";
 import { nftFamily, nftTableName } from "./render.ts";
 import { quoteInput } from "../base/quote.ts";
 
@@ -78,10 +74,6 @@ function singleKey(value: Json): [string, Json] | undefined {
   return keys.length === 1 ? [keys[0], value[keys[0]]] : undefined;
 }
 
-function describeKind(kind: string): string {
-  return quoteInput(kind);
-}
-
 /**
  * Parses the listing of our table of `family`. A listing that does not
  * parse as nft's JSON is `unreadable`; entries of other tables are ignored.
@@ -115,8 +107,14 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   }
   const ours = nftFamily(family);
   const sets: LiveNftSet[] = [];
-  const chains: { chain: LiveNftChain; rules: string[] }[] = [];
+  const chains: LiveNftChain[] = [];
   const rulesByChain = new Map<string, string[]>();
+  const rulesOf = (chain: Json) => {
+    const name = typeof chain === "string" ? chain : "";
+    const rules = rulesByChain.get(name) ?? [];
+    rulesByChain.set(name, rules);
+    return rules;
+  };
   const others: string[] = [];
   let tableSeen = false;
   const inOurTable = (body: Record<string, Json>, key: "table" | "name") =>
@@ -131,7 +129,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     const [kind, body] = item;
     if (kind === "metainfo") continue;
     if (!isObject(body)) {
-      others.push(`a ${describeKind(kind)} entry without properties`);
+      others.push(`a ${quoteInput(kind)} entry without properties`);
       continue;
     }
     if (kind === "table") {
@@ -143,23 +141,15 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
       case "set":
         sets.push(readSet(body, family));
         break;
-      case "chain": {
-        const name = typeof body.name === "string" ? body.name : "";
-        const rules = rulesByChain.get(name) ?? [];
-        rulesByChain.set(name, rules);
-        chains.push({ chain: { ...readChain(body, name), rules }, rules });
+      case "chain":
+        chains.push({ ...readChain(body), rules: rulesOf(body.name) });
         break;
-      }
-      case "rule": {
-        const chain = typeof body.chain === "string" ? body.chain : "";
-        const rules = rulesByChain.get(chain) ?? [];
-        rulesByChain.set(chain, rules);
-        rules.push(ruleText(body, family));
+      case "rule":
+        rulesOf(body.chain).push(ruleText(body, family));
         break;
-      }
       default:
         others.push(
-          `${describeKind(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
+          `${quoteInput(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
             .trim(),
         );
     }
@@ -171,27 +161,18 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     return { kind: "unreadable", reason: "objects of our table, but no table entry" };
   }
   for (const [name, rules] of rulesByChain) {
-    if (!chains.some((entry) => entry.chain.name === name) && rules.length > 0) {
+    if (!chains.some((chain) => chain.name === name) && rules.length > 0) {
       others.push(`rules of an undeclared chain ${quoteInput(name)}`);
     }
   }
   return {
     kind: "table",
-    table: { sets, chains: chains.map((entry) => entry.chain), others },
+    table: { sets, chains, others },
   };
 }
 
 const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
-const chainKeys = new Set([
-  "family",
-  "table",
-  "name",
-  "handle",
-  "type",
-  "hook",
-  "prio",
-  "policy",
-]);
+const chainKeys = new Set(["family", "table", "name", "handle", "type", "hook", "prio", "policy"]);
 
 function extrasOf(body: Record<string, Json>, known: ReadonlySet<string>): string[] {
   return Object.keys(body).filter((key) => !known.has(key)).sort();
@@ -224,7 +205,7 @@ function readElements(items: readonly Json[], family: Family): AddressInterval[]
     if (!interval) return null;
     elements.push(interval);
   }
-  return elements.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  return elements.sort(byStart);
 }
 
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
@@ -259,10 +240,10 @@ function readPrefix(address: string, len: number, family: Family): AddressInterv
   return cidrInterval(parsed.value);
 }
 
-function readChain(body: Record<string, Json>, name: string): Omit<LiveNftChain, "rules"> {
+function readChain(body: Record<string, Json>): Omit<LiveNftChain, "rules"> {
   const text = (value: Json) => (typeof value === "string" ? value : undefined);
   return {
-    name,
+    name: text(body.name) ?? "",
     type: text(body.type),
     hook: text(body.hook),
     priority: typeof body.prio === "number" ? body.prio : undefined,
@@ -425,22 +406,7 @@ function masqueradeText(body: Json): string | undefined {
   if (!isObject(body)) return undefined;
   const known = new Set(["port", "flags"]);
   if (Object.keys(body).some((key) => !known.has(key))) return undefined;
-  let text = "masquerade";
-  if (body.port !== undefined) {
-    const port = body.port;
-    const range = singleKey(port);
-    if (typeof port === "number" && Number.isInteger(port)) text += ` to :${port}-${port}`;
-    else if (
-      range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
-      range[1].every((end) => typeof end === "number" && Number.isInteger(end))
-    ) text += ` to :${range[1][0]}-${range[1][1]}`;
-    else return undefined;
-  }
-  if (body.flags !== undefined) {
-    const flags = Array.isArray(body.flags) ? body.flags : [body.flags];
-    if (!flags.every((flag) => flag === "fully-random")) return undefined;
-    if (flags.length !== 1) return undefined;
-    text += " fully-random";
-  }
-  return text;
+  if (body.port === undefined) return withFlags("masquerade", body.flags);
+  const ports = portRangeText(body.port);
+  return ports === undefined ? undefined : withFlags(`masquerade to :${ports}`, body.flags);
 }

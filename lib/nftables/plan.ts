@@ -1,11 +1,7 @@
 /**
- * Planning the nftables dataplane's reconcile of one family: compare our
- * table as read (parse.ts) with the desired one (render.ts) and
- * write one atomic `nft -f` transaction only on difference. When the table
- * is exactly ours but a set's elements differ (a config change), only the
- * elements that differ are deleted and added; anything else (the table
- * missing, a rule edited, an object or property we never write) replaces the
- * whole table in one transaction.
+ * Planning one family's nftables reconcile: our table as read (parse.ts) against the desired one
+ * (render.ts), one atomic `nft -f` transaction only on difference. When only set elements differ
+ * (a config change), just those are deleted and added; anything else replaces the whole table.
  *
  * @module
  */
@@ -103,18 +99,18 @@ function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[
   const differences: string[] = [];
   for (const other of live.others) differences.push(`unexpected ${other}`);
   for (const set of desired.sets) {
-    const found = live.sets.filter((candidate) => candidate.name === set.name);
-    if (found.length === 0) differences.push(`set ${set.name} missing`);
-    else differences.push(...setDifferences(desired.family, found[0]));
+    const found = live.sets.find((candidate) => candidate.name === set.name);
+    if (!found) differences.push(`set ${set.name} missing`);
+    else differences.push(...setDifferences(desired.family, found));
   }
   for (const set of live.sets) {
     if (!desired.sets.some((wanted) => wanted.name === set.name)) {
       differences.push(`unexpected set ${quoteInput(set.name)}`);
     }
   }
-  const chains = live.chains.filter((chain) => chain.name === nftChainName);
-  if (chains.length === 0) differences.push(`chain ${nftChainName} missing`);
-  else differences.push(...chainDifferences(desired, chains[0]));
+  const ours = live.chains.find((chain) => chain.name === nftChainName);
+  if (!ours) differences.push(`chain ${nftChainName} missing`);
+  else differences.push(...chainDifferences(desired, ours));
   for (const chain of live.chains) {
     if (chain.name !== nftChainName) differences.push(`unexpected chain ${quoteInput(chain.name)}`);
   }

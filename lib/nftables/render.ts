@@ -1,17 +1,12 @@
 /**
- * The nftables dataplane's desired state and its `nft -f` rendering. One
- * table per family, `table ip ip-masq-agent` and `table ip6 ip-masq-agent`,
- * owned entirely by the agent: an interval set of the destinations that keep
- * the pod's source, and one nat chain at the postrouting hook. The chain's
- * rules are kept as the text `nft list` prints for them, so a live table read
- * back (parse.ts) compares as text, the way the iptables dataplane
- * compares `iptables-save` lines.
+ * The nftables dataplane's desired state and its `nft -f` rendering: one table per family, owned
+ * entirely by the agent, with an interval set of the destinations that keep the pod's source and
+ * one nat postrouting chain. Rules are kept as the text `nft list` prints, so a table read back
+ * (parse.ts) compares as text, like `iptables-save` lines.
  *
- * The masquerade decision equals the iptables chain's for every destination:
- * local destinations (the iptables jump's `! --dst-type LOCAL`) return,
- * link-local returns unless `masqLinkLocal`, the set stands for the RETURN
- * rules, and `--to-ports` is split with the same 31-bit probabilities the
- * statistic match keeps.
+ * The decision equals the iptables chain's for every destination: local destinations (the jump's
+ * `! --dst-type LOCAL`) return, link-local returns unless `masqLinkLocal`, the set stands for the
+ * RETURN rules, and `--to-ports` splits with the statistic match's 31-bit probabilities.
  *
  * @module
  */
@@ -42,8 +37,6 @@ export const nftChainName = "postrouting";
 export const nftDestinationSet = "nonmasq-dst";
 /** The interval set of sources that are never masqueraded (issue 12's `nonMasqueradeSrcCIDRs`). */
 export const nftSourceSet = "nonmasq-src";
-/** The base chain's declaration, as `nft list` prints it. */
-export const nftChainDeclaration = "type nat hook postrouting priority srcnat; policy accept;";
 /** The priority `srcnat` stands for; `nft -j` prints the number. */
 export const srcnatPriority = 100;
 /**
@@ -52,15 +45,8 @@ export const srcnatPriority = 100;
  * chain that binds a connection, so our exemptions' identity binding and our masquerade win.
  */
 export const insertPriority = srcnatPriority - 1;
-/** The insert-mode chain's declaration, as `nft list` prints it. */
-export const nftInsertChainDeclaration =
-  "type nat hook postrouting priority srcnat - 1; policy accept;";
-
-/** nft's name of an address family's table family. */
-export type NftFamily = "ip" | "ip6";
-
-/** `ip` for IPv4, `ip6` for IPv6. */
-export function nftFamily(family: Family): NftFamily {
+/** `ip` for IPv4, `ip6` for IPv6: nft's table family. */
+export function nftFamily(family: Family): "ip" | "ip6" {
   return family === "ipv4" ? "ip" : "ip6";
 }
 
@@ -119,16 +105,14 @@ export function nftDesired(desired: DesiredChain): NftDesired {
   const ip = nftFamily(family);
   const exceptions = (desired.masqueradeExceptions ?? []).map((cidr) => cidr.value)
     .filter((cidr) => cidr.family === family);
-  const builtInLinkLocal = desired.linkLocal;
   // Link-local takes part in the longest-prefix match (decision.ts): an exception inside it
   // masquerades. Only then does it join the set; otherwise it keeps its own rule, as in iptables.
-  const linkLocal = builtInLinkLocal &&
-      exceptions.some((cidr) =>
-        contains(builtInLinkLocal.value, cidr) || contains(cidr, builtInLinkLocal.value)
-      )
+  const linkLocal = desired.linkLocal;
+  const ownRule = linkLocal &&
+      exceptions.some((cidr) => contains(linkLocal.value, cidr) || contains(cidr, linkLocal.value))
     ? undefined
-    : builtInLinkLocal;
-  const exempt = desired.exemptions.filter((cidr) => cidr !== linkLocal).map((c) => c.value);
+    : linkLocal;
+  const exempt = desired.exemptions.filter((cidr) => cidr !== ownRule).map((c) => c.value);
   const sources = (desired.sourceExemptions ?? []).map((cidr) => cidr.value)
     .filter((cidr) => cidr.family === family);
 
@@ -149,7 +133,7 @@ export function nftDesired(desired: DesiredChain): NftDesired {
     rules.push(`${ip} saddr @${nftSourceSet} ${keep}`);
   }
   if (!final) rules.push("fib daddr type local return");
-  if (linkLocal) rules.push(`${ip} daddr ${linkLocal.value.text} ${keep}`);
+  if (ownRule) rules.push(`${ip} daddr ${ownRule.value.text} ${keep}`);
   sets.push({ name: nftDestinationSet, elements: longestPrefixKeep(exempt, exceptions) });
   rules.push(`${ip} daddr @${nftDestinationSet} ${keep}`);
 
@@ -188,25 +172,21 @@ function renderSet(family: Family, set: NftSetState): string[] {
     "\t\tflags interval",
   ];
   if (set.elements.length > 0) {
-    lines.push("\t\telements = {");
-    set.elements.forEach((element, index) =>
-      lines.push(
-        `\t\t\t${formatInterval(family, element)}${index < set.elements.length - 1 ? "," : ""}`,
-      )
-    );
-    lines.push("\t\t}");
+    const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
+    lines.push("\t\telements = {", elements.join(",\n"), "\t\t}");
   }
   lines.push("\t}");
   return lines;
 }
 
-/** The whole table as one `nft -f` block. */
-export function renderNftTable(desired: NftDesired): string {
+/** The whole table as one `nft -f` block, the chain declared as `nft list` prints it. */
+function renderNftTable(desired: NftDesired): string {
+  const priority = desired.priority === insertPriority ? "srcnat - 1" : "srcnat";
   return [
     `${nftTableSpec(desired.family)} {`,
     ...desired.sets.flatMap((set) => renderSet(desired.family, set)),
     `\tchain ${nftChainName} {`,
-    `\t\t${desired.priority === insertPriority ? nftInsertChainDeclaration : nftChainDeclaration}`,
+    `\t\ttype nat hook postrouting priority ${priority}; policy accept;`,
     ...desired.rules.map((rule) => `\t\t${rule}`),
     "\t}",
     "}",
@@ -219,8 +199,7 @@ export function renderNftTable(desired: NftDesired): string {
  * it): declaring an existing table is a no-op, so the delete always finds one.
  */
 export function renderNftReplace(desired: NftDesired): string {
-  const table = nftTableSpec(desired.family);
-  return `${table}\ndelete ${table}\n${renderNftTable(desired)}`;
+  return renderNftRemoval(desired.family) + renderNftTable(desired);
 }
 
 /** `nft -f` input that takes a node without our table to `desired` (for --dry-run). */
@@ -254,18 +233,10 @@ export function renderNftElementChanges(
   changes: readonly NftElementChange[],
 ): string {
   const prefix = `${nftFamily(family)} ${nftTableName}`;
-  const lines: string[] = [];
-  const list = (elements: readonly AddressInterval[]) =>
-    elements.map((element) => formatInterval(family, element)).join(", ");
-  for (const change of changes) {
-    if (change.remove.length > 0) {
-      lines.push(`delete element ${prefix} ${change.set} { ${list(change.remove)} }`);
-    }
-  }
-  for (const change of changes) {
-    if (change.add.length > 0) {
-      lines.push(`add element ${prefix} ${change.set} { ${list(change.add)} }`);
-    }
-  }
-  return lines.map((line) => `${line}\n`).join("");
+  const lines = (verb: string, side: "remove" | "add") =>
+    changes.filter((change) => change[side].length > 0).map((change) => {
+      const elements = change[side].map((element) => formatInterval(family, element));
+      return `${verb} element ${prefix} ${change.set} { ${elements.join(", ")} }\n`;
+    });
+  return [...lines("delete", "remove"), ...lines("add", "add")].join("");
 }
