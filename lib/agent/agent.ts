@@ -1,9 +1,7 @@
 /**
- * The long-running agent: one serialized reconcile loop fed by start-up, the
- * config directory watch (config_watch.ts), SIGHUP and the periodic resync;
- * the error policy (exit on a bad config, or keep the last good one); and
- * retries on iptables failures as agent/backoff.ts decides them, where a held
- * xtables lock never kills the agent. Time comes from the injected clock.
+ * The long-running agent: one serialized reconcile loop fed by start-up, the config watch,
+ * SIGHUP and the periodic resync; the error policy (exit on a bad config, or keep the last good
+ * one); and retries on iptables failures as backoff.ts decides them.
  *
  * @module
  */
@@ -12,8 +10,14 @@ import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../base/problems.ts";
 import type { ConfigDirContents } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
-import { decideRetry, type FailureKind, initialRetryState, type RetryState } from "./backoff.ts";
-import { defaultDebouncePolicy } from "./debounce.ts";
+import {
+  decideRetry,
+  type FailureKind,
+  initialRetryState,
+  type RetryPolicy,
+  type RetryState,
+} from "./backoff.ts";
+import { type DebouncePolicy, defaultDebouncePolicy } from "./debounce.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import {
@@ -36,10 +40,7 @@ import { logChanges, type LogEvent, type Logged, nothingLogged } from "./log_cha
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
-  /**
-   * Parsed once at start, with the config's settings applied; they never change while the agent
-   * runs.
-   */
+  /** Parsed once at start, with the config's settings applied; fixed while the agent runs. */
   readonly flags: AgentFlags;
   /**
    * The command line as given. With it, each config load resolves the files' settings
@@ -47,25 +48,19 @@ export interface AgentDeps {
    * (status 1, the rules left in place) so that its restart composes itself from the new ones.
    */
   readonly commandLine?: CommandLine;
-  /**
-   * The config as main.ts loaded it at start: the first reconcile takes it when it reads the
-   * same bytes, instead of parsing and merging them again.
-   */
+  /** The config as main.ts loaded it at start: the first reconcile of the same bytes takes it. */
   readonly startupLoad?: StartupLoad;
   /** Changes only: what is logged once is not logged again until it changes. */
   readonly log: Logger;
   /** Reads the config directory's `ip-masq*` entries (config/directory.ts `readConfigDir`). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /** The rules it programs: iptables or nftables (policy/dataplane.ts); the loop never asks which. */
+  /** The rules it programs, iptables or nftables: the loop never asks which. */
   readonly dataplane: Dataplane;
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
   /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
   readonly watch?: StartWatch;
-  /**
-   * A full garbage collection (V8's `gc`, defined under `--v8-flags=--expose-gc`), run as
-   * agent/gc_schedule.ts says: after every 10th reconcile, at most once a second.
-   */
+  /** A full garbage collection (V8's `gc` under `--expose-gc`), run as gc_schedule.ts says. */
   readonly collectGarbage?: () => void;
   /** Overrides of the loop's delays; the defaults otherwise. */
   readonly timing?: Partial<AgentTiming>;
@@ -73,25 +68,16 @@ export interface AgentDeps {
   readonly clock?: Clock;
 }
 
-/** The loop's delays; tests shorten them, production uses the defaults. */
-export interface AgentTiming {
-  /** The debounce's quiet period (agent/debounce.ts). */
-  readonly quietMs: number;
-  /** The first retry's delay after an iptables failure (agent/backoff.ts). */
-  readonly initialBackoffMs: number;
-  /** Retry delays double up to this. */
-  readonly maxBackoffMs: number;
-}
+/** The loop's delays (debounce.ts, backoff.ts); tests shorten them. */
+export type AgentTiming =
+  & Pick<DebouncePolicy, "quietMs">
+  & Pick<RetryPolicy, "initialBackoffMs" | "maxBackoffMs">;
 
 const defaultTiming: AgentTiming = {
   quietMs: defaultDebouncePolicy.quietMs,
   initialBackoffMs: 1000,
   maxBackoffMs: 30_000,
 };
-
-type ReconcileResult =
-  | { kind: "applied" }
-  | { kind: "config-rejected"; error: ConfigError };
 
 /** The last configuration that loaded: what was read, and what it made. */
 interface LastGood {
@@ -113,7 +99,6 @@ export class Agent {
   readonly #configWatch?: ConfigWatch;
   #lastGood?: LastGood;
   #startupLoad?: StartupLoad;
-  /** What was logged so far: each change is logged once (agent/log_changes.ts). */
   #logged: Logged = nothingLogged;
   #gc: GcState = initialGcState;
 
@@ -144,9 +129,8 @@ export class Agent {
   /** Reconciles once; the exit code of `--once`. */
   async once(signal: AbortSignal): Promise<number> {
     try {
-      const result = await this.#reconcile(signal, { keepLastGood: false });
-      if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
-      return exitCodes.ok;
+      const rejected = await this.#reconcile(signal, { keepLastGood: false });
+      return rejected ? this.#rejectConfig(rejected) : exitCodes.ok;
     } catch (error) {
       return this.#fatal(error, signal);
     }
@@ -161,8 +145,10 @@ export class Agent {
         await this.#configWatch?.ensure();
         let delayMs: number;
         try {
-          const result = await this.#reconcile(signal, { keepLastGood: !flags.exitOnConfigError });
-          if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
+          const rejected = await this.#reconcile(signal, {
+            keepLastGood: !flags.exitOnConfigError,
+          });
+          if (rejected) return this.#rejectConfig(rejected);
           retry = initialRetryState(this.#timing);
           // Only now: a resyncInterval in the config just read applies to this very wait.
           delayMs = this.#resyncIntervalMs();
@@ -226,10 +212,11 @@ export class Agent {
     for (const { level, message, fields } of lines) this.#deps.log[level](message, fields);
   }
 
+  /** Returns the error that rejected the config when the policy does not keep the last good one. */
   async #reconcile(
     signal: AbortSignal,
     policy: { keepLastGood: boolean },
-  ): Promise<ReconcileResult> {
+  ): Promise<ConfigError | undefined> {
     const { configDir } = this.#deps.flags;
     let desired: DesiredChain[];
     try {
@@ -238,21 +225,18 @@ export class Agent {
       desired = this.#desiredFor(contents);
       this.#log({ kind: "valid" });
     } catch (error) {
-      if (!(error instanceof ConfigError) || !policy.keepLastGood) {
-        if (error instanceof ConfigError) return { kind: "config-rejected", error };
-        throw error;
-      }
+      if (!(error instanceof ConfigError)) throw error;
+      if (!policy.keepLastGood) return error;
       this.#log({
         kind: "rejected",
         error: error.message,
         keepingLastGood: this.#lastGood !== undefined,
       });
-      if (!this.#lastGood) return { kind: "applied" };
+      if (!this.#lastGood) return;
       desired = this.#lastGood.desired;
     }
     const outcomes = await applyDesired(desired, this.#deps.dataplane, signal);
     this.#log({ kind: "applied", outcomes });
-    return { kind: "applied" };
   }
 
   /**
