@@ -1,7 +1,8 @@
 /**
  * The long-running agent: one serialized reconcile loop fed by start-up, the config watch,
- * SIGHUP and the periodic resync; the error policy (exit on a bad config, or keep the last good
- * one); and retries on iptables failures as backoff.ts decides them.
+ * SIGHUP and the periodic resync, through a coalescing {@link Wakeup}; the error policy (exit on
+ * a bad config, or keep the last good one); and retries on iptables failures as backoff.ts
+ * decides them.
  *
  * @module
  */
@@ -17,7 +18,6 @@ import {
   type RetryPolicy,
   type RetryState,
 } from "./backoff.ts";
-import { type DebouncePolicy, defaultDebouncePolicy } from "./debounce.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import {
@@ -34,8 +34,12 @@ import { desiredChains, loadConfig, type StartupLoad } from "../policy/desired.t
 import { changedSettings, type CommandLine, type SettingKey } from "../settings/keys.ts";
 import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
-import { ConfigWatch, type StartWatch } from "./config_watch.ts";
-import { Wakeup } from "./wakeup.ts";
+import {
+  ConfigWatch,
+  type DebouncePolicy,
+  defaultDebouncePolicy,
+  type StartWatch,
+} from "./config_watch.ts";
 import { logChanges, type LogEvent, type Logged, nothingLogged } from "./log_changes.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
@@ -79,25 +83,15 @@ const defaultTiming: AgentTiming = {
   maxBackoffMs: 30_000,
 };
 
-/** The last configuration that loaded: what was read, and what it made. */
-interface LastGood {
-  readonly contents: ConfigDirContents;
-  readonly desired: DesiredChain[];
-  readonly resyncIntervalMs: number;
-}
-
-/**
- * Reconciles the nat table with the config directory: once (`--once`), or in
- * a loop until aborted. Only `run()` and `once()` touch the table, one
- * reconcile at a time.
- */
+/** Reconciles the rules with the config directory: once (`--once`), or in a loop until aborted. */
 export class Agent {
   readonly #deps: AgentDeps;
   readonly #timing: AgentTiming;
   readonly #clock: Clock;
   readonly #wakeup: Wakeup;
   readonly #configWatch?: ConfigWatch;
-  #lastGood?: LastGood;
+  /** The last configuration that loaded: what was read, and what it made. */
+  #lastGood?: { contents: ConfigDirContents; desired: DesiredChain[]; resyncIntervalMs: number };
   #startupLoad?: StartupLoad;
   #logged: Logged = nothingLogged;
   #gc: GcState = initialGcState;
@@ -129,7 +123,7 @@ export class Agent {
   /** Reconciles once; the exit code of `--once`. */
   async once(signal: AbortSignal): Promise<number> {
     try {
-      const rejected = await this.#reconcile(signal, { keepLastGood: false });
+      const rejected = await this.#reconcile(signal, false);
       return rejected ? this.#rejectConfig(rejected) : exitCodes.ok;
     } catch (error) {
       return this.#fatal(error, signal);
@@ -145,9 +139,7 @@ export class Agent {
         await this.#configWatch?.ensure();
         let delayMs: number;
         try {
-          const rejected = await this.#reconcile(signal, {
-            keepLastGood: !flags.exitOnConfigError,
-          });
+          const rejected = await this.#reconcile(signal, !flags.exitOnConfigError);
           if (rejected) return this.#rejectConfig(rejected);
           retry = initialRetryState(this.#timing);
           // Only now: a resyncInterval in the config just read applies to this very wait.
@@ -212,11 +204,8 @@ export class Agent {
     for (const { level, message, fields } of lines) this.#deps.log[level](message, fields);
   }
 
-  /** Returns the error that rejected the config when the policy does not keep the last good one. */
-  async #reconcile(
-    signal: AbortSignal,
-    policy: { keepLastGood: boolean },
-  ): Promise<ConfigError | undefined> {
+  /** Returns the error that rejected the config, unless the last good one is kept instead. */
+  async #reconcile(signal: AbortSignal, keepLastGood: boolean): Promise<ConfigError | undefined> {
     const { configDir } = this.#deps.flags;
     let desired: DesiredChain[];
     try {
@@ -226,7 +215,7 @@ export class Agent {
       this.#log({ kind: "valid" });
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      if (!policy.keepLastGood) return error;
+      if (!keepLastGood) return error;
       this.#log({
         kind: "rejected",
         error: error.message,
@@ -241,8 +230,7 @@ export class Agent {
 
   /**
    * The desired chains for what was read. The same bytes as the last good load give the same
-   * chains (the flags never change while the agent runs), so a steady resync skips validating,
-   * merging, rendering and logging; anything else takes the full path and may throw ConfigError.
+   * chains (the flags are fixed), so a steady resync skips validating, merging and logging.
    */
   #desiredFor(contents: ConfigDirContents): DesiredChain[] {
     const last = this.#lastGood;
@@ -295,5 +283,44 @@ class SettingsChangedError extends Error {
       `the configuration changed ${keys.join(", ")}, which the agent reads only at start: ` +
         "exiting so that it restarts with the new value (the rules stay in place until then)",
     );
+  }
+}
+
+/** The loop's wait for its next resync, which SIGHUP and the watch end early; never queued. */
+export class Wakeup {
+  readonly #clock: Clock;
+  #pending = false;
+  #wake?: () => void;
+
+  /** Waits on `clock`; the system clock unless a test passes a fake one. */
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
+  }
+
+  /** Ends the current wait, or makes the next one return at once; triggers never queue up. */
+  fire(): void {
+    this.#pending = true;
+    this.#wake?.();
+  }
+
+  /** Resolves after `ms`, on `fire()`, or on abort, whichever comes first. */
+  async wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.#pending || signal.aborted) {
+      this.#pending = false;
+      return;
+    }
+    // One controller per wait, linked by hand: AbortSignal.any() would tie each wait to the
+    // agent's lifelong signal.
+    const woken = new AbortController();
+    const wake = () => woken.abort();
+    signal.addEventListener("abort", wake);
+    this.#wake = wake;
+    try {
+      await this.#clock.sleep(ms, woken.signal);
+    } finally {
+      signal.removeEventListener("abort", wake);
+      this.#wake = undefined;
+      this.#pending = false;
+    }
   }
 }

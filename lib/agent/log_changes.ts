@@ -1,24 +1,18 @@
 /**
- * What the loop logs, as a pure step: {@link logChanges} takes what was logged
- * so far and what just happened, and returns the lines to log and the new
- * record. Each thing is logged once and again only when it changes: an
- * ignored entry once per name, the configuration and each family's desired
- * rules when they change, a rejection until the config is valid again, and a
- * write as "rules written" after a change but "drift repaired" when the
- * rules were already in sync. A steady resync logs nothing.
+ * What the loop logs, as a pure step from (what was logged, what happened) to (lines, record):
+ * an ignored entry once per name, the configuration and each family's desired rules when they
+ * change, a rejection until the config is valid again, and a write as "rules written" after a
+ * change but "drift repaired" when the rules were in sync. A steady resync logs nothing.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { logChanges, nothingLogged } from "./log_changes.ts";
  *
- * const first = logChanges(nothingLogged, {
- *   kind: "rejected",
- *   error: "bad CIDR",
- *   keepingLastGood: true,
- * });
+ * const rejected = { kind: "rejected", error: "bad CIDR", keepingLastGood: true } as const;
+ * const first = logChanges(nothingLogged, rejected);
  * assert.equal(first.lines[0].level, "error");
- * const again = logChanges(first.logged, { kind: "rejected", error: "bad CIDR", keepingLastGood: true });
+ * const again = logChanges(first.logged, rejected);
  * assert.deepEqual(again.lines, []); // the same rejection is not logged twice
  * assert.deepEqual(logChanges(again.logged, { kind: "valid" }).lines, [
  *   { level: "info", message: "the configuration is valid again" },
@@ -201,21 +195,18 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
 
 /** One line saying what the chain does, then at `--v=2` every CIDR with where it came from. */
 function desiredChainLines(chain: DesiredChain, dataplane: DataplaneName): LogLine[] {
+  const { outputAddress: address, outputInterface: via } = chain;
   const lines = [line(
     "info",
     `desired ${chain.family} rules: ${chain.exemptions.length} ` +
       `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
-      (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
-      (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
+      (address ? `SNAT to ${address.value.text}` : "MASQUERADE") +
+      (via ? ` by ${via.value}` : ""),
   )];
   const debug = (message: string, from?: Located<unknown>) =>
     lines.push(line("debug", message, from && { from: formatLocation(from.at) }));
-  if (chain.outputAddress) {
-    debug(`  SNAT to ${chain.outputAddress.value.text}`, chain.outputAddress);
-  }
-  if (chain.outputInterface) {
-    debug(`  only by ${chain.outputInterface.value}`, chain.outputInterface);
-  }
+  if (address) debug(`  SNAT to ${address.value.text}`, address);
+  if (via) debug(`  only by ${via.value}`, via);
   for (const cidr of chain.sourceExemptions ?? []) {
     debug(`  RETURN source ${cidr.value.text}`, cidr);
   }
