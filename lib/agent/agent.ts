@@ -269,7 +269,7 @@ export class Agent {
   }
 }
 
-/** A missing tool, or an error that is not iptables', will not heal by waiting. */
+/** As backoff.ts's {@link FailureKind} says; a missing tool is fatal. */
 function failureKind(error: unknown): FailureKind {
   if (!(error instanceof ToolError) || error.failure === "missing") return "fatal";
   return error.failure;

@@ -39,9 +39,8 @@ export interface DesiredChain {
   /** The chain's name (`--masq-chain`). */
   readonly chain: string;
   /**
-   * Destinations that RETURN before MASQUERADE, with where each came from: the built-in
-   * link-local range first unless `masqLinkLocal` (`masqLinkLocalIPv6`), then the configured
-   * ones in configuration order.
+   * Destinations that RETURN before MASQUERADE: the built-in link-local range first unless
+   * `masqLinkLocal` (`masqLinkLocalIPv6`), then the configured ones in configuration order.
    */
   readonly exemptions: readonly Located<Cidr>[];
   /** The built-in link-local exemption, when first in `exemptions`: tell it by this, not `at`. */
