@@ -1,9 +1,8 @@
 /**
- * The long-running agent: one serialized reconcile loop fed by start-up, the
- * config directory watch (config_watch.ts), SIGHUP and the periodic resync;
- * the error policy (exit on a bad config, or keep the last good one); and
- * retries on iptables failures as agent/backoff.ts decides them, where a held
- * xtables lock never kills the agent. Time comes from the injected clock.
+ * The long-running agent: one serialized reconcile loop fed by start-up, the config watch,
+ * SIGHUP and the periodic resync, through a coalescing {@link Wakeup}; the error policy (exit on
+ * a bad config, or keep the last good one); and retries on iptables failures as backoff.ts
+ * decides them.
  *
  * @module
  */
@@ -12,8 +11,13 @@ import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../base/problems.ts";
 import type { ConfigDirContents } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
-import { decideRetry, type FailureKind, initialRetryState, type RetryState } from "./backoff.ts";
-import { defaultDebouncePolicy } from "./debounce.ts";
+import {
+  decideRetry,
+  type FailureKind,
+  initialRetryState,
+  type RetryPolicy,
+  type RetryState,
+} from "./backoff.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import {
@@ -30,16 +34,17 @@ import { desiredChains, loadConfig, type StartupLoad } from "../policy/desired.t
 import { changedSettings, type CommandLine, type SettingKey } from "../settings/keys.ts";
 import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
-import { ConfigWatch, type StartWatch } from "./config_watch.ts";
-import { Wakeup } from "./wakeup.ts";
+import {
+  ConfigWatch,
+  type DebouncePolicy,
+  defaultDebouncePolicy,
+  type StartWatch,
+} from "./config_watch.ts";
 import { logChanges, type LogEvent, type Logged, nothingLogged } from "./log_changes.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
-  /**
-   * Parsed once at start, with the config's settings applied; they never change while the agent
-   * runs.
-   */
+  /** Parsed once at start, with the config's settings applied; fixed while the agent runs. */
   readonly flags: AgentFlags;
   /**
    * The command line as given. With it, each config load resolves the files' settings
@@ -47,25 +52,19 @@ export interface AgentDeps {
    * (status 1, the rules left in place) so that its restart composes itself from the new ones.
    */
   readonly commandLine?: CommandLine;
-  /**
-   * The config as main.ts loaded it at start: the first reconcile takes it when it reads the
-   * same bytes, instead of parsing and merging them again.
-   */
+  /** The config as main.ts loaded it at start: the first reconcile of the same bytes takes it. */
   readonly startupLoad?: StartupLoad;
   /** Changes only: what is logged once is not logged again until it changes. */
   readonly log: Logger;
   /** Reads the config directory's `ip-masq*` entries (config/directory.ts `readConfigDir`). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /** The rules it programs: iptables or nftables (policy/dataplane.ts); the loop never asks which. */
+  /** The rules it programs, iptables or nftables: the loop never asks which. */
   readonly dataplane: Dataplane;
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
   /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
   readonly watch?: StartWatch;
-  /**
-   * A full garbage collection (V8's `gc`, defined under `--v8-flags=--expose-gc`), run as
-   * agent/gc_schedule.ts says: after every 10th reconcile, at most once a second.
-   */
+  /** A full garbage collection (V8's `gc` under `--expose-gc`), run as gc_schedule.ts says. */
   readonly collectGarbage?: () => void;
   /** Overrides of the loop's delays; the defaults otherwise. */
   readonly timing?: Partial<AgentTiming>;
@@ -73,15 +72,10 @@ export interface AgentDeps {
   readonly clock?: Clock;
 }
 
-/** The loop's delays; tests shorten them, production uses the defaults. */
-export interface AgentTiming {
-  /** The debounce's quiet period (agent/debounce.ts). */
-  readonly quietMs: number;
-  /** The first retry's delay after an iptables failure (agent/backoff.ts). */
-  readonly initialBackoffMs: number;
-  /** Retry delays double up to this. */
-  readonly maxBackoffMs: number;
-}
+/** The loop's delays (debounce.ts, backoff.ts); tests shorten them. */
+export type AgentTiming =
+  & Pick<DebouncePolicy, "quietMs">
+  & Pick<RetryPolicy, "initialBackoffMs" | "maxBackoffMs">;
 
 const defaultTiming: AgentTiming = {
   quietMs: defaultDebouncePolicy.quietMs,
@@ -89,31 +83,16 @@ const defaultTiming: AgentTiming = {
   maxBackoffMs: 30_000,
 };
 
-type ReconcileResult =
-  | { kind: "applied" }
-  | { kind: "config-rejected"; error: ConfigError };
-
-/** The last configuration that loaded: what was read, and what it made. */
-interface LastGood {
-  readonly contents: ConfigDirContents;
-  readonly desired: DesiredChain[];
-  readonly resyncIntervalMs: number;
-}
-
-/**
- * Reconciles the nat table with the config directory: once (`--once`), or in
- * a loop until aborted. Only `run()` and `once()` touch the table, one
- * reconcile at a time.
- */
+/** Reconciles the rules with the config directory: once (`--once`), or in a loop until aborted. */
 export class Agent {
   readonly #deps: AgentDeps;
   readonly #timing: AgentTiming;
   readonly #clock: Clock;
   readonly #wakeup: Wakeup;
   readonly #configWatch?: ConfigWatch;
-  #lastGood?: LastGood;
+  /** The last configuration that loaded: what was read, and what it made. */
+  #lastGood?: { contents: ConfigDirContents; desired: DesiredChain[]; resyncIntervalMs: number };
   #startupLoad?: StartupLoad;
-  /** What was logged so far: each change is logged once (agent/log_changes.ts). */
   #logged: Logged = nothingLogged;
   #gc: GcState = initialGcState;
 
@@ -144,9 +123,8 @@ export class Agent {
   /** Reconciles once; the exit code of `--once`. */
   async once(signal: AbortSignal): Promise<number> {
     try {
-      const result = await this.#reconcile(signal, { keepLastGood: false });
-      if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
-      return exitCodes.ok;
+      const rejected = await this.#reconcile(signal, false);
+      return rejected ? this.#rejectConfig(rejected) : exitCodes.ok;
     } catch (error) {
       return this.#fatal(error, signal);
     }
@@ -161,8 +139,8 @@ export class Agent {
         await this.#configWatch?.ensure();
         let delayMs: number;
         try {
-          const result = await this.#reconcile(signal, { keepLastGood: !flags.exitOnConfigError });
-          if (result.kind === "config-rejected") return this.#rejectConfig(result.error);
+          const rejected = await this.#reconcile(signal, !flags.exitOnConfigError);
+          if (rejected) return this.#rejectConfig(rejected);
           retry = initialRetryState(this.#timing);
           // Only now: a resyncInterval in the config just read applies to this very wait.
           delayMs = this.#resyncIntervalMs();
@@ -226,10 +204,8 @@ export class Agent {
     for (const { level, message, fields } of lines) this.#deps.log[level](message, fields);
   }
 
-  async #reconcile(
-    signal: AbortSignal,
-    policy: { keepLastGood: boolean },
-  ): Promise<ReconcileResult> {
+  /** Returns the error that rejected the config, unless the last good one is kept instead. */
+  async #reconcile(signal: AbortSignal, keepLastGood: boolean): Promise<ConfigError | undefined> {
     const { configDir } = this.#deps.flags;
     let desired: DesiredChain[];
     try {
@@ -238,27 +214,23 @@ export class Agent {
       desired = this.#desiredFor(contents);
       this.#log({ kind: "valid" });
     } catch (error) {
-      if (!(error instanceof ConfigError) || !policy.keepLastGood) {
-        if (error instanceof ConfigError) return { kind: "config-rejected", error };
-        throw error;
-      }
+      if (!(error instanceof ConfigError)) throw error;
+      if (!keepLastGood) return error;
       this.#log({
         kind: "rejected",
         error: error.message,
         keepingLastGood: this.#lastGood !== undefined,
       });
-      if (!this.#lastGood) return { kind: "applied" };
+      if (!this.#lastGood) return;
       desired = this.#lastGood.desired;
     }
     const outcomes = await applyDesired(desired, this.#deps.dataplane, signal);
     this.#log({ kind: "applied", outcomes });
-    return { kind: "applied" };
   }
 
   /**
    * The desired chains for what was read. The same bytes as the last good load give the same
-   * chains (the flags never change while the agent runs), so a steady resync skips validating,
-   * merging, rendering and logging; anything else takes the full path and may throw ConfigError.
+   * chains (the flags are fixed), so a steady resync skips validating, merging and logging.
    */
   #desiredFor(contents: ConfigDirContents): DesiredChain[] {
     const last = this.#lastGood;
@@ -297,7 +269,7 @@ export class Agent {
   }
 }
 
-/** A missing tool, or an error that is not iptables', will not heal by waiting. */
+/** As backoff.ts's {@link FailureKind} says; a missing tool is fatal. */
 function failureKind(error: unknown): FailureKind {
   if (!(error instanceof ToolError) || error.failure === "missing") return "fatal";
   return error.failure;
@@ -311,5 +283,44 @@ class SettingsChangedError extends Error {
       `the configuration changed ${keys.join(", ")}, which the agent reads only at start: ` +
         "exiting so that it restarts with the new value (the rules stay in place until then)",
     );
+  }
+}
+
+/** The loop's wait for its next resync, which SIGHUP and the watch end early; never queued. */
+export class Wakeup {
+  readonly #clock: Clock;
+  #pending = false;
+  #wake?: () => void;
+
+  /** Waits on `clock`; the system clock unless a test passes a fake one. */
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
+  }
+
+  /** Ends the current wait, or makes the next one return at once; triggers never queue up. */
+  fire(): void {
+    this.#pending = true;
+    this.#wake?.();
+  }
+
+  /** Resolves after `ms`, on `fire()`, or on abort, whichever comes first. */
+  async wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.#pending || signal.aborted) {
+      this.#pending = false;
+      return;
+    }
+    // One controller per wait, linked by hand: AbortSignal.any() would tie each wait to the
+    // agent's lifelong signal.
+    const woken = new AbortController();
+    const wake = () => woken.abort();
+    signal.addEventListener("abort", wake);
+    this.#wake = wake;
+    try {
+      await this.#clock.sleep(ms, woken.signal);
+    } finally {
+      signal.removeEventListener("abort", wake);
+      this.#wake = undefined;
+      this.#pending = false;
+    }
   }
 }

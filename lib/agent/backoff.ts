@@ -1,11 +1,9 @@
 /**
- * What the loop does after a failed reconcile, as a pure decision: a held
- * xtables lock is someone else's transaction, so wait and retry for as long as
- * it takes; any other iptables failure gets retries within a budget of one
- * resync interval and then the agent gives up (exit 1, so the DaemonSet
- * restarts it and the failure shows); a missing tool, or an error that is not
- * iptables', will not heal by waiting. Delays double from the initial backoff
- * up to the cap, and a success starts over.
+ * What the loop does after a failed reconcile, as a pure decision: a held xtables lock is
+ * someone else's transaction, so retry for as long as it takes; any other iptables failure gets
+ * retries within a budget of one resync interval, then the agent gives up (exit 1, so the
+ * DaemonSet restarts it and the failure shows). Delays double up to the cap; a success starts
+ * over.
  *
  * @example
  * ```ts
@@ -23,7 +21,7 @@
  * @module
  */
 
-/** How a reconcile failed, as far as retrying is concerned. */
+/** How a reconcile failed; `fatal` (a missing tool, an error not iptables') will not heal. */
 export type FailureKind = "lock" | "failed" | "fatal";
 
 /** The delays and the budget the decision works with. */
@@ -32,7 +30,7 @@ export interface RetryPolicy {
   readonly initialBackoffMs: number;
   /** Doubling stops here. */
   readonly maxBackoffMs: number;
-  /** How long failures other than the lock may go on before the agent gives up: one resync interval. */
+  /** How long failures other than the lock may go on before the agent gives up. */
   readonly budgetMs: number;
 }
 
@@ -67,15 +65,12 @@ export function decideRetry(
   now: number,
   policy: RetryPolicy,
 ): RetryDecision {
+  const doubled = (ms: number) => Math.min(ms * 2, policy.maxBackoffMs);
   if (failure === "fatal") return { action: "fatal" };
   if (failure === "lock") {
     // Lock waits neither start nor spend the budget: the other program is making progress.
-    return {
-      action: "retry",
-      reason: "lock",
-      delayMs: state.backoffMs,
-      state: { ...state, backoffMs: doubled(state.backoffMs, policy) },
-    };
+    const next = { ...state, backoffMs: doubled(state.backoffMs) };
+    return { action: "retry", reason: "lock", delayMs: state.backoffMs, state: next };
   }
   const failingSince = state.failingSince ?? now;
   const budgetLeftMs = failingSince + policy.budgetMs - now;
@@ -83,14 +78,6 @@ export function decideRetry(
   // The last retry lands at the end of the budget, so the agent gives up on time. Whole
   // milliseconds: the clock is fractional (performance.now), the log line and timers are not.
   const delayMs = Math.min(state.backoffMs, Math.ceil(budgetLeftMs));
-  return {
-    action: "retry",
-    reason: "failed",
-    delayMs,
-    state: { backoffMs: doubled(delayMs, policy), failingSince },
-  };
-}
-
-function doubled(ms: number, policy: Pick<RetryPolicy, "maxBackoffMs">): number {
-  return Math.min(ms * 2, policy.maxBackoffMs);
+  const next = { backoffMs: doubled(delayMs), failingSince };
+  return { action: "retry", reason: "failed", delayMs, state: next };
 }

@@ -1,18 +1,82 @@
 /**
- * The config directory watch as the loop sees it: start the watch (and keep
- * trying each reconcile while the directory cannot be watched), watch a
- * removed or replaced directory anew, and turn each burst of events into one
- * `onSettled` call after the debounce (agent/debounce.ts). The loop calls
- * `ensure()` before each reconcile; nothing here reconciles.
+ * The config directory watch as the loop sees it: start the watch (retried at each reconcile
+ * while the directory cannot be watched), watch a removed or replaced directory anew, and turn
+ * each burst of events into one `onSettled` call. The loop calls `ensure()` before each
+ * reconcile; nothing here reconciles.
+ *
+ * The debounce is a pure step: kubelet's `..data` swap emits about six events within a few
+ * milliseconds, and one reconcile should follow them all. Each event restarts the quiet period,
+ * but a stream of events that never pauses must not postpone the reconcile forever: the first
+ * event of a burst bounds the wait at `maxPeriods` quiet periods.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { debounceStep, idleDebounce } from "./config_watch.ts";
+ * const policy = { quietMs: 150, maxPeriods: 4 };
+ * const first = debounceStep(idleDebounce, "changed", 0, policy);
+ * assert.equal(first.armMs, 150);
+ * const late = debounceStep(first.state, "changed", 500, policy);
+ * assert.equal(late.armMs, 100); // the burst began at 0: fire by 600 at the latest
+ * ```
  *
  * @module
  */
 
 import { formatErrorChain } from "../base/errors.ts";
-import { type DebouncePolicy, type DebounceState, debounceStep, idleDebounce } from "./debounce.ts";
 import type { CancelTimer, Clock } from "../base/clock.ts";
 import type { DirectoryWatch } from "../config/directory.ts";
 import type { Logger } from "../base/log.ts";
+
+/** How long the directory must be quiet, and how long a burst may postpone the reconcile. */
+export interface DebouncePolicy {
+  /** How long the directory must stay quiet before the reconcile. */
+  readonly quietMs: number;
+  /** A burst delays the reconcile by at most this many quiet periods from its first event. */
+  readonly maxPeriods: number;
+}
+
+/** kubelet's swap settles well within 150 ms; a burst waits at most 600 ms. */
+export const defaultDebouncePolicy: DebouncePolicy = { quietMs: 150, maxPeriods: 4 };
+
+/** Whether a burst is open, and since when. */
+export interface DebounceState {
+  /** When the current burst's first event came; null while no burst is open. */
+  readonly burstStartedAt: number | null;
+}
+
+/** No burst open: the state before the first event and after each settle. */
+export const idleDebounce: DebounceState = { burstStartedAt: null };
+
+/** `changed`: an event arrived. `fired`: the timer armed by an earlier step went off. */
+export type DebounceEvent = "changed" | "fired";
+
+/** What the shell does after one event: keep `state`, (re)arm a timer, reconcile. */
+export interface DebounceStep {
+  /** The state to keep for the next event. */
+  readonly state: DebounceState;
+  /** Replace any armed timer by one that fires this many ms from now; null: arm nothing. */
+  readonly armMs: number | null;
+  /** Reconcile now. */
+  readonly settle: boolean;
+}
+
+/** The step after `event` at `now`. */
+export function debounceStep(
+  state: DebounceState,
+  event: DebounceEvent,
+  now: number,
+  policy: DebouncePolicy,
+): DebounceStep {
+  if (event === "fired") return { state: idleDebounce, armMs: null, settle: true };
+  const burstStartedAt = state.burstStartedAt ?? now;
+  const ceilingMs = burstStartedAt + policy.maxPeriods * policy.quietMs - now;
+  return {
+    state: { burstStartedAt },
+    armMs: Math.max(0, Math.min(policy.quietMs, ceilingMs)),
+    settle: false,
+  };
+}
 
 /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
 export type StartWatch = (dir: string, onChange: () => void) => Promise<DirectoryWatch>;
@@ -21,7 +85,7 @@ export type StartWatch = (dir: string, onChange: () => void) => Promise<Director
 export interface ConfigWatchDeps {
   /** The config directory (`--config-dir`). */
   readonly dir: string;
-  /** Starts a watch of the directory: config/directory.ts's `watchConfigDir`, or a test's script. */
+  /** Starts a watch of the directory: config/directory.ts's `watchConfigDir`, or a test's. */
   readonly watch: StartWatch;
   /** Where the watch says it cannot watch, or watches anew. */
   readonly log: Logger;
@@ -84,7 +148,7 @@ export class ConfigWatch {
     this.#watcher = undefined;
   }
 
-  #step(event: "changed" | "fired") {
+  #step(event: DebounceEvent) {
     // The watcher's event stream may still deliver what was queued before close().
     if (this.#closed) return;
     const { clock, debounce, onSettled } = this.#deps;

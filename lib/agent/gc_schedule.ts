@@ -1,15 +1,11 @@
 /**
- * When the agent asks V8 for a full garbage collection, as a pure decision:
- * after every `everyReconciles`th reconcile, but at most once per
- * `minIntervalMs`. Left alone, V8 collects this mostly idle agent's little
- * garbage so late that RSS climbs for thousands of reconciles
- * (docs/benchmarks.md, item 3). Measured again for issue 16
- * (`deno task bench --only=memory --reconciles=1000 --backends=nft`, RSS in MiB
- * at reconcile 100 and 1000): with `--lite-mode` but without it 57.7 → 60.7,
- * a sawtooth up to 64.9 before V8's own mark-compact; with it 57.5 → 57.3,
- * peak 58.3. One collection costs about 20 ms of CPU (a 5-10 ms pause), ten
- * reconciles leave well under 1 MB of garbage, and a burst of reconciles gets
- * at most one collection a second.
+ * When the agent asks V8 for a full garbage collection, as a pure decision: after every
+ * `everyReconciles`th reconcile, but at most once per `minIntervalMs`. Left alone, V8 collects
+ * this mostly idle agent's little garbage so late that RSS climbs for thousands of reconciles
+ * (docs/benchmarks.md, item 3). `deno task bench --only=memory --reconciles=1000 --backends=nft`,
+ * RSS in MiB at reconcile 100 and 1000 under `--lite-mode`: without it 57.7 → 60.7, a sawtooth
+ * up to 64.9; with it 57.5 → 57.3, peak 58.3. One collection costs about 20 ms of CPU (a 5-10 ms
+ * pause); ten reconciles leave well under 1 MB of garbage.
  *
  * @example
  * ```ts

@@ -1,24 +1,18 @@
 /**
- * What the loop logs, as a pure step: {@link logChanges} takes what was logged
- * so far and what just happened, and returns the lines to log and the new
- * record. Each thing is logged once and again only when it changes: an
- * ignored entry once per name, the configuration and each family's desired
- * rules when they change, a rejection until the config is valid again, and a
- * write as "rules written" after a change but "drift repaired" when the
- * rules were already in sync. A steady resync logs nothing.
+ * What the loop logs, as a pure step from (what was logged, what happened) to (lines, record):
+ * an ignored entry once per name, the configuration and each family's desired rules when they
+ * change, a rejection until the config is valid again, and a write as "rules written" after a
+ * change but "drift repaired" when the rules were in sync. A steady resync logs nothing.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { logChanges, nothingLogged } from "./log_changes.ts";
  *
- * const first = logChanges(nothingLogged, {
- *   kind: "rejected",
- *   error: "bad CIDR",
- *   keepingLastGood: true,
- * });
+ * const rejected = { kind: "rejected", error: "bad CIDR", keepingLastGood: true } as const;
+ * const first = logChanges(nothingLogged, rejected);
  * assert.equal(first.lines[0].level, "error");
- * const again = logChanges(first.logged, { kind: "rejected", error: "bad CIDR", keepingLastGood: true });
+ * const again = logChanges(first.logged, rejected);
  * assert.deepEqual(again.lines, []); // the same rejection is not logged twice
  * assert.deepEqual(logChanges(again.logged, { kind: "valid" }).lines, [
  *   { level: "info", message: "the configuration is valid again" },
@@ -162,17 +156,10 @@ function ignoredEntriesRead(logged: Logged, configDir: string, contents: ConfigD
 
 function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" }>) {
   const { loaded: { effective, findings, directoryMissing }, configDir, resyncIntervalMs } = event;
-  const config = JSON.stringify({
-    files: effective.files,
-    nonMasqueradeCIDRs: effective.nonMasqueradeCidrs.map((cidr) => cidr.value.text),
-    // Only when set, so the line is unchanged for configs without them.
-    ...cidrKey("masqueradeCIDRs", effective.masqueradeCidrs),
-    ...cidrKey("nonMasqueradeSrcCIDRs", effective.nonMasqueradeSrcCidrs),
-    ...outputKeys(effective),
-    masqLinkLocal: effective.masqLinkLocal.value,
-    masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
-    resyncInterval: `${resyncIntervalMs / 1000}s`,
-  });
+  // Every entry in full: any change logs the configuration again (the defaults note never did).
+  const whole = configSummary(effective, resyncIntervalMs, Infinity);
+  delete whole.nonMasqueradeCIDRsFrom;
+  const config = JSON.stringify(whole);
   if (config === logged.config) return { lines: [], logged };
   const lines: LogLine[] = [];
   const info = (message: string, fields?: Record<string, unknown>) =>
@@ -189,7 +176,8 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
   }
   // The whole list at --v=0 was one line of 183 KB at 10,000 CIDRs: a summary here; --v=2
   // logs every CIDR and rule below, one line each, with the file and line it came from.
-  info("effective configuration", { config: configSummary(effective, resyncIntervalMs) });
+  const summary = configSummary(effective, resyncIntervalMs, summaryCidrs);
+  info("effective configuration", { config: JSON.stringify(summary) });
   for (const finding of findings) {
     lines.push(line("warn", finding.message, { finding: finding.kind }));
   }
@@ -207,21 +195,18 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
 
 /** One line saying what the chain does, then at `--v=2` every CIDR with where it came from. */
 function desiredChainLines(chain: DesiredChain, dataplane: DataplaneName): LogLine[] {
+  const { outputAddress: address, outputInterface: via } = chain;
   const lines = [line(
     "info",
     `desired ${chain.family} rules: ${chain.exemptions.length} ` +
       `${chain.postroutingJump === "insert" ? "ACCEPT" : "RETURN"}, then ` +
-      (chain.outputAddress ? `SNAT to ${chain.outputAddress.value.text}` : "MASQUERADE") +
-      (chain.outputInterface ? ` by ${chain.outputInterface.value}` : ""),
+      (address ? `SNAT to ${address.value.text}` : "MASQUERADE") +
+      (via ? ` by ${via.value}` : ""),
   )];
   const debug = (message: string, from?: Located<unknown>) =>
     lines.push(line("debug", message, from && { from: formatLocation(from.at) }));
-  if (chain.outputAddress) {
-    debug(`  SNAT to ${chain.outputAddress.value.text}`, chain.outputAddress);
-  }
-  if (chain.outputInterface) {
-    debug(`  only by ${chain.outputInterface.value}`, chain.outputInterface);
-  }
+  if (address) debug(`  SNAT to ${address.value.text}`, address);
+  if (via) debug(`  only by ${via.value}`, via);
   for (const cidr of chain.sourceExemptions ?? []) {
     debug(`  RETURN source ${cidr.value.text}`, cidr);
   }
@@ -262,38 +247,28 @@ function line(level: LogLine["level"], message: string, fields?: Record<string, 
   return fields ? { level, message, fields } : { level, message };
 }
 
-/** Issue 17's keys, only when set, so a log line is unchanged for configs without them. */
-function outputKeys(effective: EffectiveConfig): Record<string, string> {
-  return {
-    ...(effective.outputAddress ? { outputAddress: effective.outputAddress.value.text } : {}),
-    ...(effective.outputAddressIPv6
-      ? { outputAddressIPv6: effective.outputAddressIPv6.value.text }
-      : {}),
-    ...(effective.outputInterface ? { outputInterface: effective.outputInterface.value } : {}),
-  };
-}
-
 /** The CIDRs shown by name in the `--v=0` summary; beyond them, only how many more. */
 const summaryCidrs = 8;
 
 /**
- * The effective configuration for the `--v=0` log: each list's first CIDRs and how many there
- * are, so the line stays short whatever the config holds.
+ * The effective configuration for the `--v=0` log: each list's first `shown` entries and how
+ * many there are, so the line stays short whatever the config holds. Keys that are not set are
+ * left out, so the line is unchanged for configs without them.
  */
-function configSummary(effective: EffectiveConfig, resyncIntervalMs: number): string {
-  const list = (cidrs: readonly { readonly value: { readonly text: string } }[]) => {
-    const shown = cidrs.slice(0, summaryCidrs).map((cidr) => cidr.value.text);
-    return cidrs.length <= summaryCidrs ? shown : [
-      ...shown,
-      `... ${cidrs.length - summaryCidrs} more (${cidrs.length} in all; --v=2 lists them)`,
+function configSummary(effective: EffectiveConfig, resyncIntervalMs: number, shown: number) {
+  const list = (cidrs: readonly Located<{ readonly text: string }>[]) => {
+    const texts = cidrs.slice(0, shown).map((cidr) => cidr.value.text);
+    return cidrs.length <= shown ? texts : [
+      ...texts,
+      `... ${cidrs.length - shown} more (${cidrs.length} in all; --v=2 lists them)`,
     ];
   };
-  const files = effective.files.length <= summaryCidrs ? effective.files : [
-    ...effective.files.slice(0, summaryCidrs),
-    `... ${effective.files.length - summaryCidrs} more`,
-  ];
-  return JSON.stringify({
-    files,
+  const { files, outputAddress, outputAddressIPv6, outputInterface } = effective;
+  return {
+    files: files.length <= shown ? files : [
+      ...files.slice(0, shown),
+      `... ${files.length - shown} more`,
+    ],
     nonMasqueradeCIDRs: list(effective.nonMasqueradeCidrs),
     ...(effective.defaultNonMasqueradeCidrs && effective.files.length > 0
       ? { nonMasqueradeCIDRsFrom: "defaults (no file names nonMasqueradeCIDRs)" }
@@ -306,11 +281,9 @@ function configSummary(effective: EffectiveConfig, resyncIntervalMs: number): st
       : { nonMasqueradeSrcCIDRs: list(effective.nonMasqueradeSrcCidrs) }),
     masqLinkLocal: effective.masqLinkLocal.value,
     masqLinkLocalIPv6: effective.masqLinkLocalIPv6.value,
-    ...outputKeys(effective),
+    ...(outputAddress ? { outputAddress: outputAddress.value.text } : {}),
+    ...(outputAddressIPv6 ? { outputAddressIPv6: outputAddressIPv6.value.text } : {}),
+    ...(outputInterface ? { outputInterface: outputInterface.value } : {}),
     resyncInterval: `${resyncIntervalMs / 1000}s`,
-  });
-}
-
-function cidrKey(key: string, cidrs: readonly { readonly value: { readonly text: string } }[]) {
-  return cidrs.length === 0 ? {} : { [key]: cidrs.map((cidr) => cidr.value.text) };
+  };
 }

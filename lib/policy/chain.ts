@@ -1,9 +1,7 @@
 /**
- * The desired state every dataplane is built from: our chain of one address
- * family as data (what keeps its source, what is masqueraded and how), made
- * from the effective config and the rule-shaping settings. The iptables
- * renderer turns it into `iptables-save` lines, the nftables one into a
- * table; `decide()` (decision.ts) answers for a packet from the same value.
+ * The desired state every dataplane is built from: our chain of one family as data (what keeps
+ * its source, what is masqueraded and how), made from the effective config and the rule-shaping
+ * flags. Both renderers and `decide()` (decision.ts) work from this one value.
  *
  * @module
  */
@@ -41,20 +39,15 @@ export interface DesiredChain {
   /** The chain's name (`--masq-chain`). */
   readonly chain: string;
   /**
-   * Destinations that RETURN before MASQUERADE, with where each came from: the built-in
-   * link-local range first unless `masqLinkLocal` (`masqLinkLocalIPv6`), then the configured
-   * ones in configuration order.
+   * Destinations that RETURN before MASQUERADE: the built-in link-local range first unless
+   * `masqLinkLocal` (`masqLinkLocalIPv6`), then the configured ones in configuration order.
    */
   readonly exemptions: readonly Located<Cidr>[];
-  /**
-   * The built-in link-local exemption, when `exemptions` starts with it. Dataplanes and
-   * `decide()` recognise it by this field, never by its provenance text.
-   */
+  /** The built-in link-local exemption, when first in `exemptions`: tell it by this, not `at`. */
   readonly linkLocal?: Located<Cidr>;
   /**
    * `masqueradeCIDRs` of the family that lie inside an exemption, in configuration order:
-   * masqueraded although a shorter exemption holds them. Absent or empty: none. The longest
-   * prefix of exemptions and exceptions decides (`decide` in decision.ts says how).
+   * masqueraded although a shorter exemption holds them (the longest prefix decides).
    */
   readonly masqueradeExceptions?: readonly Located<Cidr>[];
   /** `nonMasqueradeSrcCIDRs` of the family: sources that RETURN before anything else. */
@@ -67,9 +60,8 @@ export interface DesiredChain {
    */
   readonly postroutingJump?: PostroutingJump;
   /**
-   * With `--postrouting-jump=insert`: the fwmark bit kube-proxy sets on traffic it masquerades
-   * itself (`--kube-proxy-masquerade-bit`, 0x4000 by default); such traffic leaves our chain
-   * first. Absent in append mode.
+   * Insert mode only: the fwmark bit kube-proxy sets on traffic it masquerades itself
+   * (`--kube-proxy-masquerade-bit`, 0x4000 by default); such traffic leaves our chain first.
    */
   readonly kubeProxyMark?: number;
   /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */
@@ -97,10 +89,7 @@ export function kubeProxyMarkOf(desired: DesiredChain): number | undefined {
 export type PostroutingJump = "append" | "insert";
 
 /**
- * The desired chain of `family`: the link-local exemption unless
- * `masqLinkLocal` (`masqLinkLocalIPv6`) is set, then every configured CIDR
- * of the family in configuration order, then the masquerade rules.
- * The dataplanes render it (iptables/render.ts, nftables/render.ts).
+ * The desired chain of `family` (the order of `exemptions` is documented there).
  *
  * @example
  * ```ts
@@ -139,26 +128,22 @@ export function desiredChain(
       `link-local, ${family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6"} is false`,
     ),
   };
-  const linkLocalExemption = linkLocal ? [linkLocal] : [];
   const exemptions = [
-    ...linkLocalExemption,
+    ...(linkLocal ? [linkLocal] : []),
     // A configured link-local range would repeat the built-in exemption as a second rule.
     ...config.nonMasqueradeCidrs.filter((cidr) =>
-      cidr.value.family === family &&
-      !linkLocalExemption.some((builtin) => builtin.value.text === cidr.value.text)
+      cidr.value.family === family && cidr.value.text !== linkLocal?.value.text
     ),
   ];
   const around = longestContaining(exemptions.map((cidr) => cidr.value), { orEqual: true });
   // An exception inside no exemption is masqueraded anyway (merge.ts reports it): no rule.
-  const exceptions = (config.masqueradeCidrs ?? []).filter((cidr) =>
+  const exceptions = config.masqueradeCidrs.filter((cidr) =>
     cidr.value.family === family && around(cidr.value) !== undefined
   );
-  const sources = (config.nonMasqueradeSrcCidrs ?? []).filter((cidr) =>
-    cidr.value.family === family
-  );
+  const sources = config.nonMasqueradeSrcCidrs.filter((cidr) => cidr.value.family === family);
   const outputAddress = family === "ipv4" ? config.outputAddress : config.outputAddressIPv6;
-  const insert = options.postroutingJump === "insert";
-  // Absent rather than empty, so a config without the new keys gives the very same value.
+  const bit = options.kubeProxyMasqueradeBit ?? defaultKubeProxyMasqueradeBit;
+  // Absent rather than empty, so a config without the newer keys gives the very same value.
   return {
     family,
     chain,
@@ -167,13 +152,8 @@ export function desiredChain(
     ...(exceptions.length > 0 ? { masqueradeExceptions: exceptions } : {}),
     ...(sources.length > 0 ? { sourceExemptions: sources } : {}),
     masquerade,
-    ...(insert ? { postroutingJump: "insert" as const } : {}),
-    ...(insert
-      ? {
-        kubeProxyMark: kubeProxyMark(
-          options.kubeProxyMasqueradeBit ?? defaultKubeProxyMasqueradeBit,
-        ),
-      }
+    ...(options.postroutingJump === "insert"
+      ? { postroutingJump: "insert" as const, kubeProxyMark: kubeProxyMark(bit) }
       : {}),
     ...(outputAddress ? { outputAddress } : {}),
     ...(config.outputInterface ? { outputInterface: config.outputInterface } : {}),
@@ -189,19 +169,14 @@ export interface OrderedRule {
 }
 
 /**
- * The exemptions and exceptions in the order a first-match chain needs for
- * longest-prefix semantics: whenever one lies inside another and their
- * actions differ, the inner one comes first (at any depth: 10.1.2.0/24
- * RETURN, then 10.1.0.0/16 MASQUERADE, then 10.0.0.0/8 RETURN). Otherwise
- * configuration order is kept, so without exceptions it is exactly the
- * exemptions' order. Then the first matching rule always has the action of
- * the longest matching prefix: a rule matching earlier with the other action
- * would contain the longest match, and so come after it.
+ * The exemptions and exceptions in the order a first-match chain needs for longest-prefix
+ * semantics: whenever one lies inside another and their actions differ, the inner one comes
+ * first (at any depth: 10.1.2.0/24 RETURN, 10.1.0.0/16 MASQUERADE, 10.0.0.0/8 RETURN); otherwise
+ * configuration order is kept, so without exceptions it is exactly the exemptions' order.
  *
- * Why a topological sort and not a stable sort by prefix length (issue 16 asked): the latter
- * also yields longest-prefix semantics, but it moves every longer exemption ahead of unrelated
- * shorter ones, so the chain of an existing install would change and be rewritten on upgrade
- * (10.0.0.0/8 RETURN, 192.168.1.0/24 RETURN, 10.1.0.0/16 MASQUERADE: the sort puts the /24
+ * Not a stable sort by prefix length: that would also be correct, but it moves every longer
+ * exemption ahead of unrelated shorter ones, so an existing install's chain would be rewritten
+ * on upgrade (10.0.0.0/8, 192.168.1.0/24 RETURN, 10.1.0.0/16 MASQUERADE: the sort puts the /24
  * first, this order only moves the exception up; tests/policy/chain_test.ts pins it).
  */
 export function orderedRules(desired: DesiredChain): OrderedRule[] {
@@ -216,9 +191,10 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
   // Nested ranges are open on a stack in sorted order; each item must precede those of its
   // containers whose action differs. An exception equal to the built-in link-local range
   // sorts after it, and so comes first in the chain: the exception wins the tie.
+  const returnFirst = (a: number, b: number) =>
+    items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1;
   const sorted = items.map((_, index) => index).sort((a, b) =>
-    compareCidrs(items[a].cidr.value, items[b].cidr.value) ||
-    (items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1)
+    compareCidrs(items[a].cidr.value, items[b].cidr.value) || returnFirst(a, b)
   );
   const outerOnes: number[][] = items.map(() => []);
   const waitingFor = items.map(() => 0);
@@ -239,8 +215,7 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
   // prefixes, so in prefix order every item's outer ones are ranked before it.
   const rank = items.map((_, index) => index);
   const byPrefix = items.map((_, index) => index).sort((a, b) =>
-    items[a].cidr.value.prefix - items[b].cidr.value.prefix ||
-    (items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1)
+    items[a].cidr.value.prefix - items[b].cidr.value.prefix || returnFirst(a, b)
   );
   for (const index of byPrefix) {
     for (const outer of outerOnes[index]) rank[index] = Math.min(rank[index], rank[outer]);
@@ -272,22 +247,17 @@ class MinHeap {
   }
   pop(): number | undefined {
     const items = this.#items;
-    if (items.length === 0) return undefined;
     const top = items[0];
     const last = items.pop()!;
-    if (items.length > 0) {
-      items[0] = last;
-      for (let i = 0;;) {
-        const [left, right] = [2 * i + 1, 2 * i + 2];
-        let smallest = i;
-        if (left < items.length && items[left] < items[smallest]) smallest = left;
-        if (right < items.length && items[right] < items[smallest]) smallest = right;
-        if (smallest === i) break;
-        [items[smallest], items[i]] = [items[i], items[smallest]];
-        i = smallest;
+    if (items.length === 0) return top;
+    items[0] = last;
+    for (let i = 0, smallest = 0;; i = smallest) {
+      for (const child of [2 * i + 1, 2 * i + 2]) {
+        if (child < items.length && items[child] < items[smallest]) smallest = child;
       }
+      if (smallest === i) return top;
+      [items[smallest], items[i]] = [items[i], items[smallest]];
     }
-    return top;
   }
 }
 

@@ -1,18 +1,8 @@
 /**
- * The dataplane seam: what the reconcile loop, `--check`, `--explain` and
- * `--cleanup` drive, without knowing which one it is. A dataplane reads what
- * is ours for one family, plans purely against the desired state, and
- * applies the plan; the iptables one (iptables/dataplane.ts) reads
- * POSTROUTING and our chain and writes one `iptables-restore` transaction,
- * the nftables one (nftables/dataplane.ts) our own table (one
- * `nft -j list table`, one `nft -f` transaction). Read-only callers read and
- * plan; only the loop and `--cleanup` apply.
- *
- * {@link switchingDataplane} composes the chosen dataplane with the ones the
- * node may still carry rules of (the other dataplane, after a switch): each
- * reconcile installs the chosen one's rules first and removes the others'
- * right after, in the same reconcile, until a read finds nothing of ours
- * there; from then on only the chosen dataplane is read.
+ * The dataplane seam that the reconcile loop, `--check`, `--explain` and `--cleanup` drive
+ * without knowing which one it is (iptables/dataplane.ts, nftables/dataplane.ts): read what is
+ * ours for one family, plan purely against the desired state, apply the plan. Read-only callers
+ * read and plan; only the loop and `--cleanup` apply.
  *
  * @module
  */
@@ -200,12 +190,7 @@ export async function applyDesired(
   return outcomes;
 }
 
-/**
- * Plans and applies the removal of everything of ours in `family` (the start-up cleanup of the
- * unused iptables backend). Removal has one implementation per dataplane, `readForRemoval` and
- * `planRemoval`; `--cleanup` plans every target before it writes any, and
- * {@link switchingDataplane} removes within a reconcile, both from the same two calls.
- */
+/** Plans and applies the removal of all of ours in `family` (e.g. the unused iptables backend). */
 export async function removeAll(
   dataplane: Dataplane,
   family: Family,
@@ -216,23 +201,12 @@ export async function removeAll(
   return plan;
 }
 
-/** Told when a retired dataplane could not be read or cleaned (the agent logs a warning). */
-export type RetiredErrorHandler = (label: string, family: Family, error: unknown) => void;
-
-/** One dataplane's part of a composite read. */
-export interface RetiredRead {
-  /** The retired dataplane read. */
-  readonly dataplane: Dataplane;
-  /** What it read, for its `planRemoval`. */
-  readonly value: unknown;
-}
-
 /** What a composite read found: the chosen dataplane's state, then each retired one's. */
 export interface SwitchingLive {
   /** The chosen dataplane's read. */
   readonly chosen: unknown;
-  /** The retired dataplanes read this time (not yet found clean, and readable). */
-  readonly retired: readonly RetiredRead[];
+  /** The retired dataplanes read this time (not yet found clean, and readable), and their reads. */
+  readonly retired: readonly { readonly dataplane: Dataplane; readonly value: unknown }[];
 }
 
 /** A composite plan: the chosen dataplane's, then the removals from the retired ones. */
@@ -261,22 +235,22 @@ function switchingPlan(chosen: Dataplane, parts: SwitchingPlan["parts"]): Switch
 }
 
 /**
- * `chosen`, plus the removal of our rules from each of `retired` in the same
- * reconcile, after `chosen`'s own write: the node is never without masquerade
- * rules. A retired dataplane found empty for a family is not read again for
- * it; the drift of a removal names the dataplane it came from. A node without
- * a retired dataplane's tools has no rules of ours there; any other failure to
- * read, plan or clean one is reported and left to the next reconcile: the
- * chosen dataplane's own rules never wait for the other one.
+ * `chosen`, plus the removal of our rules from each of `retired` (the other dataplane, after a
+ * switch) in the same reconcile, after `chosen`'s own write: the node is never without
+ * masquerade rules. A retired dataplane found empty for a family is not read again for it; the
+ * drift of a removal names the dataplane it came from. A node without a retired dataplane's
+ * tools has no rules of ours there; any other failure to read, plan or clean one goes to
+ * `onRetiredError` (the agent warns) and is left to the next reconcile: the chosen dataplane's
+ * own rules never wait for the other one.
  */
 export function switchingDataplane(
   chosen: Dataplane,
   retired: readonly Dataplane[],
-  onRetiredError: RetiredErrorHandler = () => {},
+  onRetiredError: (label: string, family: Family, error: unknown) => void = () => {},
 ): Dataplane<SwitchingLive, SwitchingPlan> {
   const clean = new Map<Dataplane, Set<Family>>(retired.map((dataplane) => [dataplane, new Set()]));
   const readRetired = async (family: Family, signal?: AbortSignal) => {
-    const parts: RetiredRead[] = [];
+    const parts: SwitchingLive["retired"][number][] = [];
     for (const dataplane of retired) {
       if (clean.get(dataplane)?.has(family)) continue;
       try {
@@ -290,7 +264,7 @@ export function switchingDataplane(
     }
     return parts;
   };
-  const planRetired = (family: Family, parts: readonly RetiredRead[]) =>
+  const planRetired = (family: Family, parts: SwitchingLive["retired"]) =>
     parts.flatMap(({ dataplane, value }) => {
       try {
         return [{ dataplane, plan: dataplane.planRemoval(family, value) }];

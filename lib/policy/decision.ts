@@ -1,26 +1,19 @@
 /**
- * The masquerade decision as one pure function: for a desired chain and a
- * packet (destination, optionally source), whether the packet is
- * masqueraded and which configured item decides it. The rendered iptables
- * chain, the nftables dataplane, `--explain` and the tests' packet tracer
- * all answer to this function.
+ * The masquerade decision as one pure function of a desired chain and a packet: whether it is
+ * masqueraded and which configured item decides. The rendered iptables chain, the nftables
+ * dataplane, `--explain` and the tests' packet tracer all answer to it. In order:
+ * 1. a destination that is an address of the node keeps its source (our POSTROUTING jump skips
+ *    `--dst-type LOCAL`);
+ * 2. with `--postrouting-jump=insert`, traffic kube-proxy marked for masquerade leaves our chain
+ *    and kube-proxy's own rule masquerades it;
+ * 3. a source inside `nonMasqueradeSrcCIDRs` keeps its address;
+ * 4. otherwise the longest prefix among the exemptions (link-local unless `masqLinkLocal`,
+ *    `nonMasqueradeCIDRs` or the defaults) and the `masqueradeCIDRs` exceptions decides; an
+ *    exception wins a tie (only possible with the built-in link-local range: the same CIDR in
+ *    both lists is a config error); a destination no exemption holds is masqueraded;
+ * 5. with `outputInterface`, traffic leaving by another interface keeps its source.
  *
- * The rules, in order:
- * 1. a destination that is an address of the node is never masqueraded (our
- *    POSTROUTING jump skips `--dst-type LOCAL`);
- * 2. a source inside `nonMasqueradeSrcCIDRs` keeps its address;
- * 3. otherwise the longest prefix among the exemptions (link-local unless
- *    `masqLinkLocal`, `nonMasqueradeCIDRs` or the defaults) and the
- *    `masqueradeCIDRs` exceptions decides; an exception wins a tie (only
- *    possible with the built-in link-local range: the same CIDR in both
- *    lists is a config error);
- * 4. a destination no exemption holds is masqueraded.
- *
- * Issue 17 adds, with `--postrouting-jump=insert`, a step before 2: traffic
- * kube-proxy marked for masquerade leaves our chain and kube-proxy's own rule
- * masquerades it; and after 4: with `outputInterface`, traffic leaving by
- * another interface keeps its source. A masqueraded packet shows
- * `outputAddress` as its source when one is set (`snatTo`).
+ * A masqueraded packet shows `outputAddress` as its source when one is set (`snatTo`).
  *
  * @module
  */
@@ -133,22 +126,18 @@ export function decide(desired: DesiredChain, packet: Packet): Decision {
   const decision = decideByConfig(desired, packet);
   if (decision.verdict !== "masquerade") return decision;
   const via = desired.outputInterface;
-  if (via && packet.outputInterface !== undefined) {
-    if (!interfaceMatches(via.value, packet.outputInterface)) {
-      return {
-        verdict: "keep source",
-        because: { kind: "other-interface", outputInterface: via },
-      };
-    }
+  const leaves = packet.outputInterface;
+  if (via && leaves !== undefined && !interfaceMatches(via.value, leaves)) {
+    return { verdict: "keep source", because: { kind: "other-interface", outputInterface: via } };
   }
   return {
     ...decision,
     ...(desired.outputAddress ? { snatTo: desired.outputAddress } : {}),
-    ...(via && packet.outputInterface === undefined ? { onlyVia: via } : {}),
+    ...(via && leaves === undefined ? { onlyVia: via } : {}),
   };
 }
 
-/** Steps 2 to 4: the source exemptions, then the longest prefix. */
+/** Steps 3 and 4: the source exemptions, then the longest prefix. */
 function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   const { source, destination } = packet;
   if (source !== undefined) {

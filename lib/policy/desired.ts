@@ -1,7 +1,6 @@
 /**
- * The desired state as data, from the config directory's contents: parse and
- * validate every file, merge them, and render the desired chain per enabled
- * family. Pure: the same contents and options give the same result.
+ * The desired state as data, from the config directory's contents: parse and validate every
+ * file, merge them, and make the desired chain of each enabled family. Pure.
  *
  * @module
  */
@@ -21,9 +20,8 @@ import {
   type MergeOptions,
 } from "../config/merge.ts";
 import type { AgentFlags } from "../settings/flags.ts";
-import type { PortRange } from "../settings/ports.ts";
 import { formatLocation } from "../base/source.ts";
-import { type DesiredChain, desiredChain, type PostroutingJump } from "./chain.ts";
+import { type DesiredChain, desiredChain } from "./chain.ts";
 import { type CommandLine, resolveSettings } from "../settings/keys.ts";
 
 /** A config directory's contents, validated and merged. */
@@ -56,26 +54,17 @@ export interface StartupLoad {
 /** The flags that decide how files are read and merged. */
 export interface LoadOptions extends ParseOptions, MergeOptions {}
 
-/** The flags that shape the rules, beyond the config files. */
-export interface ChainOptions {
-  /** The chain to fill (`--masq-chain`). */
-  readonly masqChain: string;
-  /** Whether an IPv6 chain is wanted too (`--enable-ipv6`). */
-  readonly enableIpv6: boolean;
-  /** `--random-fully` as given; combined with what the iptables in use supports. */
-  readonly randomFully: boolean;
-  /** `--to-ports`; empty for any source port. */
-  readonly toPorts: readonly PortRange[];
-  /** `--postrouting-jump`; absent means `append`. */
-  readonly postroutingJump?: PostroutingJump;
-  /** `--kube-proxy-masquerade-bit`; absent means kube-proxy's default, 14. */
-  readonly kubeProxyMasqueradeBit?: number;
-}
+/**
+ * The flags that shape the rules beyond the config files; absent `postroutingJump` means
+ * `append`, an absent `kubeProxyMasqueradeBit` kube-proxy's default, 14.
+ */
+export type ChainOptions =
+  & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
+  & Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">>;
 
 /**
- * Parses every file and merges them; all problems of all files are reported
- * together, as one {@link ConfigError} (thrown: the caller's policy decides
- * whether that exits or keeps the last good config).
+ * Parses every file and merges them; all problems of all files are thrown together as one
+ * {@link ConfigError} (the caller's policy decides whether that exits or keeps the last good one).
  */
 export function loadConfig(
   contents: ConfigDirContents,
@@ -83,33 +72,18 @@ export function loadConfig(
   commandLine?: CommandLine,
 ): LoadedConfig {
   if (commandLine !== undefined) return loadWithSettings(contents, commandLine);
-  const files = contents.kind === "missing" ? [] : contents.files;
-  const problems: ConfigProblem[] = [];
-  const parsed: FileConfig[] = [];
-  for (const file of files) {
-    const result = parseConfigFile(file.path, file.bytes, { enableIpv6: options.enableIpv6 });
-    if (result.ok) parsed.push(result.value);
-    else problems.push(...result.error);
-  }
+  const { parsed, problems } = parseAll(contents, options.enableIpv6);
   if (problems.length > 0) throw new ConfigError(problems);
-  const { config, findings, problems: contradictions } = mergeConfigs(parsed, {
-    nomasqAllReservedRanges: options.nomasqAllReservedRanges,
-  });
-  if (contradictions.length > 0) throw new ConfigError(contradictions);
-  const ipv6 = config.masqLinkLocalIPv6;
-  const ipv6Finding: Finding[] = ipv6.value && !options.enableIpv6
-    ? [{
-      kind: "ipv6-not-enabled",
-      message: `masqLinkLocalIPv6 is true at ${formatLocation(ipv6.at)} but IPv6 is not ` +
-        "enabled: it has no effect (the agent writes no IPv6 rules); add --enable-ipv6, or " +
-        "remove the key",
-    }]
-    : [];
-  return {
-    effective: config,
-    findings: [...findings, ...ipv6Finding],
-    directoryMissing: contents.kind === "missing",
+  const loaded = merge(contents, parsed, options);
+  const ipv6 = loaded.effective.masqLinkLocalIPv6;
+  if (!ipv6.value || options.enableIpv6) return loaded;
+  const finding: Finding = {
+    kind: "ipv6-not-enabled",
+    message: `masqLinkLocalIPv6 is true at ${formatLocation(ipv6.at)} but IPv6 is not ` +
+      "enabled: it has no effect (the agent writes no IPv6 rules); add --enable-ipv6, or " +
+      "remove the key",
   };
+  return { ...loaded, findings: [...loaded.findings, finding] };
 }
 
 /** The families the agent manages: IPv4 always, IPv6 with `--enable-ipv6`. */
@@ -145,6 +119,16 @@ function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
   return { parsed, problems };
 }
 
+function merge(
+  contents: ConfigDirContents,
+  parsed: readonly FileConfig[],
+  { nomasqAllReservedRanges }: MergeOptions,
+): LoadedConfig {
+  const { config, findings, problems } = mergeConfigs(parsed, { nomasqAllReservedRanges });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { effective: config, findings, directoryMissing: contents.kind === "missing" };
+}
+
 function hasIpv6(file: FileConfig): boolean {
   return [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
     list.some((cidr) => cidr.value.family === "ipv6")
@@ -172,14 +156,5 @@ function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine)
   if (!settings.enableIpv6 && first.parsed.some(hasIpv6)) {
     throw new ConfigError(parseAll(contents, false).problems);
   }
-  const { config, findings, problems } = mergeConfigs(first.parsed, {
-    nomasqAllReservedRanges: settings.nomasqAllReservedRanges,
-  });
-  if (problems.length > 0) throw new ConfigError(problems);
-  return {
-    effective: config,
-    findings,
-    directoryMissing: contents.kind === "missing",
-    settings,
-  };
+  return { ...merge(contents, first.parsed, settings), settings };
 }

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ConfigWatch } from "../../lib/agent/config_watch.ts";
 import type { DirectoryWatch } from "../../lib/config/directory.ts";
-import { defaultDebouncePolicy } from "../../lib/agent/debounce.ts";
+import { defaultDebouncePolicy } from "../../lib/agent/config_watch.ts";
 import { CaptureLog } from "../support/capture_log.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 

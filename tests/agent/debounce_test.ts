@@ -6,7 +6,7 @@ import {
   debounceStep,
   defaultDebouncePolicy,
   idleDebounce,
-} from "../../lib/agent/debounce.ts";
+} from "../../lib/agent/config_watch.ts";
 
 const policy = defaultDebouncePolicy;
 

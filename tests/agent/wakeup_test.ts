@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Wakeup } from "../../lib/agent/wakeup.ts";
+import { Wakeup } from "../../lib/agent/agent.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { within } from "../../lab/wait.ts";
 
