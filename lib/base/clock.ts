@@ -1,8 +1,6 @@
 /**
- * Time as a dependency: the loop, its waits, the debounce, the backoff budget,
- * the GC schedule and the config-dir retry all ask a `Clock` instead of
- * `performance.now` and `setTimeout`, so tests drive them in virtual time
- * (tests/support/fake_clock.ts) and assert exact instants.
+ * Time as a dependency: whatever waits asks a `Clock` instead of `performance.now` and
+ * `setTimeout`, so tests drive it in virtual time (tests/support/fake_clock.ts).
  *
  * @module
  */

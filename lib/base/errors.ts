@@ -1,21 +1,16 @@
 /**
- * Errors the agent can name precisely, the one policy that maps an error to
- * the process's exit code, and the one printer that shows a message once
- * followed by its chain of causes.
+ * The errors the deployment must fix, the exit-code policy, and the printer of error chains.
  *
  * @module
  */
 
-/**
- * Exit codes of the CLI contract: 0 success, 1 a runtime failure (iptables),
- * 2 what the deployment must fix (usage, configuration, sandbox).
- */
+/** Exit codes: 0 success, 1 a runtime failure (iptables), 2 what the deployment must fix. */
 export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 
 /**
  * What the deployment must fix (a rejected configuration, a sandbox denial, a chain that is not
- * ours): exit code 2, where a runtime failure is 1. Subclasses say what; this class says how the
- * process ends, so the exit-code policy needs no list of every such error.
+ * ours): subclasses say what, this class says the process exits 2, so the exit-code policy needs
+ * no list of every such error.
  */
 export abstract class DeploymentError extends Error {}
 
@@ -71,9 +66,7 @@ export class ForeignChainError extends DeploymentError {
 }
 
 /**
- * The exit code for an error the agent stops on: a {@link DeploymentError}
- * (a rejected configuration, a sandbox denial) is the deployment's to fix (2),
- * anything else is a runtime failure (1). The one place this is decided.
+ * The exit code for an error the agent stops on: 2 for a {@link DeploymentError}, else 1.
  *
  * @example
  * ```ts
@@ -85,8 +78,7 @@ export class ForeignChainError extends DeploymentError {
  * ```
  */
 export function exitCodeFor(error: unknown): number {
-  if (error instanceof DeploymentError) return exitCodes.usage;
-  return exitCodes.runtime;
+  return error instanceof DeploymentError ? exitCodes.usage : exitCodes.runtime;
 }
 
 /** The message, then each cause on its own line: what the user reads at the top level. */

@@ -1,8 +1,6 @@
 /**
- * The one seam under every program the agent runs: `exec(command, args,
- * options)`. The real implementation wraps `Deno.Command` and turns a failure
- * to start into a typed error; tests inject a fake and check argument lists,
- * stdin payloads and each failure class without root.
+ * The one seam under every program the agent runs: `Deno.Command` with a failure to start as a
+ * typed error; tests inject a fake instead.
  *
  * @module
  */
@@ -28,10 +26,9 @@ export interface ExecOptions {
 }
 
 /**
- * Runs `command` (a name looked up in PATH) with `args` and resolves with its
- * result whatever its exit code. Rejects only when it could not be started
- * ({@link ProgramMissingError}, {@link SandboxDeniedError}, {@link ExecStartError})
- * or was aborted ({@link ExecAbortedError}).
+ * Runs `command` (looked up in PATH) and resolves with its result whatever its exit code. Rejects
+ * only when it could not start ({@link ProgramMissingError}, {@link SandboxDeniedError},
+ * {@link ExecStartError}) or was aborted ({@link ExecAbortedError}).
  */
 export type Exec = (
   command: string,
@@ -50,11 +47,9 @@ export interface ScanResult {
 }
 
 /**
- * Runs `command` like {@link Exec} but hands its stdout to `onText` chunk by
- * chunk instead of keeping it: for an output that may be megabytes (a dump
- * of the legacy tables beside kube-proxy's) of which the caller keeps a
- * summary. When `onText` returns true the program is stopped (SIGTERM) and
- * the rest is not read. Rejects as {@link Exec} does.
+ * {@link Exec} handing stdout to `onText` chunk by chunk instead of keeping it, for an output that
+ * may be megabytes (the legacy tables beside kube-proxy's) of which the caller keeps a summary.
+ * When `onText` returns true the program is stopped (SIGTERM) and the rest is not read.
  */
 export type ScanExec = (
   command: string,
@@ -74,10 +69,7 @@ export function scanViaExec(exec: Exec): ScanExec {
 export class ProgramMissingError extends Error {
   /** Names the class in printed chains of causes. */
   override readonly name = "ProgramMissingError";
-  /**
-   * Names the missing program.
-   * @param command the program's name, as the agent looked it up in PATH
-   */
+  /** Names the missing program, as the agent looked it up in PATH. */
   constructor(readonly command: string, options?: ErrorOptions) {
     super(`${command} not found in PATH`, options);
   }
@@ -87,10 +79,7 @@ export class ProgramMissingError extends Error {
 export class ExecStartError extends Error {
   /** Names the class in printed chains of causes. */
   override readonly name = "ExecStartError";
-  /**
-   * Names the command that could not start.
-   * @param commandLine the command and its arguments, as one line
-   */
+  /** Names the command line that could not start. */
   constructor(readonly commandLine: string, options?: ErrorOptions) {
     super(`cannot start ${commandLine}`, options);
   }
@@ -100,16 +89,21 @@ export class ExecStartError extends Error {
 export class ExecAbortedError extends Error {
   /** Names the class in printed chains of causes. */
   override readonly name = "ExecAbortedError";
-  /**
-   * Names the command that was aborted.
-   * @param commandLine the command and its arguments, as one line
-   */
+  /** Names the command line that was aborted. */
   constructor(readonly commandLine: string, options?: ErrorOptions) {
     super(`${commandLine} aborted`, options);
   }
 }
 
-const encoder = new TextEncoder();
+/** Why `command` did not start, as the error {@link Exec} rejects with. */
+function startError(command: string, args: readonly string[], error: unknown): Error {
+  if (error instanceof Deno.errors.NotCapable) return new SandboxDeniedError("run", command, error);
+  if (error instanceof Deno.errors.NotFound) {
+    return new ProgramMissingError(command, { cause: error });
+  }
+  return new ExecStartError([command, ...args].join(" "), { cause: error });
+}
+
 const decoder = new TextDecoder();
 
 /** {@link Exec} on `Deno.Command`: the agent's only way to start a process. */
@@ -118,7 +112,6 @@ export async function denoExec(
   args: readonly string[],
   options: ExecOptions = {},
 ): Promise<ExecResult> {
-  const commandLine = [command, ...args].join(" ");
   const spec = new Deno.Command(command, {
     args: [...args],
     stdin: options.stdin === undefined ? "null" : "piped",
@@ -136,15 +129,10 @@ export async function denoExec(
       ? await spec.output()
       : await withStdin(spec.spawn(), options.stdin);
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new SandboxDeniedError("run", command, error);
-    }
-    if (error instanceof Deno.errors.NotFound) {
-      throw new ProgramMissingError(command, { cause: error });
-    }
-    throw new ExecStartError(commandLine, { cause: error });
+    throw startError(command, args, error);
   }
   if (options.signal?.aborted) {
+    const commandLine = [command, ...args].join(" ");
     throw new ExecAbortedError(commandLine, { cause: options.signal.reason });
   }
   return {
@@ -169,13 +157,7 @@ export async function denoScanExec(
       stderr: "piped",
     }).spawn();
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new SandboxDeniedError("run", command, error);
-    }
-    if (error instanceof Deno.errors.NotFound) {
-      throw new ProgramMissingError(command, { cause: error });
-    }
-    throw new ExecStartError([command, ...args].join(" "), { cause: error });
+    throw startError(command, args, error);
   }
   const stderr = new Response(child.stderr).text();
   const reader = child.stdout.getReader();
@@ -208,7 +190,7 @@ export async function denoScanExec(
 async function withStdin(child: Deno.ChildProcess, stdin: string): Promise<Deno.CommandOutput> {
   const writer = child.stdin.getWriter();
   try {
-    await writer.write(encoder.encode(stdin));
+    await writer.write(new TextEncoder().encode(stdin));
     await writer.close();
   } catch {
     // The process exited before reading everything; its exit status says why.

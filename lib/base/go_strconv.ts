@@ -1,10 +1,6 @@
 /**
- * The pieces of Go's strconv (and fmt's %q) that the `flag` package uses:
- * `ParseBool`, `ParseInt(s, 0, 64)` with its base prefixes, underscores and
- * error precedence, and `Quote`. The flag parser builds on them so that values
- * and messages match the Go agents byte for byte.
- *
- * Pure module: no Deno APIs.
+ * The pieces of Go's strconv (and fmt's %q) that the `flag` package uses, so that the flag
+ * parser's values and messages match the Go agents byte for byte.
  *
  * @module
  */
@@ -12,9 +8,7 @@
 import { err, ok, type Result } from "./result.ts";
 
 /**
- * Go's `fmt` `%q`, so that the flag parser's messages match the Go agents
- * byte for byte. Unbounded, as Go's is: other messages show user input with
- * `quoteInput`.
+ * Go's `fmt` `%q`. Unbounded, as Go's is: other messages show user input with `quoteInput`.
  *
  * @example
  * ```ts
@@ -65,42 +59,6 @@ export type NumError = typeof PARSE_ERROR | typeof RANGE_ERROR;
 const UINT64_MAX = (1n << 64n) - 1n;
 const INT64_CUTOFF = 1n << 63n;
 
-function digitValue(c: string): number {
-  const code = c.charCodeAt(0);
-  if (code >= 0x30 && code <= 0x39) return code - 0x30;
-  const lower = code | 0x20;
-  if (lower >= 0x61 && lower <= 0x7a) return lower - 0x61 + 10;
-  return 99;
-}
-
-/** strconv's underscoreOK: underscores only between digits or after a base prefix. */
-function underscoreOK(s: string): boolean {
-  let saw = "^";
-  let i = 0;
-  if (s.length >= 1 && (s[0] === "-" || s[0] === "+")) s = s.slice(1);
-  let hex = false;
-  if (s.length >= 2 && s[0] === "0" && "bBoOxX".includes(s[1])) {
-    i = 2;
-    saw = "0";
-    hex = s[1] === "x" || s[1] === "X";
-  }
-  for (; i < s.length; i++) {
-    const c = s[i];
-    if ((c >= "0" && c <= "9") || (hex && /^[a-fA-F]$/.test(c))) {
-      saw = "0";
-      continue;
-    }
-    if (c === "_") {
-      if (saw !== "0") return false;
-      saw = "_";
-      continue;
-    }
-    if (saw === "_") return false;
-    saw = "!";
-  }
-  return saw !== "_";
-}
-
 /** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
 function parseGoUint(s0: string): Result<bigint, NumError> {
   if (s0 === "") return err(PARSE_ERROR);
@@ -114,26 +72,24 @@ function parseGoUint(s0: string): Result<bigint, NumError> {
   const bigBase = BigInt(base);
   const cutoff = UINT64_MAX / bigBase + 1n;
   let n = 0n;
-  let underscores = false;
   for (const c of s) {
-    if (c === "_") {
-      underscores = true;
-      continue;
-    }
-    const d = digitValue(c);
-    if (d >= base) return err(PARSE_ERROR);
+    if (c === "_") continue;
+    const d = parseInt(c, 36); // NaN for anything but 0-9, a-z, A-Z
+    if (!(d < base)) return err(PARSE_ERROR);
     if (n >= cutoff) return err(RANGE_ERROR);
     n = n * bigBase + BigInt(d);
     if (n > UINT64_MAX) return err(RANGE_ERROR);
   }
-  if (underscores && !underscoreOK(s0)) return err(PARSE_ERROR);
+  // strconv's underscoreOK, given that every other character is a digit: an underscore only
+  // between digits, a base prefix counting as one ("0x_1" is fine, "1__0" and "1_" are not).
+  const digits = s0[0] === "0" ? `0${s}` : s;
+  if (/^_|__|_$/.test(digits)) return err(PARSE_ERROR);
   return ok(n);
 }
 
 /**
- * `strconv.ParseInt(s, 0, 64)`, as Go's `flag.Int` uses on 64-bit platforms:
- * base prefixes (`0x`, `0o`, `0b`, a bare leading `0` for octal) and
- * underscores between digits.
+ * `strconv.ParseInt(s, 0, 64)`, as Go's `flag.Int` uses on 64-bit platforms: base prefixes
+ * (`0x`, `0o`, `0b`, a bare leading `0` for octal) and underscores between digits.
  *
  * @example
  * ```ts

@@ -1,21 +1,15 @@
 /**
- * Logging with two renderings operators already parse: klog-style text lines
- * (the default, as the Go agents print) or one JSON object per line. klog's
- * `--v` levels pick the lowest level written: V(0) is info, V(2) debug,
- * V(4) trace.
- *
- * Rendering (`formatText`, `formatJson`) is pure; `setUpLogging` only adds the
- * clock, the pid and the output stream, each of which a test can replace.
- * (In-house rather than a logging library: the agent needs four methods and
- * two line formats, and a library cost ~6 MiB of RSS, docs/benchmarks.md.)
+ * Logging as klog-style text lines (as the Go agents print) or one JSON object per line. In-house
+ * rather than a library: the agent needs four methods and two line formats, and a library cost
+ * ~6 MiB of RSS (docs/benchmarks.md).
  *
  * @module
  */
 
-export type LogFormat = "text" | "json";
-
 /** The level names are the ones the JSON lines carry (`warning`, not `warn`). */
 export type LogLevel = "trace" | "debug" | "info" | "warning" | "error" | "fatal";
+
+const levels: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
 
 /** One log call, as the renderers see it. */
 export interface LogRecord {
@@ -41,16 +35,7 @@ export interface Logger {
   debug(message: string, properties?: Record<string, unknown>): void;
 }
 
-const levelRank: Record<LogLevel, number> = {
-  trace: 0,
-  debug: 1,
-  info: 2,
-  warning: 3,
-  error: 4,
-  fatal: 5,
-};
-
-/** The lowest level written at a klog `--v` verbosity. */
+/** The lowest level written at a klog `--v` verbosity: V(0) info, V(2) debug, V(4) trace. */
 export function lowestLevel(verbosity: number): LogLevel {
   if (verbosity >= 4) return "trace";
   if (verbosity >= 2) return "debug";
@@ -68,15 +53,9 @@ const klogSeverity: Record<LogLevel, string> = {
 
 /** One klog-style text line: `I1201 21:36:28.547000   18688 agent] message key=value`. */
 export function formatText(record: LogRecord, pid: number): string {
-  const time = new Date(record.timestamp);
-  const two = (n: number) => String(n).padStart(2, "0");
-  const micros = String(time.getUTCMilliseconds() * 1000).padStart(6, "0");
-  const header =
-    `${klogSeverity[record.level]}${two(time.getUTCMonth() + 1)}${two(time.getUTCDate())} ` +
-    `${two(time.getUTCHours())}:${two(time.getUTCMinutes())}:${
-      two(time.getUTCSeconds())
-    }.${micros} ` +
-    `${String(pid).padStart(7)} agent]`;
+  const iso = new Date(record.timestamp).toISOString(); // 2024-12-01T21:36:28.547Z
+  const header = `${klogSeverity[record.level]}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
+    `${iso.slice(11, 23)}000 ${String(pid).padStart(7)} agent]`;
   const properties = Object.entries(record.properties)
     .map(([key, value]) =>
       ` ${key}=${
@@ -145,7 +124,7 @@ export interface LogOptions {
   /** klog's `--v`: 2 adds debug lines. */
   readonly verbosity: number;
   /** `--log-format`. */
-  readonly format: LogFormat;
+  readonly format: "text" | "json";
   /** Where lines go; stderr in production, a buffer in tests. */
   readonly write?: (line: string) => void;
   /** The clock stamped on each line; `Date.now` unless a test fixes it. */
@@ -170,9 +149,9 @@ export function setUpLogging(options: LogOptions): Logger {
   const render = options.format === "json"
     ? formatJson
     : (record: LogRecord) => formatText(record, pid);
-  const lowest = levelRank[lowestLevel(options.verbosity)];
+  const lowest = levels.indexOf(lowestLevel(options.verbosity));
   const emit = (level: LogLevel) => (message: string, properties: Record<string, unknown> = {}) => {
-    if (levelRank[level] < lowest) return;
+    if (levels.indexOf(level) < lowest) return;
     try {
       write(withinLineLimit(render, { level, message, timestamp: now(), properties }));
     } catch {

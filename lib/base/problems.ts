@@ -1,13 +1,13 @@
 /**
- * Configuration problems as values: each names the file, the line and the key,
- * because a config an operator cannot locate is a config they cannot fix.
+ * Configuration problems as values: each names the file, the line and the key, because a config
+ * an operator cannot locate is a config they cannot fix.
  *
  * @module
  */
 
-import { DeploymentError } from "../base/errors.ts";
-import { maxQuotedLength, quoteInput } from "../base/quote.ts";
-import { formatLocation, type SourceLocation } from "../base/source.ts";
+import { DeploymentError } from "./errors.ts";
+import { maxQuotedLength, quoteInput } from "./quote.ts";
+import { formatLocation, type SourceLocation } from "./source.ts";
 
 /** One thing wrong with one config file, and where. */
 export interface ConfigProblem {

@@ -1,8 +1,7 @@
 /**
- * The one way user input appears in an error message. Config values and
- * flags come from people and from attackers alike, so a message must neither
- * act on them (a newline forging a second log line, terminal escapes, bidi
- * overrides) nor grow with them (a 1 MiB "CIDR").
+ * The one way user input appears in an error message: input comes from people and attackers
+ * alike, so a message must neither act on it (a newline forging a log line, terminal escapes,
+ * bidi overrides) nor grow with it (a 1 MiB "CIDR").
  *
  * @module
  */
@@ -11,14 +10,9 @@
 export const maxQuotedLength = 64;
 
 /**
- * `text` in double quotes, with `"` and `\` escaped, `\n`, `\r`, `\t` as such
- * and every other character outside printable ASCII as `\uXXXX`: the result
- * is printable ASCII and a valid JSON string literal. Input longer than
- * {@link maxQuotedLength} is cut there, and `…` after the closing quote says
- * so.
- *
- * Messages that must match the Go agents byte for byte (the flag parser's)
- * use `goQuote` instead; rule text uses `iptablesQuote`.
+ * `text` in double quotes as printable ASCII and a valid JSON string literal (`\uXXXX` outside
+ * printable ASCII), cut at {@link maxQuotedLength} with `…` after the closing quote. The flag
+ * parser's messages use `goQuote` instead, rule text `iptablesQuote`.
  *
  * @example
  * ```ts

@@ -1,8 +1,5 @@
 /**
- * The one shape of an outcome that can fail: a value, or an error that says
- * why. Every parser of the core returns one, so callers branch on `ok` the
- * same way everywhere and the error can be any type the caller needs: a
- * reason string, a list of config problems, a Go `strconv` error name.
+ * The one shape of an outcome that can fail: a value, or an error of any type that says why.
  *
  * @example
  * ```ts

@@ -1,7 +1,6 @@
 /**
- * Where a value came from. Every CIDR and every boolean carries one through
- * merge and rendering, so findings, errors and change logs can name the file
- * and line an operator must edit.
+ * Where a value came from, carried through merge and rendering so that findings, errors and
+ * change logs can name the file and line an operator must edit.
  *
  * @module
  */

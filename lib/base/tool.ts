@@ -1,9 +1,7 @@
 /**
- * Running one netfilter program (an iptables tool or `nft`) on the {@link Exec}
- * seam, and the one error type every such failure becomes. The loop's retry
- * policy (agent/backoff.ts) asks only {@link ToolError.failure}: a held
- * xtables lock is waited out, a missing program is fatal, anything else is
- * retried within a budget, whichever dataplane ran the program.
+ * Running one netfilter program (an iptables tool or `nft`) on the {@link Exec} seam, and the one
+ * error type every such failure becomes, whose {@link ToolError.failure} is all the loop's retry
+ * policy (agent/backoff.ts) asks, whichever dataplane ran the program.
  *
  * @module
  */
@@ -17,12 +15,7 @@ export type ToolFailure = "lock" | "missing" | "failed";
 export class ToolError extends Error {
   /** Names the class in printed chains of causes. */
   override readonly name = "ToolError";
-  /**
-   * A failed call and what the agent should do about it.
-   * @param message what failed, with the tool's own words
-   * @param failure what the agent does about it (see {@link ToolFailure})
-   * @param command the command line that failed
-   */
+  /** `message` says what failed, with the tool's own words; `command` is its command line. */
   constructor(
     message: string,
     readonly failure: ToolFailure,
@@ -48,9 +41,8 @@ export interface Outcome {
 }
 
 /**
- * Runs one netfilter program (an iptables tool, or nft); a program that is
- * not installed and an abort become {@link ToolError}s, the first naming the
- * Debian package to install.
+ * Runs one netfilter program; a program that is not installed and an abort become
+ * {@link ToolError}s, the first naming the Debian package to install.
  */
 export async function runTool(
   exec: Exec,

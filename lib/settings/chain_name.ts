@@ -1,9 +1,5 @@
 /**
- * Which names our nat chain may have: iptables' length limit, the characters
- * that survive iptables-save and iptables-restore, and the built-in chains
- * and target names a `-j` would not read as a chain.
- *
- * Pure module: no Deno APIs.
+ * Which names our nat chain may have (`--masq-chain`).
  *
  * @module
  */
@@ -70,10 +66,9 @@ const RESERVED_CHAIN_NAMES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * `name` when it can be our chain (the `--masq-chain` value), or why not: it
- * must survive an iptables-save/-restore round trip and must not be read as
- * an option, a negation, a built-in chain or a target. The reasons quote in
- * Go's `%q`, as the flag parser's messages do.
+ * `name` when it can be our chain, or why not: it must survive an iptables-save/-restore round
+ * trip and must not read as an option, a negation, a built-in chain or a target. The reasons
+ * quote in Go's `%q`, as the flag parser's messages do.
  *
  * @example
  * ```ts

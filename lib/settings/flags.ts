@@ -1,13 +1,7 @@
 /**
- * Command-line flags of ip-masq-agent.
- *
- * The agent replaces the Go kubernetes-sigs/ip-masq-agent and AKS ip-masq-agent-v2, whose
- * DaemonSet manifests pass flags in Go `flag` package syntax. Those manifests must keep
- * working unchanged, so this parser reproduces Go's syntax, error messages and usage layout
- * rather than following any JavaScript CLI convention.
- *
- * Pure module: no Deno APIs and no I/O, so it can be tested exhaustively and reused by any
- * entry point. `argv` never includes the program name (like Go's `os.Args[1:]`).
+ * Command-line flags. The DaemonSet manifests of the Go agents we replace (kubernetes-sigs and
+ * AKS ip-masq-agent-v2) must keep working unchanged, so this reproduces Go's `flag` syntax,
+ * error messages and usage layout, not a JavaScript CLI convention.
  *
  * @module
  */
@@ -42,11 +36,7 @@ export interface AgentFlags {
   dataplane: "iptables" | "nftables";
   /** `--postrouting-jump`: append our POSTROUTING jump (upstream), or keep it first. */
   postroutingJump: "append" | "insert";
-  /**
-   * `--kube-proxy-masquerade-bit`: the mark bit kube-proxy sets on traffic it wants masqueraded
-   * (its `--iptables-masquerade-bit`); with `--postrouting-jump=insert` such traffic leaves our
-   * chain first, so kube-proxy's own rule masquerades it.
-   */
+  /** `--kube-proxy-masquerade-bit`: kube-proxy's `--iptables-masquerade-bit`, see the usage. */
   kubeProxyMasqueradeBit: number;
   /** `--explain`: the destinations to explain; empty unless that one-shot mode is asked for. */
   explain: readonly IpAddress[];
@@ -89,7 +79,7 @@ export type RawValue = boolean | number | string;
 export interface FlagDef {
   /** Without dashes, as Go's flag package registers it. */
   readonly name: string;
-  /** How Go reads the text: `flag.Bool` (a boolean), `flag.Int` (a number), `flag.String`. */
+  /** How Go reads the text: `flag.Bool`, `flag.Int` or `flag.String`; the default's type. */
   readonly kind: "bool" | "int" | "string";
   /** As written on the command line; what `usage` prints. */
   readonly default: RawValue;
@@ -97,20 +87,19 @@ export interface FlagDef {
   readonly field: keyof AgentFlags | null;
   /** The usage text. */
   readonly help: string;
-  /**
-   * The field's value from the value `kind` reads (a row names that type), or why the input is
-   * invalid. tests/settings/flags_test.ts parses every default and shows it back.
-   */
+  /** The field's value from the value `kind` reads, or why the input is invalid. */
   parse(raw: RawValue): Result<unknown, string>;
   /** The field's value back in command-line form, for the start-up log line and settings. */
   show(value: unknown): RawValue;
 }
 
-/** A row whose `parse` and `show` keep the value as it is, unless the row gives its own. */
+/** A row whose `kind` follows its default and whose `parse` and `show` keep the value unless given. */
 function flag(
-  row: Omit<FlagDef, "parse" | "show"> & Partial<Pick<FlagDef, "parse" | "show">>,
+  row: Omit<FlagDef, "kind" | "parse" | "show"> & Partial<Pick<FlagDef, "parse" | "show">>,
 ): FlagDef {
-  return { parse: ok, show: (value) => value as RawValue, ...row };
+  const type = typeof row.default;
+  const kind = type === "boolean" ? "bool" : type === "number" ? "int" : "string";
+  return { kind, parse: ok, show: (value) => value as RawValue, ...row };
 }
 
 function oneOf<T extends string>(...allowed: readonly T[]) {
@@ -121,8 +110,6 @@ function oneOf<T extends string>(...allowed: readonly T[]) {
 }
 
 const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
-
-const KLOG_IGNORED_NOTE = "(accepted for compatibility, ignored)";
 
 /**
  * klog's flags, which the Go agents register, so manifests written for them may pass any of
@@ -145,21 +132,16 @@ const ignoredKlogFlags:
     ["vmodule", "string", "comma-separated list of pattern=N settings for file-filtered logging"],
   ];
 
-/**
- * The single definition of every flag: parsing, defaults, validation, usage and the start-up
- * log line are all derived from it. Aliases share a field (h and help).
- */
+/** Every flag: parsing, defaults, validation, usage and the start-up log line derive from it. */
 export const flagTable: readonly FlagDef[] = [
   flag({
     name: "config-dir",
-    kind: "string",
     default: "/etc/config",
     field: "configDir",
     help: "directory holding the agent's config file (the mounted ConfigMap)",
   }),
   flag({
     name: "masq-chain",
-    kind: "string",
     default: "IP-MASQ-AGENT",
     field: "masqChain",
     help: "name of the nat chain that holds the masquerade rules",
@@ -167,21 +149,18 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "nomasq-all-reserved-ranges",
-    kind: "bool",
     default: false,
     field: "nomasqAllReservedRanges",
     help: "do not masquerade traffic to any reserved IPv4 range, not only the RFC 1918 ones",
   }),
   flag({
     name: "enable-ipv6",
-    kind: "bool",
     default: false,
     field: "enableIpv6",
     help: "also manage IPv6 masquerade rules with ip6tables",
   }),
   flag({
     name: "resync-interval",
-    kind: "int",
     default: 60,
     field: "resyncIntervalMs",
     help: "seconds between config reloads and rule resyncs",
@@ -195,14 +174,12 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "random-fully",
-    kind: "bool",
     default: true,
     field: "randomFully",
     help: "add --random-fully to the MASQUERADE rule when iptables supports it",
   }),
   flag({
     name: "to-ports",
-    kind: "string",
     default: "",
     field: "toPorts",
     help: "source ports for the MASQUERADE rule, a comma-separated list of N or N-M " +
@@ -212,7 +189,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "iptables-mode",
-    kind: "string",
     default: "auto",
     field: "iptablesMode",
     help: "iptables backend to program: auto (detect from the node, as kubelet marks it), " +
@@ -221,7 +197,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "dataplane",
-    kind: "string",
     default: "iptables",
     field: "dataplane",
     help: "how to program masquerade: iptables (a nat chain, upstream's rules) or nftables " +
@@ -230,7 +205,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "postrouting-jump",
-    kind: "string",
     default: "append",
     field: "postroutingJump",
     help: "where our jump goes in nat POSTROUTING: append (after other tools' rules, as " +
@@ -239,7 +213,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "kube-proxy-masquerade-bit",
-    kind: "int",
     default: defaultKubeProxyMasqueradeBit,
     field: "kubeProxyMasqueradeBit",
     help: "with --postrouting-jump=insert, traffic carrying this fwmark bit (kube-proxy's " +
@@ -248,7 +221,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "explain",
-    kind: "string",
     default: "",
     field: "explain",
     help: "print whether traffic to these destinations (comma-separated addresses) is " +
@@ -258,7 +230,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "explain-source",
-    kind: "string",
     default: "",
     field: "explainSource",
     help: "the pod address --explain assumes as the source (default: any pod)",
@@ -271,7 +242,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "v",
-    kind: "int",
     default: 0,
     field: "verbosity",
     help: "log level verbosity",
@@ -279,7 +249,6 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "log-format",
-    kind: "string",
     default: "text",
     field: "logFormat",
     help: "log output format: text or json",
@@ -287,28 +256,24 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "exit-on-config-error",
-    kind: "bool",
     default: true,
     field: "exitOnConfigError",
     help: "exit when the config is invalid; if false, keep running with the last good config",
   }),
   flag({
     name: "once",
-    kind: "bool",
     default: false,
     field: "once",
     help: "sync the rules once and exit",
   }),
   flag({
     name: "dry-run",
-    kind: "bool",
     default: false,
     field: "dryRun",
     help: "print the rules that would be applied instead of applying them, then exit",
   }),
   flag({
     name: "check",
-    kind: "bool",
     default: false,
     field: "check",
     help: "compare the live rules with the config (a readiness probe; needs root): exit 0 in " +
@@ -316,33 +281,32 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag({
     name: "cleanup",
-    kind: "bool",
     default: false,
     field: "cleanup",
     help: "remove the agent's chain and rules, then exit",
   }),
   flag({
     name: "version",
-    kind: "bool",
     default: false,
     field: "version",
     help: "print the version and exit",
   }),
   flag({
     name: "help",
-    kind: "bool",
     default: false,
     field: "help",
     help: "show this help and exit",
   }),
-  flag({ name: "h", kind: "bool", default: false, field: "help", help: "show this help and exit" }),
+  flag({ name: "h", default: false, field: "help", help: "show this help and exit" }),
   ...ignoredKlogFlags.map(([name, kind, help]) =>
-    flag({ name, kind, default: kind === "bool" ? false : "", field: null, help })
+    flag({
+      name,
+      default: kind === "bool" ? false : "",
+      field: null,
+      help: `${help} (accepted for compatibility, ignored)`,
+    })
   ),
 ];
-
-/** Modes that each decide what the process does and when it exits, so they cannot combine. */
-const EXCLUSIVE_MODE_FLAGS: readonly string[] = ["once", "dry-run", "check", "cleanup"];
 
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
@@ -409,16 +373,11 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
   while (i < argv.length) {
     const arg = argv[i];
     if (arg.length < 2 || arg[0] !== "-") return positionalError(arg, bareBoolFlag);
-    let dashes = 1;
-    if (arg[1] === "-") {
-      if (arg.length === 2) {
-        i++;
-        if (i < argv.length) return positionalError(argv[i], undefined);
-        break;
-      }
-      dashes = 2;
+    if (arg === "--") {
+      if (i + 1 < argv.length) return positionalError(argv[i + 1], undefined);
+      break;
     }
-    let name = arg.slice(dashes);
+    let name = arg.slice(arg[1] === "-" ? 2 : 1);
     if (name[0] === "-" || name[0] === "=") return err(`bad flag syntax: ${arg}`);
     i++;
 
@@ -475,10 +434,9 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
     setFlag(flags, def.field, parsed.value);
   }
 
-  const modes = EXCLUSIVE_MODE_FLAGS.filter((name) => {
-    const def = flagsByName.get(name);
-    return def !== undefined && def.field !== null && flags[def.field] === true;
-  });
+  // Each mode decides what the process does and when it exits, so they cannot combine.
+  const modes = (["once", "dryRun", "check", "cleanup"] as const).filter((field) => flags[field])
+    .map((field) => flagTable.find((def) => def.field === field)!.name);
   if (flags.explain.length > 0) modes.push("explain");
   if (modes.length > 1) return err(`flags -${modes[0]} and -${modes[1]} cannot be used together`);
   if (flags.explainSource !== undefined && flags.explain.length === 0) {
@@ -499,10 +457,6 @@ function parseAddressList(text: string): Result<IpAddress[], string> {
   return ok(addresses);
 }
 
-function isZeroDefault(def: FlagDef): boolean {
-  return def.default === false || def.default === 0 || def.default === "";
-}
-
 /** Go's FlagSet.Usage output: header plus PrintDefaults, byte for byte in layout. */
 export function usage(programName: string): string {
   const sorted = [...flagTable].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -513,9 +467,9 @@ export function usage(programName: string): string {
     if (def.kind !== "bool") line += ` ${def.kind}`;
     // Go puts the help of a one-letter bool flag on the same line.
     line += line.length <= 4 ? "\t" : "\n    \t";
-    const help = def.field === null ? `${def.help} ${KLOG_IGNORED_NOTE}` : def.help;
-    line += help.replaceAll("\n", "\n    \t");
-    if (!isZeroDefault(def)) {
+    line += def.help;
+    // Go shows the default unless it is the type's zero value.
+    if (def.default !== false && def.default !== 0 && def.default !== "") {
       line += def.kind === "string"
         ? ` (default ${goQuote(String(def.default))})`
         : ` (default ${def.default})`;

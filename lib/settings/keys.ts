@@ -1,17 +1,9 @@
 /**
- * The settings that shape the rules, accepted both as command-line flags and
- * as config keys (`masqChain`, `toPorts`, `enableIPv6`, ...), so that a
- * DaemonSet keeps them in its ConfigMap, where the agent and its `--check`
- * readiness probe read the same value and cannot disagree.
- *
- * One rule decides a flag against a key: a key overrides the flag's default,
- * a flag given on the command line that agrees with the key is fine, and one
- * that disagrees is a configuration error naming the flag and the key's file
- * and line. The same key in several files must agree too; two values are an
- * error naming both places. (`resyncInterval` keeps upstream's rule: the key
- * wins over `--resync-interval`; it is not one of these settings.)
- *
- * Pure: no Deno APIs.
+ * The rule-shaping settings given as flags or as config keys (`masqChain`, `toPorts`, ...), so
+ * that a DaemonSet keeps them in its ConfigMap, where the agent and its `--check` probe read the
+ * same value. A key overrides the flag's default; a flag given on the command line must agree
+ * with the key, and the same key in several files must agree too. (`resyncInterval` is not one
+ * of these: as upstream, its key wins over `--resync-interval`.)
  *
  * @module
  */
@@ -69,14 +61,13 @@ function flagOf(key: SettingKey): FlagDef {
 }
 
 /** The flag's value in command-line form, as `--name=` would spell it. */
-function show(def: FlagDef, value: unknown): string {
-  return String(def.show(value));
+function show(key: SettingKey, value: unknown): string {
+  return String(flagOf(key).show(value));
 }
 
 /**
- * Parses a setting's YAML value as its flag parses its text: booleans must be
- * booleans, the rest strings (a whole number is read as its digits, so
- * `toPorts: 8080` works). The error says what is wrong with the value.
+ * Parses a setting's YAML value as its flag parses its text: booleans must be booleans, the rest
+ * strings (a whole number is read as its digits, so `toPorts: 8080` works).
  *
  * @example
  * ```ts
@@ -115,7 +106,7 @@ export function parseSetting(
   }
   const parsed = def.parse(input);
   if (!parsed.ok) return err(`invalid value ${quoteInput(String(input))}: ${parsed.error}`);
-  return ok({ value: parsed.value, text: show(def, parsed.value) });
+  return ok({ value: parsed.value, text: show(key, parsed.value) });
 }
 
 function describe(raw: unknown): string {
@@ -123,9 +114,8 @@ function describe(raw: unknown): string {
 }
 
 /**
- * The flags with the files' settings applied, or every conflict: a key given
- * twice with different values (both places named), or a key that disagrees
- * with a flag given on the command line.
+ * The flags with the files' settings applied, or every conflict: a key given twice with different
+ * values, or a key that disagrees with a flag given on the command line.
  *
  * @example
  * ```ts
@@ -145,7 +135,7 @@ function describe(raw: unknown): string {
  * assert.ok(resolved.ok);
  * assert.deepEqual(resolved.value.toPorts, [{ first: 1024, last: 65535 }]);
  *
- * // An explicit flag that disagrees with the key is an error, naming both.
+ * // A flag given that disagrees with the key is an error, naming both.
  * const explicit = parseFlags(["--to-ports=2000-3000"]);
  * assert.ok(explicit.ok);
  * const conflict = resolveSettings(explicit.value, [{ settings: [setting] }]);
@@ -177,13 +167,13 @@ export function resolveSettings(
   const flags: AgentFlags = { ...commandLine.flags };
   for (const [key, setting] of chosen) {
     const field = settingKeys[key];
-    const def = flagOf(key);
-    const flagText = show(def, commandLine.flags[field]);
+    const flagText = show(key, commandLine.flags[field]);
     if (commandLine.given.has(field) && flagText !== setting.text) {
       problems.push({
         at: setting.at,
         key,
-        message: `is ${quoteInput(setting.text)} but --${def.name}=${flagText} on the command ` +
+        message:
+          `is ${quoteInput(setting.text)} but --${flagOf(key).name}=${flagText} on the command ` +
           `line says otherwise: set it in one place (a key overrides a flag's default, and a ` +
           `flag given with a key must agree with it)`,
       });
@@ -195,8 +185,8 @@ export function resolveSettings(
 }
 
 /**
- * The settings whose value differs between `a` and `b`, by config key: what a
- * running agent cannot change in place (it was composed from them at start).
+ * The settings whose value differs between `a` and `b`: what a running agent cannot change in
+ * place (it was composed from them at start).
  *
  * @example
  * ```ts
@@ -211,9 +201,7 @@ export function resolveSettings(
  * ```
  */
 export function changedSettings(a: AgentFlags, b: AgentFlags): SettingKey[] {
-  return settingKeyNames.filter((key) => {
-    const def = flagOf(key);
-    const field = settingKeys[key];
-    return show(def, a[field]) !== show(def, b[field]);
-  });
+  return settingKeyNames.filter((key) =>
+    show(key, a[settingKeys[key]]) !== show(key, b[settingKeys[key]])
+  );
 }

@@ -1,21 +1,18 @@
 /**
- * What the masquerade rules may be narrowed to (issue 17): `outputAddress` /
- * `outputAddressIPv6`, the address the last rules SNAT to instead of
- * MASQUERADE, and `outputInterface`, the interface masqueraded traffic must
- * leave by. Both are validated here, once, for the config parser; both
- * dataplanes render them from the {@link DesiredChain} fields.
+ * What the masquerade rules may be narrowed to: `outputAddress` / `outputAddressIPv6`, the
+ * address the last rules SNAT to instead of MASQUERADE, and `outputInterface`, the interface
+ * masqueraded traffic must leave by; and kube-proxy's masquerade mark.
  *
  * @module
  */
 
-import { type IpAddress, isLoopback, parseIpAddress } from "../net/address.ts";
+import { inCidr, type IpAddress, isLoopback, parseIpAddress } from "../net/address.ts";
 import { type Family, parseBuiltInCidr } from "../net/cidr.ts";
-import { inCidr } from "../net/address.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 
 /** The kernel's IFNAMSIZ (16) less the terminating NUL. */
-export const maxInterfaceNameLength = 15;
+const maxInterfaceNameLength = 15;
 
 const linkLocal: Readonly<Record<Family, string>> = {
   ipv4: "169.254.0.0/16",
@@ -24,10 +21,9 @@ const linkLocal: Readonly<Record<Family, string>> = {
 const multicast: Readonly<Record<Family, string>> = { ipv4: "224.0.0.0/4", ipv6: "ff00::/8" };
 
 /**
- * An address traffic can be SNATed to: one unicast address of `family`, not
- * a CIDR, not the unspecified (`0.0.0.0`, `::`, "this network" `0.0.0.0/8`) or broadcast
- * (`255.255.255.255`) form, not multicast, loopback or link-local (replies to a link-local
- * source do not come back through a router).
+ * An address traffic can be SNATed to: one unicast address of `family`, not unspecified, "this
+ * network", broadcast, multicast, loopback or link-local (replies to a link-local source do not
+ * come back through a router).
  *
  * @example
  * ```ts
