@@ -1,8 +1,7 @@
 /**
- * `--explain`: for one destination, the decision the configuration makes and
- * why (the deciding CIDR with its file, line and key), and whether the live
- * nat table gives the same answer, and if not, why not. Pure: the live
- * listing is an input; printing is the caller's.
+ * `--explain`: for one destination, the configuration's decision and why (the deciding CIDR with
+ * its file, line and key), and whether the live nat table gives the same answer, and if not, why
+ * not. Pure: the live listing is an input; printing is the caller's.
  *
  * @module
  */
@@ -10,7 +9,7 @@
 import { type IpAddress, isLoopback } from "../net/address.ts";
 import type { Cidr, Family } from "../net/cidr.ts";
 import { decide, type DecidingItem, type Decision, type Verdict } from "../policy/decision.ts";
-import { readOnlyWording } from "./drift_wording.ts";
+import { readOnlyWording } from "./one_shot.ts";
 import { ForeignChainError } from "../base/errors.ts";
 import { type LiveOutcome, traceLive } from "../iptables/live_trace.ts";
 import type { EffectiveConfig } from "../config/merge.ts";
@@ -19,25 +18,14 @@ import { type DesiredChain, kubeProxyMarkOf } from "../policy/chain.ts";
 import { type LiveNatTable, planReconcile } from "../iptables/plan.ts";
 import { formatLocation, type Located } from "../base/source.ts";
 
-/** What the live table was, for one family: read, or why not. */
+/**
+ * What the live table was, for one family: read (`backend` e.g. `iptables nft`); judged as a
+ * whole by its dataplane's own planner (nftables: in sync means it renders the desired state,
+ * and so the decision function's answer; `drift` is empty then); or why not.
+ */
 export type LiveTableView =
-  | {
-    readonly kind: "read";
-    /** Which tables were read, e.g. `iptables nft`. */
-    readonly backend: string;
-    readonly table: LiveNatTable;
-  }
-  | {
-    /**
-     * A dataplane read as a whole (the nftables table): in sync or not, by its own planner. In
-     * sync means it renders the desired state, and so the decision function's answer.
-     */
-    readonly kind: "planned";
-    /** e.g. `nftables`. */
-    readonly backend: string;
-    /** What differs from the desired state; empty when in sync. */
-    readonly drift: readonly string[];
-  }
+  | { readonly kind: "read"; readonly backend: string; readonly table: LiveNatTable }
+  | { readonly kind: "planned"; readonly backend: string; readonly drift: readonly string[] }
   | { readonly kind: "unavailable"; readonly reason: string };
 
 /** How the live answer compares with the configuration's. */
@@ -107,21 +95,19 @@ export interface ExplainInput {
  *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false });
  * const flags = { masqChain: "IP-MASQ-AGENT", enableIpv6: false, randomFully: true, toPorts: [] };
- * const desired = desiredChains(config, flags, { ipv4: true, ipv6: true });
  * const destination = parseIpAddress("10.1.2.3");
  * assert.ok(destination.ok);
  * const answer = explain({
  *   effective: config,
- *   desired,
+ *   desired: desiredChains(config, flags, { ipv4: true, ipv6: true }),
  *   destination: destination.value,
- *   live: { kind: "unavailable", reason: "not root" },
  * });
  * assert.equal(answer.decision?.verdict, "keep source");
  * assert.match(answer.because, /^default \(no config file present\): 10\.0\.0\.0\/8/);
  * ```
  */
 export function explain(input: ExplainInput): Explanation {
-  const { destination, effective } = input;
+  const { destination } = input;
   const family = destination.family;
   const desired = input.desired.find((chain) => chain.family === family);
   const notes: string[] = [];
@@ -129,11 +115,10 @@ export function explain(input: ExplainInput): Explanation {
   if (input.source && !source) {
     notes.push(`--explain-source ${input.source.text} is not ${family}: ignored for this one`);
   }
+  const asked = { destination, family, ...(source ? { source } : {}) };
   if (!desired) {
     return {
-      destination,
-      family,
-      ...(source ? { source } : {}),
+      ...asked,
       because: "IPv6 is not enabled (--enable-ipv6=false): the agent writes no IPv6 rules " +
         "and leaves this traffic as it is",
       notes,
@@ -142,45 +127,41 @@ export function explain(input: ExplainInput): Explanation {
   }
   const localDestination = isLoopback(destination);
   const decision = decide(desired, { destination, source, localDestination });
-  notes.push(...issue17Notes(desired, decision, input.dataplane ?? "iptables"));
-  if (!source && (desired.sourceExemptions?.length ?? 0) > 0 && !localDestination) {
+  notes.push(...ruleNotes(desired, decision, input.dataplane ?? "iptables"));
+  const exemptions = desired.sourceExemptions ?? [];
+  if (!source && exemptions.length > 0 && !localDestination) {
     notes.push(
       `unless the pod's address is in nonMasqueradeSrcCIDRs (${
-        desired.sourceExemptions!.map(describeCidr).join(", ")
+        exemptions.map(describeCidr).join(", ")
       }): give --explain-source to know`,
     );
   }
-  const provenance = describeDecision(decision.because, effective, family);
+  const mark = kubeProxyMarkOf(desired);
+  const via = desired.outputInterface?.value;
   return {
-    destination,
-    family,
-    ...(source ? { source } : {}),
+    ...asked,
     decision,
-    ...provenance,
+    ...describeDecision(decision.because, input.effective, family),
     notes,
     live: liveAnswer(desired, decision.verdict, input.live, {
       destination,
       source,
       localDestination,
       // The packet asked about is one kube-proxy did not mark (not service traffic).
-      ...(kubeProxyMarkOf(desired) !== undefined
-        ? { kubeProxyMark: { mark: kubeProxyMarkOf(desired)!, marked: false } }
-        : {}),
+      ...(mark !== undefined ? { kubeProxyMark: { mark, marked: false } } : {}),
       // The decision assumes the packet leaves by outputInterface; so does the trace, for a
       // plain name (a wildcard names no one interface).
-      ...(desired.outputInterface && !desired.outputInterface.value.endsWith("+")
-        ? { outputInterface: desired.outputInterface.value }
-        : {}),
+      ...(via !== undefined && !via.endsWith("+") ? { outputInterface: via } : {}),
     }),
   };
 }
 
 /**
- * What issue 17 adds to an answer: which rule decides with `--postrouting-jump=insert` (and why
- * no later rule of another tool can change it), where a masqueraded packet's source comes from
- * with `outputAddress`, and the `outputInterface` condition.
+ * Which rule decides with `--postrouting-jump=insert` (and why no later rule of another tool
+ * can change it), where a masqueraded packet's source comes from with `outputAddress`, and the
+ * `outputInterface` condition.
  */
-function issue17Notes(
+function ruleNotes(
   desired: DesiredChain,
   decision: Decision,
   dataplane: "iptables" | "nftables",
@@ -188,38 +169,30 @@ function issue17Notes(
   const notes: string[] = [];
   const mark = kubeProxyMarkOf(desired);
   const kind = decision.because.kind;
-  const exempted = kind === "source-exemption" || kind === "link-local" ||
-    kind === "non-masquerade";
-  if (mark !== undefined && kind !== "local-destination") {
+  // For kube-proxy-mark, the reason line says it all.
+  if (mark !== undefined && kind !== "local-destination" && kind !== "kube-proxy-mark") {
     const markText = iptablesMarkText(mark);
-    if (kind === "kube-proxy-mark") {
-      // The reason line says it; nothing to add.
-    } else if (exempted) {
-      notes.push(
-        dataplane === "nftables"
+    const nft = dataplane === "nftables";
+    const exempted = kind === "source-exemption" || kind === "link-local" ||
+      kind === "non-masquerade";
+    notes.push(
+      exempted
+        ? nft
           ? "decided by our nftables chain (--postrouting-jump=insert): it binds the source to " +
             "itself (snat to saddr) at priority srcnat - 1, before every srcnat chain " +
             "(iptables' nat POSTROUTING, kube-proxy's), and the first binding is final: no " +
             "later masquerade of another tool applies"
           : "decided by our chain's ACCEPT rule (--postrouting-jump=insert): ACCEPT ends nat " +
-            "POSTROUTING for the packet, so no later rule of another tool can masquerade it",
-      );
-    } else {
-      notes.push(
-        dataplane === "nftables"
-          ? "decided by our nftables chain's masquerade (--postrouting-jump=insert: priority " +
-            "srcnat - 1, before every srcnat chain)"
-          : "decided by our chain's last rules (--postrouting-jump=insert: our jump is first in " +
-            "POSTROUTING)",
-      );
-    }
-    if (kind !== "kube-proxy-mark") {
-      notes.push(
-        `traffic kube-proxy marked for masquerade (mark ${markText}/${markText}: service ` +
-          "hairpin and external service traffic) leaves our chain by its first rule and " +
-          "kube-proxy's own rule masquerades it",
-      );
-    }
+            "POSTROUTING for the packet, so no later rule of another tool can masquerade it"
+        : nft
+        ? "decided by our nftables chain's masquerade (--postrouting-jump=insert: priority " +
+          "srcnat - 1, before every srcnat chain)"
+        : "decided by our chain's last rules (--postrouting-jump=insert: our jump is first in " +
+          "POSTROUTING)",
+      `traffic kube-proxy marked for masquerade (mark ${markText}/${markText}: service ` +
+        "hairpin and external service traffic) leaves our chain by its first rule and " +
+        "kube-proxy's own rule masquerades it",
+    );
   }
   if (decision.snatTo) {
     notes.push(
@@ -244,87 +217,72 @@ function describeCidr(cidr: Located<Cidr>): string {
   return `${cidr.value.text} at ${formatLocation(cidr.at)}`;
 }
 
+/** The reason line for `because`, with the config key and the CIDR that decided, if any. */
 function describeDecision(
   because: DecidingItem,
   effective: EffectiveConfig,
   family: Family,
 ): { because: string; key?: string; cidr?: Located<Cidr> } {
   const linkLocalKey = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
-  switch (because.kind) {
-    case "local-destination":
-      return {
-        because: "local destination: an address of this node, which our POSTROUTING jump " +
-          "skips (-m addrtype ! --dst-type LOCAL)",
-      };
-    case "source-exemption":
-      return {
-        because: `nonMasqueradeSrcCIDRs ${describeCidr(because.cidr)} holds the source`,
-        key: "nonMasqueradeSrcCIDRs",
-        cidr: because.cidr,
-      };
-    case "link-local":
-      return {
-        because: `link-local: ${because.cidr.value.text} keeps the source unless ${linkLocalKey} ` +
-          "is true",
-        key: linkLocalKey,
-        cidr: because.cidr,
-      };
-    case "non-masquerade":
-      return because.builtInDefault
-        ? {
-          because: `${defaultsReason(effective)}: ${because.cidr.value.text} ` +
-            `${because.cidr.at.file.replace(/^\(default: (.*)\)$/, "($1)")}`,
-          key: "nonMasqueradeCIDRs",
-          cidr: because.cidr,
-        }
-        : {
-          because: `nonMasqueradeCIDRs ${describeCidr(because.cidr)}`,
-          key: "nonMasqueradeCIDRs",
-          cidr: because.cidr,
-        };
-    case "masquerade-exception":
-      return {
-        because: `masqueradeCIDRs ${describeCidr(because.cidr)}, inside ` +
-          `${describeExemption(because.narrows)} (the longest prefix decides)`,
-        key: "masqueradeCIDRs",
-        cidr: because.cidr,
-      };
-    case "kube-proxy-mark": {
-      const mark = iptablesMarkText(because.mark);
-      return {
-        because: `kube-proxy marked it for masquerade (mark ${mark}/${mark}, ` +
-          "--kube-proxy-masquerade-bit): our chain's first rule returns it, and kube-proxy's " +
-          "own rule masquerades it (--postrouting-jump=insert)",
-      };
-    }
-    case "other-interface":
-      return {
-        because: `it leaves by another interface than outputInterface ` +
-          `${because.outputInterface.value} at ${formatLocation(because.outputInterface.at)}`,
-        key: "outputInterface",
-      };
-    case "no-exemption":
-      return {
-        because: effective.defaultNonMasqueradeCidrs
-          ? `${defaultsReason(effective)}: in none of the default non-masquerade ranges, ` +
-            "so the last rule masquerades it"
-          : `in no nonMasqueradeCIDRs range of ${effective.files.join(", ")}, so the last ` +
-            "rule masquerades it",
-      };
-  }
+  const keys: Partial<Record<DecidingItem["kind"], string>> = {
+    "source-exemption": "nonMasqueradeSrcCIDRs",
+    "link-local": linkLocalKey,
+    "non-masquerade": "nonMasqueradeCIDRs",
+    "masquerade-exception": "masqueradeCIDRs",
+    "other-interface": "outputInterface",
+  };
+  const key = keys[because.kind];
+  return {
+    because: reasonLine(because, effective, linkLocalKey),
+    ...(key ? { key } : {}),
+    ...("cidr" in because ? { cidr: because.cidr } : {}),
+  };
 }
 
-/** Why the default nonMasqueradeCIDRs apply: no file at all, or none naming the key. */
-function defaultsReason(effective: EffectiveConfig): string {
-  return effective.files.length === 0
+function reasonLine(because: DecidingItem, effective: EffectiveConfig, linkLocalKey: string) {
+  // The default nonMasqueradeCIDRs apply when no file at all, or none, names the key.
+  const defaults = effective.files.length === 0
     ? "default (no config file present)"
     : "default (no config file names nonMasqueradeCIDRs)";
-}
-
-/** A configured exemption with its place; a built-in one with its description. */
-function describeExemption(cidr: Located<Cidr>): string {
-  if (cidr.at.line !== undefined) return `nonMasqueradeCIDRs ${describeCidr(cidr)}`;
-  return `${cidr.value.text} ${cidr.at.file}`;
+  switch (because.kind) {
+    case "local-destination":
+      return "local destination: an address of this node, which our POSTROUTING jump skips " +
+        "(-m addrtype ! --dst-type LOCAL)";
+    case "source-exemption":
+      return `nonMasqueradeSrcCIDRs ${describeCidr(because.cidr)} holds the source`;
+    case "link-local":
+      return `link-local: ${because.cidr.value.text} keeps the source unless ${linkLocalKey} ` +
+        "is true";
+    case "non-masquerade":
+      return because.builtInDefault
+        ? `${defaults}: ${because.cidr.value.text} ` +
+          because.cidr.at.file.replace(/^\(default: (.*)\)$/, "($1)")
+        : `nonMasqueradeCIDRs ${describeCidr(because.cidr)}`;
+    case "masquerade-exception": {
+      // A configured exemption with its place; a built-in one with its description.
+      const { narrows } = because;
+      const inside = narrows.at.line !== undefined
+        ? `nonMasqueradeCIDRs ${describeCidr(narrows)}`
+        : `${narrows.value.text} ${narrows.at.file}`;
+      return `masqueradeCIDRs ${describeCidr(because.cidr)}, inside ${inside} (the longest ` +
+        "prefix decides)";
+    }
+    case "kube-proxy-mark": {
+      const mark = iptablesMarkText(because.mark);
+      return `kube-proxy marked it for masquerade (mark ${mark}/${mark}, ` +
+        "--kube-proxy-masquerade-bit): our chain's first rule returns it, and kube-proxy's " +
+        "own rule masquerades it (--postrouting-jump=insert)";
+    }
+    case "other-interface":
+      return `it leaves by another interface than outputInterface ` +
+        `${because.outputInterface.value} at ${formatLocation(because.outputInterface.at)}`;
+    case "no-exemption":
+      return effective.defaultNonMasqueradeCidrs
+        ? `${defaults}: in none of the default non-masquerade ranges, so the last rule ` +
+          "masquerades it"
+        : `in no nonMasqueradeCIDRs range of ${effective.files.join(", ")}, so the last ` +
+          "rule masquerades it";
+  }
 }
 
 function liveAnswer(
@@ -336,27 +294,21 @@ function liveAnswer(
   if (view === undefined) return { status: "unavailable", reason: "not read" };
   if (view.kind === "unavailable") return { status: "unavailable", reason: view.reason };
   if (view.kind === "planned") {
-    const common = { backend: view.backend, drift: view.drift };
-    return view.drift.length === 0
-      ? {
-        status: "agrees",
-        ...common,
-        verdicts: [verdict],
-        decidedBy: `our ${view.backend} table, in sync with the configuration`,
-        reasons: [],
-      }
-      : {
-        status: "uncertain",
-        ...common,
-        verdicts: [verdict, "unknown"],
-        decidedBy: `our ${view.backend} table, which differs from the configuration`,
-        reasons: [
-          `our ${view.backend} table drifted (${
-            view.drift.map(readOnlyWording).join("; ")
-          }); --explain does not evaluate its rules one by one, and the agent's next ` +
-          "reconcile repairs it (--check shows what differs)",
-        ],
-      };
+    const inSync = view.drift.length === 0;
+    return {
+      status: inSync ? "agrees" : "uncertain",
+      backend: view.backend,
+      drift: view.drift,
+      verdicts: inSync ? [verdict] : [verdict, "unknown"],
+      decidedBy: `our ${view.backend} table, ` +
+        `${inSync ? "in sync with" : "which differs from"} the configuration`,
+      reasons: inSync ? [] : [
+        `our ${view.backend} table drifted (${
+          view.drift.map(readOnlyWording).join("; ")
+        }); --explain does not evaluate its rules one by one, and the agent's next ` +
+        "reconcile repairs it (--check shows what differs)",
+      ],
+    };
   }
   let drift: string[];
   try {
@@ -376,42 +328,32 @@ function liveAnswer(
     ? decider.rule
     : `a rule whose match cannot be evaluated here (it depends on the source or on ` +
       `${first.assumed.join(", ")}): ${first.rule}`;
-  const common = { backend: view.backend, verdicts, decidedBy, drift };
-  if (verdicts.length === 1 && verdicts[0] === verdict) {
-    return { status: "agrees", ...common, reasons: [] };
-  }
-  const jumpDrift = drift.filter((message) => /POSTROUTING/.test(message));
-  const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
-  const other = outcomes.filter((outcome) => outcome.verdict !== verdict);
-  if (!verdicts.includes(verdict)) {
-    return {
-      status: "differs",
-      ...common,
-      reasons: [whyDifferent(first, desired.chain, jumpDrift, chainDrift)],
-    };
-  }
-  return {
-    status: "uncertain",
-    ...common,
-    reasons: other.map((outcome) => whyMaybe(outcome)),
-  };
+  const status = verdicts.length === 1 && verdicts[0] === verdict
+    ? "agrees"
+    : verdicts.includes(verdict)
+    ? "uncertain"
+    : "differs";
+  const reasons = status === "agrees"
+    ? []
+    : status === "differs"
+    ? [whyDifferent(first, desired.chain, drift)]
+    : outcomes.filter((outcome) => outcome.verdict !== verdict).map(whyMaybe);
+  return { status, backend: view.backend, verdicts, decidedBy, drift, reasons };
 }
 
-function whyDifferent(
-  outcome: LiveOutcome,
-  chain: string,
-  jumpDrift: readonly string[],
-  chainDrift: readonly string[],
-): string {
+function whyDifferent(outcome: LiveOutcome, chain: string, drift: readonly string[]): string {
+  const jumpDrift = drift.filter((message) => /POSTROUTING/.test(message));
   switch (outcome.stage) {
     case "before our jump":
       return jumpDrift.some((message) => /no jump/.test(message))
         ? `our jump is missing (${jumpDrift.join("; ")}), and a rule of another tool decides: ` +
           outcome.rule
         : `a POSTROUTING rule of another tool before our jump decides first: ${outcome.rule}`;
-    case "our chain":
+    case "our chain": {
+      const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
       return `our chain ${chain} drifted (${chainDrift.join("; ") || "it differs"}): ` +
         `${outcome.rule} decides`;
+    }
     case "after our jump":
       return `our chain ${chain} returns, then a later POSTROUTING rule of another tool ` +
         `decides: ${outcome.rule}`;
@@ -419,7 +361,7 @@ function whyDifferent(
       return jumpDrift.length > 0
         ? `our jump is missing or misplaced (${jumpDrift.join("; ")}): nothing of ours sees ` +
           `the packet, and ${outcome.rule}`
-        : `${outcome.rule}`;
+        : outcome.rule;
   }
 }
 
@@ -459,14 +401,14 @@ export function formatExplanation(explanation: Explanation): string {
 
 /** The explanation as one JSON-ready object (`--log-format=json`). */
 export function explanationObject(explanation: Explanation): Record<string, unknown> {
-  const { cidr, live } = explanation;
+  const { cidr, decision } = explanation;
   return {
     destination: explanation.destination.text,
     ...(explanation.source ? { source: explanation.source.text } : {}),
     family: explanation.family,
-    verdict: explanation.decision?.verdict ?? "not managed",
+    verdict: decision?.verdict ?? "not managed",
     because: {
-      kind: explanation.decision?.because.kind ?? "family-disabled",
+      kind: decision?.because.kind ?? "family-disabled",
       text: explanation.because,
       ...(explanation.key ? { key: explanation.key } : {}),
       ...(cidr
@@ -478,11 +420,9 @@ export function explanationObject(explanation: Explanation): Record<string, unkn
         }
         : {}),
     },
-    ...(explanation.decision?.snatTo ? { snatTo: explanation.decision.snatTo.value.text } : {}),
-    ...(explanation.decision?.onlyVia
-      ? { outputInterface: explanation.decision.onlyVia.value }
-      : {}),
+    ...(decision?.snatTo ? { snatTo: decision.snatTo.value.text } : {}),
+    ...(decision?.onlyVia ? { outputInterface: decision.onlyVia.value } : {}),
     notes: explanation.notes,
-    live,
+    live: explanation.live,
   };
 }

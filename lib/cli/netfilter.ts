@@ -1,9 +1,8 @@
 /**
- * Which netfilter the agent drives on this node, composed from the flags and
- * the detected iptables mode: the chosen dataplane (with the other one's
- * leftovers removed in the same reconcile), the tables `--cleanup` visits,
- * our rules in the iptables backend the node does not use, and the
- * `--random-fully` probe. main.ts only dispatches to these.
+ * Which netfilter the agent drives on this node, composed from the flags and the detected
+ * iptables mode: the chosen dataplane (removing the other one's leftovers), the tables
+ * `--cleanup` visits, our rules in the iptables backend the node does not use, and the
+ * `--random-fully` probe.
  *
  * @module
  */
@@ -23,13 +22,9 @@ import type { LegacyDump } from "../iptables/mode.ts";
 import type { CleanupTarget } from "./one_shot.ts";
 import { nftClient, nftProgram } from "../nftables/client.ts";
 
-/**
- * What the composition needs from the host: the seam every tool runs through (tests pass a
- * fake and run without root), and the legacy dumps the mode detection already read, from which
- * whether legacy's nat table is loaded is answered without dumping it again.
- */
+/** The host seam every tool runs through (tests pass a fake and run without root). */
 export interface NetfilterHost extends DetectionDeps {
-  /** The detection's legacy dumps per family (`detectMode`'s `legacyDumps`); none: dump again. */
+  /** `detectMode`'s `legacyDumps`: whether legacy's nat table is loaded, without a new dump. */
   readonly legacyDumps?: Partial<Record<Family, LegacyDump>>;
 }
 
@@ -38,11 +33,7 @@ function otherPresent(host: NetfilterHost, other: IptablesMode, family: Family) 
   return otherBackendPresent(other, family, host, host.legacyDumps?.[family]);
 }
 
-/**
- * Every program the agent may run: the iptables backends' own tools, then `nft`. The permission
- * list (`deno.json` `permissions.agent.run`) must name exactly these; its test derives its list
- * from here.
- */
+/** Every program the agent may run; `deno.json`'s `permissions.agent.run` names exactly these. */
 export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
 
 /** The iptables backend that is not `mode`. */
@@ -65,22 +56,20 @@ function iptablesOf(
     ipv6: natTableClient("ipv6", mode, host.exec),
   };
   const onAnotherAgent = (family: Family, chain: string) =>
-    log?.warn(anotherAgentMessage(chain, family, flags.masqChain), { chain, family });
+    log?.warn(
+      `the nat chain ${chain} (${family}) came back after this agent removed it: another ` +
+        `ip-masq-agent runs on this node and manages it (a managed add-on such as AKS's or ` +
+        `GKE's, or a second DaemonSet); leaving it and its jump alone from now on. Both agents ` +
+        `now decide the same traffic (ours in ${flags.masqChain}): turn the other one off ` +
+        `(README: "Migrating")`,
+      { chain, family },
+    );
   return iptablesDataplane(clients, flags.masqChain, undefined, onAnotherAgent);
 }
 
-/** The warning when a chain of ours under another name comes back after we removed it. */
-export function anotherAgentMessage(chain: string, family: Family, masqChain: string): string {
-  return `the nat chain ${chain} (${family}) came back after this agent removed it: another ` +
-    `ip-masq-agent runs on this node and manages it (a managed add-on such as AKS's or GKE's, ` +
-    `or a second DaemonSet); leaving it and its jump alone from now on. Both agents now decide ` +
-    `the same traffic (ours in ${masqChain}): turn the other one off (README: "Migrating")`;
-}
-
 /**
- * The dataplane `--dataplane` chooses, removing ours from the other one in
- * the same reconcile (a node that switched): with nftables, from both
- * iptables backends (legacy only where its nat table is loaded).
+ * The dataplane `--dataplane` chooses, removing ours from the other one in the same reconcile (a
+ * node that switched): with nftables, from both iptables backends (the other where present).
  */
 export async function chosenDataplane(
   flags: AgentFlags,
@@ -104,8 +93,8 @@ export async function chosenDataplane(
 }
 
 /**
- * Both families of the chosen iptables backend, of the other one where it is
- * present, and of our nftables tables: `--cleanup` removes both dataplanes.
+ * Both families of the chosen iptables backend, of the other one where it is present, and of
+ * our nftables tables: `--cleanup` removes both dataplanes.
  */
 export async function cleanupTargets(
   flags: AgentFlags,
@@ -135,9 +124,9 @@ export async function cleanupTargets(
 }
 
 /**
- * A node that switched backends, or an earlier v1/v2 that ran in the other
- * mode, can leave our chain and jump in the backend we did not choose; both
- * would masquerade. Removed once at start, touching nothing else there.
+ * A node that switched backends, or an earlier v1/v2 that ran in the other mode, can leave our
+ * chain and jump in the backend we did not choose; both would masquerade. Removed once at start,
+ * touching nothing else there.
  */
 export async function removeOursFromOtherBackend(
   flags: AgentFlags,
@@ -164,38 +153,15 @@ export async function removeOursFromOtherBackend(
 }
 
 /**
- * Whether the iptables of `mode` knows `--random-fully`, per enabled family:
- * probed once at start (one launch per family; the answer never changes),
- * and logged unless this is the `--check` probe.
+ * Whether the iptables of `mode` knows `--random-fully`, per enabled family: probed once (one
+ * launch per family; the answer never changes), and logged with `log` unless this is `--check`.
  */
 export async function probeRandomFully(
   flags: AgentFlags,
-  log: Logger,
+  log: Logger | undefined,
   mode: IptablesMode,
   host: NetfilterHost,
 ): Promise<Record<Family, boolean>> {
-  const { supported, versions } = await randomFullySupport(flags, mode, host);
-  for (const version of versions) {
-    if (flags.check) continue;
-    log.info(
-      `${version.description}: --random-fully ${
-        version.randomFullySupported ? "supported" : "not supported (needs 1.6.2)"
-      }` +
-        (flags.randomFully ? "" : ", disabled by --random-fully=false"),
-    );
-  }
-  return supported;
-}
-
-/**
- * Whether the iptables of `mode` knows `--random-fully`, per enabled family, and the versions
- * that say so: the probe itself, for the agent's start (which logs it) and `--explain`.
- */
-export async function randomFullySupport(
-  flags: AgentFlags,
-  mode: IptablesMode,
-  host: NetfilterHost,
-): Promise<{ supported: Record<Family, boolean>; versions: IptablesVersion[] }> {
   const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
   const versions: IptablesVersion[] = [];
   for (const family of enabledFamilies(flags)) {
@@ -203,5 +169,13 @@ export async function randomFullySupport(
     supported[family] = version.randomFullySupported;
     versions.push(version);
   }
-  return { supported, versions };
+  for (const version of flags.check ? [] : versions) {
+    log?.info(
+      `${version.description}: --random-fully ${
+        version.randomFullySupported ? "supported" : "not supported (needs 1.6.2)"
+      }` +
+        (flags.randomFully ? "" : ", disabled by --random-fully=false"),
+    );
+  }
+  return supported;
 }

@@ -1,6 +1,6 @@
 /**
- * The one-shot modes: `--dry-run` (print, needs no root), `--check` (a
- * readiness probe) and `--cleanup` (uninstall). Each returns its exit code.
+ * The one-shot modes: `--dry-run` (print, needs no root), `--check` (a readiness probe) and
+ * `--cleanup` (uninstall). Each returns its exit code.
  *
  * @module
  */
@@ -9,7 +9,6 @@ import type { Family } from "../net/cidr.ts";
 import type { ConfigDirContents } from "../config/directory.ts";
 import { ignoredEntryMessage } from "../config/parse.ts";
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
-import { readOnlyWording } from "./drift_wording.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
@@ -41,10 +40,7 @@ export interface ModeDeps {
   readonly print: (text: string) => void;
   /** Reads the config directory (`readConfigDir` in production). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /**
-   * The command line as given: with it, each load checks the files' settings against the flags
-   * again, so a conflict is reported by the mode itself (exit 2), as any config error is.
-   */
+  /** The command line as given: each load checks the files' settings against it again (exit 2). */
   readonly commandLine?: CommandLine;
   /** The config main.ts loaded at start, if it was valid: the mode loads nothing again. */
   readonly startupLoad?: StartupLoad;
@@ -52,8 +48,7 @@ export interface ModeDeps {
 
 /**
  * Reads and loads the config, warning about entries ignored for their name. A rejected config
- * throws its ConfigError on to main.ts, which logs it and exits with `exitCodeFor(error)` (2):
- * errors.ts is the one place that maps errors to exit codes.
+ * throws its ConfigError on to main.ts (exit 2, by errors.ts's `exitCodeFor`).
  */
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
   const startup = deps.startupLoad;
@@ -67,9 +62,8 @@ export async function load(deps: ModeDeps): Promise<LoadedConfig> {
 }
 
 /**
- * Prints the restore input (`--dataplane=nftables`: the `nft -f` input) per
- * family. It runs no tool, so it renders `--random-fully` as the flag says
- * rather than probing support.
+ * Prints the restore input (`--dataplane=nftables`: the `nft -f` input) per family. It runs no
+ * tool, so it renders `--random-fully` as the flag says rather than probing support.
  */
 export async function dryRun(deps: ModeDeps): Promise<number> {
   const loaded = await load(deps);
@@ -98,19 +92,58 @@ export async function check(
     // A chain of ours under another name is said, but does not fail the probe: the agent
     // removes it once, and one that comes back is another ip-masq-agent's, which the agent
     // leaves alone; a probe that can never pass would stall the rollout.
-    inSync &&= plan.payload === null || plan.drift.every(isOurStaleChain);
+    inSync &&= plan.payload === null ||
+      plan.drift.every((drift) => drift.kind === "stale-chain" && drift.chain !== undefined);
   }
   if (inSync) deps.print(`in sync: ${enabledFamilies(deps.flags).join(", ")}`);
   return inSync ? exitCodes.ok : exitCodes.runtime;
 }
 
-function isOurStaleChain(drift: { readonly kind: string; readonly chain?: string }): boolean {
-  return drift.kind === "stale-chain" && drift.chain !== undefined;
+const readOnlyActions: readonly [pattern: RegExp, replacement: string][] = [
+  // "table ip ip-masq-agent differs (...); replacing it"
+  [/; replacing it$/, "; the agent would replace it"],
+  [/; rewriting it$/, "; the agent would rewrite it"],
+  [/; moving it to first place$/, "; the agent would move it to first place"],
+  // A chain of ours under another name, found by a reconcile plan (iptables/plan.ts).
+  [
+    /^(.*?)removing (\S+), left by an earlier --masq-chain( \(jump only: [^)]*\))?$/,
+    "$1$2 is reached by a jump of ours but is not --masq-chain: left by an earlier " +
+    "--masq-chain, or managed by another ip-masq-agent on this node; the agent removes it " +
+    "once$3 and leaves it alone if it comes back",
+  ],
+  // Leftovers a removal would delete: "iptables (nft): removing IP-MASQ-AGENT".
+  [/^(.*?)removing (.+)$/, "$1$2 is left over; the agent would remove it"],
+];
+
+/**
+ * A drift message as `--check` and `--explain` say it: the dataplanes word each difference as
+ * the agent is about to fix it ("...; replacing it"), which its log needs; a mode that writes
+ * nothing says what the agent would do, with the same facts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readOnlyWording } from "./one_shot.ts";
+ *
+ * assert.equal(
+ *   readOnlyWording("iptables (nft): removing IP-MASQ-AGENT"),
+ *   "iptables (nft): IP-MASQ-AGENT is left over; the agent would remove it",
+ * );
+ * assert.equal(
+ *   readOnlyWording("table ip ip-masq-agent differs (1 rule); replacing it"),
+ *   "table ip ip-masq-agent differs (1 rule); the agent would replace it",
+ * );
+ * assert.equal(readOnlyWording("POSTROUTING has no jump to X"), "POSTROUTING has no jump to X");
+ * ```
+ */
+export function readOnlyWording(message: string): string {
+  const action = readOnlyActions.find(([pattern]) => pattern.test(message));
+  return action ? message.replace(...action) : message;
 }
 
 /** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
 export interface CleanupTarget {
-  /** The dataplane (an iptables backend, or nftables). */
+  /** An iptables backend, or nftables. */
   readonly dataplane: Dataplane;
   /** The family whose rules of ours it removes. */
   readonly family: Family;
@@ -121,21 +154,20 @@ export interface CleanupTarget {
 }
 
 /**
- * Removes our rules from every target (both families of the chosen iptables
- * backend, of the other one where it is present, and our nftables tables),
- * touching nothing else. A target whose tools or nat table are unavailable (no IPv6
- * on the node) is reported and skipped unless it was asked for.
+ * Removes our rules from every target, touching nothing else. A target whose tools or nat table
+ * are unavailable (no IPv6 on the node) is reported and skipped unless it was asked for.
  */
 export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
   let code: number = exitCodes.ok;
   // Every target is planned before any is written: a --masq-chain that is another tool's chain
   // in any of them refuses the whole cleanup, with nothing written (exit 2).
-  const planned: { target: CleanupTarget; plan: DataplanePlan }[] = [];
+  const planned: { target: CleanupTarget; where: string; plan: DataplanePlan }[] = [];
   let refused = false;
   for (const target of targets) {
     const where = `${target.family}, ${target.name}`;
     try {
-      planned.push({ target, plan: await readAndPlanRemoval(target.dataplane, target.family) });
+      const plan = await readAndPlanRemoval(target.dataplane, target.family);
+      planned.push({ target, where, plan });
     } catch (error) {
       if (error instanceof ForeignChainError) {
         deps.log.error(`cleanup (${where}): ${error.message}`);
@@ -149,10 +181,9 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
     }
   }
   if (refused) return exitCodes.usage;
-  for (const { target: { dataplane, family, name }, plan } of planned) {
-    const where = `${family}, ${name}`;
+  for (const { target, where, plan } of planned) {
     try {
-      if (plan.payload !== null) await dataplane.apply(family, plan);
+      if (plan.payload !== null) await target.dataplane.apply(target.family, plan);
       deps.log.info(
         plan.payload === null
           ? `cleanup (${where}): nothing of ours to remove`
@@ -167,12 +198,10 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
 }
 
 /**
- * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied: what
- * every mode and the agent compose themselves from, read once at start, with the load they came
- * from. A rejected config leaves the command line's flags and no load: each mode (and the
- * agent) reads the config again and reports the rejection itself, in its own words and order,
- * as it always did; `--cleanup` (an uninstall must work whatever the config says) goes on with
- * them, saying so.
+ * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied, read
+ * once at start, with the load they came from. A rejected config leaves the command line's flags
+ * and no load: each mode (and the agent) reads it again and reports the rejection itself;
+ * `--cleanup` (an uninstall must work whatever the config says) goes on with them, saying so.
  */
 export async function flagsWithSettings(
   commandLine: CommandLine,

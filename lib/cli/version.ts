@@ -1,5 +1,5 @@
 /**
- * The agent's version. Its one source is `version` in deno.json, which
+ * The agent's version line. The version's one source is `version` in deno.json, which
  * `deno compile` embeds along with the code.
  *
  * @module
@@ -7,10 +7,7 @@
 
 import denoConfig from "../../deno.json" with { type: "json" };
 
-/** The release version, from deno.json. */
-export const agentVersion: string = denoConfig.version;
-
 /** What `--version` prints and the start-up line logs: the agent's, Deno's and V8's versions. */
 export function versionText(): string {
-  return `ip-masq-agent ${agentVersion} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`;
+  return `ip-masq-agent ${denoConfig.version} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`;
 }
