@@ -260,12 +260,7 @@ export const flagTable: readonly FlagDef[] = [
     field: "exitOnConfigError",
     help: "exit when the config is invalid; if false, keep running with the last good config",
   }),
-  flag({
-    name: "once",
-    default: false,
-    field: "once",
-    help: "sync the rules once and exit",
-  }),
+  flag({ name: "once", default: false, field: "once", help: "sync the rules once and exit" }),
   flag({
     name: "dry-run",
     default: false,
@@ -285,18 +280,8 @@ export const flagTable: readonly FlagDef[] = [
     field: "cleanup",
     help: "remove the agent's chain and rules, then exit",
   }),
-  flag({
-    name: "version",
-    default: false,
-    field: "version",
-    help: "print the version and exit",
-  }),
-  flag({
-    name: "help",
-    default: false,
-    field: "help",
-    help: "show this help and exit",
-  }),
+  flag({ name: "version", default: false, field: "version", help: "print the version and exit" }),
+  flag({ name: "help", default: false, field: "help", help: "show this help and exit" }),
   flag({ name: "h", default: false, field: "help", help: "show this help and exit" }),
   ...ignoredKlogFlags.map(([name, kind, help]) =>
     flag({

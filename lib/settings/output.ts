@@ -7,17 +7,13 @@
  */
 
 import { inCidr, type IpAddress, isLoopback, parseIpAddress } from "../net/address.ts";
-import { type Family, parseBuiltInCidr } from "../net/cidr.ts";
+import { type Family, linkLocalRanges, parseBuiltInCidr } from "../net/cidr.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 
 /** The kernel's IFNAMSIZ (16) less the terminating NUL. */
 const maxInterfaceNameLength = 15;
 
-const linkLocal: Readonly<Record<Family, string>> = {
-  ipv4: "169.254.0.0/16",
-  ipv6: "fe80::/10",
-};
 const multicast: Readonly<Record<Family, string>> = { ipv4: "224.0.0.0/4", ipv6: "ff00::/8" };
 
 /**
@@ -61,9 +57,9 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
     return err(`${named} is a multicast address, not an address to SNAT to`);
   }
   if (isLoopback(address)) return err(`${named} is a loopback address, not an address to SNAT to`);
-  if (inCidr(parseBuiltInCidr(linkLocal[family]), address)) {
+  if (inCidr(parseBuiltInCidr(linkLocalRanges[family]), address)) {
     return err(
-      `${named} is link-local (${linkLocal[family]}): replies to it would not be routed back`,
+      `${named} is link-local (${linkLocalRanges[family]}): replies to it would not be routed back`,
     );
   }
   return ok(address);
