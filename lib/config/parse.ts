@@ -1,8 +1,7 @@
 /**
- * One config file: its schema and validation. Reads YAML (or JSON, a subset) the way Kubernetes
- * does (YAML 1.1: `yes`/`on` are booleans) and matches keys case-insensitively as Go's JSON
- * decoding does. Every problem carries the file, line and key; unknown keys are errors because a
- * typo that silently drops all CIDRs masquerades a whole cluster.
+ * One config file: its schema and validation. YAML 1.1 as Kubernetes reads it (`yes`/`on` are
+ * booleans), keys matched case-insensitively as Go's JSON decoding does. Every problem carries the
+ * file, line and key; unknown keys are errors: a typo that drops all CIDRs masquerades a cluster.
  *
  * @module
  */
@@ -49,15 +48,13 @@ export type ConfigDirContents =
   };
 
 /**
- * Whether a directory entry is ignored for its name: not hidden (kubelet's `..data` and
- * timestamped directories are), and not starting with {@link configFilePrefix}. Such an entry
- * is worth a warning: v1's ConfigMap key `config` mounted as is, or a typo, is never read.
+ * Whether a directory entry is worth a warning for its name: not hidden (kubelet's `..data` and
+ * timestamped directories are) and not a config file (v1's ConfigMap key `config`, or a typo).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { ignoredForItsName } from "./parse.ts";
- *
  * assert.equal(ignoredForItsName("config"), true);
  * assert.equal(ignoredForItsName("ip-masq-agent"), false);
  * assert.equal(ignoredForItsName("..data"), false);
@@ -80,10 +77,7 @@ export interface FileConfig {
   readonly file: string;
   /** `nonMasqueradeCIDRs`, in file order; empty when the key is absent. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
-  /**
-   * Where the file names `nonMasqueradeCIDRs` with a list (even `[]`); undefined when the key is
-   * absent or null. Only a file that names it replaces the defaults (as in v1).
-   */
+  /** Where the file names `nonMasqueradeCIDRs` (even `[]`); only then are the defaults replaced. */
   readonly namesNonMasqueradeCidrs?: SourceLocation;
   /** `masqueradeCIDRs`: destinations masqueraded inside a non-masquerade range; file order. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
@@ -138,29 +132,21 @@ const cidrListKeys = ["nonMasqueradeCIDRs", "masqueradeCIDRs", "nonMasqueradeSrc
 type CidrListKey = typeof cidrListKeys[number];
 
 /**
- * Decodes, parses and validates one file. Pure: the caller did the reading.
- * Either the file's config, or every problem found in it, each with its line
- * and key.
+ * Decodes, parses and validates one file: its config, or every problem found in it.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseConfigFile } from "./parse.ts";
+ * const parse = (text: string) =>
+ *   parseConfigFile("f", new TextEncoder().encode(text), { enableIpv6: false });
  *
- * const text = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: true\n";
- * const bytes = new TextEncoder().encode(text);
- * const parsed = parseConfigFile("/etc/config/ip-masq-agent", bytes, { enableIpv6: false });
+ * const parsed = parse("nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: true\n");
  * assert.ok(parsed.ok);
- * assert.equal(parsed.value.nonMasqueradeCidrs[0].value.text, "10.0.0.0/8");
- * assert.deepEqual(parsed.value.nonMasqueradeCidrs[0].at, {
- *   file: "/etc/config/ip-masq-agent",
- *   line: 2,
- *   column: 5,
- * });
- *
- * const typo = parseConfigFile("f", new TextEncoder().encode("nonMasqueradeCIDR: []\n"), {
- *   enableIpv6: false,
- * });
+ * const [cidr] = parsed.value.nonMasqueradeCidrs;
+ * assert.deepEqual(cidr.at, { file: "f", line: 2, column: 5 });
+ * assert.equal(cidr.value.text, "10.0.0.0/8");
+ * const typo = parse("nonMasqueradeCIDR: []\n");
  * assert.ok(!typo.ok);
  * assert.match(typo.error[0].message, /unknown key; did you mean "nonMasqueradeCIDRs"\?/);
  * ```
@@ -197,11 +183,7 @@ function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProbl
   return err([{ at: { file, line }, message: "file contains binary control characters" }]);
 }
 
-/**
- * {@link parseConfigFile} for decoded text: through the fast path (fast_parse.ts) when the text
- * is in its subset, else the full YAML parse. Both feed the same validator, so the results are
- * identical (tests/config/fast_parse_test.ts).
- */
+/** {@link parseConfigFile} for text: the fast path when it reads it, else the full YAML parse. */
 export function parseConfigText(
   file: string,
   text: string,
@@ -222,7 +204,12 @@ export function parseConfigTextFully(
   text: string,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const parsed = fullYaml().parseYamlDocument(file, text);
+  if (!loadedFullYaml) {
+    throw new Error(
+      "the full YAML parse is not loaded: read the config directory through prepareParse",
+    );
+  }
+  const parsed = loadedFullYaml.parseYamlDocument(file, text);
   if (!parsed.ok) return parsed;
   const document = parsed.value.document as YamlDocument;
   const locate = parsed.value.locate as (node: Node | null | undefined) => SourceLocation;
@@ -233,20 +220,8 @@ type YamlDocument = Document.Parsed;
 /** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
 type ValidatedDocument = Pick<YamlDocument, "contents">;
 
-type FullYaml = typeof import("./full_parse.ts");
-let loadedFullYaml: FullYaml | undefined;
-
-/** Loads the full YAML parse (the `yaml` package), once. */
-export async function loadFullYaml(): Promise<void> {
-  loadedFullYaml ??= await import("./full_parse.ts");
-}
-
-function fullYaml(): FullYaml {
-  if (loadedFullYaml) return loadedFullYaml;
-  throw new Error(
-    "the full YAML parse is not loaded: read the config directory through prepareParse",
-  );
-}
+let loadedFullYaml: typeof import("./full_parse.ts") | undefined;
+const loadFullYaml = async () => void (loadedFullYaml ??= await import("./full_parse.ts"));
 
 // Loaded now unless main.ts asked for on demand before this module was evaluated
 // (yaml_on_demand.ts): tests, lab and bench keep the synchronous API whatever the text.
@@ -258,9 +233,8 @@ if (!(globalThis as Record<symbol, unknown>)[Symbol.for("ip-masq-agent.yaml-on-d
 const prepared = new Map<string, { text: string; fast: FastDocument | null }>();
 
 /**
- * Loads the full YAML parse when a file of `contents` needs it. The agent reads the config
- * directory only through this (main.ts), so the parse that follows never finds it missing; it
- * takes the fast reading kept here, so a file is read by the fast path once.
+ * Loads the full YAML parse when a file of `contents` needs it; the agent reads the directory only
+ * through this (main.ts). The parse that follows takes the fast reading kept here.
  *
  * @example
  * ```ts
@@ -288,7 +262,7 @@ export async function prepareParse(contents: ConfigDirContents): Promise<void> {
 
 function takePrepared(file: string, text: string): FastDocument | undefined {
   const entry = prepared.get(file);
-  if (entry?.fast == null || entry.text !== text) return undefined;
+  if (entry?.text !== text || entry.fast === null) return undefined;
   const { fast } = entry;
   entry.fast = null;
   return fast;
@@ -313,15 +287,6 @@ const isInteger = (raw: unknown): raw is number => Number.isInteger(raw);
 const isAnything = (_: unknown): _ is unknown => true;
 const ipv6NotEnabled = "but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true";
 
-/** The keys that hold one located value. */
-type ValueKey =
-  | "masqLinkLocal"
-  | "masqLinkLocalIPv6"
-  | "resyncInterval"
-  | "outputAddress"
-  | "outputAddressIPv6"
-  | "outputInterface";
-
 class FileValidator {
   readonly #problems: ConfigProblem[] = [];
   readonly #seenKeys = new Map<KnownKey, SourceLocation>();
@@ -333,7 +298,7 @@ class FileValidator {
   #namesNonMasqueradeCidrs?: SourceLocation;
   #cidrLimit?: Located<number>;
   readonly #settings: LocatedSetting[] = [];
-  readonly #values: { -readonly [K in ValueKey]?: FileConfig[K] } = {};
+  readonly #values: { -readonly [K in keyof FileConfig]?: FileConfig[K] } = {};
 
   constructor(
     readonly file: string,
@@ -347,11 +312,8 @@ class FileValidator {
     // An empty file, or one holding only `null`, is a present file with no keys, as in Go.
     if (root === null || (isScalar(root) && root.value === null)) return this.result();
     if (!isMap(root)) {
-      this.problem(
-        root,
-        undefined,
-        "the top level must be a mapping of keys such as nonMasqueradeCIDRs",
-      );
+      const message = "the top level must be a mapping of keys such as nonMasqueradeCIDRs";
+      this.problem(root, undefined, message);
       return this.result();
     }
     for (const pair of root.items) {
@@ -398,27 +360,21 @@ class FileValidator {
         values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
         return;
       case "cidrLimit":
-        this.#cidrLimit = this.scalar(
-          key,
-          value,
-          "a whole number",
-          isInteger,
-          (limit) =>
-            limit < 1 || limit > maxCidrLimit
-              ? err(`must be between 1 and ${maxCidrLimit}, got ${limit}`)
-              : ok(limit),
-        );
+        this.#cidrLimit = this.scalar(key, value, "a whole number", isInteger, (limit) => {
+          if (limit >= 1 && limit <= maxCidrLimit) return ok(limit);
+          return err(`must be between 1 and ${maxCidrLimit}, got ${limit}`);
+        });
         return;
-      case "resyncInterval":
-        values[key] = this.scalar(key, value, 'a Go duration string such as "60s"', isString, (
-          text,
-        ) => {
+      case "resyncInterval": {
+        const wanted = 'a Go duration string such as "60s"';
+        values[key] = this.scalar(key, value, wanted, isString, (text) => {
           const parsed = parseGoDuration(text);
           const { min, max } = resyncIntervalBoundsMs;
           if (!parsed.ok || (parsed.value >= min && parsed.value <= max)) return parsed;
           return err(`must be ${resyncIntervalBoundsText}, got ${quoteInput(text)}`);
         });
         return;
+      }
       case "outputAddress":
       case "outputAddressIPv6": {
         const family = key === "outputAddress" ? "ipv4" : "ipv6";
@@ -429,23 +385,14 @@ class FileValidator {
         });
         return;
       }
-      case "outputInterface":
-        values[key] = this.scalar(
-          key,
-          value,
-          'an interface name string such as "eth0"',
-          isString,
-          parseInterfaceName,
-        );
+      case "outputInterface": {
+        const wanted = 'an interface name string such as "eth0"';
+        values[key] = this.scalar(key, value, wanted, isString, parseInterfaceName);
         return;
+      }
       default: {
-        const setting = this.scalar(
-          key,
-          value,
-          "a single value",
-          isAnything,
-          (raw) => parseSetting(key, raw),
-        );
+        const parse = (raw: unknown) => parseSetting(key, raw);
+        const setting = this.scalar(key, value, "a single value", isAnything, parse);
         if (setting) this.#settings.push({ key, ...setting.value, at: setting.at });
       }
     }
