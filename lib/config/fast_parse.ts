@@ -1,22 +1,14 @@
 /**
- * A fast path for the YAML that real ConfigMaps hold: a top-level mapping of plain keys to
- * scalars, block lists of scalars and one-line flow lists, with comments and blank lines. It
- * builds the few nodes the config validator reads, marked as the `yaml` package marks its own (so
- * its `isMap`, `isSeq` and `isScalar` recognise them), with the same values (YAML 1.1: `yes` and
- * `on` are booleans, `010` is octal) and positions. Anything else (tabs, CR, anchors, tags,
- * nested or multi-line values, numbers in another notation, a second document ...) is "not in
- * the subset": the caller then runs the full YAML parse, which stays the reference
- * (tests/config/fast_parse_test.ts checks that both give identical results).
- *
- * Only values this module can resolve exactly are accepted: decimal integers, the YAML 1.1
- * booleans and nulls, quoted strings without escapes, and plain strings that no YAML 1.1 tag
- * could claim (a `/` in them, or a letter that no number or timestamp ends with, or a leading
- * letter that starts no boolean, null or exponent).
+ * A fast path for the YAML real ConfigMaps hold: a top-level mapping of plain keys to scalars,
+ * block lists and one-line flow lists, with comments. Its nodes carry the `yaml` package's marks,
+ * values (YAML 1.1) and positions. Anything else (tabs, CR, anchors, tags, nested values, numbers
+ * in another notation, values it cannot resolve exactly ...) is left to the full YAML parse, the
+ * reference (tests/config/fast_parse_test.ts checks both give identical results).
  *
  * @module
  */
 
-/** A scalar, already resolved, at 1-based `line` and `column`. */
+/** A resolved scalar at 1-based `line` and `column`. */
 export class FastScalar {
   /** `value` written at `line`:`column`. */
   constructor(
@@ -36,10 +28,7 @@ export class FastSeq {
 
 /** The top-level mapping. */
 export class FastMap {
-  /**
-   * The `key: value` pairs in file order (duplicate keys are kept for the validator to name);
-   * a key without a value has a null scalar.
-   */
+  /** The `key: value` pairs in file order, duplicates kept; no value is a null scalar. */
   readonly items: { readonly key: FastScalar; value: FastScalar | FastSeq }[] = [];
 }
 
@@ -82,10 +71,7 @@ const decimal = /^(?:0|[1-9][0-9]{0,14})$/;
 
 type Value = string | number | boolean | null;
 
-/**
- * The YAML 1.1 value of a plain scalar, or `outOfSubset` when it might be
- * anything but a decimal integer, a boolean, a null or a string.
- */
+/** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
 function resolvePlain(text: string): Value | typeof outOfSubset {
   const first = text.charCodeAt(0);
   if (isDigit(first)) {
@@ -106,14 +92,12 @@ function resolvePlain(text: string): Value | typeof outOfSubset {
 }
 
 /**
- * Reads `text` if it is in the subset, else returns undefined (then the full
- * parse decides everything, errors included).
+ * Reads `text` if it is in the subset, else returns undefined (the full parse decides, errors too).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseFastYaml } from "./fast_parse.ts";
- *
  * const doc = parseFastYaml("# cidrs\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: yes\n");
  * assert.ok(doc?.contents);
  * const [cidrs, linkLocal] = doc.contents.items;
@@ -141,7 +125,7 @@ class Scanner {
   /** The pair whose value may still come as `- item` lines, and that list once it began. */
   #open: FastMap["items"][number] | null = null;
   #openSeq: FastSeq | null = null;
-  /** Whether the document start marker (`---`) was seen. */
+  /** Whether `---` was seen. */
   #started = false;
   #lineStart = 0;
   #line = 1;

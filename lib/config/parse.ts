@@ -295,7 +295,6 @@ class FileValidator {
     masqueradeCIDRs: [],
     nonMasqueradeSrcCIDRs: [],
   };
-  #namesNonMasqueradeCidrs?: SourceLocation;
   #cidrLimit?: Located<number>;
   readonly #settings: LocatedSetting[] = [];
   readonly #values: { -readonly [K in keyof FileConfig]?: FileConfig[K] } = {};
@@ -331,11 +330,8 @@ class FileValidator {
       }
       const earlier = this.#seenKeys.get(key);
       if (earlier) {
-        this.problem(
-          keyNode,
-          key,
-          `key appears twice (also at line ${earlier.line}); keys match case-insensitively`,
-        );
+        const also = `also at line ${earlier.line}`;
+        this.problem(keyNode, key, `key appears twice (${also}); keys match case-insensitively`);
         continue;
       }
       this.#seenKeys.set(key, this.locate(keyNode));
@@ -403,7 +399,7 @@ class FileValidator {
       this.problem(value, key, `must be a list of CIDR strings, got ${describe(value)}`);
       return;
     }
-    if (key === "nonMasqueradeCIDRs") this.#namesNonMasqueradeCidrs = this.locate(keyNode);
+    if (key === "nonMasqueradeCIDRs") this.#values.namesNonMasqueradeCidrs = this.locate(keyNode);
     value.items.forEach((rawItem, index) => {
       const itemKey = `${key}[${index}]`;
       const item = this.resolve(rawItem as Node | null);
@@ -483,24 +479,19 @@ class FileValidator {
 
   private result(): Result<FileConfig, ConfigProblem[]> {
     if (this.#problems.length > 0) return err(this.#problems);
-    const { outputAddress, outputAddressIPv6, outputInterface } = this.#values;
+    // The other keys (outputAddress, ...) only when set: a file without them parses as before.
+    const { masqLinkLocal, masqLinkLocalIPv6, resyncInterval, ...whenSet } = this.#values;
     return ok({
       file: this.file,
       nonMasqueradeCidrs: this.#cidrs.nonMasqueradeCIDRs,
-      ...(this.#namesNonMasqueradeCidrs
-        ? { namesNonMasqueradeCidrs: this.#namesNonMasqueradeCidrs }
-        : {}),
       masqueradeCidrs: this.#cidrs.masqueradeCIDRs,
       nonMasqueradeSrcCidrs: this.#cidrs.nonMasqueradeSrcCIDRs,
-      masqLinkLocal: this.#values.masqLinkLocal,
-      masqLinkLocalIPv6: this.#values.masqLinkLocalIPv6,
+      masqLinkLocal,
+      masqLinkLocalIPv6,
       cidrLimit: this.#cidrLimit?.value ?? defaultCidrLimit,
-      resyncInterval: this.#values.resyncInterval,
+      resyncInterval,
       settings: this.#settings,
-      // Only when set, so a file without them parses to the very same value as before.
-      ...(outputAddress ? { outputAddress } : {}),
-      ...(outputAddressIPv6 ? { outputAddressIPv6 } : {}),
-      ...(outputInterface ? { outputInterface } : {}),
+      ...whenSet,
     });
   }
 }
