@@ -58,10 +58,9 @@ class VanishedEntry extends Error {
 }
 
 async function readOnce(dir: string): Promise<ConfigDirContents> {
-  let names: string[];
+  const names: string[] = [];
   const ignored: string[] = [];
   try {
-    names = [];
     for await (const entry of Deno.readDir(dir)) {
       if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
       else if (ignoredForItsName(entry.name)) ignored.push(entry.name);

@@ -170,11 +170,8 @@ class Scanner {
       after = this.quotedEnd(at, end) + 1;
       key = text.slice(at + 1, after - 1);
     } else {
-      while (
-        after < end && isPlainChar(text.charCodeAt(after)) && text.charCodeAt(after) !== colon
-      ) {
-        after++;
-      }
+      const inKey = (code: number) => isPlainChar(code) && code !== colon;
+      while (after < end && inKey(text.charCodeAt(after))) after++;
       // Empty or not a string: not a key of the subset.
       key = resolvePlain(text.slice(at, after));
     }

@@ -116,7 +116,8 @@ export interface MergeOptions {
  * const texts = config.nonMasqueradeCidrs.map((cidr) => cidr.value.text);
  * assert.deepEqual(texts, ["10.0.0.0/8", "10.1.0.0/16"]);
  * assert.equal(config.masqLinkLocal.value, true);
- * assert.deepEqual(findings.map((finding) => finding.kind), ["conflicting-boolean", "contained-cidr"]);
+ * const kinds = findings.map((finding) => finding.kind);
+ * assert.deepEqual(kinds, ["conflicting-boolean", "contained-cidr"]);
  *
  * // A file that does not name nonMasqueradeCIDRs keeps the defaults (v1).
  * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], options);

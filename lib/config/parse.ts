@@ -6,7 +6,7 @@
  * @module
  */
 
-// Types only: the `yaml` package itself is loaded on demand (loadFullYaml).
+// Types only: the `yaml` package itself is loaded on demand (full_parse.ts).
 // @ts-types="npm:yaml"
 import type { Alias, Document, Node, Scalar, YAMLMap, YAMLSeq } from "yaml";
 import type { IpAddress } from "../net/address.ts";
@@ -35,10 +35,7 @@ export interface ConfigFileBytes {
   readonly bytes: Uint8Array;
 }
 
-/**
- * The config directory as read: absent, or its config files in sorted order, with the visible
- * entries ignored for their name (`ignored`, sorted; absent when there is none).
- */
+/** The config directory as read: absent, or its config files and ignored entries, sorted. */
 export type ConfigDirContents =
   | { readonly kind: "missing" }
   | {
@@ -211,14 +208,12 @@ export function parseConfigTextFully(
   }
   const parsed = loadedFullYaml.parseYamlDocument(file, text);
   if (!parsed.ok) return parsed;
-  const document = parsed.value.document as YamlDocument;
-  const locate = parsed.value.locate as (node: Node | null | undefined) => SourceLocation;
-  return new FileValidator(file, options, locate, document).validate();
+  const { document, locate } = parsed.value;
+  return new FileValidator(file, options, locate, document as ValidatedDocument).validate();
 }
 
-type YamlDocument = Document.Parsed;
 /** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
-type ValidatedDocument = Pick<YamlDocument, "contents">;
+type ValidatedDocument = Pick<Document.Parsed, "contents">;
 
 let loadedFullYaml: typeof import("./full_parse.ts") | undefined;
 const loadFullYaml = async () => void (loadedFullYaml ??= await import("./full_parse.ts"));
@@ -470,7 +465,7 @@ class FileValidator {
   private resolve(node: Node | null | undefined): Node | null {
     if (node === null || node === undefined) return null;
     if (!isAlias(node)) return node;
-    return (node.resolve(this.document as YamlDocument) as Node | undefined) ?? null;
+    return (node.resolve(this.document as Document.Parsed) as Node | undefined) ?? null;
   }
 
   private problem(node: Node | null | undefined, key: string | undefined, message: string): void {
