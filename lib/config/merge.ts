@@ -155,11 +155,7 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
   return { config: { ...config, ...output }, findings, problems };
 }
 
-/**
- * A key that holds one value for the whole node: the same value in several files is fine (the
- * first file's position is kept); two different values are a problem naming both, since which
- * one was meant is the operator's call.
- */
+/** One value for the whole node: repeated is fine (the first is kept), two differ is a problem. */
 function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputInterface">(
   files: readonly FileConfig[],
   key: K,
@@ -303,10 +299,9 @@ function nestingFindings(
 }
 
 /**
- * For each CIDR inside another, the containing CIDR listed first. Comparing every pair took
- * minutes for the tens of thousands of CIDRs a raised cidrLimit allows; prefixes are either
- * nested or disjoint, so in sorted order the CIDRs containing one are exactly the nested
- * ranges still open on a stack.
+ * For each CIDR inside another, the containing CIDR listed first. Comparing every pair took minutes
+ * for tens of thousands of CIDRs; prefixes nest or are disjoint, so in sorted order the CIDRs
+ * containing one are exactly those still open on a stack.
  */
 function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Located<Cidr>> {
   // Positions sorted by CIDR, so the list order is the position itself (no Map of 100,000).
@@ -350,12 +345,10 @@ function exceptionFindings(config: EffectiveConfig): Finding[] {
 }
 
 /**
- * The same CIDR in masqueradeCIDRs and nonMasqueradeCIDRs has no longest prefix to decide it:
- * which one was meant is the operator's call, so the config is rejected, naming both.
+ * The same CIDR in masqueradeCIDRs and nonMasqueradeCIDRs has no longest prefix to decide it, so
+ * the config is rejected. A default range equal to an exception loses the tie (nobody wrote it).
  */
 function contradictions(config: EffectiveConfig): ConfigProblem[] {
-  // A default range equal to an exception is like the built-in link-local range: the exception
-  // wins the tie (nobody wrote the default, so there is no contradiction to report).
   if (config.defaultNonMasqueradeCidrs || config.masqueradeCidrs.length === 0) return [];
   const exempt = new Map(config.nonMasqueradeCidrs.map((cidr) => [cidr.value.text, cidr]));
   return config.masqueradeCidrs.flatMap((exception) => {

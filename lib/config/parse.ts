@@ -265,16 +265,14 @@ function takePrepared(file: string, text: string): FastDocument | undefined {
 
 // The `yaml` package's node identity (nodes/identity.js), which the fast path's nodes carry too:
 // the validator tells nodes apart without loading the package.
-const nodeType = Symbol.for("yaml.node.type");
-const nodeOf = (node: unknown, kind: symbol) =>
-  !!node && typeof node === "object" && (node as Record<symbol, unknown>)[nodeType] === kind;
-const [aliasKind, mapKind, scalarKind, seqKind] = ["alias", "map", "scalar", "seq"].map((kind) =>
-  Symbol.for(`yaml.${kind}`)
-);
-const isAlias = (node: unknown): node is Alias => nodeOf(node, aliasKind);
-const isMap = (node: unknown): node is YAMLMap => nodeOf(node, mapKind);
-const isScalar = (node: unknown): node is Scalar => nodeOf(node, scalarKind);
-const isSeq = (node: unknown): node is YAMLSeq => nodeOf(node, seqKind);
+const nodeOf = <T>(kind: string) => {
+  const [type, mark] = [Symbol.for("yaml.node.type"), Symbol.for(`yaml.${kind}`)];
+  return (node: unknown): node is T => (node as Record<symbol, unknown> | null)?.[type] === mark;
+};
+const isAlias = nodeOf<Alias>("alias");
+const isMap = nodeOf<YAMLMap>("map");
+const isScalar = nodeOf<Scalar>("scalar");
+const isSeq = nodeOf<YAMLSeq>("seq");
 
 const isString = (raw: unknown): raw is string => typeof raw === "string";
 const isBoolean = (raw: unknown): raw is boolean => typeof raw === "boolean";
@@ -498,14 +496,10 @@ function matchKey(text: string): KnownKey | undefined {
 }
 
 function closestKey(text: string): KnownKey | undefined {
-  let best: KnownKey | undefined;
-  let bestDistance = Infinity;
-  for (const key of knownKeys) {
-    const distance = editDistance(key.toLowerCase(), text.toLowerCase());
-    if (distance < bestDistance) [best, bestDistance] = [key, distance];
-  }
+  const distance = (key: string) => editDistance(key.toLowerCase(), text.toLowerCase());
+  const best = knownKeys.reduce((a, b) => (distance(b) < distance(a) ? b : a));
   // Beyond a third of the word the "suggestion" is noise.
-  return bestDistance <= Math.max(2, Math.ceil(text.length / 3)) ? best : undefined;
+  return distance(best) <= Math.max(2, Math.ceil(text.length / 3)) ? best : undefined;
 }
 
 function editDistance(a: string, b: string): number {
