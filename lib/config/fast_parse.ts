@@ -181,20 +181,11 @@ class Scanner {
     after++;
     if (after < end && text.charCodeAt(after) !== space) throw outOfSubset;
     const valueAt = this.skipSpaces(after, end);
-    const root = this.#root ??= new FastMap();
-    const keyNode = this.scalar(key, at);
+    const value = this.lineValue(valueAt, end, true);
+    const pair = { key: this.scalar(key, at), value: value ?? this.scalar(null, valueAt) };
+    (this.#root ??= new FastMap()).items.push(pair);
+    this.#open = value ? null : pair;
     this.#openSeq = null;
-    if (valueAt === end || text.charCodeAt(valueAt) === hash) {
-      this.#open = { key: keyNode, value: this.scalar(null, valueAt) };
-      root.items.push(this.#open);
-      return;
-    }
-    this.#open = null;
-    const value = text.charCodeAt(valueAt) === openBracket
-      ? this.flowSeq(valueAt, end)
-      : this.value(valueAt, end, false);
-    root.items.push({ key: keyNode, value: value.node });
-    if (!this.restIsEmpty(value.next, end)) throw outOfSubset;
   }
 
   /** `- item` (or `-` alone) under the last `key:`; every item at one indentation. */
@@ -208,13 +199,21 @@ class Scanner {
       throw outOfSubset;
     }
     const at = this.skipSpaces(dashAt + 1, end);
-    if (at === end || this.text.charCodeAt(at) === hash) {
-      this.#openSeq.items.push(this.scalar(null, at));
-      return;
-    }
-    const value = this.value(at, end, false);
-    this.#openSeq.items.push(value.node);
+    const value = this.lineValue(at, end, false) as FastScalar | undefined;
+    this.#openSeq.items.push(value ?? this.scalar(null, at));
+  }
+
+  /**
+   * The rest of a line from `at`: undefined when empty or a comment, else a scalar (or, if
+   * `flowList`, `[a, b]`) and at most a comment.
+   */
+  private lineValue(at: number, end: number, flowList: boolean): FastScalar | FastSeq | undefined {
+    if (at === end || this.text.charCodeAt(at) === hash) return undefined;
+    const value = flowList && this.text.charCodeAt(at) === openBracket
+      ? this.flowSeq(at, end)
+      : this.value(at, end, false);
     if (!this.restIsEmpty(value.next, end)) throw outOfSubset;
+    return value.node;
   }
 
   /** `[a, "b", c]` on one line; a trailing comma is allowed, as in YAML. */
