@@ -161,9 +161,7 @@ function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputIn
   key: K,
   problems: ConfigProblem[],
 ): Partial<Pick<EffectiveConfig, K>> {
-  const [first, ...rest]: Located<IpAddress | string>[] = files.flatMap((file) =>
-    file[key] ? [file[key]!] : []
-  );
+  const [first, ...rest]: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ?? []);
   if (!first) return {};
   const text = (entry: Located<IpAddress | string>) =>
     typeof entry.value === "string" ? entry.value : entry.value.text;
