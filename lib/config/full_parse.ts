@@ -35,11 +35,8 @@ export interface ParsedYaml {
  *
  * const parsed = parseYamlDocument("f", "a: &x 1\nb: *x\n");
  * assert.ok(parsed.ok);
- * assert.deepEqual(parsed.value.locate(parsed.value.document.contents), {
- *   file: "f",
- *   line: 1,
- *   column: 1,
- * });
+ * const { document, locate } = parsed.value;
+ * assert.deepEqual(locate(document.contents), { file: "f", line: 1, column: 1 });
  * const dangling = parseYamlDocument("f", "a: *missing\n");
  * assert.ok(!dangling.ok);
  * assert.equal(dangling.error[0].message, "alias *missing refers to no anchor defined before it");
