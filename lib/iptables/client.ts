@@ -28,11 +28,9 @@ export interface NatTableClient {
 /** Wait up to 5 s for the xtables lock, polling every 100 ms, as upstream does. */
 export const restoreArgs: readonly string[] = ["--noflush", "-w", "5", "-W", "100000"];
 
-/**
- * Listings wait for the xtables lock too: without `-w` a legacy `iptables -S` blocks while
- * another program holds it, indistinguishable from a slow kernel. nft ignores the flag.
- */
-export const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
+// Listings wait for the xtables lock too: without `-w` a legacy `iptables -S` blocks while
+// another program holds it, indistinguishable from a slow kernel. nft ignores the flag.
+const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
 
 /**
  * The xtables lock is someone else's critical section: waiting it out is always right. Only the
@@ -89,11 +87,7 @@ export function natTableClient(
   };
 }
 
-/**
- * Whether `chain` exists in `table` of the backend: `-t TABLE -S CHAIN` exits 0.
- * Any failure (no such chain, no such table, the backend's kernel support
- * missing) counts as "no": this only gathers evidence.
- */
+/** Whether `-t TABLE -S CHAIN` exits 0; any failure counts as "no": this only gathers evidence. */
 export async function chainExists(
   exec: Exec,
   mode: IptablesMode,
@@ -106,10 +100,7 @@ export async function chainExists(
   return outcome?.ok ?? false;
 }
 
-/**
- * How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read,
- * which is told to `failures` when given.
- */
+/** How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read. */
 export async function countRules(
   exec: Exec,
   mode: IptablesMode,
@@ -180,15 +171,15 @@ async function evidenceOf(
   return outcome;
 }
 
-/** The first line of `--version`, and whether that iptables knows `--random-fully`. */
+/** What `--version` says. */
 export interface IptablesVersion {
-  /** The first line of `iptables-nft --version`, e.g. `iptables v1.8.9 (nf_tables)`. */
+  /** Its first line, e.g. `iptables v1.8.9 (nf_tables)`. */
   readonly description: string;
-  /** Whether this iptables accepts `--random-fully` (1.6.2 and newer). */
+  /** Whether it accepts `--random-fully` (1.6.2 and newer; older ones reject the whole restore). */
   readonly randomFullySupported: boolean;
 }
 
-/** `--random-fully` arrived in iptables 1.6.2; older binaries reject the whole restore. */
+/** Runs `--version`. */
 export async function probeVersion(
   mode: IptablesMode,
   family: Family,
@@ -201,10 +192,9 @@ export async function probeVersion(
 
 /** Reads the version line that `iptables --version` prints. */
 export function parseVersion(output: string): IptablesVersion {
-  const description = output.trim().split("\n")[0] ?? "";
+  const description = output.trim().split("\n")[0];
   const match = /v(\d+)\.(\d+)\.(\d+)/.exec(description);
-  const version = match ? match.slice(1).map(Number) : [0, 0, 0];
-  const [major, minor, patch] = version;
+  const [major, minor, patch] = match ? match.slice(1).map(Number) : [0, 0, 0];
   const randomFullySupported = major > 1 ||
     (major === 1 && (minor > 6 || (minor === 6 && patch >= 2)));
   return { description, randomFullySupported };

@@ -25,10 +25,7 @@ export const returnComment = "ip-masq-agent: local traffic is not subject to MAS
 /** Upstream's comment on every MASQUERADE rule, verbatim. */
 export const masqueradeComment =
   "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)";
-/**
- * Our comment on a `nonMasqueradeSrcCIDRs` rule, in upstream's words. Rules carrying one of our
- * comments are ours: cleanup and stale-chain removal recognise them by it (plan.ts).
- */
+/** Our comment on a `nonMasqueradeSrcCIDRs` rule, in upstream's words. */
 export const sourceExemptionComment =
   "ip-masq-agent: traffic from non-masquerade sources is not subject to MASQUERADE";
 /** Our comment on a `masqueradeCIDRs` rule: it must precede the broader RETURN it narrows. */
@@ -40,6 +37,19 @@ export const exceptionComment =
  */
 export const kubeProxyMarkComment =
   "ip-masq-agent: traffic kube-proxy marked for masquerade is left to kube-proxy";
+
+const ownChainComments = [
+  returnComment,
+  masqueradeComment,
+  sourceExemptionComment,
+  exceptionComment,
+  kubeProxyMarkComment,
+].map((comment) => ` -m comment --comment ${iptablesQuote(comment)} `);
+
+/** Whether a listed rule carries one of our chain comments: cleanup and repair know ours by it. */
+export function isOwnChainRule(rule: string): boolean {
+  return ownChainComments.some((comment) => rule.includes(comment));
+}
 
 /** Upstream's comment on the POSTROUTING jump to `chain`, verbatim. */
 export function jumpComment(chain: string): string {
