@@ -44,38 +44,17 @@ export interface LiveOutcome {
   readonly unknownBecause?: string;
 }
 
-/** Splits like iptables-restore: whitespace separates, double quotes group, `\"` is a quote. */
+/** Splits like iptables-restore: space or tab separates, double quotes group, `\"` is a quote. */
 function ruleWords(line: string): { readonly text: string; readonly quoted: boolean }[] {
-  const words: { text: string; quoted: boolean }[] = [];
-  let current = "";
-  let inWord = false;
-  let quoted = false;
-  let wasQuoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === "\\" && quoted && (line[i + 1] === '"' || line[i + 1] === "\\")) {
-      current += line[++i];
-      continue;
-    }
-    if (c === '"') {
-      quoted = !quoted;
-      inWord = true;
-      wasQuoted = true;
-      continue;
-    }
-    if (!quoted && (c === " " || c === "\t")) {
-      if (inWord) words.push({ text: current, quoted: wasQuoted });
-      current = "";
-      inWord = false;
-      wasQuoted = false;
-      continue;
-    }
-    current += c;
-    inWord = true;
-  }
-  if (inWord) words.push({ text: current, quoted: wasQuoted });
-  return words;
+  // A word: unquoted characters and quoted runs (to the closing quote or the end of the line).
+  const words = line.match(/(?:[^ \t"]|"(?:\\["\\]|[^"\\]|\\)*(?:"|$))+/g) ?? [];
+  return words.map((word) => ({
+    text: word.replace(quotedRun, (_, inner: string) => inner.replace(/\\(["\\])/g, "$1")),
+    quoted: word.includes('"'),
+  }));
 }
+
+const quotedRun = /"((?:\\["\\]|[^"\\]|\\)*)(?:"|$)/g;
 
 type MatchResult = boolean | { readonly unknown: string };
 type Match = (packet: TracedPacket) => MatchResult;

@@ -44,7 +44,7 @@ const ownChainComments = [
   sourceExemptionComment,
   exceptionComment,
   kubeProxyMarkComment,
-].map((comment) => ` -m comment --comment ${iptablesQuote(comment)} `);
+].map((comment) => ` ${commented(comment)} `);
 
 /** Whether a listed rule carries one of our chain comments: cleanup and repair know ours by it. */
 export function isOwnChainRule(rule: string): boolean {
@@ -68,16 +68,12 @@ export function jumpComment(chain: string): string {
  *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
  * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
- * const comment = '-m comment --comment "ip-masq-agent: local traffic is not subject to ' +
- *   'MASQUERADE"';
- * assert.deepEqual(chainRuleLines(chain), [
- *   `-A IP-MASQ-AGENT -d 169.254.0.0/16 ${comment} -j RETURN`,
- *   `-A IP-MASQ-AGENT -d 10.0.0.0/8 ${comment} -j RETURN`,
- *   `-A IP-MASQ-AGENT -d 172.16.0.0/12 ${comment} -j RETURN`,
- *   `-A IP-MASQ-AGENT -d 192.168.0.0/16 ${comment} -j RETURN`,
- *   '-A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound traffic is subject to ' +
- *   'MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully',
- * ]);
+ * const lines = chainRuleLines(chain); // 169.254.0.0/16, 10/8, 172.16/12, 192.168/16, MASQUERADE
+ * assert.equal(lines.length, 5);
+ * assert.equal(lines[0], '-A IP-MASQ-AGENT -d 169.254.0.0/16 -m comment --comment ' +
+ *   '"ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN');
+ * assert.equal(lines[4], '-A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound ' +
+ *   'traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully');
  * ```
  */
 export function chainRuleLines(desired: DesiredChain): string[] {
@@ -90,36 +86,30 @@ export function chainRuleLines(desired: DesiredChain): string[] {
   // resume it, and another tool's later MASQUERADE would still take the packet).
   const exempt = exemptionsAreFinal(desired) ? "ACCEPT" : "RETURN";
   const mark = kubeProxyMarkOf(desired);
-  const markRule = mark === undefined ? [] : [
-    `-A ${chain} -m mark --mark ${iptablesMarkText(mark)}/${iptablesMarkText(mark)} ` +
-    `-m comment --comment ${iptablesQuote(kubeProxyMarkComment)} -j RETURN`,
-  ];
-  const sources = (desired.sourceExemptions ?? []).map((cidr) =>
-    `-A ${chain}${match("-s", cidr.value)} ` +
-    `-m comment --comment ${iptablesQuote(sourceExemptionComment)} -j ${exempt}`
-  );
-  const destinations = orderedRules(desired).flatMap(({ action, cidr }) =>
-    action === "return"
-      ? [
-        `-A ${chain}${match("-d", cidr.value)} ` +
-        `-m comment --comment ${iptablesQuote(returnComment)} -j ${exempt}`,
-      ]
-      : masqueradeRules(desired, match("-d", cidr.value), exceptionComment)
-  );
+  const markText = mark === undefined ? "" : `${iptablesMarkText(mark)}/${iptablesMarkText(mark)}`;
   return [
-    ...markRule,
-    ...sources,
-    ...destinations,
+    ...(mark === undefined
+      ? []
+      : [`-A ${chain} -m mark --mark ${markText} ${commented(kubeProxyMarkComment)} -j RETURN`]),
+    ...(desired.sourceExemptions ?? []).map((cidr) =>
+      `-A ${chain}${match("-s", cidr.value)} ${commented(sourceExemptionComment)} -j ${exempt}`
+    ),
+    ...orderedRules(desired).flatMap(({ action, cidr }) =>
+      action === "return"
+        ? [`-A ${chain}${match("-d", cidr.value)} ${commented(returnComment)} -j ${exempt}`]
+        : masqueradeRules(desired, match("-d", cidr.value), exceptionComment)
+    ),
     ...masqueradeRules(desired, "", masqueradeComment),
   ];
 }
 
+/** `-m comment --comment "TEXT"`, as saved. */
+function commented(comment: string): string {
+  return `-m comment --comment ${iptablesQuote(comment)}`;
+}
+
 /** Masquerade rules for `destination`: one per `--to-ports` protocol and range, then the plain one. */
-function masqueradeRules(
-  desired: DesiredChain,
-  destination: string,
-  comment: string,
-): string[] {
+function masqueradeRules(desired: DesiredChain, destination: string, comment: string): string[] {
   const { chain, masquerade } = desired;
   // iptables-save prints -o after -d and before -p.
   const match = destination +
@@ -131,12 +121,11 @@ function masqueradeRules(
       const statistic = stored === undefined
         ? ""
         : ` -m statistic --mode random --probability ${statisticProbabilityText(stored)}`;
-      return `-A ${chain}${match} -p ${protocol} -m comment --comment ${iptablesQuote(comment)}` +
+      return `-A ${chain}${match} -p ${protocol} ${commented(comment)}` +
         `${statistic} -j ${target(formatPortRange(range))}${randomFully}`;
     })
   );
-  const last = `-A ${chain}${match} -m comment --comment ${iptablesQuote(comment)} -j ${target()}` +
-    randomFully;
+  const last = `-A ${chain}${match} ${commented(comment)} -j ${target()}${randomFully}`;
   return [...toPorts, last];
 }
 
