@@ -118,10 +118,9 @@ export async function countRules(
 }
 
 /**
- * `iptables-legacy-save` without `-t`: the legacy tables already loaded (any `-t TABLE`, even
- * with `-S CHAIN`, would create the table, loading its kernel module, just by asking). Streamed
- * and summarized: kept whole, the megabytes beside kube-proxy's rules doubled the agent's RSS.
- * Stops once `enough` holds; a failure reads as "nothing loaded".
+ * `iptables-legacy-save` without `-t` (any `-t TABLE` would load the table's kernel module just
+ * by asking), streamed and summarized: kept whole, the megabytes beside kube-proxy's rules doubled
+ * the agent's RSS. Stops once `enough` holds; a failure reads as "nothing loaded".
  */
 export async function dumpLegacy(
   scan: ScanExec,
@@ -160,14 +159,13 @@ async function evidenceOf(
   args: readonly string[],
   failures?: string[],
 ) {
-  let outcome;
-  try {
-    outcome = await runTool(exec, iptablesTools(mode, family).main, args);
-  } catch (error) {
+  const outcome = await runTool(exec, iptablesTools(mode, family).main, args).catch((error) => {
     if (error instanceof ToolError && error.failure === "missing") return undefined;
     throw error;
+  });
+  if (outcome?.ok === false && !isNoSuchChain(outcome.stderr)) {
+    failures?.push(readFailure(outcome));
   }
-  if (!outcome.ok && !isNoSuchChain(outcome.stderr)) failures?.push(readFailure(outcome));
   return outcome;
 }
 

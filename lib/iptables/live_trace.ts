@@ -75,11 +75,8 @@ function parseRule(line: string): ParsedRule {
   let target: ParsedRule["target"];
   let i = 0;
   while (i < words.length) {
-    let negated = false;
-    if (words[i].text === "!" && !words[i].quoted) {
-      negated = true;
-      i++;
-    }
+    const negated = words[i].text === "!" && !words[i].quoted;
+    if (negated) i++;
     const option = words[i]?.text;
     if (option === undefined) break;
     if (option === "-j" || option === "--jump" || option === "-g" || option === "--goto") {

@@ -16,13 +16,13 @@ const families: readonly Family[] = ["ipv4", "ipv6"];
 
 /** The programs the agent runs for one backend and family. */
 export interface IptablesTools {
-  /** Lists rules: `<main> -t nat -S [CHAIN]`; also `--version`. */
+  /** Lists rules (`-t nat -S [CHAIN]`) and says `--version`. */
   readonly main: string;
-  /** Applies one atomic transaction: `<restore> --noflush -w 5 -W 100000`. */
+  /** Applies one atomic transaction. */
   readonly restore: string;
   /**
-   * `<save>` without `-t` (legacy only): dumps only the tables already loaded, so it never loads
-   * the legacy modules (it reads `/proc/net/ip_tables_names`, which Deno's sandbox denies us).
+   * Legacy only, without `-t`: dumps only the tables already loaded, never loading a module (it
+   * reads `/proc/net/ip_tables_names`, which Deno's sandbox denies us).
    */
   readonly save: string;
 }
@@ -91,9 +91,7 @@ export interface LegacyDump {
 export class LegacyDumpScanner {
   #partial = "";
   #table = "";
-  #hint = false;
-  #rules = 0;
-  readonly #tables: string[] = [];
+  readonly #read = { hint: false, rules: 0, tables: [] as string[] };
 
   /** `enough`: whether what was read so far answers the caller's question. */
   constructor(readonly enough: (dump: LegacyDump) => boolean = () => false) {}
@@ -116,21 +114,16 @@ export class LegacyDumpScanner {
   }
 
   #summary(): LegacyDump {
-    return {
-      loaded: this.#tables.length > 0,
-      hint: this.#hint,
-      rules: this.#rules,
-      tables: [...this.#tables],
-    };
+    return { loaded: this.#read.tables.length > 0, ...this.#read, tables: [...this.#read.tables] };
   }
 
   #line(line: string): void {
     if (line.startsWith("*")) {
       this.#table = line.slice(1);
-      this.#tables.push(this.#table);
-    } else if (line.startsWith("-A ")) this.#rules++;
+      this.#read.tables.push(this.#table);
+    } else if (line.startsWith("-A ")) this.#read.rules++;
     else if (this.#table === "mangle" && line.startsWith(":")) {
-      this.#hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
+      this.#read.hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
     }
   }
 }

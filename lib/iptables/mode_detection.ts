@@ -26,10 +26,6 @@ export interface DetectionDeps {
 /** The host's real processes. */
 export const hostDetectionDeps: DetectionDeps = { exec: denoExec, scan: denoScanExec };
 
-function scanOf(deps: DetectionDeps): ScanExec {
-  return deps.scan ?? scanViaExec(deps.exec);
-}
-
 /** The tables whose nft rules the last resort counts: where kube-proxy, Docker and CNIs write. */
 const countedTables = ["nat", "filter", "mangle"] as const;
 
@@ -68,6 +64,7 @@ export async function detectMode(
   const legacy: Partial<Record<Family, LegacyDump>> = {};
   let nftRules: number | undefined;
   const readFailures: string[] = [];
+  const scan = deps.scan ?? scanViaExec(deps.exec);
   for (;;) {
     const step = decideMode({ nftHint, legacy, nftRules, readFailures });
     switch (step.kind) {
@@ -78,7 +75,7 @@ export async function detectMode(
         break;
       case "dump-legacy":
         // Stops reading once kubelet's hint is seen: that decides (legacy).
-        legacy[step.family] = await dumpLegacy(scanOf(deps), step.family, (read) => read.hint);
+        legacy[step.family] = await dumpLegacy(scan, step.family, (read) => read.hint);
         break;
       case "count-nft-rules":
         nftRules = await countConcurrently(deps.exec, readFailures);
@@ -117,6 +114,7 @@ export async function otherBackendPresent(
 ): Promise<boolean> {
   if (other === "nft") return true;
   if (known && known.failure === undefined && !known.hint) return known.tables.includes("nat");
-  const dump = await dumpLegacy(scanOf(deps), family, (read) => read.tables.includes("nat"));
+  const scan = deps.scan ?? scanViaExec(deps.exec);
+  const dump = await dumpLegacy(scan, family, (read) => read.tables.includes("nat"));
   return dump.tables.includes("nat");
 }

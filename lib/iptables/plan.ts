@@ -81,29 +81,21 @@ export type Drift = DataplaneDrift<DriftKind>;
 /** What a reconcile found and the one `iptables-restore` transaction that fixes it. */
 export type Plan = DataplanePlan<DriftKind>;
 
-/** A POSTROUTING rule we wrote (either spelling), for whichever chain name it names. */
-interface OwnJump {
-  readonly line: string;
-  readonly chain: string;
-  readonly quoted: boolean;
-}
-
 const jumpPattern = new RegExp(
   String.raw`^-A POSTROUTING -m comment --comment "(\\")?` +
     escapeRegExp(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
     String.raw`(\\")?" -m addrtype ! --dst-type LOCAL -j (\S+)$`,
 );
 
-function ownJumps(live: LiveNatTable): OwnJump[] {
-  const jumps: OwnJump[] = [];
-  for (const line of live.rules.get("POSTROUTING") ?? []) {
-    const match = jumpPattern.exec(line);
-    if (!match) continue;
-    const [, openQuote, commentChain, closeQuote, target] = match;
-    if (commentChain !== target || Boolean(openQuote) !== Boolean(closeQuote)) continue;
-    jumps.push({ line, chain: target, quoted: Boolean(openQuote) });
-  }
-  return jumps;
+/** The POSTROUTING rules we wrote (either spelling), for whichever chain name they name. */
+function ownJumps(live: LiveNatTable): { line: string; chain: string; quoted: boolean }[] {
+  return (live.rules.get("POSTROUTING") ?? []).flatMap((line) => {
+    const [, openQuote, commentChain, closeQuote, target] = jumpPattern.exec(line) ?? [];
+    if (!target || commentChain !== target || Boolean(openQuote) !== Boolean(closeQuote)) {
+      return [];
+    }
+    return [{ line, chain: target, quoted: Boolean(openQuote) }];
+  });
 }
 
 /** The chain names our POSTROUTING jumps lead to (either spelling). */
