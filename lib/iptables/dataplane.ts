@@ -51,20 +51,23 @@ export async function listOurs(
 /** What the iptables dataplane read of one family. */
 export interface IptablesLive {
   /**
-   * POSTROUTING and our chain, parsed; the whole table when a jump of ours leads to an earlier
-   * `--masq-chain` (its removal must know what refers to it); undefined when already verified.
+   * POSTROUTING and our chain; the whole table when a jump of ours leads to an earlier chain (its
+   * removal must know what refers to it); undefined when already verified.
    */
   readonly table?: LiveNatTable;
   /** Chains of ours under another name that another ip-masq-agent manages: left alone. */
   readonly othersChains: ReadonlySet<string>;
 }
 
-/** The iptables dataplane of one backend: our chain and POSTROUTING jump via its tools. */
+/**
+ * The iptables dataplane of one backend: our chain and POSTROUTING jump via its tools.
+ * `onAnotherAgent` is told once per chain and family when a chain of ours we removed came back.
+ */
 export function iptablesDataplane(
   clients: Readonly<Record<Family, NatTableClient>>,
   chain: string,
   label = `iptables (${clients.ipv4.mode})`,
-  onAnotherAgent: AnotherAgentHandler = () => {},
+  onAnotherAgent: (family: Family, chain: string) => void = () => {},
   verified: VerifiedListings = verifiedListings(),
 ): Dataplane<IptablesLive, Plan> {
   // A chain of ours under another name is removed once; when it comes back, another
@@ -120,6 +123,3 @@ export function iptablesDataplane(
     },
   };
 }
-
-/** Told once per chain and family when a chain of ours we removed came back. */
-export type AnotherAgentHandler = (family: Family, chain: string) => void;

@@ -103,12 +103,6 @@ export function ownJumpTargets(live: LiveNatTable): Set<string> {
   return new Set(ownJumps(live).map((jump) => jump.chain));
 }
 
-/** What the caller knows beyond the live table. */
-export interface ReconcileOptions {
-  /** Chains of ours that another ip-masq-agent on the node manages: left alone, jump and chain. */
-  readonly othersChains?: ReadonlySet<string>;
-}
-
 /**
  * The first rule in `chain` that makes it another tool's, or undefined when it is ours to write:
  * missing, empty, only our rules (by comment), or reached by our jump and holding a rule of ours
@@ -132,11 +126,14 @@ export function foreignRuleOf(live: LiveNatTable, chain: string): string | undef
   return reachedByOurJump && rules.some(isOwnChainRule) ? undefined : foreign;
 }
 
-/** Plans the reconcile of one family; throws {@link ForeignChainError} if the chain is another's. */
+/**
+ * Plans the reconcile of one family; throws {@link ForeignChainError} if the chain is another's.
+ * `othersChains`: chains of ours another ip-masq-agent on the node manages, left alone.
+ */
 export function planReconcile(
   desired: DesiredChain,
   live: LiveNatTable,
-  options: ReconcileOptions = {},
+  options: { readonly othersChains?: ReadonlySet<string> } = {},
 ): Plan {
   const drift: Drift[] = [];
   const tx = new NatTransaction();
@@ -163,11 +160,10 @@ export function planReconcile(
   const jumps = ownJumps(live);
   const ours = jumps.filter((jump) => jump.chain === chain);
   const keep = ours.find((jump) => !jump.quoted);
-  // --postrouting-jump=append: one jump anywhere in POSTROUTING; a missing one is appended.
-  // insert: exactly one jump, POSTROUTING's first rule, so that no other tool's rule decides
-  // before ours; anything else deletes every jump of ours and inserts one at the top, and no other
-  // rule moves. (Deleting all is simpler than it looks wasteful: a duplicate spelled like the kept
-  // jump cannot be deleted by its text without taking the first one, which may be the kept jump.)
+  // append: one jump anywhere in POSTROUTING. insert: exactly one, POSTROUTING's first rule, so no
+  // other tool's rule decides before ours; else every jump of ours goes and one is inserted at the
+  // top (a duplicate spelled like the kept jump cannot be deleted by its text without taking the
+  // first one, which may be the kept jump).
   const insert = desired.postroutingJump === "insert";
   const postrouting = live.rules.get("POSTROUTING") ?? [];
   if (!insert || keep === undefined || ours.length !== 1 || postrouting[0] !== keep.line) {
@@ -214,9 +210,8 @@ export function planReconcile(
 }
 
 /**
- * Removes every jump and chain of ours for any chain name, touching nothing else. Throws a
- * {@link ForeignChainError} when `chain` (`--masq-chain`) is another tool's: `--cleanup` with
- * such a name is a mistake to report, not a no-op.
+ * Removes every jump and chain of ours, under any name. Throws {@link ForeignChainError} when
+ * `chain` is another tool's: `--cleanup` with such a name is a mistake to report, not a no-op.
  */
 export function planCleanup(chain: string, live: LiveNatTable, family: Family = "ipv4"): Plan {
   const foreign = foreignRuleOf(live, chain);

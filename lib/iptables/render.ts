@@ -31,10 +31,7 @@ export const sourceExemptionComment =
 /** Our comment on a `masqueradeCIDRs` rule: it must precede the broader RETURN it narrows. */
 export const exceptionComment =
   "ip-masq-agent: masquerade exception traffic is subject to MASQUERADE (must be before the RETURN it narrows)";
-/**
- * Our comment on the first rule of the chain with `--postrouting-jump=insert`: traffic kube-proxy
- * marked for masquerade leaves our chain (RETURN), so that kube-proxy's own rule masquerades it.
- */
+/** Our comment on insert mode's first rule: kube-proxy's own rule masquerades what it marked. */
 export const kubeProxyMarkComment =
   "ip-masq-agent: traffic kube-proxy marked for masquerade is left to kube-proxy";
 
@@ -167,13 +164,12 @@ export function iptablesQuote(text: string): string {
 export function renderFromEmpty(desired: DesiredChain): string {
   const tx = new NatTransaction().declareChain(desired.chain);
   for (const rule of chainRuleLines(desired)) tx.rule(rule);
-  // Never null: a chain always has its final MASQUERADE rule.
   const jump = jumpRuleLine(desired.chain);
+  // Never null: a chain always has its final MASQUERADE rule.
   return tx.rule(desired.postroutingJump === "insert" ? insertAtTop(jump) : jump).build()!;
 }
 
 /** `-A CHAIN SPEC` as `-I CHAIN 1 SPEC`: the same rule, first in its chain. */
 export function insertAtTop(appendLine: string): string {
-  const chain = appendLine.split(" ")[1];
-  return `-I ${chain} 1${appendLine.slice(`-A ${chain}`.length)}`;
+  return appendLine.replace(/^-A (\S+)/, "-I $1 1");
 }
