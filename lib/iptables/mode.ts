@@ -214,10 +214,10 @@ export function decideMode(evidence: ModeEvidence): ModeStep {
     ...(evidence.readFailures ?? []),
     ...families.flatMap((family) => evidence.legacy?.[family]?.failure ?? []),
   ];
+  const counts = `${nftRules} nft rules, ${legacyRules} legacy rules`;
   const tally = failures.length === 0
-    ? `${nftRules} nft rules, ${legacyRules} legacy rules`
-    : `reading failed (${failures.join("; ")}), so the counts are of what could be read: ` +
-      `${nftRules} nft rules, ${legacyRules} legacy rules`;
+    ? counts
+    : `reading failed (${failures.join("; ")}), so the counts are of what could be read: ${counts}`;
   if (legacyRules > nftRules) return decided("legacy", `no kubelet hint; ${tally}`);
   if (nftRules > legacyRules) return decided("nft", `no kubelet hint; ${tally}`);
   return decided("nft", `no kubelet hint and ${tally}: the default`);

@@ -168,17 +168,12 @@ export function planReconcile(
   const postrouting = live.rules.get("POSTROUTING") ?? [];
   if (!insert || keep === undefined || ours.length !== 1 || postrouting[0] !== keep.line) {
     for (const jump of ours) {
-      if (jump !== keep) {
-        drift.push(
-          jump.quoted
-            ? {
-              kind: "jump-quoted",
-              message: `POSTROUTING jump to ${chain} uses the old quoted comment; rewriting it`,
-            }
-            : { kind: "jump-duplicate", message: `POSTROUTING has a duplicate jump to ${chain}` },
-        );
-      }
       if (jump !== keep || insert) tx.deleteRule(jump.line);
+      if (jump === keep) continue;
+      const message = jump.quoted
+        ? `POSTROUTING jump to ${chain} uses the old quoted comment; rewriting it`
+        : `POSTROUTING has a duplicate jump to ${chain}`;
+      drift.push({ kind: jump.quoted ? "jump-quoted" : "jump-duplicate", message });
     }
     if (ours.length === 0) {
       drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
