@@ -91,12 +91,10 @@ function parseRule(line: string): ParsedRule {
         const neg = words[i].text === "!" && !words[i].quoted;
         const next = words[i + (neg ? 1 : 0)];
         if (!next || next.quoted || !next.text.startsWith("--")) break;
-        const values: string[] = [];
         i += neg ? 2 : 1;
-        while (i < words.length && (words[i].quoted || !/^(-|!$)/.test(words[i].text))) {
-          values.push(words[i].text);
-          i++;
-        }
+        const start = i;
+        while (i < words.length && (words[i].quoted || !/^(-|!$)/.test(words[i].text))) i++;
+        const values = words.slice(start, i).map((word) => word.text);
         options.push({ negated: neg, name: next.text, values });
       }
       matches.push(moduleMatch(module, options));
