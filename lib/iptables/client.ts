@@ -1,7 +1,7 @@
 /**
- * The iptables client of one backend and family, on the {@link Exec} seam. It lists single
- * chains (`-t nat -S CHAIN` takes milliseconds beside kube-proxy's 50,000 rules, where
- * `iptables-save -t nat` takes seconds) and writes one atomic `iptables-restore --noflush`.
+ * The iptables client of one backend and family, on the {@link Exec} seam. It lists single chains
+ * (`-t nat -S CHAIN` takes milliseconds beside kube-proxy's 50,000 rules, `iptables-save -t nat`
+ * seconds) and writes one atomic `iptables-restore --noflush`.
  *
  * @module
  */
@@ -42,9 +42,8 @@ export function isLockContention(stderr: string): boolean {
 }
 
 /**
- * `-S CHAIN` of a chain that does not exist exits 1 with one of these: legacy says
- * "No chain/target/match by that name", iptables-nft 1.8.9 "chain `X' in table `nat' is
- * incompatible, use 'nft' tool".
+ * `-S CHAIN` of a missing chain exits 1 saying, in legacy, "No chain/target/match by that name",
+ * in iptables-nft 1.8.9, "chain `X' in table `nat' is incompatible, use 'nft' tool".
  */
 export function isNoSuchChain(stderr: string): boolean {
   return /No chain\/target\/match by that name|chain `[^']*' in table `[^']*' is incompatible/
