@@ -1,18 +1,12 @@
 /**
- * Planning one family's nftables reconcile: our table as read (parse.ts) against the desired one
- * (render.ts), one atomic `nft -f` transaction only on difference. When only set elements differ
- * (a config change), just those are deleted and added; anything else replaces the whole table.
+ * Planning one family's nftables reconcile: when only set elements differ (a config change), just
+ * those are deleted and added; any other difference replaces the whole table.
  *
  * @module
  */
 
 import type { Family } from "../net/cidr.ts";
-import {
-  type AddressInterval,
-  formatInterval,
-  intervalKey,
-  sameIntervals,
-} from "../net/intervals.ts";
+import { type AddressInterval, formatInterval } from "../net/intervals.ts";
 import type { LiveNftChain, LiveNftRead, LiveNftSet, LiveNftTable } from "./parse.ts";
 import {
   nftAddressType,
@@ -26,11 +20,7 @@ import {
   srcnatPriority,
 } from "./render.ts";
 import { quoteInput } from "../base/quote.ts";
-import {
-  type DataplaneDrift,
-  type DataplanePlan,
-  ruleListDifference,
-} from "../policy/dataplane.ts";
+import { type DataplanePlan, ruleListDifference } from "../policy/dataplane.ts";
 
 /** What can differ between our live table and the desired one. */
 export type NftDriftKind =
@@ -40,43 +30,33 @@ export type NftDriftKind =
   | "elements-differ"
   | "table-present";
 
-/** One difference, for the logs and `--check`. */
-export type NftDrift = DataplaneDrift<NftDriftKind>;
-
 /** What a reconcile found and the one `nft -f` transaction that fixes it. */
 export type NftPlan = DataplanePlan<NftDriftKind>;
 
 /** Plans the reconcile of one family. Pure: same inputs, same plan. */
 export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPlan {
   const table = nftTableSpec(desired.family);
-  if (live.kind === "missing") {
-    return replace(desired, { kind: "table-missing", message: `${table} does not exist` });
-  }
+  const replace = (kind: NftDriftKind, message: string): NftPlan => ({
+    drift: [{ kind, message }],
+    payload: renderNftReplace(desired),
+  });
+  if (live.kind === "missing") return replace("table-missing", `${table} does not exist`);
   if (live.kind === "unreadable") {
-    return replace(desired, {
-      kind: "table-unreadable",
-      message: `${table} could not be read (${live.reason}); replacing it`,
-    });
+    return replace("table-unreadable", `${table} could not be read (${live.reason}); replacing it`);
   }
   const structural = structuralDifferences(desired, live.table);
   if (structural.length > 0) {
-    return replace(desired, {
-      kind: "table-differs",
-      message: `${table} differs (${summarize(structural)}); replacing it`,
-    });
+    return replace("table-differs", `${table} differs (${summarize(structural)}); replacing it`);
   }
-  const changes: NftElementChange[] = [];
-  const described: string[] = [];
-  for (const set of desired.sets) {
+  const changes = desired.sets.flatMap((set) => {
     const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
-    if (!elements || sameIntervals(elements, set.elements)) continue;
-    const change = elementChange(set.name, elements, set.elements);
-    changes.push(change);
-    described.push(describeChange(desired.family, change));
-  }
+    if (!elements || elements.map(key).join() === set.elements.map(key).join()) return [];
+    return [elementChange(set.name, elements, set.elements)];
+  });
   if (changes.length === 0) return { drift: [], payload: null };
+  const message = changes.map((change) => describeChange(desired.family, change)).join("; ");
   return {
-    drift: [{ kind: "elements-differ", message: described.join("; ") }],
+    drift: [{ kind: "elements-differ", message }],
     payload: renderNftElementChanges(desired.family, changes),
   };
 }
@@ -88,10 +68,6 @@ export function planNftRemoval(family: Family, live: LiveNftRead): NftPlan {
     drift: [{ kind: "table-present", message: `removing ${nftTableSpec(family)}` }],
     payload: renderNftRemoval(family),
   };
-}
-
-function replace(desired: NftDesired, drift: NftDrift): NftPlan {
-  return { drift: [drift], payload: renderNftReplace(desired) };
 }
 
 /** Everything but set elements: sets, chains, rules, and nothing else in the table. */
@@ -159,17 +135,20 @@ function summarize(differences: readonly string[]): string {
   return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
 }
 
+// A set element as a string, to compare lists and find differences.
+const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
+
 function elementChange(
   set: string,
   live: readonly AddressInterval[],
   wanted: readonly AddressInterval[],
 ): NftElementChange {
-  const liveKeys = new Set(live.map(intervalKey));
-  const wantedKeys = new Set(wanted.map(intervalKey));
+  const liveKeys = new Set(live.map(key));
+  const wantedKeys = new Set(wanted.map(key));
   return {
     set,
-    remove: live.filter((element) => !wantedKeys.has(intervalKey(element))),
-    add: wanted.filter((element) => !liveKeys.has(intervalKey(element))),
+    remove: live.filter((element) => !wantedKeys.has(key(element))),
+    add: wanted.filter((element) => !liveKeys.has(key(element))),
   };
 }
 
