@@ -93,7 +93,10 @@ export function parseCidrReference(input: string): Result<Cidr, string> {
   if (slash < 0) return err(`missing "/" and prefix length in ${quoteInput(input)}`);
   if (input.indexOf("/", slash + 1) >= 0) return err(`more than one "/" in ${quoteInput(input)}`);
 
-  const parsed = parseAddress(input.slice(0, slash));
+  const host = input.slice(0, slash);
+  if (host.length === 0) return err(`missing address before "/"`);
+  if (host.includes("%")) return err(`zones are not allowed: ${quoteInput(host)}`);
+  const parsed = host.includes(":") ? parseIpv6(host) : parseIpv4(host);
   if (!parsed.ok) return parsed;
   const { family, address } = parsed.value;
   const parsedPrefix = parsePrefix(input.slice(slash + 1), family);
@@ -205,12 +208,6 @@ function parsePrefix(text: string, family: Family): Result<number, string> {
   return ok(value);
 }
 
-function parseAddress(text: string): Result<Address, string> {
-  if (text.length === 0) return err(`missing address before "/"`);
-  if (text.includes("%")) return err(`zones are not allowed: ${quoteInput(text)}`);
-  return text.includes(":") ? parseIpv6(text) : parseIpv4(text);
-}
-
 function parseIpv4(text: string): Result<Address, string> {
   const parts = text.split(".");
   if (parts.length === 1) return err(`${quoteInput(text)} is not an IPv4 or IPv6 address`);
@@ -219,24 +216,14 @@ function parseIpv4(text: string): Result<Address, string> {
   }
   let address = 0n;
   for (const part of parts) {
-    const octet = parseOctet(part);
-    if (!octet.ok) return octet;
-    address = (address << 8n) | BigInt(octet.value);
+    if (part.length === 0) return err("IPv4 address has an empty octet");
+    if (!/^[0-9]+$/.test(part)) return err(`octet ${quoteInput(part)} is not a decimal number`);
+    // Leading zeros are rejected because other tools read them as octal.
+    if (/^0./.test(part)) return err(`octet ${quoteInput(part)} has a leading zero`);
+    if (Number(part) > 255) return err(`octet ${quoteInput(part)} is greater than 255`);
+    address = (address << 8n) | BigInt(part);
   }
   return ok({ family: "ipv4", address });
-}
-
-function parseOctet(part: string): Result<number, string> {
-  if (part.length === 0) return err("IPv4 address has an empty octet");
-  if (!/^[0-9]+$/.test(part)) return err(`octet ${quoteInput(part)} is not a decimal number`);
-  // Leading zeros are rejected because other tools read them as octal.
-  if (part.length > 1 && part[0] === "0") {
-    return err(`octet ${quoteInput(part)} has a leading zero`);
-  }
-  if (part.length > 3 || Number(part) > 255) {
-    return err(`octet ${quoteInput(part)} is greater than 255`);
-  }
-  return ok(Number(part));
 }
 
 function parseIpv6(text: string): Result<Address, string> {
@@ -245,12 +232,13 @@ function parseIpv6(text: string): Result<Address, string> {
   const halves = text.split("::");
   if (halves.length > 2) return err(`more than one "::" in ${quoteInput(text)}`);
   const groups = halves.map((half) => (half === "" ? [] : half.split(":")));
+  const all = groups.flat();
   const words: [number[], number[]] = [[], []];
-  for (const [i, group] of groups.flat().entries()) {
+  for (const [i, group] of all.entries()) {
     const side = words[i < groups[0].length ? 0 : 1];
     if (group.includes(".")) {
       // Only the final 32 bits may be written as dotted IPv4.
-      if (i !== groups.flat().length - 1 || text.endsWith("::")) {
+      if (i !== all.length - 1 || text.endsWith("::")) {
         return err(`embedded IPv4 must be at the end of ${quoteInput(text)}`);
       }
       const v4 = parseIpv4(group);
@@ -258,9 +246,10 @@ function parseIpv6(text: string): Result<Address, string> {
       side.push(Number(v4.value.address >> 16n), Number(v4.value.address & 0xffffn));
       continue;
     }
-    const value = parseHexGroup(group, text);
-    if (!value.ok) return value;
-    side.push(value.value);
+    if (group.length === 0) return err(`empty group in ${quoteInput(text)}`);
+    if (!/^[0-9a-fA-F]+$/.test(group)) return err(`group ${quoteInput(group)} is not hexadecimal`);
+    if (group.length > 4) return err(`group ${quoteInput(group)} has more than 4 hex digits`);
+    side.push(parseInt(group, 16));
   }
   const count = words[0].length + words[1].length;
   if (halves.length === 1 && count !== 8) {
@@ -274,13 +263,6 @@ function parseIpv6(text: string): Result<Address, string> {
     address = (address << 16n) | BigInt(word);
   }
   return ok({ family: "ipv6", address });
-}
-
-function parseHexGroup(group: string, text: string): Result<number, string> {
-  if (group.length === 0) return err(`empty group in ${quoteInput(text)}`);
-  if (!/^[0-9a-fA-F]+$/.test(group)) return err(`group ${quoteInput(group)} is not hexadecimal`);
-  if (group.length > 4) return err(`group ${quoteInput(group)} has more than 4 hex digits`);
-  return ok(parseInt(group, 16));
 }
 
 /** The canonical spelling of an address, as iptables-save and nft print it. */

@@ -7,7 +7,7 @@
 
 import type { Family } from "../net/cidr.ts";
 import { type AddressInterval, formatInterval } from "../net/intervals.ts";
-import type { LiveNftChain, LiveNftRead, LiveNftSet, LiveNftTable } from "./parse.ts";
+import type { LiveNftRead, LiveNftTable } from "./parse.ts";
 import {
   nftAddressType,
   nftChainName,
@@ -48,10 +48,16 @@ export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPla
   if (structural.length > 0) {
     return replace("table-differs", `${table} differs (${summarize(structural)}); replacing it`);
   }
-  const changes = desired.sets.flatMap((set) => {
+  const changes = desired.sets.flatMap((set): NftElementChange[] => {
     const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
     if (!elements || elements.map(key).join() === set.elements.map(key).join()) return [];
-    return [elementChange(set.name, elements, set.elements)];
+    const liveKeys = new Set(elements.map(key));
+    const wantedKeys = new Set(set.elements.map(key));
+    return [{
+      set: set.name,
+      remove: elements.filter((element) => !wantedKeys.has(key(element))),
+      add: set.elements.filter((element) => !liveKeys.has(key(element))),
+    }];
   });
   if (changes.length === 0) return { drift: [], payload: null };
   const message = changes.map((change) => describeChange(desired.family, change)).join("; ");
@@ -70,86 +76,64 @@ export function planNftRemoval(family: Family, live: LiveNftRead): NftPlan {
   };
 }
 
+// A set element as a string, to compare lists and find differences.
+const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
+
 /** Everything but set elements: sets, chains, rules, and nothing else in the table. */
 function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[] {
-  const differences: string[] = [];
-  for (const other of live.others) differences.push(`unexpected ${other}`);
-  for (const set of desired.sets) {
-    const found = live.sets.find((candidate) => candidate.name === set.name);
-    if (!found) differences.push(`set ${set.name} missing`);
-    else differences.push(...setDifferences(desired.family, found));
+  const differences = live.others.map((other) => `unexpected ${other}`);
+  for (const { name } of desired.sets) {
+    const set = live.sets.find((candidate) => candidate.name === name);
+    if (!set) {
+      differences.push(`set ${name} missing`);
+      continue;
+    }
+    if (set.type !== nftAddressType(desired.family)) {
+      differences.push(`set ${name} has type ${quoteInput(set.type)}`);
+    }
+    if (set.flags.length !== 1 || set.flags[0] !== "interval") {
+      differences.push(`set ${name} has flags ${quoteInput(set.flags.join(","))}`);
+    }
+    if (set.extras.length > 0) {
+      differences.push(`set ${name} has ${quoteInput(set.extras.join(","))}`);
+    }
+    if (set.elements === null) differences.push(`set ${name} holds elements we never write`);
   }
-  for (const set of live.sets) {
-    if (!desired.sets.some((wanted) => wanted.name === set.name)) {
-      differences.push(`unexpected set ${quoteInput(set.name)}`);
+  for (const { name } of live.sets) {
+    if (!desired.sets.some((wanted) => wanted.name === name)) {
+      differences.push(`unexpected set ${quoteInput(name)}`);
     }
   }
-  const ours = live.chains.find((chain) => chain.name === nftChainName);
-  if (!ours) differences.push(`chain ${nftChainName} missing`);
-  else differences.push(...chainDifferences(desired, ours));
-  for (const chain of live.chains) {
-    if (chain.name !== nftChainName) differences.push(`unexpected chain ${quoteInput(chain.name)}`);
-  }
-  return differences;
-}
-
-function setDifferences(family: Family, set: LiveNftSet): string[] {
-  const differences: string[] = [];
-  if (set.type !== nftAddressType(family)) {
-    differences.push(`set ${set.name} has type ${quoteInput(set.type)}`);
-  }
-  if (set.flags.length !== 1 || set.flags[0] !== "interval") {
-    differences.push(`set ${set.name} has flags ${quoteInput(set.flags.join(","))}`);
-  }
-  if (set.extras.length > 0) {
-    differences.push(`set ${set.name} has ${quoteInput(set.extras.join(","))}`);
-  }
-  if (set.elements === null) differences.push(`set ${set.name} holds elements we never write`);
-  return differences;
-}
-
-function chainDifferences(desired: NftDesired, chain: LiveNftChain): string[] {
-  const differences: string[] = [];
+  const chain = live.chains.find((candidate) => candidate.name === nftChainName);
   const priority = desired.priority ?? srcnatPriority;
-  const base = chain.type === "nat" && chain.hook === "postrouting" &&
-    chain.priority === priority && chain.policy === "accept";
-  if (!base) {
-    differences.push(
-      priority === srcnatPriority
-        ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
-        : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
-          `${srcnatPriority - priority} (--postrouting-jump=insert)`,
-    );
+  if (!chain) differences.push(`chain ${nftChainName} missing`);
+  else {
+    const base = chain.type === "nat" && chain.hook === "postrouting" &&
+      chain.priority === priority && chain.policy === "accept";
+    if (!base) {
+      differences.push(
+        priority === srcnatPriority
+          ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
+          : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
+            `${srcnatPriority - priority} (--postrouting-jump=insert)`,
+      );
+    }
+    if (chain.extras.length > 0) {
+      differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
+    }
+    // Rules read back may hold a writer's text: shown quoted and bounded.
+    const rules = ruleListDifference(desired.rules, chain.rules, quoteInput);
+    if (rules) differences.push(`chain ${nftChainName}: ${rules}`);
   }
-  if (chain.extras.length > 0) {
-    differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
+  for (const { name } of live.chains) {
+    if (name !== nftChainName) differences.push(`unexpected chain ${quoteInput(name)}`);
   }
-  // Rules read back may hold a writer's text: shown quoted and bounded.
-  const difference = ruleListDifference(desired.rules, chain.rules, quoteInput);
-  if (difference) differences.push(`chain ${nftChainName}: ${difference}`);
   return differences;
 }
 
 function summarize(differences: readonly string[]): string {
   const shown = differences.slice(0, 4);
   return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
-}
-
-// A set element as a string, to compare lists and find differences.
-const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
-
-function elementChange(
-  set: string,
-  live: readonly AddressInterval[],
-  wanted: readonly AddressInterval[],
-): NftElementChange {
-  const liveKeys = new Set(live.map(key));
-  const wantedKeys = new Set(wanted.map(key));
-  return {
-    set,
-    remove: live.filter((element) => !wantedKeys.has(key(element))),
-    add: wanted.filter((element) => !liveKeys.has(key(element))),
-  };
 }
 
 function describeChange(family: Family, change: NftElementChange): string {
