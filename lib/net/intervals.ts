@@ -50,25 +50,12 @@ export function byStart(a: AddressInterval, b: AddressInterval): number {
   return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
 }
 
-/** The addresses of `from` that are not in `remove`; both must be merged. */
-function subtractIntervals(
-  from: readonly AddressInterval[],
-  remove: readonly AddressInterval[],
-): AddressInterval[] {
-  const result: AddressInterval[] = [];
-  let r = 0;
-  for (const interval of from) {
-    let start = interval.start;
-    while (r < remove.length && remove[r].end < start) r++;
-    let k = r;
-    while (k < remove.length && remove[k].start <= interval.end) {
-      if (remove[k].start > start) result.push({ start, end: remove[k].start - 1n });
-      start = remove[k].end + 1n;
-      k++;
-    }
-    if (start <= interval.end) result.push({ start, end: interval.end });
-  }
-  return result;
+/** The addresses of `from` that are not in `cut`. */
+function subtractInterval(from: readonly AddressInterval[], cut: AddressInterval) {
+  return from.flatMap(({ start, end }) => [
+    ...(start < cut.start ? [{ start, end: end < cut.start ? end : cut.start - 1n }] : []),
+    ...(end > cut.end ? [{ start: start > cut.end ? start : cut.end + 1n, end }] : []),
+  ]);
 }
 
 /**
@@ -103,7 +90,7 @@ export function longestPrefixKeep(
   ].sort((a, b) => a.cidr.prefix - b.cidr.prefix || Number(b.keep) - Number(a.keep));
   return painted.reduce<AddressInterval[]>((result, { cidr, keep }) => {
     const interval = cidrInterval(cidr);
-    return keep ? mergeIntervals([...result, interval]) : subtractIntervals(result, [interval]);
+    return keep ? mergeIntervals([...result, interval]) : subtractInterval(result, interval);
   }, []);
 }
 

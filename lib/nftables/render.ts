@@ -113,11 +113,10 @@ export function nftDesired(desired: DesiredChain): NftDesired {
   // masquerade it; binding its source to itself decides it here, as no binding would have.
   const final = exemptionsAreFinal(desired);
   const keep = final ? `snat to ${ip} saddr` : "return";
-  const mark = kubeProxyMarkOf(desired);
   if (final) {
     // The local check first, as the iptables jump's `! --dst-type LOCAL` comes before the chain.
-    rules.push("fib daddr type local return");
-    rules.push(`meta mark & ${nftMarkText(mark!)} == ${nftMarkText(mark!)} return`);
+    const mark = nftMarkText(kubeProxyMarkOf(desired)!);
+    rules.push("fib daddr type local return", `meta mark & ${mark} == ${mark} return`);
   }
   if (sources.length > 0) {
     sets.push({ name: sourceSet, elements: mergeIntervals(sources.map(cidrInterval)) });
@@ -145,25 +144,21 @@ export function nftDesired(desired: DesiredChain): NftDesired {
       rules.push(`${oif}meta l4proto ${protocol}${numgen} ${action}${fullyRandom}`);
     }
   }
-  rules.push(
-    `${oif}${address === undefined ? "masquerade" : `snat to ${address.text}`}${fullyRandom}`,
-  );
+  const action = address === undefined ? "masquerade" : `snat to ${address.text}`;
+  rules.push(`${oif}${action}${fullyRandom}`);
   return { family, sets, rules, ...(final ? { priority: insertPriority } : {}) };
 }
 
 /** A set's declaration and elements, one element a line, as `nft -f` reads them. */
 function renderSet(family: Family, set: NftSetState): string[] {
-  const lines = [
+  const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
+  return [
     `\tset ${set.name} {`,
     `\t\ttype ${nftAddressType(family)}`,
     "\t\tflags interval",
+    ...(elements.length > 0 ? ["\t\telements = {", elements.join(",\n"), "\t\t}"] : []),
+    "\t}",
   ];
-  if (set.elements.length > 0) {
-    const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
-    lines.push("\t\telements = {", elements.join(",\n"), "\t\t}");
-  }
-  lines.push("\t}");
-  return lines;
 }
 
 /** The whole table as one `nft -f` block, the chain declared as `nft list` prints it. */
