@@ -203,9 +203,7 @@ function readElements(items: readonly Json[], family: Family): AddressInterval[]
 function readAddressValue(value: Json, family: Family): AddressInterval | undefined {
   const bits = familyBits(family);
   if (typeof value === "string") return readPrefix(value, bits, family);
-  const item = singleKey(value);
-  if (!item) return undefined;
-  const [kind, body] = item;
+  const [kind, body] = singleKey(value) ?? [];
   // parseCidr rejects a length that is not an integer from 0 to `bits`.
   if (kind === "prefix" && isObject(body) && typeof body.addr === "string") {
     return typeof body.len === "number" ? readPrefix(body.addr, body.len, family) : undefined;
