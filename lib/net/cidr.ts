@@ -115,15 +115,11 @@ export function parseCidrReference(input: string): Result<Cidr, string> {
   }
 
   const network = address & networkMask(familyBits(family), prefix);
+  const text = (value: bigint) => `${formatAddress(family, value)}/${prefix}`;
   if (network !== address) {
-    return err(
-      `${quoteInput(input)} is not aligned: the network is ${
-        formatAddress(family, network)
-      }/${prefix}`,
-    );
+    return err(`${quoteInput(input)} is not aligned: the network is ${text(network)}`);
   }
-
-  return ok({ family, address, prefix, text: `${formatAddress(family, address)}/${prefix}` });
+  return ok({ family, address, prefix, text: text(address) });
 }
 
 /** A CIDR written in the code (a default, link-local): one that does not parse is a bug. */
