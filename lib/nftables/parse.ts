@@ -121,36 +121,18 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     body.family === ours && body[key] === nftTableName;
 
   for (const entry of parsed.nftables) {
-    const item = singleKey(entry);
-    if (!item) {
-      others.push("an entry that is not one object of one kind");
-      continue;
-    }
-    const [kind, body] = item;
-    if (kind === "metainfo") continue;
-    if (!isObject(body)) {
-      others.push(`a ${quoteInput(kind)} entry without properties`);
-      continue;
-    }
-    if (kind === "table") {
-      if (inOurTable(body, "name")) tableSeen = true;
-      continue;
-    }
-    if (!inOurTable(body, "table")) continue;
-    switch (kind) {
-      case "set":
-        sets.push(readSet(body, family));
-        break;
-      case "chain":
-        chains.push({ ...readChain(body), rules: rulesOf(body.name) });
-        break;
-      case "rule":
-        rulesOf(body.chain).push(ruleText(body, family));
-        break;
-      default: {
-        const name = typeof body.name === "string" ? ` ${quoteInput(body.name)}` : "";
-        others.push(`${quoteInput(kind)}${name}`);
-      }
+    const [kind, body] = singleKey(entry) ?? [];
+    if (kind === undefined) others.push("an entry that is not one object of one kind");
+    else if (kind === "metainfo") continue;
+    else if (!isObject(body)) others.push(`a ${quoteInput(kind)} entry without properties`);
+    else if (kind === "table") tableSeen ||= inOurTable(body, "name");
+    else if (!inOurTable(body, "table")) continue; // another table's
+    else if (kind === "set") sets.push(readSet(body, family));
+    else if (kind === "chain") chains.push({ ...readChain(body), rules: rulesOf(body.name) });
+    else if (kind === "rule") rulesOf(body.chain).push(ruleText(body, family));
+    else {
+      const name = typeof body.name === "string" ? ` ${quoteInput(body.name)}` : "";
+      others.push(`${quoteInput(kind)}${name}`);
     }
   }
   if (!tableSeen) {
