@@ -118,7 +118,6 @@ export class Agent {
   async run(signal: AbortSignal): Promise<number> {
     const { flags, log } = this.#deps;
     let retry = initialRetryState(this.#timing);
-
     try {
       while (!signal.aborted) {
         await this.#configWatch?.ensure();

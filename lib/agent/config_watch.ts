@@ -48,23 +48,16 @@ export const idleDebounce: DebounceState = { burstStartedAt: null };
 /** `changed`: an event arrived. `fired`: the armed timer went off. */
 export type DebounceEvent = "changed" | "fired";
 
-/** What to do after one event. */
-export interface DebounceStep {
-  /** The state to keep for the next event. */
-  readonly state: DebounceState;
-  /** Replace any armed timer by one that fires this many ms from now; null: arm nothing. */
-  readonly armMs: number | null;
-  /** Reconcile now. */
-  readonly settle: boolean;
-}
-
-/** The step after `event` at `now`. */
+/**
+ * The step after `event` at `now`: the state to keep, the timer that replaces any armed one
+ * (`armMs` from now; null: none), and whether to reconcile now.
+ */
 export function debounceStep(
   state: DebounceState,
   event: DebounceEvent,
   now: number,
   policy: DebouncePolicy,
-): DebounceStep {
+): { readonly state: DebounceState; readonly armMs: number | null; readonly settle: boolean } {
   if (event === "fired") return { state: idleDebounce, armMs: null, settle: true };
   const burstStartedAt = state.burstStartedAt ?? now;
   const ceilingMs = burstStartedAt + policy.maxPeriods * policy.quietMs - now;
@@ -140,7 +133,6 @@ export class ConfigWatch {
     this.#closed = true;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
-    this.#debounce = idleDebounce;
     this.#watcher?.close();
     this.#watcher = undefined;
   }

@@ -228,7 +228,6 @@ const summaryCidrs = 8;
  * The effective configuration for the `--v=0` log: each list's first `shown` entries and how
  * many there are. Unset keys are left out, so the line is unchanged for configs without them.
  */
-
 function configSummary(effective: EffectiveConfig, resyncIntervalMs: number, shown: number) {
   const list = (cidrs: readonly Located<{ readonly text: string }>[]) => {
     const texts = cidrs.slice(0, shown).map((cidr) => cidr.value.text);

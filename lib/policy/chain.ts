@@ -37,7 +37,7 @@ export interface DesiredChain {
   readonly family: Family;
   /** The chain's name (`--masq-chain`). */
   readonly chain: string;
-  /** Destinations that RETURN: built-in link-local first (unless masqueraded), then config order. */
+  /** Destinations that RETURN: the built-in link-local range (if kept), then config order. */
   readonly exemptions: readonly Located<Cidr>[];
   /** The built-in link-local exemption, when first in `exemptions`: tell it by this, not `at`. */
   readonly linkLocal?: Located<Cidr>;
@@ -105,14 +105,10 @@ export function desiredChain(
     readonly kubeProxyMasqueradeBit?: number;
   } = {},
 ): DesiredChain {
-  const masqueradesLinkLocal = family === "ipv4"
-    ? config.masqLinkLocal.value
-    : config.masqLinkLocalIPv6.value;
-  const linkLocal: Located<Cidr> | undefined = masqueradesLinkLocal ? undefined : {
+  const key = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
+  const linkLocal: Located<Cidr> | undefined = config[key].value ? undefined : {
     value: parseBuiltInCidr(linkLocalRanges[family]),
-    at: builtIn(
-      `link-local, ${family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6"} is false`,
-    ),
+    at: builtIn(`link-local, ${key} is false`),
   };
   const exemptions = [
     ...(linkLocal ? [linkLocal] : []),
@@ -161,17 +157,14 @@ export interface OrderedRule {
  * and rewrite existing installs' chains on upgrade (tests/policy/chain_test.ts pins this).
  */
 export function orderedRules(desired: DesiredChain): OrderedRule[] {
+  const exceptions = desired.masqueradeExceptions ?? [];
   const items: OrderedRule[] = [
     ...desired.exemptions.map((cidr) => ({ action: "return" as const, cidr })),
-    ...(desired.masqueradeExceptions ?? []).map((cidr) => ({
-      action: "masquerade" as const,
-      cidr,
-    })),
+    ...exceptions.map((cidr) => ({ action: "masquerade" as const, cidr })),
   ];
-  if (items.length === desired.exemptions.length) return items;
-  // Nested ranges are open on a stack in sorted order; each item must precede those of its
-  // containers whose action differs. An exception equal to the built-in link-local range
-  // sorts after it, and so comes first in the chain: the exception wins the tie.
+  if (exceptions.length === 0) return items;
+  // Each item must precede its containers (open on a stack in sorted order) of another action.
+  // An exception equal to the built-in link-local range sorts after it: the exception wins ties.
   const returnFirst = (a: number, b: number) =>
     items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1;
   const sorted = items.map((_, index) => index).sort((a, b) =>
@@ -191,9 +184,8 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
     }
     open.push(index);
   }
-  // An item that must precede others takes the earliest place among them, so a RETURN unrelated
-  // to any exception keeps its place relative to the ones around it. Outer ranges have shorter
-  // prefixes, so in prefix order every item's outer ones are ranked before it.
+  // An item that must precede others takes the earliest place among them, so unrelated RETURNs
+  // keep their places; in prefix order every item's outer ones are ranked before it.
   const rank = items.map((_, index) => index);
   const byPrefix = items.map((_, index) => index).sort((a, b) =>
     items[a].cidr.value.prefix - items[b].cidr.value.prefix || returnFirst(a, b)
@@ -257,7 +249,6 @@ export interface ToPortsShare {
  * Upstream v1's split: each range but the last is tried with the probability of its share of the
  * ports still left, so every port is equally likely.
  *
-
  * @example
  * ```ts
  * import assert from "node:assert/strict";

@@ -158,10 +158,7 @@ export async function readAndPlanRemoval<Plan extends DataplanePlan>(
   return dataplane.planRemoval(family, await dataplane.readForRemoval(family, signal));
 }
 
-/**
- * Plans every family, then applies: a family that cannot be planned (another tool's chain) stops
- * the reconcile before anything is written.
- */
+/** Plans every family, then applies: one that cannot be planned stops all before any write. */
 export async function applyDesired(
   desired: readonly DesiredChain[],
   dataplane: Dataplane,
@@ -224,7 +221,6 @@ function switchingPlan(chosen: Dataplane, parts: SwitchingPlan["parts"]): Switch
  * never without masquerade rules. A retired dataplane found empty (or without tools) is not read
  * again; other failures go to `onRetiredError` and wait for the next reconcile.
  */
-
 export function switchingDataplane(
   chosen: Dataplane,
   retired: readonly Dataplane[],

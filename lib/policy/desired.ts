@@ -129,7 +129,6 @@ function hasIpv6(file: FileConfig): boolean {
  * {@link loadConfig} with the files' settings applied. A file may set `enableIPv6`, so files are
  * read with IPv6 allowed first, then again without it (for the same problems) if it stays off.
  */
-
 function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine): LoadedConfig {
   const first = parseAll(contents, true);
   if (first.problems.length > 0) {
