@@ -200,11 +200,8 @@ export class Agent {
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       if (!keepLastGood) return error;
-      this.#log({
-        kind: "rejected",
-        error: error.message,
-        keepingLastGood: this.#lastGood !== undefined,
-      });
+      const keepingLastGood = this.#lastGood !== undefined;
+      this.#log({ kind: "rejected", error: error.message, keepingLastGood });
       if (!this.#lastGood) return;
       desired = this.#lastGood.desired;
     }

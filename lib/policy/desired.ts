@@ -91,10 +91,7 @@ export function desiredChains(
     desiredChain(effective, family, options.masqChain, {
       randomFully: options.randomFully && randomFullySupported[family],
       toPorts: options.toPorts,
-    }, {
-      postroutingJump: options.postroutingJump,
-      kubeProxyMasqueradeBit: options.kubeProxyMasqueradeBit,
-    })
+    }, options)
   );
 }
 
@@ -109,12 +106,8 @@ function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
   return { parsed, problems };
 }
 
-function merge(
-  contents: ConfigDirContents,
-  parsed: readonly FileConfig[],
-  { nomasqAllReservedRanges }: MergeOptions,
-): LoadedConfig {
-  const { config, findings, problems } = mergeConfigs(parsed, { nomasqAllReservedRanges });
+function merge(contents: ConfigDirContents, parsed: readonly FileConfig[], options: MergeOptions) {
+  const { config, findings, problems } = mergeConfigs(parsed, options);
   if (problems.length > 0) throw new ConfigError(problems);
   return { effective: config, findings, directoryMissing: contents.kind === "missing" };
 }
