@@ -350,11 +350,10 @@ function whyDifferent(outcome: LiveOutcome, chain: string, drift: readonly strin
 
 function whyMaybe(outcome: LiveOutcome): string {
   const where = outcome.stage === "our chain" ? "in our chain" : `(${outcome.stage})`;
-  if (outcome.verdict === "unknown") {
-    return `may decide first: ${outcome.unknownBecause} ${where}: ${outcome.rule}`;
-  }
-  return `may decide first: cannot evaluate ${outcome.assumed.join(", ")} ${where}: ` +
-    `${outcome.rule} (${outcome.verdict})`;
+  return outcome.verdict === "unknown"
+    ? `may decide first: ${outcome.unknownBecause} ${where}: ${outcome.rule}`
+    : `may decide first: cannot evaluate ${outcome.assumed.join(", ")} ${where}: ` +
+      `${outcome.rule} (${outcome.verdict})`;
 }
 
 /** The explanation as text lines: the answer, why, and the live comparison. */

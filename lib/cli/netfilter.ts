@@ -163,13 +163,10 @@ export async function probeRandomFully(
     supported[family] = version.randomFullySupported;
     versions.push(version);
   }
-  for (const version of flags.check ? [] : versions) {
-    log?.info(
-      `${version.description}: --random-fully ${
-        version.randomFullySupported ? "supported" : "not supported (needs 1.6.2)"
-      }` +
-        (flags.randomFully ? "" : ", disabled by --random-fully=false"),
-    );
+  const disabled = flags.randomFully ? "" : ", disabled by --random-fully=false";
+  for (const { description, randomFullySupported } of flags.check ? [] : versions) {
+    const support = randomFullySupported ? "supported" : "not supported (needs 1.6.2)";
+    log?.info(`${description}: --random-fully ${support}${disabled}`);
   }
   return supported;
 }
