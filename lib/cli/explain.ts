@@ -223,7 +223,6 @@ function describeCidr(cidr: Located<Cidr>): string {
 }
 
 function reasonLine(because: DecidingItem, effective: EffectiveConfig, linkLocalKey: string) {
-  // The default nonMasqueradeCIDRs apply when no file at all, or none, names the key.
   const defaults = effective.files.length === 0
     ? "default (no config file present)"
     : "default (no config file names nonMasqueradeCIDRs)";
