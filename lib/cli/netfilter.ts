@@ -37,7 +37,6 @@ function otherPresent(host: NetfilterHost, mode: IptablesMode, family: Family) {
 /** Every program the agent may run; `deno.json`'s `permissions.agent.run` names exactly these. */
 export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
 
-/** The iptables backend that is not `mode`. */
 function otherMode(mode: IptablesMode): IptablesMode {
   return mode === "nft" ? "legacy" : "nft";
 }
@@ -93,10 +92,7 @@ export async function chosenDataplane(
   return switchingDataplane(nftables, retired, onRetiredError);
 }
 
-/**
- * `--cleanup`'s targets: both families of both iptables backends (the other where present) and
- * of nftables.
- */
+/** `--cleanup`'s targets, per family: our iptables backend, the other if present, and nftables. */
 export async function cleanupTargets(
   flags: AgentFlags,
   mode: IptablesMode,
