@@ -1,8 +1,6 @@
 /**
- * The long-running agent: one serialized reconcile loop fed by start-up, the config watch,
- * SIGHUP and the periodic resync, through a coalescing {@link Wakeup}; the error policy (exit on
- * a bad config, or keep the last good one); and retries on iptables failures as backoff.ts
- * decides them.
+ * The long-running agent: one serialized reconcile loop woken by start-up, the config watch,
+ * SIGHUP and the resync timer; the bad-config policy; retries as backoff.ts decides them.
  *
  * @module
  */
@@ -11,22 +9,10 @@ import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../base/problems.ts";
 import type { ConfigDirContents } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
-import {
-  decideRetry,
-  type FailureKind,
-  initialRetryState,
-  type RetryPolicy,
-  type RetryState,
-} from "./backoff.ts";
+import { decideRetry, type FailureKind, initialRetryState, type RetryPolicy } from "./backoff.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
-import {
-  defaultGcPolicy,
-  gcAfterReconcile,
-  gcCollected,
-  type GcState,
-  initialGcState,
-} from "./gc_schedule.ts";
+import { defaultGcPolicy, gcAfterReconcile, gcCollected, initialGcState } from "./gc_schedule.ts";
 import { ToolError } from "../base/tool.ts";
 import type { Logger } from "../base/log.ts";
 import type { DesiredChain } from "../policy/chain.ts";
@@ -40,39 +26,38 @@ import {
   defaultDebouncePolicy,
   type StartWatch,
 } from "./config_watch.ts";
-import { logChanges, type LogEvent, type Logged, nothingLogged } from "./log_changes.ts";
+import { logChanges, type LogEvent, nothingLogged } from "./log_changes.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
   /** Parsed once at start, with the config's settings applied; fixed while the agent runs. */
   readonly flags: AgentFlags;
   /**
-   * The command line as given. With it, each config load resolves the files' settings
-   * (`masqChain`, `toPorts`, ...) again, and when they no longer match `flags` the agent exits
-   * (status 1, the rules left in place) so that its restart composes itself from the new ones.
+   * The command line as given: each load resolves the files' settings again, and when they no
+   * longer match `flags` the agent exits (1, rules left in place) to restart with the new ones.
    */
   readonly commandLine?: CommandLine;
   /** The config as main.ts loaded it at start: the first reconcile of the same bytes takes it. */
   readonly startupLoad?: StartupLoad;
-  /** Changes only: what is logged once is not logged again until it changes. */
+  /** Where changes are logged. */
   readonly log: Logger;
-  /** Reads the config directory's `ip-masq*` entries (config/directory.ts `readConfigDir`). */
+  /** Reads the config directory's `ip-masq*` entries. */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /** The rules it programs, iptables or nftables: the loop never asks which. */
+  /** The rules it programs: the loop never asks which dataplane. */
   readonly dataplane: Dataplane;
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
-  /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
+  /** Starts the config directory watch. */
   readonly watch?: StartWatch;
   /** A full garbage collection (V8's `gc` under `--expose-gc`), run as gc_schedule.ts says. */
   readonly collectGarbage?: () => void;
-  /** Overrides of the loop's delays; the defaults otherwise. */
+  /** Overrides of the loop's delays. */
   readonly timing?: Partial<AgentTiming>;
   /** The system clock unless a test drives the agent in virtual time. */
   readonly clock?: Clock;
 }
 
-/** The loop's delays (debounce.ts, backoff.ts); tests shorten them. */
+/** The loop's delays; tests shorten them. */
 export type AgentTiming =
   & Pick<DebouncePolicy, "quietMs">
   & Pick<RetryPolicy, "initialBackoffMs" | "maxBackoffMs">;
@@ -90,11 +75,10 @@ export class Agent {
   readonly #clock: Clock;
   readonly #wakeup: Wakeup;
   readonly #configWatch?: ConfigWatch;
-  /** The last configuration that loaded: what was read, and what it made. */
   #lastGood?: { contents: ConfigDirContents; desired: DesiredChain[]; resyncIntervalMs: number };
   #startupLoad?: StartupLoad;
-  #logged: Logged = nothingLogged;
-  #gc: GcState = initialGcState;
+  #logged = nothingLogged;
+  #gc = initialGcState;
 
   /** Does nothing until `run()` or `once()`. */
   constructor(deps: AgentDeps) {
@@ -133,7 +117,7 @@ export class Agent {
   /** Runs until `signal` aborts (exit 0) or a failure the policy does not survive. */
   async run(signal: AbortSignal): Promise<number> {
     const { flags, log } = this.#deps;
-    let retry: RetryState = initialRetryState(this.#timing);
+    let retry = initialRetryState(this.#timing);
     try {
       while (!signal.aborted) {
         await this.#configWatch?.ensure();
@@ -216,11 +200,8 @@ export class Agent {
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       if (!keepLastGood) return error;
-      this.#log({
-        kind: "rejected",
-        error: error.message,
-        keepingLastGood: this.#lastGood !== undefined,
-      });
+      const keepingLastGood = this.#lastGood !== undefined;
+      this.#log({ kind: "rejected", error: error.message, keepingLastGood });
       if (!this.#lastGood) return;
       desired = this.#lastGood.desired;
     }
@@ -228,10 +209,7 @@ export class Agent {
     this.#log({ kind: "applied", outcomes });
   }
 
-  /**
-   * The desired chains for what was read. The same bytes as the last good load give the same
-   * chains (the flags are fixed), so a steady resync skips validating, merging and logging.
-   */
+  /** The same bytes as the last good load give the same chains: a steady resync skips loading. */
   #desiredFor(contents: ConfigDirContents): DesiredChain[] {
     const last = this.#lastGood;
     if (last && sameConfigDirContents(last.contents, contents)) return last.desired;
@@ -269,13 +247,12 @@ export class Agent {
   }
 }
 
-/** As backoff.ts's {@link FailureKind} says; a missing tool is fatal. */
+/** A missing tool is fatal: it will not heal. */
 function failureKind(error: unknown): FailureKind {
-  if (!(error instanceof ToolError) || error.failure === "missing") return "fatal";
-  return error.failure;
+  return error instanceof ToolError && error.failure !== "missing" ? error.failure : "fatal";
 }
 
-/** The config now sets a setting the running agent was composed from to another value. */
+/** The config changed a setting the running agent was composed from. */
 class SettingsChangedError extends Error {
   override readonly name = "SettingsChangedError";
   constructor(readonly keys: readonly SettingKey[]) {
@@ -292,7 +269,7 @@ export class Wakeup {
   #pending = false;
   #wake?: () => void;
 
-  /** Waits on `clock`; the system clock unless a test passes a fake one. */
+  /** Waits on `clock`. */
   constructor(clock: Clock = systemClock) {
     this.#clock = clock;
   }

@@ -1,13 +1,10 @@
 /**
- * The config directory watch as the loop sees it: start the watch (retried at each reconcile
- * while the directory cannot be watched), watch a removed or replaced directory anew, and turn
- * each burst of events into one `onSettled` call. The loop calls `ensure()` before each
- * reconcile; nothing here reconciles.
+ * The config directory watch: started (and retried) by `ensure()` before each reconcile, renewed
+ * when the directory is removed or replaced, each burst of events turned into one `onSettled`.
  *
  * The debounce is a pure step: kubelet's `..data` swap emits about six events within a few
  * milliseconds, and one reconcile should follow them all. Each event restarts the quiet period,
- * but a stream of events that never pauses must not postpone the reconcile forever: the first
- * event of a burst bounds the wait at `maxPeriods` quiet periods.
+ * but the first event of a burst bounds the wait at `maxPeriods` quiet periods.
  *
  * @example
  * ```ts
@@ -30,9 +27,9 @@ import type { Logger } from "../base/log.ts";
 
 /** How long the directory must be quiet, and how long a burst may postpone the reconcile. */
 export interface DebouncePolicy {
-  /** How long the directory must stay quiet before the reconcile. */
+  /** The quiet period. */
   readonly quietMs: number;
-  /** A burst delays the reconcile by at most this many quiet periods from its first event. */
+  /** The most quiet periods a burst may last from its first event. */
   readonly maxPeriods: number;
 }
 
@@ -41,33 +38,26 @@ export const defaultDebouncePolicy: DebouncePolicy = { quietMs: 150, maxPeriods:
 
 /** Whether a burst is open, and since when. */
 export interface DebounceState {
-  /** When the current burst's first event came; null while no burst is open. */
+  /** When the current burst's first event came; null while none is open. */
   readonly burstStartedAt: number | null;
 }
 
-/** No burst open: the state before the first event and after each settle. */
+/** No burst open. */
 export const idleDebounce: DebounceState = { burstStartedAt: null };
 
-/** `changed`: an event arrived. `fired`: the timer armed by an earlier step went off. */
+/** `changed`: an event arrived. `fired`: the armed timer went off. */
 export type DebounceEvent = "changed" | "fired";
 
-/** What the shell does after one event: keep `state`, (re)arm a timer, reconcile. */
-export interface DebounceStep {
-  /** The state to keep for the next event. */
-  readonly state: DebounceState;
-  /** Replace any armed timer by one that fires this many ms from now; null: arm nothing. */
-  readonly armMs: number | null;
-  /** Reconcile now. */
-  readonly settle: boolean;
-}
-
-/** The step after `event` at `now`. */
+/**
+ * The step after `event` at `now`: the state to keep, the timer that replaces any armed one
+ * (`armMs` from now; null: none), and whether to reconcile now.
+ */
 export function debounceStep(
   state: DebounceState,
   event: DebounceEvent,
   now: number,
   policy: DebouncePolicy,
-): DebounceStep {
+): { readonly state: DebounceState; readonly armMs: number | null; readonly settle: boolean } {
   if (event === "fired") return { state: idleDebounce, armMs: null, settle: true };
   const burstStartedAt = state.burstStartedAt ?? now;
   const ceilingMs = burstStartedAt + policy.maxPeriods * policy.quietMs - now;
@@ -81,19 +71,19 @@ export function debounceStep(
 /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
 export type StartWatch = (dir: string, onChange: () => void) => Promise<DirectoryWatch>;
 
-/** What the watch needs: each effect is injected. */
+/** What the watch needs. */
 export interface ConfigWatchDeps {
   /** The config directory (`--config-dir`). */
   readonly dir: string;
-  /** Starts a watch of the directory: config/directory.ts's `watchConfigDir`, or a test's. */
+  /** Starts a watch of the directory. */
   readonly watch: StartWatch;
-  /** Where the watch says it cannot watch, or watches anew. */
+  /** Where watch failures and renewals are logged. */
   readonly log: Logger;
   /** The debounce's timers. */
   readonly clock: Clock;
-  /** How a burst of events becomes one settle. */
+  /** The debounce policy. */
   readonly debounce: DebouncePolicy;
-  /** Once per burst of changes, when it has settled. */
+  /** Once per settled burst of changes. */
   readonly onSettled: () => void;
 }
 
@@ -143,7 +133,6 @@ export class ConfigWatch {
     this.#closed = true;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
-    this.#debounce = idleDebounce;
     this.#watcher?.close();
     this.#watcher = undefined;
   }

@@ -1,8 +1,7 @@
 /**
  * What the loop logs, as a pure step from (what was logged, what happened) to (lines, record):
- * an ignored entry once per name, the configuration and each family's desired rules when they
- * change, a rejection until the config is valid again, and a write as "rules written" after a
- * change but "drift repaired" when the rules were in sync. A steady resync logs nothing.
+ * each thing once until it changes; a write is "rules written" after a change, "drift repaired"
+ * when the rules were in sync. A steady resync logs nothing.
  *
  * @example
  * ```ts
@@ -38,24 +37,21 @@ export interface LogLine {
   readonly level: "debug" | "info" | "warn" | "error";
   /** The message. */
   readonly message: string;
-  /** Structured fields, when the line has any. */
+  /** Structured fields, if any. */
   readonly fields?: Readonly<Record<string, unknown>>;
 }
 
-/** What was logged already: enough to log each thing once, and again only when it changes. */
+/** What was logged already. */
 export interface Logged {
-  /** The names of ignored entries warned about: once per name for the agent's lifetime. */
+  /** The ignored entries warned about: once per name for the agent's lifetime. */
   readonly ignoredEntries: ReadonlySet<string>;
   /** The rejection last logged; undefined while the configuration is valid. */
   readonly configError?: string;
-  /** The configuration as last logged; another one is logged in full. */
+  /** The configuration as last logged. */
   readonly config?: string;
   /** Each family's desired chain as last logged ({@link chainIdentity}). */
   readonly chains: Readonly<Partial<Record<Family, string>>>;
-  /**
-   * The families whose live rules matched their desired chain since it last changed: a write
-   * there repairs drift. After a change, the next write is the change being made.
-   */
+  /** Families in sync since their desired chain last changed: a write there repairs drift. */
   readonly inSync: ReadonlySet<Family>;
 }
 
@@ -64,12 +60,7 @@ export const nothingLogged: Logged = { ignoredEntries: new Set(), chains: {}, in
 
 /** What happened in a reconcile, in the order the loop sees it. */
 export type LogEvent =
-  | {
-    /** The config directory was read. */
-    readonly kind: "read";
-    readonly configDir: string;
-    readonly contents: ConfigDirContents;
-  }
+  | { readonly kind: "read"; readonly configDir: string; readonly contents: ConfigDirContents }
   | {
     /** Bytes other than the last good ones loaded into these desired chains. */
     readonly kind: "loaded";
@@ -80,22 +71,9 @@ export type LogEvent =
     /** The iptables dataplane's rules are also logged in `iptables-save` syntax at `--v=2`. */
     readonly dataplane: DataplaneName;
   }
-  | {
-    /** The configuration read is valid (loaded, or the last good bytes again). */
-    readonly kind: "valid";
-  }
-  | {
-    /** The configuration read is invalid, and the loop keeps running. */
-    readonly kind: "rejected";
-    readonly error: string;
-    /** Whether a last good configuration stays applied (or no rules are, yet). */
-    readonly keepingLastGood: boolean;
-  }
-  | {
-    /** The dataplane planned, and wrote where the plan said to. */
-    readonly kind: "applied";
-    readonly outcomes: readonly FamilyOutcome[];
-  };
+  | { readonly kind: "valid" }
+  | { readonly kind: "rejected"; readonly error: string; readonly keepingLastGood: boolean }
+  | { readonly kind: "applied"; readonly outcomes: readonly FamilyOutcome[] };
 
 /** The lines to log for `event`, and the record that remembers them. */
 export function logChanges(
@@ -129,11 +107,7 @@ export function logChanges(
   }
 }
 
-/**
- * A desired chain as the rules see it: its data without provenance, so a CIDR moved to another
- * line or file makes the same chain, while any change a dataplane renders (a CIDR, the order,
- * the link-local exemption, a setting) makes another one (tests/agent/log_changes_test.ts).
- */
+/** A desired chain without provenance: a CIDR moved to another line or file is the same chain. */
 export function chainIdentity(chain: DesiredChain): string {
   // Every Located value's provenance is its `at`; addresses are bigints, which JSON lacks.
   return JSON.stringify(
@@ -252,8 +226,7 @@ const summaryCidrs = 8;
 
 /**
  * The effective configuration for the `--v=0` log: each list's first `shown` entries and how
- * many there are, so the line stays short whatever the config holds. Keys that are not set are
- * left out, so the line is unchanged for configs without them.
+ * many there are. Unset keys are left out, so the line is unchanged for configs without them.
  */
 function configSummary(effective: EffectiveConfig, resyncIntervalMs: number, shown: number) {
   const list = (cidrs: readonly Located<{ readonly text: string }>[]) => {

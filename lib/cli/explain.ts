@@ -1,7 +1,7 @@
 /**
  * `--explain`: for one destination, the configuration's decision and why (the deciding CIDR with
- * its file, line and key), and whether the live nat table gives the same answer, and if not, why
- * not. Pure: the live listing is an input; printing is the caller's.
+ * its file, line and key), and whether the live nat table agrees, and if not, why not. Pure: the
+ * live listing is an input, printing the caller's.
  *
  * @module
  */
@@ -19,68 +19,61 @@ import { type LiveNatTable, planReconcile } from "../iptables/plan.ts";
 import { formatLocation, type Located } from "../base/source.ts";
 
 /**
- * What the live table was, for one family: read (`backend` e.g. `iptables nft`); judged as a
- * whole by its dataplane's own planner (nftables: in sync means it renders the desired state,
- * and so the decision function's answer; `drift` is empty then); or why not.
+ * One family's live table: read, judged whole by its dataplane's own planner (nftables: in sync
+ * means it renders the desired state, so the decision's answer), or unavailable with the reason.
  */
 export type LiveTableView =
   | { readonly kind: "read"; readonly backend: string; readonly table: LiveNatTable }
   | { readonly kind: "planned"; readonly backend: string; readonly drift: readonly string[] }
   | { readonly kind: "unavailable"; readonly reason: string };
 
-/** How the live answer compares with the configuration's. */
+/**
+ * How the live answer compares with the configuration's: the verdicts the live rules can reach
+ * (one unless uncertain), the rule that decides on the first path, why the answer differs or may,
+ * and what `--check` would repair (our jump, our chain), whether or not it changes this answer.
+ */
 export type LiveAnswer =
   | { readonly status: "unavailable"; readonly reason: string }
   | {
     readonly status: "agrees" | "differs" | "uncertain";
     readonly backend: string;
-    /** The verdicts the live rules can reach (one unless uncertain). */
     readonly verdicts: readonly (Verdict | "unknown")[];
-    /** The rule that decides on the first path. */
     readonly decidedBy: string;
-    /** Why the live answer differs, or may differ. */
     readonly reasons: readonly string[];
-    /** What `--check` would repair (our jump, our chain), whether or not it changes this answer. */
     readonly drift: readonly string[];
   };
 
-/** The answer for one destination. */
-export interface Explanation {
-  /** The address asked about. */
+/**
+ * The answer for one destination. `source` is the one assumed, when of the destination's family;
+ * `decision` is undefined when the family is not enabled (the agent leaves its traffic alone);
+ * `because` is what decided, in one line, with the config `key` and the `cidr` that decided, if
+ * any; `notes` say what the answer depends on that was not given.
+ */
+export type Explanation = {
   readonly destination: IpAddress;
-  /** The source assumed, when given and of the destination's family. */
   readonly source?: IpAddress;
-  /** The destination's family: whose table decides. */
   readonly family: Family;
-  /** Undefined when the family is not enabled: the agent leaves its traffic alone. */
   readonly decision?: Decision;
-  /** One line: what decided, with its provenance. */
   readonly because: string;
-  /** The config key of the deciding item, if any. */
   readonly key?: string;
-  /** The deciding CIDR and where it came from, if a CIDR decided. */
   readonly cidr?: Located<Cidr>;
-  /** Things the answer depends on that were not given. */
   readonly notes: readonly string[];
-  /** What the live table does with the packet, compared with `decision`. */
   readonly live: LiveAnswer;
-}
+};
 
-/** What explaining one destination needs. */
-export interface ExplainInput {
-  /** The merged configuration (for what to call the defaults). */
+/**
+ * What explaining one destination needs: `desired` holds each enabled family's chain; `source`
+ * (`--explain-source`) applies to destinations of its family only; `live` is the destination
+ * family's table (undefined when not enabled); `dataplane` names the deciding rule in the notes.
+ */
+export type ExplainInput = {
   readonly effective: EffectiveConfig;
-  /** The desired chain of each enabled family. */
   readonly desired: readonly DesiredChain[];
-  /** The address to explain. */
   readonly destination: IpAddress;
-  /** `--explain-source`; applies to destinations of its family only. */
   readonly source?: IpAddress;
-  /** The live table of the destination's family; undefined when the family is not enabled. */
   readonly live?: LiveTableView;
-  /** `--dataplane`: how the notes name the rule that decides; absent means iptables. */
   readonly dataplane?: "iptables" | "nftables";
-}
+};
 
 /**
  * The configuration's answer for `destination`, and the live table's.
@@ -136,12 +129,17 @@ export function explain(input: ExplainInput): Explanation {
       }): give --explain-source to know`,
     );
   }
+  const { because } = decision;
+  const linkLocalKey = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
+  const key = because.kind === "link-local" ? linkLocalKey : decidingKeys[because.kind];
   const mark = kubeProxyMarkOf(desired);
   const via = desired.outputInterface?.value;
   return {
     ...asked,
     decision,
-    ...describeDecision(decision.because, input.effective, family),
+    because: reasonLine(because, input.effective, linkLocalKey),
+    ...(key ? { key } : {}),
+    ...("cidr" in because ? { cidr: because.cidr } : {}),
     notes,
     live: liveAnswer(desired, decision.verdict, input.live, {
       destination,
@@ -156,10 +154,17 @@ export function explain(input: ExplainInput): Explanation {
   };
 }
 
+/** The config key of each deciding item that has one (link-local's depends on the family). */
+const decidingKeys: Partial<Record<DecidingItem["kind"], string>> = {
+  "source-exemption": "nonMasqueradeSrcCIDRs",
+  "non-masquerade": "nonMasqueradeCIDRs",
+  "masquerade-exception": "masqueradeCIDRs",
+  "other-interface": "outputInterface",
+};
+
 /**
  * Which rule decides with `--postrouting-jump=insert` (and why no later rule of another tool
- * can change it), where a masqueraded packet's source comes from with `outputAddress`, and the
- * `outputInterface` condition.
+ * can change it), where `outputAddress` makes the source, and the `outputInterface` condition.
  */
 function ruleNotes(
   desired: DesiredChain,
@@ -217,30 +222,7 @@ function describeCidr(cidr: Located<Cidr>): string {
   return `${cidr.value.text} at ${formatLocation(cidr.at)}`;
 }
 
-/** The reason line for `because`, with the config key and the CIDR that decided, if any. */
-function describeDecision(
-  because: DecidingItem,
-  effective: EffectiveConfig,
-  family: Family,
-): { because: string; key?: string; cidr?: Located<Cidr> } {
-  const linkLocalKey = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
-  const keys: Partial<Record<DecidingItem["kind"], string>> = {
-    "source-exemption": "nonMasqueradeSrcCIDRs",
-    "link-local": linkLocalKey,
-    "non-masquerade": "nonMasqueradeCIDRs",
-    "masquerade-exception": "masqueradeCIDRs",
-    "other-interface": "outputInterface",
-  };
-  const key = keys[because.kind];
-  return {
-    because: reasonLine(because, effective, linkLocalKey),
-    ...(key ? { key } : {}),
-    ...("cidr" in because ? { cidr: because.cidr } : {}),
-  };
-}
-
 function reasonLine(because: DecidingItem, effective: EffectiveConfig, linkLocalKey: string) {
-  // The default nonMasqueradeCIDRs apply when no file at all, or none, names the key.
   const defaults = effective.files.length === 0
     ? "default (no config file present)"
     : "default (no config file names nonMasqueradeCIDRs)";
@@ -367,11 +349,10 @@ function whyDifferent(outcome: LiveOutcome, chain: string, drift: readonly strin
 
 function whyMaybe(outcome: LiveOutcome): string {
   const where = outcome.stage === "our chain" ? "in our chain" : `(${outcome.stage})`;
-  if (outcome.verdict === "unknown") {
-    return `may decide first: ${outcome.unknownBecause} ${where}: ${outcome.rule}`;
-  }
-  return `may decide first: cannot evaluate ${outcome.assumed.join(", ")} ${where}: ` +
-    `${outcome.rule} (${outcome.verdict})`;
+  return outcome.verdict === "unknown"
+    ? `may decide first: ${outcome.unknownBecause} ${where}: ${outcome.rule}`
+    : `may decide first: cannot evaluate ${outcome.assumed.join(", ")} ${where}: ` +
+      `${outcome.rule} (${outcome.verdict})`;
 }
 
 /** The explanation as text lines: the answer, why, and the live comparison. */

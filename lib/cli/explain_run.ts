@@ -1,9 +1,8 @@
 /**
- * `--explain=DEST[,DEST...]`: per destination, the configuration's answer and why
- * (cli/explain.ts), and whether the live table agrees. Like `--check` it reads only POSTROUTING
- * and our chain, and writes nothing; an unreadable table (not root, tools missing) leaves the
- * config's answer with the reason. With `--dataplane=nftables` that dataplane's planner says
- * whether our table is in sync, rather than a trace of the nft rules one by one.
+ * `--explain=DEST[,DEST...]`: per destination, the configuration's answer and why (explain.ts),
+ * and whether the live table agrees. Like `--check` it reads only POSTROUTING and our chain; an
+ * unreadable table (not root, tools missing) leaves the config's answer with the reason. With
+ * `--dataplane=nftables` the planner says whether our table is in sync (no rule-by-rule trace).
  *
  * @module
  */
@@ -24,15 +23,15 @@ import { chooseMode, hostDetectionDeps } from "../iptables/mode_detection.ts";
 import { probeRandomFully } from "./netfilter.ts";
 import { load, type ModeDeps } from "./one_shot.ts";
 
-/** The live iptables tables of the node, as the explain mode reads them. */
-export interface LiveTables {
-  /** The backend the agent would program (`--iptables-mode`, detected as at start). */
+/**
+ * The node's live iptables tables: the backend the agent would program (`--iptables-mode`,
+ * detected as at start), and whether it knows `--random-fully` (it shapes our chain's text).
+ */
+export type LiveTables = {
   readonly mode: IptablesMode;
-  /** One client per family. */
   readonly clients: Readonly<Record<Family, NatTableClient>>;
-  /** Whether each family's iptables knows `--random-fully` (it shapes our chain's text). */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
-}
+};
 
 /** Opens the node's tables as the agent would: `--iptables-mode` and the `--random-fully` probe. */
 export function nodeTables(flags: ModeDeps["flags"]): () => Promise<LiveTables> {
@@ -56,14 +55,13 @@ export async function explainMode(
   const nftables = flags.dataplane === "nftables";
   const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
-
   let tables: LiveTables | undefined;
-  let unavailable = "";
+  let openError: unknown;
   if (!nftables) {
     try {
       tables = await openLive();
     } catch (error) {
-      unavailable = `cannot read the live nat table: ${formatErrorChain(error)}`;
+      openError = error;
     }
   }
   // Without the probe, render --random-fully as the flag says (as --dry-run does).
@@ -72,19 +70,12 @@ export async function explainMode(
 
   const readView = async (chain: DesiredChain): Promise<LiveTableView> => {
     const { family } = chain;
-    if (nftables) {
-      try {
+    try {
+      if (nftables) {
         const plan = await readAndPlan(openNft(), chain);
         return { kind: "planned", backend: "nftables", drift: plan.drift.map((d) => d.message) };
-      } catch (error) {
-        return {
-          kind: "unavailable",
-          reason: `cannot read our nftables table: ${formatErrorChain(error)}`,
-        };
       }
-    }
-    if (!tables) return { kind: "unavailable", reason: unavailable };
-    try {
+      if (!tables) throw openError;
       const listed = await listOurs(tables.clients[family], flags.masqChain);
       return {
         kind: "read",
@@ -92,10 +83,8 @@ export async function explainMode(
         table: parseNatTable(listed.join("")),
       };
     } catch (error) {
-      return {
-        kind: "unavailable",
-        reason: `cannot read the live nat table: ${formatErrorChain(error)}`,
-      };
+      const what = nftables ? "our nftables table" : "the live nat table";
+      return { kind: "unavailable", reason: `cannot read ${what}: ${formatErrorChain(error)}` };
     }
   };
   // Each family's table is read once, whatever the number of destinations.

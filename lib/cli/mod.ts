@@ -1,13 +1,10 @@
 /**
  * `lib/cli/`: the folder's map.
  *
- * Owns: What `main.ts` runs: the one-shot modes (`--dry-run`, `--check`,
- * `--cleanup`, `--explain`), which netfilter the node runs (composition), the version line, and
- * what `main.ts` dispatches to.
+ * Owns: what `main.ts` runs: the one-shot modes (`--dry-run`, `--check`, `--cleanup`,
+ * `--explain`), which netfilter the node runs (composition), and the version line.
  *
  * May import: `base/`, `net/`, `settings/`, `config/`, `policy/`, `iptables/`, `nftables/`, `agent/`.
- *
- * Composition and printing; `version.ts` reads Deno's version.
  *
  * @module
  */

@@ -1,7 +1,6 @@
 /**
- * Which netfilter the agent drives on this node, composed from the flags and the detected
- * iptables mode: the chosen dataplane (removing the other one's leftovers), the tables
- * `--cleanup` visits, our rules in the iptables backend the node does not use, and the
+ * Which netfilter the agent drives, from the flags and the detected iptables mode: the chosen
+ * dataplane, the tables `--cleanup` visits, our rules in the unused iptables backend, and the
  * `--random-fully` probe.
  *
  * @module
@@ -22,21 +21,22 @@ import type { LegacyDump } from "../iptables/mode.ts";
 import type { CleanupTarget } from "./one_shot.ts";
 import { nftClient, nftProgram } from "../nftables/client.ts";
 
-/** The host seam every tool runs through (tests pass a fake and run without root). */
-export interface NetfilterHost extends DetectionDeps {
-  /** `detectMode`'s `legacyDumps`: whether legacy's nat table is loaded, without a new dump. */
+/**
+ * The host seam every tool runs through (tests pass a fake), with `detectMode`'s `legacyDumps`:
+ * whether legacy's nat table is loaded, without a new dump.
+ */
+export type NetfilterHost = DetectionDeps & {
   readonly legacyDumps?: Partial<Record<Family, LegacyDump>>;
-}
+};
 
-/** Whether `other` may hold rules of ours for `family`, from the detection's dump if it is whole. */
-function otherPresent(host: NetfilterHost, other: IptablesMode, family: Family) {
-  return otherBackendPresent(other, family, host, host.legacyDumps?.[family]);
+/** Whether the backend that is not `mode` may hold rules of ours for `family`. */
+function otherPresent(host: NetfilterHost, mode: IptablesMode, family: Family) {
+  return otherBackendPresent(otherMode(mode), family, host, host.legacyDumps?.[family]);
 }
 
 /** Every program the agent may run; `deno.json`'s `permissions.agent.run` names exactly these. */
 export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
 
-/** The iptables backend that is not `mode`. */
 function otherMode(mode: IptablesMode): IptablesMode {
   return mode === "nft" ? "legacy" : "nft";
 }
@@ -86,16 +86,13 @@ export async function chosenDataplane(
     return switchingDataplane(iptablesOf(flags, mode, host, log), [nftables], onRetiredError);
   }
   const retired = [iptablesOf(flags, mode, host)];
-  if (await otherPresent(host, otherMode(mode), "ipv4")) {
+  if (await otherPresent(host, mode, "ipv4")) {
     retired.push(iptablesOf(flags, otherMode(mode), host));
   }
   return switchingDataplane(nftables, retired, onRetiredError);
 }
 
-/**
- * Both families of the chosen iptables backend, of the other one where it is present, and of
- * our nftables tables: `--cleanup` removes both dataplanes.
- */
+/** `--cleanup`'s targets, per family: our iptables backend, the other if present, and nftables. */
 export async function cleanupTargets(
   flags: AgentFlags,
   mode: IptablesMode,
@@ -107,26 +104,19 @@ export async function cleanupTargets(
   const nftables = nftablesDataplane(nftClient(host.exec));
   for (const family of ["ipv4", "ipv6"] as const) {
     const ipv6Optional = family === "ipv6" && !flags.enableIpv6;
-    const chosen = (dataplane: "iptables" | "nftables") =>
-      flags.dataplane === dataplane && !ipv6Optional;
-    targets.push({ dataplane: iptables, family, name: mode, optional: !chosen("iptables") });
-    if (await otherPresent(host, otherMode(mode), family)) {
+    const optional = (dataplane: string) => flags.dataplane !== dataplane || ipv6Optional;
+    targets.push({ dataplane: iptables, family, name: mode, optional: optional("iptables") });
+    if (await otherPresent(host, mode, family)) {
       targets.push({ dataplane: other, family, name: otherMode(mode), optional: true });
     }
-    targets.push({
-      dataplane: nftables,
-      family,
-      name: "nftables",
-      optional: !chosen("nftables"),
-    });
+    targets.push({ dataplane: nftables, family, name: "nftables", optional: optional("nftables") });
   }
   return targets;
 }
 
 /**
- * A node that switched backends, or an earlier v1/v2 that ran in the other mode, can leave our
- * chain and jump in the backend we did not choose; both would masquerade. Removed once at start,
- * touching nothing else there.
+ * Removes our chain and jump, once at start, from the backend we did not choose (a node that
+ * switched, an earlier v1/v2 in the other mode): both would masquerade.
  */
 export async function removeOursFromOtherBackend(
   flags: AgentFlags,
@@ -137,7 +127,7 @@ export async function removeOursFromOtherBackend(
   const other = otherMode(mode);
   for (const family of enabledFamilies(flags)) {
     try {
-      if (!(await otherPresent(host, other, family))) continue;
+      if (!(await otherPresent(host, mode, family))) continue;
       const plan = await removeAll(iptablesOf(flags, other, host), family);
       if (plan.payload === null) continue;
       log.warn(
@@ -153,8 +143,8 @@ export async function removeOursFromOtherBackend(
 }
 
 /**
- * Whether the iptables of `mode` knows `--random-fully`, per enabled family: probed once (one
- * launch per family; the answer never changes), and logged with `log` unless this is `--check`.
+ * Whether the iptables of `mode` knows `--random-fully`, per enabled family: probed once (the
+ * answer never changes), and logged with `log` unless this is `--check`.
  */
 export async function probeRandomFully(
   flags: AgentFlags,
@@ -169,13 +159,10 @@ export async function probeRandomFully(
     supported[family] = version.randomFullySupported;
     versions.push(version);
   }
-  for (const version of flags.check ? [] : versions) {
-    log?.info(
-      `${version.description}: --random-fully ${
-        version.randomFullySupported ? "supported" : "not supported (needs 1.6.2)"
-      }` +
-        (flags.randomFully ? "" : ", disabled by --random-fully=false"),
-    );
+  const disabled = flags.randomFully ? "" : ", disabled by --random-fully=false";
+  for (const { description, randomFullySupported } of flags.check ? [] : versions) {
+    const support = randomFullySupported ? "supported" : "not supported (needs 1.6.2)";
+    log?.info(`${description}: --random-fully ${support}${disabled}`);
   }
   return supported;
 }

@@ -1,6 +1,6 @@
 /**
- * The one-shot modes: `--dry-run` (print, needs no root), `--check` (a readiness probe) and
- * `--cleanup` (uninstall). Each returns its exit code.
+ * The one-shot modes, each returning its exit code: `--dry-run` (print, needs no root), `--check`
+ * (a readiness probe) and `--cleanup` (uninstall).
  *
  * @module
  */
@@ -30,26 +30,21 @@ import {
 import { renderFromEmpty } from "../iptables/render.ts";
 import { renderNftFromEmpty } from "../nftables/render.ts";
 
-/** What every one-shot mode needs. */
-export interface ModeDeps {
-  /** The parsed command line. */
-  readonly flags: AgentFlags;
-  /** Where findings and errors go (stderr). */
-  readonly log: Logger;
-  /** Where the mode's own output goes (stdout). */
-  readonly print: (text: string) => void;
-  /** Reads the config directory (`readConfigDir` in production). */
-  readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
-  /** The command line as given: each load checks the files' settings against it again (exit 2). */
-  readonly commandLine?: CommandLine;
-  /** The config main.ts loaded at start, if it was valid: the mode loads nothing again. */
-  readonly startupLoad?: StartupLoad;
-}
-
 /**
- * Reads and loads the config, warning about entries ignored for their name. A rejected config
- * throws its ConfigError on to main.ts (exit 2, by errors.ts's `exitCodeFor`).
+ * What every one-shot mode needs: `log` takes findings and errors (stderr), `print` the mode's
+ * own output (stdout). Each load checks the files' settings against `commandLine` again (exit 2);
+ * `startupLoad`, the config main.ts loaded at start if it was valid, spares loading it again.
  */
+export type ModeDeps = {
+  readonly flags: AgentFlags;
+  readonly log: Logger;
+  readonly print: (text: string) => void;
+  readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
+  readonly commandLine?: CommandLine;
+  readonly startupLoad?: StartupLoad;
+};
+
+/** Reads and loads the config, warning about entries ignored for their name; throws ConfigError. */
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
   const startup = deps.startupLoad;
   const contents = startup?.contents ?? await deps.readConfigDir(deps.flags.configDir);
@@ -89,9 +84,9 @@ export async function check(
     for (const drift of plan.drift) {
       deps.print(`${chain.family}: ${readOnlyWording(drift.message)}`);
     }
-    // A chain of ours under another name is said, but does not fail the probe: the agent
-    // removes it once, and one that comes back is another ip-masq-agent's, which the agent
-    // leaves alone; a probe that can never pass would stall the rollout.
+    // A chain of ours under another name does not fail the probe: the agent removes it once and
+    // leaves one that comes back (another ip-masq-agent's) alone; a probe that never passes
+    // would stall the rollout.
     inSync &&= plan.payload === null ||
       plan.drift.every((drift) => drift.kind === "stale-chain" && drift.chain !== undefined);
   }
@@ -117,22 +112,16 @@ const readOnlyActions: readonly [pattern: RegExp, replacement: string][] = [
 
 /**
  * A drift message as `--check` and `--explain` say it: the dataplanes word each difference as
- * the agent is about to fix it ("...; replacing it"), which its log needs; a mode that writes
- * nothing says what the agent would do, with the same facts.
+ * the agent is about to fix it ("...; replacing it"); a mode that writes nothing says what the
+ * agent would do.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { readOnlyWording } from "./one_shot.ts";
  *
- * assert.equal(
- *   readOnlyWording("iptables (nft): removing IP-MASQ-AGENT"),
- *   "iptables (nft): IP-MASQ-AGENT is left over; the agent would remove it",
- * );
- * assert.equal(
- *   readOnlyWording("table ip ip-masq-agent differs (1 rule); replacing it"),
- *   "table ip ip-masq-agent differs (1 rule); the agent would replace it",
- * );
+ * const message = readOnlyWording("iptables (nft): removing IP-MASQ-AGENT");
+ * assert.equal(message, "iptables (nft): IP-MASQ-AGENT is left over; the agent would remove it");
  * assert.equal(readOnlyWording("POSTROUTING has no jump to X"), "POSTROUTING has no jump to X");
  * ```
  */
@@ -141,24 +130,25 @@ export function readOnlyWording(message: string): string {
   return action ? message.replace(...action) : message;
 }
 
-/** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
-export interface CleanupTarget {
-  /** An iptables backend, or nftables. */
-  readonly dataplane: Dataplane;
-  /** The family whose rules of ours it removes. */
-  readonly family: Family;
-  /** How the log names it: the iptables backend (`nft`, `legacy`) or `nftables`. */
-  readonly name: string;
-  /** True for IPv6 without `--enable-ipv6`, and for the backend the node does not use. */
-  readonly optional: boolean;
-}
-
 /**
- * Removes our rules from every target, touching nothing else. A target whose tools or nat table
- * are unavailable (no IPv6 on the node) is reported and skipped unless it was asked for.
+ * One family of a dataplane (an iptables backend, or nftables) that `--cleanup` visits, `name`d
+ * in the log `nft`, `legacy` or `nftables`. An `optional` one (IPv6 without `--enable-ipv6`, a
+ * backend the node does not use) that cannot be read is skipped.
  */
+export type CleanupTarget = {
+  readonly dataplane: Dataplane;
+  readonly family: Family;
+  readonly name: string;
+  readonly optional: boolean;
+};
+
+/** Removes our rules from every target, touching nothing else. */
 export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
   let code: number = exitCodes.ok;
+  const failed = (where: string, error: unknown) => {
+    deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
+    code = exitCodes.runtime;
+  };
   // Every target is planned before any is written: a --masq-chain that is another tool's chain
   // in any of them refuses the whole cleanup, with nothing written (exit 2).
   const planned: { target: CleanupTarget; where: string; plan: DataplanePlan }[] = [];
@@ -175,8 +165,7 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
       } else if (target.optional && error instanceof ToolError) {
         deps.log.warn(`cleanup (${where}): skipped, ${error.message}`);
       } else {
-        deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
-        code = exitCodes.runtime;
+        failed(where, error);
       }
     }
   }
@@ -190,18 +179,17 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
           : `cleanup (${where}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
       );
     } catch (error) {
-      deps.log.error(`cleanup (${where}) failed: ${formatErrorChain(error)}`);
-      code = exitCodes.runtime;
+      failed(where, error);
     }
   }
   return code;
 }
 
 /**
- * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied, read
- * once at start, with the load they came from. A rejected config leaves the command line's flags
- * and no load: each mode (and the agent) reads it again and reports the rejection itself;
- * `--cleanup` (an uninstall must work whatever the config says) goes on with them, saying so.
+ * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied, and the
+ * load they came from. A rejected config leaves the command line's flags and no load: each mode
+ * reports the rejection itself, but `--cleanup` (an uninstall must work whatever the config
+ * says) goes on with them, saying so.
  */
 export async function flagsWithSettings(
   commandLine: CommandLine,

@@ -1,6 +1,5 @@
 /**
- * The agent's version line. The version's one source is `version` in deno.json, which
- * `deno compile` embeds along with the code.
+ * The agent's version line; its one source is deno.json's `version`, which `deno compile` embeds.
  *
  * @module
  */

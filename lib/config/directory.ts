@@ -1,7 +1,6 @@
 /**
- * Reading the config directory: every entry whose name starts with `ip-masq`, in sorted order,
- * following kubelet's `..data` symlinks (and read again shortly if one vanished mid-read), each
- * with a size cap. Also the directory watch. Validation happens elsewhere (pure).
+ * Reading the config directory (the `ip-masq*` entries, sorted, confined to it, size-capped) and
+ * watching it.
  *
  * @module
  */
@@ -15,38 +14,38 @@ import {
   maxConfigFileBytes,
 } from "./parse.ts";
 import { quoteInput } from "../base/quote.ts";
-
-export type { ConfigDirContents, ConfigFileBytes };
 import { SandboxDeniedError } from "../base/errors.ts";
 import { systemClock } from "../base/clock.ts";
 
+export type { ConfigDirContents };
+
 /**
- * kubelet swaps `..data` atomically, but only then removes the links of keys
- * that are gone, so such a link dangles for a moment: a vanished entry means
- * "read again shortly". Retrying at once would race kubelet and, with
- * `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
+ * kubelet swaps `..data` atomically, but only then removes the links of keys that are gone, so
+ * such a link dangles for a moment: read again shortly. Retrying at once would race kubelet and,
+ * with `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
  */
 const retryDelaysWhenEntriesVanishMs = [25, 100] as const;
 
-/** How `readConfigDir` waits; a test passes a fake clock's. */
-export interface ReadConfigDirOptions {
-  /** Waits between attempts when an entry vanished mid-read; the system clock's by default. */
-  readonly sleep?: (ms: number) => Promise<void>;
-}
-
-/** Reads the config directory `dir` (see the module doc); `missing` when it does not exist. */
+/**
+ * Reads the config directory `dir`; `missing` when it does not exist. `sleep` waits between
+ * attempts when an entry vanished mid-read (a test passes a fake clock's).
+ */
 export async function readConfigDir(
   dir: string,
-  options: ReadConfigDirOptions = {},
+  { sleep = (ms: number) => systemClock.sleep(ms) }: {
+    readonly sleep?: (ms: number) => Promise<void>;
+  } = {},
 ): Promise<ConfigDirContents> {
-  const sleep = options.sleep ?? ((ms: number) => systemClock.sleep(ms));
   for (let attempt = 0;; attempt++) {
     try {
       return await readOnce(dir);
     } catch (error) {
       if (!(error instanceof VanishedEntry)) throw error;
       const delayMs = retryDelaysWhenEntriesVanishMs[attempt];
-      if (delayMs === undefined) throw error.asConfigError();
+      if (delayMs === undefined) {
+        const message = "is a dangling symbolic link (its target does not exist)";
+        throw new ConfigError([{ at: { file: error.path }, message }]);
+      }
       await sleep(delayMs);
     }
   }
@@ -56,34 +55,25 @@ class VanishedEntry extends Error {
   constructor(readonly path: string) {
     super(`${path} disappeared while reading`);
   }
-  asConfigError(): ConfigError {
-    return new ConfigError([{
-      at: { file: this.path },
-      message: "is a dangling symbolic link (its target does not exist)",
-    }]);
-  }
 }
 
 async function readOnce(dir: string): Promise<ConfigDirContents> {
-  let names: string[];
+  const names: string[] = [];
   const ignored: string[] = [];
   try {
-    names = [];
     for await (const entry of Deno.readDir(dir)) {
       if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
       else if (ignoredForItsName(entry.name)) ignored.push(entry.name);
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
+    const invalid = (message: string) => new ConfigError([{ at: { file: dir }, message }]);
     // Like an unreadable file: the deployment's config is wrong (exit 2), not iptables (exit 1).
     if (error instanceof Deno.errors.PermissionDenied) {
-      throw new ConfigError([{
-        at: { file: dir },
-        message: "cannot be listed: permission denied",
-      }]);
+      throw invalid("cannot be listed: permission denied");
     }
     if (error instanceof Deno.errors.NotADirectory) {
-      throw new ConfigError([{ at: { file: dir }, message: "is not a directory (--config-dir)" }]);
+      throw invalid("is not a directory (--config-dir)");
     }
     throw translate(error, dir, "cannot list the config directory");
   }
@@ -115,10 +105,8 @@ async function resolvedDir(dir: string): Promise<string> {
 }
 
 /**
- * Why an entry may not be read because it resolves outside the config directory (a symlink to
- * /etc/shadow would otherwise be read and its lines echoed in the errors), or undefined.
- * kubelet's links (`ip-masq-agent -> ..data/ip-masq-agent`, `..data -> ..2024_...`) stay
- * inside. Only the entry is named, never what the target holds.
+ * Why an entry resolving outside the config directory is not read (a symlink to /etc/shadow would
+ * have its lines echoed in the errors); kubelet's links stay inside. Names only the entry.
  */
 async function escapesDir(path: string, inside: string): Promise<string | undefined> {
   let target: string;
@@ -165,10 +153,8 @@ async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { probl
 }
 
 /**
- * Reads at most `limit` bytes, so a huge file costs at most `limit + 1` bytes of memory. The
- * buffer starts at the size `stat` reported and grows only if the file did: a fixed
- * `limit + 1` buffer made every reconcile allocate 1 MiB per file, which the agent's RSS
- * showed as +60 MB per 100 reconciles (docs/benchmarks.md).
+ * Reads at most `limit` bytes. The buffer starts at the size `stat` reported: a fixed `limit + 1`
+ * one allocated 1 MiB per file per reconcile, +60 MB RSS per 100 reconciles (docs/benchmarks.md).
  */
 async function readUpTo(file: Deno.FsFile, limit: number, sizeHint: number) {
   // One byte more than expected: reading 0 bytes there proves the end without growing.
@@ -200,17 +186,11 @@ function translate(error: unknown, path: string, what: string): Error {
 export interface DirectoryWatch {
   /** Stops watching. */
   close(): void;
-  /**
-   * True when the directory was removed or replaced since the watch began: inotify then watches
-   * an inode nobody writes to any more, silently.
-   */
+  /** True when the directory was removed or replaced: inotify then watches a dead inode. */
   isStale(): Promise<boolean>;
 }
 
-/**
- * Watches the directory itself: kubelet replaces files by swapping the
- * `..data` symlink, which a watch on a file would not survive.
- */
+/** Watches the directory itself: a watch on a file would not survive kubelet's `..data` swap. */
 export async function watchConfigDir(dir: string, onChange: () => void): Promise<DirectoryWatch> {
   // Events name absolute, resolved paths; inode numbers are no identity (a new directory may get
   // the old one's), so removal is recognised by an event about the directory itself. That event

@@ -1,22 +1,14 @@
 /**
- * A fast path for the YAML that real ConfigMaps hold: a top-level mapping of plain keys to
- * scalars, block lists of scalars and one-line flow lists, with comments and blank lines. It
- * builds the few nodes the config validator reads, marked as the `yaml` package marks its own (so
- * its `isMap`, `isSeq` and `isScalar` recognise them), with the same values (YAML 1.1: `yes` and
- * `on` are booleans, `010` is octal) and positions. Anything else (tabs, CR, anchors, tags,
- * nested or multi-line values, numbers in another notation, a second document ...) is "not in
- * the subset": the caller then runs the full YAML parse, which stays the reference
- * (tests/config/fast_parse_test.ts checks that both give identical results).
- *
- * Only values this module can resolve exactly are accepted: decimal integers, the YAML 1.1
- * booleans and nulls, quoted strings without escapes, and plain strings that no YAML 1.1 tag
- * could claim (a `/` in them, or a letter that no number or timestamp ends with, or a leading
- * letter that starts no boolean, null or exponent).
+ * A fast path for the YAML real ConfigMaps hold: a top-level mapping of plain keys to scalars,
+ * block lists and one-line flow lists, with comments. Its nodes carry the `yaml` package's marks,
+ * values (YAML 1.1) and positions. Anything else (tabs, CR, anchors, tags, nested values, numbers
+ * in another notation, values it cannot resolve exactly ...) is left to the full YAML parse, the
+ * reference (tests/config/fast_parse_test.ts checks both give identical results).
  *
  * @module
  */
 
-/** A scalar, already resolved, at 1-based `line` and `column`. */
+/** A resolved scalar at 1-based `line` and `column`. */
 export class FastScalar {
   /** `value` written at `line`:`column`. */
   constructor(
@@ -36,10 +28,7 @@ export class FastSeq {
 
 /** The top-level mapping. */
 export class FastMap {
-  /**
-   * The `key: value` pairs in file order (duplicate keys are kept for the validator to name);
-   * a key without a value has a null scalar.
-   */
+  /** The `key: value` pairs in file order, duplicates kept; no value is a null scalar. */
   readonly items: { readonly key: FastScalar; value: FastScalar | FastSeq }[] = [];
 }
 
@@ -82,10 +71,7 @@ const decimal = /^(?:0|[1-9][0-9]{0,14})$/;
 
 type Value = string | number | boolean | null;
 
-/**
- * The YAML 1.1 value of a plain scalar, or `outOfSubset` when it might be
- * anything but a decimal integer, a boolean, a null or a string.
- */
+/** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
 function resolvePlain(text: string): Value | typeof outOfSubset {
   const first = text.charCodeAt(0);
   if (isDigit(first)) {
@@ -106,14 +92,12 @@ function resolvePlain(text: string): Value | typeof outOfSubset {
 }
 
 /**
- * Reads `text` if it is in the subset, else returns undefined (then the full
- * parse decides everything, errors included).
+ * Reads `text` if it is in the subset, else returns undefined (the full parse decides, errors too).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseFastYaml } from "./fast_parse.ts";
- *
  * const doc = parseFastYaml("# cidrs\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: yes\n");
  * assert.ok(doc?.contents);
  * const [cidrs, linkLocal] = doc.contents.items;
@@ -141,7 +125,7 @@ class Scanner {
   /** The pair whose value may still come as `- item` lines, and that list once it began. */
   #open: FastMap["items"][number] | null = null;
   #openSeq: FastSeq | null = null;
-  /** Whether the document start marker (`---`) was seen. */
+  /** Whether `---` was seen. */
   #started = false;
   #lineStart = 0;
   #line = 1;
@@ -186,11 +170,8 @@ class Scanner {
       after = this.quotedEnd(at, end) + 1;
       key = text.slice(at + 1, after - 1);
     } else {
-      while (
-        after < end && isPlainChar(text.charCodeAt(after)) && text.charCodeAt(after) !== colon
-      ) {
-        after++;
-      }
+      const inKey = (code: number) => isPlainChar(code) && code !== colon;
+      while (after < end && inKey(text.charCodeAt(after))) after++;
       // Empty or not a string: not a key of the subset.
       key = resolvePlain(text.slice(at, after));
     }
@@ -200,20 +181,11 @@ class Scanner {
     after++;
     if (after < end && text.charCodeAt(after) !== space) throw outOfSubset;
     const valueAt = this.skipSpaces(after, end);
-    const root = this.#root ??= new FastMap();
-    const keyNode = this.scalar(key, at);
+    const value = this.lineValue(valueAt, end, true);
+    const pair = { key: this.scalar(key, at), value: value ?? this.scalar(null, valueAt) };
+    (this.#root ??= new FastMap()).items.push(pair);
+    this.#open = value ? null : pair;
     this.#openSeq = null;
-    if (valueAt === end || text.charCodeAt(valueAt) === hash) {
-      this.#open = { key: keyNode, value: this.scalar(null, valueAt) };
-      root.items.push(this.#open);
-      return;
-    }
-    this.#open = null;
-    const value = text.charCodeAt(valueAt) === openBracket
-      ? this.flowSeq(valueAt, end)
-      : this.value(valueAt, end, false);
-    root.items.push({ key: keyNode, value: value.node });
-    if (!this.restIsEmpty(value.next, end)) throw outOfSubset;
   }
 
   /** `- item` (or `-` alone) under the last `key:`; every item at one indentation. */
@@ -227,13 +199,21 @@ class Scanner {
       throw outOfSubset;
     }
     const at = this.skipSpaces(dashAt + 1, end);
-    if (at === end || this.text.charCodeAt(at) === hash) {
-      this.#openSeq.items.push(this.scalar(null, at));
-      return;
-    }
-    const value = this.value(at, end, false);
-    this.#openSeq.items.push(value.node);
+    const value = this.lineValue(at, end, false) as FastScalar | undefined;
+    this.#openSeq.items.push(value ?? this.scalar(null, at));
+  }
+
+  /**
+   * The rest of a line from `at`: undefined when empty or a comment, else a scalar (or, if
+   * `flowList`, `[a, b]`) and at most a comment.
+   */
+  private lineValue(at: number, end: number, flowList: boolean): FastScalar | FastSeq | undefined {
+    if (at === end || this.text.charCodeAt(at) === hash) return undefined;
+    const value = flowList && this.text.charCodeAt(at) === openBracket
+      ? this.flowSeq(at, end)
+      : this.value(at, end, false);
     if (!this.restIsEmpty(value.next, end)) throw outOfSubset;
+    return value.node;
   }
 
   /** `[a, "b", c]` on one line; a trailing comma is allowed, as in YAML. */

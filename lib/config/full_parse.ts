@@ -1,8 +1,7 @@
 /**
- * The full YAML parse of a config file (the `yaml` package, YAML 1.1 as Kubernetes reads it) for
- * whatever the fast path (fast_parse.ts) does not read; loaded on demand (yaml_on_demand.ts). It
- * hands the validator in parse.ts the document and a way to locate its nodes, or the problems
- * that make the text no config at all (not YAML, several documents, too many or dangling aliases).
+ * The full YAML parse (the `yaml` package, YAML 1.1) for what the fast path does not read; loaded
+ * on demand (yaml_on_demand.ts). Rejects what is no config at all: not YAML, several documents,
+ * too many or dangling aliases.
  *
  * @module
  */
@@ -18,14 +17,11 @@ import type { SourceLocation } from "../base/source.ts";
 /** Anchors are legal YAML; hundreds of aliases are an expansion bomb. */
 const maxAliasCount = 100;
 
-/**
- * What the full parse hands the validator, typed loosely so that this module's API names none
- * of the package's types (parse.ts reads them as the package's `Document` and `Node`).
- */
+/** The parsed document, typed loosely so that this API names none of the package's types. */
 export interface ParsedYaml {
-  /** The package's parsed `Document`: its `contents` and, to resolve aliases, itself. */
+  /** The package's `Document`: its `contents` and, to resolve aliases, itself. */
   readonly document: { readonly contents: unknown };
-  /** Where a node (the package's `Node`) starts, as file, line and column. */
+  /** Where a node (the package's `Node`) starts. */
   readonly locate: (node: unknown) => SourceLocation;
 }
 
@@ -39,11 +35,8 @@ export interface ParsedYaml {
  *
  * const parsed = parseYamlDocument("f", "a: &x 1\nb: *x\n");
  * assert.ok(parsed.ok);
- * assert.deepEqual(parsed.value.locate(parsed.value.document.contents), {
- *   file: "f",
- *   line: 1,
- *   column: 1,
- * });
+ * const { document, locate } = parsed.value;
+ * assert.deepEqual(locate(document.contents), { file: "f", line: 1, column: 1 });
  * const dangling = parseYamlDocument("f", "a: *missing\n");
  * assert.ok(!dangling.ok);
  * assert.equal(dangling.error[0].message, "alias *missing refers to no anchor defined before it");
@@ -51,13 +44,9 @@ export interface ParsedYaml {
  */
 export function parseYamlDocument(file: string, text: string): Result<ParsedYaml, ConfigProblem[]> {
   const lineCounter = new LineCounter();
-  const document = parseDocument(text, {
-    version: "1.1",
-    lineCounter,
-    // Duplicate keys are reported by the validator, which names the key (also case variants).
-    uniqueKeys: false,
-    prettyErrors: false,
-  });
+  // Duplicate keys are reported by the validator, which names the key (also case variants).
+  const options = { version: "1.1", lineCounter, uniqueKeys: false, prettyErrors: false } as const;
+  const document = parseDocument(text, options);
   const locateOffset = (offset: number | undefined): SourceLocation => {
     if (offset === undefined) return { file };
     const { line, col } = lineCounter.linePos(offset);
@@ -75,7 +64,7 @@ export function parseYamlDocument(file: string, text: string): Result<ParsedYaml
       at: locateOffset(error.pos[0]),
       message: error.code === "MULTIPLE_DOCS"
         ? "not valid YAML or JSON: multiple documents (separated by ---); a config file holds one"
-        : `not valid YAML or JSON: ${firstLine(error.message)}`,
+        : `not valid YAML or JSON: ${error.message.split("\n")[0]}`,
     })));
   }
   const aliases: Alias[] = [];
@@ -96,8 +85,4 @@ export function parseYamlDocument(file: string, text: string): Result<ParsedYaml
     })));
   }
   return ok({ document, locate: locate as (node: unknown) => SourceLocation });
-}
-
-function firstLine(message: string): string {
-  return message.split("\n")[0];
 }

@@ -1,7 +1,6 @@
 /**
- * Whether two reads of the config directory found the same bytes. The desired state is a pure
- * function of them and the flags (policy/desired.ts), so the loop reuses the last good chains
- * when they match: comparing costs a fraction of parsing.
+ * Whether two reads of the config directory found the same bytes: then the loop reuses the last
+ * good chains (the desired state is a pure function of them and the flags): cheaper than parsing.
  *
  * @example
  * ```ts
@@ -29,10 +28,9 @@ export function sameConfigDirContents(a: ConfigDirContents, b: ConfigDirContents
 }
 
 /**
- * windows-1252 (WHATWG's "latin1") decodes every byte to its own code unit, so two byte strings
- * decode equal exactly when they are equal (UTF-8 would fold invalid bytes into U+FFFD).
- * Decoding and comparing are native: the agent runs with V8's --lite-mode, where a JavaScript
- * loop over a 10,000-CIDR file's 200 kB costs ~9 ms every resync; this costs ~0.3 ms.
+ * windows-1252 ("latin1") decodes each byte to its own code unit, so texts are equal exactly when
+ * the bytes are (UTF-8 folds invalid bytes into U+FFFD). Native: under V8's --lite-mode a JS loop
+ * over a 10,000-CIDR file's 200 kB costs ~9 ms every resync; this ~0.3 ms.
  */
 const byteText = new TextDecoder("windows-1252");
 

@@ -1,10 +1,8 @@
 /**
- * Merging the files of a config directory into the one effective config, the
- * way ip-masq-agent-v2 does: CIDRs are the union and booleans are ORed; the
- * default `nonMasqueradeCIDRs` stand until some file names that key, as in v1
- * (v2's code drops them as soon as any file exists, which masquerades a v1
- * ConfigMap holding only `masqLinkLocal` to every private range). Also reports
- * what an operator should look at (findings) without rejecting anything.
+ * Merging a config directory's files into the one effective config, as ip-masq-agent-v2 does:
+ * CIDRs are the union, booleans are ORed. The default `nonMasqueradeCIDRs` stand until some file
+ * names that key, as in v1 (v2 drops them once any file exists, so a v1 ConfigMap holding only
+ * `masqLinkLocal` masquerades every private range). Findings flag what to look at.
  *
  * @module
  */
@@ -14,7 +12,6 @@ import {
   type Cidr,
   compareCidrs,
   contains,
-  type Family,
   linkLocalRanges,
   longestContaining,
   parseBuiltInCidr,
@@ -27,20 +24,11 @@ import { builtIn, formatLocation, type Located } from "../base/source.ts";
 export interface EffectiveConfig {
   /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
-  /**
-   * The union of every file's CIDRs, first occurrence first; or the defaults while no file
-   * names `nonMasqueradeCIDRs`.
-   */
+  /** The union of the files' CIDRs, first occurrence first; the defaults while no file names it. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
-  /**
-   * True when {@link nonMasqueradeCidrs} are the defaults: no file present, or none naming
-   * `nonMasqueradeCIDRs`. Absent is false.
-   */
+  /** True when {@link nonMasqueradeCidrs} are the defaults; absent is false. */
   readonly defaultNonMasqueradeCidrs?: boolean;
-  /**
-   * `masqueradeCIDRs`, the union as for nonMasqueradeCIDRs: destinations masqueraded although a
-   * shorter non-masquerade range holds them (the longest prefix decides). Empty by default.
-   */
+  /** `masqueradeCIDRs`, the union: masqueraded inside a shorter non-masquerade range. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
   /** `nonMasqueradeSrcCIDRs`, the union: sources never masqueraded, whatever the destination. */
   readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
@@ -79,10 +67,7 @@ export interface MergeResult {
   readonly config: EffectiveConfig;
   /** Findings in file order; none when the defaults apply. */
   readonly findings: readonly Finding[];
-  /**
-   * What makes the merged config contradict itself (a CIDR both masqueraded and not), each
-   * naming both places; the caller rejects the config when there is any.
-   */
+  /** Where the merged config contradicts itself, naming both places; the caller rejects it. */
   readonly problems: readonly ConfigProblem[];
 }
 
@@ -109,8 +94,8 @@ export interface MergeOptions {
 }
 
 /**
- * Merges the files in the sorted order they were read (see the module doc); the first occurrence
- * of a CIDR sets the rule order and the shortest `resyncInterval` wins.
+ * Merges the files in their sorted order; the first occurrence of a CIDR sets the rule order and
+ * the shortest `resyncInterval` wins.
  *
  * @example
  * ```ts
@@ -123,33 +108,21 @@ export interface MergeOptions {
  *   if (!parsed.ok) throw new Error(parsed.error[0].message);
  *   return parsed.value;
  * };
+ * const options = { nomasqAllReservedRanges: false };
  * const { config, findings } = mergeConfigs([
  *   file("/etc/config/ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n"),
  *   file("/etc/config/ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n"),
- * ], { nomasqAllReservedRanges: false });
- * assert.deepEqual(config.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
- *   "10.0.0.0/8",
- *   "10.1.0.0/16",
- * ]);
+ * ], options);
+ * const texts = config.nonMasqueradeCidrs.map((cidr) => cidr.value.text);
+ * assert.deepEqual(texts, ["10.0.0.0/8", "10.1.0.0/16"]);
  * assert.equal(config.masqLinkLocal.value, true);
- * assert.deepEqual(findings.map((finding) => finding.kind), [
- *   "conflicting-boolean",
- *   "contained-cidr",
- * ]);
+ * const kinds = findings.map((finding) => finding.kind);
+ * assert.deepEqual(kinds, ["conflicting-boolean", "contained-cidr"]);
  *
- * // No file at all: the defaults.
- * assert.equal(mergeConfigs([], { nomasqAllReservedRanges: false }).config.files.length, 0);
- *
- * // A file that does not name nonMasqueradeCIDRs keeps them (v1).
- * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], {
- *   nomasqAllReservedRanges: false,
- * }).config;
- * assert.equal(kept.defaultNonMasqueradeCidrs, true);
- * assert.deepEqual(kept.nonMasqueradeCidrs.map((cidr) => cidr.value.text), [
- *   "10.0.0.0/8",
- *   "172.16.0.0/12",
- *   "192.168.0.0/16",
- * ]);
+ * // A file that does not name nonMasqueradeCIDRs keeps the defaults (v1).
+ * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], options);
+ * assert.equal(kept.config.defaultNonMasqueradeCidrs, true);
+ * assert.equal(kept.config.nonMasqueradeCidrs.length, 3);
  * ```
  */
 export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions): MergeResult {
@@ -170,7 +143,9 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
   };
   findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
   findings.push(...exceptionFindings(config));
-  findings.push(...sourceFindings(config.nonMasqueradeSrcCidrs));
+  findings.push(
+    ...nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source"),
+  );
   const problems = contradictions(config);
   const output = {
     ...singleValue(files, "outputAddress", problems),
@@ -180,45 +155,36 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
   return { config: { ...config, ...output }, findings, problems };
 }
 
-/**
- * A key that holds one value for the whole node: the same value in several files is fine (the
- * first file's position is kept); two different values are a problem naming both, since which
- * one was meant is the operator's call. Absent from the result when no file sets it.
- */
+/** One value for the whole node: repeated is fine (the first is kept), two differ is a problem. */
 function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputInterface">(
   files: readonly FileConfig[],
   key: K,
   problems: ConfigProblem[],
 ): Partial<Pick<EffectiveConfig, K>> {
-  const set: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ? [file[key]!] : []);
-  if (set.length === 0) return {};
-  const first = set[0];
+  const [first, ...rest]: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ?? []);
+  if (!first) return {};
   const text = (entry: Located<IpAddress | string>) =>
     typeof entry.value === "string" ? entry.value : entry.value.text;
-  for (const other of set) {
-    if (text(other) === text(first)) continue;
+  const other = rest.find((entry) => text(entry) !== text(first));
+  if (other) {
     problems.push({
       at: other.at,
       key,
       message: `${key} is ${text(other)} here but ${text(first)} at ${formatLocation(first.at)}: ` +
         "one value applies to the whole node; remove one of them",
     });
-    break;
   }
   return { [key]: first } as Partial<Pick<EffectiveConfig, K>>;
 }
 
 function defaultConfig(options: MergeOptions): EffectiveConfig {
-  const description = options.nomasqAllReservedRanges
-    ? "default: --nomasq-all-reserved-ranges"
-    : "default: RFC 1918";
+  const at = builtIn(
+    options.nomasqAllReservedRanges ? "default: --nomasq-all-reserved-ranges" : "default: RFC 1918",
+  );
   const ranges = options.nomasqAllReservedRanges ? reservedRanges : rfc1918Ranges;
   return {
     files: [],
-    nonMasqueradeCidrs: ranges.map((text) => ({
-      value: parseBuiltInCidr(text),
-      at: builtIn(description),
-    })),
+    nonMasqueradeCidrs: ranges.map((text) => ({ value: parseBuiltInCidr(text), at })),
     defaultNonMasqueradeCidrs: true,
     masqueradeCidrs: [],
     nonMasqueradeSrcCidrs: [],
@@ -233,15 +199,11 @@ function unionOfCidrs(
   key: "nonMasqueradeCidrs" | "masqueradeCidrs" | "nonMasqueradeSrcCidrs",
 ): Located<Cidr>[] {
   const seen = new Set<string>();
-  const union: Located<Cidr>[] = [];
-  for (const file of files) {
-    for (const cidr of file[key]) {
-      if (seen.has(cidr.value.text)) continue;
-      seen.add(cidr.value.text);
-      union.push(cidr);
-    }
-  }
-  return union;
+  return files.flatMap((file) => file[key]).filter((cidr) => {
+    if (seen.has(cidr.value.text)) return false;
+    seen.add(cidr.value.text);
+    return true;
+  });
 }
 
 function orBooleans(
@@ -282,35 +244,17 @@ function cidrFindings(
   cidrs: readonly Located<Cidr>[],
   exceptions: readonly Located<Cidr>[],
 ): Finding[] {
-  const findings: Finding[] = [];
-  const containers = firstContainers(cidrs);
   // Built on first use: only a contained CIDR asks, and indexing 100,000 CIDRs costs ~50 ms.
   let longestExemption: ((cidr: Cidr) => Cidr | undefined) | undefined;
   let longestException: ((cidr: Cidr) => Cidr | undefined) | undefined;
-  for (const cidr of cidrs) {
-    if (cidr.value.prefix === 0) {
-      findings.push({
-        kind: "masquerade-nothing",
-        message: `${cidr.value.text} at ${formatLocation(cidr.at)} exempts every destination: ` +
-          `no ${cidr.value.family} traffic will be masqueraded`,
-      });
-    }
-    const outer = containers.get(cidr);
-    longestExemption ??= outer &&
-      longestContaining(cidrs.map((cidr) => cidr.value), { orEqual: false });
-    longestException ??= outer &&
-      longestContaining(exceptions.map((cidr) => cidr.value), { orEqual: true });
-    if (
-      outer &&
-      !reopenedByException(longestException!(cidr.value), longestExemption!(cidr.value))
-    ) {
-      findings.push({
-        kind: "contained-cidr",
-        message: `${cidr.value.text} at ${formatLocation(cidr.at)} is inside ` +
-          `${outer.value.text} at ${formatLocation(outer.at)} and has no effect`,
-      });
-    }
-  }
+  const findings = nestingFindings(cidrs, "", "destination", (cidr) => {
+    longestExemption ??= longestContaining(cidrs.map((cidr) => cidr.value), { orEqual: false });
+    longestException ??= longestContaining(exceptions.map((cidr) => cidr.value), { orEqual: true });
+    // An exception between `cidr` and the longest exemption around it (10.1.2.0/24 inside
+    // 10.1.0.0/16 masqueraded inside 10.0.0.0/8) makes `cidr` decide its addresses again.
+    const [exception, around] = [longestException(cidr), longestExemption(cidr)];
+    return exception !== undefined && (around === undefined || exception.prefix > around.prefix);
+  });
   if (cidrs.length === 0) {
     findings.push({
       kind: "masquerade-everything",
@@ -322,11 +266,40 @@ function cidrFindings(
   return findings;
 }
 
+/** A /0 exempts everything; a CIDR inside another has no effect, unless `reopened` says so. */
+function nestingFindings(
+  cidrs: readonly Located<Cidr>[],
+  label: string,
+  exempts: "destination" | "source",
+  reopened = (_: Cidr) => false,
+): Finding[] {
+  const containers = firstContainers(cidrs);
+  return cidrs.flatMap((cidr) => {
+    const findings: Finding[] = [];
+    const named = `${label}${cidr.value.text} at ${formatLocation(cidr.at)}`;
+    if (cidr.value.prefix === 0) {
+      findings.push({
+        kind: "masquerade-nothing",
+        message: `${named} exempts every ${exempts}: no ${cidr.value.family} traffic will be ` +
+          "masqueraded",
+      });
+    }
+    const outer = containers.get(cidr);
+    if (outer && !reopened(cidr.value)) {
+      findings.push({
+        kind: "contained-cidr",
+        message: `${named} is inside ${outer.value.text} at ${formatLocation(outer.at)} and ` +
+          "has no effect",
+      });
+    }
+    return findings;
+  });
+}
+
 /**
- * For each CIDR inside another, the containing CIDR listed first. Comparing every pair took
- * minutes for the tens of thousands of CIDRs a raised cidrLimit allows; prefixes are either
- * nested or disjoint, so in sorted order the CIDRs containing one are exactly the nested
- * ranges still open on a stack.
+ * For each CIDR inside another, the containing CIDR listed first. Comparing every pair took minutes
+ * for tens of thousands of CIDRs; prefixes nest or are disjoint, so in sorted order the CIDRs
+ * containing one are exactly those still open on a stack.
  */
 function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Located<Cidr>> {
   // Positions sorted by CIDR, so the list order is the position itself (no Map of 100,000).
@@ -346,28 +319,18 @@ function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Lo
   return containers;
 }
 
-/**
- * The destinations of `family` that RETURN: link-local unless masqLinkLocal(IPv6), then the
- * configured non-masquerade CIDRs. What an exception must lie inside to have an effect.
- */
-function exemptRanges(config: EffectiveConfig, family: Family): Cidr[] {
-  const masqueradesLinkLocal = family === "ipv4"
-    ? config.masqLinkLocal.value
-    : config.masqLinkLocalIPv6.value;
-  const linkLocal = masqueradesLinkLocal ? [] : [parseBuiltInCidr(linkLocalRanges[family])];
-  return [
-    ...linkLocal,
-    ...config.nonMasqueradeCidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family),
-  ];
-}
-
 /** A masqueradeCIDRs entry outside every exempt range changes nothing: it is masqueraded anyway. */
 function exceptionFindings(config: EffectiveConfig): Finding[] {
   if (config.masqueradeCidrs.length === 0) return [];
-  // An equal range counts: equal to a configured one is rejected as a contradiction, and
-  // equal to the built-in link-local range it masquerades link-local (as masqLinkLocal would).
+  // The exempt ranges: link-local unless masqLinkLocal(IPv6), then nonMasqueradeCIDRs. An equal
+  // range counts: equal to a configured one is rejected as a contradiction, and equal to the
+  // built-in link-local range it masquerades link-local (as masqLinkLocal would).
+  const linkLocal = [
+    ...(config.masqLinkLocal.value ? [] : [linkLocalRanges.ipv4]),
+    ...(config.masqLinkLocalIPv6.value ? [] : [linkLocalRanges.ipv6]),
+  ].map(parseBuiltInCidr);
   const around = longestContaining(
-    [...exemptRanges(config, "ipv4"), ...exemptRanges(config, "ipv6")],
+    [...linkLocal, ...config.nonMasqueradeCidrs.map((cidr) => cidr.value)],
     { orEqual: true },
   );
   return config.masqueradeCidrs.filter((exception) => around(exception.value) === undefined).map((
@@ -379,36 +342,11 @@ function exceptionFindings(config: EffectiveConfig): Finding[] {
   }));
 }
 
-function sourceFindings(sources: readonly Located<Cidr>[]): Finding[] {
-  const findings: Finding[] = [];
-  const containers = firstContainers(sources);
-  for (const source of sources) {
-    if (source.value.prefix === 0) {
-      findings.push({
-        kind: "masquerade-nothing",
-        message: `nonMasqueradeSrcCIDRs ${source.value.text} at ${formatLocation(source.at)} ` +
-          `exempts every source: no ${source.value.family} traffic will be masqueraded`,
-      });
-    }
-    const outer = containers.get(source);
-    if (outer) {
-      findings.push({
-        kind: "contained-cidr",
-        message: `nonMasqueradeSrcCIDRs ${source.value.text} at ${formatLocation(source.at)} is ` +
-          `inside ${outer.value.text} at ${formatLocation(outer.at)} and has no effect`,
-      });
-    }
-  }
-  return findings;
-}
-
 /**
- * The same CIDR in masqueradeCIDRs and nonMasqueradeCIDRs has no longest prefix to decide it:
- * which one was meant is the operator's call, so the config is rejected, naming both.
+ * The same CIDR in masqueradeCIDRs and nonMasqueradeCIDRs has no longest prefix to decide it, so
+ * the config is rejected. A default range equal to an exception loses the tie (nobody wrote it).
  */
 function contradictions(config: EffectiveConfig): ConfigProblem[] {
-  // A default range equal to an exception is like the built-in link-local range: the exception
-  // wins the tie (nobody wrote the default, so there is no contradiction to report).
   if (config.defaultNonMasqueradeCidrs || config.masqueradeCidrs.length === 0) return [];
   const exempt = new Map(config.nonMasqueradeCidrs.map((cidr) => [cidr.value.text, cidr]));
   return config.masqueradeCidrs.flatMap((exception) => {
@@ -422,13 +360,4 @@ function contradictions(config: EffectiveConfig): ConfigProblem[] {
         "remove one of them",
     }];
   });
-}
-
-/**
- * Whether an exception lies between `inner` and the longest exemption around it
- * (10.1.2.0/24 inside 10.1.0.0/16 masqueraded inside 10.0.0.0/8): then `inner`
- * decides its addresses again and is not redundant.
- */
-function reopenedByException(exception: Cidr | undefined, around: Cidr | undefined): boolean {
-  return exception !== undefined && (around === undefined || exception.prefix > around.prefix);
 }

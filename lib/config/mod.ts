@@ -1,14 +1,12 @@
 /**
  * `lib/config/`: the folder's map.
  *
- * Owns: The config directory and what it says: reading the directory (confined to it, `ip-masq*`
- * names); parsing and validating each file with file:line:column provenance (a fast path for
- * ConfigMap-shaped YAML, the full YAML parse loaded only when a file needs it); merging the files
- * into one effective config with findings; and whether two reads found the same bytes.
+ * Owns: the config directory and what it says: reading it (confined to it, `ip-masq*` names);
+ * parsing each file with file:line:column provenance (a fast path for ConfigMap-shaped YAML, the
+ * full YAML parse loaded only when needed); merging the files with findings; and whether two
+ * reads found the same bytes. Pure, except `directory.ts`.
  *
  * May import: `base/`, `net/`, `settings/`.
- *
- * Pure, except `directory.ts`, the directory reader and watch.
  *
  * @module
  */

@@ -1,13 +1,12 @@
 /**
- * One config file: its schema and validation. Reads YAML (or JSON, a subset) the way Kubernetes
- * does (YAML 1.1: `yes`/`on` are booleans) and matches keys case-insensitively as Go's JSON
- * decoding does. Every problem carries the file, line and key; unknown keys are errors because a
- * typo that silently drops all CIDRs masquerades a whole cluster.
+ * One config file: its schema and validation. YAML 1.1 as Kubernetes reads it (`yes`/`on` are
+ * booleans), keys matched case-insensitively as Go's JSON decoding does. Every problem carries the
+ * file, line and key; unknown keys are errors: a typo that drops all CIDRs masquerades a cluster.
  *
  * @module
  */
 
-// Types only: the `yaml` package itself is loaded on demand (loadFullYaml).
+// Types only: the `yaml` package itself is loaded on demand (full_parse.ts).
 // @ts-types="npm:yaml"
 import type { Alias, Document, Node, Scalar, YAMLMap, YAMLSeq } from "yaml";
 import type { IpAddress } from "../net/address.ts";
@@ -36,10 +35,7 @@ export interface ConfigFileBytes {
   readonly bytes: Uint8Array;
 }
 
-/**
- * The config directory as read: absent, or its config files in sorted order, with the visible
- * entries ignored for their name (`ignored`, sorted; absent when there is none).
- */
+/** The config directory as read: absent, or its config files and ignored entries, sorted. */
 export type ConfigDirContents =
   | { readonly kind: "missing" }
   | {
@@ -49,15 +45,13 @@ export type ConfigDirContents =
   };
 
 /**
- * Whether a directory entry is ignored for its name: not hidden (kubelet's `..data` and
- * timestamped directories are), and not starting with {@link configFilePrefix}. Such an entry
- * is worth a warning: v1's ConfigMap key `config` mounted as is, or a typo, is never read.
+ * Whether a directory entry is worth a warning for its name: not hidden (kubelet's `..data` and
+ * timestamped directories are) and not a config file (v1's ConfigMap key `config`, or a typo).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { ignoredForItsName } from "./parse.ts";
- *
  * assert.equal(ignoredForItsName("config"), true);
  * assert.equal(ignoredForItsName("ip-masq-agent"), false);
  * assert.equal(ignoredForItsName("..data"), false);
@@ -80,10 +74,7 @@ export interface FileConfig {
   readonly file: string;
   /** `nonMasqueradeCIDRs`, in file order; empty when the key is absent. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
-  /**
-   * Where the file names `nonMasqueradeCIDRs` with a list (even `[]`); undefined when the key is
-   * absent or null. Only a file that names it replaces the defaults (as in v1).
-   */
+  /** Where the file names `nonMasqueradeCIDRs` (even `[]`); only then are the defaults replaced. */
   readonly namesNonMasqueradeCidrs?: SourceLocation;
   /** `masqueradeCIDRs`: destinations masqueraded inside a non-masquerade range; file order. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
@@ -138,29 +129,21 @@ const cidrListKeys = ["nonMasqueradeCIDRs", "masqueradeCIDRs", "nonMasqueradeSrc
 type CidrListKey = typeof cidrListKeys[number];
 
 /**
- * Decodes, parses and validates one file. Pure: the caller did the reading.
- * Either the file's config, or every problem found in it, each with its line
- * and key.
+ * Decodes, parses and validates one file: its config, or every problem found in it.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseConfigFile } from "./parse.ts";
+ * const parse = (text: string) =>
+ *   parseConfigFile("f", new TextEncoder().encode(text), { enableIpv6: false });
  *
- * const text = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: true\n";
- * const bytes = new TextEncoder().encode(text);
- * const parsed = parseConfigFile("/etc/config/ip-masq-agent", bytes, { enableIpv6: false });
+ * const parsed = parse("nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: true\n");
  * assert.ok(parsed.ok);
- * assert.equal(parsed.value.nonMasqueradeCidrs[0].value.text, "10.0.0.0/8");
- * assert.deepEqual(parsed.value.nonMasqueradeCidrs[0].at, {
- *   file: "/etc/config/ip-masq-agent",
- *   line: 2,
- *   column: 5,
- * });
- *
- * const typo = parseConfigFile("f", new TextEncoder().encode("nonMasqueradeCIDR: []\n"), {
- *   enableIpv6: false,
- * });
+ * const [cidr] = parsed.value.nonMasqueradeCidrs;
+ * assert.deepEqual(cidr.at, { file: "f", line: 2, column: 5 });
+ * assert.equal(cidr.value.text, "10.0.0.0/8");
+ * const typo = parse("nonMasqueradeCIDR: []\n");
  * assert.ok(!typo.ok);
  * assert.match(typo.error[0].message, /unknown key; did you mean "nonMasqueradeCIDRs"\?/);
  * ```
@@ -197,11 +180,7 @@ function decodeText(file: string, bytes: Uint8Array): Result<string, ConfigProbl
   return err([{ at: { file, line }, message: "file contains binary control characters" }]);
 }
 
-/**
- * {@link parseConfigFile} for decoded text: through the fast path (fast_parse.ts) when the text
- * is in its subset, else the full YAML parse. Both feed the same validator, so the results are
- * identical (tests/config/fast_parse_test.ts).
- */
+/** {@link parseConfigFile} for text: the fast path when it reads it, else the full YAML parse. */
 export function parseConfigText(
   file: string,
   text: string,
@@ -222,31 +201,22 @@ export function parseConfigTextFully(
   text: string,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const parsed = fullYaml().parseYamlDocument(file, text);
+  if (!loadedFullYaml) {
+    throw new Error(
+      "the full YAML parse is not loaded: read the config directory through prepareParse",
+    );
+  }
+  const parsed = loadedFullYaml.parseYamlDocument(file, text);
   if (!parsed.ok) return parsed;
-  const document = parsed.value.document as YamlDocument;
-  const locate = parsed.value.locate as (node: Node | null | undefined) => SourceLocation;
-  return new FileValidator(file, options, locate, document).validate();
+  const { document, locate } = parsed.value;
+  return new FileValidator(file, options, locate, document as ValidatedDocument).validate();
 }
 
-type YamlDocument = Document.Parsed;
 /** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
-type ValidatedDocument = Pick<YamlDocument, "contents">;
+type ValidatedDocument = Pick<Document.Parsed, "contents">;
 
-type FullYaml = typeof import("./full_parse.ts");
-let loadedFullYaml: FullYaml | undefined;
-
-/** Loads the full YAML parse (the `yaml` package), once. */
-export async function loadFullYaml(): Promise<void> {
-  loadedFullYaml ??= await import("./full_parse.ts");
-}
-
-function fullYaml(): FullYaml {
-  if (loadedFullYaml) return loadedFullYaml;
-  throw new Error(
-    "the full YAML parse is not loaded: read the config directory through prepareParse",
-  );
-}
+let loadedFullYaml: typeof import("./full_parse.ts") | undefined;
+const loadFullYaml = async () => void (loadedFullYaml ??= await import("./full_parse.ts"));
 
 // Loaded now unless main.ts asked for on demand before this module was evaluated
 // (yaml_on_demand.ts): tests, lab and bench keep the synchronous API whatever the text.
@@ -258,9 +228,8 @@ if (!(globalThis as Record<symbol, unknown>)[Symbol.for("ip-masq-agent.yaml-on-d
 const prepared = new Map<string, { text: string; fast: FastDocument | null }>();
 
 /**
- * Loads the full YAML parse when a file of `contents` needs it. The agent reads the config
- * directory only through this (main.ts), so the parse that follows never finds it missing; it
- * takes the fast reading kept here, so a file is read by the fast path once.
+ * Loads the full YAML parse when a file of `contents` needs it; the agent reads the directory only
+ * through this (main.ts). The parse that follows takes the fast reading kept here.
  *
  * @example
  * ```ts
@@ -288,7 +257,7 @@ export async function prepareParse(contents: ConfigDirContents): Promise<void> {
 
 function takePrepared(file: string, text: string): FastDocument | undefined {
   const entry = prepared.get(file);
-  if (entry?.fast == null || entry.text !== text) return undefined;
+  if (entry?.text !== text || entry.fast === null) return undefined;
   const { fast } = entry;
   entry.fast = null;
   return fast;
@@ -296,31 +265,20 @@ function takePrepared(file: string, text: string): FastDocument | undefined {
 
 // The `yaml` package's node identity (nodes/identity.js), which the fast path's nodes carry too:
 // the validator tells nodes apart without loading the package.
-const nodeType = Symbol.for("yaml.node.type");
-const nodeOf = (node: unknown, kind: symbol) =>
-  !!node && typeof node === "object" && (node as Record<symbol, unknown>)[nodeType] === kind;
-const [aliasKind, mapKind, scalarKind, seqKind] = ["alias", "map", "scalar", "seq"].map((kind) =>
-  Symbol.for(`yaml.${kind}`)
-);
-const isAlias = (node: unknown): node is Alias => nodeOf(node, aliasKind);
-const isMap = (node: unknown): node is YAMLMap => nodeOf(node, mapKind);
-const isScalar = (node: unknown): node is Scalar => nodeOf(node, scalarKind);
-const isSeq = (node: unknown): node is YAMLSeq => nodeOf(node, seqKind);
+const nodeOf = <T>(kind: string) => {
+  const [type, mark] = [Symbol.for("yaml.node.type"), Symbol.for(`yaml.${kind}`)];
+  return (node: unknown): node is T => (node as Record<symbol, unknown> | null)?.[type] === mark;
+};
+const isAlias = nodeOf<Alias>("alias");
+const isMap = nodeOf<YAMLMap>("map");
+const isScalar = nodeOf<Scalar>("scalar");
+const isSeq = nodeOf<YAMLSeq>("seq");
 
 const isString = (raw: unknown): raw is string => typeof raw === "string";
 const isBoolean = (raw: unknown): raw is boolean => typeof raw === "boolean";
 const isInteger = (raw: unknown): raw is number => Number.isInteger(raw);
 const isAnything = (_: unknown): _ is unknown => true;
 const ipv6NotEnabled = "but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true";
-
-/** The keys that hold one located value. */
-type ValueKey =
-  | "masqLinkLocal"
-  | "masqLinkLocalIPv6"
-  | "resyncInterval"
-  | "outputAddress"
-  | "outputAddressIPv6"
-  | "outputInterface";
 
 class FileValidator {
   readonly #problems: ConfigProblem[] = [];
@@ -330,10 +288,9 @@ class FileValidator {
     masqueradeCIDRs: [],
     nonMasqueradeSrcCIDRs: [],
   };
-  #namesNonMasqueradeCidrs?: SourceLocation;
   #cidrLimit?: Located<number>;
   readonly #settings: LocatedSetting[] = [];
-  readonly #values: { -readonly [K in ValueKey]?: FileConfig[K] } = {};
+  readonly #values: { -readonly [K in keyof FileConfig]?: FileConfig[K] } = {};
 
   constructor(
     readonly file: string,
@@ -347,11 +304,8 @@ class FileValidator {
     // An empty file, or one holding only `null`, is a present file with no keys, as in Go.
     if (root === null || (isScalar(root) && root.value === null)) return this.result();
     if (!isMap(root)) {
-      this.problem(
-        root,
-        undefined,
-        "the top level must be a mapping of keys such as nonMasqueradeCIDRs",
-      );
+      const message = "the top level must be a mapping of keys such as nonMasqueradeCIDRs";
+      this.problem(root, undefined, message);
       return this.result();
     }
     for (const pair of root.items) {
@@ -369,11 +323,8 @@ class FileValidator {
       }
       const earlier = this.#seenKeys.get(key);
       if (earlier) {
-        this.problem(
-          keyNode,
-          key,
-          `key appears twice (also at line ${earlier.line}); keys match case-insensitively`,
-        );
+        const also = `also at line ${earlier.line}`;
+        this.problem(keyNode, key, `key appears twice (${also}); keys match case-insensitively`);
         continue;
       }
       this.#seenKeys.set(key, this.locate(keyNode));
@@ -398,27 +349,21 @@ class FileValidator {
         values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
         return;
       case "cidrLimit":
-        this.#cidrLimit = this.scalar(
-          key,
-          value,
-          "a whole number",
-          isInteger,
-          (limit) =>
-            limit < 1 || limit > maxCidrLimit
-              ? err(`must be between 1 and ${maxCidrLimit}, got ${limit}`)
-              : ok(limit),
-        );
+        this.#cidrLimit = this.scalar(key, value, "a whole number", isInteger, (limit) => {
+          if (limit >= 1 && limit <= maxCidrLimit) return ok(limit);
+          return err(`must be between 1 and ${maxCidrLimit}, got ${limit}`);
+        });
         return;
-      case "resyncInterval":
-        values[key] = this.scalar(key, value, 'a Go duration string such as "60s"', isString, (
-          text,
-        ) => {
+      case "resyncInterval": {
+        const wanted = 'a Go duration string such as "60s"';
+        values[key] = this.scalar(key, value, wanted, isString, (text) => {
           const parsed = parseGoDuration(text);
           const { min, max } = resyncIntervalBoundsMs;
           if (!parsed.ok || (parsed.value >= min && parsed.value <= max)) return parsed;
           return err(`must be ${resyncIntervalBoundsText}, got ${quoteInput(text)}`);
         });
         return;
+      }
       case "outputAddress":
       case "outputAddressIPv6": {
         const family = key === "outputAddress" ? "ipv4" : "ipv6";
@@ -429,23 +374,14 @@ class FileValidator {
         });
         return;
       }
-      case "outputInterface":
-        values[key] = this.scalar(
-          key,
-          value,
-          'an interface name string such as "eth0"',
-          isString,
-          parseInterfaceName,
-        );
+      case "outputInterface": {
+        const wanted = 'an interface name string such as "eth0"';
+        values[key] = this.scalar(key, value, wanted, isString, parseInterfaceName);
         return;
+      }
       default: {
-        const setting = this.scalar(
-          key,
-          value,
-          "a single value",
-          isAnything,
-          (raw) => parseSetting(key, raw),
-        );
+        const parse = (raw: unknown) => parseSetting(key, raw);
+        const setting = this.scalar(key, value, "a single value", isAnything, parse);
         if (setting) this.#settings.push({ key, ...setting.value, at: setting.at });
       }
     }
@@ -456,7 +392,7 @@ class FileValidator {
       this.problem(value, key, `must be a list of CIDR strings, got ${describe(value)}`);
       return;
     }
-    if (key === "nonMasqueradeCIDRs") this.#namesNonMasqueradeCidrs = this.locate(keyNode);
+    if (key === "nonMasqueradeCIDRs") this.#values.namesNonMasqueradeCidrs = this.locate(keyNode);
     value.items.forEach((rawItem, index) => {
       const itemKey = `${key}[${index}]`;
       const item = this.resolve(rawItem as Node | null);
@@ -527,7 +463,7 @@ class FileValidator {
   private resolve(node: Node | null | undefined): Node | null {
     if (node === null || node === undefined) return null;
     if (!isAlias(node)) return node;
-    return (node.resolve(this.document as YamlDocument) as Node | undefined) ?? null;
+    return (node.resolve(this.document as Document.Parsed) as Node | undefined) ?? null;
   }
 
   private problem(node: Node | null | undefined, key: string | undefined, message: string): void {
@@ -536,24 +472,19 @@ class FileValidator {
 
   private result(): Result<FileConfig, ConfigProblem[]> {
     if (this.#problems.length > 0) return err(this.#problems);
-    const { outputAddress, outputAddressIPv6, outputInterface } = this.#values;
+    // The other keys (outputAddress, ...) only when set: a file without them parses as before.
+    const { masqLinkLocal, masqLinkLocalIPv6, resyncInterval, ...whenSet } = this.#values;
     return ok({
       file: this.file,
       nonMasqueradeCidrs: this.#cidrs.nonMasqueradeCIDRs,
-      ...(this.#namesNonMasqueradeCidrs
-        ? { namesNonMasqueradeCidrs: this.#namesNonMasqueradeCidrs }
-        : {}),
       masqueradeCidrs: this.#cidrs.masqueradeCIDRs,
       nonMasqueradeSrcCidrs: this.#cidrs.nonMasqueradeSrcCIDRs,
-      masqLinkLocal: this.#values.masqLinkLocal,
-      masqLinkLocalIPv6: this.#values.masqLinkLocalIPv6,
+      masqLinkLocal,
+      masqLinkLocalIPv6,
       cidrLimit: this.#cidrLimit?.value ?? defaultCidrLimit,
-      resyncInterval: this.#values.resyncInterval,
+      resyncInterval,
       settings: this.#settings,
-      // Only when set, so a file without them parses to the very same value as before.
-      ...(outputAddress ? { outputAddress } : {}),
-      ...(outputAddressIPv6 ? { outputAddressIPv6 } : {}),
-      ...(outputInterface ? { outputInterface } : {}),
+      ...whenSet,
     });
   }
 }
@@ -565,14 +496,10 @@ function matchKey(text: string): KnownKey | undefined {
 }
 
 function closestKey(text: string): KnownKey | undefined {
-  let best: KnownKey | undefined;
-  let bestDistance = Infinity;
-  for (const key of knownKeys) {
-    const distance = editDistance(key.toLowerCase(), text.toLowerCase());
-    if (distance < bestDistance) [best, bestDistance] = [key, distance];
-  }
+  const distance = (key: string) => editDistance(key.toLowerCase(), text.toLowerCase());
+  const best = knownKeys.reduce((a, b) => (distance(b) < distance(a) ? b : a));
   // Beyond a third of the word the "suggestion" is noise.
-  return bestDistance <= Math.max(2, Math.ceil(text.length / 3)) ? best : undefined;
+  return distance(best) <= Math.max(2, Math.ceil(text.length / 3)) ? best : undefined;
 }
 
 function editDistance(a: string, b: string): number {

@@ -1,8 +1,7 @@
 /**
- * Imported first by main.ts, for its side effect: asks parse.ts, before it is evaluated, to load
- * the `yaml` package only when a config file needs the full YAML parse (`prepareParse`). Real
- * ConfigMaps never do, and the package costs ~4 MiB of RSS and ~15 ms of start-up
- * (docs/benchmarks.md).
+ * Imported first by main.ts: asks parse.ts, before it is evaluated, to load the `yaml` package only
+ * when a file needs it (`prepareParse`). Real ConfigMaps never do; it costs ~4 MiB of RSS and
+ * ~15 ms of start-up (docs/benchmarks.md).
  *
  * @module
  */

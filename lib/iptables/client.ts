@@ -1,7 +1,7 @@
 /**
- * The iptables client of one backend and family, on the {@link Exec} seam. It lists single
- * chains (`-t nat -S CHAIN` takes milliseconds beside kube-proxy's 50,000 rules, where
- * `iptables-save -t nat` takes seconds) and writes one atomic `iptables-restore --noflush`.
+ * The iptables client of one backend and family, on the {@link Exec} seam. It lists single chains
+ * (`-t nat -S CHAIN` takes milliseconds beside kube-proxy's 50,000 rules, `iptables-save -t nat`
+ * seconds) and writes one atomic `iptables-restore --noflush`.
  *
  * @module
  */
@@ -28,11 +28,9 @@ export interface NatTableClient {
 /** Wait up to 5 s for the xtables lock, polling every 100 ms, as upstream does. */
 export const restoreArgs: readonly string[] = ["--noflush", "-w", "5", "-W", "100000"];
 
-/**
- * Listings wait for the xtables lock too: without `-w` a legacy `iptables -S` blocks while
- * another program holds it, indistinguishable from a slow kernel. nft ignores the flag.
- */
-export const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
+// Listings wait for the xtables lock too: without `-w` a legacy `iptables -S` blocks while
+// another program holds it, indistinguishable from a slow kernel. nft ignores the flag.
+const listArgs: readonly string[] = ["-w", "5", "-t", "nat", "-S"];
 
 /**
  * The xtables lock is someone else's critical section: waiting it out is always right. Only the
@@ -44,9 +42,8 @@ export function isLockContention(stderr: string): boolean {
 }
 
 /**
- * `-S CHAIN` of a chain that does not exist exits 1 with one of these: legacy says
- * "No chain/target/match by that name", iptables-nft 1.8.9 "chain `X' in table `nat' is
- * incompatible, use 'nft' tool".
+ * `-S CHAIN` of a missing chain exits 1 saying, in legacy, "No chain/target/match by that name",
+ * in iptables-nft 1.8.9, "chain `X' in table `nat' is incompatible, use 'nft' tool".
  */
 export function isNoSuchChain(stderr: string): boolean {
   return /No chain\/target\/match by that name|chain `[^']*' in table `[^']*' is incompatible/
@@ -89,11 +86,7 @@ export function natTableClient(
   };
 }
 
-/**
- * Whether `chain` exists in `table` of the backend: `-t TABLE -S CHAIN` exits 0.
- * Any failure (no such chain, no such table, the backend's kernel support
- * missing) counts as "no": this only gathers evidence.
- */
+/** Whether `-t TABLE -S CHAIN` exits 0; any failure counts as "no": this only gathers evidence. */
 export async function chainExists(
   exec: Exec,
   mode: IptablesMode,
@@ -106,10 +99,7 @@ export async function chainExists(
   return outcome?.ok ?? false;
 }
 
-/**
- * How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read,
- * which is told to `failures` when given.
- */
+/** How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read. */
 export async function countRules(
   exec: Exec,
   mode: IptablesMode,
@@ -127,10 +117,9 @@ export async function countRules(
 }
 
 /**
- * `iptables-legacy-save` without `-t`: the legacy tables already loaded (any `-t TABLE`, even
- * with `-S CHAIN`, would create the table, loading its kernel module, just by asking). Streamed
- * and summarized: kept whole, the megabytes beside kube-proxy's rules doubled the agent's RSS.
- * Stops once `enough` holds; a failure reads as "nothing loaded".
+ * `iptables-legacy-save` without `-t` (any `-t TABLE` would load the table's kernel module just
+ * by asking), streamed and summarized: kept whole, the megabytes beside kube-proxy's rules doubled
+ * the agent's RSS. Stops once `enough` holds; a failure reads as "nothing loaded".
  */
 export async function dumpLegacy(
   scan: ScanExec,
@@ -169,26 +158,25 @@ async function evidenceOf(
   args: readonly string[],
   failures?: string[],
 ) {
-  let outcome;
-  try {
-    outcome = await runTool(exec, iptablesTools(mode, family).main, args);
-  } catch (error) {
+  const outcome = await runTool(exec, iptablesTools(mode, family).main, args).catch((error) => {
     if (error instanceof ToolError && error.failure === "missing") return undefined;
     throw error;
+  });
+  if (outcome?.ok === false && !isNoSuchChain(outcome.stderr)) {
+    failures?.push(readFailure(outcome));
   }
-  if (!outcome.ok && !isNoSuchChain(outcome.stderr)) failures?.push(readFailure(outcome));
   return outcome;
 }
 
-/** The first line of `--version`, and whether that iptables knows `--random-fully`. */
+/** What `--version` says. */
 export interface IptablesVersion {
-  /** The first line of `iptables-nft --version`, e.g. `iptables v1.8.9 (nf_tables)`. */
+  /** Its first line, e.g. `iptables v1.8.9 (nf_tables)`. */
   readonly description: string;
-  /** Whether this iptables accepts `--random-fully` (1.6.2 and newer). */
+  /** Whether it accepts `--random-fully` (1.6.2 and newer; older ones reject the whole restore). */
   readonly randomFullySupported: boolean;
 }
 
-/** `--random-fully` arrived in iptables 1.6.2; older binaries reject the whole restore. */
+/** Runs `--version`. */
 export async function probeVersion(
   mode: IptablesMode,
   family: Family,
@@ -201,10 +189,9 @@ export async function probeVersion(
 
 /** Reads the version line that `iptables --version` prints. */
 export function parseVersion(output: string): IptablesVersion {
-  const description = output.trim().split("\n")[0] ?? "";
+  const description = output.trim().split("\n")[0];
   const match = /v(\d+)\.(\d+)\.(\d+)/.exec(description);
-  const version = match ? match.slice(1).map(Number) : [0, 0, 0];
-  const [major, minor, patch] = version;
+  const [major, minor, patch] = match ? match.slice(1).map(Number) : [0, 0, 0];
   const randomFullySupported = major > 1 ||
     (major === 1 && (minor > 6 || (minor === 6 && patch >= 2)));
   return { description, randomFullySupported };

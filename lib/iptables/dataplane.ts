@@ -27,7 +27,7 @@ export type VerifiedListings = VerifiedReads<OurListings>;
 
 /** An empty {@link VerifiedListings}. */
 export function verifiedListings(): VerifiedListings {
-  return new VerifiedReads(sameListings);
+  return new VerifiedReads((a, b) => a[0] === b[0] && a[1] === b[1]);
 }
 
 /**
@@ -36,44 +36,46 @@ export function verifiedListings(): VerifiedListings {
  */
 export type OurListings = readonly [postrouting: string, chain: string];
 
-function sameListings(a: OurListings, b: OurListings): boolean {
-  return a[0] === b[0] && a[1] === b[1];
-}
-
 /** Lists POSTROUTING and `chain`: two cheap reads however big the rest of the table is. */
 export async function listOurs(
   client: NatTableClient,
   chain: string,
   signal?: AbortSignal,
 ): Promise<OurListings> {
-  const postrouting = await client.listChain("POSTROUTING", signal) ?? "";
-  const ours = await client.listChain(chain, signal) ?? "";
-  return [postrouting, ours];
+  return [
+    await client.listChain("POSTROUTING", signal) ?? "",
+    await client.listChain(chain, signal) ?? "",
+  ];
 }
 
 /** What the iptables dataplane read of one family. */
 export interface IptablesLive {
   /**
-   * POSTROUTING and our chain, parsed; the whole table when a jump of ours leads to an earlier
-   * `--masq-chain` (its removal must know what refers to it); undefined when already verified.
+   * POSTROUTING and our chain; the whole table when a jump of ours leads to an earlier chain (its
+   * removal must know what refers to it); undefined when already verified.
    */
   readonly table?: LiveNatTable;
   /** Chains of ours under another name that another ip-masq-agent manages: left alone. */
   readonly othersChains: ReadonlySet<string>;
 }
 
-/** The iptables dataplane of one backend: our chain and POSTROUTING jump via its tools. */
+/**
+ * The iptables dataplane of one backend: our chain and POSTROUTING jump via its tools.
+ * `onAnotherAgent` is told once per chain and family when a chain of ours we removed came back.
+ */
 export function iptablesDataplane(
   clients: Readonly<Record<Family, NatTableClient>>,
   chain: string,
   label = `iptables (${clients.ipv4.mode})`,
-  onAnotherAgent: AnotherAgentHandler = () => {},
+  onAnotherAgent: (family: Family, chain: string) => void = () => {},
   verified: VerifiedListings = verifiedListings(),
 ): Dataplane<IptablesLive, Plan> {
   // A chain of ours under another name is removed once; when it comes back, another
   // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
   const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
   const others: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+  const nothingOurs = (table: LiveNatTable) =>
+    ownJumpTargets(table).size === 0 && !table.chains.has(chain);
   return {
     label,
     read: async (desired, signal) => {
@@ -102,31 +104,22 @@ export function iptablesDataplane(
     readForRemoval: async (family, signal) => {
       const client = clients[family];
       const ours = parseNatTable((await listOurs(client, chain, signal)).join(""));
-      const empty = { table: ours, othersChains: new Set<string>() };
-      if (ownJumpTargets(ours).size === 0 && !ours.chains.has(chain)) return empty;
+      if (nothingOurs(ours)) return { table: ours, othersChains: new Set<string>() };
       const foreign = foreignRuleOf(ours, chain);
       if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
       return { table: parseNatTable(await client.listTable(signal)), othersChains: new Set() };
     },
-    planRemoval: (family, live) => {
-      const table = live.table!;
-      if (ownJumpTargets(table).size === 0 && !table.chains.has(chain)) return inSync;
-      return planCleanup(chain, table, family);
-    },
+    planRemoval: (family, live) =>
+      nothingOurs(live.table!) ? inSync : planCleanup(chain, live.table!, family),
     apply: async (family, plan, signal) => {
       verified.settle(family, plan.payload !== null);
       if (plan.payload === null) return;
       await clients[family].restore(plan.payload, signal);
-      for (const name of staleChainsOf(plan)) removed[family].add(name);
+      for (const drift of plan.drift) {
+        if (drift.kind === "stale-chain" && drift.chain !== undefined) {
+          removed[family].add(drift.chain);
+        }
+      }
     },
   };
-}
-
-/** Told once per chain and family when a chain of ours we removed came back. */
-export type AnotherAgentHandler = (family: Family, chain: string) => void;
-
-function staleChainsOf(plan: Plan): string[] {
-  return plan.drift.flatMap((drift) =>
-    drift.kind === "stale-chain" && drift.chain !== undefined ? [drift.chain] : []
-  );
 }

@@ -44,51 +44,25 @@ export interface LiveOutcome {
   readonly unknownBecause?: string;
 }
 
-/** A listed rule's words, as iptables-restore splits them; `quoted` marks a quoted word. */
-interface Word {
-  readonly text: string;
-  readonly quoted: boolean;
+/** Splits like iptables-restore: space or tab separates, double quotes group, `\"` is a quote. */
+function ruleWords(line: string): { readonly text: string; readonly quoted: boolean }[] {
+  // A word: unquoted characters and quoted runs (to the closing quote or the end of the line).
+  const words = line.match(/(?:[^ \t"]|"(?:\\["\\]|[^"\\]|\\)*(?:"|$))+/g) ?? [];
+  return words.map((word) => ({
+    text: word.replace(quotedRun, (_, inner: string) => inner.replace(/\\(["\\])/g, "$1")),
+    quoted: word.includes('"'),
+  }));
 }
 
-/** Splits like iptables-restore: whitespace separates, double quotes group, `\"` is a quote. */
-function ruleWords(line: string): Word[] {
-  const words: Word[] = [];
-  let current = "";
-  let inWord = false;
-  let quoted = false;
-  let wasQuoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === "\\" && quoted && (line[i + 1] === '"' || line[i + 1] === "\\")) {
-      current += line[++i];
-      continue;
-    }
-    if (c === '"') {
-      quoted = !quoted;
-      inWord = true;
-      wasQuoted = true;
-      continue;
-    }
-    if (!quoted && (c === " " || c === "\t")) {
-      if (inWord) words.push({ text: current, quoted: wasQuoted });
-      current = "";
-      inWord = false;
-      wasQuoted = false;
-      continue;
-    }
-    current += c;
-    inWord = true;
-  }
-  if (inWord) words.push({ text: current, quoted: wasQuoted });
-  return words;
-}
+const quotedRun = /"((?:\\["\\]|[^"\\]|\\)*)(?:"|$)/g;
 
-type MatchResult = true | false | { readonly unknown: string };
+type MatchResult = boolean | { readonly unknown: string };
+type Match = (packet: TracedPacket) => MatchResult;
+type ModuleOption = { readonly negated: boolean; readonly name: string; readonly values: string[] };
 
-/** A rule split into its matches and its target. */
+/** A rule's matches, and its `-j`/`-g` target if any. */
 interface ParsedRule {
-  readonly matches: readonly ((packet: TracedPacket) => MatchResult)[];
-  /** `-j` or `-g` and the target's name; undefined for a rule without one. */
+  readonly matches: readonly Match[];
   readonly target?: { readonly goto: boolean; readonly name: string };
 }
 
@@ -97,15 +71,12 @@ const topLevel = new Set(["-s", "--source", "-d", "--destination", "-o", "--out-
 /** Parses `-A CHAIN ...`; a word it cannot place makes the whole rule "cannot evaluate". */
 function parseRule(line: string): ParsedRule {
   const words = ruleWords(line).slice(2);
-  const matches: ((packet: TracedPacket) => MatchResult)[] = [];
+  const matches: Match[] = [];
   let target: ParsedRule["target"];
   let i = 0;
   while (i < words.length) {
-    let negated = false;
-    if (words[i].text === "!" && !words[i].quoted) {
-      negated = true;
-      i++;
-    }
+    const negated = words[i].text === "!" && !words[i].quoted;
+    if (negated) i++;
     const option = words[i]?.text;
     if (option === undefined) break;
     if (option === "-j" || option === "--jump" || option === "-g" || option === "--goto") {
@@ -114,18 +85,16 @@ function parseRule(line: string): ParsedRule {
     }
     if (option === "-m" || option === "--match") {
       const module = words[i + 1]?.text ?? "";
-      const options: { negated: boolean; name: string; values: string[] }[] = [];
+      const options: ModuleOption[] = [];
       i += 2;
       while (i < words.length) {
         const neg = words[i].text === "!" && !words[i].quoted;
         const next = words[i + (neg ? 1 : 0)];
         if (!next || next.quoted || !next.text.startsWith("--")) break;
-        const values: string[] = [];
         i += neg ? 2 : 1;
-        while (i < words.length && (words[i].quoted || !/^(-|!$)/.test(words[i].text))) {
-          values.push(words[i].text);
-          i++;
-        }
+        const start = i;
+        while (i < words.length && (words[i].quoted || !/^(-|!$)/.test(words[i].text))) i++;
+        const values = words.slice(start, i).map((word) => word.text);
         options.push({ negated: neg, name: next.text, values });
       }
       matches.push(moduleMatch(module, options));
@@ -135,7 +104,7 @@ function parseRule(line: string): ParsedRule {
     i += 2;
     const shown = `${negated ? "! " : ""}${option} ${value}`;
     if (topLevel.has(option)) {
-      matches.push(addressOrInterfaceMatch(option, value, negated, shown));
+      matches.push(topLevelMatch(option, value, negated, shown));
     } else {
       const what = option === "-p" ? `${shown} (depends on the protocol)` : shown;
       matches.push(() => ({ unknown: what }));
@@ -144,12 +113,7 @@ function parseRule(line: string): ParsedRule {
   return { matches, target };
 }
 
-function addressOrInterfaceMatch(
-  option: string,
-  value: string,
-  negated: boolean,
-  shown: string,
-): (packet: TracedPacket) => MatchResult {
+function topLevelMatch(option: string, value: string, negated: boolean, shown: string): Match {
   if (option === "-o" || option === "--out-interface") {
     // `+` is every interface; a name needs the route, which the agent may not read.
     if (value === "+") return () => !negated;
@@ -170,10 +134,7 @@ function addressOrInterfaceMatch(
   };
 }
 
-function moduleMatch(
-  module: string,
-  options: readonly { negated: boolean; name: string; values: string[] }[],
-): (packet: TracedPacket) => MatchResult {
+function moduleMatch(module: string, options: readonly ModuleOption[]): Match {
   const shown = `-m ${module}${
     options.map((o) => ` ${o.negated ? "! " : ""}${o.name}${o.values.map((v) => ` ${v}`).join("")}`)
       .join("")
@@ -200,10 +161,7 @@ function moduleMatch(
 }
 
 /** `-m mark [!] --mark V/M` on exactly the kube-proxy bit, when the packet says whether it has it. */
-function markMatch(
-  options: readonly { negated: boolean; name: string; values: string[] }[],
-  shown: string,
-): (packet: TracedPacket) => MatchResult {
+function markMatch(options: readonly ModuleOption[], shown: string): Match {
   const [option] = options;
   const parts = options.length === 1 && option.name === "--mark" && option.values.length === 1
     ? /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(option.values[0])
@@ -253,8 +211,6 @@ export function traceLive(
     return rule;
   };
   const firstJump = postrouting.findIndex((line) => parse(line).target?.name === ourChain);
-  const stageOf = (index: number): Stage =>
-    firstJump < 0 || index < firstJump ? "before our jump" : "after our jump";
   const policy: LiveOutcome[] = [{
     verdict: "keep source",
     rule: "the POSTROUTING policy (ACCEPT): no rule rewrote the source",
@@ -276,18 +232,42 @@ export function traceLive(
     if (known) return known;
     let result: LiveOutcome[] | undefined;
     for (let index = from; index < rules.length && result === undefined; index++) {
-      const rule = parse(rules[index]);
-      const matched = evaluate(rule, packet);
-      if (matched === false) continue;
-      const stage = chain === ourChain ? "our chain" : stageOf(index);
+      const line = rules[index];
+      const { matches, target } = parse(line);
+      const matched = evaluate(matches, packet);
+      if (matched === false || target === undefined || nonTerminating.has(target.name)) continue;
+      const stage: Stage = chain === ourChain
+        ? "our chain"
+        : firstJump < 0 || index < firstJump
+        ? "before our jump"
+        : "after our jump";
       const rest = () => walk(chain, rules, index + 1, returnTo, key);
-      const taken = targetOutcomes(rule, rules[index], stage, chain, ourChain, {
-        rest,
-        returnTo,
-        enterOurs: (afterwards) =>
-          walk(ourChain, ours, 0, afterwards, `${ourChain}@${chain}:${index}`),
-      });
-      if (taken === "continue") continue;
+      const outcome = (verdict: Verdict | "unknown", unknownBecause?: string): LiveOutcome[] => [
+        { verdict, rule: line, stage, assumed: [], ...(unknownBecause ? { unknownBecause } : {}) },
+      ];
+      let taken: LiveOutcome[];
+      if (rewritesSource.has(target.name)) taken = outcome("masquerade");
+      else if (target.name === "ACCEPT") taken = outcome("keep source");
+      else if (target.name === "RETURN") {
+        // Our RETURN decides, unless a later POSTROUTING rule still rewrites the source.
+        taken = chain === "POSTROUTING"
+          ? outcome("keep source")
+          : returnTo().map((after) =>
+            after.stage === "policy"
+              ? { ...after, rule: line, stage, verdict: "keep source" }
+              : after
+          );
+      } else if (chain === "POSTROUTING" && target.name === ourChain) {
+        // -g does not come back: the end of our chain is then the end of POSTROUTING.
+        const afterwards = target.goto ? returnTo : rest;
+        taken = walk(ourChain, ours, 0, afterwards, `${ourChain}@${chain}:${index}`);
+      } else {
+        const what = otherTargets.has(target.name)
+          ? `target ${target.name}`
+          : `jumps to chain ${target.name}, which --explain does not read`;
+        // A chain that returns lets POSTROUTING go on.
+        taken = [...outcome("unknown", what), ...(target.goto ? [] : rest())];
+      }
       result = matched === true ? taken : [
         ...taken.map((outcome) => ({ ...outcome, assumed: [matched.unknown, ...outcome.assumed] })),
         ...rest(),
@@ -300,56 +280,11 @@ export function traceLive(
   return dedupe(walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING"));
 }
 
-function evaluate(rule: ParsedRule, packet: TracedPacket): MatchResult {
-  const results = rule.matches.map((match) => match(packet));
+function evaluate(matches: readonly Match[], packet: TracedPacket): MatchResult {
+  const results = matches.map((match) => match(packet));
   if (results.includes(false)) return false;
   const unknown = results.flatMap((result) => typeof result === "object" ? [result.unknown] : []);
   return unknown.length === 0 ? true : { unknown: unknown.join(", ") };
-}
-
-interface Continuations {
-  /** The next rule of the same chain. */
-  readonly rest: () => LiveOutcome[];
-  /** What follows this chain (for POSTROUTING: its policy). */
-  readonly returnTo: () => LiveOutcome[];
-  /** Into our chain, then `afterwards` when it returns. */
-  readonly enterOurs: (afterwards: () => LiveOutcome[]) => LiveOutcome[];
-}
-
-function targetOutcomes(
-  rule: ParsedRule,
-  line: string,
-  stage: Stage,
-  chain: string,
-  ourChain: string,
-  next: Continuations,
-): LiveOutcome[] | "continue" {
-  const target = rule.target;
-  if (target === undefined || nonTerminating.has(target.name)) return "continue";
-  const outcome = (verdict: Verdict | "unknown", unknownBecause?: string): LiveOutcome[] => [
-    { verdict, rule: line, stage, assumed: [], ...(unknownBecause ? { unknownBecause } : {}) },
-  ];
-  if (rewritesSource.has(target.name)) return outcome("masquerade");
-  if (target.name === "ACCEPT") return outcome("keep source");
-  if (target.name === "RETURN") {
-    if (chain === "POSTROUTING") return outcome("keep source");
-    // Our RETURN decides, unless a later POSTROUTING rule still rewrites the source.
-    return next.returnTo().map((after) =>
-      after.stage === "policy" ? { ...after, rule: line, stage, verdict: "keep source" } : after
-    );
-  }
-  if (chain === "POSTROUTING" && target.name === ourChain) {
-    // -g does not come back: the end of our chain is then the end of POSTROUTING.
-    return next.enterOurs(target.goto ? next.returnTo : next.rest);
-  }
-  const what = otherTargets.has(target.name)
-    ? `target ${target.name}`
-    : `jumps to chain ${target.name}, which --explain does not read`;
-  return [
-    ...outcome("unknown", what),
-    // A chain that returns lets POSTROUTING go on.
-    ...(target.goto ? [] : next.rest()),
-  ];
 }
 
 /** Targets that are not chains and whose effect here the tracer does not model. */

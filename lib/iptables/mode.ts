@@ -1,10 +1,8 @@
 /**
- * Which iptables backend the node uses (nft or legacy), decided from the
- * evidence kubelet leaves, and the tools of each backend. The agent runs a
- * backend's own tools by name (`iptables-nft-restore`, ...), never the plain
- * `iptables*` names: in the shipped image those are the iptables-wrapper
- * script, which cannot relink itself on a read-only root filesystem and then
- * fails every call.
+ * Which iptables backend the node uses (nft or legacy), decided from the evidence kubelet leaves,
+ * and each backend's tools. The agent runs a backend's own tools by name (`iptables-nft-restore`,
+ * ...), never the plain `iptables*` names: in the shipped image those are the iptables-wrapper
+ * script, which cannot relink itself on a read-only root filesystem and then fails every call.
  *
  * @module
  */
@@ -14,18 +12,17 @@ import type { Family } from "../net/cidr.ts";
 /** An iptables backend: nf_tables through the iptables API, or the legacy x_tables one. */
 export type IptablesMode = "nft" | "legacy";
 
-/** Both backends, in the order the detection asks about them. */
-export const iptablesModes: readonly IptablesMode[] = ["nft", "legacy"];
+const families: readonly Family[] = ["ipv4", "ipv6"];
 
 /** The programs the agent runs for one backend and family. */
 export interface IptablesTools {
-  /** Lists rules: `<main> -t nat -S [CHAIN]`; also `--version`. */
+  /** Lists rules (`-t nat -S [CHAIN]`) and says `--version`. */
   readonly main: string;
-  /** Applies one atomic transaction: `<restore> --noflush -w 5 -W 100000`. */
+  /** Applies one atomic transaction. */
   readonly restore: string;
   /**
-   * `<save>` without `-t` (legacy only): dumps only the tables already loaded, so it never loads
-   * the legacy modules (it reads `/proc/net/ip_tables_names`, which Deno's sandbox denies us).
+   * Legacy only, without `-t`: dumps only the tables already loaded, never loading a module (it
+   * reads `/proc/net/ip_tables_names`, which Deno's sandbox denies us).
    */
   readonly save: string;
 }
@@ -37,26 +34,19 @@ export interface IptablesTools {
  * ```ts
  * import assert from "node:assert/strict";
  * import { iptablesTools } from "./mode.ts";
- * const tools = iptablesTools("nft", "ipv6");
- * assert.equal(tools.restore, "ip6tables-nft-restore");
+ * assert.equal(iptablesTools("nft", "ipv6").restore, "ip6tables-nft-restore");
  * ```
  */
 export function iptablesTools(mode: IptablesMode, family: Family): IptablesTools {
-  const base = family === "ipv4" ? "iptables" : "ip6tables";
-  return {
-    main: `${base}-${mode}`,
-    restore: `${base}-${mode}-restore`,
-    save: `${base}-${mode}-save`,
-  };
+  const main = `${family === "ipv4" ? "iptables" : "ip6tables"}-${mode}`;
+  return { main, restore: `${main}-restore`, save: `${main}-save` };
 }
 
 /** Every program the agent may run: the permission list must name exactly these. */
-export const allIptablesTools: readonly string[] = iptablesModes.flatMap((mode) =>
-  (["ipv4", "ipv6"] as const).flatMap((family) => {
-    const tools = iptablesTools(mode, family);
-    return mode === "legacy"
-      ? [tools.main, tools.restore, tools.save]
-      : [tools.main, tools.restore];
+export const allIptablesTools: readonly string[] = (["nft", "legacy"] as const).flatMap((mode) =>
+  families.flatMap((family) => {
+    const { main, restore, save } = iptablesTools(mode, family);
+    return mode === "legacy" ? [main, restore, save] : [main, restore];
   })
 );
 
@@ -71,7 +61,7 @@ export const kubeletHintChains: readonly string[] = ["KUBE-IPTABLES-HINT", "KUBE
  * that is megabytes the agent would keep.
  */
 export interface LegacyDump {
-  /** Whether any legacy table is loaded at all; if not, nothing of the node is there. */
+  /** Whether any legacy table is loaded at all. */
   readonly loaded: boolean;
   /** Whether kubelet's hint chain is in its mangle table. */
   readonly hint: boolean;
@@ -85,37 +75,26 @@ export interface LegacyDump {
 
 /**
  * Reads an `iptables-legacy-save` dump chunk by chunk, keeping only the summary and the current
- * line, so memory does not grow with the legacy tables. `push` returns true once `enough` holds.
+ * line, so memory does not grow with the legacy tables.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { LegacyDumpScanner } from "./mode.ts";
- *
  * const scanner = new LegacyDumpScanner((dump) => dump.hint);
  * assert.equal(scanner.push("*nat\n-A POSTROUTING -j MASQ"), false);
- * assert.equal(scanner.push("UERADE\nCOMMIT\n*mangle\n:KUBE-IPTABLES-"), false);
- * assert.equal(scanner.push("HINT - [0:0]\n"), true);
- * assert.deepEqual(scanner.finish(), {
- *   loaded: true,
- *   hint: true,
- *   rules: 1,
- *   tables: ["nat", "mangle"],
- * });
+ * assert.equal(scanner.push("UERADE\nCOMMIT\n*mangle\n:KUBE-IPTABLES-HINT - [0:0]\n"), true);
+ * const summary = { loaded: true, hint: true, rules: 1, tables: ["nat", "mangle"] };
+ * assert.deepEqual(scanner.finish(), summary);
  * ```
  */
 export class LegacyDumpScanner {
   #partial = "";
   #table = "";
-  #hint = false;
-  #rules = 0;
-  readonly #tables: string[] = [];
+  readonly #read = { hint: false, rules: 0, tables: [] as string[] };
 
-  /** A scanner that has read nothing yet. */
-  constructor(
-    /** Whether what was read so far answers the caller's question. */
-    readonly enough: (dump: LegacyDump) => boolean = () => false,
-  ) {}
+  /** `enough`: whether what was read so far answers the caller's question. */
+  constructor(readonly enough: (dump: LegacyDump) => boolean = () => false) {}
 
   /** Reads the next chunk; true once `enough` holds (the rest need not be read). */
   push(text: string): boolean {
@@ -123,7 +102,7 @@ export class LegacyDumpScanner {
     this.#partial = lines.pop() ?? "";
     for (const line of lines) {
       this.#line(line);
-      if (this.enough(this.summary())) return true;
+      if (this.enough(this.#summary())) return true;
     }
     return false;
   }
@@ -131,27 +110,20 @@ export class LegacyDumpScanner {
   /** The summary of everything pushed, a last line without its newline included. */
   finish(): LegacyDump {
     if (this.#partial !== "") this.#line(this.#partial);
-    this.#partial = "";
-    return this.summary();
+    return this.#summary();
   }
 
-  /** The summary of the complete lines read so far. */
-  summary(): LegacyDump {
-    return {
-      loaded: this.#tables.length > 0,
-      hint: this.#hint,
-      rules: this.#rules,
-      tables: [...this.#tables],
-    };
+  #summary(): LegacyDump {
+    return { loaded: this.#read.tables.length > 0, ...this.#read, tables: [...this.#read.tables] };
   }
 
   #line(line: string): void {
     if (line.startsWith("*")) {
       this.#table = line.slice(1);
-      this.#tables.push(this.#table);
-    } else if (line.startsWith("-A ")) this.#rules++;
+      this.#read.tables.push(this.#table);
+    } else if (line.startsWith("-A ")) this.#read.rules++;
     else if (this.#table === "mangle" && line.startsWith(":")) {
-      this.#hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
+      this.#read.hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
     }
   }
 }
@@ -203,8 +175,6 @@ export type ModeStep =
   | { readonly kind: "dump-legacy"; readonly family: Family }
   | { readonly kind: "count-nft-rules" };
 
-const families: readonly Family[] = ["ipv4", "ipv6"];
-
 /**
  * The detection rule as a pure step: the decision, or the next probe. Kubelet's hint in nft
  * (IPv4, IPv6), then in legacy's loaded tables, then the backend with more rules, else nft.
@@ -213,8 +183,7 @@ const families: readonly Family[] = ["ipv4", "ipv6"];
  * ```ts
  * import assert from "node:assert/strict";
  * import { decideMode } from "./mode.ts";
- * const first = decideMode({});
- * assert.equal(first.kind, "probe-nft-hint");
+ * assert.equal(decideMode({}).kind, "probe-nft-hint");
  * const step = decideMode({ nftHint: { ipv4: true } });
  * assert.equal(step.kind, "decided");
  * assert.equal(step.decision.mode, "nft");
@@ -245,10 +214,10 @@ export function decideMode(evidence: ModeEvidence): ModeStep {
     ...(evidence.readFailures ?? []),
     ...families.flatMap((family) => evidence.legacy?.[family]?.failure ?? []),
   ];
+  const counts = `${nftRules} nft rules, ${legacyRules} legacy rules`;
   const tally = failures.length === 0
-    ? `${nftRules} nft rules, ${legacyRules} legacy rules`
-    : `reading failed (${failures.join("; ")}), so the counts are of what could be read: ` +
-      `${nftRules} nft rules, ${legacyRules} legacy rules`;
+    ? counts
+    : `reading failed (${failures.join("; ")}), so the counts are of what could be read: ${counts}`;
   if (legacyRules > nftRules) return decided("legacy", `no kubelet hint; ${tally}`);
   if (nftRules > legacyRules) return decided("nft", `no kubelet hint; ${tally}`);
   return decided("nft", `no kubelet hint and ${tally}: the default`);

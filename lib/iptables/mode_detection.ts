@@ -1,6 +1,5 @@
 /**
- * Choosing the iptables backend once at start: runs the probes the pure rule in `mode.ts` asks
- * for, one at a time, until it decides.
+ * Choosing the iptables backend at start: runs the probes `decideMode` asks for until it decides.
  *
  * @module
  */
@@ -12,37 +11,27 @@ import {
   kubeletHintChains,
   type LegacyDump,
   type ModeDecision,
-  type ModeEvidence,
 } from "./mode.ts";
 import { denoExec, denoScanExec, type Exec, type ScanExec, scanViaExec } from "../base/exec.ts";
 import { chainExists, countRules, dumpLegacy } from "./client.ts";
 
-/** What the detection needs from the host: a way to run the iptables tools. */
+/** How the detection runs the iptables tools. */
 export interface DetectionDeps {
-  /** Runs the iptables tools that answer the questions. */
+  /** Runs the tools. */
   readonly exec: Exec;
   /** Streams a legacy dump without keeping it; `exec`'s whole output as one chunk if absent. */
   readonly scan?: ScanExec;
 }
 
-/** The host as it is: real processes. */
+/** The host's real processes. */
 export const hostDetectionDeps: DetectionDeps = { exec: denoExec, scan: denoScanExec };
-
-function scanOf(deps: DetectionDeps): ScanExec {
-  return deps.scan ?? scanViaExec(deps.exec);
-}
 
 /** The tables whose nft rules the last resort counts: where kube-proxy, Docker and CNIs write. */
 const countedTables = ["nat", "filter", "mangle"] as const;
 
-async function hintIn(
-  deps: DetectionDeps,
-  mode: IptablesMode,
-  family: Family,
-  failures: string[],
-) {
+async function nftHintIn(exec: Exec, family: Family, failures: string[]): Promise<boolean> {
   for (const chain of kubeletHintChains) {
-    if (await chainExists(deps.exec, mode, family, "mangle", chain, failures)) return true;
+    if (await chainExists(exec, "nft", family, "mangle", chain, failures)) return true;
   }
   return false;
 }
@@ -71,33 +60,25 @@ export async function detectMode(
   if (flag !== "auto") {
     return { decision: { mode: flag, evidence: `--iptables-mode=${flag}` }, legacyDumps: {} };
   }
-  let evidence: ModeEvidence = {};
+  const nftHint: Partial<Record<Family, boolean>> = {};
+  const legacy: Partial<Record<Family, LegacyDump>> = {};
+  let nftRules: number | undefined;
   const readFailures: string[] = [];
+  const scan = deps.scan ?? scanViaExec(deps.exec);
   for (;;) {
-    const step = decideMode(evidence);
+    const step = decideMode({ nftHint, legacy, nftRules, readFailures });
     switch (step.kind) {
       case "decided":
-        return { decision: step.decision, legacyDumps: evidence.legacy ?? {} };
-      case "probe-nft-hint": {
-        const found = await hintIn(deps, "nft", step.family, readFailures);
-        evidence = {
-          ...evidence,
-          nftHint: { ...evidence.nftHint, [step.family]: found },
-          readFailures: [...readFailures],
-        };
+        return { decision: step.decision, legacyDumps: legacy };
+      case "probe-nft-hint":
+        nftHint[step.family] = await nftHintIn(deps.exec, step.family, readFailures);
         break;
-      }
-      case "dump-legacy": {
+      case "dump-legacy":
         // Stops reading once kubelet's hint is seen: that decides (legacy).
-        const dump = await dumpLegacy(scanOf(deps), step.family, (read) => read.hint);
-        evidence = { ...evidence, legacy: { ...evidence.legacy, [step.family]: dump } };
+        legacy[step.family] = await dumpLegacy(scan, step.family, (read) => read.hint);
         break;
-      }
-      case "count-nft-rules": {
-        const nftRules = await countConcurrently(deps.exec, readFailures);
-        evidence = { ...evidence, nftRules, readFailures: [...readFailures] };
-        break;
-      }
+      case "count-nft-rules":
+        nftRules = await countConcurrently(deps.exec, readFailures);
     }
   }
 }
@@ -133,6 +114,7 @@ export async function otherBackendPresent(
 ): Promise<boolean> {
   if (other === "nft") return true;
   if (known && known.failure === undefined && !known.hint) return known.tables.includes("nat");
-  const dump = await dumpLegacy(scanOf(deps), family, (read) => read.tables.includes("nat"));
+  const scan = deps.scan ?? scanViaExec(deps.exec);
+  const dump = await dumpLegacy(scan, family, (read) => read.tables.includes("nat"));
   return dump.tables.includes("nat");
 }

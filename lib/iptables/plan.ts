@@ -10,15 +10,10 @@ import { ForeignChainError } from "../base/errors.ts";
 import { NatTransaction } from "./restore_input.ts";
 import {
   chainRuleLines,
-  exceptionComment,
   insertAtTop,
-  iptablesQuote,
+  isOwnChainRule,
   jumpComment,
   jumpRuleLine,
-  kubeProxyMarkComment,
-  masqueradeComment,
-  returnComment,
-  sourceExemptionComment,
 } from "./render.ts";
 import { type DesiredChain } from "../policy/chain.ts";
 import {
@@ -86,43 +81,26 @@ export type Drift = DataplaneDrift<DriftKind>;
 /** What a reconcile found and the one `iptables-restore` transaction that fixes it. */
 export type Plan = DataplanePlan<DriftKind>;
 
-/** A POSTROUTING rule we wrote (either spelling), for whichever chain name it names. */
-interface OwnJump {
-  readonly line: string;
-  readonly chain: string;
-  readonly quoted: boolean;
-}
-
 const jumpPattern = new RegExp(
   String.raw`^-A POSTROUTING -m comment --comment "(\\")?` +
     escapeRegExp(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
     String.raw`(\\")?" -m addrtype ! --dst-type LOCAL -j (\S+)$`,
 );
 
-function ownJumps(live: LiveNatTable): OwnJump[] {
-  const jumps: OwnJump[] = [];
-  for (const line of live.rules.get("POSTROUTING") ?? []) {
-    const match = jumpPattern.exec(line);
-    if (!match) continue;
-    const [, openQuote, commentChain, closeQuote, target] = match;
-    if (commentChain !== target || Boolean(openQuote) !== Boolean(closeQuote)) continue;
-    jumps.push({ line, chain: target, quoted: Boolean(openQuote) });
-  }
-  return jumps;
+/** The POSTROUTING rules we wrote (either spelling), for whichever chain name they name. */
+function ownJumps(live: LiveNatTable): { line: string; chain: string; quoted: boolean }[] {
+  return (live.rules.get("POSTROUTING") ?? []).flatMap((line) => {
+    const [, openQuote, commentChain, closeQuote, target] = jumpPattern.exec(line) ?? [];
+    if (!target || commentChain !== target || Boolean(openQuote) !== Boolean(closeQuote)) {
+      return [];
+    }
+    return [{ line, chain: target, quoted: Boolean(openQuote) }];
+  });
 }
 
 /** The chain names our POSTROUTING jumps lead to (either spelling). */
 export function ownJumpTargets(live: LiveNatTable): Set<string> {
   return new Set(ownJumps(live).map((jump) => jump.chain));
-}
-
-/** What the caller knows beyond the live table. */
-export interface ReconcileOptions {
-  /**
-   * Chains reached by a jump in our spelling that another ip-masq-agent on the node manages
-   * (they came back after we removed them): left alone, jump and chain.
-   */
-  readonly othersChains?: ReadonlySet<string>;
 }
 
 /**
@@ -134,15 +112,10 @@ export interface ReconcileOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { foreignRuleOf, parseNatTable } from "./plan.ts";
- *
- * const kubeProxy = parseNatTable(
- *   "-N KUBE-POSTROUTING\n-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n",
- * );
- * assert.equal(
- *   foreignRuleOf(kubeProxy, "KUBE-POSTROUTING"),
- *   "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
- * );
- * assert.equal(foreignRuleOf(kubeProxy, "IP-MASQ-AGENT"), undefined);
+ * const kubeProxy = "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN";
+ * const live = parseNatTable(`-N KUBE-POSTROUTING\n${kubeProxy}\n`);
+ * assert.equal(foreignRuleOf(live, "KUBE-POSTROUTING"), kubeProxy);
+ * assert.equal(foreignRuleOf(live, "IP-MASQ-AGENT"), undefined);
  * ```
  */
 export function foreignRuleOf(live: LiveNatTable, chain: string): string | undefined {
@@ -153,11 +126,14 @@ export function foreignRuleOf(live: LiveNatTable, chain: string): string | undef
   return reachedByOurJump && rules.some(isOwnChainRule) ? undefined : foreign;
 }
 
-/** Plans the reconcile of one family; throws {@link ForeignChainError} if the chain is another's. */
+/**
+ * Plans the reconcile of one family; throws {@link ForeignChainError} if the chain is another's.
+ * `othersChains`: chains of ours another ip-masq-agent on the node manages, left alone.
+ */
 export function planReconcile(
   desired: DesiredChain,
   live: LiveNatTable,
-  options: ReconcileOptions = {},
+  options: { readonly othersChains?: ReadonlySet<string> } = {},
 ): Plan {
   const drift: Drift[] = [];
   const tx = new NatTransaction();
@@ -184,143 +160,87 @@ export function planReconcile(
   const jumps = ownJumps(live);
   const ours = jumps.filter((jump) => jump.chain === chain);
   const keep = ours.find((jump) => !jump.quoted);
-  if (desired.postroutingJump === "insert") {
-    planFirstJump(chain, live, ours, keep, drift, tx);
-  } else planAppendedJump(chain, ours, keep, drift, tx);
+  // append: one jump anywhere in POSTROUTING. insert: exactly one, POSTROUTING's first rule, so no
+  // other tool's rule decides before ours; else every jump of ours goes and one is inserted at the
+  // top (a duplicate spelled like the kept jump cannot be deleted by its text without taking the
+  // first one, which may be the kept jump).
+  const insert = desired.postroutingJump === "insert";
+  const postrouting = live.rules.get("POSTROUTING") ?? [];
+  if (!insert || keep === undefined || ours.length !== 1 || postrouting[0] !== keep.line) {
+    for (const jump of ours) {
+      if (jump !== keep || insert) tx.deleteRule(jump.line);
+      if (jump === keep) continue;
+      const message = jump.quoted
+        ? `POSTROUTING jump to ${chain} uses the old quoted comment; rewriting it`
+        : `POSTROUTING has a duplicate jump to ${chain}`;
+      drift.push({ kind: jump.quoted ? "jump-quoted" : "jump-duplicate", message });
+    }
+    if (ours.length === 0) {
+      drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
+    } else if (insert && (keep === undefined || postrouting[0] !== keep.line)) {
+      const position = keep === undefined ? -1 : postrouting.indexOf(keep.line);
+      drift.push({
+        kind: "jump-not-first",
+        message: `POSTROUTING jump to ${chain} is ` +
+          (position < 0 ? "not first" : `rule ${position + 1}, not first`) +
+          ` (--postrouting-jump=insert); moving it to first place`,
+      });
+    }
+    if (insert) tx.rule(insertAtTop(jumpRuleLine(chain)));
+    else if (keep === undefined) tx.rule(jumpRuleLine(chain));
+  }
 
-  for (const stale of staleChains(live, jumps, chain)) {
-    if (options.othersChains?.has(stale.chain)) continue;
+  for (const name of new Set(jumps.map((jump) => jump.chain))) {
+    if (name === chain || options.othersChains?.has(name)) continue;
+    const { removable } = removeChain(live, name, tx);
     drift.push({
       kind: "stale-chain",
-      message: `removing ${stale.chain}, left by an earlier --masq-chain` +
-        (stale.removable ? "" : " (jump only: the chain holds rules we did not write)"),
-      chain: stale.chain,
+      message: `removing ${name}, left by an earlier --masq-chain` +
+        (removable ? "" : " (jump only: the chain holds rules we did not write)"),
+      chain: name,
     });
-    stale.removeInto(tx);
   }
 
   return { drift, payload: tx.build() };
 }
 
-function extraJumpDrift(chain: string, jump: OwnJump): Drift {
-  return jump.quoted
-    ? {
-      kind: "jump-quoted",
-      message: `POSTROUTING jump to ${chain} uses the old quoted comment; rewriting it`,
-    }
-    : { kind: "jump-duplicate", message: `POSTROUTING has a duplicate jump to ${chain}` };
-}
-
-/** `--postrouting-jump=append`: one jump anywhere in POSTROUTING; a missing one is appended. */
-function planAppendedJump(
-  chain: string,
-  ours: readonly OwnJump[],
-  keep: OwnJump | undefined,
-  drift: Drift[],
-  tx: NatTransaction,
-): void {
-  for (const jump of ours) {
-    if (jump === keep) continue;
-    drift.push(extraJumpDrift(chain, jump));
-    tx.deleteRule(jump.line);
-  }
-  if (!keep) {
-    if (ours.length === 0) {
-      drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
-    }
-    tx.rule(jumpRuleLine(chain));
-  }
-}
-
 /**
- * `--postrouting-jump=insert`: exactly one jump, and it is POSTROUTING's first rule, so that no
- * other tool's rule decides before ours. Anything else deletes every jump of ours and inserts
- * one at the top, in the same transaction; no other POSTROUTING rule moves. (Deleting all is
- * simpler than it looks wasteful: a duplicate spelled like the kept jump cannot be deleted by
- * its text without taking the first one, which may be the kept jump.)
- */
-function planFirstJump(
-  chain: string,
-  live: LiveNatTable,
-  ours: readonly OwnJump[],
-  keep: OwnJump | undefined,
-  drift: Drift[],
-  tx: NatTransaction,
-): void {
-  const postrouting = live.rules.get("POSTROUTING") ?? [];
-  if (keep !== undefined && ours.length === 1 && postrouting[0] === keep.line) return;
-  for (const jump of ours) if (jump !== keep) drift.push(extraJumpDrift(chain, jump));
-  if (ours.length === 0) {
-    drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
-  } else if (keep === undefined || postrouting[0] !== keep.line) {
-    const position = keep === undefined ? -1 : postrouting.indexOf(keep.line);
-    drift.push({
-      kind: "jump-not-first",
-      message: `POSTROUTING jump to ${chain} is ` +
-        (position < 0 ? "not first" : `rule ${position + 1}, not first`) +
-        ` (--postrouting-jump=insert); moving it to first place`,
-    });
-  }
-  for (const jump of ours) tx.deleteRule(jump.line);
-  tx.rule(insertAtTop(jumpRuleLine(chain)));
-}
-
-/**
- * Removes every jump and chain of ours for any chain name, touching nothing else. Throws a
- * {@link ForeignChainError} when `chain` (`--masq-chain`) is another tool's: `--cleanup` with
- * such a name is a mistake to report, not a no-op.
+ * Removes every jump and chain of ours, under any name. Throws {@link ForeignChainError} when
+ * `chain` is another tool's: `--cleanup` with such a name is a mistake to report, not a no-op.
  */
 export function planCleanup(chain: string, live: LiveNatTable, family: Family = "ipv4"): Plan {
   const foreign = foreignRuleOf(live, chain);
   if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
   const drift: Drift[] = [];
   const tx = new NatTransaction();
-  const jumps = ownJumps(live);
-  const chainNames = new Set([chain, ...jumps.map((jump) => jump.chain)]);
-  for (const name of chainNames) {
-    const removal = chainRemoval(live, jumps, name);
-    if (removal.jumps.length === 0 && !removal.removable) continue;
-    drift.push({ kind: "stale-chain", message: `removing ${name}` });
-    removal.removeInto(tx);
+  for (const name of new Set([chain, ...ownJumps(live).map((jump) => jump.chain)])) {
+    const removal = removeChain(live, name, tx);
+    if (removal.jumps > 0 || removal.removable) {
+      drift.push({ kind: "stale-chain", message: `removing ${name}` });
+    }
   }
   return { drift, payload: tx.build() };
 }
 
-function staleChains(live: LiveNatTable, jumps: readonly OwnJump[], chain: string) {
-  const names = new Set(jumps.map((jump) => jump.chain).filter((name) => name !== chain));
-  return [...names].map((name) => ({ chain: name, ...chainRemoval(live, jumps, name) }));
-}
-
-/** Deletes our jumps to `name`, then the chain if it holds only our rules and nothing else refers to it. */
-function chainRemoval(live: LiveNatTable, jumps: readonly OwnJump[], name: string) {
+/**
+ * Deletes our jumps to `name`, then the chain if it holds only our rules and nothing else refers
+ * to it; says how many jumps went and whether the chain did.
+ */
+function removeChain(live: LiveNatTable, name: string, tx: NatTransaction) {
+  const jumps = ownJumps(live);
   const toName = jumps.filter((jump) => jump.chain === name);
   const ownJumpLines = new Set(jumps.map((jump) => jump.line));
-  const chainRules = live.rules.get(name) ?? [];
-  const allOurs = chainRules.every((rule) => isOwnChainRule(rule));
   const referencedElsewhere = [...live.rules.values()].flat().some((rule) => {
     const words = rule.split(" ");
     return !ownJumpLines.has(rule) &&
       words.some((word, i) => (word === "-j" || word === "-g") && words[i + 1] === name);
   });
-  const removable = live.chains.has(name) && allOurs && !referencedElsewhere;
-  const removeInto = (tx: NatTransaction) => {
-    for (const jump of toName) tx.deleteRule(jump.line);
-    // Declaring flushes it: -X needs an empty chain.
-    if (removable) tx.declareChain(name).deleteChain(name);
-  };
-  return { jumps: toName, removable, removeInto };
-}
-
-const ownChainComments = [
-  returnComment,
-  masqueradeComment,
-  sourceExemptionComment,
-  exceptionComment,
-  kubeProxyMarkComment,
-].map((comment) => ` -m comment --comment ${iptablesQuote(comment)} `);
-
-function isOwnChainRule(rule: string): boolean {
-  return ownChainComments.some((comment) => rule.includes(comment));
+  const removable = live.chains.has(name) && (live.rules.get(name) ?? []).every(isOwnChainRule) &&
+    !referencedElsewhere;
+  for (const jump of toName) tx.deleteRule(jump.line);
+  // Declaring flushes it: -X needs an empty chain.
+  if (removable) tx.declareChain(name).deleteChain(name);
+  return { jumps: toName.length, removable };
 }
 
 function escapeRegExp(text: string): string {

@@ -25,21 +25,28 @@ export const returnComment = "ip-masq-agent: local traffic is not subject to MAS
 /** Upstream's comment on every MASQUERADE rule, verbatim. */
 export const masqueradeComment =
   "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)";
-/**
- * Our comment on a `nonMasqueradeSrcCIDRs` rule, in upstream's words. Rules carrying one of our
- * comments are ours: cleanup and stale-chain removal recognise them by it (plan.ts).
- */
+/** Our comment on a `nonMasqueradeSrcCIDRs` rule, in upstream's words. */
 export const sourceExemptionComment =
   "ip-masq-agent: traffic from non-masquerade sources is not subject to MASQUERADE";
 /** Our comment on a `masqueradeCIDRs` rule: it must precede the broader RETURN it narrows. */
 export const exceptionComment =
   "ip-masq-agent: masquerade exception traffic is subject to MASQUERADE (must be before the RETURN it narrows)";
-/**
- * Our comment on the first rule of the chain with `--postrouting-jump=insert`: traffic kube-proxy
- * marked for masquerade leaves our chain (RETURN), so that kube-proxy's own rule masquerades it.
- */
+/** Our comment on insert mode's first rule: kube-proxy's own rule masquerades what it marked. */
 export const kubeProxyMarkComment =
   "ip-masq-agent: traffic kube-proxy marked for masquerade is left to kube-proxy";
+
+const ownChainComments = [
+  returnComment,
+  masqueradeComment,
+  sourceExemptionComment,
+  exceptionComment,
+  kubeProxyMarkComment,
+].map((comment) => ` ${commented(comment)} `);
+
+/** Whether a listed rule carries one of our chain comments: cleanup and repair know ours by it. */
+export function isOwnChainRule(rule: string): boolean {
+  return ownChainComments.some((comment) => rule.includes(comment));
+}
 
 /** Upstream's comment on the POSTROUTING jump to `chain`, verbatim. */
 export function jumpComment(chain: string): string {
@@ -58,16 +65,12 @@ export function jumpComment(chain: string): string {
  *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
  * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
- * const comment = '-m comment --comment "ip-masq-agent: local traffic is not subject to ' +
- *   'MASQUERADE"';
- * assert.deepEqual(chainRuleLines(chain), [
- *   `-A IP-MASQ-AGENT -d 169.254.0.0/16 ${comment} -j RETURN`,
- *   `-A IP-MASQ-AGENT -d 10.0.0.0/8 ${comment} -j RETURN`,
- *   `-A IP-MASQ-AGENT -d 172.16.0.0/12 ${comment} -j RETURN`,
- *   `-A IP-MASQ-AGENT -d 192.168.0.0/16 ${comment} -j RETURN`,
- *   '-A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound traffic is subject to ' +
- *   'MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully',
- * ]);
+ * const lines = chainRuleLines(chain); // 169.254.0.0/16, 10/8, 172.16/12, 192.168/16, MASQUERADE
+ * assert.equal(lines.length, 5);
+ * assert.equal(lines[0], '-A IP-MASQ-AGENT -d 169.254.0.0/16 -m comment --comment ' +
+ *   '"ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN');
+ * assert.equal(lines[4], '-A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound ' +
+ *   'traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully');
  * ```
  */
 export function chainRuleLines(desired: DesiredChain): string[] {
@@ -80,36 +83,30 @@ export function chainRuleLines(desired: DesiredChain): string[] {
   // resume it, and another tool's later MASQUERADE would still take the packet).
   const exempt = exemptionsAreFinal(desired) ? "ACCEPT" : "RETURN";
   const mark = kubeProxyMarkOf(desired);
-  const markRule = mark === undefined ? [] : [
-    `-A ${chain} -m mark --mark ${iptablesMarkText(mark)}/${iptablesMarkText(mark)} ` +
-    `-m comment --comment ${iptablesQuote(kubeProxyMarkComment)} -j RETURN`,
-  ];
-  const sources = (desired.sourceExemptions ?? []).map((cidr) =>
-    `-A ${chain}${match("-s", cidr.value)} ` +
-    `-m comment --comment ${iptablesQuote(sourceExemptionComment)} -j ${exempt}`
-  );
-  const destinations = orderedRules(desired).flatMap(({ action, cidr }) =>
-    action === "return"
-      ? [
-        `-A ${chain}${match("-d", cidr.value)} ` +
-        `-m comment --comment ${iptablesQuote(returnComment)} -j ${exempt}`,
-      ]
-      : masqueradeRules(desired, match("-d", cidr.value), exceptionComment)
-  );
+  const markText = mark === undefined ? "" : `${iptablesMarkText(mark)}/${iptablesMarkText(mark)}`;
   return [
-    ...markRule,
-    ...sources,
-    ...destinations,
+    ...(mark === undefined
+      ? []
+      : [`-A ${chain} -m mark --mark ${markText} ${commented(kubeProxyMarkComment)} -j RETURN`]),
+    ...(desired.sourceExemptions ?? []).map((cidr) =>
+      `-A ${chain}${match("-s", cidr.value)} ${commented(sourceExemptionComment)} -j ${exempt}`
+    ),
+    ...orderedRules(desired).flatMap(({ action, cidr }) =>
+      action === "return"
+        ? [`-A ${chain}${match("-d", cidr.value)} ${commented(returnComment)} -j ${exempt}`]
+        : masqueradeRules(desired, match("-d", cidr.value), exceptionComment)
+    ),
     ...masqueradeRules(desired, "", masqueradeComment),
   ];
 }
 
+/** `-m comment --comment "TEXT"`, as saved. */
+function commented(comment: string): string {
+  return `-m comment --comment ${iptablesQuote(comment)}`;
+}
+
 /** Masquerade rules for `destination`: one per `--to-ports` protocol and range, then the plain one. */
-function masqueradeRules(
-  desired: DesiredChain,
-  destination: string,
-  comment: string,
-): string[] {
+function masqueradeRules(desired: DesiredChain, destination: string, comment: string): string[] {
   const { chain, masquerade } = desired;
   // iptables-save prints -o after -d and before -p.
   const match = destination +
@@ -121,12 +118,11 @@ function masqueradeRules(
       const statistic = stored === undefined
         ? ""
         : ` -m statistic --mode random --probability ${statisticProbabilityText(stored)}`;
-      return `-A ${chain}${match} -p ${protocol} -m comment --comment ${iptablesQuote(comment)}` +
+      return `-A ${chain}${match} -p ${protocol} ${commented(comment)}` +
         `${statistic} -j ${target(formatPortRange(range))}${randomFully}`;
     })
   );
-  const last = `-A ${chain}${match} -m comment --comment ${iptablesQuote(comment)} -j ${target()}` +
-    randomFully;
+  const last = `-A ${chain}${match} ${commented(comment)} -j ${target()}${randomFully}`;
   return [...toPorts, last];
 }
 
@@ -168,13 +164,12 @@ export function iptablesQuote(text: string): string {
 export function renderFromEmpty(desired: DesiredChain): string {
   const tx = new NatTransaction().declareChain(desired.chain);
   for (const rule of chainRuleLines(desired)) tx.rule(rule);
-  // Never null: a chain always has its final MASQUERADE rule.
   const jump = jumpRuleLine(desired.chain);
+  // Never null: a chain always has its final MASQUERADE rule.
   return tx.rule(desired.postroutingJump === "insert" ? insertAtTop(jump) : jump).build()!;
 }
 
 /** `-A CHAIN SPEC` as `-I CHAIN 1 SPEC`: the same rule, first in its chain. */
 export function insertAtTop(appendLine: string): string {
-  const chain = appendLine.split(" ")[1];
-  return `-I ${chain} 1${appendLine.slice(`-A ${chain}`.length)}`;
+  return appendLine.replace(/^-A (\S+)/, "-I $1 1");
 }

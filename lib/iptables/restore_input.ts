@@ -19,13 +19,9 @@
 export class NatTransaction {
   readonly #lines: string[] = [];
 
-  /**
-   * `:CHAIN - [0:0]`: creates the chain, or flushes it if it exists (with
-   * `--noflush` this is how a restore empties one chain and nothing else).
-   */
+  /** `:CHAIN - [0:0]`: creates the chain, or flushes it (how `--noflush` empties one chain). */
   declareChain(chain: string): this {
-    this.#lines.push(`:${chain} - [0:0]`);
-    return this;
+    return this.rule(`:${chain} - [0:0]`);
   }
 
   /** A rule line as iptables-save prints it, already starting with `-A `, `-D ` or `-I `. */
@@ -41,8 +37,7 @@ export class NatTransaction {
 
   /** `-X CHAIN`: deletes a chain, which must be empty and unreferenced by then. */
   deleteChain(chain: string): this {
-    this.#lines.push(`-X ${chain}`);
-    return this;
+    return this.rule(`-X ${chain}`);
   }
 
   /** Whether nothing has been added. */

@@ -1,6 +1,5 @@
 /**
- * One IP address, as `--explain` and `--explain-source` take it: parsed with the config CIDRs'
- * strictness, so an address accepted here is one the agent could have been configured with.
+ * One IP address (`--explain`, `--explain-source`), parsed as strictly as the config's CIDRs.
  *
  * @module
  */
@@ -38,11 +37,10 @@ export function parseIpAddress(input: string): Result<IpAddress, string> {
   if (input.includes("/")) {
     return err(`${quoteInput(input)} is a CIDR: give one address, such as 10.1.2.3`);
   }
-  const parsed = parseCidr(`${input}/${input.includes(":") ? 128 : 32}`);
-  if (!parsed.ok) {
-    // The reasons name the "/32" we added only in the prefix-length cases, which cannot occur.
-    return err(parsed.error.replaceAll(`/${input.includes(":") ? 128 : 32}"`, '"'));
-  }
+  const suffix = `/${input.includes(":") ? 128 : 32}`;
+  const parsed = parseCidr(input + suffix);
+  // Reasons quote the whole input: drop the suffix we added.
+  if (!parsed.ok) return err(parsed.error.replaceAll(`${suffix}"`, '"'));
   const { family, address } = parsed.value;
   return ok({ family, address, text: parsed.value.text.replace(/\/\d+$/, "") });
 }
@@ -58,10 +56,7 @@ const loopback: Readonly<Record<Family, Cidr>> = {
   ipv6: { family: "ipv6", address: 1n, prefix: 128, text: "::1/128" },
 };
 
-/**
- * Loopback addresses are local on every node; whether any other address is
- * one of this node's the agent cannot tell (it may not read the interfaces).
- */
+/** Loopback is local on every node; other local addresses the agent cannot tell. */
 export function isLoopback(address: IpAddress): boolean {
   return inCidr(loopback[address.family], address);
 }

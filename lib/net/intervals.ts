@@ -1,7 +1,6 @@
 /**
- * Address intervals: the form an nftables interval set holds. Config CIDRs may overlap, but the
- * set takes a sorted, non-overlapping list, and what `nft` reads back must compare equal to it:
- * both sides become maximal intervals (overlapping or touching merged), compared as numbers.
+ * Address intervals, as an nftables interval set holds them: sorted, merged (overlapping or
+ * touching joined), so what `nft` reads back compares equal as numbers.
  *
  * @module
  */
@@ -24,17 +23,15 @@ export function cidrInterval(cidr: Cidr): AddressInterval {
 }
 
 /**
- * Sorted, non-overlapping, non-touching intervals covering exactly the
- * addresses of `intervals`.
+ * Sorted, non-overlapping, non-touching intervals covering exactly the addresses of `intervals`.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { mergeIntervals } from "./intervals.ts";
  *
- * assert.deepEqual(mergeIntervals([{ start: 5n, end: 9n }, { start: 0n, end: 4n }, { start: 7n, end: 8n }]), [
- *   { start: 0n, end: 9n },
- * ]);
+ * const merged = mergeIntervals([{ start: 5n, end: 9n }, { start: 0n, end: 4n }]);
+ * assert.deepEqual(merged, [{ start: 0n, end: 9n }]);
  * ```
  */
 export function mergeIntervals(intervals: readonly AddressInterval[]): AddressInterval[] {
@@ -53,25 +50,12 @@ export function byStart(a: AddressInterval, b: AddressInterval): number {
   return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
 }
 
-/** The addresses of `from` that are not in `remove`; both must be merged. */
-function subtractIntervals(
-  from: readonly AddressInterval[],
-  remove: readonly AddressInterval[],
-): AddressInterval[] {
-  const result: AddressInterval[] = [];
-  let r = 0;
-  for (const interval of from) {
-    let start = interval.start;
-    while (r < remove.length && remove[r].end < start) r++;
-    let k = r;
-    while (k < remove.length && remove[k].start <= interval.end) {
-      if (remove[k].start > start) result.push({ start, end: remove[k].start - 1n });
-      start = remove[k].end + 1n;
-      k++;
-    }
-    if (start <= interval.end) result.push({ start, end: interval.end });
-  }
-  return result;
+/** The addresses of `from` that are not in `cut`. */
+function subtractInterval(from: readonly AddressInterval[], cut: AddressInterval) {
+  return from.flatMap(({ start, end }) => [
+    ...(start < cut.start ? [{ start, end: end < cut.start ? end : cut.start - 1n }] : []),
+    ...(end > cut.end ? [{ start: start > cut.end ? start : cut.end + 1n, end }] : []),
+  ]);
 }
 
 /**
@@ -97,19 +81,17 @@ export function longestPrefixKeep(
   masquerade: readonly Cidr[],
 ): AddressInterval[] {
   if (masquerade.length === 0) return mergeIntervals(keep.map(cidrInterval));
-  // CIDRs are nested or disjoint: painting from the least to the most specific leaves the
-  // most specific CIDR's answer on every address. On a tie (the same CIDR in both lists,
-  // a config error upstream of here) masquerading wins, the side that never leaks a pod IP.
+  // CIDRs are nested or disjoint: painting from the least to the most specific leaves the most
+  // specific answer on every address. On a tie (a config error) masquerading wins: it never
+  // leaks a pod IP.
   const painted = [
     ...keep.map((cidr) => ({ cidr, keep: true })),
     ...masquerade.map((cidr) => ({ cidr, keep: false })),
   ].sort((a, b) => a.cidr.prefix - b.cidr.prefix || Number(b.keep) - Number(a.keep));
-  let result: AddressInterval[] = [];
-  for (const { cidr, keep: keeps } of painted) {
-    const interval = [cidrInterval(cidr)];
-    result = keeps ? mergeIntervals([...result, ...interval]) : subtractIntervals(result, interval);
-  }
-  return result;
+  return painted.reduce<AddressInterval[]>((result, { cidr, keep }) => {
+    const interval = cidrInterval(cidr);
+    return keep ? mergeIntervals([...result, interval]) : subtractInterval(result, interval);
+  }, []);
 }
 
 /** Whether `address` lies in one of the sorted, merged `intervals` (binary search). */
@@ -126,17 +108,6 @@ export function intervalsContain(intervals: readonly AddressInterval[], address:
   return false;
 }
 
-/** Equal lists of intervals, element by element. */
-export function sameIntervals(
-  a: readonly AddressInterval[],
-  b: readonly AddressInterval[],
-): boolean {
-  return a.length === b.length &&
-    a.every((interval, index) =>
-      interval.start === b[index].start && interval.end === b[index].end
-    );
-}
-
 /** A set element as nft writes and prints it: `address`, `address/prefix` or `first-last`. */
 export function formatInterval(family: Family, interval: AddressInterval): string {
   const bits = familyBits(family);
@@ -148,9 +119,4 @@ export function formatInterval(family: Family, interval: AddressInterval): strin
     return prefix === bits ? address : `${address}/${prefix}`;
   }
   return `${formatAddress(family, interval.start)}-${formatAddress(family, interval.end)}`;
-}
-
-/** A stable key of an interval, for set differences. */
-export function intervalKey(interval: AddressInterval): string {
-  return `${interval.start.toString(16)}-${interval.end.toString(16)}`;
 }

@@ -1,13 +1,10 @@
 /**
  * `lib/net/`: the folder's map.
  *
- * Owns: Addresses and prefixes: CIDR parsing with Go `net.ParseCIDR` strictness and canonical
- * text, single addresses for `--explain`, and address intervals (the form an nftables interval set
- * holds).
+ * Owns: Addresses and prefixes: CIDRs parsed as strictly as Go's `net.ParseCIDR`, single
+ * addresses for `--explain`, and address intervals (what an nftables interval set holds).
  *
- * May import: `base/`.
- *
- * Pure.
+ * May import: `base/`. Pure.
  *
  * @module
  */

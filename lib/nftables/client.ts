@@ -1,8 +1,6 @@
 /**
- * The `nft` client, on the {@link Exec} seam: one `nft -j list table` per
- * family to read our table, one `nft -f -` transaction to write. It never
- * lists anything but our own tables, so kube-proxy's nftables tables, Docker's
- * and the iptables-nft tables cost nothing.
+ * The `nft` client on the {@link Exec} seam. It lists only our own tables, so kube-proxy's,
+ * Docker's and the iptables-nft tables cost nothing.
  *
  * @module
  */
@@ -31,9 +29,9 @@ export function listTableArgs(family: Family): string[] {
 /** The arguments of one transaction read from stdin. */
 export const applyArgs: readonly string[] = ["-f", "-"];
 
-/** nft has no lock to wait for: every failure of it is retried within the budget. */
+// nft has no lock to wait for: every failure is retried within the budget. Its errors quote the
+// offending input line: keep the message to its first lines.
 function failed(outcome: { commandLine: string; code: number; stderr: string }): ToolError {
-  // nft's errors quote the offending input line; keep the message to its first lines.
   const stderr = outcome.stderr.split("\n").slice(0, 6).join("\n") || "(no output)";
   return new ToolError(
     `${outcome.commandLine} exited with status ${outcome.code}: ${stderr}`,

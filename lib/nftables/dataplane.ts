@@ -1,6 +1,5 @@
 /**
- * The nftables dataplane on the {@link Dataplane} seam: read with `nft -j list table`, planned
- * purely (plan.ts), written with one `nft -f` transaction.
+ * The nftables dataplane on the {@link Dataplane} seam.
  *
  * @module
  */
@@ -11,12 +10,9 @@ import type { NftClient } from "./client.ts";
 import { type NftPlan, planNftReconcile, planNftRemoval } from "./plan.ts";
 import { nftDesired } from "./render.ts";
 
-/**
- * What the nftables dataplane read of one family: our table, parsed; undefined when its bytes are
- * what the last reconcile verified for the same desired chain (not parsed again).
- */
+/** What the nftables dataplane read of one family. */
 export interface NftablesLive {
-  /** Our table as read, or undefined when it was verified and unchanged. */
+  /** Our table, parsed; undefined when its bytes are what the last reconcile verified. */
   readonly table?: LiveNftRead;
 }
 
@@ -36,8 +32,8 @@ export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, Nf
       return { table: parseNftTable(listing, family) };
     },
     plan: (desired, live) =>
-      // A verified read is not planned at all, so the set's intervals (100,000 CIDRs merged) are
-      // computed only when the config or our table changed.
+      // A verified read is not planned: the set's intervals (100,000 CIDRs merged) are computed
+      // only when the config or our table changed.
       live.table === undefined ? inSync : planNftReconcile(nftDesired(desired), live.table),
     readForRemoval: async (family, signal) => {
       const listing = await client.listTable(family, signal);

@@ -5,9 +5,7 @@
  * from `nft -j` as hostile input, planned as element diffs or a whole-table replacement, and the
  * one client on the `Exec` seam.
  *
- * May import: `base/`, `net/`, `settings/`, `config/`, `policy/`.
- *
- * Pure, except the client, which runs `nft` through `Exec` only.
+ * May import: `base/`, `net/`, `settings/`, `config/`, `policy/`. Pure, except the client.
  *
  * @module
  */

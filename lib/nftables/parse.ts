@@ -1,8 +1,8 @@
 /**
- * Reading our table back from `nft -j list table`. Anyone with CAP_NET_ADMIN can write into it,
- * so its content is untrusted input: shapes are checked, anything we did not write differs (and
- * the plan replaces the table), nothing crashes the parser. Our rule expressions become the text
- * `nft list` prints (as render.ts renders it); any other becomes a marker no rule of ours equals.
+ * Reading our table back from `nft -j list table`. Anyone with CAP_NET_ADMIN can write into it, so
+ * it is untrusted input: anything we did not write differs (and the plan replaces the table), and
+ * nothing crashes the parser. Our rule expressions become the text `nft list` prints (render.ts);
+ * any other becomes a marker no rule of ours equals.
  *
  * @module
  */
@@ -121,37 +121,18 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     body.family === ours && body[key] === nftTableName;
 
   for (const entry of parsed.nftables) {
-    const item = singleKey(entry);
-    if (!item) {
-      others.push("an entry that is not one object of one kind");
-      continue;
-    }
-    const [kind, body] = item;
-    if (kind === "metainfo") continue;
-    if (!isObject(body)) {
-      others.push(`a ${quoteInput(kind)} entry without properties`);
-      continue;
-    }
-    if (kind === "table") {
-      if (inOurTable(body, "name")) tableSeen = true;
-      continue;
-    }
-    if (!inOurTable(body, "table")) continue;
-    switch (kind) {
-      case "set":
-        sets.push(readSet(body, family));
-        break;
-      case "chain":
-        chains.push({ ...readChain(body), rules: rulesOf(body.name) });
-        break;
-      case "rule":
-        rulesOf(body.chain).push(ruleText(body, family));
-        break;
-      default:
-        others.push(
-          `${quoteInput(kind)} ${typeof body.name === "string" ? quoteInput(body.name) : ""}`
-            .trim(),
-        );
+    const [kind, body] = singleKey(entry) ?? [];
+    if (kind === undefined) others.push("an entry that is not one object of one kind");
+    else if (kind === "metainfo") continue;
+    else if (!isObject(body)) others.push(`a ${quoteInput(kind)} entry without properties`);
+    else if (kind === "table") tableSeen ||= inOurTable(body, "name");
+    else if (!inOurTable(body, "table")) continue; // another table's
+    else if (kind === "set") sets.push(readSet(body, family));
+    else if (kind === "chain") chains.push({ ...readChain(body), rules: rulesOf(body.name) });
+    else if (kind === "rule") rulesOf(body.chain).push(ruleText(body, family));
+    else {
+      const name = typeof body.name === "string" ? ` ${quoteInput(body.name)}` : "";
+      others.push(`${quoteInput(kind)}${name}`);
     }
   }
   if (!tableSeen) {
@@ -165,10 +146,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
       others.push(`rules of an undeclared chain ${quoteInput(name)}`);
     }
   }
-  return {
-    kind: "table",
-    table: { sets, chains, others },
-  };
+  return { kind: "table", table: { sets, chains, others } };
 }
 
 const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
@@ -199,28 +177,18 @@ function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
 }
 
 function readElements(items: readonly Json[], family: Family): AddressInterval[] | null {
-  const elements: AddressInterval[] = [];
-  for (const item of items) {
-    const interval = readAddressValue(item, family);
-    if (!interval) return null;
-    elements.push(interval);
-  }
-  return elements.sort(byStart);
+  const elements = items.map((item) => readAddressValue(item, family));
+  return elements.every((element) => element !== undefined) ? elements.sort(byStart) : null;
 }
 
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
 function readAddressValue(value: Json, family: Family): AddressInterval | undefined {
   const bits = familyBits(family);
   if (typeof value === "string") return readPrefix(value, bits, family);
-  const item = singleKey(value);
-  if (!item) return undefined;
-  const [kind, body] = item;
+  const [kind, body] = singleKey(value) ?? [];
+  // parseCidr rejects a length that is not an integer from 0 to `bits`.
   if (kind === "prefix" && isObject(body) && typeof body.addr === "string") {
-    const len = body.len;
-    if (typeof len !== "number" || !Number.isInteger(len) || len < 0 || len > bits) {
-      return undefined;
-    }
-    return readPrefix(body.addr, len, family);
+    return typeof body.len === "number" ? readPrefix(body.addr, body.len, family) : undefined;
   }
   if (kind === "range" && Array.isArray(body) && body.length === 2) {
     const [first, last] = body.map((end) =>
@@ -261,11 +229,6 @@ function ruleText(body: Record<string, Json>, family: Family): string {
   return words.join(" ");
 }
 
-function unknown(what: Json): string {
-  const item = singleKey(what);
-  return `<${item ? quoteInput(item[0].slice(0, 32)) : "?"}>`;
-}
-
 function expressionText(expression: Json, family: Family): string {
   const item = singleKey(expression);
   if (!item) return "<?>";
@@ -280,41 +243,14 @@ function expressionText(expression: Json, family: Family): string {
     case "snat":
       return snatText(body, family) ?? "<snat>";
     default:
-      return unknown(expression);
+      return `<${quoteInput(kind.slice(0, 32))}>`;
   }
 }
 
 function matchText(body: Json, family: Family): string | undefined {
-  if (!isObject(body) || typeof body.op !== "string") return undefined;
-  const left = singleKey(body.left);
-  if (!left) return undefined;
-  const [kind, what] = left;
+  if (!isObject(body)) return undefined;
+  const [kind, what] = singleKey(body.left) ?? [];
   const right = body.right;
-  if (body.op === "==" && kind === "fib" && isObject(what)) {
-    const flags = Array.isArray(what.flags) ? what.flags : [what.flags];
-    if (what.result === "type" && flags.length === 1 && flags[0] === "daddr" && right === "local") {
-      return "fib daddr type local";
-    }
-    return undefined;
-  }
-  if (body.op === "==" && kind === "payload" && isObject(what)) {
-    if (what.protocol !== nftFamily(family)) return undefined;
-    if (what.field !== "daddr" && what.field !== "saddr") return undefined;
-    const value = addressText(right, family);
-    return value === undefined ? undefined : `${what.protocol} ${what.field} ${value}`;
-  }
-  if (body.op === "==" && kind === "meta" && isObject(what) && what.key === "oifname") {
-    // Issue 17's outputInterface: only names our config validation admits (nft's `*` wildcard).
-    return typeof right === "string" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)
-      ? `oifname "${right}"`
-      : undefined;
-  }
-  if (body.op === "==" && kind === "&") return markText(what, right);
-  if (body.op === "==" && kind === "meta" && isObject(what) && what.key === "l4proto") {
-    return typeof right === "string" && /^[a-z]{1,8}$/.test(right)
-      ? `meta l4proto ${right}`
-      : undefined;
-  }
   if (body.op === "<" && kind === "numgen" && isObject(what)) {
     const { mode, mod, offset } = what;
     if (mode !== "random" || (offset !== undefined && offset !== 0)) return undefined;
@@ -322,6 +258,31 @@ function matchText(body: Json, family: Family): string | undefined {
     if (typeof right !== "number" || !Number.isInteger(right)) return undefined;
     // nft 1.0.6 prints a modulus of 2^31 and above as a signed 32-bit number.
     return `numgen random mod ${mod >>> 0} < ${right}`;
+  }
+  if (body.op !== "==") return undefined;
+  if (kind === "&") return markText(what, right);
+  if (!isObject(what)) return undefined;
+  if (kind === "fib") {
+    const flags = [what.flags].flat();
+    const local = what.result === "type" && flags.length === 1 && flags[0] === "daddr";
+    return local && right === "local" ? "fib daddr type local" : undefined;
+  }
+  if (kind === "payload") {
+    if (what.protocol !== nftFamily(family)) return undefined;
+    if (what.field !== "daddr" && what.field !== "saddr") return undefined;
+    const value = addressText(right, family);
+    return value === undefined ? undefined : `${what.protocol} ${what.field} ${value}`;
+  }
+  if (kind === "meta" && what.key === "oifname") {
+    // outputInterface: only names our config validation admits (nft's `*` wildcard).
+    return typeof right === "string" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)
+      ? `oifname "${right}"`
+      : undefined;
+  }
+  if (kind === "meta" && what.key === "l4proto") {
+    return typeof right === "string" && /^[a-z]{1,8}$/.test(right)
+      ? `meta l4proto ${right}`
+      : undefined;
   }
   return undefined;
 }
@@ -331,8 +292,7 @@ function addressText(value: Json, family: Family): string | undefined {
   if (typeof value === "string" && value.startsWith("@")) {
     return /^@[A-Za-z0-9_.-]{1,64}$/.test(value) ? value : undefined;
   }
-  const interval = readAddressValue(value, family);
-  if (!interval) return undefined;
+  if (!readAddressValue(value, family)) return undefined;
   if (typeof value === "string") return value;
   const prefix = singleKey(value);
   if (prefix?.[0] === "prefix" && isObject(prefix[1])) return `${prefix[1].addr}/${prefix[1].len}`;
@@ -352,34 +312,38 @@ function markText(operands: Json, right: Json): string | undefined {
   return `meta mark & ${hex(mask)} == ${hex(right)}`;
 }
 
+/** An object with no keys but `known`. */
+function onlyKeys(body: Json, known: readonly string[]): body is Record<string, Json> {
+  return isObject(body) && Object.keys(body).every((key) => known.includes(key));
+}
+
 /**
  * `snat to ip saddr` (insert mode's identity binding) or `snat to ADDR[:FIRST-LAST]`
  * (`outputAddress`; IPv6 with ports in brackets), with `fully-random`.
  */
 function snatText(body: Json, family: Family): string | undefined {
-  if (!isObject(body)) return undefined;
-  const known = new Set(["addr", "port", "flags"]);
-  if (Object.keys(body).some((key) => !known.has(key))) return undefined;
-  let text: string;
+  if (!onlyKeys(body, ["addr", "port", "flags"])) return undefined;
   const addr = singleKey(body.addr);
   if (addr?.[0] === "payload" && isObject(addr[1])) {
     const { protocol, field } = addr[1];
-    if (protocol !== nftFamily(family) || field !== "saddr" || body.port !== undefined) {
-      return undefined;
-    }
-    text = `snat to ${protocol} saddr`;
-  } else {
-    if (typeof body.addr !== "string") return undefined;
-    const address = readAddressValue(body.addr, family);
-    if (!address || address.start !== address.end) return undefined;
-    text = `snat to ${body.addr}`;
-    if (body.port !== undefined) {
-      const ports = portRangeText(body.port);
-      if (ports === undefined) return undefined;
-      text = `snat to ${family === "ipv6" ? `[${body.addr}]` : body.addr}:${ports}`;
-    }
+    const identity = protocol === nftFamily(family) && field === "saddr" && body.port === undefined;
+    return identity ? withFlags(`snat to ${protocol} saddr`, body.flags) : undefined;
   }
-  return withFlags(text, body.flags);
+  if (typeof body.addr !== "string") return undefined;
+  const address = readAddressValue(body.addr, family);
+  if (!address || address.start !== address.end) return undefined;
+  if (body.port === undefined) return withFlags(`snat to ${body.addr}`, body.flags);
+  const ports = portRangeText(body.port);
+  const host = family === "ipv6" ? `[${body.addr}]` : body.addr;
+  return ports === undefined ? undefined : withFlags(`snat to ${host}:${ports}`, body.flags);
+}
+
+function masqueradeText(body: Json): string | undefined {
+  if (body === null) return "masquerade";
+  if (!onlyKeys(body, ["port", "flags"])) return undefined;
+  if (body.port === undefined) return withFlags("masquerade", body.flags);
+  const ports = portRangeText(body.port);
+  return ports === undefined ? undefined : withFlags(`masquerade to :${ports}`, body.flags);
 }
 
 /** `FIRST-LAST` from a port number or `{ range: [FIRST, LAST] }`. */
@@ -396,17 +360,6 @@ function portRangeText(port: Json): string | undefined {
 /** ` fully-random` when that is the one flag; undefined for any other flag. */
 function withFlags(text: string, flags: Json): string | undefined {
   if (flags === undefined) return text;
-  const list = Array.isArray(flags) ? flags : [flags];
-  if (list.length !== 1 || list[0] !== "fully-random") return undefined;
-  return `${text} fully-random`;
-}
-
-function masqueradeText(body: Json): string | undefined {
-  if (body === null) return "masquerade";
-  if (!isObject(body)) return undefined;
-  const known = new Set(["port", "flags"]);
-  if (Object.keys(body).some((key) => !known.has(key))) return undefined;
-  if (body.port === undefined) return withFlags("masquerade", body.flags);
-  const ports = portRangeText(body.port);
-  return ports === undefined ? undefined : withFlags(`masquerade to :${ports}`, body.flags);
+  const list = [flags].flat();
+  return list.length === 1 && list[0] === "fully-random" ? `${text} fully-random` : undefined;
 }

@@ -1,19 +1,13 @@
 /**
- * Planning one family's nftables reconcile: our table as read (parse.ts) against the desired one
- * (render.ts), one atomic `nft -f` transaction only on difference. When only set elements differ
- * (a config change), just those are deleted and added; anything else replaces the whole table.
+ * Planning one family's nftables reconcile: when only set elements differ (a config change), just
+ * those are deleted and added; any other difference replaces the whole table.
  *
  * @module
  */
 
 import type { Family } from "../net/cidr.ts";
-import {
-  type AddressInterval,
-  formatInterval,
-  intervalKey,
-  sameIntervals,
-} from "../net/intervals.ts";
-import type { LiveNftChain, LiveNftRead, LiveNftSet, LiveNftTable } from "./parse.ts";
+import { type AddressInterval, formatInterval } from "../net/intervals.ts";
+import type { LiveNftRead, LiveNftTable } from "./parse.ts";
 import {
   nftAddressType,
   nftChainName,
@@ -26,11 +20,7 @@ import {
   srcnatPriority,
 } from "./render.ts";
 import { quoteInput } from "../base/quote.ts";
-import {
-  type DataplaneDrift,
-  type DataplanePlan,
-  ruleListDifference,
-} from "../policy/dataplane.ts";
+import { type DataplanePlan, ruleListDifference } from "../policy/dataplane.ts";
 
 /** What can differ between our live table and the desired one. */
 export type NftDriftKind =
@@ -40,43 +30,39 @@ export type NftDriftKind =
   | "elements-differ"
   | "table-present";
 
-/** One difference, for the logs and `--check`. */
-export type NftDrift = DataplaneDrift<NftDriftKind>;
-
 /** What a reconcile found and the one `nft -f` transaction that fixes it. */
 export type NftPlan = DataplanePlan<NftDriftKind>;
 
 /** Plans the reconcile of one family. Pure: same inputs, same plan. */
 export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPlan {
   const table = nftTableSpec(desired.family);
-  if (live.kind === "missing") {
-    return replace(desired, { kind: "table-missing", message: `${table} does not exist` });
-  }
+  const replace = (kind: NftDriftKind, message: string): NftPlan => ({
+    drift: [{ kind, message }],
+    payload: renderNftReplace(desired),
+  });
+  if (live.kind === "missing") return replace("table-missing", `${table} does not exist`);
   if (live.kind === "unreadable") {
-    return replace(desired, {
-      kind: "table-unreadable",
-      message: `${table} could not be read (${live.reason}); replacing it`,
-    });
+    return replace("table-unreadable", `${table} could not be read (${live.reason}); replacing it`);
   }
   const structural = structuralDifferences(desired, live.table);
   if (structural.length > 0) {
-    return replace(desired, {
-      kind: "table-differs",
-      message: `${table} differs (${summarize(structural)}); replacing it`,
-    });
+    return replace("table-differs", `${table} differs (${summarize(structural)}); replacing it`);
   }
-  const changes: NftElementChange[] = [];
-  const described: string[] = [];
-  for (const set of desired.sets) {
+  const changes = desired.sets.flatMap((set): NftElementChange[] => {
     const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
-    if (!elements || sameIntervals(elements, set.elements)) continue;
-    const change = elementChange(set.name, elements, set.elements);
-    changes.push(change);
-    described.push(describeChange(desired.family, change));
-  }
+    if (!elements || elements.map(key).join() === set.elements.map(key).join()) return [];
+    const liveKeys = new Set(elements.map(key));
+    const wantedKeys = new Set(set.elements.map(key));
+    return [{
+      set: set.name,
+      remove: elements.filter((element) => !wantedKeys.has(key(element))),
+      add: set.elements.filter((element) => !liveKeys.has(key(element))),
+    }];
+  });
   if (changes.length === 0) return { drift: [], payload: null };
+  const message = changes.map((change) => describeChange(desired.family, change)).join("; ");
   return {
-    drift: [{ kind: "elements-differ", message: described.join("; ") }],
+    drift: [{ kind: "elements-differ", message }],
     payload: renderNftElementChanges(desired.family, changes),
   };
 }
@@ -90,87 +76,64 @@ export function planNftRemoval(family: Family, live: LiveNftRead): NftPlan {
   };
 }
 
-function replace(desired: NftDesired, drift: NftDrift): NftPlan {
-  return { drift: [drift], payload: renderNftReplace(desired) };
-}
+// A set element as a string, to compare lists and find differences.
+const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
 
 /** Everything but set elements: sets, chains, rules, and nothing else in the table. */
 function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[] {
-  const differences: string[] = [];
-  for (const other of live.others) differences.push(`unexpected ${other}`);
-  for (const set of desired.sets) {
-    const found = live.sets.find((candidate) => candidate.name === set.name);
-    if (!found) differences.push(`set ${set.name} missing`);
-    else differences.push(...setDifferences(desired.family, found));
+  const differences = live.others.map((other) => `unexpected ${other}`);
+  for (const { name } of desired.sets) {
+    const set = live.sets.find((candidate) => candidate.name === name);
+    if (!set) {
+      differences.push(`set ${name} missing`);
+      continue;
+    }
+    if (set.type !== nftAddressType(desired.family)) {
+      differences.push(`set ${name} has type ${quoteInput(set.type)}`);
+    }
+    if (set.flags.length !== 1 || set.flags[0] !== "interval") {
+      differences.push(`set ${name} has flags ${quoteInput(set.flags.join(","))}`);
+    }
+    if (set.extras.length > 0) {
+      differences.push(`set ${name} has ${quoteInput(set.extras.join(","))}`);
+    }
+    if (set.elements === null) differences.push(`set ${name} holds elements we never write`);
   }
-  for (const set of live.sets) {
-    if (!desired.sets.some((wanted) => wanted.name === set.name)) {
-      differences.push(`unexpected set ${quoteInput(set.name)}`);
+  for (const { name } of live.sets) {
+    if (!desired.sets.some((wanted) => wanted.name === name)) {
+      differences.push(`unexpected set ${quoteInput(name)}`);
     }
   }
-  const ours = live.chains.find((chain) => chain.name === nftChainName);
-  if (!ours) differences.push(`chain ${nftChainName} missing`);
-  else differences.push(...chainDifferences(desired, ours));
-  for (const chain of live.chains) {
-    if (chain.name !== nftChainName) differences.push(`unexpected chain ${quoteInput(chain.name)}`);
-  }
-  return differences;
-}
-
-function setDifferences(family: Family, set: LiveNftSet): string[] {
-  const differences: string[] = [];
-  if (set.type !== nftAddressType(family)) {
-    differences.push(`set ${set.name} has type ${quoteInput(set.type)}`);
-  }
-  if (set.flags.length !== 1 || set.flags[0] !== "interval") {
-    differences.push(`set ${set.name} has flags ${quoteInput(set.flags.join(","))}`);
-  }
-  if (set.extras.length > 0) {
-    differences.push(`set ${set.name} has ${quoteInput(set.extras.join(","))}`);
-  }
-  if (set.elements === null) differences.push(`set ${set.name} holds elements we never write`);
-  return differences;
-}
-
-function chainDifferences(desired: NftDesired, chain: LiveNftChain): string[] {
-  const differences: string[] = [];
+  const chain = live.chains.find((candidate) => candidate.name === nftChainName);
   const priority = desired.priority ?? srcnatPriority;
-  const base = chain.type === "nat" && chain.hook === "postrouting" &&
-    chain.priority === priority && chain.policy === "accept";
-  if (!base) {
-    differences.push(
-      priority === srcnatPriority
-        ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
-        : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
-          `${srcnatPriority - priority} (--postrouting-jump=insert)`,
-    );
+  if (!chain) differences.push(`chain ${nftChainName} missing`);
+  else {
+    const base = chain.type === "nat" && chain.hook === "postrouting" &&
+      chain.priority === priority && chain.policy === "accept";
+    if (!base) {
+      differences.push(
+        priority === srcnatPriority
+          ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
+          : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
+            `${srcnatPriority - priority} (--postrouting-jump=insert)`,
+      );
+    }
+    if (chain.extras.length > 0) {
+      differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
+    }
+    // Rules read back may hold a writer's text: shown quoted and bounded.
+    const rules = ruleListDifference(desired.rules, chain.rules, quoteInput);
+    if (rules) differences.push(`chain ${nftChainName}: ${rules}`);
   }
-  if (chain.extras.length > 0) {
-    differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
+  for (const { name } of live.chains) {
+    if (name !== nftChainName) differences.push(`unexpected chain ${quoteInput(name)}`);
   }
-  // Rules read back may hold a writer's text: shown quoted and bounded.
-  const difference = ruleListDifference(desired.rules, chain.rules, quoteInput);
-  if (difference) differences.push(`chain ${nftChainName}: ${difference}`);
   return differences;
 }
 
 function summarize(differences: readonly string[]): string {
   const shown = differences.slice(0, 4);
   return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
-}
-
-function elementChange(
-  set: string,
-  live: readonly AddressInterval[],
-  wanted: readonly AddressInterval[],
-): NftElementChange {
-  const liveKeys = new Set(live.map(intervalKey));
-  const wantedKeys = new Set(wanted.map(intervalKey));
-  return {
-    set,
-    remove: live.filter((element) => !wantedKeys.has(intervalKey(element))),
-    add: wanted.filter((element) => !liveKeys.has(intervalKey(element))),
-  };
 }
 
 function describeChange(family: Family, change: NftElementChange): string {

@@ -1,17 +1,12 @@
 /**
- * The nftables dataplane's desired state and its `nft -f` rendering: one table per family, owned
- * entirely by the agent, with an interval set of the destinations that keep the pod's source and
- * one nat postrouting chain. Rules are kept as the text `nft list` prints, so a table read back
- * (parse.ts) compares as text, like `iptables-save` lines.
- *
- * The decision equals the iptables chain's for every destination: local destinations (the jump's
- * `! --dst-type LOCAL`) return, link-local returns unless `masqLinkLocal`, the set stands for the
- * RETURN rules, and `--to-ports` splits with the statistic match's 31-bit probabilities.
+ * Our nftables table per family and its `nft -f` text: an interval set of the destinations that
+ * keep the pod's source and one nat postrouting chain deciding as the iptables chain does. Rules
+ * are kept as `nft list` prints them, so a table read back (parse.ts) compares as text.
  *
  * @module
  */
 
-import { contains, type Family } from "../net/cidr.ts";
+import { type Cidr, contains, type Family } from "../net/cidr.ts";
 import {
   type AddressInterval,
   cidrInterval,
@@ -33,18 +28,14 @@ import {
 export const nftTableName = "ip-masq-agent";
 /** Our one base chain. */
 export const nftChainName = "postrouting";
-/** The interval set of destinations that keep the pod's source. */
-export const nftDestinationSet = "nonmasq-dst";
-/** The interval set of sources that are never masqueraded (issue 12's `nonMasqueradeSrcCIDRs`). */
-export const nftSourceSet = "nonmasq-src";
+const destinationSet = "nonmasq-dst";
+const sourceSet = "nonmasq-src"; // `nonMasqueradeSrcCIDRs`
 /** The priority `srcnat` stands for; `nft -j` prints the number. */
 export const srcnatPriority = 100;
-/**
- * With `--postrouting-jump=insert`, our chain runs just before every `srcnat` chain (iptables'
- * nat POSTROUTING, legacy or nft, kube-proxy's nftables chains): NAT is decided by the first nat
- * chain that binds a connection, so our exemptions' identity binding and our masquerade win.
- */
-export const insertPriority = srcnatPriority - 1;
+// With `--postrouting-jump=insert`, our chain runs just before every `srcnat` chain: the first nat
+// chain that binds a connection decides, so our identity binding and our masquerade win.
+const insertPriority = srcnatPriority - 1;
+
 /** `ip` for IPv4, `ip6` for IPv6: nft's table family. */
 export function nftFamily(family: Family): "ip" | "ip6" {
   return family === "ipv4" ? "ip" : "ip6";
@@ -72,11 +63,11 @@ export interface NftSetState {
 export interface NftDesired {
   /** The family of the table. */
   readonly family: Family;
-  /** The destination set, and the source set when sources are exempt (issue 12). */
+  /** The destination set, and the source set when sources are exempt. */
   readonly sets: readonly NftSetState[];
   /** The chain's rules, each as `nft list` prints it. */
   readonly rules: readonly string[];
-  /** The chain's priority: {@link insertPriority} with `--postrouting-jump=insert`; absent: srcnat. */
+  /** The chain's priority: `srcnat - 1` with `--postrouting-jump=insert`; absent: srcnat. */
   readonly priority?: number;
 }
 
@@ -103,8 +94,9 @@ export interface NftDesired {
 export function nftDesired(desired: DesiredChain): NftDesired {
   const { family } = desired;
   const ip = nftFamily(family);
-  const exceptions = (desired.masqueradeExceptions ?? []).map((cidr) => cidr.value)
-    .filter((cidr) => cidr.family === family);
+  const ofFamily = (cidrs: readonly { value: Cidr }[] = []) =>
+    cidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family);
+  const exceptions = ofFamily(desired.masqueradeExceptions);
   // Link-local takes part in the longest-prefix match (decision.ts): an exception inside it
   // masquerades. Only then does it join the set; otherwise it keeps its own rule, as in iptables.
   const linkLocal = desired.linkLocal;
@@ -113,40 +105,34 @@ export function nftDesired(desired: DesiredChain): NftDesired {
     ? undefined
     : linkLocal;
   const exempt = desired.exemptions.filter((cidr) => cidr !== ownRule).map((c) => c.value);
-  const sources = (desired.sourceExemptions ?? []).map((cidr) => cidr.value)
-    .filter((cidr) => cidr.family === family);
+  const sources = ofFamily(desired.sourceExemptions);
 
   const sets: NftSetState[] = [];
   const rules: string[] = [];
-  // Insert mode (issue 17): `return` would leave the connection to the next nat chain, which may
+  // Insert mode: `return` would leave the connection to the next nat chain, which may
   // masquerade it; binding its source to itself decides it here, as no binding would have.
   const final = exemptionsAreFinal(desired);
   const keep = final ? `snat to ${ip} saddr` : "return";
-  const mark = kubeProxyMarkOf(desired);
   if (final) {
     // The local check first, as the iptables jump's `! --dst-type LOCAL` comes before the chain.
-    rules.push("fib daddr type local return");
-    rules.push(`meta mark & ${nftMarkText(mark!)} == ${nftMarkText(mark!)} return`);
+    const mark = nftMarkText(kubeProxyMarkOf(desired)!);
+    rules.push("fib daddr type local return", `meta mark & ${mark} == ${mark} return`);
   }
   if (sources.length > 0) {
-    sets.push({ name: nftSourceSet, elements: mergeIntervals(sources.map(cidrInterval)) });
-    rules.push(`${ip} saddr @${nftSourceSet} ${keep}`);
+    sets.push({ name: sourceSet, elements: mergeIntervals(sources.map(cidrInterval)) });
+    rules.push(`${ip} saddr @${sourceSet} ${keep}`);
   }
   if (!final) rules.push("fib daddr type local return");
   if (ownRule) rules.push(`${ip} daddr ${ownRule.value.text} ${keep}`);
-  sets.push({ name: nftDestinationSet, elements: longestPrefixKeep(exempt, exceptions) });
-  rules.push(`${ip} daddr @${nftDestinationSet} ${keep}`);
+  sets.push({ name: destinationSet, elements: longestPrefixKeep(exempt, exceptions) });
+  rules.push(`${ip} daddr @${destinationSet} ${keep}`);
 
   const fullyRandom = desired.masquerade.randomFully ? " fully-random" : "";
   const oif = desired.outputInterface
     ? `oifname "${nftInterfaceName(desired.outputInterface.value)}" `
     : "";
   const address = desired.outputAddress?.value;
-  const host = address === undefined
-    ? undefined
-    : address.family === "ipv6"
-    ? `[${address.text}]`
-    : address.text;
+  const host = address?.family === "ipv6" ? `[${address.text}]` : address?.text;
   const split = toPortsSplit(desired.masquerade.toPorts);
   for (const protocol of toPortsProtocols) {
     for (const { range, stored } of split) {
@@ -158,25 +144,21 @@ export function nftDesired(desired: DesiredChain): NftDesired {
       rules.push(`${oif}meta l4proto ${protocol}${numgen} ${action}${fullyRandom}`);
     }
   }
-  rules.push(
-    `${oif}${address === undefined ? "masquerade" : `snat to ${address.text}`}${fullyRandom}`,
-  );
+  const action = address === undefined ? "masquerade" : `snat to ${address.text}`;
+  rules.push(`${oif}${action}${fullyRandom}`);
   return { family, sets, rules, ...(final ? { priority: insertPriority } : {}) };
 }
 
 /** A set's declaration and elements, one element a line, as `nft -f` reads them. */
 function renderSet(family: Family, set: NftSetState): string[] {
-  const lines = [
+  const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
+  return [
     `\tset ${set.name} {`,
     `\t\ttype ${nftAddressType(family)}`,
     "\t\tflags interval",
+    ...(elements.length > 0 ? ["\t\telements = {", elements.join(",\n"), "\t\t}"] : []),
+    "\t}",
   ];
-  if (set.elements.length > 0) {
-    const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
-    lines.push("\t\telements = {", elements.join(",\n"), "\t\t}");
-  }
-  lines.push("\t}");
-  return lines;
 }
 
 /** The whole table as one `nft -f` block, the chain declared as `nft list` prints it. */
@@ -195,8 +177,8 @@ function renderNftTable(desired: NftDesired): string {
 }
 
 /**
- * One atomic transaction that replaces whatever our table holds (or creates
- * it): declaring an existing table is a no-op, so the delete always finds one.
+ * One atomic transaction that replaces whatever our table holds (or creates it): declaring an
+ * existing table is a no-op, so the delete always finds one.
  */
 export function renderNftReplace(desired: NftDesired): string {
   return renderNftRemoval(desired.family) + renderNftTable(desired);
@@ -224,9 +206,8 @@ export interface NftElementChange {
 }
 
 /**
- * One transaction that changes only the elements that differ. Deletions come
- * first: an added interval may overlap one that goes, which nft accepts in
- * the same transaction.
+ * One transaction that changes only the elements that differ. Deletions come first: an added
+ * interval may overlap one that goes, which nft accepts in the same transaction.
  */
 export function renderNftElementChanges(
   family: Family,

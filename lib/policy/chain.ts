@@ -1,7 +1,6 @@
 /**
- * The desired state every dataplane is built from: our chain of one family as data (what keeps
- * its source, what is masqueraded and how), made from the effective config and the rule-shaping
- * flags. Both renderers and `decide()` (decision.ts) work from this one value.
+ * Our chain of one family as data, from the effective config and the rule-shaping flags: both
+ * renderers and `decide()` work from it.
  *
  * @module
  */
@@ -38,31 +37,19 @@ export interface DesiredChain {
   readonly family: Family;
   /** The chain's name (`--masq-chain`). */
   readonly chain: string;
-  /**
-   * Destinations that RETURN before MASQUERADE: the built-in link-local range first unless
-   * `masqLinkLocal` (`masqLinkLocalIPv6`), then the configured ones in configuration order.
-   */
+  /** Destinations that RETURN: the built-in link-local range (if kept), then config order. */
   readonly exemptions: readonly Located<Cidr>[];
   /** The built-in link-local exemption, when first in `exemptions`: tell it by this, not `at`. */
   readonly linkLocal?: Located<Cidr>;
-  /**
-   * `masqueradeCIDRs` of the family that lie inside an exemption, in configuration order:
-   * masqueraded although a shorter exemption holds them (the longest prefix decides).
-   */
+  /** `masqueradeCIDRs` of the family inside an exemption (the longest prefix decides). */
   readonly masqueradeExceptions?: readonly Located<Cidr>[];
   /** `nonMasqueradeSrcCIDRs` of the family: sources that RETURN before anything else. */
   readonly sourceExemptions?: readonly Located<Cidr>[];
   /** The rules after the exemptions. */
   readonly masquerade: MasqueradeOptions;
-  /**
-   * `--postrouting-jump`: `insert` keeps our jump first in POSTROUTING (moving it back when
-   * another tool inserts before it); absent or `append` adds it at the end, as upstream does.
-   */
+  /** `insert` keeps our jump first in POSTROUTING; absent means append, as upstream does. */
   readonly postroutingJump?: PostroutingJump;
-  /**
-   * Insert mode only: the fwmark bit kube-proxy sets on traffic it masquerades itself
-   * (`--kube-proxy-masquerade-bit`, 0x4000 by default); such traffic leaves our chain first.
-   */
+  /** Insert mode: kube-proxy's masquerade mark; such traffic leaves our chain first. */
   readonly kubeProxyMark?: number;
   /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */
   readonly outputAddress?: Located<IpAddress>;
@@ -71,9 +58,8 @@ export interface DesiredChain {
 }
 
 /**
- * Whether our exemptions are final: with `--postrouting-jump=insert` they ACCEPT (iptables: the
- * nat POSTROUTING walk ends there) or bind the source to itself (nftables), so no later rule of
- * another tool masquerades them; traffic kube-proxy marked leaves our chain first.
+ * Whether our exemptions are final (insert mode): they ACCEPT (iptables) or bind the source to
+ * itself (nftables), so no later rule of another tool masquerades them.
  */
 export function exemptionsAreFinal(desired: DesiredChain): boolean {
   return desired.postroutingJump === "insert";
@@ -89,7 +75,7 @@ export function kubeProxyMarkOf(desired: DesiredChain): number | undefined {
 export type PostroutingJump = "append" | "insert";
 
 /**
- * The desired chain of `family` (the order of `exemptions` is documented there).
+ * The desired chain of `family`.
  *
  * @example
  * ```ts
@@ -119,14 +105,10 @@ export function desiredChain(
     readonly kubeProxyMasqueradeBit?: number;
   } = {},
 ): DesiredChain {
-  const masqueradesLinkLocal = family === "ipv4"
-    ? config.masqLinkLocal.value
-    : config.masqLinkLocalIPv6.value;
-  const linkLocal: Located<Cidr> | undefined = masqueradesLinkLocal ? undefined : {
+  const key = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
+  const linkLocal: Located<Cidr> | undefined = config[key].value ? undefined : {
     value: parseBuiltInCidr(linkLocalRanges[family]),
-    at: builtIn(
-      `link-local, ${family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6"} is false`,
-    ),
+    at: builtIn(`link-local, ${key} is false`),
   };
   const exemptions = [
     ...(linkLocal ? [linkLocal] : []),
@@ -160,37 +142,29 @@ export function desiredChain(
   };
 }
 
-/** One rule of our chain before the final masquerade rules: a RETURN, or an exception's. */
+/** One rule of our chain before the final masquerade rules: an exemption's or an exception's. */
 export interface OrderedRule {
   /** `return` for an exemption, `masquerade` for a `masqueradeCIDRs` exception. */
   readonly action: "return" | "masquerade";
-  /** The destination it matches, with where it came from. */
+  /** The destination it matches. */
   readonly cidr: Located<Cidr>;
 }
 
 /**
- * The exemptions and exceptions in the order a first-match chain needs for longest-prefix
- * semantics: whenever one lies inside another and their actions differ, the inner one comes
- * first (at any depth: 10.1.2.0/24 RETURN, 10.1.0.0/16 MASQUERADE, 10.0.0.0/8 RETURN); otherwise
- * configuration order is kept, so without exceptions it is exactly the exemptions' order.
- *
- * Not a stable sort by prefix length: that would also be correct, but it moves every longer
- * exemption ahead of unrelated shorter ones, so an existing install's chain would be rewritten
- * on upgrade (10.0.0.0/8, 192.168.1.0/24 RETURN, 10.1.0.0/16 MASQUERADE: the sort puts the /24
- * first, this order only moves the exception up; tests/policy/chain_test.ts pins it).
+ * The exemptions and exceptions in first-match order for longest-prefix semantics: when one lies
+ * inside another with a different action, the inner one comes first; otherwise config order.
+ * Not a stable sort by prefix: that would move longer exemptions ahead of unrelated shorter ones
+ * and rewrite existing installs' chains on upgrade (tests/policy/chain_test.ts pins this).
  */
 export function orderedRules(desired: DesiredChain): OrderedRule[] {
+  const exceptions = desired.masqueradeExceptions ?? [];
   const items: OrderedRule[] = [
     ...desired.exemptions.map((cidr) => ({ action: "return" as const, cidr })),
-    ...(desired.masqueradeExceptions ?? []).map((cidr) => ({
-      action: "masquerade" as const,
-      cidr,
-    })),
+    ...exceptions.map((cidr) => ({ action: "masquerade" as const, cidr })),
   ];
-  if (items.length === desired.exemptions.length) return items;
-  // Nested ranges are open on a stack in sorted order; each item must precede those of its
-  // containers whose action differs. An exception equal to the built-in link-local range
-  // sorts after it, and so comes first in the chain: the exception wins the tie.
+  if (exceptions.length === 0) return items;
+  // Each item must precede its containers (open on a stack in sorted order) of another action.
+  // An exception equal to the built-in link-local range sorts after it: the exception wins ties.
   const returnFirst = (a: number, b: number) =>
     items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1;
   const sorted = items.map((_, index) => index).sort((a, b) =>
@@ -210,9 +184,8 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
     }
     open.push(index);
   }
-  // An item that must precede others takes the earliest place among them, so a RETURN unrelated
-  // to any exception keeps its place relative to the ones around it. Outer ranges have shorter
-  // prefixes, so in prefix order every item's outer ones are ranked before it.
+  // An item that must precede others takes the earliest place among them, so unrelated RETURNs
+  // keep their places; in prefix order every item's outer ones are ranked before it.
   const rank = items.map((_, index) => index);
   const byPrefix = items.map((_, index) => index).sort((a, b) =>
     items[a].cidr.value.prefix - items[b].cidr.value.prefix || returnFirst(a, b)
@@ -268,16 +241,13 @@ export const probabilityScale = 0x80000000;
 export interface ToPortsShare {
   /** The source port range. */
   readonly range: PortRange;
-  /**
-   * The probability of trying this range, as the kernel stores it: a fraction of
-   * {@link probabilityScale}. Absent for the last range, tried whenever the others were not.
-   */
+  /** The probability, as a fraction of {@link probabilityScale}; absent for the last range. */
   readonly stored?: number;
 }
 
 /**
  * Upstream v1's split: each range but the last is tried with the probability of its share of the
- * ports still left, so every port is equally likely. Both dataplanes write these fractions.
+ * ports still left, so every port is equally likely.
  *
  * @example
  * ```ts

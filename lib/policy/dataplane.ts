@@ -1,8 +1,6 @@
 /**
- * The dataplane seam that the reconcile loop, `--check`, `--explain` and `--cleanup` drive
- * without knowing which one it is (iptables/dataplane.ts, nftables/dataplane.ts): read what is
- * ours for one family, plan purely against the desired state, apply the plan. Read-only callers
- * read and plan; only the loop and `--cleanup` apply.
+ * The dataplane seam the loop, `--check`, `--explain` and `--cleanup` drive without knowing which
+ * one it is: read what is ours for one family, plan purely, apply (only the loop and `--cleanup`).
  *
  * @module
  */
@@ -14,7 +12,7 @@ import { ToolError } from "../base/tool.ts";
 /** The dataplanes `--dataplane` chooses from. */
 export type DataplaneName = "iptables" | "nftables";
 
-/** One difference found, for the logs and `--check`; `Kind` is the dataplane's own words. */
+/** One difference found, for the logs and `--check`. */
 export interface DataplaneDrift<Kind extends string = string> {
   /** The dataplane's own name for the kind of difference. */
   readonly kind: Kind;
@@ -33,9 +31,8 @@ export interface DataplanePlan<Kind extends string = string> {
 }
 
 /**
- * How the rules a chain holds differ from the wanted ones, as both dataplanes say it:
- * `N missing: ...; M unexpected: ...` (three shown, then how many more), `rules out of order`,
- * or undefined when they are the same. `show` writes one rule for a message.
+ * How a chain's rules differ from the wanted ones, in both dataplanes' words; undefined when the
+ * same. `show` writes one rule for a message.
  *
  * @example
  * ```ts
@@ -78,17 +75,11 @@ export interface FamilyOutcome {
   readonly plan: DataplanePlan;
 }
 
-/**
- * One dataplane: read our live state of a family, plan purely, apply. `Live` is what its reads
- * return and its plans take; `Plan` is what its plans make and its `apply` takes.
- */
+/** One dataplane: `Live` is what its reads return, `Plan` what its plans make. */
 export interface Dataplane<Live = unknown, Plan extends DataplanePlan = DataplanePlan> {
   /** For messages: `nftables`, `iptables (nft)`, ... */
   readonly label: string;
-  /**
-   * Reads what is ours in `desired.family`, and what planning it needs beyond that; writes
-   * nothing. Throws a `ForeignChainError` when `desired.chain` is another tool's chain.
-   */
+  /** Reads what planning needs; throws `ForeignChainError` on another tool's chain. */
   read(desired: DesiredChain, signal?: AbortSignal): Promise<Live>;
   /** What brings `live` to `desired`. Pure: no reads, no writes. */
   plan(desired: DesiredChain, live: Live): Plan;
@@ -96,26 +87,21 @@ export interface Dataplane<Live = unknown, Plan extends DataplanePlan = Dataplan
   readForRemoval(family: Family, signal?: AbortSignal): Promise<Live>;
   /** What removes everything of ours `live` shows, touching nothing else. Pure. */
   planRemoval(family: Family, live: Live): Plan;
-  /**
-   * Makes a plan of this dataplane true: writes its transaction, if it has one, and remembers
-   * what it found in sync, so the next read of the same state skips the parse.
-   */
+  /** Writes the plan's transaction, if any, and remembers what was in sync (VerifiedReads). */
   apply(family: Family, plan: Plan, signal?: AbortSignal): Promise<void>;
 }
 
 /**
- * What a dataplane verified, per family: the desired chain and the bytes a read found in sync
- * with it. A read that finds the same bytes for the same desired chain (the agent keeps the
- * object while the config is unchanged) skips parsing and comparing: a steady resync costs the
- * reads only. `read` records what it listed, `apply` settles it: verified when the plan wrote
- * nothing, forgotten when it wrote.
+ * Per family, the desired chain and the bytes a read found in sync with it: a read of the same
+ * bytes for the same desired object (kept while the config is unchanged) skips parsing, so a
+ * steady resync costs the reads only.
  */
 export class VerifiedReads<Listing> {
   readonly #verified = new Map<Family, { desired: DesiredChain; listing: Listing }>();
   readonly #lastRead = new Map<Family, { desired: DesiredChain; listing: Listing }>();
   readonly #same: (a: Listing, b: Listing) => boolean;
 
-  /** `same` compares two listings (the iptables one is a pair of strings). */
+  /** `same` compares two listings. */
   constructor(same: (a: Listing, b: Listing) => boolean) {
     this.#same = same;
   }
@@ -172,11 +158,7 @@ export async function readAndPlanRemoval<Plan extends DataplanePlan>(
   return dataplane.planRemoval(family, await dataplane.readForRemoval(family, signal));
 }
 
-/**
- * Plans every family, then applies the plans: the one reconcile step of the loop. Planning all
- * first means a family that cannot be planned (another tool's chain under `--masq-chain`) stops
- * the reconcile before anything is written for any family.
- */
+/** Plans every family, then applies: one that cannot be planned stops all before any write. */
 export async function applyDesired(
   desired: readonly DesiredChain[],
   dataplane: Dataplane,
@@ -201,11 +183,11 @@ export async function removeAll(
   return plan;
 }
 
-/** What a composite read found: the chosen dataplane's state, then each retired one's. */
+/** What a composite read found. */
 export interface SwitchingLive {
   /** The chosen dataplane's read. */
   readonly chosen: unknown;
-  /** The retired dataplanes read this time (not yet found clean, and readable), and their reads. */
+  /** The retired dataplanes read this time (not yet found clean), and their reads. */
   readonly retired: readonly { readonly dataplane: Dataplane; readonly value: unknown }[];
 }
 
@@ -235,13 +217,9 @@ function switchingPlan(chosen: Dataplane, parts: SwitchingPlan["parts"]): Switch
 }
 
 /**
- * `chosen`, plus the removal of our rules from each of `retired` (the other dataplane, after a
- * switch) in the same reconcile, after `chosen`'s own write: the node is never without
- * masquerade rules. A retired dataplane found empty for a family is not read again for it; the
- * drift of a removal names the dataplane it came from. A node without a retired dataplane's
- * tools has no rules of ours there; any other failure to read, plan or clean one goes to
- * `onRetiredError` (the agent warns) and is left to the next reconcile: the chosen dataplane's
- * own rules never wait for the other one.
+ * `chosen`, plus removing our rules from each of `retired` after `chosen`'s write, so the node is
+ * never without masquerade rules. A retired dataplane found empty (or without tools) is not read
+ * again; other failures go to `onRetiredError` and wait for the next reconcile.
  */
 export function switchingDataplane(
   chosen: Dataplane,

@@ -1,19 +1,12 @@
 /**
- * The masquerade decision as one pure function of a desired chain and a packet: whether it is
- * masqueraded and which configured item decides. The rendered iptables chain, the nftables
- * dataplane, `--explain` and the tests' packet tracer all answer to it. In order:
- * 1. a destination that is an address of the node keeps its source (our POSTROUTING jump skips
- *    `--dst-type LOCAL`);
- * 2. with `--postrouting-jump=insert`, traffic kube-proxy marked for masquerade leaves our chain
- *    and kube-proxy's own rule masquerades it;
+ * The masquerade decision, one pure function both dataplanes, `--explain` and the tests' tracer
+ * answer to. In order:
+ * 1. a local destination keeps its source (our jump skips `--dst-type LOCAL`);
+ * 2. insert mode: traffic kube-proxy marked leaves our chain; kube-proxy's rule masquerades it;
  * 3. a source inside `nonMasqueradeSrcCIDRs` keeps its address;
- * 4. otherwise the longest prefix among the exemptions (link-local unless `masqLinkLocal`,
- *    `nonMasqueradeCIDRs` or the defaults) and the `masqueradeCIDRs` exceptions decides; an
- *    exception wins a tie (only possible with the built-in link-local range: the same CIDR in
- *    both lists is a config error); a destination no exemption holds is masqueraded;
+ * 4. the longest prefix among exemptions and `masqueradeCIDRs` exceptions decides; an exception
+ *    wins a tie (only the built-in link-local range can tie); no exemption means masquerade;
  * 5. with `outputInterface`, traffic leaving by another interface keeps its source.
- *
- * A masqueraded packet shows `outputAddress` as its source when one is set (`snatTo`).
  *
  * @module
  */
@@ -45,17 +38,8 @@ export type DecidingItem =
     readonly narrows: Located<Cidr>;
   }
   | { readonly kind: "no-exemption" }
-  | {
-    /** Insert mode: kube-proxy marked it for masquerade; our chain leaves it to kube-proxy. */
-    readonly kind: "kube-proxy-mark";
-    /** The mark bit (`--kube-proxy-masquerade-bit`), e.g. 0x4000. */
-    readonly mark: number;
-  }
-  | {
-    /** `outputInterface` is set and the packet leaves by another interface. */
-    readonly kind: "other-interface";
-    readonly outputInterface: Located<string>;
-  };
+  | { readonly kind: "kube-proxy-mark"; readonly mark: number }
+  | { readonly kind: "other-interface"; readonly outputInterface: Located<string> };
 
 /** A decision and its reason. */
 export interface Decision {
@@ -65,10 +49,7 @@ export interface Decision {
   readonly because: DecidingItem;
   /** A masquerade by our rules SNATs to this `outputAddress` rather than the node's address. */
   readonly snatTo?: Located<IpAddress>;
-  /**
-   * A masquerade by our rules happens only for traffic leaving by this `outputInterface`; the
-   * packet's interface was not given, so the verdict assumes it does.
-   */
+  /** The packet's interface was not given: the masquerade assumes it leaves by this one. */
   readonly onlyVia?: Located<string>;
 }
 
@@ -76,13 +57,13 @@ export interface Decision {
 export interface Packet {
   /** Where it goes; of the desired chain's family. */
   readonly destination: IpAddress;
-  /** Where it comes from; unknown when undefined (then source exemptions are not applied). */
+  /** Where it comes from; when unknown, source exemptions are not applied. */
   readonly source?: IpAddress;
   /** Whether the destination is an address of the node itself. */
   readonly localDestination?: boolean;
-  /** The interface the packet leaves by; unknown when undefined. */
+  /** The interface the packet leaves by, if known. */
   readonly outputInterface?: string;
-  /** Whether kube-proxy marked it for masquerade (matters with --postrouting-jump=insert). */
+  /** Whether kube-proxy marked it for masquerade. */
   readonly kubeProxyMarked?: boolean;
 }
 
@@ -158,21 +139,15 @@ function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   if (exemption === desired.linkLocal) {
     return { verdict: "keep source", because: { kind: "link-local", cidr: exemption } };
   }
+  const builtInDefault = exemption.at.line === undefined;
   return {
     verdict: "keep source",
-    because: {
-      kind: "non-masquerade",
-      cidr: exemption,
-      builtInDefault: exemption.at.line === undefined,
-    },
+    because: { kind: "non-masquerade", cidr: exemption, builtInDefault },
   };
 }
 
 /** The CIDR with the longest prefix holding `address`; the first listed wins a tie. */
-function longestMatch(
-  cidrs: readonly Located<Cidr>[],
-  address: IpAddress,
-): Located<Cidr> | undefined {
+function longestMatch(cidrs: readonly Located<Cidr>[], address: IpAddress) {
   let best: Located<Cidr> | undefined;
   for (const cidr of cidrs) {
     if (!inCidr(cidr.value, address)) continue;

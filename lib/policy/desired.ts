@@ -1,6 +1,6 @@
 /**
- * The desired state as data, from the config directory's contents: parse and validate every
- * file, merge them, and make the desired chain of each enabled family. Pure.
+ * The config directory's contents parsed, validated and merged, and each enabled family's
+ * desired chain made from them. Pure.
  *
  * @module
  */
@@ -32,17 +32,13 @@ export interface LoadedConfig {
   readonly findings: readonly Finding[];
   /** True when the directory does not exist (the defaults apply, and we say so). */
   readonly directoryMissing: boolean;
-  /**
-   * The command line's flags with the files' settings (`masqChain`, `toPorts`, ...) applied;
-   * only when {@link loadConfig} was given the command line.
-   */
+  /** The flags with the files' settings applied, when {@link loadConfig} got the command line. */
   readonly settings?: AgentFlags;
 }
 
 /**
- * The config as main.ts loaded it at start to apply its settings: the agent's first reconcile
- * and the one-shot modes take it instead of parsing and merging the same bytes again (at
- * 100,000 CIDRs a load costs a second of CPU under `--lite-mode`).
+ * The config as main.ts loaded it at start, reused by the first reconcile and the one-shot
+ * modes (at 100,000 CIDRs a load costs a second of CPU under `--lite-mode`).
  */
 export interface StartupLoad {
   /** What was read. */
@@ -54,18 +50,12 @@ export interface StartupLoad {
 /** The flags that decide how files are read and merged. */
 export interface LoadOptions extends ParseOptions, MergeOptions {}
 
-/**
- * The flags that shape the rules beyond the config files; absent `postroutingJump` means
- * `append`, an absent `kubeProxyMasqueradeBit` kube-proxy's default, 14.
- */
+/** The flags that shape the rules beyond the config files. */
 export type ChainOptions =
   & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
   & Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">>;
 
-/**
- * Parses every file and merges them; all problems of all files are thrown together as one
- * {@link ConfigError} (the caller's policy decides whether that exits or keeps the last good one).
- */
+/** Parses and merges every file; all problems of all files throw as one {@link ConfigError}. */
 export function loadConfig(
   contents: ConfigDirContents,
   options: LoadOptions,
@@ -101,10 +91,7 @@ export function desiredChains(
     desiredChain(effective, family, options.masqChain, {
       randomFully: options.randomFully && randomFullySupported[family],
       toPorts: options.toPorts,
-    }, {
-      postroutingJump: options.postroutingJump,
-      kubeProxyMasqueradeBit: options.kubeProxyMasqueradeBit,
-    })
+    }, options)
   );
 }
 
@@ -119,12 +106,8 @@ function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
   return { parsed, problems };
 }
 
-function merge(
-  contents: ConfigDirContents,
-  parsed: readonly FileConfig[],
-  { nomasqAllReservedRanges }: MergeOptions,
-): LoadedConfig {
-  const { config, findings, problems } = mergeConfigs(parsed, { nomasqAllReservedRanges });
+function merge(contents: ConfigDirContents, parsed: readonly FileConfig[], options: MergeOptions) {
+  const { config, findings, problems } = mergeConfigs(parsed, options);
   if (problems.length > 0) throw new ConfigError(problems);
   return { effective: config, findings, directoryMissing: contents.kind === "missing" };
 }
@@ -136,10 +119,8 @@ function hasIpv6(file: FileConfig): boolean {
 }
 
 /**
- * {@link loadConfig} with the files' settings applied to the command line's flags. Whether IPv6
- * CIDRs are allowed depends on `enableIPv6`, which a file may set, so the files are read with
- * IPv6 allowed first; with IPv6 still off after the settings are resolved, the files that list
- * IPv6 CIDRs are read again as {@link loadConfig} reads them, for the same problems.
+ * {@link loadConfig} with the files' settings applied. A file may set `enableIPv6`, so files are
+ * read with IPv6 allowed first, then again without it (for the same problems) if it stays off.
  */
 function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine): LoadedConfig {
   const first = parseAll(contents, true);
