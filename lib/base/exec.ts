@@ -132,8 +132,7 @@ export async function denoExec(
     throw startError(command, args, error);
   }
   if (options.signal?.aborted) {
-    const commandLine = [command, ...args].join(" ");
-    throw new ExecAbortedError(commandLine, { cause: options.signal.reason });
+    throw new ExecAbortedError([command, ...args].join(" "), { cause: options.signal.reason });
   }
   return {
     code: output.code,

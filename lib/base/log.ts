@@ -42,19 +42,13 @@ export function lowestLevel(verbosity: number): LogLevel {
   return "info";
 }
 
-const klogSeverity: Record<LogLevel, string> = {
-  trace: "I",
-  debug: "I",
-  info: "I",
-  warning: "W",
-  error: "E",
-  fatal: "F",
-};
+/** klog's severity letter; every level below warning is I. */
+const klogSeverity: Partial<Record<LogLevel, string>> = { warning: "W", error: "E", fatal: "F" };
 
 /** One klog-style text line: `I1201 21:36:28.547000   18688 agent] message key=value`. */
 export function formatText(record: LogRecord, pid: number): string {
   const iso = new Date(record.timestamp).toISOString(); // 2024-12-01T21:36:28.547Z
-  const header = `${klogSeverity[record.level]}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
+  const header = `${klogSeverity[record.level] ?? "I"}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
     `${iso.slice(11, 23)}000 ${String(pid).padStart(7)} agent]`;
   const properties = Object.entries(record.properties)
     .map(([key, value]) =>

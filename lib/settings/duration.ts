@@ -1,6 +1,6 @@
 /**
- * Go `time.ParseDuration` for the `resyncInterval` config key, so that every
- * value the Go agents accepted means the same thing here.
+ * Go `time.ParseDuration` for the `resyncInterval` config key, so that every value the Go agents
+ * accepted means the same thing here.
  *
  * @module
  */
@@ -20,8 +20,8 @@ const unitNanoseconds: Readonly<Record<string, number>> = {
 };
 
 /**
- * Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does,
- * into milliseconds (fractions kept: `"1.5ms"` is 1.5).
+ * Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does, into milliseconds
+ * (fractions kept: `"1.5ms"` is 1.5).
  *
  * @example
  * ```ts

@@ -47,10 +47,8 @@ export interface LocatedSetting {
 }
 
 function flagOf(key: SettingKey): FlagDef {
-  const field = settingKeys[key];
-  const def = flagTable.find((row) => row.field === field);
-  if (def === undefined) throw new Error(`no flag sets ${field}`);
-  return def;
+  // Every field in settingKeys has a row.
+  return flagTable.find((row) => row.field === settingKeys[key])!;
 }
 
 /** The flag's value in command-line form, as `--name=` would spell it. */

@@ -1,7 +1,6 @@
 /**
- * What the masquerade rules may be narrowed to: `outputAddress` / `outputAddressIPv6`, the
- * address the last rules SNAT to instead of MASQUERADE, and `outputInterface`, the interface
- * masqueraded traffic must leave by; and kube-proxy's masquerade mark.
+ * What narrows the masquerade rules: `outputAddress`/`outputAddressIPv6` (SNAT to it instead of
+ * MASQUERADE), `outputInterface` (the interface traffic must leave by), kube-proxy's mark.
  *
  * @module
  */
@@ -14,10 +13,7 @@ import { err, ok, type Result } from "../base/result.ts";
 /** The kernel's IFNAMSIZ (16) less the terminating NUL. */
 const maxInterfaceNameLength = 15;
 
-const linkLocal: Readonly<Record<Family, string>> = {
-  ipv4: "169.254.0.0/16",
-  ipv6: "fe80::/10",
-};
+const linkLocal: Readonly<Record<Family, string>> = { ipv4: "169.254.0.0/16", ipv6: "fe80::/10" };
 const multicast: Readonly<Record<Family, string>> = { ipv4: "224.0.0.0/4", ipv6: "ff00::/8" };
 
 /**
