@@ -389,10 +389,8 @@ export function usage(programName: string): string {
     line += line.length <= 4 ? "\t" : "\n    \t";
     line += def.help;
     // Go shows the default unless it is the type's zero value.
-    if (def.default !== false && def.default !== 0 && def.default !== "") {
-      line += def.kind === "string"
-        ? ` (default ${goQuote(String(def.default))})`
-        : ` (default ${def.default})`;
+    if (def.default) {
+      line += ` (default ${typeof def.default === "string" ? goQuote(def.default) : def.default})`;
     }
     out += line + "\n";
   }

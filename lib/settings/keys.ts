@@ -180,10 +180,8 @@ export function resolveSettings(
  * import { defaultFlags } from "./flags.ts";
  * import { changedSettings } from "./keys.ts";
  *
- * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, masqChain: "MY-MASQ" }), [
- *   "masqChain",
- * ]);
- * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, verbosity: 2 }), []);
+ * const changed = { ...defaultFlags, masqChain: "MY-MASQ", verbosity: 2 };
+ * assert.deepEqual(changedSettings(defaultFlags, changed), ["masqChain"]); // not verbosity
  * ```
  */
 export function changedSettings(a: AgentFlags, b: AgentFlags): SettingKey[] {
