@@ -326,13 +326,11 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
         if (i >= argv.length) return err(`flag needs an argument: -${name}`);
         text = argv[i++];
       }
-      if (def.kind === "int") {
-        const n = parseGoInt(text);
-        if (!n.ok) return err(`invalid value ${goQuote(text)} for flag -${name}: ${n.error}`);
-        value = n.value;
-      } else {
-        value = text;
+      const parsed = def.kind === "int" ? parseGoInt(text) : ok(text);
+      if (!parsed.ok) {
+        return err(`invalid value ${goQuote(text)} for flag -${name}: ${parsed.error}`);
       }
+      value = parsed.value;
     }
 
     if (def.field === null) {
