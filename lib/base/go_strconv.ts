@@ -98,14 +98,8 @@ function parseGoUint(s0: string): Result<bigint, string> {
  * ```
  */
 export function parseGoInt(s: string): Result<number, string> {
-  if (s === "") return err(PARSE_ERROR);
-  let neg = false;
-  if (s[0] === "+") s = s.slice(1);
-  else if (s[0] === "-") {
-    neg = true;
-    s = s.slice(1);
-  }
-  const parsed = parseGoUint(s);
+  const neg = s[0] === "-";
+  const parsed = parseGoUint(neg || s[0] === "+" ? s.slice(1) : s);
   if (!parsed.ok) return parsed;
   const u = parsed.value;
   if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return err(RANGE_ERROR);

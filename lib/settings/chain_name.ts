@@ -41,16 +41,14 @@ const RESERVED_CHAIN_NAMES: ReadonlySet<string> = new Set(
  */
 export function checkChainName(name: string): Result<string, string> {
   if (name === "") return err("must not be empty");
-  for (const ch of name) {
-    const code = ch.codePointAt(0) ?? 0;
-    // Anything outside printable ASCII, and the characters that iptables-save/-restore
-    // treat as quoting or comment syntax, would not survive a save/restore round trip.
-    if (code < 0x21 || code > 0x7e || `"'\\#`.includes(ch)) {
-      return err(
-        `must not contain ${goQuote(ch)} (only printable ASCII without whitespace, ` +
-          `quotes, backslash or # is allowed)`,
-      );
-    }
+  // Anything outside printable ASCII, and the characters that iptables-save/-restore treat as
+  // quoting or comment syntax, would not survive a save/restore round trip.
+  const bad = /[^\x21-\x7e]|["'\\#]/u.exec(name)?.[0];
+  if (bad !== undefined) {
+    return err(
+      `must not contain ${goQuote(bad)} (only printable ASCII without whitespace, ` +
+        `quotes, backslash or # is allowed)`,
+    );
   }
   if (name.length > MAX_CHAIN_NAME_LENGTH) {
     return err(

@@ -35,12 +35,8 @@ const unitNanoseconds: Readonly<Record<string, number>> = {
 export function parseGoDuration(text: string): Result<number, string> {
   const invalid = () =>
     err(`invalid duration ${quoteInput(text)}: use a Go duration such as "60s" or "1m30s"`);
-  let rest = text;
-  let sign = 1;
-  if (rest.startsWith("-") || rest.startsWith("+")) {
-    sign = rest[0] === "-" ? -1 : 1;
-    rest = rest.slice(1);
-  }
+  const sign = text[0] === "-" ? -1 : 1;
+  let rest = text[0] === "-" || text[0] === "+" ? text.slice(1) : text;
   if (rest === "0") return ok(0);
   if (rest === "") return invalid();
   let totalNanoseconds = 0;
