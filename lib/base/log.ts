@@ -37,9 +37,7 @@ export interface Logger {
 
 /** The lowest level written at a klog `--v` verbosity: V(0) info, V(2) debug, V(4) trace. */
 export function lowestLevel(verbosity: number): LogLevel {
-  if (verbosity >= 4) return "trace";
-  if (verbosity >= 2) return "debug";
-  return "info";
+  return verbosity >= 4 ? "trace" : verbosity >= 2 ? "debug" : "info";
 }
 
 /** klog's severity letter; every level below warning is I. */
