@@ -27,13 +27,10 @@ export interface Clock {
  *
  * @example
  * ```ts
- * import { sleepOn } from "./clock.ts";
- * const setTimer = (ms: number, fire: () => void) => {
- *   const id = setTimeout(fire, ms);
- *   return () => clearTimeout(id);
- * };
+ * import { sleepOn, systemClock } from "./clock.ts";
+ *
  * const controller = new AbortController();
- * const sleeping = sleepOn(setTimer, 60_000, controller.signal);
+ * const sleeping = sleepOn(systemClock.setTimer, 60_000, controller.signal);
  * controller.abort();
  * await sleeping; // at once, not after a minute
  * ```

@@ -8,9 +8,8 @@
 export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 
 /**
- * What the deployment must fix (a rejected configuration, a sandbox denial, a chain that is not
- * ours): subclasses say what, this class says the process exits 2, so the exit-code policy needs
- * no list of every such error.
+ * What the deployment must fix (a rejected config, a sandbox denial, a foreign chain): every
+ * subclass exits 2, so the exit-code policy needs no list of them.
  */
 export abstract class DeploymentError extends Error {}
 

@@ -37,12 +37,8 @@ export type Exec = (
 ) => Promise<ExecResult>;
 
 /** What a scanned program left: its exit code, its stderr, and whether the scan stopped it. */
-export interface ScanResult {
-  /** The exit status (after a stop, whatever the program made of SIGTERM). */
-  readonly code: number;
-  /** Everything it printed on stderr, decoded as UTF-8. */
-  readonly stderr: string;
-  /** True when `onText` said it had read enough and the program was stopped. */
+export interface ScanResult extends Omit<ExecResult, "stdout"> {
+  /** True when `onText` had enough and the program got SIGTERM (`code` is what it made of that). */
   readonly stopped: boolean;
 }
 
@@ -132,8 +128,7 @@ export async function denoExec(
     throw startError(command, args, error);
   }
   if (options.signal?.aborted) {
-    const commandLine = [command, ...args].join(" ");
-    throw new ExecAbortedError(commandLine, { cause: options.signal.reason });
+    throw new ExecAbortedError([command, ...args].join(" "), { cause: options.signal.reason });
   }
   return {
     code: output.code,

@@ -43,24 +43,21 @@ export function goQuote(s: string): string {
 }
 
 /** `strconv.ParseBool`: the twelve spellings Go accepts, nothing else. */
-export function parseGoBool(s: string): Result<boolean, NumError> {
+export function parseGoBool(s: string): Result<boolean, string> {
   if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return ok(true);
   if (["0", "f", "F", "FALSE", "false", "False"].includes(s)) return ok(false);
   return err(PARSE_ERROR);
 }
 
-/** `strconv.ErrSyntax`'s text, as Go's flag package prints it. */
-export const PARSE_ERROR = "parse error";
-/** `strconv.ErrRange`'s text, as Go's flag package prints it. */
-export const RANGE_ERROR = "value out of range";
-/** Why `strconv` rejected a number: its `ErrSyntax` or `ErrRange`, as Go prints them. */
-export type NumError = typeof PARSE_ERROR | typeof RANGE_ERROR;
+// strconv's ErrSyntax and ErrRange, as Go's flag package prints them.
+const PARSE_ERROR = "parse error";
+const RANGE_ERROR = "value out of range";
 
 const UINT64_MAX = (1n << 64n) - 1n;
 const INT64_CUTOFF = 1n << 63n;
 
 /** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
-function parseGoUint(s0: string): Result<bigint, NumError> {
+function parseGoUint(s0: string): Result<bigint, string> {
   if (s0 === "") return err(PARSE_ERROR);
   let s = s0;
   let base = 10;
@@ -100,15 +97,9 @@ function parseGoUint(s0: string): Result<bigint, NumError> {
  * assert.deepEqual(parseGoInt("08"), { ok: false, error: "parse error" }); // octal
  * ```
  */
-export function parseGoInt(s: string): Result<number, NumError> {
-  if (s === "") return err(PARSE_ERROR);
-  let neg = false;
-  if (s[0] === "+") s = s.slice(1);
-  else if (s[0] === "-") {
-    neg = true;
-    s = s.slice(1);
-  }
-  const parsed = parseGoUint(s);
+export function parseGoInt(s: string): Result<number, string> {
+  const neg = s[0] === "-";
+  const parsed = parseGoUint(neg || s[0] === "+" ? s.slice(1) : s);
   if (!parsed.ok) return parsed;
   const u = parsed.value;
   if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return err(RANGE_ERROR);

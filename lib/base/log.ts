@@ -37,24 +37,16 @@ export interface Logger {
 
 /** The lowest level written at a klog `--v` verbosity: V(0) info, V(2) debug, V(4) trace. */
 export function lowestLevel(verbosity: number): LogLevel {
-  if (verbosity >= 4) return "trace";
-  if (verbosity >= 2) return "debug";
-  return "info";
+  return verbosity >= 4 ? "trace" : verbosity >= 2 ? "debug" : "info";
 }
 
-const klogSeverity: Record<LogLevel, string> = {
-  trace: "I",
-  debug: "I",
-  info: "I",
-  warning: "W",
-  error: "E",
-  fatal: "F",
-};
+/** klog's severity letter; every level below warning is I. */
+const klogSeverity: Partial<Record<LogLevel, string>> = { warning: "W", error: "E", fatal: "F" };
 
 /** One klog-style text line: `I1201 21:36:28.547000   18688 agent] message key=value`. */
 export function formatText(record: LogRecord, pid: number): string {
   const iso = new Date(record.timestamp).toISOString(); // 2024-12-01T21:36:28.547Z
-  const header = `${klogSeverity[record.level]}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
+  const header = `${klogSeverity[record.level] ?? "I"}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
     `${iso.slice(11, 23)}000 ${String(pid).padStart(7)} agent]`;
   const properties = Object.entries(record.properties)
     .map(([key, value]) =>

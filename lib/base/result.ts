@@ -6,11 +6,8 @@
  * import assert from "node:assert/strict";
  * import { err, ok, type Result } from "./result.ts";
  *
- * function half(n: number): Result<number, string> {
- *   return n % 2 === 0 ? ok(n / 2) : err(`${n} is odd`);
- * }
- * const result = half(3);
- * assert.equal(result.ok ? result.value : result.error, "3 is odd");
+ * const half = (n: number): Result<number> => (n % 2 === 0 ? ok(n / 2) : err(`${n} is odd`));
+ * assert.deepEqual(half(3), { ok: false, error: "3 is odd" });
  * ```
  *
  * @module

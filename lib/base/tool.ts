@@ -6,9 +6,9 @@
  * @module
  */
 
-import { type Exec, ExecAbortedError, ProgramMissingError } from "./exec.ts";
+import { type Exec, ExecAbortedError, type ExecResult, ProgramMissingError } from "./exec.ts";
 
-/** Why a netfilter program failed: the lock is waited out, a missing tool is fatal, the rest retried. */
+/** Why a netfilter program failed: `lock` is waited out, `missing` is fatal, `failed` retried. */
 export type ToolFailure = "lock" | "missing" | "failed";
 
 /** A failed netfilter program, with its command line and why. */
@@ -26,18 +26,12 @@ export class ToolError extends Error {
   }
 }
 
-/** A finished netfilter program: its result, whether it exited 0, and its command line. */
-export interface Outcome {
+/** A finished netfilter program: its {@link ExecResult} (stderr trimmed) and command line. */
+export interface Outcome extends ExecResult {
   /** Whether it exited 0. */
   readonly ok: boolean;
-  /** What it printed on stdout. */
-  readonly stdout: string;
-  /** What it printed on stderr, trimmed. */
-  readonly stderr: string;
   /** The command and its arguments, as one line, for messages. */
   readonly commandLine: string;
-  /** Its exit status. */
-  readonly code: number;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Go `time.ParseDuration` for the `resyncInterval` config key, so that every
- * value the Go agents accepted means the same thing here.
+ * Go `time.ParseDuration` for the `resyncInterval` config key, so that every value the Go agents
+ * accepted means the same thing here.
  *
  * @module
  */
@@ -20,8 +20,8 @@ const unitNanoseconds: Readonly<Record<string, number>> = {
 };
 
 /**
- * Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does,
- * into milliseconds (fractions kept: `"1.5ms"` is 1.5).
+ * Parses `"60s"`, `"1m30s"`, `"1.5h"`, `"-2s"`, `"0"` exactly as Go does, into milliseconds
+ * (fractions kept: `"1.5ms"` is 1.5).
  *
  * @example
  * ```ts
@@ -35,12 +35,8 @@ const unitNanoseconds: Readonly<Record<string, number>> = {
 export function parseGoDuration(text: string): Result<number, string> {
   const invalid = () =>
     err(`invalid duration ${quoteInput(text)}: use a Go duration such as "60s" or "1m30s"`);
-  let rest = text;
-  let sign = 1;
-  if (rest.startsWith("-") || rest.startsWith("+")) {
-    sign = rest[0] === "-" ? -1 : 1;
-    rest = rest.slice(1);
-  }
+  const sign = text[0] === "-" ? -1 : 1;
+  let rest = text[0] === "-" || text[0] === "+" ? text.slice(1) : text;
   if (rest === "0") return ok(0);
   if (rest === "") return invalid();
   let totalNanoseconds = 0;

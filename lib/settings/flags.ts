@@ -1,7 +1,6 @@
 /**
- * Command-line flags. The DaemonSet manifests of the Go agents we replace (kubernetes-sigs and
- * AKS ip-masq-agent-v2) must keep working unchanged, so this reproduces Go's `flag` syntax,
- * error messages and usage layout, not a JavaScript CLI convention.
+ * Command-line flags in Go's `flag` syntax, messages and usage layout, so that the DaemonSet
+ * manifests of the Go agents we replace (kubernetes-sigs and AKS ip-masq-agent-v2) keep working.
  *
  * @module
  */
@@ -62,14 +61,18 @@ export interface AgentFlags {
   help: boolean;
 }
 
-/** A successful parse: the flags, and the klog flags that were given and are ignored. */
-export interface ParsedFlags {
+/** The command line as parsed: every flag's value, and which ones were given. */
+export interface CommandLine {
   /** Every flag, given or at its default. */
   readonly flags: AgentFlags;
-  /** Names of the ignored flags given, each once, in the order first given. */
-  readonly ignored: readonly string[];
   /** The fields set by a flag given on the command line (a config key must agree with them). */
   readonly given: ReadonlySet<keyof AgentFlags>;
+}
+
+/** A successful parse: the command line, and the klog flags that were given and are ignored. */
+export interface ParsedFlags extends CommandLine {
+  /** Names of the ignored flags given, each once, in the order first given. */
+  readonly ignored: readonly string[];
 }
 
 /** A flag's command-line value as Go's `flag` package reads it, before the row's `parse`. */
@@ -95,11 +98,13 @@ export interface FlagDef {
 
 /** A row whose `kind` follows its default and whose `parse` and `show` keep the value unless given. */
 function flag(
-  row: Omit<FlagDef, "kind" | "parse" | "show"> & Partial<Pick<FlagDef, "parse" | "show">>,
+  name: string,
+  value: RawValue,
+  field: keyof AgentFlags | null,
+  row: Pick<FlagDef, "help"> & Partial<Pick<FlagDef, "parse" | "show">>,
 ): FlagDef {
-  const type = typeof row.default;
-  const kind = type === "boolean" ? "bool" : type === "number" ? "int" : "string";
-  return { kind, parse: ok, show: (value) => value as RawValue, ...row };
+  const kind = typeof value === "boolean" ? "bool" : typeof value === "number" ? "int" : "string";
+  return { name, kind, default: value, field, parse: ok, show: (raw) => raw as RawValue, ...row };
 }
 
 function oneOf<T extends string>(...allowed: readonly T[]) {
@@ -112,57 +117,40 @@ function oneOf<T extends string>(...allowed: readonly T[]) {
 const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
 
 /**
- * klog's flags, which the Go agents register, so manifests written for them may pass any of
- * these: accepted, checked for Go syntax, then dropped with one warning. Defaults stay at the
- * zero value because klog's own defaults mean nothing here.
+ * klog's flags, which the Go agents register: accepted, checked for Go syntax, then dropped with
+ * one warning. Defaults stay at the zero value: klog's own mean nothing here.
  */
-const ignoredKlogFlags:
-  readonly (readonly [name: string, kind: "bool" | "string", help: string])[] = [
-    ["add_dir_header", "bool", "add the file directory to the log header"],
-    ["alsologtostderr", "bool", "log to standard error as well as files"],
-    ["log_backtrace_at", "string", "when logging hits line file:N, emit a stack trace"],
-    ["log_dir", "string", "write log files in this directory"],
-    ["log_file", "string", "use this log file"],
-    ["log_file_max_size", "string", "maximum size in megabytes a log file can grow to"],
-    ["logtostderr", "bool", "log to standard error instead of files"],
-    ["one_output", "bool", "write logs only to their native severity level"],
-    ["skip_headers", "bool", "avoid header prefixes in the log messages"],
-    ["skip_log_headers", "bool", "avoid headers when opening log files"],
-    ["stderrthreshold", "string", "logs at or above this threshold go to stderr"],
-    ["vmodule", "string", "comma-separated list of pattern=N settings for file-filtered logging"],
-  ];
+const ignoredKlogFlags: readonly (readonly [name: string, zero: false | "", help: string])[] = [
+  ["add_dir_header", false, "add the file directory to the log header"],
+  ["alsologtostderr", false, "log to standard error as well as files"],
+  ["log_backtrace_at", "", "when logging hits line file:N, emit a stack trace"],
+  ["log_dir", "", "write log files in this directory"],
+  ["log_file", "", "use this log file"],
+  ["log_file_max_size", "", "maximum size in megabytes a log file can grow to"],
+  ["logtostderr", false, "log to standard error instead of files"],
+  ["one_output", false, "write logs only to their native severity level"],
+  ["skip_headers", false, "avoid header prefixes in the log messages"],
+  ["skip_log_headers", false, "avoid headers when opening log files"],
+  ["stderrthreshold", "", "logs at or above this threshold go to stderr"],
+  ["vmodule", "", "comma-separated list of pattern=N settings for file-filtered logging"],
+];
 
 /** Every flag: parsing, defaults, validation, usage and the start-up log line derive from it. */
 export const flagTable: readonly FlagDef[] = [
-  flag({
-    name: "config-dir",
-    default: "/etc/config",
-    field: "configDir",
+  flag("config-dir", "/etc/config", "configDir", {
     help: "directory holding the agent's config file (the mounted ConfigMap)",
   }),
-  flag({
-    name: "masq-chain",
-    default: "IP-MASQ-AGENT",
-    field: "masqChain",
+  flag("masq-chain", "IP-MASQ-AGENT", "masqChain", {
     help: "name of the nat chain that holds the masquerade rules",
     parse: checkChainName,
   }),
-  flag({
-    name: "nomasq-all-reserved-ranges",
-    default: false,
-    field: "nomasqAllReservedRanges",
+  flag("nomasq-all-reserved-ranges", false, "nomasqAllReservedRanges", {
     help: "do not masquerade traffic to any reserved IPv4 range, not only the RFC 1918 ones",
   }),
-  flag({
-    name: "enable-ipv6",
-    default: false,
-    field: "enableIpv6",
+  flag("enable-ipv6", false, "enableIpv6", {
     help: "also manage IPv6 masquerade rules with ip6tables",
   }),
-  flag({
-    name: "resync-interval",
-    default: 60,
-    field: "resyncIntervalMs",
+  flag("resync-interval", 60, "resyncIntervalMs", {
     help: "seconds between config reloads and rule resyncs",
     parse: (seconds: number) =>
       seconds * 1000 >= minResyncIntervalMs && seconds * 1000 <= maxResyncIntervalMs
@@ -172,124 +160,71 @@ export const flagTable: readonly FlagDef[] = [
         ),
     show: (milliseconds: number) => milliseconds / 1000,
   }),
-  flag({
-    name: "random-fully",
-    default: true,
-    field: "randomFully",
+  flag("random-fully", true, "randomFully", {
     help: "add --random-fully to the MASQUERADE rule when iptables supports it",
   }),
-  flag({
-    name: "to-ports",
-    default: "",
-    field: "toPorts",
+  flag("to-ports", "", "toPorts", {
     help: "source ports for the MASQUERADE rule, a comma-separated list of N or N-M " +
       "(empty: any port)",
     parse: parsePortRanges,
     show: (ranges: readonly PortRange[]) => ranges.map(formatPortRange).join(","),
   }),
-  flag({
-    name: "iptables-mode",
-    default: "auto",
-    field: "iptablesMode",
+  flag("iptables-mode", "auto", "iptablesMode", {
     help: "iptables backend to program: auto (detect from the node, as kubelet marks it), " +
       "nft or legacy",
     parse: oneOf("auto", "nft", "legacy"),
   }),
-  flag({
-    name: "dataplane",
-    default: "iptables",
-    field: "dataplane",
+  flag("dataplane", "iptables", "dataplane", {
     help: "how to program masquerade: iptables (a nat chain, upstream's rules) or nftables " +
       "(our own table with an interval set)",
     parse: oneOf("iptables", "nftables"),
   }),
-  flag({
-    name: "postrouting-jump",
-    default: "append",
-    field: "postroutingJump",
+  flag("postrouting-jump", "append", "postroutingJump", {
     help: "where our jump goes in nat POSTROUTING: append (after other tools' rules, as " +
       "upstream) or insert (kept first, so that no other tool's rule decides before ours)",
     parse: oneOf("append", "insert"),
   }),
-  flag({
-    name: "kube-proxy-masquerade-bit",
-    default: defaultKubeProxyMasqueradeBit,
-    field: "kubeProxyMasqueradeBit",
+  flag("kube-proxy-masquerade-bit", defaultKubeProxyMasqueradeBit, "kubeProxyMasqueradeBit", {
     help: "with --postrouting-jump=insert, traffic carrying this fwmark bit (kube-proxy's " +
       "--iptables-masquerade-bit) is left to kube-proxy's own masquerade rule, 0-31",
     parse: (bit: number) => (bit >= 0 && bit <= 31 ? ok(bit) : err("must be between 0 and 31")),
   }),
-  flag({
-    name: "explain",
-    default: "",
-    field: "explain",
+  flag("explain", "", "explain", {
     help: "print whether traffic to these destinations (comma-separated addresses) is " +
       "masqueraded and why, from the config and the live rules, then exit",
     parse: parseAddressList,
     show: (addresses: readonly IpAddress[]) => addresses.map((address) => address.text).join(","),
   }),
-  flag({
-    name: "explain-source",
-    default: "",
-    field: "explainSource",
+  flag("explain-source", "", "explainSource", {
     help: "the pod address --explain assumes as the source (default: any pod)",
-    parse: (text: string) => {
-      if (text === "") return ok(undefined);
-      const parsed = parseIpAddress(text);
-      return parsed.ok ? parsed : err(parsed.error);
-    },
+    parse: (text: string) => (text === "" ? ok(undefined) : parseIpAddress(text)),
     show: (address: IpAddress | undefined) => address?.text ?? "",
   }),
-  flag({
-    name: "v",
-    default: 0,
-    field: "verbosity",
+  flag("v", 0, "verbosity", {
     help: "log level verbosity",
     parse: (n: number) => (n >= 0 ? ok(n) : err("must not be negative")),
   }),
-  flag({
-    name: "log-format",
-    default: "text",
-    field: "logFormat",
+  flag("log-format", "text", "logFormat", {
     help: "log output format: text or json",
     parse: oneOf("text", "json"),
   }),
-  flag({
-    name: "exit-on-config-error",
-    default: true,
-    field: "exitOnConfigError",
+  flag("exit-on-config-error", true, "exitOnConfigError", {
     help: "exit when the config is invalid; if false, keep running with the last good config",
   }),
-  flag({ name: "once", default: false, field: "once", help: "sync the rules once and exit" }),
-  flag({
-    name: "dry-run",
-    default: false,
-    field: "dryRun",
+  flag("once", false, "once", { help: "sync the rules once and exit" }),
+  flag("dry-run", false, "dryRun", {
     help: "print the rules that would be applied instead of applying them, then exit",
   }),
-  flag({
-    name: "check",
-    default: false,
-    field: "check",
+  flag("check", false, "check", {
     help: "compare the live rules with the config (a readiness probe; needs root): exit 0 in " +
       "sync, 1 printing what differs, 2 on an invalid config; writes nothing",
   }),
-  flag({
-    name: "cleanup",
-    default: false,
-    field: "cleanup",
-    help: "remove the agent's chain and rules, then exit",
-  }),
-  flag({ name: "version", default: false, field: "version", help: "print the version and exit" }),
-  flag({ name: "help", default: false, field: "help", help: "show this help and exit" }),
-  flag({ name: "h", default: false, field: "help", help: "show this help and exit" }),
-  ...ignoredKlogFlags.map(([name, kind, help]) =>
-    flag({
-      name,
-      default: kind === "bool" ? false : "",
-      field: null,
-      help: `${help} (accepted for compatibility, ignored)`,
-    })
+  flag("cleanup", false, "cleanup", { help: "remove the agent's chain and rules, then exit" }),
+  flag("version", false, "version", { help: "print the version and exit" }),
+  flag("help", false, "help", { help: "show this help and exit" }),
+  flag("h", false, "help", { help: "show this help and exit" }),
+  ...ignoredKlogFlags.map(([name, zero, help]) =>
+    flag(name, zero, null, { help: `${help} (accepted for compatibility, ignored)` })
   ),
 ];
 
@@ -391,13 +326,11 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
         if (i >= argv.length) return err(`flag needs an argument: -${name}`);
         text = argv[i++];
       }
-      if (def.kind === "int") {
-        const n = parseGoInt(text);
-        if (!n.ok) return err(`invalid value ${goQuote(text)} for flag -${name}: ${n.error}`);
-        value = n.value;
-      } else {
-        value = text;
+      const parsed = def.kind === "int" ? parseGoInt(text) : ok(text);
+      if (!parsed.ok) {
+        return err(`invalid value ${goQuote(text)} for flag -${name}: ${parsed.error}`);
       }
+      value = parsed.value;
     }
 
     if (def.field === null) {
@@ -454,10 +387,8 @@ export function usage(programName: string): string {
     line += line.length <= 4 ? "\t" : "\n    \t";
     line += def.help;
     // Go shows the default unless it is the type's zero value.
-    if (def.default !== false && def.default !== 0 && def.default !== "") {
-      line += def.kind === "string"
-        ? ` (default ${goQuote(String(def.default))})`
-        : ` (default ${def.default})`;
+    if (def.default) {
+      line += ` (default ${typeof def.default === "string" ? goQuote(def.default) : def.default})`;
     }
     out += line + "\n";
   }
@@ -466,13 +397,12 @@ export function usage(programName: string): string {
 
 function logValue(value: RawValue): string {
   const s = String(value);
-  // Quote anything that could break the single log line or be misread as several flags.
   return /^[A-Za-z0-9_.,:/@+=-]+$/.test(s) ? s : goQuote(s);
 }
 
 /**
- * Every effective flag value on one line, in table order and command-line form, for the
- * start-up log. A value that could break the line or read as several flags is quoted.
+ * Every effective flag value on one line, in table order and command-line form, for the start-up
+ * log; a value that could break the line or read as several flags is quoted.
  */
 export function flagValuesForLog(flags: AgentFlags): string {
   const seen = new Set<keyof AgentFlags>();

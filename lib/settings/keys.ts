@@ -1,18 +1,19 @@
 /**
- * The rule-shaping settings given as flags or as config keys (`masqChain`, `toPorts`, ...), so
- * that a DaemonSet keeps them in its ConfigMap, where the agent and its `--check` probe read the
- * same value. A key overrides the flag's default; a flag given on the command line must agree
- * with the key, and the same key in several files must agree too. (`resyncInterval` is not one
- * of these: as upstream, its key wins over `--resync-interval`.)
+ * The rule-shaping settings given as flags or config keys (`masqChain`, `toPorts`, ...), so a
+ * DaemonSet keeps them in its ConfigMap, where the agent and `--check` read the same value. A key
+ * overrides the flag's default; a flag given, or the same key in another file, must agree with it.
+ * (`resyncInterval` is not one of these: as upstream, its key wins over `--resync-interval`.)
  *
  * @module
  */
 
 import type { ConfigProblem } from "../base/problems.ts";
-import { type AgentFlags, type FlagDef, flagTable } from "./flags.ts";
+import { type AgentFlags, type CommandLine, type FlagDef, flagTable } from "./flags.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 import { formatLocation, type SourceLocation } from "../base/source.ts";
+
+export type { CommandLine };
 
 /** Each setting's config key and the {@link AgentFlags} field it sets. */
 export const settingKeys = {
@@ -45,19 +46,9 @@ export interface LocatedSetting {
   readonly at: SourceLocation;
 }
 
-/** The command line as parsed: every flag's value, and which ones were given. */
-export interface CommandLine {
-  /** Every flag, given or at its default. */
-  readonly flags: AgentFlags;
-  /** The fields of the flags given on the command line. */
-  readonly given: ReadonlySet<keyof AgentFlags>;
-}
-
 function flagOf(key: SettingKey): FlagDef {
-  const field = settingKeys[key];
-  const def = flagTable.find((row) => row.field === field);
-  if (def === undefined) throw new Error(`no flag sets ${field}`);
-  return def;
+  // Every field in settingKeys has a row.
+  return flagTable.find((row) => row.field === settingKeys[key])!;
 }
 
 /** The flag's value in command-line form, as `--name=` would spell it. */
@@ -74,10 +65,10 @@ function show(key: SettingKey, value: unknown): string {
  * import assert from "node:assert/strict";
  * import { parseSetting } from "./keys.ts";
  *
- * const ports = parseSetting("toPorts", "1024-65535");
- * assert.ok(ports.ok);
- * assert.deepEqual(ports.value.value, [{ first: 1024, last: 65535 }]);
- * assert.equal(ports.value.text, "1024-65535");
+ * assert.deepEqual(parseSetting("toPorts", 8080), {
+ *   ok: true,
+ *   value: { value: [{ first: 8080, last: 8080 }], text: "8080" },
+ * });
  * assert.deepEqual(parseSetting("dataplane", "ebpf"), {
  *   ok: false,
  *   error: 'invalid value "ebpf": must be "iptables" or "nftables"',
@@ -123,24 +114,19 @@ function describe(raw: unknown): string {
  * import { parseFlags } from "./flags.ts";
  * import { resolveSettings } from "./keys.ts";
  *
+ * const at = { file: "/etc/config/ip-masq-agent", line: 3 };
+ * const settings = [{ key: "masqChain" as const, value: "MY-MASQ", text: "MY-MASQ", at }];
  * const parsed = parseFlags(["--v=2"]);
  * assert.ok(parsed.ok);
- * const setting = {
- *   key: "toPorts" as const,
- *   value: [{ first: 1024, last: 65535 }],
- *   text: "1024-65535",
- *   at: { file: "/etc/config/ip-masq-agent", line: 3, column: 10 },
- * };
- * const resolved = resolveSettings(parsed.value, [{ settings: [setting] }]);
- * assert.ok(resolved.ok);
- * assert.deepEqual(resolved.value.toPorts, [{ first: 1024, last: 65535 }]);
+ * const resolved = resolveSettings(parsed.value, [{ settings }]);
+ * assert.ok(resolved.ok && resolved.value.masqChain === "MY-MASQ");
  *
  * // A flag given that disagrees with the key is an error, naming both.
- * const explicit = parseFlags(["--to-ports=2000-3000"]);
- * assert.ok(explicit.ok);
- * const conflict = resolveSettings(explicit.value, [{ settings: [setting] }]);
+ * const given = parseFlags(["--masq-chain=OTHER"]);
+ * assert.ok(given.ok);
+ * const conflict = resolveSettings(given.value, [{ settings }]);
  * assert.ok(!conflict.ok);
- * assert.match(conflict.error[0].message, /--to-ports=2000-3000 on the command line/);
+ * assert.match(conflict.error[0].message, /--masq-chain=OTHER on the command line/);
  * ```
  */
 export function resolveSettings(
@@ -194,10 +180,8 @@ export function resolveSettings(
  * import { defaultFlags } from "./flags.ts";
  * import { changedSettings } from "./keys.ts";
  *
- * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, masqChain: "MY-MASQ" }), [
- *   "masqChain",
- * ]);
- * assert.deepEqual(changedSettings(defaultFlags, { ...defaultFlags, verbosity: 2 }), []);
+ * const changed = { ...defaultFlags, masqChain: "MY-MASQ", verbosity: 2 };
+ * assert.deepEqual(changedSettings(defaultFlags, changed), ["masqChain"]); // not verbosity
  * ```
  */
 export function changedSettings(a: AgentFlags, b: AgentFlags): SettingKey[] {

@@ -1,15 +1,12 @@
 /**
- * `lib/settings/`: the folder's map.
+ * `lib/settings/`: the folder's map. Pure.
  *
- * Owns: What each flag and rule-shaping setting means, wherever it is given: the
- * Go-`flag`-compatible flag table (`flags.ts`, `AgentFlags`), the values flags and config keys
- * share (chain names, port ranges, Go durations and the resync bounds, output addresses and
- * interfaces, the kube-proxy mark), and the rule that decides a flag against a config key
- * (`keys.ts`).
+ * Owns: what each flag and rule-shaping setting means, wherever it is given: the Go-compatible
+ * flag table (`flags.ts`), the values flags and config keys share (chain names, port ranges, Go
+ * durations, output addresses and interfaces, the kube-proxy mark), and how a flag and a config
+ * key decide together (`keys.ts`).
  *
  * May import: `base/`, `net/`.
- *
- * Pure.
  *
  * @module
  */

@@ -1,7 +1,6 @@
 /**
- * What the masquerade rules may be narrowed to: `outputAddress` / `outputAddressIPv6`, the
- * address the last rules SNAT to instead of MASQUERADE, and `outputInterface`, the interface
- * masqueraded traffic must leave by; and kube-proxy's masquerade mark.
+ * What narrows the masquerade rules: `outputAddress`/`outputAddressIPv6` (SNAT to it instead of
+ * MASQUERADE), `outputInterface` (the interface traffic must leave by), kube-proxy's mark.
  *
  * @module
  */
@@ -47,16 +46,12 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
     );
   }
   if (address.address === 0n) return err(`${named} is the unspecified address, not one to SNAT to`);
-  if (family === "ipv4" && address.address >> 24n === 0n) {
-    return err(`${named} is in 0.0.0.0/8 ("this network"), not an address to SNAT to`);
-  }
-  if (family === "ipv4" && address.address === 0xffffffffn) {
-    return err(`${named} is the broadcast address, not an address to SNAT to`);
-  }
-  if (inCidr(parseBuiltInCidr(multicast[family]), address)) {
-    return err(`${named} is a multicast address, not an address to SNAT to`);
-  }
-  if (isLoopback(address)) return err(`${named} is a loopback address, not an address to SNAT to`);
+  const notSnat = (what: string) => err(`${named} is ${what}, not an address to SNAT to`);
+  const ipv4 = family === "ipv4";
+  if (ipv4 && address.address >> 24n === 0n) return notSnat(`in 0.0.0.0/8 ("this network")`);
+  if (ipv4 && address.address === 0xffffffffn) return notSnat("the broadcast address");
+  if (inCidr(parseBuiltInCidr(multicast[family]), address)) return notSnat("a multicast address");
+  if (isLoopback(address)) return notSnat("a loopback address");
   if (inCidr(parseBuiltInCidr(linkLocalRanges[family]), address)) {
     return err(
       `${named} is link-local (${linkLocalRanges[family]}): replies to it would not be routed back`,

@@ -1,6 +1,6 @@
 /**
- * The `--to-ports` value: source port ranges MASQUERADE may pick from, as
- * upstream v1 accepts them (`1024-29999,32768-65535`, single ports allowed).
+ * The `--to-ports` value: source port ranges MASQUERADE may pick from, as upstream v1 accepts
+ * them (`1024-29999,32768-65535`, single ports allowed).
  *
  * @module
  */
@@ -19,9 +19,8 @@ export interface PortRange {
 const maxPort = 65535;
 
 /**
- * Parses the flag value, keeping the given order; empty means "no port
- * restriction". Ranges must not overlap, and ports are decimal without
- * leading zeros.
+ * Parses the flag value, keeping the given order; empty means "no port restriction". Ranges must
+ * not overlap, and ports are decimal without leading zeros.
  *
  * @example
  * ```ts
@@ -56,15 +55,11 @@ export function parsePortRanges(spec: string): Result<PortRange[], string> {
         return err(`port ${quoteInput(digits)} must not have a leading zero`);
       }
       const port = Number(digits);
-      if (port < 1 || port > maxPort) {
-        return err(`port ${digits} is out of range 1-${maxPort}`);
-      }
+      if (port < 1 || port > maxPort) return err(`port ${digits} is out of range 1-${maxPort}`);
       bounds.push(port);
     }
     const [first, last = first] = bounds;
-    if (first > last) {
-      return err(`port range ${item} has its start above its end`);
-    }
+    if (first > last) return err(`port range ${item} has its start above its end`);
     ranges.push({ first, last, text: item });
   }
   const sorted = [...ranges].sort((a, b) => a.first - b.first);
