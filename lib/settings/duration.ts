@@ -40,9 +40,8 @@ export function parseGoDuration(text: string): Result<number, string> {
   if (rest === "0") return ok(0);
   if (rest === "") return invalid();
   let totalNanoseconds = 0;
-  const component = /^(\d*)(?:\.(\d*))?([^\d.]+)/;
   while (rest !== "") {
-    const match = component.exec(rest);
+    const match = /^(\d*)(?:\.(\d*))?([^\d.]+)/.exec(rest);
     if (!match) return invalid();
     const [whole, integer, fraction = "", unit] = match;
     if (integer === "" && fraction === "") return invalid();
@@ -66,8 +65,7 @@ export function parseGoDuration(text: string): Result<number, string> {
  * would spin on iptables-save, and JavaScript timers overflow past about 24.8 days.
  */
 export const resyncIntervalBoundsMs = { min: 1_000, max: 24 * 3600 * 1000 } as const;
+const { min, max } = resyncIntervalBoundsMs;
 
 /** {@link resyncIntervalBoundsMs} as the config key's message says them, in Go duration words. */
-export const resyncIntervalBoundsText = `between ${resyncIntervalBoundsMs.min / 1000}s and ${
-  resyncIntervalBoundsMs.max / 3_600_000
-}h`;
+export const resyncIntervalBoundsText = `between ${min / 1000}s and ${max / 3_600_000}h`;
