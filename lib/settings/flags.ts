@@ -6,7 +6,6 @@
  */
 
 import { type IpAddress, parseIpAddress } from "../net/address.ts";
-import { checkChainName } from "./chain_name.ts";
 import { resyncIntervalBoundsMs } from "./duration.ts";
 import { goQuote, parseGoBool, parseGoInt } from "../base/go_strconv.ts";
 import { defaultKubeProxyMasqueradeBit } from "./output.ts";
@@ -112,6 +111,55 @@ function oneOf<T extends string>(...allowed: readonly T[]) {
   const reason = `must be ${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
   return (value: string): Result<T, string> =>
     (allowed as readonly string[]).includes(value) ? ok(value as T) : err(reason);
+}
+
+// The built-in chains and every target iptables ships: "-j NAME" loads the target, not our chain,
+// so our jump could never be read back or deleted (iptables-save | iptables-restore of the whole
+// nat table breaks too), and "standard" crashes iptables-restore.
+const reservedChainNames: ReadonlySet<string> = new Set(
+  ("PREROUTING INPUT FORWARD OUTPUT POSTROUTING ACCEPT DROP RETURN QUEUE NFQUEUE MASQUERADE SNAT " +
+    "DNAT REJECT LOG MARK REDIRECT AUDIT CHECKSUM CLASSIFY CLUSTERIP CONNMARK CONNSECMARK CT DNPT " +
+    "DSCP ECN HL HMARK IDLETIMER LED NETMAP NFLOG NOTRACK RATEEST SECMARK SET SNPT STANDARD " +
+    "SYNPROXY TCPMSS TCPOPTSTRIP TEE TOS TPROXY TRACE TTL ULOG").split(" "),
+);
+
+/**
+ * `name` when it can be our chain (`--masq-chain`), or why not (quoted in Go's `%q`, as the flag
+ * parser's messages are): it must survive iptables-save/-restore and not read as an option, a
+ * negation, a built-in chain or a target.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkChainName } from "./flags.ts";
+ *
+ * assert.deepEqual(checkChainName("MY-MASQ"), { ok: true, value: "MY-MASQ" });
+ * assert.equal(checkChainName("snat").ok, false); // a built-in target, in any case
+ * ```
+ */
+export function checkChainName(name: string): Result<string, string> {
+  if (name === "") return err("must not be empty");
+  // Anything outside printable ASCII, and the characters that iptables-save/-restore treat as
+  // quoting or comment syntax, would not survive a save/restore round trip.
+  const bad = /[^\x21-\x7e]|["'\\#]/u.exec(name)?.[0];
+  if (bad !== undefined) {
+    return err(
+      `must not contain ${goQuote(bad)} (only printable ASCII without whitespace, ` +
+        `quotes, backslash or # is allowed)`,
+    );
+  }
+  // iptables keeps chain names in a 29-byte buffer including the terminating NUL.
+  if (name.length > 28) {
+    return err(`must be at most 28 characters (iptables limit), got ${name.length}`);
+  }
+  // iptables would read a leading "-" as an option and a leading "!" as negation.
+  if (name[0] === "-" || name[0] === "!") return err(`must not start with ${goQuote(name[0])}`);
+  // iptables compares these case-sensitively, so "accept" would be a legal user chain; it is
+  // rejected anyway because "-j accept" next to "-j ACCEPT" in a rule dump invites misreading.
+  if (reservedChainNames.has(name.toUpperCase())) {
+    return err("must not be a built-in iptables chain or target name");
+  }
+  return ok(name);
 }
 
 const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
@@ -230,21 +278,11 @@ export const flagTable: readonly FlagDef[] = [
 
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
-function setFlag(flags: AgentFlags, field: keyof AgentFlags, value: unknown) {
-  // A row's parse returns its field's type; tests/settings/flags_test.ts checks every default.
-  (flags as unknown as Record<string, unknown>)[field] = value;
-}
-
 /** Every flag at its default, as `parseFlags([])` returns them. */
 export const defaultFlags: Readonly<AgentFlags> = (() => {
-  const flags = {} as AgentFlags;
-  for (const def of flagTable) {
-    if (def.field === null) continue;
-    const parsed = def.parse(def.default);
-    if (!parsed.ok) throw new Error(`the default of -${def.name} is invalid: ${parsed.error}`);
-    setFlag(flags, def.field, parsed.value);
-  }
-  return Object.freeze(flags);
+  const parsed = parseFlags([]);
+  if (!parsed.ok) throw new Error(`a flag's default is invalid: ${parsed.error}`);
+  return Object.freeze(parsed.value.flags);
 })();
 
 function positionalError(arg: string, bareBoolFlag: string | undefined): Result<never, string> {
@@ -283,7 +321,7 @@ function positionalError(arg: string, bareBoolFlag: string | undefined): Result<
  * ```
  */
 export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string> {
-  const ignored: string[] = [];
+  const ignored = new Set<string>();
   // What the user typed for each field, last one wins: the Go-parsed value, and the text, so
   // that errors quote the input rather than the parsed number ("0x0", not 0).
   const given = new Map<keyof AgentFlags, { name: string; raw: string; value: RawValue }>();
@@ -297,16 +335,12 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
       if (i + 1 < argv.length) return positionalError(argv[i + 1], undefined);
       break;
     }
-    let name = arg.slice(arg[1] === "-" ? 2 : 1);
-    if (name[0] === "-" || name[0] === "=") return err(`bad flag syntax: ${arg}`);
+    const body = arg.slice(arg[1] === "-" ? 2 : 1);
+    if (body[0] === "-" || body[0] === "=") return err(`bad flag syntax: ${arg}`);
     i++;
-
-    let text: string | undefined;
-    const eq = name.indexOf("=", 1);
-    if (eq >= 0) {
-      text = name.slice(eq + 1);
-      name = name.slice(0, eq);
-    }
+    const eq = body.indexOf("=");
+    const name = eq < 0 ? body : body.slice(0, eq);
+    let text = eq < 0 ? undefined : body.slice(eq + 1);
     const def = flagsByName.get(name);
     if (def === undefined) return err(`flag provided but not defined: -${name}`);
 
@@ -333,23 +367,23 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
       value = parsed.value;
     }
 
-    if (def.field === null) {
-      if (!ignored.includes(name)) ignored.push(name);
-    } else {
-      given.set(def.field, { name, raw: text ?? String(value), value });
-    }
+    if (def.field === null) ignored.add(name);
+    else given.set(def.field, { name, raw: text ?? String(value), value });
   }
 
-  const flags: AgentFlags = { ...defaultFlags };
-  // Table order, so that of several invalid values the same one is always reported.
+  const flags = {} as AgentFlags;
+  // Table order, so that of several invalid values the same one is always reported. A field's
+  // other spelling (-h for -help) is skipped when this one was given last.
   for (const def of flagTable) {
     const input = def.field === null ? undefined : given.get(def.field);
-    if (def.field === null || input === undefined || input.name !== def.name) continue;
-    const parsed = def.parse(input.value);
+    if (def.field === null || (input !== undefined && input.name !== def.name)) continue;
+    const parsed = def.parse(input === undefined ? def.default : input.value);
     if (!parsed.ok) {
-      return err(`invalid value ${goQuote(input.raw)} for flag -${input.name}: ${parsed.error}`);
+      const raw = input?.raw ?? String(def.default);
+      return err(`invalid value ${goQuote(raw)} for flag -${def.name}: ${parsed.error}`);
     }
-    setFlag(flags, def.field, parsed.value);
+    // A row's parse returns its field's type; tests/settings/flags_test.ts checks every default.
+    (flags as unknown as Record<string, unknown>)[def.field] = parsed.value;
   }
 
   // Each mode decides what the process does and when it exits, so they cannot combine.
@@ -361,7 +395,7 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
     return err("flag -explain-source needs -explain");
   }
 
-  return ok({ flags, ignored, given: new Set(given.keys()) });
+  return ok({ flags, ignored: [...ignored], given: new Set(given.keys()) });
 }
 
 function parseAddressList(text: string): Result<IpAddress[], string> {
@@ -395,11 +429,6 @@ export function usage(programName: string): string {
   return out;
 }
 
-function logValue(value: RawValue): string {
-  const s = String(value);
-  return /^[A-Za-z0-9_.,:/@+=-]+$/.test(s) ? s : goQuote(s);
-}
-
 /**
  * Every effective flag value on one line, in table order and command-line form, for the start-up
  * log; a value that could break the line or read as several flags is quoted.
@@ -410,7 +439,8 @@ export function flagValuesForLog(flags: AgentFlags): string {
   for (const def of flagTable) {
     if (def.field === null || seen.has(def.field)) continue;
     seen.add(def.field);
-    parts.push(`--${def.name}=${logValue(def.show(flags[def.field]))}`);
+    const value = String(def.show(flags[def.field]));
+    parts.push(`--${def.name}=${/^[A-Za-z0-9_.,:/@+=-]+$/.test(value) ? value : goQuote(value)}`);
   }
   return parts.join(" ");
 }
