@@ -10,11 +10,6 @@ import { type Family, linkLocalRanges, parseBuiltInCidr } from "../net/cidr.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 
-/** The kernel's IFNAMSIZ (16) less the terminating NUL. */
-const maxInterfaceNameLength = 15;
-
-const multicast: Readonly<Record<Family, string>> = { ipv4: "224.0.0.0/4", ipv6: "ff00::/8" };
-
 /**
  * An address traffic can be SNATed to: one unicast address of `family`, not unspecified, "this
  * network", broadcast, multicast, loopback or link-local (replies to a link-local source do not
@@ -26,8 +21,7 @@ const multicast: Readonly<Record<Family, string>> = { ipv4: "224.0.0.0/4", ipv6:
  * import { parseOutputAddress } from "./output.ts";
  *
  * const parsed = parseOutputAddress("192.0.2.5", "ipv4");
- * assert.ok(parsed.ok);
- * assert.equal(parsed.value.text, "192.0.2.5");
+ * assert.ok(parsed.ok && parsed.value.text === "192.0.2.5");
  * assert.ok(!parseOutputAddress("2001:db8::5", "ipv4").ok);
  * assert.ok(!parseOutputAddress("169.254.1.1", "ipv4").ok);
  * ```
@@ -37,20 +31,17 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
   if (!parsed.ok) return err(`invalid address ${quoteInput(text)}: ${parsed.error}`);
   const address = parsed.value;
   const named = address.text;
+  const ipv4 = family === "ipv4";
   if (address.family !== family) {
-    return err(
-      `${named} is an ${address.family === "ipv4" ? "IPv4" : "IPv6"} address; ` +
-        (family === "ipv4"
-          ? "give it as outputAddressIPv6"
-          : "give it as outputAddress (outputAddressIPv6 takes IPv6)"),
-    );
+    const key = ipv4 ? "outputAddressIPv6" : "outputAddress (outputAddressIPv6 takes IPv6)";
+    return err(`${named} is an ${ipv4 ? "IPv6" : "IPv4"} address; give it as ${key}`);
   }
   if (address.address === 0n) return err(`${named} is the unspecified address, not one to SNAT to`);
   const notSnat = (what: string) => err(`${named} is ${what}, not an address to SNAT to`);
-  const ipv4 = family === "ipv4";
   if (ipv4 && address.address >> 24n === 0n) return notSnat(`in 0.0.0.0/8 ("this network")`);
   if (ipv4 && address.address === 0xffffffffn) return notSnat("the broadcast address");
-  if (inCidr(parseBuiltInCidr(multicast[family]), address)) return notSnat("a multicast address");
+  const multicast = parseBuiltInCidr(ipv4 ? "224.0.0.0/4" : "ff00::/8");
+  if (inCidr(multicast, address)) return notSnat("a multicast address");
   if (isLoopback(address)) return notSnat("a loopback address");
   if (inCidr(parseBuiltInCidr(linkLocalRanges[family]), address)) {
     return err(
@@ -80,10 +71,10 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
 export function parseInterfaceName(text: string): Result<string, string> {
   const shown = quoteInput(text);
   if (text.length === 0) return err("empty interface name");
-  if (text.length > maxInterfaceNameLength) {
+  // The kernel's IFNAMSIZ (16) less the terminating NUL.
+  if (text.length > 15) {
     return err(
-      `interface name ${shown} is ${text.length} characters; the kernel allows at most ` +
-        `${maxInterfaceNameLength}`,
+      `interface name ${shown} is ${text.length} characters; the kernel allows at most 15`,
     );
   }
   if (text === "." || text === "..") return err(`${shown} is not a valid interface name`);
