@@ -69,14 +69,8 @@ function show(key: SettingKey, value: unknown): string {
  *   ok: true,
  *   value: { value: [{ first: 8080, last: 8080 }], text: "8080" },
  * });
- * assert.deepEqual(parseSetting("dataplane", "ebpf"), {
- *   ok: false,
- *   error: 'invalid value "ebpf": must be "iptables" or "nftables"',
- * });
- * assert.deepEqual(parseSetting("enableIPv6", "yes please"), {
- *   ok: false,
- *   error: 'must be true or false, got "yes please"',
- * });
+ * assert.equal(parseSetting("dataplane", "ebpf").ok, false);
+ * assert.equal(parseSetting("enableIPv6", "true").ok, false); // a YAML boolean, not a string
  * ```
  */
 export function parseSetting(
@@ -111,22 +105,19 @@ function describe(raw: unknown): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseFlags } from "./flags.ts";
+ * import { defaultFlags, parseFlags } from "./flags.ts";
  * import { resolveSettings } from "./keys.ts";
  *
  * const at = { file: "/etc/config/ip-masq-agent", line: 3 };
  * const settings = [{ key: "masqChain" as const, value: "MY-MASQ", text: "MY-MASQ", at }];
- * const parsed = parseFlags(["--v=2"]);
- * assert.ok(parsed.ok);
- * const resolved = resolveSettings(parsed.value, [{ settings }]);
+ * const resolved = resolveSettings({ flags: defaultFlags, given: new Set() }, [{ settings }]);
  * assert.ok(resolved.ok && resolved.value.masqChain === "MY-MASQ");
  *
  * // A flag given that disagrees with the key is an error, naming both.
  * const given = parseFlags(["--masq-chain=OTHER"]);
  * assert.ok(given.ok);
  * const conflict = resolveSettings(given.value, [{ settings }]);
- * assert.ok(!conflict.ok);
- * assert.match(conflict.error[0].message, /--masq-chain=OTHER on the command line/);
+ * assert.ok(!conflict.ok && conflict.error[0].message.includes("--masq-chain=OTHER on the"));
  * ```
  */
 export function resolveSettings(
@@ -135,19 +126,17 @@ export function resolveSettings(
 ): Result<AgentFlags, ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
   const chosen = new Map<SettingKey, LocatedSetting>();
-  for (const file of files) {
-    for (const setting of file.settings ?? []) {
-      const earlier = chosen.get(setting.key);
-      if (earlier === undefined) {
-        chosen.set(setting.key, setting);
-      } else if (earlier.text !== setting.text) {
-        problems.push({
-          at: setting.at,
-          key: setting.key,
-          message: `is ${quoteInput(setting.text)} here but ${quoteInput(earlier.text)} in ` +
-            `${formatLocation(earlier.at)}: a setting must have one value; remove one of them`,
-        });
-      }
+  for (const setting of files.flatMap((file) => file.settings ?? [])) {
+    const earlier = chosen.get(setting.key);
+    if (earlier === undefined) {
+      chosen.set(setting.key, setting);
+    } else if (earlier.text !== setting.text) {
+      problems.push({
+        at: setting.at,
+        key: setting.key,
+        message: `is ${quoteInput(setting.text)} here but ${quoteInput(earlier.text)} in ` +
+          `${formatLocation(earlier.at)}: a setting must have one value; remove one of them`,
+      });
     }
   }
   const flags: AgentFlags = { ...commandLine.flags };
