@@ -118,8 +118,8 @@ function oneOf<T extends string>(...allowed: readonly T[]) {
 // nat table breaks too), and "standard" crashes iptables-restore.
 const reservedChainNames: ReadonlySet<string> = new Set(
   ("PREROUTING INPUT FORWARD OUTPUT POSTROUTING ACCEPT DROP RETURN QUEUE NFQUEUE MASQUERADE SNAT " +
-    "DNAT REJECT LOG MARK REDIRECT AUDIT CHECKSUM CLASSIFY CLUSTERIP CONNMARK CONNSECMARK CT DNPT " +
-    "DSCP ECN HL HMARK IDLETIMER LED NETMAP NFLOG NOTRACK RATEEST SECMARK SET SNPT STANDARD " +
+    "DNAT REJECT LOG MARK REDIRECT AUDIT CHECKSUM CLASSIFY CLUSTERIP CONNMARK CONNSECMARK CT " +
+    "DNPT DSCP ECN HL HMARK IDLETIMER LED NETMAP NFLOG NOTRACK RATEEST SECMARK SET SNPT STANDARD " +
     "SYNPROXY TCPMSS TCPOPTSTRIP TEE TOS TPROXY TRACE TTL ULOG").split(" "),
 );
 
@@ -162,8 +162,6 @@ export function checkChainName(name: string): Result<string, string> {
   return ok(name);
 }
 
-const { min: minResyncIntervalMs, max: maxResyncIntervalMs } = resyncIntervalBoundsMs;
-
 /**
  * klog's flags, which the Go agents register: accepted, checked for Go syntax, then dropped with
  * one warning. Defaults stay at the zero value: klog's own mean nothing here.
@@ -200,12 +198,11 @@ export const flagTable: readonly FlagDef[] = [
   }),
   flag("resync-interval", 60, "resyncIntervalMs", {
     help: "seconds between config reloads and rule resyncs",
-    parse: (seconds: number) =>
-      seconds * 1000 >= minResyncIntervalMs && seconds * 1000 <= maxResyncIntervalMs
-        ? ok(seconds * 1000)
-        : err(
-          `must be between ${minResyncIntervalMs / 1000} and ${maxResyncIntervalMs / 1000} seconds`,
-        ),
+    parse: (seconds: number) => {
+      const { min, max } = resyncIntervalBoundsMs;
+      if (seconds * 1000 >= min && seconds * 1000 <= max) return ok(seconds * 1000);
+      return err(`must be between ${min / 1000} and ${max / 1000} seconds`);
+    },
     show: (milliseconds: number) => milliseconds / 1000,
   }),
   flag("random-fully", true, "randomFully", {
@@ -286,9 +283,8 @@ export const defaultFlags: Readonly<AgentFlags> = (() => {
 })();
 
 function positionalError(arg: string, bareBoolFlag: string | undefined): Result<never, string> {
-  let message = `unexpected argument ${
-    goQuote(arg)
-  }: flags must start with - (positional arguments are not accepted)`;
+  let message = `unexpected argument ${goQuote(arg)}: flags must start with - (positional ` +
+    "arguments are not accepted)";
   // "-random-fully false" is the classic Go flag trap: the bool flag never takes the next
   // argument, so the word that was meant as its value ends up here.
   if (bareBoolFlag !== undefined && parseGoBool(arg).ok) {
@@ -313,11 +309,8 @@ function positionalError(arg: string, bareBoolFlag: string | undefined): Result<
  * assert.deepEqual(parsed.value.flags.toPorts, [{ first: 1024, last: 65535 }]);
  * assert.deepEqual(parsed.value.ignored, ["logtostderr"]);
  *
- * assert.deepEqual(parseFlags(["-random-fully", "false"]), {
- *   ok: false,
- *   error: 'unexpected argument "false": flags must start with - (positional arguments ' +
- *     "are not accepted); to set a boolean flag write -random-fully=false",
- * });
+ * const trap = parseFlags(["-random-fully", "false"]); // a bool flag takes no separate value
+ * assert.ok(!trap.ok && trap.error.endsWith("; to set a boolean flag write -random-fully=false"));
  * ```
  */
 export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string> {
@@ -344,18 +337,13 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
     const def = flagsByName.get(name);
     if (def === undefined) return err(`flag provided but not defined: -${name}`);
 
-    bareBoolFlag = undefined;
-    let value: RawValue;
-    if (def.kind === "bool") {
-      if (text === undefined) {
-        value = true;
-        bareBoolFlag = name;
-      } else {
-        const b = parseGoBool(text);
-        if (!b.ok) return err(`invalid boolean value ${goQuote(text)} for -${name}: ${b.error}`);
-        value = b.value;
-      }
-    } else {
+    bareBoolFlag = def.kind === "bool" && text === undefined ? name : undefined;
+    let value: RawValue = true;
+    if (def.kind === "bool" && text !== undefined) {
+      const b = parseGoBool(text);
+      if (!b.ok) return err(`invalid boolean value ${goQuote(text)} for -${name}: ${b.error}`);
+      value = b.value;
+    } else if (def.kind !== "bool") {
       if (text === undefined) {
         if (i >= argv.length) return err(`flag needs an argument: -${name}`);
         text = argv[i++];
@@ -399,9 +387,8 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
 }
 
 function parseAddressList(text: string): Result<IpAddress[], string> {
-  if (text === "") return ok([]);
   const addresses: IpAddress[] = [];
-  for (const [index, item] of text.split(",").entries()) {
+  for (const [index, item] of (text === "" ? [] : text.split(",")).entries()) {
     const parsed = parseIpAddress(item);
     if (!parsed.ok) return err(`address ${index + 1}: ${parsed.error}`);
     addresses.push(parsed.value);
@@ -418,8 +405,7 @@ export function usage(programName: string): string {
     // Go prints no type word for bool flags, since they take no separate argument.
     if (def.kind !== "bool") line += ` ${def.kind}`;
     // Go puts the help of a one-letter bool flag on the same line.
-    line += line.length <= 4 ? "\t" : "\n    \t";
-    line += def.help;
+    line += (line.length <= 4 ? "\t" : "\n    \t") + def.help;
     // Go shows the default unless it is the type's zero value.
     if (def.default) {
       line += ` (default ${typeof def.default === "string" ? goQuote(def.default) : def.default})`;
