@@ -40,6 +40,7 @@ export function parseGoDuration(text: string): Result<number, string> {
   if (rest === "0") return ok(0);
   if (rest === "") return invalid();
   let totalNanoseconds = 0;
+  const units = "valid units: ns, us, ms, s, m, h";
   while (rest !== "") {
     const match = /^(\d*)(?:\.(\d*))?([^\d.]+)/.exec(rest);
     if (!match) return invalid();
@@ -47,10 +48,7 @@ export function parseGoDuration(text: string): Result<number, string> {
     if (integer === "" && fraction === "") return invalid();
     const scale = unitNanoseconds[unit];
     if (scale === undefined) {
-      return err(
-        `unknown unit ${quoteInput(unit)} in duration ${quoteInput(text)}` +
-          ` (valid units: ns, us, ms, s, m, h)`,
-      );
+      return err(`unknown unit ${quoteInput(unit)} in duration ${quoteInput(text)} (${units})`);
     }
     totalNanoseconds += Number(`${integer || "0"}.${fraction || "0"}`) * scale;
     rest = rest.slice(whole.length);

@@ -55,12 +55,9 @@ export function parsePortRanges(spec: string): Result<PortRange[], string> {
     if (first > last) return err(`port range ${item} has its start above its end`);
     ranges.push({ first, last, text: item });
   }
-  const sorted = [...ranges].sort((a, b) => a.first - b.first);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].first <= sorted[i - 1].last) {
-      return err(`ports ${sorted[i - 1].text} and ${sorted[i].text} overlap`);
-    }
-  }
+  const sorted = ranges.toSorted((a, b) => a.first - b.first);
+  const clash = sorted.findIndex((range, i) => i > 0 && range.first <= sorted[i - 1].last);
+  if (clash > 0) return err(`ports ${sorted[clash - 1].text} and ${sorted[clash].text} overlap`);
   return ok(ranges.map(({ first, last }) => ({ first, last })));
 }
 
