@@ -142,12 +142,8 @@ export function checkChainName(name: string): Result<string, string> {
   // Anything outside printable ASCII, and the characters that iptables-save/-restore treat as
   // quoting or comment syntax, would not survive a save/restore round trip.
   const bad = /[^\x21-\x7e]|["'\\#]/u.exec(name)?.[0];
-  if (bad !== undefined) {
-    return err(
-      `must not contain ${goQuote(bad)} (only printable ASCII without whitespace, ` +
-        `quotes, backslash or # is allowed)`,
-    );
-  }
+  const allowed = "only printable ASCII without whitespace, quotes, backslash or # is allowed";
+  if (bad !== undefined) return err(`must not contain ${goQuote(bad)} (${allowed})`);
   // iptables keeps chain names in a 29-byte buffer including the terminating NUL.
   if (name.length > 28) {
     return err(`must be at most 28 characters (iptables limit), got ${name.length}`);
@@ -275,6 +271,9 @@ export const flagTable: readonly FlagDef[] = [
 
 const flagsByName: ReadonlyMap<string, FlagDef> = new Map(flagTable.map((d) => [d.name, d]));
 
+const invalidValue = (text: string, name: string, reason: string) =>
+  err(`invalid value ${goQuote(text)} for flag -${name}: ${reason}`);
+
 /** Every flag at its default, as `parseFlags([])` returns them. */
 export const defaultFlags: Readonly<AgentFlags> = (() => {
   const parsed = parseFlags([]);
@@ -349,9 +348,7 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
         text = argv[i++];
       }
       const parsed = def.kind === "int" ? parseGoInt(text) : ok(text);
-      if (!parsed.ok) {
-        return err(`invalid value ${goQuote(text)} for flag -${name}: ${parsed.error}`);
-      }
+      if (!parsed.ok) return invalidValue(text, name, parsed.error);
       value = parsed.value;
     }
 
@@ -366,10 +363,7 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
     const input = def.field === null ? undefined : given.get(def.field);
     if (def.field === null || (input !== undefined && input.name !== def.name)) continue;
     const parsed = def.parse(input === undefined ? def.default : input.value);
-    if (!parsed.ok) {
-      const raw = input?.raw ?? String(def.default);
-      return err(`invalid value ${goQuote(raw)} for flag -${def.name}: ${parsed.error}`);
-    }
+    if (!parsed.ok) return invalidValue(input?.raw ?? String(def.default), def.name, parsed.error);
     // A row's parse returns its field's type; tests/settings/flags_test.ts checks every default.
     (flags as unknown as Record<string, unknown>)[def.field] = parsed.value;
   }
@@ -406,11 +400,9 @@ export function usage(programName: string): string {
     if (def.kind !== "bool") line += ` ${def.kind}`;
     // Go puts the help of a one-letter bool flag on the same line.
     line += (line.length <= 4 ? "\t" : "\n    \t") + def.help;
+    const shown = typeof def.default === "string" ? goQuote(def.default) : def.default;
     // Go shows the default unless it is the type's zero value.
-    if (def.default) {
-      line += ` (default ${typeof def.default === "string" ? goQuote(def.default) : def.default})`;
-    }
-    out += line + "\n";
+    out += line + (def.default ? ` (default ${shown})` : "") + "\n";
   }
   return out;
 }
@@ -420,13 +412,12 @@ export function usage(programName: string): string {
  * log; a value that could break the line or read as several flags is quoted.
  */
 export function flagValuesForLog(flags: AgentFlags): string {
-  const seen = new Set<keyof AgentFlags>();
-  const parts: string[] = [];
+  const parts = new Map<keyof AgentFlags, string>();
   for (const def of flagTable) {
-    if (def.field === null || seen.has(def.field)) continue;
-    seen.add(def.field);
+    if (def.field === null || parts.has(def.field)) continue;
     const value = String(def.show(flags[def.field]));
-    parts.push(`--${def.name}=${/^[A-Za-z0-9_.,:/@+=-]+$/.test(value) ? value : goQuote(value)}`);
+    const quoted = /^[A-Za-z0-9_.,:/@+=-]+$/.test(value) ? value : goQuote(value);
+    parts.set(def.field, `--${def.name}=${quoted}`);
   }
-  return parts.join(" ");
+  return [...parts.values()].join(" ");
 }
