@@ -95,13 +95,10 @@ export interface FlagDef {
   show(value: unknown): RawValue;
 }
 
+type FlagRow = Pick<FlagDef, "help"> & Partial<Pick<FlagDef, "parse" | "show">>;
+
 /** A row whose `kind` follows its default and whose `parse` and `show` keep the value unless given. */
-function flag(
-  name: string,
-  value: RawValue,
-  field: keyof AgentFlags | null,
-  row: Pick<FlagDef, "help"> & Partial<Pick<FlagDef, "parse" | "show">>,
-): FlagDef {
+function flag(name: string, value: RawValue, field: FlagDef["field"], row: FlagRow): FlagDef {
   const kind = typeof value === "boolean" ? "bool" : typeof value === "number" ? "int" : "string";
   return { name, kind, default: value, field, parse: ok, show: (raw) => raw as RawValue, ...row };
 }
@@ -124,9 +121,8 @@ const reservedChainNames: ReadonlySet<string> = new Set(
 );
 
 /**
- * `name` when it can be our chain (`--masq-chain`), or why not (quoted in Go's `%q`, as the flag
- * parser's messages are): it must survive iptables-save/-restore and not read as an option, a
- * negation, a built-in chain or a target.
+ * `name` if it can be our chain, else why not (in Go's `%q` quoting, as the flag messages): it must
+ * survive iptables-save/-restore and not read as an option, a negation, a built-in chain or target.
  *
  * @example
  * ```ts
@@ -293,9 +289,8 @@ function positionalError(arg: string, bareBoolFlag: string | undefined): Result<
 }
 
 /**
- * Parses `argv` (without the program name) with Go `flag` package semantics, then checks the
- * values and turns them into their typed form. Syntax errors win over semantic ones; the error
- * is the message Go would print above the usage.
+ * Parses `argv` (without the program name) as Go's `flag` package does, then checks and types the
+ * values. Syntax errors win over semantic ones; the error is what Go would print above the usage.
  *
  * @example
  * ```ts
@@ -318,18 +313,15 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
   // that errors quote the input rather than the parsed number ("0x0", not 0).
   const given = new Map<keyof AgentFlags, { name: string; raw: string; value: RawValue }>();
   let bareBoolFlag: string | undefined;
-
-  let i = 0;
-  while (i < argv.length) {
-    const arg = argv[i];
+  for (let i = 0; i < argv.length;) {
+    const arg = argv[i++];
     if (arg.length < 2 || arg[0] !== "-") return positionalError(arg, bareBoolFlag);
     if (arg === "--") {
-      if (i + 1 < argv.length) return positionalError(argv[i + 1], undefined);
+      if (i < argv.length) return positionalError(argv[i], undefined);
       break;
     }
     const body = arg.slice(arg[1] === "-" ? 2 : 1);
     if (body[0] === "-" || body[0] === "=") return err(`bad flag syntax: ${arg}`);
-    i++;
     const eq = body.indexOf("=");
     const name = eq < 0 ? body : body.slice(0, eq);
     let text = eq < 0 ? undefined : body.slice(eq + 1);
@@ -407,10 +399,7 @@ export function usage(programName: string): string {
   return out;
 }
 
-/**
- * Every effective flag value on one line, in table order and command-line form, for the start-up
- * log; a value that could break the line or read as several flags is quoted.
- */
+/** The start-up log's `--name=value` list; a value that could split or break the line is quoted. */
 export function flagValuesForLog(flags: AgentFlags): string {
   const parts = new Map<keyof AgentFlags, string>();
   for (const def of flagTable) {
