@@ -43,10 +43,9 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
   const multicast = parseBuiltInCidr(ipv4 ? "224.0.0.0/4" : "ff00::/8");
   if (inCidr(multicast, address)) return notSnat("a multicast address");
   if (isLoopback(address)) return notSnat("a loopback address");
-  if (inCidr(parseBuiltInCidr(linkLocalRanges[family]), address)) {
-    return err(
-      `${named} is link-local (${linkLocalRanges[family]}): replies to it would not be routed back`,
-    );
+  const linkLocal = linkLocalRanges[family];
+  if (inCidr(parseBuiltInCidr(linkLocal), address)) {
+    return err(`${named} is link-local (${linkLocal}): replies to it would not be routed back`);
   }
   return ok(address);
 }
@@ -101,11 +100,9 @@ export function nftInterfaceName(name: string): string {
   return name.endsWith("+") ? `${name.slice(0, -1)}*` : name;
 }
 
-/** Whether a packet leaving by `interfaceName` matches `pattern` (`eth+`: any name `eth...`). */
-export function interfaceMatches(pattern: string, interfaceName: string): boolean {
-  return pattern.endsWith("+")
-    ? interfaceName.startsWith(pattern.slice(0, -1))
-    : interfaceName === pattern;
+/** Whether a packet leaving by interface `name` matches `pattern` (`eth+`: any name `eth...`). */
+export function interfaceMatches(pattern: string, name: string): boolean {
+  return pattern.endsWith("+") ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
 }
 
 /** `--kube-proxy-masquerade-bit`'s default: kube-proxy's `--iptables-masquerade-bit`. */

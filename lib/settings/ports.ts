@@ -35,11 +35,10 @@ export interface PortRange {
 export function parsePortRanges(spec: string): Result<PortRange[], string> {
   if (spec === "") return ok([]);
   const ranges: (PortRange & { text: string })[] = [];
+  const want = "want a comma-separated list of N or N-M";
   for (const item of spec.split(",")) {
     if (!/^[0-9]+(-[0-9]+)?$/.test(item)) {
-      return err(
-        `${quoteInput(item)} is not a port or port range (want a comma-separated list of N or N-M)`,
-      );
+      return err(`${quoteInput(item)} is not a port or port range (${want})`);
     }
     const bounds: number[] = [];
     for (const digits of item.split("-")) {
