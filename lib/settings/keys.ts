@@ -82,9 +82,7 @@ export function parseSetting(
   if (def.kind === "bool") {
     if (typeof raw !== "boolean") return err(`must be true or false, got ${describe(raw)}`);
     input = raw;
-  } else if (typeof raw === "string") {
-    input = raw;
-  } else if (typeof raw === "number" && Number.isInteger(raw) && raw >= 0) {
+  } else if (typeof raw === "string" || (Number.isInteger(raw) && Number(raw) >= 0)) {
     input = String(raw);
   } else {
     return err(`must be a string, got ${describe(raw)}`);
