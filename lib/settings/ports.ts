@@ -40,7 +40,6 @@ export function parsePortRanges(spec: string): Result<PortRange[], string> {
     if (!/^[0-9]+(-[0-9]+)?$/.test(item)) {
       return err(`${quoteInput(item)} is not a port or port range (${want})`);
     }
-    const bounds: number[] = [];
     for (const digits of item.split("-")) {
       // iptables parses ports with base auto-detection, so "010" would silently mean 8.
       if (digits.length > 1 && digits[0] === "0") {
@@ -48,9 +47,8 @@ export function parsePortRanges(spec: string): Result<PortRange[], string> {
       }
       const port = Number(digits);
       if (port < 1 || port > 65535) return err(`port ${digits} is out of range 1-65535`);
-      bounds.push(port);
     }
-    const [first, last = first] = bounds;
+    const [first, last = first] = item.split("-").map(Number);
     if (first > last) return err(`port range ${item} has its start above its end`);
     ranges.push({ first, last, text: item });
   }
