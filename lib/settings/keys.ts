@@ -78,22 +78,16 @@ export function parseSetting(
   raw: unknown,
 ): Result<{ value: unknown; text: string }, string> {
   const def = flagOf(key);
-  let input: boolean | string;
-  if (def.kind === "bool") {
-    if (typeof raw !== "boolean") return err(`must be true or false, got ${describe(raw)}`);
-    input = raw;
-  } else if (typeof raw === "string" || (Number.isInteger(raw) && Number(raw) >= 0)) {
-    input = String(raw);
-  } else {
-    return err(`must be a string, got ${describe(raw)}`);
+  const bool = def.kind === "bool";
+  const wholeNumber = Number.isInteger(raw) && Number(raw) >= 0;
+  if (bool ? typeof raw !== "boolean" : typeof raw !== "string" && !wholeNumber) {
+    const got = typeof raw === "string" ? quoteInput(raw) : `${typeof raw} ${String(raw)}`;
+    return err(`must be ${bool ? "true or false" : "a string"}, got ${got}`);
   }
+  const input = bool ? raw as boolean : String(raw);
   const parsed = def.parse(input);
   if (!parsed.ok) return err(`invalid value ${quoteInput(String(input))}: ${parsed.error}`);
   return ok({ value: parsed.value, text: show(key, parsed.value) });
-}
-
-function describe(raw: unknown): string {
-  return typeof raw === "string" ? quoteInput(raw) : `${typeof raw} ${String(raw)}`;
 }
 
 /**
@@ -123,18 +117,18 @@ export function resolveSettings(
   files: readonly { readonly settings?: readonly LocatedSetting[] }[],
 ): Result<AgentFlags, ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
+  const conflict = ({ at, key }: LocatedSetting, message: string) =>
+    problems.push({ at, key, message });
   const chosen = new Map<SettingKey, LocatedSetting>();
   for (const setting of files.flatMap((file) => file.settings ?? [])) {
     const earlier = chosen.get(setting.key);
-    if (earlier === undefined) {
-      chosen.set(setting.key, setting);
-    } else if (earlier.text !== setting.text) {
-      problems.push({
-        at: setting.at,
-        key: setting.key,
-        message: `is ${quoteInput(setting.text)} here but ${quoteInput(earlier.text)} in ` +
+    if (earlier === undefined) chosen.set(setting.key, setting);
+    else if (earlier.text !== setting.text) {
+      conflict(
+        setting,
+        `is ${quoteInput(setting.text)} here but ${quoteInput(earlier.text)} in ` +
           `${formatLocation(earlier.at)}: a setting must have one value; remove one of them`,
-      });
+      );
     }
   }
   const flags: AgentFlags = { ...commandLine.flags };
@@ -142,15 +136,12 @@ export function resolveSettings(
     const field = settingKeys[key];
     const flagText = show(key, commandLine.flags[field]);
     if (commandLine.given.has(field) && flagText !== setting.text) {
-      problems.push({
-        at: setting.at,
-        key,
-        message:
-          `is ${quoteInput(setting.text)} but --${flagOf(key).name}=${flagText} on the command ` +
+      conflict(
+        setting,
+        `is ${quoteInput(setting.text)} but --${flagOf(key).name}=${flagText} on the command ` +
           `line says otherwise: set it in one place (a key overrides a flag's default, and a ` +
           `flag given with a key must agree with it)`,
-      });
-      continue;
+      );
     }
     (flags as unknown as Record<string, unknown>)[field] = setting.value;
   }
