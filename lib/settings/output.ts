@@ -51,11 +51,9 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
 }
 
 /**
- * An interface name as the kernel accepts it (1–15 characters, not `.` or `..`, no `/`, `:` or
- * whitespace) and as both dataplanes can write and read back without quoting trouble (printable
- * ASCII, no quotes, `\`, `*`, `#`, no leading `-` or `!`); a final `+` is iptables' wildcard for
- * every name starting with the rest (`eth+`), which nftables spells `eth*`. `+` alone would match
- * every interface: leave the key unset instead.
+ * An interface name the kernel accepts and both dataplanes can write and read back without quoting
+ * trouble; a final `+` is iptables' wildcard for every name starting with the rest (`eth+`), which
+ * nftables spells `eth*`.
  *
  * @example
  * ```ts
@@ -69,28 +67,27 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
  */
 export function parseInterfaceName(text: string): Result<string, string> {
   const shown = quoteInput(text);
+  const named = `interface name ${shown}`;
   if (text.length === 0) return err("empty interface name");
   // The kernel's IFNAMSIZ (16) less the terminating NUL.
   if (text.length > 15) {
-    return err(
-      `interface name ${shown} is ${text.length} characters; the kernel allows at most 15`,
-    );
+    return err(`${named} is ${text.length} characters; the kernel allows at most 15`);
   }
   if (text === "." || text === "..") return err(`${shown} is not a valid interface name`);
   if (text === "+") {
     return err(`"+" matches every interface: leave outputInterface unset to masquerade on all`);
   }
   if (/[\s/:]/.test(text)) {
-    return err(`interface name ${shown} contains whitespace, "/" or ":", which the kernel refuses`);
+    return err(`${named} contains whitespace, "/" or ":", which the kernel refuses`);
   }
   if (/[^\x21-\x7e]|["'\\*#]/.test(text) || /^[-!]/.test(text)) {
     return err(
-      `interface name ${shown} has a character the rules cannot carry (printable ASCII ` +
+      `${named} has a character the rules cannot carry (printable ASCII ` +
         `only, no quotes, "\\", "*" or "#", not starting with "-" or "!")`,
     );
   }
   if (text.slice(0, -1).includes("+")) {
-    return err(`interface name ${shown}: "+" is a wildcard only as the last character`);
+    return err(`${named}: "+" is a wildcard only as the last character`);
   }
   return ok(text);
 }
