@@ -65,10 +65,8 @@ function show(key: SettingKey, value: unknown): string {
  * import assert from "node:assert/strict";
  * import { parseSetting } from "./keys.ts";
  *
- * assert.deepEqual(parseSetting("toPorts", 8080), {
- *   ok: true,
- *   value: { value: [{ first: 8080, last: 8080 }], text: "8080" },
- * });
+ * const value = { value: [{ first: 8080, last: 8080 }], text: "8080" };
+ * assert.deepEqual(parseSetting("toPorts", 8080), { ok: true, value });
  * assert.equal(parseSetting("dataplane", "ebpf").ok, false);
  * assert.equal(parseSetting("enableIPv6", "true").ok, false); // a YAML boolean, not a string
  * ```
@@ -105,8 +103,7 @@ export function parseSetting(
  * const resolved = resolveSettings({ flags: defaultFlags, given: new Set() }, [{ settings }]);
  * assert.ok(resolved.ok && resolved.value.masqChain === "MY-MASQ");
  *
- * // A flag given that disagrees with the key is an error, naming both.
- * const given = parseFlags(["--masq-chain=OTHER"]);
+ * const given = parseFlags(["--masq-chain=OTHER"]); // a flag given must agree with the key
  * assert.ok(given.ok);
  * const conflict = resolveSettings(given.value, [{ settings }]);
  * assert.ok(!conflict.ok && conflict.error[0].message.includes("--masq-chain=OTHER on the"));
