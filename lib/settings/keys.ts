@@ -114,18 +114,15 @@ export function resolveSettings(
   files: readonly { readonly settings?: readonly LocatedSetting[] }[],
 ): Result<AgentFlags, ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
-  const conflict = ({ at, key }: LocatedSetting, message: string) =>
-    problems.push({ at, key, message });
+  const conflict = ({ at, key, text }: LocatedSetting, afterValue: string) =>
+    problems.push({ at, key, message: `is ${quoteInput(text)} ${afterValue}` });
   const chosen = new Map<SettingKey, LocatedSetting>();
   for (const setting of files.flatMap((file) => file.settings ?? [])) {
     const earlier = chosen.get(setting.key);
     if (earlier === undefined) chosen.set(setting.key, setting);
     else if (earlier.text !== setting.text) {
-      conflict(
-        setting,
-        `is ${quoteInput(setting.text)} here but ${quoteInput(earlier.text)} in ` +
-          `${formatLocation(earlier.at)}: a setting must have one value; remove one of them`,
-      );
+      const where = `${quoteInput(earlier.text)} in ${formatLocation(earlier.at)}`;
+      conflict(setting, `here but ${where}: a setting must have one value; remove one of them`);
     }
   }
   const flags: AgentFlags = { ...commandLine.flags };
@@ -135,9 +132,9 @@ export function resolveSettings(
     if (commandLine.given.has(field) && flagText !== setting.text) {
       conflict(
         setting,
-        `is ${quoteInput(setting.text)} but --${flagOf(key).name}=${flagText} on the command ` +
-          `line says otherwise: set it in one place (a key overrides a flag's default, and a ` +
-          `flag given with a key must agree with it)`,
+        `but --${flagOf(key).name}=${flagText} on the command line says otherwise: set it in ` +
+          `one place (a key overrides a flag's default, and a flag given with a key must agree ` +
+          `with it)`,
       );
     }
     (flags as unknown as Record<string, unknown>)[field] = setting.value;
