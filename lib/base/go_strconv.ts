@@ -54,7 +54,6 @@ const PARSE_ERROR = "parse error";
 const RANGE_ERROR = "value out of range";
 
 const UINT64_MAX = (1n << 64n) - 1n;
-const INT64_CUTOFF = 1n << 63n;
 
 /** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
 function parseGoUint(s0: string): Result<bigint, string> {
@@ -66,15 +65,12 @@ function parseGoUint(s0: string): Result<bigint, string> {
     base = prefix === "b" ? 2 : prefix === "o" ? 8 : prefix === "x" ? 16 : 8;
     s = s.slice(prefix === "b" || prefix === "o" || prefix === "x" ? 2 : 1);
   }
-  const bigBase = BigInt(base);
-  const cutoff = UINT64_MAX / bigBase + 1n;
   let n = 0n;
   for (const c of s) {
     if (c === "_") continue;
     const d = parseInt(c, 36); // NaN for anything but 0-9, a-z, A-Z
     if (!(d < base)) return err(PARSE_ERROR);
-    if (n >= cutoff) return err(RANGE_ERROR);
-    n = n * bigBase + BigInt(d);
+    n = n * BigInt(base) + BigInt(d);
     if (n > UINT64_MAX) return err(RANGE_ERROR);
   }
   // strconv's underscoreOK, given that every other character is a digit: an underscore only
@@ -101,13 +97,8 @@ export function parseGoInt(s: string): Result<number, string> {
   const neg = s[0] === "-";
   const parsed = parseGoUint(neg || s[0] === "+" ? s.slice(1) : s);
   if (!parsed.ok) return parsed;
-  const u = parsed.value;
-  if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return err(RANGE_ERROR);
-  const n = neg ? -u : u;
+  const n = Number(neg ? -parsed.value : parsed.value);
   // Deviation from Go: a JavaScript number cannot hold every int64 exactly, and silently
-  // rounding a flag value is worse than refusing it.
-  if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
-    return err(RANGE_ERROR);
-  }
-  return ok(Number(n));
+  // rounding a flag value is worse than refusing it; past ±2^53 is a range error, as past int64.
+  return Number.isSafeInteger(n) ? ok(n) : err(RANGE_ERROR);
 }
