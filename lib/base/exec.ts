@@ -161,13 +161,9 @@ export async function denoScanExec(
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
-      if (onText(chunks.decode(value, { stream: true }))) {
-        stopped = true;
-        break;
-      }
+      stopped = onText(done ? chunks.decode() : chunks.decode(value, { stream: true }));
+      if (stopped || done) break;
     }
-    if (!stopped) stopped = onText(chunks.decode());
   } finally {
     if (stopped) {
       try {
