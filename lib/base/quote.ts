@@ -25,16 +25,13 @@ export const maxQuotedLength = 64;
  * ```
  */
 export function quoteInput(text: string): string {
-  let out = "";
-  const shown = Math.min(text.length, maxQuotedLength);
-  for (let i = 0; i < shown; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 || c === 0x5c) out += `\\${text[i]}`;
-    else if (c === 0x0a) out += "\\n";
-    else if (c === 0x0d) out += "\\r";
-    else if (c === 0x09) out += "\\t";
-    else if (c >= 0x20 && c < 0x7f) out += text[i];
-    else out += `\\u${c.toString(16).padStart(4, "0")}`;
-  }
-  return `"${out}"${text.length > maxQuotedLength ? "…" : ""}`;
+  const shown = text.slice(0, maxQuotedLength).replace(
+    /["\\]|[^ -~]/g,
+    // JSON's own escapes for a quote, a backslash, \n, \r and \t; \uXXXX for every other.
+    (c) =>
+      /[\n\r\t"\\]/.test(c)
+        ? JSON.stringify(c).slice(1, -1)
+        : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return `"${shown}"${text.length > maxQuotedLength ? "…" : ""}`;
 }
