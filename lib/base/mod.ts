@@ -6,10 +6,8 @@
  * problems (`ConfigProblem`, `ConfigError`), and the seams under every effect: `Exec`,
  * `runTool`/`ToolError` (one netfilter program, one error type), `Clock` and the logger.
  *
- * May import: nothing outside this folder.
- *
- * Effects live only in the seams `exec.ts` (Deno.Command), `log.ts` (stderr) and `clock.ts`
- * (timers); everything else is pure.
+ * May import: nothing outside this folder. Pure, except the seams `exec.ts` (Deno.Command),
+ * `log.ts` (stderr) and `clock.ts` (timers).
  *
  * @module
  */

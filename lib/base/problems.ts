@@ -23,13 +23,10 @@ export interface ConfigProblem {
  * `file:line:column: key: message`, one line. An unknown key is user input: shown as is when
  * it is a short printable word, quoted (bounded and escaped) otherwise.
  */
-export function formatProblem(problem: ConfigProblem): string {
-  const key = problem.key === undefined ? "" : ` ${showKey(problem.key)}:`;
-  return `${formatLocation(problem.at)}:${key} ${problem.message}`;
-}
-
-function showKey(key: string): string {
-  return key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key) ? key : quoteInput(key);
+export function formatProblem({ at, key, message }: ConfigProblem): string {
+  if (key === undefined) return `${formatLocation(at)}: ${message}`;
+  const plain = key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key);
+  return `${formatLocation(at)}: ${plain ? key : quoteInput(key)}: ${message}`;
 }
 
 /**
