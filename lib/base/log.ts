@@ -48,17 +48,13 @@ export function formatText(record: LogRecord, pid: number): string {
   const iso = new Date(record.timestamp).toISOString(); // 2024-12-01T21:36:28.547Z
   const header = `${klogSeverity[record.level] ?? "I"}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
     `${iso.slice(11, 23)}000 ${String(pid).padStart(7)} agent]`;
-  const properties = Object.entries(record.properties)
-    .map(([key, value]) =>
-      ` ${key}=${
-        // Strings quoted and objects as JSON keep the line one line and free of "[object Object]".
-        typeof value === "string" ||
-          (typeof value === "object" && value !== null && !(value instanceof Error))
-          ? JSON.stringify(value)
-          : String(value)}`
-    )
-    .join("");
-  return `${header} ${record.message}${properties}\n`;
+  const properties = Object.entries(record.properties).map(([key, value]) => {
+    // Strings quoted and objects as JSON keep the line one line and free of "[object Object]".
+    const asJson = typeof value === "string" ||
+      (typeof value === "object" && value !== null && !(value instanceof Error));
+    return ` ${key}=${asJson ? JSON.stringify(value) : String(value)}`;
+  });
+  return `${header} ${record.message}${properties.join("")}\n`;
 }
 
 /** One JSON object per line: `ts`, `level`, `msg`, then the properties. */
@@ -134,14 +130,11 @@ function writeToStderr(line: string): void {
 }
 
 /** The logger for the process, writing one line per call. */
-export function setUpLogging(options: LogOptions): Logger {
-  const write = options.write ?? writeToStderr;
-  const now = options.now ?? Date.now;
-  const pid = options.pid ?? Deno.pid;
-  const render = options.format === "json"
-    ? formatJson
-    : (record: LogRecord) => formatText(record, pid);
-  const lowest = levels.indexOf(lowestLevel(options.verbosity));
+export function setUpLogging(
+  { verbosity, format, write = writeToStderr, now = Date.now, pid = Deno.pid }: LogOptions,
+): Logger {
+  const render = format === "json" ? formatJson : (record: LogRecord) => formatText(record, pid);
+  const lowest = levels.indexOf(lowestLevel(verbosity));
   const emit = (level: LogLevel) => (message: string, properties: Record<string, unknown> = {}) => {
     if (levels.indexOf(level) < lowest) return;
     try {
