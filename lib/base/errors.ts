@@ -7,10 +7,7 @@
 /** Exit codes: 0 success, 1 a runtime failure (iptables), 2 what the deployment must fix. */
 export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 
-/**
- * What the deployment must fix (a rejected config, a sandbox denial, a foreign chain): every
- * subclass exits 2, so the exit-code policy needs no list of them.
- */
+/** What the deployment must fix (config, sandbox, foreign chain): every subclass exits 2. */
 export abstract class DeploymentError extends Error {}
 
 /** A Deno permission the sandbox did not grant: a deployment problem, not a bug. */
@@ -82,14 +79,12 @@ export function exitCodeFor(error: unknown): number {
 
 /** The message, then each cause on its own line: what the user reads at the top level. */
 export function formatErrorChain(error: unknown): string {
-  const lines: string[] = [];
-  const seen = new Set<unknown>();
-  let current: unknown = error;
-  while (current !== undefined && current !== null && !seen.has(current)) {
-    seen.add(current);
-    const message = current instanceof Error ? current.message : String(current);
-    lines.push(lines.length === 0 ? message : `caused by: ${message}`);
-    current = current instanceof Error ? current.cause : undefined;
+  const chain = new Set<unknown>();
+  for (let link = error; link !== undefined && link !== null && !chain.has(link);) {
+    chain.add(link);
+    link = link instanceof Error ? link.cause : undefined;
   }
-  return lines.join("\n");
+  return [...chain].map((link, index) =>
+    `${index === 0 ? "" : "caused by: "}${link instanceof Error ? link.message : String(link)}`
+  ).join("\n");
 }
