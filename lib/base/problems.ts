@@ -19,10 +19,7 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-/**
- * `file:line:column: key: message`, one line. An unknown key is user input: shown as is when
- * it is a short printable word, quoted (bounded and escaped) otherwise.
- */
+/** `file:line:column: key: message`; a key is user input, quoted unless a short printable word. */
 export function formatProblem({ at, key, message }: ConfigProblem): string {
   if (key === undefined) return `${formatLocation(at)}: ${message}`;
   const plain = key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key);

@@ -34,10 +34,7 @@ export interface Outcome extends ExecResult {
   readonly commandLine: string;
 }
 
-/**
- * Runs one netfilter program; a program that is not installed and an abort become
- * {@link ToolError}s, the first naming the Debian package to install.
- */
+/** Runs one netfilter program; missing (naming `debianPackage`) or aborted, it is a ToolError. */
 export async function runTool(
   exec: Exec,
   command: string,
