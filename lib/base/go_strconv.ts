@@ -19,21 +19,13 @@ import { err, ok, type Result } from "./result.ts";
  * ```
  */
 export function goQuote(s: string): string {
-  const named: Record<string, string> = {
-    "\x07": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-  };
   let out = '"';
   for (const ch of s) {
     const code = ch.codePointAt(0) ?? 0;
-    if (named[ch] !== undefined) out += named[ch];
+    // The escapes Go shares with JSON, then the two JSON lacks.
+    if ('\b\f\n\r\t\\"'.includes(ch)) out += JSON.stringify(ch).slice(1, -1);
+    else if (ch === "\x07") out += "\\a";
+    else if (ch === "\v") out += "\\v";
     else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
     else if ((code >= 0x80 && code <= 0x9f) || (code >= 0xd800 && code <= 0xdfff)) {
       out += "\\u" + code.toString(16).padStart(4, "0");
