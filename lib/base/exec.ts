@@ -101,34 +101,40 @@ function startError(command: string, args: readonly string[], error: unknown): E
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** {@link Exec} on `Deno.Command`: the agent's only way to start a process. */
 export async function denoExec(
   command: string,
   args: readonly string[],
-  options: ExecOptions = {},
+  { stdin, signal }: ExecOptions = {},
 ): Promise<ExecResult> {
   const spec = new Deno.Command(command, {
     args: [...args],
-    stdin: options.stdin === undefined ? "null" : "piped",
+    stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    signal: options.signal,
+    signal,
   });
   let output: Deno.CommandOutput;
   try {
-    output = options.stdin === undefined
-      // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
-      // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per read,
-      // without bound over resyncs (docs/benchmarks.md). Reads, the steady-state launches, take
-      // this path; only a restore needs stdin and a spawned child.
-      ? await spec.output()
-      : await withStdin(spec.spawn(), options.stdin);
+    // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
+    // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per read,
+    // without bound over resyncs (docs/benchmarks.md). Reads, the steady-state launches, take
+    // this path; only a restore needs stdin and a spawned child.
+    if (stdin === undefined) output = await spec.output();
+    else {
+      const child = spec.spawn();
+      const writer = child.stdin.getWriter();
+      // A write fails when the process exited before reading everything; its exit status says why.
+      await writer.write(encoder.encode(stdin)).then(() => writer.close()).catch(() => {});
+      output = await child.output();
+    }
   } catch (error) {
     throw startError(command, args, error);
   }
-  if (options.signal?.aborted) {
-    throw new ExecAbortedError([command, ...args].join(" "), { cause: options.signal.reason });
+  if (signal?.aborted) {
+    throw new ExecAbortedError([command, ...args].join(" "), { cause: signal.reason });
   }
   return {
     code: output.code,
@@ -176,15 +182,4 @@ export async function denoScanExec(
   }
   const status = await child.status;
   return { code: status.code, stderr: await stderr, stopped };
-}
-
-async function withStdin(child: Deno.ChildProcess, stdin: string): Promise<Deno.CommandOutput> {
-  const writer = child.stdin.getWriter();
-  try {
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  } catch {
-    // The process exited before reading everything; its exit status says why.
-  }
-  return await child.output();
 }
