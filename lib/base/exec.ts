@@ -43,9 +43,8 @@ export interface ScanResult extends Omit<ExecResult, "stdout"> {
 }
 
 /**
- * {@link Exec} handing stdout to `onText` chunk by chunk instead of keeping it, for an output that
- * may be megabytes (the legacy tables beside kube-proxy's) of which the caller keeps a summary.
- * When `onText` returns true the program is stopped (SIGTERM) and the rest is not read.
+ * {@link Exec} handing stdout to `onText` chunk by chunk, for megabytes of output (legacy tables
+ * beside kube-proxy's) the caller only sums up; `onText` returning true stops it (SIGTERM).
  */
 export type ScanExec = (
   command: string,

@@ -67,16 +67,12 @@ export function formatJson(record: LogRecord): string {
   }) + "\n";
 }
 
-/**
- * The longest line written, in bytes with its newline: container runtimes split longer lines
- * (16 KiB, CRI's limit), and a log collector then sees pieces of a record.
- */
+/** The longest line written, newline included: CRI runtimes split longer ones into pieces. */
 export const maxLineBytes = 16 * 1024;
 
 /**
- * `render(record)`, cut to {@link maxLineBytes}: the message and its properties become one
- * shortened message that says how much was cut, so a text line stays one klog line and a JSON
- * line stays one object.
+ * `render(record)` within {@link maxLineBytes}: message and properties become one shortened
+ * message saying how much was cut, so a line stays one klog line or one JSON object.
  *
  * @example
  * ```ts

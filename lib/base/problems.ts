@@ -41,19 +41,15 @@ export class ConfigError extends DeploymentError {
     /** Every problem of every file, in file order. */
     readonly problems: readonly ConfigProblem[],
   ) {
+    const rest = problems.slice(maxListedProblems);
+    const files = [...new Set(rest.map((problem) => problem.at.file))].join(", ");
     super(
       problems.length === 1
         ? `invalid configuration: ${formatProblem(problems[0])}`
         : `invalid configuration (${problems.length} problems):\n` +
           problems.slice(0, maxListedProblems).map((problem) => `  ${formatProblem(problem)}`)
             .join("\n") +
-          unlisted(problems.slice(maxListedProblems)),
+          (rest.length === 0 ? "" : `\n  ... and ${rest.length} more in ${files}`),
     );
   }
-}
-
-function unlisted(rest: readonly ConfigProblem[]): string {
-  if (rest.length === 0) return "";
-  const files = [...new Set(rest.map((problem) => problem.at.file))];
-  return `\n  ... and ${rest.length} more in ${files.join(", ")}`;
 }

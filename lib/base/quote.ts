@@ -1,7 +1,6 @@
 /**
- * The one way user input appears in an error message: input comes from people and attackers
- * alike, so a message must neither act on it (a newline forging a log line, terminal escapes,
- * bidi overrides) nor grow with it (a 1 MiB "CIDR").
+ * The one way user input (from people and attackers alike) appears in a message: it must neither
+ * act (a newline forging a log line, terminal escapes, bidi overrides) nor grow (a 1 MiB "CIDR").
  *
  * @module
  */

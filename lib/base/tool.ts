@@ -1,7 +1,6 @@
 /**
- * Running one netfilter program (an iptables tool or `nft`) on the {@link Exec} seam, and the one
- * error type every such failure becomes, whose {@link ToolError.failure} is all the loop's retry
- * policy (agent/backoff.ts) asks, whichever dataplane ran the program.
+ * One netfilter program (an iptables tool or `nft`) run on {@link Exec}, and the one error every
+ * failure becomes: the retry policy (agent/backoff.ts) asks only its {@link ToolError.failure}.
  *
  * @module
  */
