@@ -1,6 +1,5 @@
 /**
- * Time as a dependency: whatever waits asks a `Clock` instead of `performance.now` and
- * `setTimeout`, so tests drive it in virtual time (tests/support/fake_clock.ts).
+ * Time as a dependency (a `Clock`): tests wait in virtual time (tests/support/fake_clock.ts).
  *
  * @module
  */

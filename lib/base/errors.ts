@@ -35,9 +35,8 @@ export class SandboxDeniedError extends DeploymentError {
 }
 
 /**
- * `--masq-chain` names a chain that exists and holds a rule we did not write: another tool's
- * (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`). Such a chain is never flushed,
- * rewritten or deleted, in any mode: the deployment must choose another name (exit 2).
+ * `--masq-chain` names a chain holding a rule we did not write (kube-proxy's `KUBE-POSTROUTING`,
+ * Docker's `DOCKER`): never flushed, rewritten or deleted, in any mode; choose another (exit 2).
  */
 export class ForeignChainError extends DeploymentError {
   /** Names the class in stack traces and `formatErrorChain`. */

@@ -1,6 +1,5 @@
 /**
- * The one seam under every program the agent runs: `Deno.Command` with a failure to start as a
- * typed error; tests inject a fake instead.
+ * The one seam under every program the agent runs (`Deno.Command`, start failures typed).
  *
  * @module
  */

@@ -1,6 +1,5 @@
 /**
- * The pieces of Go's strconv (and fmt's %q) that the `flag` package uses, so that the flag
- * parser's values and messages match the Go agents byte for byte.
+ * Go's strconv and fmt's %q as the `flag` package uses them: values and messages byte for byte.
  *
  * @module
  */

@@ -1,7 +1,6 @@
 /**
- * Logging as klog-style text lines (as the Go agents print) or one JSON object per line. In-house
- * rather than a library: the agent needs four methods and two line formats, and a library cost
- * ~6 MiB of RSS (docs/benchmarks.md).
+ * klog-style text lines (as the Go agents print) or one JSON object per line. In-house: four
+ * methods and two formats did not justify a library's ~6 MiB of RSS (docs/benchmarks.md).
  *
  * @module
  */

@@ -1,6 +1,5 @@
 /**
- * Configuration problems as values: each names the file, the line and the key, because a config
- * an operator cannot locate is a config they cannot fix.
+ * Config problems as values naming file, line and key: a problem no one can locate, no one fixes.
  *
  * @module
  */
