@@ -169,12 +169,10 @@ export async function denoScanExec(
       if (stopped || done) break;
     }
   } finally {
-    if (stopped) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // It exited in between.
-      }
+    try {
+      if (stopped) child.kill("SIGTERM");
+    } catch {
+      // It exited in between.
     }
     await reader.cancel().catch(() => {});
   }

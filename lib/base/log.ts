@@ -92,13 +92,11 @@ export function withinLineLimit(render: (record: LogRecord) => string, record: L
     .map(([key, value]) => ` ${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("");
   // Room for the header, JSON escaping of what is kept, and the note.
-  let keep = Math.floor(maxLineBytes / 3);
-  for (;;) {
+  for (let keep = Math.floor(maxLineBytes / 3);; keep = Math.floor(keep / 2)) {
     const note = ` ... (${size - keep} more bytes cut from this line; --v=2 logs the details ` +
       "line by line)";
     const cut = render({ ...record, message: full.slice(0, keep) + note, properties: {} });
     if (encoder.encode(cut).length <= maxLineBytes || keep === 0) return cut;
-    keep = Math.floor(keep / 2);
   }
 }
 
