@@ -18,8 +18,7 @@ export interface Clock {
 }
 
 /**
- * A sleep built on any timer: the one place that ties a wait to an abort signal, so the real and
- * the fake clock cannot disagree about it.
+ * A sleep on any timer: the one place a wait meets an abort signal, so real and fake clocks agree.
  *
  * @example
  * ```ts

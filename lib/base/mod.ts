@@ -1,10 +1,9 @@
 /**
  * `lib/base/`: the folder's map.
  *
- * Owns: what every concern shares and none owns: `Result`, quoting user input, provenance
- * (`SourceLocation`), Go's strconv pieces, the exit-code policy and error chains, config
- * problems (`ConfigProblem`, `ConfigError`), and the seams under every effect: `Exec`,
- * `runTool`/`ToolError` (one netfilter program, one error type), `Clock` and the logger.
+ * Owns: what every concern shares and none owns: `Result`, quoting user input, provenance, Go's
+ * strconv pieces, the exit-code policy and error chains, config problems (`ConfigError`), and the
+ * seams under every effect: `Exec`, `runTool`/`ToolError`, `Clock` and the logger.
  *
  * May import: nothing outside this folder. Pure, except the seams `exec.ts` (Deno.Command),
  * `log.ts` (stderr) and `clock.ts` (timers).
