@@ -116,10 +116,10 @@ export async function denoExec(
   });
   let output: Deno.CommandOutput;
   try {
-    // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
-    // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per read,
-    // without bound over resyncs (docs/benchmarks.md). Reads, the steady-state launches, take
-    // this path; only a restore needs stdin and a spawned child.
+    // Command.output() reads the pipes directly; spawn().output() goes through ReadableStreams that
+    // keep native memory per launch (denoland/deno#33334: RSS grew ~0.1 MB per read, without bound
+    // over resyncs, docs/benchmarks.md). Reads, the steady state, take this path; only a restore
+    // needs stdin and a spawned child.
     if (stdin === undefined) output = await spec.output();
     else {
       const child = spec.spawn();
@@ -134,11 +134,8 @@ export async function denoExec(
   if (signal?.aborted) {
     throw new ExecAbortedError([command, ...args].join(" "), { cause: signal.reason });
   }
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  const { code, stdout, stderr } = output;
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }
 
 /** {@link ScanExec} on `Deno.Command`: stdout read as it comes, in chunks, never kept whole. */
@@ -176,6 +173,5 @@ export async function denoScanExec(
     }
     await reader.cancel().catch(() => {});
   }
-  const status = await child.status;
-  return { code: status.code, stderr: await stderr, stopped };
+  return { code: (await child.status).code, stderr: await stderr, stopped };
 }
