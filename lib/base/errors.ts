@@ -16,7 +16,6 @@ export class SandboxDeniedError extends DeploymentError {
   override readonly name = "SandboxDeniedError";
   /** The message says which permission list to change, and how. */
   constructor(
-    /** The kind of access denied. */
     readonly permission: "read" | "run",
     /** The path or program that was denied. */
     readonly target: string,

@@ -9,9 +9,8 @@
 export const maxQuotedLength = 64;
 
 /**
- * `text` in double quotes as printable ASCII and a valid JSON string literal (`\uXXXX` outside
- * printable ASCII), cut at {@link maxQuotedLength} with `…` after the closing quote. The flag
- * parser's messages use `goQuote` instead, rule text `iptablesQuote`.
+ * `text` double-quoted as printable ASCII and a valid JSON string (`\uXXXX` for the rest), cut
+ * at {@link maxQuotedLength}, `…` after the quote. Flags use `goQuote`, rule text `iptablesQuote`.
  *
  * @example
  * ```ts
