@@ -25,9 +25,8 @@ export interface ExecOptions {
 }
 
 /**
- * Runs `command` (looked up in PATH) and resolves with its result whatever its exit code. Rejects
- * only when it could not start ({@link ProgramMissingError}, {@link SandboxDeniedError},
- * {@link ExecStartError}) or was aborted ({@link ExecAbortedError}).
+ * Runs `command` from PATH, resolving whatever its exit code; rejects only when it could not start
+ * ({@link ProgramMissingError}, {@link SandboxDeniedError}, {@link ExecStartError}) or was aborted.
  */
 export type Exec = (
   command: string,

@@ -5,8 +5,7 @@
  * strconv pieces, the exit-code policy and error chains, config problems (`ConfigError`), and the
  * seams under every effect: `Exec`, `runTool`/`ToolError`, `Clock` and the logger.
  *
- * May import: nothing outside this folder. Pure, except the seams `exec.ts` (Deno.Command),
- * `log.ts` (stderr) and `clock.ts` (timers).
+ * May import: nothing outside this folder. Pure, except the seams `exec.ts`, `log.ts`, `clock.ts`.
  *
  * @module
  */

@@ -47,17 +47,15 @@ export async function runTool(
     const result = await exec(command, args, { stdin, signal });
     return { ...result, ok: result.code === 0, stderr: result.stderr.trim(), commandLine };
   } catch (error) {
-    if (error instanceof ProgramMissingError) {
-      throw new ToolError(
-        `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
-        "missing",
-        commandLine,
-        { cause: error },
-      );
-    }
     if (error instanceof ExecAbortedError) {
       throw new ToolError(`${command} aborted`, "failed", commandLine, { cause: error });
     }
-    throw error;
+    if (!(error instanceof ProgramMissingError)) throw error;
+    throw new ToolError(
+      `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
+      "missing",
+      commandLine,
+      { cause: error },
+    );
   }
 }
