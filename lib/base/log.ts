@@ -57,13 +57,9 @@ export function formatText(record: LogRecord, pid: number): string {
 }
 
 /** One JSON object per line: `ts`, `level`, `msg`, then the properties. */
-export function formatJson(record: LogRecord): string {
-  return JSON.stringify({
-    ts: new Date(record.timestamp).toISOString(),
-    level: record.level,
-    msg: record.message,
-    ...record.properties,
-  }) + "\n";
+export function formatJson({ timestamp, level, message, properties }: LogRecord): string {
+  const ts = new Date(timestamp).toISOString();
+  return `${JSON.stringify({ ts, level, msg: message, ...properties })}\n`;
 }
 
 /** The longest line written, newline included: CRI runtimes split longer ones into pieces. */
