@@ -89,12 +89,10 @@ export class ExecAbortedError extends Error {
 }
 
 /** Why `command` did not start, as the error {@link Exec} rejects with. */
-function startError(command: string, args: readonly string[], error: unknown): Error {
-  if (error instanceof Deno.errors.NotCapable) return new SandboxDeniedError("run", command, error);
-  if (error instanceof Deno.errors.NotFound) {
-    return new ProgramMissingError(command, { cause: error });
-  }
-  return new ExecStartError([command, ...args].join(" "), { cause: error });
+function startError(command: string, args: readonly string[], cause: unknown): Error {
+  if (cause instanceof Deno.errors.NotCapable) return new SandboxDeniedError("run", command, cause);
+  if (cause instanceof Deno.errors.NotFound) return new ProgramMissingError(command, { cause });
+  return new ExecStartError([command, ...args].join(" "), { cause });
 }
 
 const decoder = new TextDecoder();
