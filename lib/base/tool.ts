@@ -7,9 +7,6 @@
 
 import { type Exec, ExecAbortedError, type ExecResult, ProgramMissingError } from "./exec.ts";
 
-/** Why a netfilter program failed: `lock` is waited out, `missing` is fatal, `failed` retried. */
-export type ToolFailure = "lock" | "missing" | "failed";
-
 /** A failed netfilter program, with its command line and why. */
 export class ToolError extends Error {
   /** Names the class in printed chains of causes. */
@@ -17,7 +14,8 @@ export class ToolError extends Error {
   /** `message` says what failed, with the tool's own words; `command` is its command line. */
   constructor(
     message: string,
-    readonly failure: ToolFailure,
+    /** Why it failed: `lock` is waited out, `missing` is fatal, `failed` retried. */
+    readonly failure: "lock" | "missing" | "failed",
     readonly command: string,
     options?: ErrorOptions,
   ) {
@@ -51,11 +49,7 @@ export async function runTool(
       throw new ToolError(`${command} aborted`, "failed", commandLine, { cause: error });
     }
     if (!(error instanceof ProgramMissingError)) throw error;
-    throw new ToolError(
-      `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
-      "missing",
-      commandLine,
-      { cause: error },
-    );
+    const fix = `install ${debianPackage} (the agent runs ${command} from PATH)`;
+    throw new ToolError(`${command} not found: ${fix}`, "missing", commandLine, { cause: error });
   }
 }
