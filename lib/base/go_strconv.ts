@@ -18,19 +18,17 @@ import { err, ok, type Result } from "./result.ts";
  * ```
  */
 export function goQuote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const code = ch.codePointAt(0) ?? 0;
-    // The escapes Go shares with JSON, then the two JSON lacks.
-    if ('\b\f\n\r\t\\"'.includes(ch)) out += JSON.stringify(ch).slice(1, -1);
-    else if (ch === "\x07") out += "\\a";
-    else if (ch === "\v") out += "\\v";
-    else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
-    else if ((code >= 0x80 && code <= 0x9f) || (code >= 0xd800 && code <= 0xdfff)) {
-      out += "\\u" + code.toString(16).padStart(4, "0");
-    } else out += ch;
-  }
-  return out + '"';
+  // Escapes all but printable ASCII (less `"` and `\`) and U+00A0 on: controls, lone surrogates.
+  const quoted = s.replace(/[^ !#-[\]-~\xa0-\ud7ff\ue000-\u{10ffff}]/gu, (ch) => {
+    // The escapes Go shares with JSON, then the two JSON lacks, then \x or \u by code.
+    if ('\b\f\n\r\t\\"'.includes(ch)) return JSON.stringify(ch).slice(1, -1);
+    if (ch === "\x07") return "\\a";
+    if (ch === "\v") return "\\v";
+    const code = ch.charCodeAt(0);
+    const hex = code.toString(16);
+    return code <= 0x7f ? `\\x${hex.padStart(2, "0")}` : `\\u${hex.padStart(4, "0")}`;
+  });
+  return `"${quoted}"`;
 }
 
 /** `strconv.ParseBool`: the twelve spellings Go accepts, nothing else. */
