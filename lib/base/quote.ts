@@ -23,13 +23,10 @@ export const maxQuotedLength = 64;
  * ```
  */
 export function quoteInput(text: string): string {
-  const shown = text.slice(0, maxQuotedLength).replace(
-    /["\\]|[^ -~]/g,
+  const shown = text.slice(0, maxQuotedLength).replace(/["\\]|[^ -~]/g, (c) => {
     // JSON's own escapes for a quote, a backslash, \n, \r and \t; \uXXXX for every other.
-    (c) =>
-      /[\n\r\t"\\]/.test(c)
-        ? JSON.stringify(c).slice(1, -1)
-        : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+    if (/[\n\r\t"\\]/.test(c)) return JSON.stringify(c).slice(1, -1);
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
   return `"${shown}"${text.length > maxQuotedLength ? "…" : ""}`;
 }
