@@ -82,7 +82,6 @@ export function formatErrorChain(error: unknown): string {
     chain.add(link);
     link = link instanceof Error ? link.cause : undefined;
   }
-  return [...chain].map((link, index) =>
-    `${index === 0 ? "" : "caused by: "}${link instanceof Error ? link.message : String(link)}`
-  ).join("\n");
+  const messages = [...chain].map((link) => link instanceof Error ? link.message : String(link));
+  return messages.join("\ncaused by: ");
 }
