@@ -114,9 +114,8 @@ export async function denoExec(
   let output: Deno.CommandOutput;
   try {
     // Command.output() reads the pipes directly; spawn().output() goes through ReadableStreams that
-    // keep native memory per launch (denoland/deno#33334: RSS grew ~0.1 MB per read, without bound
-    // over resyncs, docs/benchmarks.md). Reads, the steady state, take this path; only a restore
-    // needs stdin and a spawned child.
+    // keep native memory per launch (denoland/deno#33334: RSS grew ~0.1 MB per read, unbounded over
+    // resyncs; docs/benchmarks.md). Reads, the steady state, take this path; a restore needs stdin.
     if (stdin === undefined) output = await spec.output();
     else {
       const child = spec.spawn();
