@@ -43,19 +43,16 @@ const PARSE_ERROR = "parse error";
 const RANGE_ERROR = "value out of range";
 
 const UINT64_MAX = (1n << 64n) - 1n;
+const prefixBases = new Map([["b", 2], ["o", 8], ["x", 16]]);
 
 /** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
-function parseGoUint(s0: string): Result<bigint, string> {
-  if (s0 === "") return err(PARSE_ERROR);
-  let s = s0;
-  let base = 10;
-  if (s[0] === "0") {
-    const prefix = s.length >= 3 ? s[1].toLowerCase() : "";
-    base = prefix === "b" ? 2 : prefix === "o" ? 8 : prefix === "x" ? 16 : 8;
-    s = s.slice(prefix === "b" || prefix === "o" || prefix === "x" ? 2 : 1);
-  }
+function parseGoUint(s: string): Result<bigint, string> {
+  if (s === "") return err(PARSE_ERROR);
+  // 0b, 0o or 0x with a digit after it names the base; a bare leading 0 (a digit too) means octal.
+  const prefix = /^0[box]./is.test(s) ? s[1].toLowerCase() : "";
+  const base = prefixBases.get(prefix) ?? (s[0] === "0" ? 8 : 10);
   let n = 0n;
-  for (const c of s) {
+  for (const c of s.slice(prefix ? 2 : 0)) {
     if (c === "_") continue;
     const d = parseInt(c, 36); // NaN for anything but 0-9, a-z, A-Z
     if (!(d < base)) return err(PARSE_ERROR);
@@ -64,8 +61,7 @@ function parseGoUint(s0: string): Result<bigint, string> {
   }
   // strconv's underscoreOK, given that every other character is a digit: an underscore only
   // between digits, a base prefix counting as one ("0x_1" is fine, "1__0" and "1_" are not).
-  const digits = s0[0] === "0" ? `0${s}` : s;
-  if (/^_|__|_$/.test(digits)) return err(PARSE_ERROR);
+  if (/^_|__|_$/.test(s)) return err(PARSE_ERROR);
   return ok(n);
 }
 
