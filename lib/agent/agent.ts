@@ -32,10 +32,7 @@ import { logChanges, type LogEvent, nothingLogged } from "./log_changes.ts";
 export interface AgentDeps {
   /** Parsed once at start, with the config's settings applied; fixed while the agent runs. */
   readonly flags: AgentFlags;
-  /**
-   * The command line as given: each load resolves the files' settings again, and when they no
-   * longer match `flags` the agent exits (1, rules left in place) to restart with the new ones.
-   */
+  /** As given; when a load's settings differ from `flags`, it exits (1, rules kept) to restart. */
   readonly commandLine?: CommandLine;
   /** The config as main.ts loaded it at start: the first reconcile of the same bytes takes it. */
   readonly startupLoad?: StartupLoad;
@@ -62,12 +59,6 @@ export type AgentTiming =
   & Pick<DebouncePolicy, "quietMs">
   & Pick<RetryPolicy, "initialBackoffMs" | "maxBackoffMs">;
 
-const defaultTiming: AgentTiming = {
-  quietMs: defaultDebouncePolicy.quietMs,
-  initialBackoffMs: 1000,
-  maxBackoffMs: 30_000,
-};
-
 /** Reconciles the rules with the config directory: once (`--once`), or in a loop until aborted. */
 export class Agent {
   readonly #deps: AgentDeps;
@@ -84,19 +75,22 @@ export class Agent {
   constructor(deps: AgentDeps) {
     this.#deps = deps;
     this.#startupLoad = deps.startupLoad;
-    this.#timing = { ...defaultTiming, ...deps.timing };
+    this.#timing = {
+      quietMs: defaultDebouncePolicy.quietMs,
+      initialBackoffMs: 1000,
+      maxBackoffMs: 30_000,
+      ...deps.timing,
+    };
     this.#clock = deps.clock ?? systemClock;
     this.#wakeup = new Wakeup(this.#clock);
-    if (deps.watch) {
-      this.#configWatch = new ConfigWatch({
-        dir: deps.flags.configDir,
-        watch: deps.watch,
-        log: deps.log,
-        clock: this.#clock,
-        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
-        onSettled: () => this.#wakeup.fire(),
-      });
-    }
+    this.#configWatch = deps.watch && new ConfigWatch({
+      dir: deps.flags.configDir,
+      watch: deps.watch,
+      log: deps.log,
+      clock: this.#clock,
+      debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
+      onSettled: () => this.#wakeup.fire(),
+    });
   }
 
   /** SIGHUP and tests: reconcile as soon as the current one (if any) is done. */
@@ -214,6 +208,7 @@ export class Agent {
     const last = this.#lastGood;
     if (last && sameConfigDirContents(last.contents, contents)) return last.desired;
     const { flags, commandLine } = this.#deps;
+    const { configDir, dataplane } = flags;
     const startup = this.#startupLoad;
     this.#startupLoad = undefined;
     const loaded = startup && sameConfigDirContents(startup.contents, contents)
@@ -223,14 +218,7 @@ export class Agent {
     if (changed.length > 0) throw new SettingsChangedError(changed);
     const desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
     const resyncIntervalMs = loaded.effective.resyncInterval?.value ?? flags.resyncIntervalMs;
-    this.#log({
-      kind: "loaded",
-      configDir: flags.configDir,
-      loaded,
-      desired,
-      resyncIntervalMs,
-      dataplane: flags.dataplane,
-    });
+    this.#log({ kind: "loaded", configDir, loaded, desired, resyncIntervalMs, dataplane });
     this.#lastGood = { contents, desired, resyncIntervalMs };
     return desired;
   }
