@@ -1,10 +1,7 @@
 /**
- * The config directory watch: started (and retried) by `ensure()` before each reconcile, renewed
- * when the directory is removed or replaced, each burst of events turned into one `onSettled`.
- *
- * The debounce is a pure step: kubelet's `..data` swap emits about six events within a few
- * milliseconds, and one reconcile should follow them all. Each event restarts the quiet period,
- * but the first event of a burst bounds the wait at `maxPeriods` quiet periods.
+ * The config directory watch and its debounce, a pure step: kubelet's `..data` swap emits about
+ * six events within a few milliseconds, and one reconcile should follow them all. Each event
+ * restarts the quiet period, but a burst's first event bounds the wait at `maxPeriods` of them.
  *
  * @example
  * ```ts
@@ -48,10 +45,7 @@ export const idleDebounce: DebounceState = { burstStartedAt: null };
 /** `changed`: an event arrived. `fired`: the armed timer went off. */
 export type DebounceEvent = "changed" | "fired";
 
-/**
- * The step after `event` at `now`: the state to keep, the timer that replaces any armed one
- * (`armMs` from now; null: none), and whether to reconcile now.
- */
+/** The step after `event` at `now`: a timer in `armMs` (null: none) replaces any armed one. */
 export function debounceStep(
   state: DebounceState,
   event: DebounceEvent,
@@ -61,11 +55,8 @@ export function debounceStep(
   if (event === "fired") return { state: idleDebounce, armMs: null, settle: true };
   const burstStartedAt = state.burstStartedAt ?? now;
   const ceilingMs = burstStartedAt + policy.maxPeriods * policy.quietMs - now;
-  return {
-    state: { burstStartedAt },
-    armMs: Math.max(0, Math.min(policy.quietMs, ceilingMs)),
-    settle: false,
-  };
+  const armMs = Math.max(0, Math.min(policy.quietMs, ceilingMs));
+  return { state: { burstStartedAt }, armMs, settle: false };
 }
 
 /** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
@@ -87,7 +78,7 @@ export interface ConfigWatchDeps {
   readonly onSettled: () => void;
 }
 
-/** The config directory's watch, kept alive across removal, with its debounce. */
+/** The config directory's watch, kept alive across removal; one `onSettled` per burst of events. */
 export class ConfigWatch {
   readonly #deps: ConfigWatchDeps;
   #watcher?: DirectoryWatch;
