@@ -194,8 +194,7 @@ export class Agent {
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       if (!keepLastGood) return error;
-      const keepingLastGood = this.#lastGood !== undefined;
-      this.#log({ kind: "rejected", error: error.message, keepingLastGood });
+      this.#log({ kind: "rejected", error: error.message, keepingLastGood: !!this.#lastGood });
       if (!this.#lastGood) return;
       desired = this.#lastGood.desired;
     }
@@ -274,8 +273,7 @@ export class Wakeup {
       this.#pending = false;
       return;
     }
-    // One controller per wait, linked by hand: AbortSignal.any() would tie each wait to the
-    // agent's lifelong signal.
+    // Linked by hand: AbortSignal.any() would tie each wait's controller to the lifelong signal.
     const woken = new AbortController();
     const wake = () => woken.abort();
     signal.addEventListener("abort", wake);
