@@ -1,9 +1,9 @@
 /**
  * When the agent asks V8 for a full garbage collection ({@link GcPolicy}), as a pure decision.
  * Left alone, V8 collects this mostly idle agent's little garbage so late that RSS climbs for
- * thousands of reconciles (docs/benchmarks.md, item 3). `deno task bench --only=memory
- * --reconciles=1000 --backends=nft`, RSS in MiB at reconcile 100 and 1000 under `--lite-mode`:
- * without it 57.7 → 60.7, a sawtooth up to 64.9; with it 57.5 → 57.3, peak 58.3. One collection
+ * thousands of reconciles (docs/benchmarks.md, item 3). RSS in MiB at reconcile 100 → 1000 under
+ * `--lite-mode`, `deno task bench --only=memory --reconciles=1000 --backends=nft`: 57.7 → 60.7
+ * (a sawtooth up to 64.9) without these collections, 57.5 → 57.3 (peak 58.3) with them. One
  * costs about 20 ms of CPU (a 5-10 ms pause); ten reconciles leave well under 1 MB of garbage.
  *
  * @example

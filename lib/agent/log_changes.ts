@@ -226,15 +226,15 @@ function line(level: LogLine["level"], message: string, fields?: Record<string, 
  * configs without them.
  */
 function configSummary(effective: EffectiveConfig, resyncIntervalMs: number, shown: number) {
-  const first = (items: readonly string[], more = "") =>
+  const firstShown = (items: readonly string[], more = "") =>
     items.length <= shown
       ? items
       : [...items.slice(0, shown), `... ${items.length - shown} more${more}`];
   const list = (cidrs: readonly Located<{ readonly text: string }>[]) =>
-    first(cidrs.map((cidr) => cidr.value.text), ` (${cidrs.length} in all; --v=2 lists them)`);
+    firstShown(cidrs.map((cidr) => cidr.value.text), ` (${cidrs.length} in all; --v=2 lists them)`);
   const { masqueradeCidrs: masquerade, nonMasqueradeSrcCidrs: sources } = effective;
   return {
-    files: first(effective.files),
+    files: firstShown(effective.files),
     nonMasqueradeCIDRs: list(effective.nonMasqueradeCidrs),
     ...(effective.defaultNonMasqueradeCidrs && effective.files.length > 0
       ? { nonMasqueradeCIDRsFrom: "defaults (no file names nonMasqueradeCIDRs)" }
