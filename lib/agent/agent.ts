@@ -7,7 +7,7 @@
 
 import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../base/problems.ts";
-import type { ConfigDirContents } from "../config/directory.ts";
+import type { ConfigDirContents, watchConfigDir } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
 import { decideRetry, type FailureKind, initialRetryState, type RetryPolicy } from "./backoff.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
@@ -20,12 +20,7 @@ import { desiredChains, loadConfig, type StartupLoad } from "../policy/desired.t
 import { changedSettings, type CommandLine, type SettingKey } from "../settings/keys.ts";
 import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
-import {
-  ConfigWatch,
-  type DebouncePolicy,
-  defaultDebouncePolicy,
-  type StartWatch,
-} from "./config_watch.ts";
+import { ConfigWatch, type DebouncePolicy, defaultDebouncePolicy } from "./config_watch.ts";
 import { logChanges, type LogEvent, nothingLogged } from "./log_changes.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
@@ -45,7 +40,7 @@ export interface AgentDeps {
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
   /** Starts the config directory watch. */
-  readonly watch?: StartWatch;
+  readonly watch?: typeof watchConfigDir;
   /** A full garbage collection (V8's `gc` under `--expose-gc`), run as gc_schedule.ts says. */
   readonly collectGarbage?: () => void;
   /** Overrides of the loop's delays. */
@@ -140,16 +135,13 @@ export class Agent {
             );
             return exitCodes.runtime;
           }
-          if (decision.reason === "lock") {
-            log.warn(
-              `the xtables lock is held by another program; retrying in ${decision.delayMs} ms`,
-              { error: error instanceof Error ? error.message : String(error) },
-            );
-          } else {
-            log.warn(`applying rules failed; retrying in ${decision.delayMs} ms`, {
-              error: formatErrorChain(error),
-            });
-          }
+          const retrying = `retrying in ${decision.delayMs} ms`;
+          log.warn(
+            decision.reason === "lock"
+              ? `the xtables lock is held by another program; ${retrying}`
+              : `applying rules failed; ${retrying}`,
+            { error: formatErrorChain(error) }, // a lock's ToolError has no cause: just its message
+          );
           retry = decision.state;
           delayMs = decision.delayMs;
         }
@@ -269,21 +261,19 @@ export class Wakeup {
 
   /** Resolves after `ms`, on `fire()`, or on abort, whichever comes first. */
   async wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.#pending || signal.aborted) {
-      this.#pending = false;
-      return;
+    if (!this.#pending && !signal.aborted) {
+      // Linked by hand: AbortSignal.any() would tie each wait's controller to the lifelong signal.
+      const woken = new AbortController();
+      const wake = () => woken.abort();
+      signal.addEventListener("abort", wake);
+      this.#wake = wake;
+      try {
+        await this.#clock.sleep(ms, woken.signal);
+      } finally {
+        signal.removeEventListener("abort", wake);
+        this.#wake = undefined;
+      }
     }
-    // Linked by hand: AbortSignal.any() would tie each wait's controller to the lifelong signal.
-    const woken = new AbortController();
-    const wake = () => woken.abort();
-    signal.addEventListener("abort", wake);
-    this.#wake = wake;
-    try {
-      await this.#clock.sleep(ms, woken.signal);
-    } finally {
-      signal.removeEventListener("abort", wake);
-      this.#wake = undefined;
-      this.#pending = false;
-    }
+    this.#pending = false;
   }
 }

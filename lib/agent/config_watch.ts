@@ -19,7 +19,7 @@
 
 import { formatErrorChain } from "../base/errors.ts";
 import type { CancelTimer, Clock } from "../base/clock.ts";
-import type { DirectoryWatch } from "../config/directory.ts";
+import type { DirectoryWatch, watchConfigDir } from "../config/directory.ts";
 import type { Logger } from "../base/log.ts";
 
 /** How long the directory must be quiet, and how long a burst may postpone the reconcile. */
@@ -59,15 +59,12 @@ export function debounceStep(
   return { state: { burstStartedAt }, armMs, settle: false };
 }
 
-/** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
-export type StartWatch = (dir: string, onChange: () => void) => Promise<DirectoryWatch>;
-
 /** What the watch needs. */
 export interface ConfigWatchDeps {
   /** The config directory (`--config-dir`). */
   readonly dir: string;
-  /** Starts a watch of the directory. */
-  readonly watch: StartWatch;
+  /** Starts a watch of the directory; throws when it cannot be watched (yet). */
+  readonly watch: typeof watchConfigDir;
   /** Where watch failures and renewals are logged. */
   readonly log: Logger;
   /** The debounce's timers. */
