@@ -199,19 +199,13 @@ function applied(logged: Logged, outcomes: readonly FamilyOutcome[]) {
     plan.payload === null && logged.inSync.has(family)
   );
   if (steady) return { lines: [], logged };
-  const lines: LogLine[] = [];
-  const inSync = new Set(logged.inSync);
-  for (const { family, plan } of outcomes) {
-    if (plan.payload !== null) {
-      const what = plan.drift.map((drift) => drift.message).join("; ");
-      lines.push(
-        inSync.has(family)
-          ? line("warn", `drift repaired (${family}): ${what}`)
-          : line("info", `rules written (${family}): ${what}`),
-      );
-    }
-    inSync.add(family);
-  }
+  const lines = outcomes.filter(({ plan }) => plan.payload !== null).map(({ family, plan }) => {
+    const what = plan.drift.map((drift) => drift.message).join("; ");
+    return logged.inSync.has(family)
+      ? line("warn", `drift repaired (${family}): ${what}`)
+      : line("info", `rules written (${family}): ${what}`);
+  });
+  const inSync = new Set([...logged.inSync, ...outcomes.map(({ family }) => family)]);
   return { lines, logged: { ...logged, inSync } };
 }
 
