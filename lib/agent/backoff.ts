@@ -10,11 +10,9 @@
  * import { decideRetry, initialRetryState } from "./backoff.ts";
  * const policy = { initialBackoffMs: 1000, maxBackoffMs: 30_000, budgetMs: 60_000 };
  * const first = decideRetry(initialRetryState(policy), "failed", 0, policy);
- * assert.equal(first.action, "retry");
- * assert.equal(first.delayMs, 1000);
+ * assert(first.action === "retry" && first.delayMs === 1000);
  * const second = decideRetry(first.state, "failed", 1000, policy);
- * assert.equal(second.action, "retry");
- * assert.equal(second.delayMs, 2000);
+ * assert(second.action === "retry" && second.delayMs === 2000); // doubled
  * ```
  *
  * @module
