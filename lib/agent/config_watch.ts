@@ -120,7 +120,6 @@ export class ConfigWatch {
   close(): void {
     this.#closed = true;
     this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
     this.#watcher?.close();
     this.#watcher = undefined;
   }
