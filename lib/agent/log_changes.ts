@@ -212,8 +212,7 @@ function line(level: LogLine["level"], message: string, fields?: Record<string, 
 
 /**
  * The effective configuration for the `--v=0` log: each list's first `shown` entries and how
- * many there are. Unset keys are undefined, which JSON leaves out: the line is unchanged for
- * configs without them.
+ * many there are. Unset keys are undefined: JSON leaves them out, as the line always has.
  */
 function configSummary(effective: EffectiveConfig, resyncIntervalMs: number, shown: number) {
   const firstShown = (items: readonly string[], more = "") =>

@@ -1,6 +1,5 @@
 /**
- * Signal handling. Listeners are always installed: as PID 1 in a container,
- * Deno without a SIGTERM listener dies by SIGSEGV instead of exiting cleanly.
+ * Signal handling, always installed: as PID 1, Deno without a SIGTERM listener dies by SIGSEGV.
  *
  * @module
  */
