@@ -48,7 +48,7 @@ export interface DesiredChain {
   /** The rules after the exemptions. */
   readonly masquerade: MasqueradeOptions;
   /** `insert` keeps our jump first in POSTROUTING; absent means append, as upstream does. */
-  readonly postroutingJump?: PostroutingJump;
+  readonly postroutingJump?: "append" | "insert";
   /** Insert mode: kube-proxy's masquerade mark; such traffic leaves our chain first. */
   readonly kubeProxyMark?: number;
   /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */
@@ -70,9 +70,6 @@ export function kubeProxyMarkOf(desired: DesiredChain): number | undefined {
   if (!exemptionsAreFinal(desired)) return undefined;
   return desired.kubeProxyMark ?? kubeProxyMark(defaultKubeProxyMasqueradeBit);
 }
-
-/** Where our POSTROUTING jump goes (`--postrouting-jump`). */
-export type PostroutingJump = "append" | "insert";
 
 /**
  * The desired chain of `family`.
@@ -100,7 +97,7 @@ export function desiredChain(
   chain: string,
   masquerade: MasqueradeOptions,
   options: {
-    readonly postroutingJump?: PostroutingJump;
+    readonly postroutingJump?: "append" | "insert";
     /** `--kube-proxy-masquerade-bit`; used in insert mode only. */
     readonly kubeProxyMasqueradeBit?: number;
   } = {},
@@ -172,6 +169,9 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
   );
   const outerOnes: number[][] = items.map(() => []);
   const waitingFor = items.map(() => 0);
+  // An item that must precede others takes the earliest place among them, so unrelated RETURNs
+  // keep their places; sorted order ranks every item's outer ones before it.
+  const rank = items.map((_, index) => index);
   const open: number[] = [];
   for (const index of sorted) {
     while (
@@ -181,17 +181,9 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
       if (items[outer].action === items[index].action) continue;
       outerOnes[index].push(outer);
       waitingFor[outer]++;
+      rank[index] = Math.min(rank[index], rank[outer]);
     }
     open.push(index);
-  }
-  // An item that must precede others takes the earliest place among them, so unrelated RETURNs
-  // keep their places; in prefix order every item's outer ones are ranked before it.
-  const rank = items.map((_, index) => index);
-  const byPrefix = items.map((_, index) => index).sort((a, b) =>
-    items[a].cidr.value.prefix - items[b].cidr.value.prefix || returnFirst(a, b)
-  );
-  for (const index of byPrefix) {
-    for (const outer of outerOnes[index]) rank[index] = Math.min(rank[index], rank[outer]);
   }
   // Kahn's topological sort, always taking the ready item of the lowest (rank, position).
   const ready = new MinHeap();
