@@ -100,9 +100,8 @@ export function intervalsContain(intervals: readonly AddressInterval[], address:
   let high = intervals.length - 1;
   while (low <= high) {
     const middle = (low + high) >> 1;
-    const interval = intervals[middle];
-    if (address < interval.start) high = middle - 1;
-    else if (address > interval.end) low = middle + 1;
+    if (address < intervals[middle].start) high = middle - 1;
+    else if (address > intervals[middle].end) low = middle + 1;
     else return true;
   }
   return false;

@@ -161,11 +161,10 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
   ];
   if (exceptions.length === 0) return items;
   // Each item must precede its containers (open on a stack in sorted order) of another action.
-  // An exception equal to the built-in link-local range sorts after it: the exception wins ties.
-  const returnFirst = (a: number, b: number) =>
-    items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1;
+  // An exception equal to the built-in link-local range sorts after it (exemptions are listed
+  // first): the exception wins ties.
   const sorted = items.map((_, index) => index).sort((a, b) =>
-    compareCidrs(items[a].cidr.value, items[b].cidr.value) || returnFirst(a, b)
+    compareCidrs(items[a].cidr.value, items[b].cidr.value) || a - b
   );
   const outerOnes: number[][] = items.map(() => []);
   const waitingFor = items.map(() => 0);

@@ -99,18 +99,15 @@ export interface Dataplane<Live = unknown, Plan extends DataplanePlan = Dataplan
 export class VerifiedReads<Listing> {
   readonly #verified = new Map<Family, { desired: DesiredChain; listing: Listing }>();
   readonly #lastRead = new Map<Family, { desired: DesiredChain; listing: Listing }>();
-  readonly #same: (a: Listing, b: Listing) => boolean;
 
   /** `same` compares two listings. */
-  constructor(same: (a: Listing, b: Listing) => boolean) {
-    this.#same = same;
-  }
+  constructor(private readonly same: (a: Listing, b: Listing) => boolean) {}
 
   /** Records a read; true when it is what was verified for `desired`. */
   read(family: Family, desired: DesiredChain, listing: Listing): boolean {
     this.#lastRead.set(family, { desired, listing });
     const last = this.#verified.get(family);
-    return last !== undefined && last.desired === desired && this.#same(last.listing, listing);
+    return last !== undefined && last.desired === desired && this.same(last.listing, listing);
   }
 
   /** Forgets the last read of `family` (nothing to verify: our table is missing). */
@@ -242,15 +239,6 @@ export function switchingDataplane(
     }
     return parts;
   };
-  const planRetired = (family: Family, parts: SwitchingLive["retired"]) =>
-    parts.flatMap(({ dataplane, value }) => {
-      try {
-        return [{ dataplane, plan: dataplane.planRemoval(family, value) }];
-      } catch (error) {
-        onRetiredError(dataplane.label, family, error);
-        return [];
-      }
-    });
   return {
     label: chosen.label,
     read: async (desired, signal) => ({
@@ -260,7 +248,14 @@ export function switchingDataplane(
     plan: (desired, live) =>
       switchingPlan(chosen, [
         { dataplane: chosen, plan: chosen.plan(desired, live.chosen) },
-        ...planRetired(desired.family, live.retired),
+        ...live.retired.flatMap(({ dataplane, value }) => {
+          try {
+            return [{ dataplane, plan: dataplane.planRemoval(desired.family, value) }];
+          } catch (error) {
+            onRetiredError(dataplane.label, desired.family, error);
+            return [];
+          }
+        }),
       ]),
     readForRemoval: async (family, signal) => ({
       chosen: await chosen.readForRemoval(family, signal),

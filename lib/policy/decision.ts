@@ -121,11 +121,9 @@ export function decide(desired: DesiredChain, packet: Packet): Decision {
 /** Steps 3 and 4: the source exemptions, then the longest prefix. */
 function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   const { source, destination } = packet;
-  if (source !== undefined) {
-    const exemption = (desired.sourceExemptions ?? []).find((cidr) => inCidr(cidr.value, source));
-    if (exemption) {
-      return { verdict: "keep source", because: { kind: "source-exemption", cidr: exemption } };
-    }
+  const fromExempt = source && desired.sourceExemptions?.find((cidr) => inCidr(cidr.value, source));
+  if (fromExempt) {
+    return { verdict: "keep source", because: { kind: "source-exemption", cidr: fromExempt } };
   }
   const exemption = longestMatch(desired.exemptions, destination);
   if (!exemption) return { verdict: "masquerade", because: { kind: "no-exemption" } };

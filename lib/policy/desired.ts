@@ -47,9 +47,6 @@ export interface StartupLoad {
   readonly loaded: LoadedConfig;
 }
 
-/** The flags that decide how files are read and merged. */
-export interface LoadOptions extends ParseOptions, MergeOptions {}
-
 /** The flags that shape the rules beyond the config files. */
 export type ChainOptions =
   & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
@@ -58,7 +55,7 @@ export type ChainOptions =
 /** Parses and merges every file; all problems of all files throw as one {@link ConfigError}. */
 export function loadConfig(
   contents: ConfigDirContents,
-  options: LoadOptions,
+  options: ParseOptions & MergeOptions,
   commandLine?: CommandLine,
 ): LoadedConfig {
   if (commandLine !== undefined) return loadWithSettings(contents, commandLine);
@@ -112,12 +109,6 @@ function merge(contents: ConfigDirContents, parsed: readonly FileConfig[], optio
   return { effective: config, findings, directoryMissing: contents.kind === "missing" };
 }
 
-function hasIpv6(file: FileConfig): boolean {
-  return [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
-    list.some((cidr) => cidr.value.family === "ipv6")
-  );
-}
-
 /**
  * {@link loadConfig} with the files' settings applied. A file may set `enableIPv6`, so files are
  * read with IPv6 allowed first, then again without it (for the same problems) if it stays off.
@@ -134,8 +125,12 @@ function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine)
   const resolved = resolveSettings(commandLine, first.parsed);
   if (!resolved.ok) throw new ConfigError(resolved.error);
   const settings = resolved.value;
-  if (!settings.enableIpv6 && first.parsed.some(hasIpv6)) {
-    throw new ConfigError(parseAll(contents, false).problems);
-  }
+  const unwantedIpv6 = !settings.enableIpv6 &&
+    first.parsed.some((file) =>
+      [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
+        list.some((cidr) => cidr.value.family === "ipv6")
+      )
+    );
+  if (unwantedIpv6) throw new ConfigError(parseAll(contents, false).problems);
   return { ...merge(contents, first.parsed, settings), settings };
 }
