@@ -263,18 +263,15 @@ export function switchingDataplane(
     }),
     planRemoval: (family, live) =>
       switchingPlan(chosen, [{ dataplane: chosen, plan: chosen.planRemoval(family, live.chosen) }]),
-    apply: async (family, plan, signal) => {
-      for (const part of plan.parts) {
-        if (part.dataplane === chosen) {
-          await chosen.apply(family, part.plan, signal);
-          continue;
-        }
+    apply: async (family, { parts: [own, ...retiredParts] }, signal) => {
+      await chosen.apply(family, own.plan, signal);
+      for (const { dataplane, plan } of retiredParts) {
         try {
-          if (part.plan.payload !== null) await part.dataplane.apply(family, part.plan, signal);
-          clean.get(part.dataplane)?.add(family);
+          if (plan.payload !== null) await dataplane.apply(family, plan, signal);
+          clean.get(dataplane)?.add(family);
         } catch (error) {
           if (signal?.aborted) throw error;
-          onRetiredError(part.dataplane.label, family, error);
+          onRetiredError(dataplane.label, family, error);
         }
       }
     },

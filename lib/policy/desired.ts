@@ -47,11 +47,6 @@ export interface StartupLoad {
   readonly loaded: LoadedConfig;
 }
 
-/** The flags that shape the rules beyond the config files. */
-export type ChainOptions =
-  & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
-  & Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">>;
-
 /** Parses and merges every file; all problems of all files throw as one {@link ConfigError}. */
 export function loadConfig(
   contents: ConfigDirContents,
@@ -78,10 +73,12 @@ export function enabledFamilies(options: { readonly enableIpv6: boolean }): Fami
   return options.enableIpv6 ? ["ipv4", "ipv6"] : ["ipv4"];
 }
 
-/** The desired chain of every enabled family. */
+/** The desired chain of every enabled family; `options` shape the rules beyond the files. */
 export function desiredChains(
   effective: EffectiveConfig,
-  options: ChainOptions,
+  options:
+    & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
+    & Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">>,
   randomFullySupported: Readonly<Record<Family, boolean>>,
 ): DesiredChain[] {
   return enabledFamilies(options).map((family) =>
