@@ -23,8 +23,6 @@ export interface Cidr {
   readonly text: string;
 }
 
-type Address = Pick<Cidr, "family" | "address">;
-
 /** The address width of `family`, in bits. */
 export function familyBits(family: Family): 32 | 128 {
   return family === "ipv4" ? 32 : 128;
@@ -194,7 +192,7 @@ function parsePrefix(text: string, family: Family): Result<number, string> {
   return ok(value);
 }
 
-function parseIpv4(text: string): Result<Address, string> {
+function parseIpv4(text: string) {
   const parts = text.split(".");
   if (parts.length === 1) return err(`${quoteInput(text)} is not an IPv4 or IPv6 address`);
   if (parts.length !== 4) {
@@ -209,10 +207,10 @@ function parseIpv4(text: string): Result<Address, string> {
     if (Number(part) > 255) return err(`octet ${quoteInput(part)} is greater than 255`);
     address = (address << 8n) | BigInt(part);
   }
-  return ok({ family: "ipv4", address });
+  return ok({ family: "ipv4" as const, address });
 }
 
-function parseIpv6(text: string): Result<Address, string> {
+function parseIpv6(text: string) {
   // ":::" would otherwise split into an empty group next to "::".
   if (text.includes(":::")) return err(`too many colons in ${quoteInput(text)}`);
   const halves = text.split("::");
@@ -246,7 +244,7 @@ function parseIpv6(text: string): Result<Address, string> {
   }
   const expanded = [...words[0], ...new Array<number>(8 - count).fill(0), ...words[1]];
   const address = expanded.reduce((value, word) => (value << 16n) | BigInt(word), 0n);
-  return ok({ family: "ipv6", address });
+  return ok({ family: "ipv6" as const, address });
 }
 
 /** The canonical spelling of an address, as iptables-save and nft print it. */

@@ -50,14 +50,6 @@ export function byStart(a: AddressInterval, b: AddressInterval): number {
   return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
 }
 
-/** The addresses of `from` that are not in `cut`. */
-function subtractInterval(from: readonly AddressInterval[], cut: AddressInterval) {
-  return from.flatMap(({ start, end }) => [
-    ...(start < cut.start ? [{ start, end: end < cut.start ? end : cut.start - 1n }] : []),
-    ...(end > cut.end ? [{ start: start > cut.end ? start : cut.end + 1n, end }] : []),
-  ]);
-}
-
 /**
  * The destinations that keep their source when the most specific CIDR of either list decides
  * (longest-prefix match): `keep` are exempt, `masquerade` are exceptions inside them.
@@ -89,8 +81,13 @@ export function longestPrefixKeep(
     ...masquerade.map((cidr) => ({ cidr, keep: false })),
   ].sort((a, b) => a.cidr.prefix - b.cidr.prefix || Number(b.keep) - Number(a.keep));
   return painted.reduce<AddressInterval[]>((result, { cidr, keep }) => {
-    const interval = cidrInterval(cidr);
-    return keep ? mergeIntervals([...result, interval]) : subtractInterval(result, interval);
+    const span = cidrInterval(cidr);
+    if (keep) return mergeIntervals([...result, span]);
+    // Masquerade: what `result` holds outside `span`.
+    return result.flatMap(({ start, end }) => [
+      ...(start < span.start ? [{ start, end: end < span.start ? end : span.start - 1n }] : []),
+      ...(end > span.end ? [{ start: start > span.end ? start : span.end + 1n, end }] : []),
+    ]);
   }, []);
 }
 

@@ -85,15 +85,12 @@ export interface Packet {
  *   masqueradeExceptions: [{ value: parseBuiltInCidr("10.1.0.0/16"), at: { ...at, line: 4 } }],
  *   masquerade: { randomFully: true, toPorts: [] },
  * };
- * const address = (text: string) => {
- *   const parsed = parseIpAddress(text);
- *   if (!parsed.ok) throw new Error(parsed.error);
- *   return parsed.value;
- * };
- * assert.equal(decide(chain, { destination: address("10.2.0.1") }).verdict, "keep source");
- * const inside = decide(chain, { destination: address("10.1.0.1") });
- * assert.equal(inside.verdict, "masquerade");
- * assert.equal(inside.because.kind, "masquerade-exception");
+ * const [outside, inside] = ["10.2.0.1", "10.1.0.1"].map(parseIpAddress);
+ * assert.ok(outside.ok && inside.ok);
+ * assert.equal(decide(chain, { destination: outside.value }).verdict, "keep source");
+ * const decision = decide(chain, { destination: inside.value });
+ * assert.equal(decision.verdict, "masquerade");
+ * assert.equal(decision.because.kind, "masquerade-exception");
  * ```
  */
 export function decide(desired: DesiredChain, packet: Packet): Decision {
