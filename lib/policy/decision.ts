@@ -126,19 +126,13 @@ function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   if (!exemption) return { verdict: "masquerade", because: { kind: "no-exemption" } };
   const exception = longestMatch(desired.masqueradeExceptions ?? [], destination);
   if (exception && exception.value.prefix >= exemption.value.prefix) {
-    return {
-      verdict: "masquerade",
-      because: { kind: "masquerade-exception", cidr: exception, narrows: exemption },
-    };
+    const because = { kind: "masquerade-exception", cidr: exception, narrows: exemption } as const;
+    return { verdict: "masquerade", because };
   }
-  if (exemption === desired.linkLocal) {
-    return { verdict: "keep source", because: { kind: "link-local", cidr: exemption } };
-  }
-  const builtInDefault = exemption.at.line === undefined;
-  return {
-    verdict: "keep source",
-    because: { kind: "non-masquerade", cidr: exemption, builtInDefault },
-  };
+  const because: DecidingItem = exemption === desired.linkLocal
+    ? { kind: "link-local", cidr: exemption }
+    : { kind: "non-masquerade", cidr: exemption, builtInDefault: exemption.at.line === undefined };
+  return { verdict: "keep source", because };
 }
 
 /** The CIDR with the longest prefix holding `address`; the first listed wins a tie. */
