@@ -253,8 +253,7 @@ export function formatAddress(family: Family, address: bigint): string {
 }
 
 function formatIpv4(address: bigint): string {
-  const n = Number(address);
-  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join(".");
+  return [24, 16, 8, 0].map((shift) => (Number(address) >>> shift) & 0xff).join(".");
 }
 
 /** RFC 5952, matching Go's net.IP.String() for non-mapped addresses. */
