@@ -36,11 +36,10 @@ export function cidrInterval(cidr: Cidr): AddressInterval {
  */
 export function mergeIntervals(intervals: readonly AddressInterval[]): AddressInterval[] {
   const merged: { start: bigint; end: bigint }[] = [];
-  for (const interval of [...intervals].sort(byStart)) {
+  for (const { start, end } of [...intervals].sort(byStart)) {
     const last = merged.at(-1);
-    if (last && interval.start <= last.end + 1n) {
-      if (interval.end > last.end) last.end = interval.end;
-    } else merged.push({ start: interval.start, end: interval.end });
+    if (!last || start > last.end + 1n) merged.push({ start, end });
+    else if (end > last.end) last.end = end;
   }
   return merged;
 }
@@ -57,14 +56,11 @@ export function byStart(a: AddressInterval, b: AddressInterval): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseBuiltInCidr } from "./cidr.ts";
+ * import { parseBuiltInCidr as cidr } from "./cidr.ts";
  * import { longestPrefixKeep } from "./intervals.ts";
  *
- * const keep = longestPrefixKeep(
- *   [parseBuiltInCidr("10.0.0.0/8"), parseBuiltInCidr("10.1.2.0/24")],
- *   [parseBuiltInCidr("10.1.0.0/16")],
- * );
  * // 10.0.0.0/8 without 10.1.0.0/16, but 10.1.2.0/24 (more specific) keeps its source again.
+ * const keep = longestPrefixKeep([cidr("10.0.0.0/8"), cidr("10.1.2.0/24")], [cidr("10.1.0.0/16")]);
  * assert.equal(keep.length, 3);
  * ```
  */
