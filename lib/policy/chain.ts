@@ -246,10 +246,8 @@ export function toPortsSplit(ranges: readonly PortRange[]): ToPortsShare[] {
   let remaining = ranges.reduce((total, range) => total + portRangeSize(range), 0);
   return ranges.map((range) => {
     const size = portRangeSize(range);
-    const stored = size === remaining
-      ? undefined
-      : Math.round((size / remaining) * probabilityScale);
+    const stored = Math.round((size / remaining) * probabilityScale);
     remaining -= size;
-    return stored === undefined ? { range } : { range, stored };
+    return remaining === 0 ? { range } : { range, stored };
   });
 }

@@ -77,20 +77,18 @@ export interface Packet {
  * import { parseBuiltInCidr } from "../net/cidr.ts";
  * import { decide } from "./decision.ts";
  *
- * const at = { file: "/etc/config/ip-masq-agent", line: 2 };
+ * const cidr = (text: string) => ({ value: parseBuiltInCidr(text), at: { file: "f", line: 1 } });
  * const chain = {
  *   family: "ipv4" as const,
  *   chain: "IP-MASQ-AGENT",
- *   exemptions: [{ value: parseBuiltInCidr("10.0.0.0/8"), at }],
- *   masqueradeExceptions: [{ value: parseBuiltInCidr("10.1.0.0/16"), at: { ...at, line: 4 } }],
+ *   exemptions: [cidr("10.0.0.0/8")],
+ *   masqueradeExceptions: [cidr("10.1.0.0/16")],
  *   masquerade: { randomFully: true, toPorts: [] },
  * };
  * const [outside, inside] = ["10.2.0.1", "10.1.0.1"].map(parseIpAddress);
  * assert.ok(outside.ok && inside.ok);
  * assert.equal(decide(chain, { destination: outside.value }).verdict, "keep source");
- * const decision = decide(chain, { destination: inside.value });
- * assert.equal(decision.verdict, "masquerade");
- * assert.equal(decision.because.kind, "masquerade-exception");
+ * assert.equal(decide(chain, { destination: inside.value }).because.kind, "masquerade-exception");
  * ```
  */
 export function decide(desired: DesiredChain, packet: Packet): Decision {
