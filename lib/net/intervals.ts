@@ -102,13 +102,12 @@ export function intervalsContain(intervals: readonly AddressInterval[], address:
 
 /** A set element as nft writes and prints it: `address`, `address/prefix` or `first-last`. */
 export function formatInterval(family: Family, interval: AddressInterval): string {
-  const bits = familyBits(family);
+  const start = formatAddress(family, interval.start);
   const size = interval.end - interval.start + 1n;
+  if (size === 1n) return start;
   const isPowerOfTwo = (size & (size - 1n)) === 0n;
   if (isPowerOfTwo && interval.start % size === 0n) {
-    const prefix = bits - (size.toString(2).length - 1);
-    const address = formatAddress(family, interval.start);
-    return prefix === bits ? address : `${address}/${prefix}`;
+    return `${start}/${familyBits(family) - (size.toString(2).length - 1)}`;
   }
-  return `${formatAddress(family, interval.start)}-${formatAddress(family, interval.end)}`;
+  return `${start}-${formatAddress(family, interval.end)}`;
 }

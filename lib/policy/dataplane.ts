@@ -224,27 +224,25 @@ export function switchingDataplane(
   onRetiredError: (label: string, family: Family, error: unknown) => void = () => {},
 ): Dataplane<SwitchingLive, SwitchingPlan> {
   const clean = new Map<Dataplane, Set<Family>>(retired.map((dataplane) => [dataplane, new Set()]));
-  const readRetired = async (family: Family, signal?: AbortSignal) => {
-    const parts: SwitchingLive["retired"][number][] = [];
-    for (const dataplane of retired) {
-      if (clean.get(dataplane)?.has(family)) continue;
-      try {
-        parts.push({ dataplane, value: await dataplane.readForRemoval(family, signal) });
-      } catch (error) {
-        if (error instanceof ToolError && error.failure === "missing") {
-          clean.get(dataplane)?.add(family);
-        } else if (signal?.aborted) throw error;
-        else onRetiredError(dataplane.label, family, error);
-      }
-    }
-    return parts;
-  };
   return {
     label: chosen.label,
-    read: async (desired, signal) => ({
-      chosen: await chosen.read(desired, signal),
-      retired: await readRetired(desired.family, signal),
-    }),
+    read: async (desired, signal) => {
+      const live = await chosen.read(desired, signal);
+      const { family } = desired;
+      const parts: SwitchingLive["retired"][number][] = [];
+      for (const dataplane of retired) {
+        if (clean.get(dataplane)?.has(family)) continue;
+        try {
+          parts.push({ dataplane, value: await dataplane.readForRemoval(family, signal) });
+        } catch (error) {
+          if (error instanceof ToolError && error.failure === "missing") {
+            clean.get(dataplane)?.add(family);
+          } else if (signal?.aborted) throw error;
+          else onRetiredError(dataplane.label, family, error);
+        }
+      }
+      return { chosen: live, retired: parts };
+    },
     plan: (desired, live) =>
       switchingPlan(chosen, [
         { dataplane: chosen, plan: chosen.plan(desired, live.chosen) },

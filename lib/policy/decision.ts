@@ -137,8 +137,7 @@ function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
 function longestMatch(cidrs: readonly Located<Cidr>[], address: IpAddress) {
   let best: Located<Cidr> | undefined;
   for (const cidr of cidrs) {
-    if (!inCidr(cidr.value, address)) continue;
-    if (best === undefined || cidr.value.prefix > best.value.prefix) best = cidr;
+    if (inCidr(cidr.value, address) && cidr.value.prefix > (best?.value.prefix ?? -1)) best = cidr;
   }
   return best;
 }

@@ -12,7 +12,7 @@ import {
   parseConfigFile,
   type ParseOptions,
 } from "../config/parse.ts";
-import { ConfigError, type ConfigProblem } from "../base/problems.ts";
+import { ConfigError } from "../base/problems.ts";
 import {
   type EffectiveConfig,
   type Finding,
@@ -90,14 +90,12 @@ export function desiredChains(
 }
 
 function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
-  const problems: ConfigProblem[] = [];
-  const parsed: FileConfig[] = [];
-  for (const file of files.kind === "missing" ? [] : files.files) {
-    const result = parseConfigFile(file.path, file.bytes, { enableIpv6 });
-    if (result.ok) parsed.push(result.value);
-    else problems.push(...result.error);
-  }
-  return { parsed, problems };
+  const results = (files.kind === "missing" ? [] : files.files)
+    .map((file) => parseConfigFile(file.path, file.bytes, { enableIpv6 }));
+  return {
+    parsed: results.flatMap((result) => (result.ok ? [result.value] : [])),
+    problems: results.flatMap((result) => (result.ok ? [] : result.error)),
+  };
 }
 
 function merge(contents: ConfigDirContents, parsed: readonly FileConfig[], options: MergeOptions) {
