@@ -87,17 +87,9 @@ export function longestPrefixKeep(
   }, []);
 }
 
-/** Whether `address` lies in one of the sorted, merged `intervals` (binary search). */
+/** Whether `address` lies in one of `intervals`. */
 export function intervalsContain(intervals: readonly AddressInterval[], address: bigint): boolean {
-  let low = 0;
-  let high = intervals.length - 1;
-  while (low <= high) {
-    const middle = (low + high) >> 1;
-    if (address < intervals[middle].start) high = middle - 1;
-    else if (address > intervals[middle].end) low = middle + 1;
-    else return true;
-  }
-  return false;
+  return intervals.some(({ start, end }) => start <= address && address <= end);
 }
 
 /** A set element as nft writes and prints it: `address`, `address/prefix` or `first-last`. */
