@@ -43,37 +43,43 @@ export type LiveAnswer =
     readonly drift: readonly string[];
   };
 
-/**
- * The answer for one destination. `source` is the one assumed, when of the destination's family;
- * `decision` is undefined when the family is not enabled (the agent leaves its traffic alone);
- * `because` is what decided, in one line, with the config `key` and the `cidr` that decided, if
- * any; `notes` say what the answer depends on that was not given.
- */
-export type Explanation = {
+/** The answer for one destination. */
+export interface Explanation {
+  /** The address asked about. */
   readonly destination: IpAddress;
+  /** The source assumed: `--explain-source`, when of the destination's family. */
   readonly source?: IpAddress;
+  /** The destination's family: whose table decides. */
   readonly family: Family;
+  /** Undefined when the family is not enabled: the agent leaves its traffic alone. */
   readonly decision?: Decision;
+  /** One line: what decided, with where it came from. */
   readonly because: string;
+  /** The config key of the deciding item, if it has one. */
   readonly key?: string;
+  /** The CIDR that decided and its place in the config, if a CIDR decided. */
   readonly cidr?: Located<Cidr>;
+  /** What the answer depends on that was not given. */
   readonly notes: readonly string[];
+  /** What the live table does with the packet, compared with `decision`. */
   readonly live: LiveAnswer;
-};
+}
 
-/**
- * What explaining one destination needs: `desired` holds each enabled family's chain; `source`
- * (`--explain-source`) applies to destinations of its family only; `live` is the destination
- * family's table (undefined when not enabled); `dataplane` names the deciding rule in the notes.
- */
-export type ExplainInput = {
+/** What explaining one destination needs. */
+export interface ExplainInput {
+  /** The merged configuration (it says what to call the defaults). */
   readonly effective: EffectiveConfig;
+  /** The desired chain of each enabled family. */
   readonly desired: readonly DesiredChain[];
+  /** The address to explain. */
   readonly destination: IpAddress;
+  /** `--explain-source`: applies to destinations of its family only. */
   readonly source?: IpAddress;
+  /** The destination family's live table; undefined when the family is not enabled. */
   readonly live?: LiveTableView;
+  /** `--dataplane`: how the notes name the deciding rule; absent means iptables. */
   readonly dataplane?: "iptables" | "nftables";
-};
+}
 
 /**
  * The configuration's answer for `destination`, and the live table's.

@@ -23,15 +23,15 @@ import { chooseMode, hostDetectionDeps } from "../iptables/mode_detection.ts";
 import { probeRandomFully } from "./netfilter.ts";
 import { load, type ModeDeps } from "./one_shot.ts";
 
-/**
- * The node's live iptables tables: the backend the agent would program (`--iptables-mode`,
- * detected as at start), and whether it knows `--random-fully` (it shapes our chain's text).
- */
-export type LiveTables = {
+/** The node's live iptables tables, as `--explain` reads them. */
+export interface LiveTables {
+  /** The backend the agent would program (`--iptables-mode`, detected as at start). */
   readonly mode: IptablesMode;
+  /** One nat table client per family. */
   readonly clients: Readonly<Record<Family, NatTableClient>>;
+  /** Whether each family's iptables knows `--random-fully` (it shapes our chain's text). */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
-};
+}
 
 /** Opens the node's tables as the agent would: `--iptables-mode` and the `--random-fully` probe. */
 export function nodeTables(flags: ModeDeps["flags"]): () => Promise<LiveTables> {

@@ -21,13 +21,11 @@ import type { LegacyDump } from "../iptables/mode.ts";
 import type { CleanupTarget } from "./one_shot.ts";
 import { nftClient, nftProgram } from "../nftables/client.ts";
 
-/**
- * The host seam every tool runs through (tests pass a fake), with `detectMode`'s `legacyDumps`:
- * whether legacy's nat table is loaded, without a new dump.
- */
-export type NetfilterHost = DetectionDeps & {
+/** The host seam every tool runs through (tests pass a fake and run without root). */
+export interface NetfilterHost extends DetectionDeps {
+  /** `detectMode`'s `legacyDumps`: whether legacy's nat table is loaded, without a new dump. */
   readonly legacyDumps?: Partial<Record<Family, LegacyDump>>;
-};
+}
 
 /** Whether the backend that is not `mode` may hold rules of ours for `family`. */
 function otherPresent(host: NetfilterHost, mode: IptablesMode, family: Family) {

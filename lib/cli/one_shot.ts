@@ -30,19 +30,21 @@ import {
 import { renderFromEmpty } from "../iptables/render.ts";
 import { renderNftFromEmpty } from "../nftables/render.ts";
 
-/**
- * What every one-shot mode needs: `log` takes findings and errors (stderr), `print` the mode's
- * own output (stdout). Each load checks the files' settings against `commandLine` again (exit 2);
- * `startupLoad`, the config main.ts loaded at start if it was valid, spares loading it again.
- */
-export type ModeDeps = {
+/** What every one-shot mode needs. */
+export interface ModeDeps {
+  /** The flags, with the config directory's settings applied. */
   readonly flags: AgentFlags;
+  /** Where findings and errors go (stderr). */
   readonly log: Logger;
+  /** Where the mode's own output goes (stdout). */
   readonly print: (text: string) => void;
+  /** Reads the config directory (`readConfigDir` in production). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
+  /** The command line as given: each load checks the files' settings against it again (exit 2). */
   readonly commandLine?: CommandLine;
+  /** The config main.ts loaded at start, if it was valid: the mode loads nothing again. */
   readonly startupLoad?: StartupLoad;
-};
+}
 
 /** Reads and loads the config, warning about entries ignored for their name; throws ConfigError. */
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
@@ -130,17 +132,17 @@ export function readOnlyWording(message: string): string {
   return action ? message.replace(...action) : message;
 }
 
-/**
- * One family of a dataplane (an iptables backend, or nftables) that `--cleanup` visits, `name`d
- * in the log `nft`, `legacy` or `nftables`. An `optional` one (IPv6 without `--enable-ipv6`, a
- * backend the node does not use) that cannot be read is skipped.
- */
-export type CleanupTarget = {
+/** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
+export interface CleanupTarget {
+  /** An iptables backend, or nftables. */
   readonly dataplane: Dataplane;
+  /** The family whose rules of ours it removes. */
   readonly family: Family;
+  /** How the log names it: the iptables backend (`nft`, `legacy`) or `nftables`. */
   readonly name: string;
+  /** True for IPv6 without `--enable-ipv6`, and for the backend the node does not use. */
   readonly optional: boolean;
-};
+}
 
 /** Removes our rules from every target, touching nothing else. */
 export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
