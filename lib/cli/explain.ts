@@ -1,7 +1,6 @@
 /**
- * `--explain`: for one destination, the configuration's decision and why (the deciding CIDR with
- * its file, line and key), and whether the live nat table agrees, and if not, why not. Pure: the
- * live listing is an input, printing the caller's.
+ * `--explain`: the configuration's answer for one destination and why (the deciding CIDR with its
+ * file, line and key), whether the live nat table agrees and why not. Pure: the listing is input.
  *
  * @module
  */
@@ -96,11 +95,8 @@ export interface ExplainInput {
  * const flags = { masqChain: "IP-MASQ-AGENT", enableIpv6: false, randomFully: true, toPorts: [] };
  * const destination = parseIpAddress("10.1.2.3");
  * assert.ok(destination.ok);
- * const answer = explain({
- *   effective: config,
- *   desired: desiredChains(config, flags, { ipv4: true, ipv6: true }),
- *   destination: destination.value,
- * });
+ * const desired = desiredChains(config, flags, { ipv4: true, ipv6: true });
+ * const answer = explain({ effective: config, desired, destination: destination.value });
  * assert.equal(answer.decision?.verdict, "keep source");
  * assert.match(answer.because, /^default \(no config file present\): 10\.0\.0\.0\/8/);
  * ```
@@ -126,13 +122,12 @@ export function explain(input: ExplainInput): Explanation {
   }
   const localDestination = isLoopback(destination);
   const decision = decide(desired, { destination, source, localDestination });
-  notes.push(...ruleNotes(desired, decision, input.dataplane ?? "iptables"));
-  const exemptions = desired.sourceExemptions ?? [];
-  if (!source && exemptions.length > 0 && !localDestination) {
+  notes.push(...ruleNotes(desired, decision, input.dataplane === "nftables"));
+  const exemptions = (desired.sourceExemptions ?? []).map(describeCidr).join(", ");
+  if (!source && exemptions !== "" && !localDestination) {
     notes.push(
-      `unless the pod's address is in nonMasqueradeSrcCIDRs (${
-        exemptions.map(describeCidr).join(", ")
-      }): give --explain-source to know`,
+      `unless the pod's address is in nonMasqueradeSrcCIDRs (${exemptions}): give ` +
+        "--explain-source to know",
     );
   }
   const { because } = decision;
@@ -172,30 +167,25 @@ const decidingKeys: Partial<Record<DecidingItem["kind"], string>> = {
  * Which rule decides with `--postrouting-jump=insert` (and why no later rule of another tool
  * can change it), where `outputAddress` makes the source, and the `outputInterface` condition.
  */
-function ruleNotes(
-  desired: DesiredChain,
-  decision: Decision,
-  dataplane: "iptables" | "nftables",
-): string[] {
+function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean): string[] {
   const notes: string[] = [];
   const mark = kubeProxyMarkOf(desired);
   const kind = decision.because.kind;
   // For kube-proxy-mark, the reason line says it all.
   if (mark !== undefined && kind !== "local-destination" && kind !== "kube-proxy-mark") {
     const markText = iptablesMarkText(mark);
-    const nft = dataplane === "nftables";
     const exempted = kind === "source-exemption" || kind === "link-local" ||
       kind === "non-masquerade";
     notes.push(
       exempted
-        ? nft
+        ? nftables
           ? "decided by our nftables chain (--postrouting-jump=insert): it binds the source to " +
             "itself (snat to saddr) at priority srcnat - 1, before every srcnat chain " +
             "(iptables' nat POSTROUTING, kube-proxy's), and the first binding is final: no " +
             "later masquerade of another tool applies"
           : "decided by our chain's ACCEPT rule (--postrouting-jump=insert): ACCEPT ends nat " +
             "POSTROUTING for the packet, so no later rule of another tool can masquerade it"
-        : nft
+        : nftables
         ? "decided by our nftables chain's masquerade (--postrouting-jump=insert: priority " +
           "srcnat - 1, before every srcnat chain)"
         : "decided by our chain's last rules (--postrouting-jump=insert: our jump is first in " +
@@ -216,7 +206,7 @@ function ruleNotes(
     const name = decision.onlyVia.value;
     notes.push(
       `only when it leaves by ${name}` +
-        `${dataplane === "nftables" ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
+        `${nftables ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
         `(outputInterface at ${formatLocation(decision.onlyVia.at)}); by any other interface ` +
         "our rules leave its source as it is",
     );
@@ -398,14 +388,8 @@ export function explanationObject(explanation: Explanation): Record<string, unkn
       kind: decision?.because.kind ?? "family-disabled",
       text: explanation.because,
       ...(explanation.key ? { key: explanation.key } : {}),
-      ...(cidr
-        ? {
-          cidr: cidr.value.text,
-          file: cidr.at.file,
-          ...(cidr.at.line !== undefined ? { line: cidr.at.line } : {}),
-          ...(cidr.at.column !== undefined ? { column: cidr.at.column } : {}),
-        }
-        : {}),
+      // A SourceLocation is file, then line and column when known.
+      ...(cidr ? { cidr: cidr.value.text, ...cidr.at } : {}),
     },
     ...(decision?.snatTo ? { snatTo: decision.snatTo.value.text } : {}),
     ...(decision?.onlyVia ? { outputInterface: decision.onlyVia.value } : {}),
