@@ -10,14 +10,13 @@ import type { Family } from "../net/cidr.ts";
 import { enabledFamilies } from "../policy/desired.ts";
 import { formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
-import { allIptablesTools, type IptablesMode } from "../iptables/mode.ts";
+import { allIptablesTools, type IptablesMode, type LegacyDump } from "../iptables/mode.ts";
 import { type Dataplane, removeAll, switchingDataplane } from "../policy/dataplane.ts";
 import { iptablesDataplane } from "../iptables/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
 import { type IptablesVersion, natTableClient, probeVersion } from "../iptables/client.ts";
 import type { Logger } from "../base/log.ts";
 import { type DetectionDeps, otherBackendPresent } from "../iptables/mode_detection.ts";
-import type { LegacyDump } from "../iptables/mode.ts";
 import type { CleanupTarget } from "./one_shot.ts";
 import { nftClient, nftProgram } from "../nftables/client.ts";
 

@@ -6,8 +6,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { ConfigDirContents } from "../config/directory.ts";
-import { ignoredEntryMessage } from "../config/parse.ts";
+import { type ConfigDirContents, ignoredEntryMessage } from "../config/parse.ts";
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import { ToolError } from "../base/tool.ts";
@@ -48,14 +47,13 @@ export interface ModeDeps {
 
 /** Reads and loads the config, warning about entries ignored for their name; throws ConfigError. */
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
-  const startup = deps.startupLoad;
-  const contents = startup?.contents ?? await deps.readConfigDir(deps.flags.configDir);
-  if (contents.kind === "files") {
-    for (const name of contents.ignored ?? []) {
-      deps.log.warn(ignoredEntryMessage(deps.flags.configDir, name), { ignored: name });
-    }
+  const { flags, log, startupLoad } = deps;
+  const contents = startupLoad?.contents ?? await deps.readConfigDir(flags.configDir);
+  const ignored = contents.kind === "files" ? contents.ignored ?? [] : [];
+  for (const name of ignored) {
+    log.warn(ignoredEntryMessage(flags.configDir, name), { ignored: name });
   }
-  return startup?.loaded ?? loadConfig(contents, deps.flags, deps.commandLine);
+  return startupLoad?.loaded ?? loadConfig(contents, flags, deps.commandLine);
 }
 
 /**
@@ -205,11 +203,8 @@ export async function flagsWithSettings(
     return { flags: loaded.settings ?? flags, startupLoad: { contents, loaded } };
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    if (flags.cleanup) {
-      log.warn("the configuration is invalid; cleaning up with the settings of the flags", {
-        error: error.message,
-      });
-    }
+    const warning = "the configuration is invalid; cleaning up with the settings of the flags";
+    if (flags.cleanup) log.warn(warning, { error: error.message });
     return { flags };
   }
 }
