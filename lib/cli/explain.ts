@@ -273,6 +273,7 @@ function liveAnswer(
   if (view.kind === "unavailable") return { status: "unavailable", reason: view.reason };
   if (view.kind === "planned") {
     const inSync = view.drift.length === 0;
+    const drifted = view.drift.map(readOnlyWording).join("; ");
     return {
       status: inSync ? "agrees" : "uncertain",
       backend: view.backend,
@@ -281,10 +282,8 @@ function liveAnswer(
       decidedBy: `our ${view.backend} table, ` +
         `${inSync ? "in sync with" : "which differs from"} the configuration`,
       reasons: inSync ? [] : [
-        `our ${view.backend} table drifted (${
-          view.drift.map(readOnlyWording).join("; ")
-        }); --explain does not evaluate its rules one by one, and the agent's next ` +
-        "reconcile repairs it (--check shows what differs)",
+        `our ${view.backend} table drifted (${drifted}); --explain does not evaluate its rules ` +
+        "one by one, and the agent's next reconcile repairs it (--check shows what differs)",
       ],
     };
   }
@@ -301,10 +300,8 @@ function liveAnswer(
   const first = outcomes[0];
   // Credit the rule that decides whatever the unevaluated matches say (the source, when
   // --explain-source is not given): a `-s` rule decides only for some pods.
-  const decider = outcomes.find((outcome) => outcome.assumed.length === 0);
-  const decidedBy = decider
-    ? decider.rule
-    : `a rule whose match cannot be evaluated here (it depends on the source or on ` +
+  const decidedBy = outcomes.find((outcome) => outcome.assumed.length === 0)?.rule ??
+    `a rule whose match cannot be evaluated here (it depends on the source or on ` +
       `${first.assumed.join(", ")}): ${first.rule}`;
   const status = verdicts.length === 1 && verdicts[0] === verdict
     ? "agrees"

@@ -57,12 +57,10 @@ export async function explainMode(
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
   let tables: LiveTables | undefined;
   let openError: unknown;
-  if (!nftables) {
-    try {
-      tables = await openLive();
-    } catch (error) {
-      openError = error;
-    }
+  try {
+    if (!nftables) tables = await openLive();
+  } catch (error) {
+    openError = error;
   }
   // Without the probe, render --random-fully as the flag says (as --dry-run does).
   const supported = tables?.randomFullySupported ?? { ipv4: true, ipv6: true };
