@@ -174,8 +174,7 @@ function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean)
   // For kube-proxy-mark, the reason line says it all.
   if (mark !== undefined && kind !== "local-destination" && kind !== "kube-proxy-mark") {
     const markText = iptablesMarkText(mark);
-    const exempted = kind === "source-exemption" || kind === "link-local" ||
-      kind === "non-masquerade";
+    const exempted = ["source-exemption", "link-local", "non-masquerade"].includes(kind);
     notes.push(
       exempted
         ? nftables
@@ -358,18 +357,17 @@ export function formatExplanation(explanation: Explanation): string {
     ...explanation.notes.map((note) => `  note: ${note}`),
   ];
   if (live.status === "unavailable") {
-    lines.push(`  live: not compared: ${live.reason}`);
-  } else {
-    const verdicts = live.verdicts.join(" or ");
-    const summary = live.status === "agrees"
-      ? `same answer (${verdicts}), decided by ${live.decidedBy}`
-      : live.status === "differs"
-      ? `DIFFERENT answer: ${verdicts}`
-      : `may differ: ${verdicts}`;
-    lines.push(`  live (${live.backend}): ${summary}`);
-    for (const reason of live.reasons) lines.push(`    ${reason}`);
-    for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
+    return [...lines, `  live: not compared: ${live.reason}`].join("\n");
   }
+  const verdicts = live.verdicts.join(" or ");
+  const summary = live.status === "agrees"
+    ? `same answer (${verdicts}), decided by ${live.decidedBy}`
+    : live.status === "differs"
+    ? `DIFFERENT answer: ${verdicts}`
+    : `may differ: ${verdicts}`;
+  lines.push(`  live (${live.backend}): ${summary}`);
+  for (const reason of live.reasons) lines.push(`    ${reason}`);
+  for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
   return lines.join("\n");
 }
 

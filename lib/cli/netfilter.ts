@@ -42,12 +42,7 @@ function otherMode(mode: IptablesMode): IptablesMode {
  * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
  * comes back after we removed it is warned about once (another ip-masq-agent manages it).
  */
-function iptablesOf(
-  flags: AgentFlags,
-  mode: IptablesMode,
-  host: NetfilterHost,
-  log?: Logger,
-): Dataplane {
+function iptablesOf(flags: AgentFlags, mode: IptablesMode, host: NetfilterHost, log?: Logger) {
   const clients = {
     ipv4: natTableClient("ipv4", mode, host.exec),
     ipv6: natTableClient("ipv6", mode, host.exec),
