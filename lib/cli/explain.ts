@@ -170,7 +170,7 @@ const decidingKeys: Partial<Record<DecidingItem["kind"], string>> = {
 function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean): string[] {
   const notes: string[] = [];
   const mark = kubeProxyMarkOf(desired);
-  const kind = decision.because.kind;
+  const { because: { kind }, snatTo, onlyVia } = decision;
   // For kube-proxy-mark, the reason line says it all.
   if (mark !== undefined && kind !== "local-destination" && kind !== "kube-proxy-mark") {
     const markText = iptablesMarkText(mark);
@@ -194,20 +194,18 @@ function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean)
         "kube-proxy's own rule masquerades it",
     );
   }
-  if (decision.snatTo) {
+  if (snatTo) {
     notes.push(
-      `SNAT to ${decision.snatTo.value.text} (outputAddress` +
-        `${desired.family === "ipv6" ? "IPv6" : ""} at ${formatLocation(decision.snatTo.at)}), ` +
-        "not the node's address",
+      `SNAT to ${snatTo.value.text} (outputAddress${desired.family === "ipv6" ? "IPv6" : ""} at ` +
+        `${formatLocation(snatTo.at)}), not the node's address`,
     );
   }
-  if (decision.onlyVia) {
-    const name = decision.onlyVia.value;
+  if (onlyVia) {
+    const name = onlyVia.value;
     notes.push(
-      `only when it leaves by ${name}` +
-        `${nftables ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
-        `(outputInterface at ${formatLocation(decision.onlyVia.at)}); by any other interface ` +
-        "our rules leave its source as it is",
+      `only when it leaves by ${name}${nftables ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
+        `(outputInterface at ${formatLocation(onlyVia.at)}); by any other interface our rules ` +
+        "leave its source as it is",
     );
   }
   return notes;

@@ -67,17 +67,16 @@ export async function explainMode(
   const desired = desiredChains(loaded.effective, flags, supported);
 
   const readView = async (chain: DesiredChain): Promise<LiveTableView> => {
-    const { family } = chain;
     try {
       if (nftables) {
         const plan = await readAndPlan(openNft(), chain);
         return { kind: "planned", backend: "nftables", drift: plan.drift.map((d) => d.message) };
       }
       if (!tables) throw openError;
-      const listed = await listOurs(tables.clients[family], flags.masqChain);
+      const listed = await listOurs(tables.clients[chain.family], flags.masqChain);
       return {
         kind: "read",
-        backend: `${family === "ipv4" ? "iptables" : "ip6tables"} ${tables.mode}`,
+        backend: `${chain.family === "ipv4" ? "iptables" : "ip6tables"} ${tables.mode}`,
         table: parseNatTable(listed.join("")),
       };
     } catch (error) {

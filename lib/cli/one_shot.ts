@@ -49,10 +49,8 @@ export interface ModeDeps {
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
   const { flags, log, startupLoad } = deps;
   const contents = startupLoad?.contents ?? await deps.readConfigDir(flags.configDir);
-  const ignored = contents.kind === "files" ? contents.ignored ?? [] : [];
-  for (const name of ignored) {
-    log.warn(ignoredEntryMessage(flags.configDir, name), { ignored: name });
-  }
+  const names = contents.kind === "files" ? contents.ignored ?? [] : [];
+  for (const ignored of names) log.warn(ignoredEntryMessage(flags.configDir, ignored), { ignored });
   return startupLoad?.loaded ?? loadConfig(contents, flags, deps.commandLine);
 }
 
@@ -63,9 +61,8 @@ export async function load(deps: ModeDeps): Promise<LoadedConfig> {
 export async function dryRun(deps: ModeDeps): Promise<number> {
   const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
-  const assumeSupported = { ipv4: true, ipv6: true };
   const render = deps.flags.dataplane === "nftables" ? renderNftFromEmpty : renderFromEmpty;
-  for (const chain of desiredChains(loaded.effective, deps.flags, assumeSupported)) {
+  for (const chain of desiredChains(loaded.effective, deps.flags, { ipv4: true, ipv6: true })) {
     deps.print(`# ${chain.family}\n${render(chain)}`);
   }
   return exitCodes.ok;
@@ -172,12 +169,10 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
   if (refused) return exitCodes.usage;
   for (const { target, where, plan } of planned) {
     try {
-      if (plan.payload !== null) await target.dataplane.apply(target.family, plan);
-      deps.log.info(
-        plan.payload === null
-          ? `cleanup (${where}): nothing of ours to remove`
-          : `cleanup (${where}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
-      );
+      const nothing = plan.payload === null;
+      if (!nothing) await target.dataplane.apply(target.family, plan);
+      const removed = plan.drift.map((drift) => drift.message).join("; ");
+      deps.log.info(`cleanup (${where}): ${nothing ? "nothing of ours to remove" : removed}`);
     } catch (error) {
       failed(where, error);
     }
