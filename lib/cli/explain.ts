@@ -300,14 +300,10 @@ function liveAnswer(
   const decidedBy = outcomes.find((outcome) => outcome.assumed.length === 0)?.rule ??
     `a rule whose match cannot be evaluated here (it depends on the source or on ` +
       `${first.assumed.join(", ")}): ${first.rule}`;
-  const status = verdicts.length === 1 && verdicts[0] === verdict
-    ? "agrees"
-    : verdicts.includes(verdict)
-    ? "uncertain"
-    : "differs";
-  const reasons = status === "agrees"
-    ? []
-    : status === "differs"
+  const agrees = verdicts.length === 1 && verdicts[0] === verdict;
+  const status = agrees ? "agrees" : verdicts.includes(verdict) ? "uncertain" : "differs";
+  // When it agrees, no outcome reaches another verdict: no reasons.
+  const reasons = status === "differs"
     ? [whyDifferent(first, desired.chain, drift)]
     : outcomes.filter((outcome) => outcome.verdict !== verdict).map(whyMaybe);
   return { status, backend: view.backend, verdicts, decidedBy, drift, reasons };

@@ -86,10 +86,11 @@ export async function explainMode(
   };
   // Each family's table is read once, whatever the number of destinations.
   const views = new Map<Family, LiveTableView>();
+  const json = flags.logFormat === "json";
   for (const destination of flags.explain) {
     const chain = desired.find((candidate) => candidate.family === destination.family);
     if (chain && !views.has(chain.family)) views.set(chain.family, await readView(chain));
-    const explanation = explain({
+    const answer = explain({
       effective: loaded.effective,
       desired,
       destination,
@@ -97,11 +98,7 @@ export async function explainMode(
       live: views.get(destination.family),
       dataplane: flags.dataplane,
     });
-    deps.print(
-      flags.logFormat === "json"
-        ? JSON.stringify(explanationObject(explanation))
-        : formatExplanation(explanation),
-    );
+    deps.print(json ? JSON.stringify(explanationObject(answer)) : formatExplanation(answer));
   }
   return exitCodes.ok;
 }
