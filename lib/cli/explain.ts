@@ -311,17 +311,16 @@ function liveAnswer(
 
 function whyDifferent(outcome: LiveOutcome, chain: string, drift: readonly string[]): string {
   const jumpDrift = drift.filter((message) => /POSTROUTING/.test(message));
+  const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
   switch (outcome.stage) {
     case "before our jump":
       return jumpDrift.some((message) => /no jump/.test(message))
         ? `our jump is missing (${jumpDrift.join("; ")}), and a rule of another tool decides: ` +
           outcome.rule
         : `a POSTROUTING rule of another tool before our jump decides first: ${outcome.rule}`;
-    case "our chain": {
-      const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
+    case "our chain":
       return `our chain ${chain} drifted (${chainDrift.join("; ") || "it differs"}): ` +
         `${outcome.rule} decides`;
-    }
     case "after our jump":
       return `our chain ${chain} returns, then a later POSTROUTING rule of another tool ` +
         `decides: ${outcome.rule}`;
