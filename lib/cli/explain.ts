@@ -121,7 +121,8 @@ export function explain(input: ExplainInput): Explanation {
     };
   }
   const localDestination = isLoopback(destination);
-  const decision = decide(desired, { destination, source, localDestination });
+  const packet = { destination, source, localDestination };
+  const decision = decide(desired, packet);
   notes.push(...ruleNotes(desired, decision, input.dataplane === "nftables"));
   const exemptions = (desired.sourceExemptions ?? []).map(describeCidr).join(", ");
   if (!source && exemptions !== "" && !localDestination) {
@@ -143,9 +144,7 @@ export function explain(input: ExplainInput): Explanation {
     ...("cidr" in because ? { cidr: because.cidr } : {}),
     notes,
     live: liveAnswer(desired, decision.verdict, input.live, {
-      destination,
-      source,
-      localDestination,
+      ...packet,
       // The packet asked about is one kube-proxy did not mark (not service traffic).
       ...(mark !== undefined ? { kubeProxyMark: { mark, marked: false } } : {}),
       // The decision assumes the packet leaves by outputInterface; so does the trace, for a
