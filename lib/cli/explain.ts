@@ -210,9 +210,7 @@ function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean)
   return notes;
 }
 
-function describeCidr(cidr: Located<Cidr>): string {
-  return `${cidr.value.text} at ${formatLocation(cidr.at)}`;
-}
+const describeCidr = (cidr: Located<Cidr>) => `${cidr.value.text} at ${formatLocation(cidr.at)}`;
 
 function reasonLine(because: DecidingItem, effective: EffectiveConfig, linkLocalKey: string) {
   const defaults = effective.files.length === 0

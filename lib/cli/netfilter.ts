@@ -27,16 +27,13 @@ export interface NetfilterHost extends DetectionDeps {
 }
 
 /** Whether the backend that is not `mode` may hold rules of ours for `family`. */
-function otherPresent(host: NetfilterHost, mode: IptablesMode, family: Family) {
-  return otherBackendPresent(otherMode(mode), family, host, host.legacyDumps?.[family]);
-}
+const otherPresent = (host: NetfilterHost, mode: IptablesMode, family: Family) =>
+  otherBackendPresent(otherMode(mode), family, host, host.legacyDumps?.[family]);
 
 /** Every program the agent may run; `deno.json`'s `permissions.agent.run` names exactly these. */
 export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
 
-function otherMode(mode: IptablesMode): IptablesMode {
-  return mode === "nft" ? "legacy" : "nft";
-}
+const otherMode = (mode: IptablesMode): IptablesMode => mode === "nft" ? "legacy" : "nft";
 
 /**
  * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
