@@ -1,7 +1,6 @@
 /**
- * Which netfilter the agent drives, from the flags and the detected iptables mode: the chosen
- * dataplane, the tables `--cleanup` visits, our rules in the unused iptables backend, and the
- * `--random-fully` probe.
+ * Which netfilter the agent drives (from the flags and the iptables mode): the chosen dataplane,
+ * `--cleanup`'s tables, our rules in the unused iptables backend, the `--random-fully` probe.
  *
  * @module
  */
@@ -74,10 +73,9 @@ export async function chosenDataplane(
   if (flags.dataplane === "iptables") {
     return switchingDataplane(iptablesOf(flags, mode, host, log), [nftables], onRetiredError);
   }
+  const other = otherMode(mode);
   const retired = [iptablesOf(flags, mode, host)];
-  if (await otherPresent(host, mode, "ipv4")) {
-    retired.push(iptablesOf(flags, otherMode(mode), host));
-  }
+  if (await otherPresent(host, mode, "ipv4")) retired.push(iptablesOf(flags, other, host));
   return switchingDataplane(nftables, retired, onRetiredError);
 }
 

@@ -81,9 +81,8 @@ export async function check(
     for (const drift of plan.drift) {
       deps.print(`${chain.family}: ${readOnlyWording(drift.message)}`);
     }
-    // A chain of ours under another name does not fail the probe: the agent removes it once and
-    // leaves one that comes back (another ip-masq-agent's) alone; a probe that never passes
-    // would stall the rollout.
+    // A chain of ours under another name does not fail the probe: the agent removes it once, and
+    // leaves it alone if it comes back (another agent's); a never-passing probe stalls rollouts.
     inSync &&= plan.payload === null ||
       plan.drift.every((drift) => drift.kind === "stale-chain" && drift.chain !== undefined);
   }
@@ -181,10 +180,9 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
 }
 
 /**
- * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied, and the
- * load they came from. A rejected config leaves the command line's flags and no load: each mode
- * reports the rejection itself, but `--cleanup` (an uninstall must work whatever the config
- * says) goes on with them, saying so.
+ * The flags with the config directory's settings applied, and the load they came from. A rejected
+ * config leaves the command line's flags and no load: each mode reports the rejection itself, but
+ * `--cleanup` (an uninstall must work whatever the config says) goes on with them, saying so.
  */
 export async function flagsWithSettings(
   commandLine: CommandLine,
