@@ -120,12 +120,11 @@ export function explain(input: ExplainInput): Explanation {
       live: { status: "unavailable", reason: "IPv6 is not enabled" },
     };
   }
-  const localDestination = isLoopback(destination);
-  const packet = { destination, source, localDestination };
+  const packet = { destination, source, localDestination: isLoopback(destination) };
   const decision = decide(desired, packet);
   notes.push(...ruleNotes(desired, decision, input.dataplane === "nftables"));
   const exemptions = (desired.sourceExemptions ?? []).map(describeCidr).join(", ");
-  if (!source && exemptions !== "" && !localDestination) {
+  if (!source && exemptions !== "" && !packet.localDestination) {
     notes.push(
       `unless the pod's address is in nonMasqueradeSrcCIDRs (${exemptions}): give ` +
         "--explain-source to know",

@@ -55,15 +55,10 @@ export async function explainMode(
   const nftables = flags.dataplane === "nftables";
   const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
-  let tables: LiveTables | undefined;
-  let openError: unknown;
-  try {
-    if (!nftables) tables = await openLive();
-  } catch (error) {
-    openError = error;
-  }
+  const opening = nftables ? undefined : openLive();
   // Without the probe, render --random-fully as the flag says (as --dry-run does).
-  const supported = tables?.randomFullySupported ?? { ipv4: true, ipv6: true };
+  const opened = await opening?.catch(() => undefined);
+  const supported = opened?.randomFullySupported ?? { ipv4: true, ipv6: true };
   const desired = desiredChains(loaded.effective, flags, supported);
 
   const readView = async (chain: DesiredChain): Promise<LiveTableView> => {
@@ -72,7 +67,7 @@ export async function explainMode(
         const plan = await readAndPlan(openNft(), chain);
         return { kind: "planned", backend: "nftables", drift: plan.drift.map((d) => d.message) };
       }
-      if (!tables) throw openError;
+      const tables = await opening!; // rethrows why the tables could not be opened
       const listed = await listOurs(tables.clients[chain.family], flags.masqChain);
       return {
         kind: "read",

@@ -13,7 +13,7 @@ import { allIptablesTools, type IptablesMode, type LegacyDump } from "../iptable
 import { type Dataplane, removeAll, switchingDataplane } from "../policy/dataplane.ts";
 import { iptablesDataplane } from "../iptables/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
-import { type IptablesVersion, natTableClient, probeVersion } from "../iptables/client.ts";
+import { natTableClient, probeVersion } from "../iptables/client.ts";
 import type { Logger } from "../base/log.ts";
 import { type DetectionDeps, otherBackendPresent } from "../iptables/mode_detection.ts";
 import type { CleanupTarget } from "./one_shot.ts";
@@ -140,16 +140,14 @@ export async function probeRandomFully(
   host: NetfilterHost,
 ): Promise<Record<Family, boolean>> {
   const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
-  const versions: IptablesVersion[] = [];
-  for (const family of enabledFamilies(flags)) {
-    const version = await probeVersion(mode, family, host.exec);
-    supported[family] = version.randomFullySupported;
-    versions.push(version);
-  }
   const disabled = flags.randomFully ? "" : ", disabled by --random-fully=false";
-  for (const { description, randomFullySupported } of flags.check ? [] : versions) {
+  const lines: string[] = [];
+  for (const family of enabledFamilies(flags)) {
+    const { description, randomFullySupported } = await probeVersion(mode, family, host.exec);
+    supported[family] = randomFullySupported;
     const support = randomFullySupported ? "supported" : "not supported (needs 1.6.2)";
-    log?.info(`${description}: --random-fully ${support}${disabled}`);
+    lines.push(`${description}: --random-fully ${support}${disabled}`);
   }
+  for (const line of flags.check ? [] : lines) log?.info(line);
   return supported;
 }
