@@ -161,10 +161,7 @@ const decidingKeys: Partial<Record<DecidingItem["kind"], string>> = {
   "other-interface": "outputInterface",
 };
 
-/**
- * Which rule decides with `--postrouting-jump=insert` (and why no later rule of another tool
- * can change it), where `outputAddress` makes the source, and the `outputInterface` condition.
- */
+/** Notes on the deciding rule (`--postrouting-jump=insert`), `outputAddress`, `outputInterface`. */
 function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean): string[] {
   const notes: string[] = [];
   const mark = kubeProxyMarkOf(desired);

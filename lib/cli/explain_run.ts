@@ -1,8 +1,7 @@
 /**
- * `--explain=DEST[,DEST...]`: per destination, the configuration's answer and why (explain.ts),
- * and whether the live table agrees. Like `--check` it reads only POSTROUTING and our chain; an
- * unreadable table (not root, tools missing) leaves the config's answer with the reason. With
- * `--dataplane=nftables` the planner says whether our table is in sync (no rule-by-rule trace).
+ * `--explain=DEST[,DEST...]` on the node: explain.ts per destination, against only what `--check`
+ * reads (POSTROUTING and our chain; with `--dataplane=nftables`, our table judged by its planner);
+ * an unreadable table (not root, tools missing) leaves the config's answer with the reason.
  *
  * @module
  */

@@ -34,10 +34,7 @@ export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram
 
 const otherMode = (mode: IptablesMode): IptablesMode => mode === "nft" ? "legacy" : "nft";
 
-/**
- * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
- * comes back after we removed it is warned about once (another ip-masq-agent manages it).
- */
+/** The iptables dataplane of `mode`'s tools; with `log`, it warns once of another agent's chain. */
 function iptablesOf(flags: AgentFlags, mode: IptablesMode, host: NetfilterHost, log?: Logger) {
   const clients = {
     ipv4: natTableClient("ipv4", mode, host.exec),

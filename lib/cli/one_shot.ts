@@ -107,17 +107,15 @@ const readOnlyActions: readonly [pattern: RegExp, replacement: string][] = [
 ];
 
 /**
- * A drift message as `--check` and `--explain` say it: the dataplanes word each difference as
- * the agent is about to fix it ("...; replacing it"); a mode that writes nothing says what the
- * agent would do.
+ * A drift message as `--check` and `--explain` say it: what the agent would do, where the
+ * dataplanes word what it is about to do ("...; replacing it").
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { readOnlyWording } from "./one_shot.ts";
  *
- * const message = readOnlyWording("iptables (nft): removing IP-MASQ-AGENT");
- * assert.equal(message, "iptables (nft): IP-MASQ-AGENT is left over; the agent would remove it");
+ * assert.equal(readOnlyWording("removing CHAIN"), "CHAIN is left over; the agent would remove it");
  * assert.equal(readOnlyWording("POSTROUTING has no jump to X"), "POSTROUTING has no jump to X");
  * ```
  */
