@@ -43,9 +43,7 @@ export type LiveAnswer =
   };
 
 /** The answer for one destination. */
-export interface Explanation {
-  /** The address asked about. */
-  readonly destination: IpAddress;
+export interface Explanation extends Pick<ExplainInput, "destination"> {
   /** The source assumed: `--explain-source`, when of the destination's family. */
   readonly source?: IpAddress;
   /** The destination's family: whose table decides. */
