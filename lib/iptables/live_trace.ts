@@ -27,17 +27,14 @@ export interface TracedPacket {
   readonly outputInterface?: string;
 }
 
-/** Where in the path the deciding rule sits, relative to our jump. */
-export type Stage = "before our jump" | "our chain" | "after our jump" | "policy";
-
 /** One way the live rules can end for the packet. */
 export interface LiveOutcome {
   /** What happens to the source; unknown for a jump to a chain that was not read. */
   readonly verdict: Verdict | "unknown";
   /** The deciding rule as listed, or the chain policy. */
   readonly rule: string;
-  /** Where that rule is. */
-  readonly stage: Stage;
+  /** Where that rule is, relative to our jump. */
+  readonly stage: "before our jump" | "our chain" | "after our jump" | "policy";
   /** The matches on the way that could not be evaluated and were taken as satisfied. */
   readonly assumed: readonly string[];
   /** Why the verdict is unknown (a jump to an unread chain, an unknown target). */
@@ -56,8 +53,7 @@ function ruleWords(line: string): { readonly text: string; readonly quoted: bool
 
 const quotedRun = /"((?:\\["\\]|[^"\\]|\\)*)(?:"|$)/g;
 
-type MatchResult = boolean | { readonly unknown: string };
-type Match = (packet: TracedPacket) => MatchResult;
+type Match = (packet: TracedPacket) => boolean | { readonly unknown: string };
 type ModuleOption = { readonly negated: boolean; readonly name: string; readonly values: string[] };
 
 /** A rule's matches, and its `-j`/`-g` target if any. */
@@ -204,13 +200,8 @@ export function traceLive(
 ): LiveOutcome[] {
   const postrouting = live.rules.get("POSTROUTING") ?? [];
   const ours = live.rules.get(ourChain) ?? [];
-  const parsed = new Map<string, ParsedRule>();
-  const parse = (line: string) => {
-    let rule = parsed.get(line);
-    if (!rule) parsed.set(line, rule = parseRule(line));
-    return rule;
-  };
-  const firstJump = postrouting.findIndex((line) => parse(line).target?.name === ourChain);
+  const parsed = new Map([...postrouting, ...ours].map((line) => [line, parseRule(line)]));
+  const firstJump = postrouting.findIndex((line) => parsed.get(line)!.target?.name === ourChain);
   const policy: LiveOutcome[] = [{
     verdict: "keep source",
     rule: "the POSTROUTING policy (ACCEPT): no rule rewrote the source",
@@ -233,10 +224,11 @@ export function traceLive(
     let result: LiveOutcome[] | undefined;
     for (let index = from; index < rules.length && result === undefined; index++) {
       const line = rules[index];
-      const { matches, target } = parse(line);
-      const matched = evaluate(matches, packet);
-      if (matched === false || target === undefined || nonTerminating.has(target.name)) continue;
-      const stage: Stage = chain === ourChain
+      const { matches, target } = parsed.get(line)!;
+      const results = matches.map((match) => match(packet));
+      if (results.includes(false) || !target || nonTerminating.has(target.name)) continue;
+      const unknown = results.flatMap((result) => typeof result === "object" ? result.unknown : []);
+      const stage: LiveOutcome["stage"] = chain === ourChain
         ? "our chain"
         : firstJump < 0 || index < firstJump
         ? "before our jump"
@@ -268,8 +260,9 @@ export function traceLive(
         // A chain that returns lets POSTROUTING go on.
         taken = [...outcome("unknown", what), ...(target.goto ? [] : rest())];
       }
-      result = matched === true ? taken : [
-        ...taken.map((outcome) => ({ ...outcome, assumed: [matched.unknown, ...outcome.assumed] })),
+      const assumed = unknown.join(", ");
+      result = unknown.length === 0 ? taken : [
+        ...taken.map((outcome) => ({ ...outcome, assumed: [assumed, ...outcome.assumed] })),
         ...rest(),
       ];
     }
@@ -278,13 +271,6 @@ export function traceLive(
     return result;
   };
   return dedupe(walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING"));
-}
-
-function evaluate(matches: readonly Match[], packet: TracedPacket): MatchResult {
-  const results = matches.map((match) => match(packet));
-  if (results.includes(false)) return false;
-  const unknown = results.flatMap((result) => typeof result === "object" ? [result.unknown] : []);
-  return unknown.length === 0 ? true : { unknown: unknown.join(", ") };
 }
 
 /** Targets that are not chains and whose effect here the tracer does not model. */
