@@ -57,9 +57,8 @@ export function parseNatTable(listing: string): LiveNatTable {
     else if (line.startsWith("-A ")) {
       const chain = line.split(" ")[1];
       chains.add(chain);
-      const list = rules.get(chain) ?? [];
-      list.push(line);
-      rules.set(chain, list);
+      if (!rules.has(chain)) rules.set(chain, []);
+      rules.get(chain)!.push(line);
     }
   }
   return { chains, rules };
@@ -83,7 +82,7 @@ export type Plan = DataplanePlan<DriftKind>;
 
 const jumpPattern = new RegExp(
   String.raw`^-A POSTROUTING -m comment --comment "(\\")?` +
-    escapeRegExp(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
+    RegExp.escape(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
     String.raw`(\\")?" -m addrtype ! --dst-type LOCAL -j (\S+)$`,
 );
 
@@ -241,8 +240,4 @@ function removeChain(live: LiveNatTable, name: string, tx: NatTransaction) {
   // Declaring flushes it: -X needs an empty chain.
   if (removable) tx.declareChain(name).deleteChain(name);
   return { jumps: toName.length, removable };
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
