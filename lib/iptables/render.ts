@@ -5,7 +5,6 @@
  * @module
  */
 
-import type { IpAddress } from "../net/address.ts";
 import { NatTransaction } from "./restore_input.ts";
 import type { Cidr } from "../net/cidr.ts";
 import { iptablesMarkText } from "../settings/output.ts";
@@ -111,7 +110,13 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
   // iptables-save prints -o after -d and before -p.
   const match = destination +
     (desired.outputInterface ? ` -o ${desired.outputInterface.value}` : "");
-  const target = (ports?: string) => masqueradeTarget(desired.outputAddress?.value, ports);
+  // `MASQUERADE [--to-ports P]`, or `SNAT --to-source ADDR[:P]` (IPv6 `[ADDR]:P`).
+  const address = desired.outputAddress?.value;
+  const host = address?.family === "ipv6" ? `[${address.text}]` : address?.text;
+  const target = (ports?: string) =>
+    address === undefined
+      ? `MASQUERADE${ports === undefined ? "" : ` --to-ports ${ports}`}`
+      : `SNAT --to-source ${ports === undefined ? address.text : `${host}:${ports}`}`;
   const randomFully = masquerade.randomFully ? " --random-fully" : "";
   const toPorts = toPortsProtocols.flatMap((protocol) =>
     toPortsSplit(masquerade.toPorts).map(({ range, stored }) => {
@@ -124,16 +129,6 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
   );
   const last = `-A ${chain}${match} ${commented(comment)} -j ${target()}${randomFully}`;
   return [...toPorts, last];
-}
-
-/** `MASQUERADE [--to-ports P]`, or `SNAT --to-source ADDR[:P]` (IPv6 `[ADDR]:P`), as saved. */
-function masqueradeTarget(address: IpAddress | undefined, ports?: string): string {
-  if (address === undefined) {
-    return `MASQUERADE${ports === undefined ? "" : ` --to-ports ${ports}`}`;
-  }
-  if (ports === undefined) return `SNAT --to-source ${address.text}`;
-  const host = address.family === "ipv6" ? `[${address.text}]` : address.text;
-  return `SNAT --to-source ${host}:${ports}`;
 }
 
 /** The statistic match keeps a 31-bit fraction and prints it with 11 decimals; so do we. */
