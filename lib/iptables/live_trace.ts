@@ -56,19 +56,13 @@ const quotedRun = /"((?:\\["\\]|[^"\\]|\\)*)(?:"|$)/g;
 type Match = (packet: TracedPacket) => boolean | { readonly unknown: string };
 type ModuleOption = { readonly negated: boolean; readonly name: string; readonly values: string[] };
 
-/** A rule's matches, and its `-j`/`-g` target if any. */
-interface ParsedRule {
-  readonly matches: readonly Match[];
-  readonly target?: { readonly goto: boolean; readonly name: string };
-}
-
 const topLevel = new Set(["-s", "--source", "-d", "--destination", "-o", "--out-interface"]);
 
-/** Parses `-A CHAIN ...`; a word it cannot place makes the whole rule "cannot evaluate". */
-function parseRule(line: string): ParsedRule {
+/** `-A CHAIN ...`'s matches and `-j`/`-g` target; a word it cannot place "cannot evaluate". */
+function parseRule(line: string) {
   const words = ruleWords(line).slice(2);
   const matches: Match[] = [];
-  let target: ParsedRule["target"];
+  let target: { readonly goto: boolean; readonly name: string } | undefined;
   let i = 0;
   while (i < words.length) {
     const negated = words[i].text === "!" && !words[i].quoted;
@@ -99,12 +93,9 @@ function parseRule(line: string): ParsedRule {
     const value = words[i + 1]?.text ?? "";
     i += 2;
     const shown = `${negated ? "! " : ""}${option} ${value}`;
-    if (topLevel.has(option)) {
-      matches.push(topLevelMatch(option, value, negated, shown));
-    } else {
-      const what = option === "-p" ? `${shown} (depends on the protocol)` : shown;
-      matches.push(() => ({ unknown: what }));
-    }
+    const unknown = option === "-p" ? `${shown} (depends on the protocol)` : shown;
+    if (topLevel.has(option)) matches.push(topLevelMatch(option, value, negated, shown));
+    else matches.push(() => ({ unknown }));
   }
   return { matches, target };
 }
