@@ -80,20 +80,18 @@ export type Drift = DataplaneDrift<DriftKind>;
 /** What a reconcile found and the one `iptables-restore` transaction that fixes it. */
 export type Plan = DataplanePlan<DriftKind>;
 
+// Our jump, its comment quoted at both ends or at neither, to the chain the comment names.
 const jumpPattern = new RegExp(
   String.raw`^-A POSTROUTING -m comment --comment "(\\")?` +
     RegExp.escape(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
-    String.raw`(\\")?" -m addrtype ! --dst-type LOCAL -j (\S+)$`,
+    String.raw`\1" -m addrtype ! --dst-type LOCAL -j \2$`,
 );
 
 /** The POSTROUTING rules we wrote (either spelling), for whichever chain name they name. */
 function ownJumps(live: LiveNatTable): { line: string; chain: string; quoted: boolean }[] {
   return (live.rules.get("POSTROUTING") ?? []).flatMap((line) => {
-    const [, openQuote, commentChain, closeQuote, target] = jumpPattern.exec(line) ?? [];
-    if (!target || commentChain !== target || Boolean(openQuote) !== Boolean(closeQuote)) {
-      return [];
-    }
-    return [{ line, chain: target, quoted: Boolean(openQuote) }];
+    const [, quote, chain] = jumpPattern.exec(line) ?? [];
+    return chain ? [{ line, chain, quoted: quote !== undefined }] : [];
   });
 }
 
@@ -177,13 +175,10 @@ export function planReconcile(
     if (ours.length === 0) {
       drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
     } else if (insert && (keep === undefined || postrouting[0] !== keep.line)) {
-      const position = keep === undefined ? -1 : postrouting.indexOf(keep.line);
-      drift.push({
-        kind: "jump-not-first",
-        message: `POSTROUTING jump to ${chain} is ` +
-          (position < 0 ? "not first" : `rule ${position + 1}, not first`) +
-          ` (--postrouting-jump=insert); moving it to first place`,
-      });
+      const rule = keep === undefined ? "" : `rule ${postrouting.indexOf(keep.line) + 1}, `;
+      const message = `POSTROUTING jump to ${chain} is ${rule}not first ` +
+        "(--postrouting-jump=insert); moving it to first place";
+      drift.push({ kind: "jump-not-first", message });
     }
     if (insert) tx.rule(insertAtTop(jumpRuleLine(chain)));
     else if (keep === undefined) tx.rule(jumpRuleLine(chain));
