@@ -153,14 +153,11 @@ function markMatch(options: readonly ModuleOption[], shown: string): Match {
   const parts = options.length === 1 && option.name === "--mark" && option.values.length === 1
     ? /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(option.values[0])
     : null;
+  const mask = Number(parts?.[2] ?? 0xffffffff);
   return (packet) => {
     const known = packet.kubeProxyMark;
-    if (!parts || known === undefined) return { unknown: shown };
-    const value = Number(parts[1]);
-    const mask = parts[2] === undefined ? 0xffffffff : Number(parts[2]);
-    if (mask !== known.mark) return { unknown: shown };
-    const has = known.marked ? known.mark : 0;
-    return (has === value) !== option.negated;
+    if (!parts || known === undefined || mask !== known.mark) return { unknown: shown };
+    return ((known.marked ? known.mark : 0) === Number(parts[1])) !== option.negated;
   };
 }
 
