@@ -50,8 +50,10 @@ export function isNoSuchChain(stderr: string): boolean {
     .test(stderr);
 }
 
-function failed(outcome: Outcome): ToolError {
-  return new ToolError(
+/** The output of a run that succeeded; a failure is thrown, as lock contention or not. */
+function stdoutOrThrow(outcome: Outcome): string {
+  if (outcome.ok) return outcome.stdout;
+  throw new ToolError(
     `${outcome.commandLine} exited with status ${outcome.code}: ${outcome.stderr || "(no output)"}`,
     isLockContention(outcome.stderr) ? "lock" : "failed",
     outcome.commandLine,
@@ -70,18 +72,12 @@ export function natTableClient(
     mode,
     listChain: async (chain, signal) => {
       const outcome = await runTool(exec, tools.main, [...listArgs, chain], undefined, signal);
-      if (outcome.ok) return outcome.stdout;
-      if (outcome.code === 1 && isNoSuchChain(outcome.stderr)) return null;
-      throw failed(outcome);
+      return outcome.code === 1 && isNoSuchChain(outcome.stderr) ? null : stdoutOrThrow(outcome);
     },
-    listTable: async (signal) => {
-      const outcome = await runTool(exec, tools.main, listArgs, undefined, signal);
-      if (outcome.ok) return outcome.stdout;
-      throw failed(outcome);
-    },
+    listTable: async (signal) =>
+      stdoutOrThrow(await runTool(exec, tools.main, listArgs, undefined, signal)),
     restore: async (payload, signal) => {
-      const outcome = await runTool(exec, tools.restore, restoreArgs, payload, signal);
-      if (!outcome.ok) throw failed(outcome);
+      stdoutOrThrow(await runTool(exec, tools.restore, restoreArgs, payload, signal));
     },
   };
 }
@@ -192,8 +188,7 @@ export async function probeVersion(
   exec: Exec = denoExec,
 ): Promise<IptablesVersion> {
   const outcome = await runTool(exec, iptablesTools(mode, family).main, ["--version"]);
-  if (!outcome.ok) throw failed(outcome);
-  return parseVersion(outcome.stdout);
+  return parseVersion(stdoutOrThrow(outcome));
 }
 
 /** Reads the version line that `iptables --version` prints. */
