@@ -96,9 +96,8 @@ export async function chainExists(
 }
 
 /**
- * How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read. The
- * tables are listed concurrently (saves ~20 ms at start); failures and the thrown error are taken
- * in table order, as a sequential read would.
+ * How many rules (`-A` lines) `tables` hold, listed concurrently (saves ~20 ms at start); 0 where
+ * a table cannot be read. Failures and the thrown error are taken in table order.
  */
 export async function countRules(
   exec: Exec,

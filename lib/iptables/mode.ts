@@ -71,8 +71,7 @@ export interface LegacyDump {
 }
 
 /**
- * Reads an `iptables-legacy-save` dump chunk by chunk, keeping only the summary and the current
- * line, so memory does not grow with the legacy tables.
+ * Reads an `iptables-legacy-save` dump chunk by chunk, keeping only the summary and current line.
  *
  * @example
  * ```ts
