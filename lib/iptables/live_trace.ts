@@ -110,9 +110,8 @@ function topLevelMatch(option: string, value: string, negated: boolean, shown: s
         : interfaceMatches(value, packet.outputInterface) !== negated;
   }
   const isSource = option === "-s" || option === "--source";
-  const cidr = parseCidr(
-    value.includes("/") ? value : `${value}/${value.includes(":") ? 128 : 32}`,
-  );
+  const hostPrefix = value.includes(":") ? 128 : 32;
+  const cidr = parseCidr(value.includes("/") ? value : `${value}/${hostPrefix}`);
   return (packet) => {
     if (!cidr.ok) return { unknown: shown };
     const address = isSource ? packet.source : packet.destination;

@@ -67,19 +67,13 @@ export async function detectMode(
   const scan = deps.scan ?? scanViaExec(deps.exec);
   for (;;) {
     const step = decideMode({ nftHint, legacy, nftRules, readFailures });
-    switch (step.kind) {
-      case "decided":
-        return { decision: step.decision, legacyDumps: legacy };
-      case "probe-nft-hint":
-        nftHint[step.family] = await nftHintIn(deps.exec, step.family, readFailures);
-        break;
-      case "dump-legacy":
-        // Stops reading once kubelet's hint is seen: that decides (legacy).
-        legacy[step.family] = await dumpLegacy(scan, step.family, (read) => read.hint);
-        break;
-      case "count-nft-rules":
-        nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables, readFailures);
-    }
+    if (step.kind === "decided") return { decision: step.decision, legacyDumps: legacy };
+    if (step.kind === "probe-nft-hint") {
+      nftHint[step.family] = await nftHintIn(deps.exec, step.family, readFailures);
+    } else if (step.kind === "dump-legacy") {
+      // Stops reading once kubelet's hint is seen: that decides (legacy).
+      legacy[step.family] = await dumpLegacy(scan, step.family, (read) => read.hint);
+    } else nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables, readFailures);
   }
 }
 
