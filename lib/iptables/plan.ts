@@ -187,12 +187,9 @@ export function planReconcile(
   for (const name of new Set(jumps.map((jump) => jump.chain))) {
     if (name === chain || options.othersChains?.has(name)) continue;
     const { removable } = removeChain(live, name, tx);
-    drift.push({
-      kind: "stale-chain",
-      message: `removing ${name}, left by an earlier --masq-chain` +
-        (removable ? "" : " (jump only: the chain holds rules we did not write)"),
-      chain: name,
-    });
+    const jumpOnly = removable ? "" : " (jump only: the chain holds rules we did not write)";
+    const message = `removing ${name}, left by an earlier --masq-chain${jumpOnly}`;
+    drift.push({ kind: "stale-chain", message, chain: name });
   }
 
   return { drift, payload: tx.build() };
@@ -208,10 +205,8 @@ export function planCleanup(chain: string, live: LiveNatTable, family: Family = 
   const drift: Drift[] = [];
   const tx = new NatTransaction();
   for (const name of new Set([chain, ...ownJumps(live).map((jump) => jump.chain)])) {
-    const removal = removeChain(live, name, tx);
-    if (removal.jumps > 0 || removal.removable) {
-      drift.push({ kind: "stale-chain", message: `removing ${name}` });
-    }
+    const { jumps, removable } = removeChain(live, name, tx);
+    if (jumps > 0 || removable) drift.push({ kind: "stale-chain", message: `removing ${name}` });
   }
   return { drift, payload: tx.build() };
 }

@@ -61,7 +61,6 @@ export function jumpComment(chain: string): string {
  * import { mergeConfigs } from "../config/merge.ts";
  * import { desiredChain } from "../policy/chain.ts";
  * import { chainRuleLines } from "./render.ts";
- *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
  * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
  * const lines = chainRuleLines(chain); // 169.254.0.0/16, 10/8, 172.16/12, 192.168/16, MASQUERADE
