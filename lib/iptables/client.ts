@@ -91,8 +91,7 @@ export async function chainExists(
   chain: string,
   failures?: string[],
 ): Promise<boolean> {
-  const outcome = await evidenceOf(exec, mode, family, ["-t", table, "-S", chain], failures);
-  return outcome?.ok ?? false;
+  return (await evidenceOf(exec, mode, family, ["-t", table, "-S", chain], failures))?.ok ?? false;
 }
 
 /**
@@ -166,9 +165,7 @@ async function evidenceOf(
     if (error instanceof ToolError && error.failure === "missing") return undefined;
     throw error;
   });
-  if (outcome?.ok === false && !isNoSuchChain(outcome.stderr)) {
-    failures?.push(readFailure(outcome));
-  }
+  if (outcome?.ok === false && !isNoSuchChain(outcome.stderr)) failures?.push(readFailure(outcome));
   return outcome;
 }
 
