@@ -257,18 +257,14 @@ export function traceLive(
     memo.set(memoKey, result);
     return result;
   };
-  return dedupe(walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING"));
-}
-
-/** Targets that are not chains and whose effect here the tracer does not model. */
-const otherTargets = new Set(["DNAT", "REDIRECT", "DROP", "REJECT", "CT", "NOTRACK", "QUEUE"]);
-
-function dedupe(outcomes: readonly LiveOutcome[]): LiveOutcome[] {
   const seen = new Set<string>();
-  return outcomes.filter((outcome) => {
+  return walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING").filter((outcome) => {
     const key = `${outcome.verdict}\u0000${outcome.rule}\u0000${outcome.assumed.join("\u0000")}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
   });
 }
+
+/** Targets that are not chains and whose effect here the tracer does not model. */
+const otherTargets = new Set(["DNAT", "REDIRECT", "DROP", "REJECT", "CT", "NOTRACK", "QUEUE"]);
