@@ -206,8 +206,7 @@ export function traceLive(
     key: string,
   ): LiveOutcome[] => {
     const memoKey = `${key}:${from}`;
-    const known = memo.get(memoKey);
-    if (known) return known;
+    if (memo.has(memoKey)) return memo.get(memoKey)!;
     let result: LiveOutcome[] | undefined;
     for (let index = from; index < rules.length && result === undefined; index++) {
       const line = rules[index];
