@@ -119,9 +119,8 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
   const randomFully = masquerade.randomFully ? " --random-fully" : "";
   const toPorts = toPortsProtocols.flatMap((protocol) =>
     toPortsSplit(masquerade.toPorts).map(({ range, stored }) => {
-      const statistic = stored === undefined
-        ? ""
-        : ` -m statistic --mode random --probability ${statisticProbabilityText(stored)}`;
+      const probability = stored === undefined ? "" : savedProbability(stored / probabilityScale);
+      const statistic = probability && ` -m statistic --mode random --probability ${probability}`;
       return `-A ${chain}${match} -p ${protocol} ${commented(comment)}` +
         `${statistic} -j ${target(formatPortRange(range))}${randomFully}`;
     })
@@ -132,12 +131,7 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
 
 /** The statistic match keeps a 31-bit fraction and prints it with 11 decimals; so do we. */
 export function savedProbability(probability: number): string {
-  return statisticProbabilityText(Math.round(probability * probabilityScale));
-}
-
-/** A stored fraction of {@link probabilityScale} as `iptables-save` prints it. */
-function statisticProbabilityText(stored: number): string {
-  return (stored / probabilityScale).toFixed(11);
+  return (Math.round(probability * probabilityScale) / probabilityScale).toFixed(11);
 }
 
 /** Our POSTROUTING jump as `iptables-save` prints it. */
