@@ -219,11 +219,9 @@ function removeChain(live: LiveNatTable, name: string, tx: NatTransaction) {
   const jumps = ownJumps(live);
   const toName = jumps.filter((jump) => jump.chain === name);
   const ownJumpLines = new Set(jumps.map((jump) => jump.line));
-  const referencedElsewhere = [...live.rules.values()].flat().some((rule) => {
-    const words = rule.split(" ");
-    return !ownJumpLines.has(rule) &&
-      words.some((word, i) => (word === "-j" || word === "-g") && words[i + 1] === name);
-  });
+  const jumpTo = new RegExp(` -[jg] ${RegExp.escape(name)}(?: |$)`);
+  const referencedElsewhere = [...live.rules.values()].flat()
+    .some((rule) => !ownJumpLines.has(rule) && jumpTo.test(rule));
   const removable = live.chains.has(name) && (live.rules.get(name) ?? []).every(isOwnChainRule) &&
     !referencedElsewhere;
   for (const jump of toName) tx.deleteRule(jump.line);
