@@ -84,20 +84,17 @@ function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[
   const differences = live.others.map((other) => `unexpected ${other}`);
   for (const { name } of desired.sets) {
     const set = live.sets.find((candidate) => candidate.name === name);
+    const differ = (what: string) => differences.push(`set ${name} ${what}`);
     if (!set) {
-      differences.push(`set ${name} missing`);
+      differ("missing");
       continue;
     }
-    if (set.type !== nftAddressType(desired.family)) {
-      differences.push(`set ${name} has type ${quoteInput(set.type)}`);
-    }
-    if (set.flags.length !== 1 || set.flags[0] !== "interval") {
-      differences.push(`set ${name} has flags ${quoteInput(set.flags.join(","))}`);
-    }
-    if (set.extras.length > 0) {
-      differences.push(`set ${name} has ${quoteInput(set.extras.join(","))}`);
-    }
-    if (set.elements === null) differences.push(`set ${name} holds elements we never write`);
+    // Flags are sorted strings: only `["interval"]` joins to "interval".
+    const flags = set.flags.join(",");
+    if (set.type !== nftAddressType(desired.family)) differ(`has type ${quoteInput(set.type)}`);
+    if (flags !== "interval") differ(`has flags ${quoteInput(flags)}`);
+    if (set.extras.length > 0) differ(`has ${quoteInput(set.extras.join(","))}`);
+    if (set.elements === null) differ("holds elements we never write");
   }
   for (const { name } of live.sets) {
     if (!desired.sets.some((wanted) => wanted.name === name)) {
@@ -136,15 +133,13 @@ function summarize(differences: readonly string[]): string {
   return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
 }
 
-function describeChange(family: Family, change: NftElementChange): string {
+function describeChange(family: Family, { set, add, remove }: NftElementChange): string {
   const list = (elements: readonly AddressInterval[]) => {
     const shown = elements.slice(0, 3).map((element) => formatInterval(family, element));
     return shown.join(", ") + (elements.length > 3 ? `, ... ${elements.length - 3} more` : "");
   };
   const parts: string[] = [];
-  if (change.add.length > 0) parts.push(`${change.add.length} missing: ${list(change.add)}`);
-  if (change.remove.length > 0) {
-    parts.push(`${change.remove.length} unexpected: ${list(change.remove)}`);
-  }
-  return `set ${change.set} differs (${parts.join("; ")})`;
+  if (add.length > 0) parts.push(`${add.length} missing: ${list(add)}`);
+  if (remove.length > 0) parts.push(`${remove.length} unexpected: ${list(remove)}`);
+  return `set ${set} differs (${parts.join("; ")})`;
 }
