@@ -69,9 +69,8 @@ function isObject(value: Json): value is Record<string, Json> {
 
 /** The single key of a `{ "kind": body }` object, or undefined. */
 function singleKey(value: Json): [string, Json] | undefined {
-  if (!isObject(value)) return undefined;
-  const keys = Object.keys(value);
-  return keys.length === 1 ? [keys[0], value[keys[0]]] : undefined;
+  const entries = isObject(value) ? Object.entries(value) : [];
+  return entries.length === 1 ? entries[0] : undefined;
 }
 
 /**
@@ -135,12 +134,10 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
       others.push(`${quoteInput(kind)}${name}`);
     }
   }
-  if (!tableSeen) {
-    if (sets.length === 0 && chains.length === 0 && rulesByChain.size === 0) {
-      return { kind: "missing" };
-    }
-    return { kind: "unreadable", reason: "objects of our table, but no table entry" };
+  if (!tableSeen && sets.length + chains.length + rulesByChain.size === 0) {
+    return { kind: "missing" };
   }
+  if (!tableSeen) return { kind: "unreadable", reason: "objects of our table, but no table entry" };
   for (const [name, rules] of rulesByChain) {
     if (!chains.some((chain) => chain.name === name) && rules.length > 0) {
       others.push(`rules of an undeclared chain ${quoteInput(name)}`);
@@ -162,23 +159,17 @@ function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
     : typeof body.flags === "string"
     ? [body.flags]
     : [];
-  const elements = body.elem === undefined
-    ? []
-    : Array.isArray(body.elem)
-    ? readElements(body.elem, family)
+  const items = body.elem === undefined ? [] : body.elem;
+  const elements = Array.isArray(items)
+    ? items.map((item) => readAddressValue(item, family))
     : null;
   return {
     name: typeof body.name === "string" ? body.name : "",
     type: typeof body.type === "string" ? body.type : "(not a plain type)",
     flags,
-    elements,
+    elements: elements?.every((element) => element !== undefined) ? elements.sort(byStart) : null,
     extras: extrasOf(body, setKeys),
   };
-}
-
-function readElements(items: readonly Json[], family: Family): AddressInterval[] | null {
-  const elements = items.map((item) => readAddressValue(item, family));
-  return elements.every((element) => element !== undefined) ? elements.sort(byStart) : null;
 }
 
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
@@ -230,21 +221,13 @@ function ruleText(body: Record<string, Json>, family: Family): string {
 }
 
 function expressionText(expression: Json, family: Family): string {
-  const item = singleKey(expression);
-  if (!item) return "<?>";
-  const [kind, body] = item;
-  switch (kind) {
-    case "return":
-      return body === null ? "return" : "<return>";
-    case "match":
-      return matchText(body, family) ?? "<match>";
-    case "masquerade":
-      return masqueradeText(body) ?? "<masquerade>";
-    case "snat":
-      return snatText(body, family) ?? "<snat>";
-    default:
-      return `<${quoteInput(kind.slice(0, 32))}>`;
-  }
+  const [kind, body] = singleKey(expression) ?? [];
+  if (kind === undefined) return "<?>";
+  if (kind === "return") return body === null ? "return" : "<return>";
+  if (kind === "match") return matchText(body, family) ?? "<match>";
+  if (kind === "masquerade") return masqueradeText(body) ?? "<masquerade>";
+  if (kind === "snat") return snatText(body, family) ?? "<snat>";
+  return `<${quoteInput(kind.slice(0, 32))}>`;
 }
 
 function matchText(body: Json, family: Family): string | undefined {
@@ -253,11 +236,11 @@ function matchText(body: Json, family: Family): string | undefined {
   const right = body.right;
   if (body.op === "<" && kind === "numgen" && isObject(what)) {
     const { mode, mod, offset } = what;
-    if (mode !== "random" || (offset !== undefined && offset !== 0)) return undefined;
-    if (typeof mod !== "number" || !Number.isInteger(mod)) return undefined;
-    if (typeof right !== "number" || !Number.isInteger(right)) return undefined;
+    const plain = mode === "random" && (offset === undefined || offset === 0);
     // nft 1.0.6 prints a modulus of 2^31 and above as a signed 32-bit number.
-    return `numgen random mod ${mod >>> 0} < ${right}`;
+    return plain && Number.isInteger(mod) && Number.isInteger(right)
+      ? `numgen random mod ${Number(mod) >>> 0} < ${right}`
+      : undefined;
   }
   if (body.op !== "==") return undefined;
   if (kind === "&") return markText(what, right);
@@ -267,11 +250,10 @@ function matchText(body: Json, family: Family): string | undefined {
     const local = what.result === "type" && flags.length === 1 && flags[0] === "daddr";
     return local && right === "local" ? "fib daddr type local" : undefined;
   }
-  if (kind === "payload") {
-    if (what.protocol !== nftFamily(family)) return undefined;
-    if (what.field !== "daddr" && what.field !== "saddr") return undefined;
+  if (kind === "payload" && what.protocol === nftFamily(family)) {
+    const field = what.field === "daddr" || what.field === "saddr";
     const value = addressText(right, family);
-    return value === undefined ? undefined : `${what.protocol} ${what.field} ${value}`;
+    return field && value !== undefined ? `${what.protocol} ${what.field} ${value}` : undefined;
   }
   if (kind === "meta" && what.key === "oifname") {
     // outputInterface: only names our config validation admits (nft's `*` wildcard).
@@ -348,13 +330,10 @@ function masqueradeText(body: Json): string | undefined {
 
 /** `FIRST-LAST` from a port number or `{ range: [FIRST, LAST] }`. */
 function portRangeText(port: Json): string | undefined {
-  const range = singleKey(port);
-  if (typeof port === "number" && Number.isInteger(port)) return `${port}-${port}`;
-  if (
-    range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
-    range[1].every((end) => typeof end === "number" && Number.isInteger(end))
-  ) return `${range[1][0]}-${range[1][1]}`;
-  return undefined;
+  if (Number.isInteger(port)) return `${port}-${port}`;
+  const [kind, ends] = singleKey(port) ?? [];
+  if (kind !== "range" || !Array.isArray(ends) || ends.length !== 2) return undefined;
+  return ends.every(Number.isInteger) ? ends.join("-") : undefined;
 }
 
 /** ` fully-random` when that is the one flag; undefined for any other flag. */
