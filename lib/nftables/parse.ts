@@ -255,18 +255,12 @@ function matchText(body: Json, family: Family): string | undefined {
     const value = addressText(right, family);
     return field && value !== undefined ? `${what.protocol} ${what.field} ${value}` : undefined;
   }
-  if (kind === "meta" && what.key === "oifname") {
-    // outputInterface: only names our config validation admits (nft's `*` wildcard).
-    return typeof right === "string" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)
-      ? `oifname "${right}"`
-      : undefined;
+  if (kind !== "meta" || typeof right !== "string") return undefined;
+  // outputInterface: only names our config validation admits (nft's `*` wildcard).
+  if (what.key === "oifname" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)) {
+    return `oifname "${right}"`;
   }
-  if (kind === "meta" && what.key === "l4proto") {
-    return typeof right === "string" && /^[a-z]{1,8}$/.test(right)
-      ? `meta l4proto ${right}`
-      : undefined;
-  }
-  return undefined;
+  return what.key === "l4proto" && /^[a-z]{1,8}$/.test(right) ? `meta l4proto ${right}` : undefined;
 }
 
 /** A set reference `@name` (only plain names), a prefix or a single address. */

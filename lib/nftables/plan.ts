@@ -103,21 +103,16 @@ function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[
   }
   const chain = live.chains.find((candidate) => candidate.name === nftChainName);
   const priority = desired.priority ?? srcnatPriority;
-  if (!chain) differences.push(`chain ${nftChainName} missing`);
+  const differ = (what: string) => differences.push(`chain ${nftChainName} ${what}`);
+  if (!chain) differ("missing");
   else {
     const base = chain.type === "nat" && chain.hook === "postrouting" &&
       chain.priority === priority && chain.policy === "accept";
-    if (!base) {
-      differences.push(
-        priority === srcnatPriority
-          ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
-          : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
-            `${srcnatPriority - priority} (--postrouting-jump=insert)`,
-      );
-    }
-    if (chain.extras.length > 0) {
-      differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
-    }
+    const wanted = priority === srcnatPriority
+      ? "srcnat chain"
+      : `chain at priority srcnat - ${srcnatPriority - priority} (--postrouting-jump=insert)`;
+    if (!base) differ(`is not a nat postrouting ${wanted}`);
+    if (chain.extras.length > 0) differ(`has ${quoteInput(chain.extras.join(","))}`);
     // Rules read back may hold a writer's text: shown quoted and bounded.
     const rules = ruleListDifference(desired.rules, chain.rules, quoteInput);
     if (rules) differences.push(`chain ${nftChainName}: ${rules}`);
