@@ -74,8 +74,7 @@ function singleKey(value: Json): [string, Json] | undefined {
 }
 
 /**
- * Parses the listing of our table of `family`. A listing that does not
- * parse as nft's JSON is `unreadable`; entries of other tables are ignored.
+ * Parses the listing of our table of `family`, ignoring other tables; not nft's JSON: `unreadable`.
  *
  * @example
  * ```ts
@@ -174,26 +173,21 @@ function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
 
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
 function readAddressValue(value: Json, family: Family): AddressInterval | undefined {
-  const bits = familyBits(family);
-  if (typeof value === "string") return readPrefix(value, bits, family);
+  if (typeof value === "string") return readPrefix(value, family);
   const [kind, body] = singleKey(value) ?? [];
-  // parseCidr rejects a length that is not an integer from 0 to `bits`.
-  if (kind === "prefix" && isObject(body) && typeof body.addr === "string") {
-    return typeof body.len === "number" ? readPrefix(body.addr, body.len, family) : undefined;
+  // parseCidr rejects a length that is not an integer from 0 to the family's bits.
+  if (kind === "prefix" && isObject(body) && typeof body.len === "number") {
+    return readPrefix(body.addr, family, body.len);
   }
-  if (kind === "range" && Array.isArray(body) && body.length === 2) {
-    const [first, last] = body.map((end) =>
-      typeof end === "string" ? readPrefix(end, bits, family) : undefined
-    );
-    if (!first || !last || first.start > last.start) return undefined;
-    return { start: first.start, end: last.start };
-  }
-  return undefined;
+  if (kind !== "range" || !Array.isArray(body) || body.length !== 2) return undefined;
+  const [first, last] = body.map((end) => readPrefix(end, family));
+  if (!first || !last || first.start > last.start) return undefined;
+  return { start: first.start, end: last.start };
 }
 
-function readPrefix(address: string, len: number, family: Family): AddressInterval | undefined {
+function readPrefix(address: Json, family: Family, len: number = familyBits(family)) {
   // Bounded before parsing: a hostile element may be megabytes long.
-  if (address.length > 64) return undefined;
+  if (typeof address !== "string" || address.length > 64) return undefined;
   const parsed = parseCidr(`${address}/${len}`);
   if (!parsed.ok || parsed.value.family !== family) return undefined;
   return cidrInterval(parsed.value);
@@ -308,26 +302,23 @@ function snatText(body: Json, family: Family): string | undefined {
   if (typeof body.addr !== "string") return undefined;
   const address = readAddressValue(body.addr, family);
   if (!address || address.start !== address.end) return undefined;
-  if (body.port === undefined) return withFlags(`snat to ${body.addr}`, body.flags);
-  const ports = portRangeText(body.port);
   const host = family === "ipv6" ? `[${body.addr}]` : body.addr;
-  return ports === undefined ? undefined : withFlags(`snat to ${host}:${ports}`, body.flags);
+  return withPorts(`snat to ${body.addr}`, `snat to ${host}`, body);
 }
 
 function masqueradeText(body: Json): string | undefined {
   if (body === null) return "masquerade";
   if (!onlyKeys(body, ["port", "flags"])) return undefined;
-  if (body.port === undefined) return withFlags("masquerade", body.flags);
-  const ports = portRangeText(body.port);
-  return ports === undefined ? undefined : withFlags(`masquerade to :${ports}`, body.flags);
+  return withPorts("masquerade", "masquerade to ", body);
 }
 
-/** `FIRST-LAST` from a port number or `{ range: [FIRST, LAST] }`. */
-function portRangeText(port: Json): string | undefined {
-  if (Number.isInteger(port)) return `${port}-${port}`;
+/** `text`, or `ported:FIRST-LAST` for a port number or `{ range: [FIRST, LAST] }`; then flags. */
+function withPorts(text: string, ported: string, { port, flags }: Record<string, Json>) {
+  if (port === undefined) return withFlags(text, flags);
+  if (Number.isInteger(port)) return withFlags(`${ported}:${port}-${port}`, flags);
   const [kind, ends] = singleKey(port) ?? [];
   if (kind !== "range" || !Array.isArray(ends) || ends.length !== 2) return undefined;
-  return ends.every(Number.isInteger) ? ends.join("-") : undefined;
+  return ends.every(Number.isInteger) ? withFlags(`${ported}:${ends.join("-")}`, flags) : undefined;
 }
 
 /** ` fully-random` when that is the one flag; undefined for any other flag. */
