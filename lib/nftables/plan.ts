@@ -46,7 +46,9 @@ export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPla
   }
   const structural = structuralDifferences(desired, live.table);
   if (structural.length > 0) {
-    return replace("table-differs", `${table} differs (${summarize(structural)}); replacing it`);
+    const more = structural.length > 4 ? `; ... ${structural.length - 4} more` : "";
+    const summary = structural.slice(0, 4).join("; ") + more;
+    return replace("table-differs", `${table} differs (${summary}); replacing it`);
   }
   const changes = desired.sets.flatMap((set): NftElementChange[] => {
     const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
@@ -121,11 +123,6 @@ function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[
     if (name !== nftChainName) differences.push(`unexpected chain ${quoteInput(name)}`);
   }
   return differences;
-}
-
-function summarize(differences: readonly string[]): string {
-  const shown = differences.slice(0, 4);
-  return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
 }
 
 function describeChange(family: Family, { set, add, remove }: NftElementChange): string {
