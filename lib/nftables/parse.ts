@@ -61,14 +61,12 @@ export type LiveNftRead =
   /** The listing was not what nft prints; the table is replaced. */
   | { readonly kind: "unreadable"; readonly reason: string };
 
-type Json = unknown;
-
-function isObject(value: Json): value is Record<string, Json> {
+function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** The single key of a `{ "kind": body }` object, or undefined. */
-function singleKey(value: Json): [string, Json] | undefined {
+function singleKey(value: unknown): [string, unknown] | undefined {
   const entries = isObject(value) ? Object.entries(value) : [];
   return entries.length === 1 ? entries[0] : undefined;
 }
@@ -94,7 +92,7 @@ function singleKey(value: Json): [string, Json] | undefined {
  * ```
  */
 export function parseNftTable(listing: string, family: Family): LiveNftRead {
-  let parsed: Json;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(listing);
   } catch (error) {
@@ -107,7 +105,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   const sets: LiveNftSet[] = [];
   const chains: LiveNftChain[] = [];
   const rulesByChain = new Map<string, string[]>();
-  const rulesOf = (chain: Json) => {
+  const rulesOf = (chain: unknown) => {
     const name = typeof chain === "string" ? chain : "";
     const rules = rulesByChain.get(name) ?? [];
     rulesByChain.set(name, rules);
@@ -115,7 +113,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   };
   const others: string[] = [];
   let tableSeen = false;
-  const inOurTable = (body: Record<string, Json>, key: "table" | "name") =>
+  const inOurTable = (body: Record<string, unknown>, key: "table" | "name") =>
     body.family === ours && body[key] === nftTableName;
 
   for (const entry of parsed.nftables) {
@@ -148,11 +146,11 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
 const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
 const chainKeys = new Set(["family", "table", "name", "handle", "type", "hook", "prio", "policy"]);
 
-function extrasOf(body: Record<string, Json>, known: ReadonlySet<string>): string[] {
+function extrasOf(body: Record<string, unknown>, known: ReadonlySet<string>): string[] {
   return Object.keys(body).filter((key) => !known.has(key)).sort();
 }
 
-function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
+function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
   const flags = Array.isArray(body.flags)
     ? body.flags.map((flag) => (typeof flag === "string" ? flag : "?")).sort()
     : typeof body.flags === "string"
@@ -172,7 +170,7 @@ function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
 }
 
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
-function readAddressValue(value: Json, family: Family): AddressInterval | undefined {
+function readAddressValue(value: unknown, family: Family): AddressInterval | undefined {
   if (typeof value === "string") return readPrefix(value, family);
   const [kind, body] = singleKey(value) ?? [];
   // parseCidr rejects a length that is not an integer from 0 to the family's bits.
@@ -185,7 +183,7 @@ function readAddressValue(value: Json, family: Family): AddressInterval | undefi
   return { start: first.start, end: last.start };
 }
 
-function readPrefix(address: Json, family: Family, len: number = familyBits(family)) {
+function readPrefix(address: unknown, family: Family, len: number = familyBits(family)) {
   // Bounded before parsing: a hostile element may be megabytes long.
   if (typeof address !== "string" || address.length > 64) return undefined;
   const parsed = parseCidr(`${address}/${len}`);
@@ -193,8 +191,8 @@ function readPrefix(address: Json, family: Family, len: number = familyBits(fami
   return cidrInterval(parsed.value);
 }
 
-function readChain(body: Record<string, Json>): Omit<LiveNftChain, "rules"> {
-  const text = (value: Json) => (typeof value === "string" ? value : undefined);
+function readChain(body: Record<string, unknown>): Omit<LiveNftChain, "rules"> {
+  const text = (value: unknown) => (typeof value === "string" ? value : undefined);
   return {
     name: text(body.name) ?? "",
     type: text(body.type),
@@ -206,7 +204,7 @@ function readChain(body: Record<string, Json>): Omit<LiveNftChain, "rules"> {
 }
 
 /** A rule as the text of the expressions we write; `<...>` marks anything else. */
-function ruleText(body: Record<string, Json>, family: Family): string {
+function ruleText(body: Record<string, unknown>, family: Family): string {
   const words: string[] = [];
   if (!Array.isArray(body.expr)) words.push("<a rule without expressions>");
   else for (const expression of body.expr) words.push(expressionText(expression, family));
@@ -214,7 +212,7 @@ function ruleText(body: Record<string, Json>, family: Family): string {
   return words.join(" ");
 }
 
-function expressionText(expression: Json, family: Family): string {
+function expressionText(expression: unknown, family: Family): string {
   const [kind, body] = singleKey(expression) ?? [];
   if (kind === undefined) return "<?>";
   if (kind === "return") return body === null ? "return" : "<return>";
@@ -224,7 +222,7 @@ function expressionText(expression: Json, family: Family): string {
   return `<${quoteInput(kind.slice(0, 32))}>`;
 }
 
-function matchText(body: Json, family: Family): string | undefined {
+function matchText(body: unknown, family: Family): string | undefined {
   if (!isObject(body)) return undefined;
   const [kind, what] = singleKey(body.left) ?? [];
   const right = body.right;
@@ -258,24 +256,23 @@ function matchText(body: Json, family: Family): string | undefined {
 }
 
 /** A set reference `@name` (only plain names), a prefix or a single address. */
-function addressText(value: Json, family: Family): string | undefined {
+function addressText(value: unknown, family: Family): string | undefined {
   if (typeof value === "string" && value.startsWith("@")) {
     return /^@[A-Za-z0-9_.-]{1,64}$/.test(value) ? value : undefined;
   }
   if (!readAddressValue(value, family)) return undefined;
   if (typeof value === "string") return value;
-  const prefix = singleKey(value);
-  if (prefix?.[0] === "prefix" && isObject(prefix[1])) return `${prefix[1].addr}/${prefix[1].len}`;
-  return undefined;
+  const [kind, prefix] = singleKey(value) ?? [];
+  return kind === "prefix" && isObject(prefix) ? `${prefix.addr}/${prefix.len}` : undefined;
 }
 
 /** `meta mark & 0x00004000 == 0x00004000`: the kube-proxy mark check of insert mode. */
-function markText(operands: Json, right: Json): string | undefined {
+function markText(operands: unknown, right: unknown): string | undefined {
   if (!Array.isArray(operands) || operands.length !== 2) return undefined;
   const meta = singleKey(operands[0]);
   if (meta?.[0] !== "meta" || !isObject(meta[1]) || meta[1].key !== "mark") return undefined;
   const [, mask] = operands;
-  const valid = (n: Json): n is number =>
+  const valid = (n: unknown): n is number =>
     typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
   if (!valid(mask) || !valid(right)) return undefined;
   const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
@@ -283,7 +280,7 @@ function markText(operands: Json, right: Json): string | undefined {
 }
 
 /** An object with no keys but `known`. */
-function onlyKeys(body: Json, known: readonly string[]): body is Record<string, Json> {
+function onlyKeys(body: unknown, known: readonly string[]): body is Record<string, unknown> {
   return isObject(body) && Object.keys(body).every((key) => known.includes(key));
 }
 
@@ -291,7 +288,7 @@ function onlyKeys(body: Json, known: readonly string[]): body is Record<string, 
  * `snat to ip saddr` (insert mode's identity binding) or `snat to ADDR[:FIRST-LAST]`
  * (`outputAddress`; IPv6 with ports in brackets), with `fully-random`.
  */
-function snatText(body: Json, family: Family): string | undefined {
+function snatText(body: unknown, family: Family): string | undefined {
   if (!onlyKeys(body, ["addr", "port", "flags"])) return undefined;
   const addr = singleKey(body.addr);
   if (addr?.[0] === "payload" && isObject(addr[1])) {
@@ -306,14 +303,14 @@ function snatText(body: Json, family: Family): string | undefined {
   return withPorts(`snat to ${body.addr}`, `snat to ${host}`, body);
 }
 
-function masqueradeText(body: Json): string | undefined {
+function masqueradeText(body: unknown): string | undefined {
   if (body === null) return "masquerade";
   if (!onlyKeys(body, ["port", "flags"])) return undefined;
   return withPorts("masquerade", "masquerade to ", body);
 }
 
 /** `text`, or `ported:FIRST-LAST` for a port number or `{ range: [FIRST, LAST] }`; then flags. */
-function withPorts(text: string, ported: string, { port, flags }: Record<string, Json>) {
+function withPorts(text: string, ported: string, { port, flags }: Record<string, unknown>) {
   if (port === undefined) return withFlags(text, flags);
   if (Number.isInteger(port)) return withFlags(`${ported}:${port}-${port}`, flags);
   const [kind, ends] = singleKey(port) ?? [];
@@ -322,7 +319,7 @@ function withPorts(text: string, ported: string, { port, flags }: Record<string,
 }
 
 /** ` fully-random` when that is the one flag; undefined for any other flag. */
-function withFlags(text: string, flags: Json): string | undefined {
+function withFlags(text: string, flags: unknown): string | undefined {
   if (flags === undefined) return text;
   const list = [flags].flat();
   return list.length === 1 && list[0] === "fully-random" ? `${text} fully-random` : undefined;
