@@ -105,12 +105,8 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   const sets: LiveNftSet[] = [];
   const chains: LiveNftChain[] = [];
   const rulesByChain = new Map<string, string[]>();
-  const rulesOf = (chain: unknown) => {
-    const name = typeof chain === "string" ? chain : "";
-    const rules = rulesByChain.get(name) ?? [];
-    rulesByChain.set(name, rules);
-    return rules;
-  };
+  const rulesOf = (chain: unknown) =>
+    rulesByChain.getOrInsert(typeof chain === "string" ? chain : "", []);
   const others: string[] = [];
   let tableSeen = false;
   const inOurTable = (body: Record<string, unknown>, key: "table" | "name") =>
