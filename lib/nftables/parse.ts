@@ -101,7 +101,6 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   if (!isObject(parsed) || !Array.isArray(parsed.nftables)) {
     return { kind: "unreadable", reason: "no nftables array" };
   }
-  const ours = nftFamily(family);
   const sets: LiveNftSet[] = [];
   const chains: LiveNftChain[] = [];
   const rulesByChain = new Map<string, string[]>();
@@ -110,7 +109,7 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   const others: string[] = [];
   let tableSeen = false;
   const inOurTable = (body: Record<string, unknown>, key: "table" | "name") =>
-    body.family === ours && body[key] === nftTableName;
+    body.family === nftFamily(family) && body[key] === nftTableName;
 
   for (const entry of parsed.nftables) {
     const [kind, body] = singleKey(entry) ?? [];

@@ -92,14 +92,13 @@ export interface NftDesired {
  * ```
  */
 export function nftDesired(desired: DesiredChain): NftDesired {
-  const { family } = desired;
+  const { family, linkLocal } = desired;
   const ip = nftFamily(family);
   const ofFamily = (cidrs: readonly { value: Cidr }[] = []) =>
     cidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family);
   const exceptions = ofFamily(desired.masqueradeExceptions);
   // Link-local takes part in the longest-prefix match (decision.ts): an exception inside it
   // masquerades. Only then does it join the set; otherwise it keeps its own rule, as in iptables.
-  const linkLocal = desired.linkLocal;
   const ownRule = linkLocal &&
       exceptions.some((cidr) => contains(linkLocal.value, cidr) || contains(cidr, linkLocal.value))
     ? undefined
