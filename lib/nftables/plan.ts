@@ -87,21 +87,19 @@ function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[
   for (const { name } of desired.sets) {
     const set = live.sets.find((candidate) => candidate.name === name);
     const differ = (what: string) => differences.push(`set ${name} ${what}`);
-    if (!set) {
-      differ("missing");
-      continue;
+    if (!set) differ("missing");
+    else {
+      // Flags are sorted strings: only `["interval"]` joins to "interval".
+      const flags = set.flags.join(",");
+      if (set.type !== nftAddressType(desired.family)) differ(`has type ${quoteInput(set.type)}`);
+      if (flags !== "interval") differ(`has flags ${quoteInput(flags)}`);
+      if (set.extras.length > 0) differ(`has ${quoteInput(set.extras.join(","))}`);
+      if (set.elements === null) differ("holds elements we never write");
     }
-    // Flags are sorted strings: only `["interval"]` joins to "interval".
-    const flags = set.flags.join(",");
-    if (set.type !== nftAddressType(desired.family)) differ(`has type ${quoteInput(set.type)}`);
-    if (flags !== "interval") differ(`has flags ${quoteInput(flags)}`);
-    if (set.extras.length > 0) differ(`has ${quoteInput(set.extras.join(","))}`);
-    if (set.elements === null) differ("holds elements we never write");
   }
+  const wanted = new Set(desired.sets.map(({ name }) => name));
   for (const { name } of live.sets) {
-    if (!desired.sets.some((wanted) => wanted.name === name)) {
-      differences.push(`unexpected set ${quoteInput(name)}`);
-    }
+    if (!wanted.has(name)) differences.push(`unexpected set ${quoteInput(name)}`);
   }
   const chain = live.chains.find((candidate) => candidate.name === nftChainName);
   const priority = desired.priority ?? srcnatPriority;
