@@ -151,10 +151,8 @@ function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
     : typeof body.flags === "string"
     ? [body.flags]
     : [];
-  const items = body.elem === undefined ? [] : body.elem;
-  const elements = Array.isArray(items)
-    ? items.map((item) => readAddressValue(item, family))
-    : null;
+  const { elem = [] } = body; // only an absent `elem` is an empty set
+  const elements = Array.isArray(elem) ? elem.map((item) => readAddressValue(item, family)) : null;
   return {
     name: typeof body.name === "string" ? body.name : "",
     type: typeof body.type === "string" ? body.type : "(not a plain type)",
