@@ -79,12 +79,11 @@ function singleKey(value: unknown): [string, unknown] | undefined {
  * import assert from "node:assert/strict";
  * import { parseNftTable } from "./parse.ts";
  *
+ * const ours = { family: "ip", table: "ip-masq-agent" };
  * const listing = JSON.stringify({ nftables: [
- *   { table: { family: "ip", name: "ip-masq-agent", handle: 1 } },
- *   { chain: { family: "ip", table: "ip-masq-agent", name: "postrouting", handle: 1,
- *     type: "nat", hook: "postrouting", prio: 100, policy: "accept" } },
- *   { rule: { family: "ip", table: "ip-masq-agent", chain: "postrouting", handle: 2,
- *     expr: [{ masquerade: { flags: "fully-random" } }] } },
+ *   { table: { family: "ip", name: "ip-masq-agent" } },
+ *   { chain: { ...ours, name: "postrouting", type: "nat", hook: "postrouting", prio: 100 } },
+ *   { rule: { ...ours, chain: "postrouting", expr: [{ masquerade: { flags: "fully-random" } }] } },
  * ] });
  * const read = parseNftTable(listing, "ipv4");
  * assert.ok(read.kind === "table");
