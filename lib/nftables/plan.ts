@@ -84,35 +84,36 @@ const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
 /** Everything but set elements: sets, chains, rules, and nothing else in the table. */
 function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[] {
   const differences = live.others.map((other) => `unexpected ${other}`);
+  const addressType = nftAddressType(desired.family);
   for (const { name } of desired.sets) {
     const set = live.sets.find((candidate) => candidate.name === name);
-    const differ = (what: string) => differences.push(`set ${name} ${what}`);
-    if (!set) differ("missing");
+    const setDiffers = (what: string) => differences.push(`set ${name} ${what}`);
+    if (!set) setDiffers("missing");
     else {
       // Flags are sorted strings: only `["interval"]` joins to "interval".
       const flags = set.flags.join(",");
-      if (set.type !== nftAddressType(desired.family)) differ(`has type ${quoteInput(set.type)}`);
-      if (flags !== "interval") differ(`has flags ${quoteInput(flags)}`);
-      if (set.extras.length > 0) differ(`has ${quoteInput(set.extras.join(","))}`);
-      if (set.elements === null) differ("holds elements we never write");
+      if (set.type !== addressType) setDiffers(`has type ${quoteInput(set.type)}`);
+      if (flags !== "interval") setDiffers(`has flags ${quoteInput(flags)}`);
+      if (set.extras.length > 0) setDiffers(`has ${quoteInput(set.extras.join(","))}`);
+      if (set.elements === null) setDiffers("holds elements we never write");
     }
   }
-  const wanted = new Set(desired.sets.map(({ name }) => name));
+  const wantedSets = new Set(desired.sets.map(({ name }) => name));
   for (const { name } of live.sets) {
-    if (!wanted.has(name)) differences.push(`unexpected set ${quoteInput(name)}`);
+    if (!wantedSets.has(name)) differences.push(`unexpected set ${quoteInput(name)}`);
   }
   const chain = live.chains.find((candidate) => candidate.name === nftChainName);
   const priority = desired.priority ?? srcnatPriority;
-  const differ = (what: string) => differences.push(`chain ${nftChainName} ${what}`);
-  if (!chain) differ("missing");
+  const chainDiffers = (what: string) => differences.push(`chain ${nftChainName} ${what}`);
+  if (!chain) chainDiffers("missing");
   else {
     const base = chain.type === "nat" && chain.hook === "postrouting" &&
       chain.priority === priority && chain.policy === "accept";
-    const wanted = priority === srcnatPriority
+    const expected = priority === srcnatPriority
       ? "srcnat chain"
       : `chain at priority srcnat - ${srcnatPriority - priority} (--postrouting-jump=insert)`;
-    if (!base) differ(`is not a nat postrouting ${wanted}`);
-    if (chain.extras.length > 0) differ(`has ${quoteInput(chain.extras.join(","))}`);
+    if (!base) chainDiffers(`is not a nat postrouting ${expected}`);
+    if (chain.extras.length > 0) chainDiffers(`has ${quoteInput(chain.extras.join(","))}`);
     // Rules read back may hold a writer's text: shown quoted and bounded.
     const rules = ruleListDifference(desired.rules, chain.rules, quoteInput);
     if (rules) differences.push(`chain ${nftChainName}: ${rules}`);
