@@ -7,7 +7,7 @@
 
 import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../base/problems.ts";
-import type { ConfigDirContents } from "../config/directory.ts";
+import type { ConfigDirContents, watchConfigDir } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
 import { decideRetry, type FailureKind, initialRetryState, type RetryPolicy } from "./backoff.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
@@ -20,22 +20,14 @@ import { desiredChains, loadConfig, type StartupLoad } from "../policy/desired.t
 import { changedSettings, type CommandLine, type SettingKey } from "../settings/keys.ts";
 import { applyDesired, type Dataplane } from "../policy/dataplane.ts";
 import { type Clock, systemClock } from "../base/clock.ts";
-import {
-  ConfigWatch,
-  type DebouncePolicy,
-  defaultDebouncePolicy,
-  type StartWatch,
-} from "./config_watch.ts";
+import { ConfigWatch, type DebouncePolicy, defaultDebouncePolicy } from "./config_watch.ts";
 import { logChanges, type LogEvent, nothingLogged } from "./log_changes.ts";
 
 /** What the agent needs from the host; each effect is a seam a test can replace. */
 export interface AgentDeps {
   /** Parsed once at start, with the config's settings applied; fixed while the agent runs. */
   readonly flags: AgentFlags;
-  /**
-   * The command line as given: each load resolves the files' settings again, and when they no
-   * longer match `flags` the agent exits (1, rules left in place) to restart with the new ones.
-   */
+  /** As given; when a load's settings differ from `flags`, it exits (1, rules kept) to restart. */
   readonly commandLine?: CommandLine;
   /** The config as main.ts loaded it at start: the first reconcile of the same bytes takes it. */
   readonly startupLoad?: StartupLoad;
@@ -48,7 +40,7 @@ export interface AgentDeps {
   /** Whether MASQUERADE `--random-fully` works, probed once per family at start. */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
   /** Starts the config directory watch. */
-  readonly watch?: StartWatch;
+  readonly watch?: typeof watchConfigDir;
   /** A full garbage collection (V8's `gc` under `--expose-gc`), run as gc_schedule.ts says. */
   readonly collectGarbage?: () => void;
   /** Overrides of the loop's delays. */
@@ -61,12 +53,6 @@ export interface AgentDeps {
 export type AgentTiming =
   & Pick<DebouncePolicy, "quietMs">
   & Pick<RetryPolicy, "initialBackoffMs" | "maxBackoffMs">;
-
-const defaultTiming: AgentTiming = {
-  quietMs: defaultDebouncePolicy.quietMs,
-  initialBackoffMs: 1000,
-  maxBackoffMs: 30_000,
-};
 
 /** Reconciles the rules with the config directory: once (`--once`), or in a loop until aborted. */
 export class Agent {
@@ -84,19 +70,22 @@ export class Agent {
   constructor(deps: AgentDeps) {
     this.#deps = deps;
     this.#startupLoad = deps.startupLoad;
-    this.#timing = { ...defaultTiming, ...deps.timing };
+    this.#timing = {
+      quietMs: defaultDebouncePolicy.quietMs,
+      initialBackoffMs: 1000,
+      maxBackoffMs: 30_000,
+      ...deps.timing,
+    };
     this.#clock = deps.clock ?? systemClock;
     this.#wakeup = new Wakeup(this.#clock);
-    if (deps.watch) {
-      this.#configWatch = new ConfigWatch({
-        dir: deps.flags.configDir,
-        watch: deps.watch,
-        log: deps.log,
-        clock: this.#clock,
-        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
-        onSettled: () => this.#wakeup.fire(),
-      });
-    }
+    this.#configWatch = deps.watch && new ConfigWatch({
+      dir: deps.flags.configDir,
+      watch: deps.watch,
+      log: deps.log,
+      clock: this.#clock,
+      debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
+      onSettled: () => this.#wakeup.fire(),
+    });
   }
 
   /** SIGHUP and tests: reconcile as soon as the current one (if any) is done. */
@@ -146,16 +135,13 @@ export class Agent {
             );
             return exitCodes.runtime;
           }
-          if (decision.reason === "lock") {
-            log.warn(
-              `the xtables lock is held by another program; retrying in ${decision.delayMs} ms`,
-              { error: error instanceof Error ? error.message : String(error) },
-            );
-          } else {
-            log.warn(`applying rules failed; retrying in ${decision.delayMs} ms`, {
-              error: formatErrorChain(error),
-            });
-          }
+          const retrying = `retrying in ${decision.delayMs} ms`;
+          log.warn(
+            decision.reason === "lock"
+              ? `the xtables lock is held by another program; ${retrying}`
+              : `applying rules failed; ${retrying}`,
+            { error: formatErrorChain(error) }, // a lock's ToolError has no cause: just its message
+          );
           retry = decision.state;
           delayMs = decision.delayMs;
         }
@@ -200,8 +186,7 @@ export class Agent {
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       if (!keepLastGood) return error;
-      const keepingLastGood = this.#lastGood !== undefined;
-      this.#log({ kind: "rejected", error: error.message, keepingLastGood });
+      this.#log({ kind: "rejected", error: error.message, keepingLastGood: !!this.#lastGood });
       if (!this.#lastGood) return;
       desired = this.#lastGood.desired;
     }
@@ -214,6 +199,7 @@ export class Agent {
     const last = this.#lastGood;
     if (last && sameConfigDirContents(last.contents, contents)) return last.desired;
     const { flags, commandLine } = this.#deps;
+    const { configDir, dataplane } = flags;
     const startup = this.#startupLoad;
     this.#startupLoad = undefined;
     const loaded = startup && sameConfigDirContents(startup.contents, contents)
@@ -223,14 +209,7 @@ export class Agent {
     if (changed.length > 0) throw new SettingsChangedError(changed);
     const desired = desiredChains(loaded.effective, flags, this.#deps.randomFullySupported);
     const resyncIntervalMs = loaded.effective.resyncInterval?.value ?? flags.resyncIntervalMs;
-    this.#log({
-      kind: "loaded",
-      configDir: flags.configDir,
-      loaded,
-      desired,
-      resyncIntervalMs,
-      dataplane: flags.dataplane,
-    });
+    this.#log({ kind: "loaded", configDir, loaded, desired, resyncIntervalMs, dataplane });
     this.#lastGood = { contents, desired, resyncIntervalMs };
     return desired;
   }
@@ -282,22 +261,19 @@ export class Wakeup {
 
   /** Resolves after `ms`, on `fire()`, or on abort, whichever comes first. */
   async wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.#pending || signal.aborted) {
-      this.#pending = false;
-      return;
+    if (!this.#pending && !signal.aborted) {
+      // Linked by hand: AbortSignal.any() would tie each wait's controller to the lifelong signal.
+      const woken = new AbortController();
+      const wake = () => woken.abort();
+      signal.addEventListener("abort", wake);
+      this.#wake = wake;
+      try {
+        await this.#clock.sleep(ms, woken.signal);
+      } finally {
+        signal.removeEventListener("abort", wake);
+        this.#wake = undefined;
+      }
     }
-    // One controller per wait, linked by hand: AbortSignal.any() would tie each wait to the
-    // agent's lifelong signal.
-    const woken = new AbortController();
-    const wake = () => woken.abort();
-    signal.addEventListener("abort", wake);
-    this.#wake = wake;
-    try {
-      await this.#clock.sleep(ms, woken.signal);
-    } finally {
-      signal.removeEventListener("abort", wake);
-      this.#wake = undefined;
-      this.#pending = false;
-    }
+    this.#pending = false;
   }
 }

@@ -2,8 +2,7 @@
  * What the loop does after a failed reconcile, as a pure decision: a held xtables lock is
  * someone else's transaction, so retry for as long as it takes; any other iptables failure gets
  * retries within a budget of one resync interval, then the agent gives up (exit 1, so the
- * DaemonSet restarts it and the failure shows). Delays double up to the cap; a success starts
- * over.
+ * DaemonSet restarts it and the failure shows). Delays double up to the cap; a success resets.
  *
  * @example
  * ```ts
@@ -11,11 +10,9 @@
  * import { decideRetry, initialRetryState } from "./backoff.ts";
  * const policy = { initialBackoffMs: 1000, maxBackoffMs: 30_000, budgetMs: 60_000 };
  * const first = decideRetry(initialRetryState(policy), "failed", 0, policy);
- * assert.equal(first.action, "retry");
- * assert.equal(first.delayMs, 1000);
+ * assert(first.action === "retry" && first.delayMs === 1000);
  * const second = decideRetry(first.state, "failed", 1000, policy);
- * assert.equal(second.action, "retry");
- * assert.equal(second.delayMs, 2000);
+ * assert(second.action === "retry" && second.delayMs === 2000); // doubled
  * ```
  *
  * @module
@@ -44,14 +41,9 @@ export interface RetryState {
 
 /** Retry after `delayMs` (carrying `state` on), give up (exit 1), or fail at once. */
 export type RetryDecision =
-  | {
-    readonly action: "retry";
-    readonly reason: "lock" | "failed";
-    readonly delayMs: number;
-    readonly state: RetryState;
-  }
-  | { readonly action: "give-up"; readonly budgetMs: number }
-  | { readonly action: "fatal" };
+  | Readonly<{ action: "retry"; reason: "lock" | "failed"; delayMs: number; state: RetryState }>
+  | Readonly<{ action: "give-up"; budgetMs: number }>
+  | Readonly<{ action: "fatal" }>;
 
 /** Before any failure, and after every success. */
 export function initialRetryState(policy: Pick<RetryPolicy, "initialBackoffMs">): RetryState {

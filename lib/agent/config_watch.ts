@@ -1,10 +1,7 @@
 /**
- * The config directory watch: started (and retried) by `ensure()` before each reconcile, renewed
- * when the directory is removed or replaced, each burst of events turned into one `onSettled`.
- *
- * The debounce is a pure step: kubelet's `..data` swap emits about six events within a few
- * milliseconds, and one reconcile should follow them all. Each event restarts the quiet period,
- * but the first event of a burst bounds the wait at `maxPeriods` quiet periods.
+ * The config directory watch and its debounce, a pure step: kubelet's `..data` swap emits about
+ * six events within a few milliseconds, and one reconcile should follow them all. Each event
+ * restarts the quiet period, but a burst's first event bounds the wait at `maxPeriods` of them.
  *
  * @example
  * ```ts
@@ -22,7 +19,7 @@
 
 import { formatErrorChain } from "../base/errors.ts";
 import type { CancelTimer, Clock } from "../base/clock.ts";
-import type { DirectoryWatch } from "../config/directory.ts";
+import type { DirectoryWatch, watchConfigDir } from "../config/directory.ts";
 import type { Logger } from "../base/log.ts";
 
 /** How long the directory must be quiet, and how long a burst may postpone the reconcile. */
@@ -48,10 +45,7 @@ export const idleDebounce: DebounceState = { burstStartedAt: null };
 /** `changed`: an event arrived. `fired`: the armed timer went off. */
 export type DebounceEvent = "changed" | "fired";
 
-/**
- * The step after `event` at `now`: the state to keep, the timer that replaces any armed one
- * (`armMs` from now; null: none), and whether to reconcile now.
- */
+/** The step after `event` at `now`: a timer in `armMs` (null: none) replaces any armed one. */
 export function debounceStep(
   state: DebounceState,
   event: DebounceEvent,
@@ -61,22 +55,16 @@ export function debounceStep(
   if (event === "fired") return { state: idleDebounce, armMs: null, settle: true };
   const burstStartedAt = state.burstStartedAt ?? now;
   const ceilingMs = burstStartedAt + policy.maxPeriods * policy.quietMs - now;
-  return {
-    state: { burstStartedAt },
-    armMs: Math.max(0, Math.min(policy.quietMs, ceilingMs)),
-    settle: false,
-  };
+  const armMs = Math.max(0, Math.min(policy.quietMs, ceilingMs));
+  return { state: { burstStartedAt }, armMs, settle: false };
 }
-
-/** Starts watching; returns a handle, or throws when the directory cannot be watched (yet). */
-export type StartWatch = (dir: string, onChange: () => void) => Promise<DirectoryWatch>;
 
 /** What the watch needs. */
 export interface ConfigWatchDeps {
   /** The config directory (`--config-dir`). */
   readonly dir: string;
-  /** Starts a watch of the directory. */
-  readonly watch: StartWatch;
+  /** Starts a watch of the directory; throws when it cannot be watched (yet). */
+  readonly watch: typeof watchConfigDir;
   /** Where watch failures and renewals are logged. */
   readonly log: Logger;
   /** The debounce's timers. */
@@ -87,7 +75,7 @@ export interface ConfigWatchDeps {
   readonly onSettled: () => void;
 }
 
-/** The config directory's watch, kept alive across removal, with its debounce. */
+/** The config directory's watch, kept alive across removal; one `onSettled` per burst of events. */
 export class ConfigWatch {
   readonly #deps: ConfigWatchDeps;
   #watcher?: DirectoryWatch;
@@ -132,7 +120,6 @@ export class ConfigWatch {
   close(): void {
     this.#closed = true;
     this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
     this.#watcher?.close();
     this.#watcher = undefined;
   }

@@ -1,23 +1,21 @@
 /**
- * When the agent asks V8 for a full garbage collection, as a pure decision: after every
- * `everyReconciles`th reconcile, but at most once per `minIntervalMs`. Left alone, V8 collects
- * this mostly idle agent's little garbage so late that RSS climbs for thousands of reconciles
- * (docs/benchmarks.md, item 3). `deno task bench --only=memory --reconciles=1000 --backends=nft`,
- * RSS in MiB at reconcile 100 and 1000 under `--lite-mode`: without it 57.7 → 60.7, a sawtooth
- * up to 64.9; with it 57.5 → 57.3, peak 58.3. One collection costs about 20 ms of CPU (a 5-10 ms
- * pause); ten reconciles leave well under 1 MB of garbage.
+ * When the agent asks V8 for a full garbage collection ({@link GcPolicy}), as a pure decision.
+ * Left alone, V8 collects this mostly idle agent's little garbage so late that RSS climbs for
+ * thousands of reconciles (docs/benchmarks.md, item 3). RSS in MiB at reconcile 100 → 1000 under
+ * `--lite-mode`, `deno task bench --only=memory --reconciles=1000 --backends=nft`: 57.7 → 60.7
+ * (a sawtooth up to 64.9) without these collections, 57.5 → 57.3 (peak 58.3) with them. One
+ * costs about 20 ms of CPU (a 5-10 ms pause); ten reconciles leave well under 1 MB of garbage.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { gcAfterReconcile, gcCollected, initialGcState } from "./gc_schedule.ts";
  * const policy = { everyReconciles: 2, minIntervalMs: 1000 };
- * let state = initialGcState;
- * let step = gcAfterReconcile(state, 0, policy);
+ * let step = gcAfterReconcile(initialGcState, 0, policy);
  * assert.equal(step.collect, false);
  * step = gcAfterReconcile(step.state, 10, policy);
  * assert.equal(step.collect, true);
- * state = gcCollected(15); // the instant the collection ended
+ * assert.equal(gcCollected(15).lastGcAt, 15); // the instant the collection ended
  * ```
  *
  * @module

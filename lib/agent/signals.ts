@@ -1,6 +1,5 @@
 /**
- * Signal handling. Listeners are always installed: as PID 1 in a container,
- * Deno without a SIGTERM listener dies by SIGSEGV instead of exiting cleanly.
+ * Signal handling, always installed: as PID 1, Deno without a SIGTERM listener dies by SIGSEGV.
  *
  * @module
  */
@@ -15,14 +14,11 @@ export interface SignalHandlers {
 
 /** Installs the listeners; returns the function that removes them again. */
 export function installSignalHandlers(handlers: SignalHandlers): () => void {
-  const stopOnTerm = () => handlers.onStop("SIGTERM");
-  const stopOnInt = () => handlers.onStop("SIGINT");
-  Deno.addSignalListener("SIGTERM", stopOnTerm);
-  Deno.addSignalListener("SIGINT", stopOnInt);
-  Deno.addSignalListener("SIGHUP", handlers.onReload);
-  return () => {
-    Deno.removeSignalListener("SIGTERM", stopOnTerm);
-    Deno.removeSignalListener("SIGINT", stopOnInt);
-    Deno.removeSignalListener("SIGHUP", handlers.onReload);
-  };
+  const listeners = new Map<Deno.Signal, () => void>([
+    ["SIGTERM", () => handlers.onStop("SIGTERM")],
+    ["SIGINT", () => handlers.onStop("SIGINT")],
+    ["SIGHUP", handlers.onReload],
+  ]);
+  listeners.forEach((listener, signal) => Deno.addSignalListener(signal, listener));
+  return () => listeners.forEach((listener, signal) => Deno.removeSignalListener(signal, listener));
 }

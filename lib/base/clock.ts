@@ -1,6 +1,5 @@
 /**
- * Time as a dependency: whatever waits asks a `Clock` instead of `performance.now` and
- * `setTimeout`, so tests drive it in virtual time (tests/support/fake_clock.ts).
+ * Time as a dependency (a `Clock`): tests wait in virtual time (tests/support/fake_clock.ts).
  *
  * @module
  */
@@ -14,25 +13,22 @@ export interface Clock {
   now(): number;
   /** Calls `fire` once, `ms` from now. */
   setTimer(ms: number, fire: () => void): CancelTimer;
-  /**
-   * Resolves `ms` from now, or as soon as `signal` aborts (never rejects): the caller looks at the
-   * signal afterwards, as the loop does.
-   */
+  /** Resolves `ms` from now, or when `signal` aborts; never rejects (the caller checks it). */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
 /**
- * A sleep built on any timer: the one place that ties a wait to an abort signal, so the real and
- * the fake clock cannot disagree about it.
+ * A sleep on any timer: the one place a wait meets an abort signal, so real and fake clocks agree.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sleepOn, systemClock } from "./clock.ts";
  *
  * const controller = new AbortController();
  * const sleeping = sleepOn(systemClock.setTimer, 60_000, controller.signal);
  * controller.abort();
- * await sleeping; // at once, not after a minute
+ * assert.equal(await sleeping, undefined); // at once, not after a minute
  * ```
  */
 export function sleepOn(
@@ -52,14 +48,12 @@ export function sleepOn(
   });
 }
 
-function setSystemTimer(ms: number, fire: () => void): CancelTimer {
-  const id = setTimeout(fire, ms);
-  return () => clearTimeout(id);
-}
-
 /** The process's own clock: `performance.now()` and `setTimeout`. */
 export const systemClock: Clock = {
   now: () => performance.now(),
-  setTimer: setSystemTimer,
-  sleep: (ms, signal) => sleepOn(setSystemTimer, ms, signal),
+  setTimer(ms, fire) {
+    const id = setTimeout(fire, ms);
+    return () => clearTimeout(id);
+  },
+  sleep: (ms, signal) => sleepOn(systemClock.setTimer, ms, signal),
 };

@@ -7,10 +7,7 @@
 /** Exit codes: 0 success, 1 a runtime failure (iptables), 2 what the deployment must fix. */
 export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 
-/**
- * What the deployment must fix (a rejected config, a sandbox denial, a foreign chain): every
- * subclass exits 2, so the exit-code policy needs no list of them.
- */
+/** What the deployment must fix (config, sandbox, foreign chain): every subclass exits 2. */
 export abstract class DeploymentError extends Error {}
 
 /** A Deno permission the sandbox did not grant: a deployment problem, not a bug. */
@@ -19,7 +16,6 @@ export class SandboxDeniedError extends DeploymentError {
   override readonly name = "SandboxDeniedError";
   /** The message says which permission list to change, and how. */
   constructor(
-    /** The kind of access denied. */
     readonly permission: "read" | "run",
     /** The path or program that was denied. */
     readonly target: string,
@@ -38,9 +34,8 @@ export class SandboxDeniedError extends DeploymentError {
 }
 
 /**
- * `--masq-chain` names a chain that exists and holds a rule we did not write: another tool's
- * (kube-proxy's `KUBE-POSTROUTING`, Docker's `DOCKER`). Such a chain is never flushed,
- * rewritten or deleted, in any mode: the deployment must choose another name (exit 2).
+ * `--masq-chain` names a chain holding a rule we did not write (kube-proxy's `KUBE-POSTROUTING`,
+ * Docker's `DOCKER`): never flushed, rewritten or deleted, in any mode; choose another (exit 2).
  */
 export class ForeignChainError extends DeploymentError {
   /** Names the class in stack traces and `formatErrorChain`. */
@@ -82,14 +77,11 @@ export function exitCodeFor(error: unknown): number {
 
 /** The message, then each cause on its own line: what the user reads at the top level. */
 export function formatErrorChain(error: unknown): string {
-  const lines: string[] = [];
-  const seen = new Set<unknown>();
-  let current: unknown = error;
-  while (current !== undefined && current !== null && !seen.has(current)) {
-    seen.add(current);
-    const message = current instanceof Error ? current.message : String(current);
-    lines.push(lines.length === 0 ? message : `caused by: ${message}`);
-    current = current instanceof Error ? current.cause : undefined;
+  const chain = new Set<unknown>();
+  for (let link = error; link !== undefined && link !== null && !chain.has(link);) {
+    chain.add(link);
+    link = link instanceof Error ? link.cause : undefined;
   }
-  return lines.join("\n");
+  const messages = [...chain].map((link) => link instanceof Error ? link.message : String(link));
+  return messages.join("\ncaused by: ");
 }

@@ -1,6 +1,5 @@
 /**
- * The one seam under every program the agent runs: `Deno.Command` with a failure to start as a
- * typed error; tests inject a fake instead.
+ * The one seam under every program the agent runs (`Deno.Command`, start failures typed).
  *
  * @module
  */
@@ -26,9 +25,8 @@ export interface ExecOptions {
 }
 
 /**
- * Runs `command` (looked up in PATH) and resolves with its result whatever its exit code. Rejects
- * only when it could not start ({@link ProgramMissingError}, {@link SandboxDeniedError},
- * {@link ExecStartError}) or was aborted ({@link ExecAbortedError}).
+ * Runs `command` from PATH, resolving whatever its exit code; rejects only when it could not start
+ * ({@link ProgramMissingError}, {@link SandboxDeniedError}, {@link ExecStartError}) or was aborted.
  */
 export type Exec = (
   command: string,
@@ -43,9 +41,8 @@ export interface ScanResult extends Omit<ExecResult, "stdout"> {
 }
 
 /**
- * {@link Exec} handing stdout to `onText` chunk by chunk instead of keeping it, for an output that
- * may be megabytes (the legacy tables beside kube-proxy's) of which the caller keeps a summary.
- * When `onText` returns true the program is stopped (SIGTERM) and the rest is not read.
+ * {@link Exec} handing stdout to `onText` chunk by chunk, for megabytes of output (legacy tables
+ * beside kube-proxy's) the caller only sums up; `onText` returning true stops it (SIGTERM).
  */
 export type ScanExec = (
   command: string,
@@ -92,49 +89,49 @@ export class ExecAbortedError extends Error {
 }
 
 /** Why `command` did not start, as the error {@link Exec} rejects with. */
-function startError(command: string, args: readonly string[], error: unknown): Error {
-  if (error instanceof Deno.errors.NotCapable) return new SandboxDeniedError("run", command, error);
-  if (error instanceof Deno.errors.NotFound) {
-    return new ProgramMissingError(command, { cause: error });
-  }
-  return new ExecStartError([command, ...args].join(" "), { cause: error });
+function startError(command: string, args: readonly string[], cause: unknown): Error {
+  if (cause instanceof Deno.errors.NotCapable) return new SandboxDeniedError("run", command, cause);
+  if (cause instanceof Deno.errors.NotFound) return new ProgramMissingError(command, { cause });
+  return new ExecStartError([command, ...args].join(" "), { cause });
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** {@link Exec} on `Deno.Command`: the agent's only way to start a process. */
 export async function denoExec(
   command: string,
   args: readonly string[],
-  options: ExecOptions = {},
+  { stdin, signal }: ExecOptions = {},
 ): Promise<ExecResult> {
   const spec = new Deno.Command(command, {
     args: [...args],
-    stdin: options.stdin === undefined ? "null" : "piped",
+    stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    signal: options.signal,
+    signal,
   });
   let output: Deno.CommandOutput;
   try {
-    output = options.stdin === undefined
-      // Command.output() reads the pipes directly. spawn().output() goes through ReadableStreams
-      // that keep native memory per launch (denoland/deno#33334): RSS grew ~0.1 MB per read,
-      // without bound over resyncs (docs/benchmarks.md). Reads, the steady-state launches, take
-      // this path; only a restore needs stdin and a spawned child.
-      ? await spec.output()
-      : await withStdin(spec.spawn(), options.stdin);
+    // Command.output() reads the pipes directly; spawn().output() goes through ReadableStreams that
+    // keep native memory per launch (denoland/deno#33334: RSS grew ~0.1 MB per read, unbounded over
+    // resyncs; docs/benchmarks.md). Reads, the steady state, take this path; a restore needs stdin.
+    if (stdin === undefined) output = await spec.output();
+    else {
+      const child = spec.spawn();
+      const writer = child.stdin.getWriter();
+      // A write fails when the process exited before reading everything; its exit status says why.
+      await writer.write(encoder.encode(stdin)).then(() => writer.close()).catch(() => {});
+      output = await child.output();
+    }
   } catch (error) {
     throw startError(command, args, error);
   }
-  if (options.signal?.aborted) {
-    throw new ExecAbortedError([command, ...args].join(" "), { cause: options.signal.reason });
+  if (signal?.aborted) {
+    throw new ExecAbortedError([command, ...args].join(" "), { cause: signal.reason });
   }
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  const { code, stdout, stderr } = output;
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }
 
 /** {@link ScanExec} on `Deno.Command`: stdout read as it comes, in chunks, never kept whole. */
@@ -161,34 +158,16 @@ export async function denoScanExec(
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
-      if (onText(chunks.decode(value, { stream: true }))) {
-        stopped = true;
-        break;
-      }
+      stopped = onText(done ? chunks.decode() : chunks.decode(value, { stream: true }));
+      if (stopped || done) break;
     }
-    if (!stopped) stopped = onText(chunks.decode());
   } finally {
-    if (stopped) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // It exited in between.
-      }
+    try {
+      if (stopped) child.kill("SIGTERM");
+    } catch {
+      // It exited in between.
     }
     await reader.cancel().catch(() => {});
   }
-  const status = await child.status;
-  return { code: status.code, stderr: await stderr, stopped };
-}
-
-async function withStdin(child: Deno.ChildProcess, stdin: string): Promise<Deno.CommandOutput> {
-  const writer = child.stdin.getWriter();
-  try {
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  } catch {
-    // The process exited before reading everything; its exit status says why.
-  }
-  return await child.output();
+  return { code: (await child.status).code, stderr: await stderr, stopped };
 }

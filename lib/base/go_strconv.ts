@@ -1,6 +1,5 @@
 /**
- * The pieces of Go's strconv (and fmt's %q) that the `flag` package uses, so that the flag
- * parser's values and messages match the Go agents byte for byte.
+ * Go's strconv and fmt's %q as the `flag` package uses them: values and messages byte for byte.
  *
  * @module
  */
@@ -19,27 +18,17 @@ import { err, ok, type Result } from "./result.ts";
  * ```
  */
 export function goQuote(s: string): string {
-  const named: Record<string, string> = {
-    "\x07": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-  };
-  let out = '"';
-  for (const ch of s) {
-    const code = ch.codePointAt(0) ?? 0;
-    if (named[ch] !== undefined) out += named[ch];
-    else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
-    else if ((code >= 0x80 && code <= 0x9f) || (code >= 0xd800 && code <= 0xdfff)) {
-      out += "\\u" + code.toString(16).padStart(4, "0");
-    } else out += ch;
-  }
-  return out + '"';
+  // Escapes all but printable ASCII (less `"` and `\`) and U+00A0 on: controls, lone surrogates.
+  const quoted = s.replace(/[^ !#-[\]-~\xa0-\ud7ff\ue000-\u{10ffff}]/gu, (ch) => {
+    // The escapes Go shares with JSON, then the two JSON lacks, then \x or \u by code.
+    if ('\b\f\n\r\t\\"'.includes(ch)) return JSON.stringify(ch).slice(1, -1);
+    if (ch === "\x07") return "\\a";
+    if (ch === "\v") return "\\v";
+    const code = ch.charCodeAt(0);
+    const hex = code.toString(16);
+    return code <= 0x7f ? `\\x${hex.padStart(2, "0")}` : `\\u${hex.padStart(4, "0")}`;
+  });
+  return `"${quoted}"`;
 }
 
 /** `strconv.ParseBool`: the twelve spellings Go accepts, nothing else. */
@@ -54,33 +43,25 @@ const PARSE_ERROR = "parse error";
 const RANGE_ERROR = "value out of range";
 
 const UINT64_MAX = (1n << 64n) - 1n;
-const INT64_CUTOFF = 1n << 63n;
+const prefixBases = new Map([["b", 2], ["o", 8], ["x", 16]]);
 
 /** strconv.ParseUint(s, 0, 64), including which error wins when both could apply. */
-function parseGoUint(s0: string): Result<bigint, string> {
-  if (s0 === "") return err(PARSE_ERROR);
-  let s = s0;
-  let base = 10;
-  if (s[0] === "0") {
-    const prefix = s.length >= 3 ? s[1].toLowerCase() : "";
-    base = prefix === "b" ? 2 : prefix === "o" ? 8 : prefix === "x" ? 16 : 8;
-    s = s.slice(prefix === "b" || prefix === "o" || prefix === "x" ? 2 : 1);
-  }
-  const bigBase = BigInt(base);
-  const cutoff = UINT64_MAX / bigBase + 1n;
+function parseGoUint(s: string): Result<bigint, string> {
+  if (s === "") return err(PARSE_ERROR);
+  // 0b, 0o or 0x with a digit after it names the base; a bare leading 0 (a digit too) means octal.
+  const prefix = /^0[box]./is.test(s) ? s[1].toLowerCase() : "";
+  const base = prefixBases.get(prefix) ?? (s[0] === "0" ? 8 : 10);
   let n = 0n;
-  for (const c of s) {
+  for (const c of s.slice(prefix ? 2 : 0)) {
     if (c === "_") continue;
     const d = parseInt(c, 36); // NaN for anything but 0-9, a-z, A-Z
     if (!(d < base)) return err(PARSE_ERROR);
-    if (n >= cutoff) return err(RANGE_ERROR);
-    n = n * bigBase + BigInt(d);
+    n = n * BigInt(base) + BigInt(d);
     if (n > UINT64_MAX) return err(RANGE_ERROR);
   }
   // strconv's underscoreOK, given that every other character is a digit: an underscore only
   // between digits, a base prefix counting as one ("0x_1" is fine, "1__0" and "1_" are not).
-  const digits = s0[0] === "0" ? `0${s}` : s;
-  if (/^_|__|_$/.test(digits)) return err(PARSE_ERROR);
+  if (/^_|__|_$/.test(s)) return err(PARSE_ERROR);
   return ok(n);
 }
 
@@ -101,13 +82,8 @@ export function parseGoInt(s: string): Result<number, string> {
   const neg = s[0] === "-";
   const parsed = parseGoUint(neg || s[0] === "+" ? s.slice(1) : s);
   if (!parsed.ok) return parsed;
-  const u = parsed.value;
-  if (neg ? u > INT64_CUTOFF : u >= INT64_CUTOFF) return err(RANGE_ERROR);
-  const n = neg ? -u : u;
+  const n = Number(neg ? -parsed.value : parsed.value);
   // Deviation from Go: a JavaScript number cannot hold every int64 exactly, and silently
-  // rounding a flag value is worse than refusing it.
-  if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
-    return err(RANGE_ERROR);
-  }
-  return ok(Number(n));
+  // rounding a flag value is worse than refusing it; past ±2^53 is a range error, as past int64.
+  return Number.isSafeInteger(n) ? ok(n) : err(RANGE_ERROR);
 }

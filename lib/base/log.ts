@@ -1,7 +1,6 @@
 /**
- * Logging as klog-style text lines (as the Go agents print) or one JSON object per line. In-house
- * rather than a library: the agent needs four methods and two line formats, and a library cost
- * ~6 MiB of RSS (docs/benchmarks.md).
+ * klog-style text lines (as the Go agents print) or one JSON object per line. In-house: four
+ * methods and two formats did not justify a library's ~6 MiB of RSS (docs/benchmarks.md).
  *
  * @module
  */
@@ -48,39 +47,27 @@ export function formatText(record: LogRecord, pid: number): string {
   const iso = new Date(record.timestamp).toISOString(); // 2024-12-01T21:36:28.547Z
   const header = `${klogSeverity[record.level] ?? "I"}${iso.slice(5, 7)}${iso.slice(8, 10)} ` +
     `${iso.slice(11, 23)}000 ${String(pid).padStart(7)} agent]`;
-  const properties = Object.entries(record.properties)
-    .map(([key, value]) =>
-      ` ${key}=${
-        // Strings quoted and objects as JSON keep the line one line and free of "[object Object]".
-        typeof value === "string" ||
-          (typeof value === "object" && value !== null && !(value instanceof Error))
-          ? JSON.stringify(value)
-          : String(value)}`
-    )
-    .join("");
-  return `${header} ${record.message}${properties}\n`;
+  const properties = Object.entries(record.properties).map(([key, value]) => {
+    // Strings quoted and objects as JSON keep the line one line and free of "[object Object]".
+    const asJson = typeof value === "string" ||
+      (typeof value === "object" && value !== null && !(value instanceof Error));
+    return ` ${key}=${asJson ? JSON.stringify(value) : String(value)}`;
+  });
+  return `${header} ${record.message}${properties.join("")}\n`;
 }
 
 /** One JSON object per line: `ts`, `level`, `msg`, then the properties. */
-export function formatJson(record: LogRecord): string {
-  return JSON.stringify({
-    ts: new Date(record.timestamp).toISOString(),
-    level: record.level,
-    msg: record.message,
-    ...record.properties,
-  }) + "\n";
+export function formatJson({ timestamp, level, message, properties }: LogRecord): string {
+  const ts = new Date(timestamp).toISOString();
+  return `${JSON.stringify({ ts, level, msg: message, ...properties })}\n`;
 }
 
-/**
- * The longest line written, in bytes with its newline: container runtimes split longer lines
- * (16 KiB, CRI's limit), and a log collector then sees pieces of a record.
- */
+/** The longest line written, newline included: CRI runtimes split longer ones into pieces. */
 export const maxLineBytes = 16 * 1024;
 
 /**
- * `render(record)`, cut to {@link maxLineBytes}: the message and its properties become one
- * shortened message that says how much was cut, so a text line stays one klog line and a JSON
- * line stays one object.
+ * `render(record)` within {@link maxLineBytes}: message and properties become one shortened
+ * message saying how much was cut, so a line stays one klog line or one JSON object.
  *
  * @example
  * ```ts
@@ -101,13 +88,11 @@ export function withinLineLimit(render: (record: LogRecord) => string, record: L
     .map(([key, value]) => ` ${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("");
   // Room for the header, JSON escaping of what is kept, and the note.
-  let keep = Math.floor(maxLineBytes / 3);
-  for (;;) {
+  for (let keep = Math.floor(maxLineBytes / 3);; keep = Math.floor(keep / 2)) {
     const note = ` ... (${size - keep} more bytes cut from this line; --v=2 logs the details ` +
       "line by line)";
     const cut = render({ ...record, message: full.slice(0, keep) + note, properties: {} });
     if (encoder.encode(cut).length <= maxLineBytes || keep === 0) return cut;
-    keep = Math.floor(keep / 2);
   }
 }
 
@@ -134,14 +119,11 @@ function writeToStderr(line: string): void {
 }
 
 /** The logger for the process, writing one line per call. */
-export function setUpLogging(options: LogOptions): Logger {
-  const write = options.write ?? writeToStderr;
-  const now = options.now ?? Date.now;
-  const pid = options.pid ?? Deno.pid;
-  const render = options.format === "json"
-    ? formatJson
-    : (record: LogRecord) => formatText(record, pid);
-  const lowest = levels.indexOf(lowestLevel(options.verbosity));
+export function setUpLogging(
+  { verbosity, format, write = writeToStderr, now = Date.now, pid = Deno.pid }: LogOptions,
+): Logger {
+  const render = format === "json" ? formatJson : (record: LogRecord) => formatText(record, pid);
+  const lowest = levels.indexOf(lowestLevel(verbosity));
   const emit = (level: LogLevel) => (message: string, properties: Record<string, unknown> = {}) => {
     if (levels.indexOf(level) < lowest) return;
     try {

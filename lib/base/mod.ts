@@ -1,15 +1,10 @@
 /**
  * `lib/base/`: the folder's map.
  *
- * Owns: what every concern shares and none owns: `Result`, quoting user input, provenance
- * (`SourceLocation`), Go's strconv pieces, the exit-code policy and error chains, config
- * problems (`ConfigProblem`, `ConfigError`), and the seams under every effect: `Exec`,
- * `runTool`/`ToolError` (one netfilter program, one error type), `Clock` and the logger.
+ * Owns: what all concerns share: `Result`, quoting user input, provenance, Go's strconv, exit
+ * codes, error chains, config problems, and the effect seams (`Exec`, `runTool`, `Clock`, logger).
  *
- * May import: nothing outside this folder.
- *
- * Effects live only in the seams `exec.ts` (Deno.Command), `log.ts` (stderr) and `clock.ts`
- * (timers); everything else is pure.
+ * May import: nothing outside this folder. Pure, except the seams `exec.ts`, `log.ts`, `clock.ts`.
  *
  * @module
  */

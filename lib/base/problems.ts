@@ -1,6 +1,5 @@
 /**
- * Configuration problems as values: each names the file, the line and the key, because a config
- * an operator cannot locate is a config they cannot fix.
+ * Config problems as values naming file, line and key: a problem no one can locate, no one fixes.
  *
  * @module
  */
@@ -19,23 +18,14 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-/**
- * `file:line:column: key: message`, one line. An unknown key is user input: shown as is when
- * it is a short printable word, quoted (bounded and escaped) otherwise.
- */
-export function formatProblem(problem: ConfigProblem): string {
-  const key = problem.key === undefined ? "" : ` ${showKey(problem.key)}:`;
-  return `${formatLocation(problem.at)}:${key} ${problem.message}`;
+/** `file:line:column: key: message`; a key is user input, quoted unless a short printable word. */
+export function formatProblem({ at, key, message }: ConfigProblem): string {
+  if (key === undefined) return `${formatLocation(at)}: ${message}`;
+  const plain = key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key);
+  return `${formatLocation(at)}: ${plain ? key : quoteInput(key)}: ${message}`;
 }
 
-function showKey(key: string): string {
-  return key.length <= maxQuotedLength && /^[!#-[\]-~]+$/.test(key) ? key : quoteInput(key);
-}
-
-/**
- * A 1 MiB file of bad list items holds about 260,000 problems: listing them all made one
- * 25 MB log message. The first ones show what is wrong; the rest are counted by file.
- */
+/** How many a ConfigError lists: all 260,000 from a bad 1 MiB file made a 25 MB log message. */
 export const maxListedProblems = 20;
 
 /** A rejected configuration: nothing from it is applied. */
@@ -47,19 +37,15 @@ export class ConfigError extends DeploymentError {
     /** Every problem of every file, in file order. */
     readonly problems: readonly ConfigProblem[],
   ) {
+    const rest = problems.slice(maxListedProblems);
+    const files = [...new Set(rest.map((problem) => problem.at.file))].join(", ");
     super(
       problems.length === 1
         ? `invalid configuration: ${formatProblem(problems[0])}`
         : `invalid configuration (${problems.length} problems):\n` +
           problems.slice(0, maxListedProblems).map((problem) => `  ${formatProblem(problem)}`)
             .join("\n") +
-          unlisted(problems.slice(maxListedProblems)),
+          (rest.length === 0 ? "" : `\n  ... and ${rest.length} more in ${files}`),
     );
   }
-}
-
-function unlisted(rest: readonly ConfigProblem[]): string {
-  if (rest.length === 0) return "";
-  const files = [...new Set(rest.map((problem) => problem.at.file))];
-  return `\n  ... and ${rest.length} more in ${files.join(", ")}`;
 }

@@ -1,7 +1,6 @@
 /**
- * The one way user input appears in an error message: input comes from people and attackers
- * alike, so a message must neither act on it (a newline forging a log line, terminal escapes,
- * bidi overrides) nor grow with it (a 1 MiB "CIDR").
+ * The one way user input (from people and attackers alike) appears in a message: it must neither
+ * act (a newline forging a log line, terminal escapes, bidi overrides) nor grow (a 1 MiB "CIDR").
  *
  * @module
  */
@@ -10,9 +9,8 @@
 export const maxQuotedLength = 64;
 
 /**
- * `text` in double quotes as printable ASCII and a valid JSON string literal (`\uXXXX` outside
- * printable ASCII), cut at {@link maxQuotedLength} with `…` after the closing quote. The flag
- * parser's messages use `goQuote` instead, rule text `iptablesQuote`.
+ * `text` double-quoted as printable ASCII and a valid JSON string (`\uXXXX` for the rest), cut
+ * at {@link maxQuotedLength}, `…` after the quote. Flags use `goQuote`, rule text `iptablesQuote`.
  *
  * @example
  * ```ts
@@ -25,16 +23,10 @@ export const maxQuotedLength = 64;
  * ```
  */
 export function quoteInput(text: string): string {
-  let out = "";
-  const shown = Math.min(text.length, maxQuotedLength);
-  for (let i = 0; i < shown; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 || c === 0x5c) out += `\\${text[i]}`;
-    else if (c === 0x0a) out += "\\n";
-    else if (c === 0x0d) out += "\\r";
-    else if (c === 0x09) out += "\\t";
-    else if (c >= 0x20 && c < 0x7f) out += text[i];
-    else out += `\\u${c.toString(16).padStart(4, "0")}`;
-  }
-  return `"${out}"${text.length > maxQuotedLength ? "…" : ""}`;
+  const shown = text.slice(0, maxQuotedLength).replace(/["\\]|[^ -~]/g, (c) => {
+    // JSON's own escapes for a quote, a backslash, \n, \r and \t; \uXXXX for every other.
+    if (/[\n\r\t"\\]/.test(c)) return JSON.stringify(c).slice(1, -1);
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
+  return `"${shown}"${text.length > maxQuotedLength ? "…" : ""}`;
 }

@@ -1,6 +1,5 @@
 /**
- * Where a value came from, carried through merge and rendering so that findings, errors and
- * change logs can name the file and line an operator must edit.
+ * Where a value came from, so that findings, errors and change logs name the file and line to edit.
  *
  * @module
  */

@@ -1,15 +1,11 @@
 /**
- * Running one netfilter program (an iptables tool or `nft`) on the {@link Exec} seam, and the one
- * error type every such failure becomes, whose {@link ToolError.failure} is all the loop's retry
- * policy (agent/backoff.ts) asks, whichever dataplane ran the program.
+ * One netfilter program (an iptables tool or `nft`) run on {@link Exec}, and the one error every
+ * failure becomes: the retry policy (agent/backoff.ts) asks only its {@link ToolError.failure}.
  *
  * @module
  */
 
 import { type Exec, ExecAbortedError, type ExecResult, ProgramMissingError } from "./exec.ts";
-
-/** Why a netfilter program failed: `lock` is waited out, `missing` is fatal, `failed` retried. */
-export type ToolFailure = "lock" | "missing" | "failed";
 
 /** A failed netfilter program, with its command line and why. */
 export class ToolError extends Error {
@@ -18,7 +14,8 @@ export class ToolError extends Error {
   /** `message` says what failed, with the tool's own words; `command` is its command line. */
   constructor(
     message: string,
-    readonly failure: ToolFailure,
+    /** Why it failed: `lock` is waited out, `missing` is fatal, `failed` retried. */
+    readonly failure: "lock" | "missing" | "failed",
     readonly command: string,
     options?: ErrorOptions,
   ) {
@@ -34,10 +31,7 @@ export interface Outcome extends ExecResult {
   readonly commandLine: string;
 }
 
-/**
- * Runs one netfilter program; a program that is not installed and an abort become
- * {@link ToolError}s, the first naming the Debian package to install.
- */
+/** Runs one netfilter program; missing (naming `debianPackage`) or aborted, it is a ToolError. */
 export async function runTool(
   exec: Exec,
   command: string,
@@ -51,17 +45,11 @@ export async function runTool(
     const result = await exec(command, args, { stdin, signal });
     return { ...result, ok: result.code === 0, stderr: result.stderr.trim(), commandLine };
   } catch (error) {
-    if (error instanceof ProgramMissingError) {
-      throw new ToolError(
-        `${command} not found: install ${debianPackage} (the agent runs ${command} from PATH)`,
-        "missing",
-        commandLine,
-        { cause: error },
-      );
-    }
     if (error instanceof ExecAbortedError) {
       throw new ToolError(`${command} aborted`, "failed", commandLine, { cause: error });
     }
-    throw error;
+    if (!(error instanceof ProgramMissingError)) throw error;
+    const fix = `install ${debianPackage} (the agent runs ${command} from PATH)`;
+    throw new ToolError(`${command} not found: ${fix}`, "missing", commandLine, { cause: error });
   }
 }

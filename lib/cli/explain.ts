@@ -1,7 +1,6 @@
 /**
- * `--explain`: for one destination, the configuration's decision and why (the deciding CIDR with
- * its file, line and key), and whether the live nat table agrees, and if not, why not. Pure: the
- * live listing is an input, printing the caller's.
+ * `--explain`: the configuration's answer for one destination and why (the deciding CIDR with its
+ * file, line and key), whether the live nat table agrees and why not. Pure: the listing is input.
  *
  * @module
  */
@@ -43,37 +42,41 @@ export type LiveAnswer =
     readonly drift: readonly string[];
   };
 
-/**
- * The answer for one destination. `source` is the one assumed, when of the destination's family;
- * `decision` is undefined when the family is not enabled (the agent leaves its traffic alone);
- * `because` is what decided, in one line, with the config `key` and the `cidr` that decided, if
- * any; `notes` say what the answer depends on that was not given.
- */
-export type Explanation = {
-  readonly destination: IpAddress;
+/** The answer for one destination. */
+export interface Explanation extends Pick<ExplainInput, "destination"> {
+  /** The source assumed: `--explain-source`, when of the destination's family. */
   readonly source?: IpAddress;
+  /** The destination's family: whose table decides. */
   readonly family: Family;
+  /** Undefined when the family is not enabled: the agent leaves its traffic alone. */
   readonly decision?: Decision;
+  /** One line: what decided, with where it came from. */
   readonly because: string;
+  /** The config key of the deciding item, if it has one. */
   readonly key?: string;
+  /** The CIDR that decided and its place in the config, if a CIDR decided. */
   readonly cidr?: Located<Cidr>;
+  /** What the answer depends on that was not given. */
   readonly notes: readonly string[];
+  /** What the live table does with the packet, compared with `decision`. */
   readonly live: LiveAnswer;
-};
+}
 
-/**
- * What explaining one destination needs: `desired` holds each enabled family's chain; `source`
- * (`--explain-source`) applies to destinations of its family only; `live` is the destination
- * family's table (undefined when not enabled); `dataplane` names the deciding rule in the notes.
- */
-export type ExplainInput = {
+/** What explaining one destination needs. */
+export interface ExplainInput {
+  /** The merged configuration (it says what to call the defaults). */
   readonly effective: EffectiveConfig;
+  /** The desired chain of each enabled family. */
   readonly desired: readonly DesiredChain[];
+  /** The address to explain. */
   readonly destination: IpAddress;
+  /** `--explain-source`: applies to destinations of its family only. */
   readonly source?: IpAddress;
+  /** The destination family's live table; undefined when the family is not enabled. */
   readonly live?: LiveTableView;
+  /** `--dataplane`: how the notes name the deciding rule; absent means iptables. */
   readonly dataplane?: "iptables" | "nftables";
-};
+}
 
 /**
  * The configuration's answer for `destination`, and the live table's.
@@ -90,11 +93,8 @@ export type ExplainInput = {
  * const flags = { masqChain: "IP-MASQ-AGENT", enableIpv6: false, randomFully: true, toPorts: [] };
  * const destination = parseIpAddress("10.1.2.3");
  * assert.ok(destination.ok);
- * const answer = explain({
- *   effective: config,
- *   desired: desiredChains(config, flags, { ipv4: true, ipv6: true }),
- *   destination: destination.value,
- * });
+ * const desired = desiredChains(config, flags, { ipv4: true, ipv6: true });
+ * const answer = explain({ effective: config, desired, destination: destination.value });
  * assert.equal(answer.decision?.verdict, "keep source");
  * assert.match(answer.because, /^default \(no config file present\): 10\.0\.0\.0\/8/);
  * ```
@@ -118,15 +118,14 @@ export function explain(input: ExplainInput): Explanation {
       live: { status: "unavailable", reason: "IPv6 is not enabled" },
     };
   }
-  const localDestination = isLoopback(destination);
-  const decision = decide(desired, { destination, source, localDestination });
-  notes.push(...ruleNotes(desired, decision, input.dataplane ?? "iptables"));
-  const exemptions = desired.sourceExemptions ?? [];
-  if (!source && exemptions.length > 0 && !localDestination) {
+  const packet = { destination, source, localDestination: isLoopback(destination) };
+  const decision = decide(desired, packet);
+  notes.push(...ruleNotes(desired, decision, input.dataplane === "nftables"));
+  const exemptions = (desired.sourceExemptions ?? []).map(describeCidr).join(", ");
+  if (!source && exemptions !== "" && !packet.localDestination) {
     notes.push(
-      `unless the pod's address is in nonMasqueradeSrcCIDRs (${
-        exemptions.map(describeCidr).join(", ")
-      }): give --explain-source to know`,
+      `unless the pod's address is in nonMasqueradeSrcCIDRs (${exemptions}): give ` +
+        "--explain-source to know",
     );
   }
   const { because } = decision;
@@ -142,9 +141,7 @@ export function explain(input: ExplainInput): Explanation {
     ...("cidr" in because ? { cidr: because.cidr } : {}),
     notes,
     live: liveAnswer(desired, decision.verdict, input.live, {
-      destination,
-      source,
-      localDestination,
+      ...packet,
       // The packet asked about is one kube-proxy did not mark (not service traffic).
       ...(mark !== undefined ? { kubeProxyMark: { mark, marked: false } } : {}),
       // The decision assumes the packet leaves by outputInterface; so does the trace, for a
@@ -162,34 +159,25 @@ const decidingKeys: Partial<Record<DecidingItem["kind"], string>> = {
   "other-interface": "outputInterface",
 };
 
-/**
- * Which rule decides with `--postrouting-jump=insert` (and why no later rule of another tool
- * can change it), where `outputAddress` makes the source, and the `outputInterface` condition.
- */
-function ruleNotes(
-  desired: DesiredChain,
-  decision: Decision,
-  dataplane: "iptables" | "nftables",
-): string[] {
+/** Notes on the deciding rule (`--postrouting-jump=insert`), `outputAddress`, `outputInterface`. */
+function ruleNotes(desired: DesiredChain, decision: Decision, nftables: boolean): string[] {
   const notes: string[] = [];
   const mark = kubeProxyMarkOf(desired);
-  const kind = decision.because.kind;
+  const { because: { kind }, snatTo, onlyVia } = decision;
   // For kube-proxy-mark, the reason line says it all.
   if (mark !== undefined && kind !== "local-destination" && kind !== "kube-proxy-mark") {
     const markText = iptablesMarkText(mark);
-    const nft = dataplane === "nftables";
-    const exempted = kind === "source-exemption" || kind === "link-local" ||
-      kind === "non-masquerade";
+    const exempted = ["source-exemption", "link-local", "non-masquerade"].includes(kind);
     notes.push(
       exempted
-        ? nft
+        ? nftables
           ? "decided by our nftables chain (--postrouting-jump=insert): it binds the source to " +
             "itself (snat to saddr) at priority srcnat - 1, before every srcnat chain " +
             "(iptables' nat POSTROUTING, kube-proxy's), and the first binding is final: no " +
             "later masquerade of another tool applies"
           : "decided by our chain's ACCEPT rule (--postrouting-jump=insert): ACCEPT ends nat " +
             "POSTROUTING for the packet, so no later rule of another tool can masquerade it"
-        : nft
+        : nftables
         ? "decided by our nftables chain's masquerade (--postrouting-jump=insert: priority " +
           "srcnat - 1, before every srcnat chain)"
         : "decided by our chain's last rules (--postrouting-jump=insert: our jump is first in " +
@@ -199,28 +187,24 @@ function ruleNotes(
         "kube-proxy's own rule masquerades it",
     );
   }
-  if (decision.snatTo) {
+  if (snatTo) {
     notes.push(
-      `SNAT to ${decision.snatTo.value.text} (outputAddress` +
-        `${desired.family === "ipv6" ? "IPv6" : ""} at ${formatLocation(decision.snatTo.at)}), ` +
-        "not the node's address",
+      `SNAT to ${snatTo.value.text} (outputAddress${desired.family === "ipv6" ? "IPv6" : ""} at ` +
+        `${formatLocation(snatTo.at)}), not the node's address`,
     );
   }
-  if (decision.onlyVia) {
-    const name = decision.onlyVia.value;
+  if (onlyVia) {
+    const name = onlyVia.value;
     notes.push(
-      `only when it leaves by ${name}` +
-        `${dataplane === "nftables" ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
-        `(outputInterface at ${formatLocation(decision.onlyVia.at)}); by any other interface ` +
-        "our rules leave its source as it is",
+      `only when it leaves by ${name}${nftables ? ` (oifname "${nftInterfaceName(name)}")` : ""} ` +
+        `(outputInterface at ${formatLocation(onlyVia.at)}); by any other interface our rules ` +
+        "leave its source as it is",
     );
   }
   return notes;
 }
 
-function describeCidr(cidr: Located<Cidr>): string {
-  return `${cidr.value.text} at ${formatLocation(cidr.at)}`;
-}
+const describeCidr = (cidr: Located<Cidr>) => `${cidr.value.text} at ${formatLocation(cidr.at)}`;
 
 function reasonLine(because: DecidingItem, effective: EffectiveConfig, linkLocalKey: string) {
   const defaults = effective.files.length === 0
@@ -277,6 +261,7 @@ function liveAnswer(
   if (view.kind === "unavailable") return { status: "unavailable", reason: view.reason };
   if (view.kind === "planned") {
     const inSync = view.drift.length === 0;
+    const drifted = view.drift.map(readOnlyWording).join("; ");
     return {
       status: inSync ? "agrees" : "uncertain",
       backend: view.backend,
@@ -285,10 +270,8 @@ function liveAnswer(
       decidedBy: `our ${view.backend} table, ` +
         `${inSync ? "in sync with" : "which differs from"} the configuration`,
       reasons: inSync ? [] : [
-        `our ${view.backend} table drifted (${
-          view.drift.map(readOnlyWording).join("; ")
-        }); --explain does not evaluate its rules one by one, and the agent's next ` +
-        "reconcile repairs it (--check shows what differs)",
+        `our ${view.backend} table drifted (${drifted}); --explain does not evaluate its rules ` +
+        "one by one, and the agent's next reconcile repairs it (--check shows what differs)",
       ],
     };
   }
@@ -305,19 +288,13 @@ function liveAnswer(
   const first = outcomes[0];
   // Credit the rule that decides whatever the unevaluated matches say (the source, when
   // --explain-source is not given): a `-s` rule decides only for some pods.
-  const decider = outcomes.find((outcome) => outcome.assumed.length === 0);
-  const decidedBy = decider
-    ? decider.rule
-    : `a rule whose match cannot be evaluated here (it depends on the source or on ` +
+  const decidedBy = outcomes.find((outcome) => outcome.assumed.length === 0)?.rule ??
+    `a rule whose match cannot be evaluated here (it depends on the source or on ` +
       `${first.assumed.join(", ")}): ${first.rule}`;
-  const status = verdicts.length === 1 && verdicts[0] === verdict
-    ? "agrees"
-    : verdicts.includes(verdict)
-    ? "uncertain"
-    : "differs";
-  const reasons = status === "agrees"
-    ? []
-    : status === "differs"
+  const agrees = verdicts.length === 1 && verdicts[0] === verdict;
+  const status = agrees ? "agrees" : verdicts.includes(verdict) ? "uncertain" : "differs";
+  // When it agrees, no outcome reaches another verdict: no reasons.
+  const reasons = status === "differs"
     ? [whyDifferent(first, desired.chain, drift)]
     : outcomes.filter((outcome) => outcome.verdict !== verdict).map(whyMaybe);
   return { status, backend: view.backend, verdicts, decidedBy, drift, reasons };
@@ -325,17 +302,16 @@ function liveAnswer(
 
 function whyDifferent(outcome: LiveOutcome, chain: string, drift: readonly string[]): string {
   const jumpDrift = drift.filter((message) => /POSTROUTING/.test(message));
+  const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
   switch (outcome.stage) {
     case "before our jump":
       return jumpDrift.some((message) => /no jump/.test(message))
         ? `our jump is missing (${jumpDrift.join("; ")}), and a rule of another tool decides: ` +
           outcome.rule
         : `a POSTROUTING rule of another tool before our jump decides first: ${outcome.rule}`;
-    case "our chain": {
-      const chainDrift = drift.filter((message) => !/POSTROUTING/.test(message));
+    case "our chain":
       return `our chain ${chain} drifted (${chainDrift.join("; ") || "it differs"}): ` +
         `${outcome.rule} decides`;
-    }
     case "after our jump":
       return `our chain ${chain} returns, then a later POSTROUTING rule of another tool ` +
         `decides: ${outcome.rule}`;
@@ -365,18 +341,17 @@ export function formatExplanation(explanation: Explanation): string {
     ...explanation.notes.map((note) => `  note: ${note}`),
   ];
   if (live.status === "unavailable") {
-    lines.push(`  live: not compared: ${live.reason}`);
-  } else {
-    const verdicts = live.verdicts.join(" or ");
-    const summary = live.status === "agrees"
-      ? `same answer (${verdicts}), decided by ${live.decidedBy}`
-      : live.status === "differs"
-      ? `DIFFERENT answer: ${verdicts}`
-      : `may differ: ${verdicts}`;
-    lines.push(`  live (${live.backend}): ${summary}`);
-    for (const reason of live.reasons) lines.push(`    ${reason}`);
-    for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
+    return [...lines, `  live: not compared: ${live.reason}`].join("\n");
   }
+  const verdicts = live.verdicts.join(" or ");
+  const summary = live.status === "agrees"
+    ? `same answer (${verdicts}), decided by ${live.decidedBy}`
+    : live.status === "differs"
+    ? `DIFFERENT answer: ${verdicts}`
+    : `may differ: ${verdicts}`;
+  lines.push(`  live (${live.backend}): ${summary}`);
+  for (const reason of live.reasons) lines.push(`    ${reason}`);
+  for (const drift of live.drift) lines.push(`    differs (the agent repairs it): ${drift}`);
   return lines.join("\n");
 }
 
@@ -392,14 +367,8 @@ export function explanationObject(explanation: Explanation): Record<string, unkn
       kind: decision?.because.kind ?? "family-disabled",
       text: explanation.because,
       ...(explanation.key ? { key: explanation.key } : {}),
-      ...(cidr
-        ? {
-          cidr: cidr.value.text,
-          file: cidr.at.file,
-          ...(cidr.at.line !== undefined ? { line: cidr.at.line } : {}),
-          ...(cidr.at.column !== undefined ? { column: cidr.at.column } : {}),
-        }
-        : {}),
+      // A SourceLocation is file, then line and column when known.
+      ...(cidr ? { cidr: cidr.value.text, ...cidr.at } : {}),
     },
     ...(decision?.snatTo ? { snatTo: decision.snatTo.value.text } : {}),
     ...(decision?.onlyVia ? { outputInterface: decision.onlyVia.value } : {}),

@@ -1,8 +1,7 @@
 /**
- * `--explain=DEST[,DEST...]`: per destination, the configuration's answer and why (explain.ts),
- * and whether the live table agrees. Like `--check` it reads only POSTROUTING and our chain; an
- * unreadable table (not root, tools missing) leaves the config's answer with the reason. With
- * `--dataplane=nftables` the planner says whether our table is in sync (no rule-by-rule trace).
+ * `--explain=DEST[,DEST...]` on the node: explain.ts per destination, against only what `--check`
+ * reads (POSTROUTING and our chain; with `--dataplane=nftables`, our table judged by its planner);
+ * an unreadable table (not root, tools missing) leaves the config's answer with the reason.
  *
  * @module
  */
@@ -23,15 +22,15 @@ import { chooseMode, hostDetectionDeps } from "../iptables/mode_detection.ts";
 import { probeRandomFully } from "./netfilter.ts";
 import { load, type ModeDeps } from "./one_shot.ts";
 
-/**
- * The node's live iptables tables: the backend the agent would program (`--iptables-mode`,
- * detected as at start), and whether it knows `--random-fully` (it shapes our chain's text).
- */
-export type LiveTables = {
+/** The node's live iptables tables, as `--explain` reads them. */
+export interface LiveTables {
+  /** The backend the agent would program (`--iptables-mode`, detected as at start). */
   readonly mode: IptablesMode;
+  /** One nat table client per family. */
   readonly clients: Readonly<Record<Family, NatTableClient>>;
+  /** Whether each family's iptables knows `--random-fully` (it shapes our chain's text). */
   readonly randomFullySupported: Readonly<Record<Family, boolean>>;
-};
+}
 
 /** Opens the node's tables as the agent would: `--iptables-mode` and the `--random-fully` probe. */
 export function nodeTables(flags: ModeDeps["flags"]): () => Promise<LiveTables> {
@@ -55,31 +54,23 @@ export async function explainMode(
   const nftables = flags.dataplane === "nftables";
   const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
-  let tables: LiveTables | undefined;
-  let openError: unknown;
-  if (!nftables) {
-    try {
-      tables = await openLive();
-    } catch (error) {
-      openError = error;
-    }
-  }
+  const opening = nftables ? undefined : openLive();
   // Without the probe, render --random-fully as the flag says (as --dry-run does).
-  const supported = tables?.randomFullySupported ?? { ipv4: true, ipv6: true };
+  const opened = await opening?.catch(() => undefined);
+  const supported = opened?.randomFullySupported ?? { ipv4: true, ipv6: true };
   const desired = desiredChains(loaded.effective, flags, supported);
 
   const readView = async (chain: DesiredChain): Promise<LiveTableView> => {
-    const { family } = chain;
     try {
       if (nftables) {
         const plan = await readAndPlan(openNft(), chain);
         return { kind: "planned", backend: "nftables", drift: plan.drift.map((d) => d.message) };
       }
-      if (!tables) throw openError;
-      const listed = await listOurs(tables.clients[family], flags.masqChain);
+      const tables = await opening!; // rethrows why the tables could not be opened
+      const listed = await listOurs(tables.clients[chain.family], flags.masqChain);
       return {
         kind: "read",
-        backend: `${family === "ipv4" ? "iptables" : "ip6tables"} ${tables.mode}`,
+        backend: `${chain.family === "ipv4" ? "iptables" : "ip6tables"} ${tables.mode}`,
         table: parseNatTable(listed.join("")),
       };
     } catch (error) {
@@ -89,10 +80,11 @@ export async function explainMode(
   };
   // Each family's table is read once, whatever the number of destinations.
   const views = new Map<Family, LiveTableView>();
+  const json = flags.logFormat === "json";
   for (const destination of flags.explain) {
     const chain = desired.find((candidate) => candidate.family === destination.family);
     if (chain && !views.has(chain.family)) views.set(chain.family, await readView(chain));
-    const explanation = explain({
+    const answer = explain({
       effective: loaded.effective,
       desired,
       destination,
@@ -100,11 +92,7 @@ export async function explainMode(
       live: views.get(destination.family),
       dataplane: flags.dataplane,
     });
-    deps.print(
-      flags.logFormat === "json"
-        ? JSON.stringify(explanationObject(explanation))
-        : formatExplanation(explanation),
-    );
+    deps.print(json ? JSON.stringify(explanationObject(answer)) : formatExplanation(answer));
   }
   return exitCodes.ok;
 }

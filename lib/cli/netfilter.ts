@@ -1,7 +1,6 @@
 /**
- * Which netfilter the agent drives, from the flags and the detected iptables mode: the chosen
- * dataplane, the tables `--cleanup` visits, our rules in the unused iptables backend, and the
- * `--random-fully` probe.
+ * Which netfilter the agent drives (from the flags and the iptables mode): the chosen dataplane,
+ * `--cleanup`'s tables, our rules in the unused iptables backend, the `--random-fully` probe.
  *
  * @module
  */
@@ -10,47 +9,33 @@ import type { Family } from "../net/cidr.ts";
 import { enabledFamilies } from "../policy/desired.ts";
 import { formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
-import { allIptablesTools, type IptablesMode } from "../iptables/mode.ts";
+import { allIptablesTools, type IptablesMode, type LegacyDump } from "../iptables/mode.ts";
 import { type Dataplane, removeAll, switchingDataplane } from "../policy/dataplane.ts";
 import { iptablesDataplane } from "../iptables/dataplane.ts";
 import { nftablesDataplane } from "../nftables/dataplane.ts";
-import { type IptablesVersion, natTableClient, probeVersion } from "../iptables/client.ts";
+import { natTableClient, probeVersion } from "../iptables/client.ts";
 import type { Logger } from "../base/log.ts";
 import { type DetectionDeps, otherBackendPresent } from "../iptables/mode_detection.ts";
-import type { LegacyDump } from "../iptables/mode.ts";
 import type { CleanupTarget } from "./one_shot.ts";
 import { nftClient, nftProgram } from "../nftables/client.ts";
 
-/**
- * The host seam every tool runs through (tests pass a fake), with `detectMode`'s `legacyDumps`:
- * whether legacy's nat table is loaded, without a new dump.
- */
-export type NetfilterHost = DetectionDeps & {
+/** The host seam every tool runs through (tests pass a fake and run without root). */
+export interface NetfilterHost extends DetectionDeps {
+  /** `detectMode`'s `legacyDumps`: whether legacy's nat table is loaded, without a new dump. */
   readonly legacyDumps?: Partial<Record<Family, LegacyDump>>;
-};
+}
 
 /** Whether the backend that is not `mode` may hold rules of ours for `family`. */
-function otherPresent(host: NetfilterHost, mode: IptablesMode, family: Family) {
-  return otherBackendPresent(otherMode(mode), family, host, host.legacyDumps?.[family]);
-}
+const otherPresent = (host: NetfilterHost, mode: IptablesMode, family: Family) =>
+  otherBackendPresent(otherMode(mode), family, host, host.legacyDumps?.[family]);
 
 /** Every program the agent may run; `deno.json`'s `permissions.agent.run` names exactly these. */
 export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
 
-function otherMode(mode: IptablesMode): IptablesMode {
-  return mode === "nft" ? "legacy" : "nft";
-}
+const otherMode = (mode: IptablesMode): IptablesMode => mode === "nft" ? "legacy" : "nft";
 
-/**
- * The iptables dataplane of `mode`'s tools, for both families; with `log`, a chain of ours that
- * comes back after we removed it is warned about once (another ip-masq-agent manages it).
- */
-function iptablesOf(
-  flags: AgentFlags,
-  mode: IptablesMode,
-  host: NetfilterHost,
-  log?: Logger,
-): Dataplane {
+/** The iptables dataplane of `mode`'s tools; with `log`, it warns once of another agent's chain. */
+function iptablesOf(flags: AgentFlags, mode: IptablesMode, host: NetfilterHost, log?: Logger) {
   const clients = {
     ipv4: natTableClient("ipv4", mode, host.exec),
     ipv6: natTableClient("ipv6", mode, host.exec),
@@ -85,10 +70,9 @@ export async function chosenDataplane(
   if (flags.dataplane === "iptables") {
     return switchingDataplane(iptablesOf(flags, mode, host, log), [nftables], onRetiredError);
   }
+  const other = otherMode(mode);
   const retired = [iptablesOf(flags, mode, host)];
-  if (await otherPresent(host, mode, "ipv4")) {
-    retired.push(iptablesOf(flags, otherMode(mode), host));
-  }
+  if (await otherPresent(host, mode, "ipv4")) retired.push(iptablesOf(flags, other, host));
   return switchingDataplane(nftables, retired, onRetiredError);
 }
 
@@ -153,16 +137,14 @@ export async function probeRandomFully(
   host: NetfilterHost,
 ): Promise<Record<Family, boolean>> {
   const supported: Record<Family, boolean> = { ipv4: false, ipv6: false };
-  const versions: IptablesVersion[] = [];
-  for (const family of enabledFamilies(flags)) {
-    const version = await probeVersion(mode, family, host.exec);
-    supported[family] = version.randomFullySupported;
-    versions.push(version);
-  }
   const disabled = flags.randomFully ? "" : ", disabled by --random-fully=false";
-  for (const { description, randomFullySupported } of flags.check ? [] : versions) {
+  const lines: string[] = [];
+  for (const family of enabledFamilies(flags)) {
+    const { description, randomFullySupported } = await probeVersion(mode, family, host.exec);
+    supported[family] = randomFullySupported;
     const support = randomFullySupported ? "supported" : "not supported (needs 1.6.2)";
-    log?.info(`${description}: --random-fully ${support}${disabled}`);
+    lines.push(`${description}: --random-fully ${support}${disabled}`);
   }
+  for (const line of flags.check ? [] : lines) log?.info(line);
   return supported;
 }

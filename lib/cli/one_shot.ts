@@ -6,8 +6,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import type { ConfigDirContents } from "../config/directory.ts";
-import { ignoredEntryMessage } from "../config/parse.ts";
+import { type ConfigDirContents, ignoredEntryMessage } from "../config/parse.ts";
 import { exitCodes, ForeignChainError, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import { ToolError } from "../base/tool.ts";
@@ -30,30 +29,29 @@ import {
 import { renderFromEmpty } from "../iptables/render.ts";
 import { renderNftFromEmpty } from "../nftables/render.ts";
 
-/**
- * What every one-shot mode needs: `log` takes findings and errors (stderr), `print` the mode's
- * own output (stdout). Each load checks the files' settings against `commandLine` again (exit 2);
- * `startupLoad`, the config main.ts loaded at start if it was valid, spares loading it again.
- */
-export type ModeDeps = {
+/** What every one-shot mode needs. */
+export interface ModeDeps {
+  /** The flags, with the config directory's settings applied. */
   readonly flags: AgentFlags;
+  /** Where findings and errors go (stderr). */
   readonly log: Logger;
+  /** Where the mode's own output goes (stdout). */
   readonly print: (text: string) => void;
+  /** Reads the config directory (`readConfigDir` in production). */
   readonly readConfigDir: (dir: string) => Promise<ConfigDirContents>;
+  /** The command line as given: each load checks the files' settings against it again (exit 2). */
   readonly commandLine?: CommandLine;
+  /** The config main.ts loaded at start, if it was valid: the mode loads nothing again. */
   readonly startupLoad?: StartupLoad;
-};
+}
 
 /** Reads and loads the config, warning about entries ignored for their name; throws ConfigError. */
 export async function load(deps: ModeDeps): Promise<LoadedConfig> {
-  const startup = deps.startupLoad;
-  const contents = startup?.contents ?? await deps.readConfigDir(deps.flags.configDir);
-  if (contents.kind === "files") {
-    for (const name of contents.ignored ?? []) {
-      deps.log.warn(ignoredEntryMessage(deps.flags.configDir, name), { ignored: name });
-    }
-  }
-  return startup?.loaded ?? loadConfig(contents, deps.flags, deps.commandLine);
+  const { flags, log, startupLoad } = deps;
+  const contents = startupLoad?.contents ?? await deps.readConfigDir(flags.configDir);
+  const names = contents.kind === "files" ? contents.ignored ?? [] : [];
+  for (const ignored of names) log.warn(ignoredEntryMessage(flags.configDir, ignored), { ignored });
+  return startupLoad?.loaded ?? loadConfig(contents, flags, deps.commandLine);
 }
 
 /**
@@ -63,9 +61,8 @@ export async function load(deps: ModeDeps): Promise<LoadedConfig> {
 export async function dryRun(deps: ModeDeps): Promise<number> {
   const loaded = await load(deps);
   for (const finding of loaded.findings) deps.log.warn(finding.message, { finding: finding.kind });
-  const assumeSupported = { ipv4: true, ipv6: true };
   const render = deps.flags.dataplane === "nftables" ? renderNftFromEmpty : renderFromEmpty;
-  for (const chain of desiredChains(loaded.effective, deps.flags, assumeSupported)) {
+  for (const chain of desiredChains(loaded.effective, deps.flags, { ipv4: true, ipv6: true })) {
     deps.print(`# ${chain.family}\n${render(chain)}`);
   }
   return exitCodes.ok;
@@ -84,9 +81,8 @@ export async function check(
     for (const drift of plan.drift) {
       deps.print(`${chain.family}: ${readOnlyWording(drift.message)}`);
     }
-    // A chain of ours under another name does not fail the probe: the agent removes it once and
-    // leaves one that comes back (another ip-masq-agent's) alone; a probe that never passes
-    // would stall the rollout.
+    // A chain of ours under another name does not fail the probe: the agent removes it once, and
+    // leaves it alone if it comes back (another agent's); a never-passing probe stalls rollouts.
     inSync &&= plan.payload === null ||
       plan.drift.every((drift) => drift.kind === "stale-chain" && drift.chain !== undefined);
   }
@@ -111,17 +107,15 @@ const readOnlyActions: readonly [pattern: RegExp, replacement: string][] = [
 ];
 
 /**
- * A drift message as `--check` and `--explain` say it: the dataplanes word each difference as
- * the agent is about to fix it ("...; replacing it"); a mode that writes nothing says what the
- * agent would do.
+ * A drift message as `--check` and `--explain` say it: what the agent would do, where the
+ * dataplanes word what it is about to do ("...; replacing it").
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { readOnlyWording } from "./one_shot.ts";
  *
- * const message = readOnlyWording("iptables (nft): removing IP-MASQ-AGENT");
- * assert.equal(message, "iptables (nft): IP-MASQ-AGENT is left over; the agent would remove it");
+ * assert.equal(readOnlyWording("removing CHAIN"), "CHAIN is left over; the agent would remove it");
  * assert.equal(readOnlyWording("POSTROUTING has no jump to X"), "POSTROUTING has no jump to X");
  * ```
  */
@@ -130,17 +124,17 @@ export function readOnlyWording(message: string): string {
   return action ? message.replace(...action) : message;
 }
 
-/**
- * One family of a dataplane (an iptables backend, or nftables) that `--cleanup` visits, `name`d
- * in the log `nft`, `legacy` or `nftables`. An `optional` one (IPv6 without `--enable-ipv6`, a
- * backend the node does not use) that cannot be read is skipped.
- */
-export type CleanupTarget = {
+/** One family of a dataplane `--cleanup` visits; an optional one that cannot be read is skipped. */
+export interface CleanupTarget {
+  /** An iptables backend, or nftables. */
   readonly dataplane: Dataplane;
+  /** The family whose rules of ours it removes. */
   readonly family: Family;
+  /** How the log names it: the iptables backend (`nft`, `legacy`) or `nftables`. */
   readonly name: string;
+  /** True for IPv6 without `--enable-ipv6`, and for the backend the node does not use. */
   readonly optional: boolean;
-};
+}
 
 /** Removes our rules from every target, touching nothing else. */
 export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[]): Promise<number> {
@@ -172,12 +166,10 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
   if (refused) return exitCodes.usage;
   for (const { target, where, plan } of planned) {
     try {
-      if (plan.payload !== null) await target.dataplane.apply(target.family, plan);
-      deps.log.info(
-        plan.payload === null
-          ? `cleanup (${where}): nothing of ours to remove`
-          : `cleanup (${where}): ${plan.drift.map((drift) => drift.message).join("; ")}`,
-      );
+      const nothing = plan.payload === null;
+      if (!nothing) await target.dataplane.apply(target.family, plan);
+      const removed = plan.drift.map((drift) => drift.message).join("; ");
+      deps.log.info(`cleanup (${where}): ${nothing ? "nothing of ours to remove" : removed}`);
     } catch (error) {
       failed(where, error);
     }
@@ -186,10 +178,9 @@ export async function cleanup(deps: ModeDeps, targets: readonly CleanupTarget[])
 }
 
 /**
- * The flags with the config directory's settings (`masqChain`, `toPorts`, ...) applied, and the
- * load they came from. A rejected config leaves the command line's flags and no load: each mode
- * reports the rejection itself, but `--cleanup` (an uninstall must work whatever the config
- * says) goes on with them, saying so.
+ * The flags with the config directory's settings applied, and the load they came from. A rejected
+ * config leaves the command line's flags and no load: each mode reports the rejection itself, but
+ * `--cleanup` (an uninstall must work whatever the config says) goes on with them, saying so.
  */
 export async function flagsWithSettings(
   commandLine: CommandLine,
@@ -203,11 +194,8 @@ export async function flagsWithSettings(
     return { flags: loaded.settings ?? flags, startupLoad: { contents, loaded } };
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    if (flags.cleanup) {
-      log.warn("the configuration is invalid; cleaning up with the settings of the flags", {
-        error: error.message,
-      });
-    }
+    const warning = "the configuration is invalid; cleaning up with the settings of the flags";
+    if (flags.cleanup) log.warn(warning, { error: error.message });
     return { flags };
   }
 }

@@ -50,8 +50,10 @@ export function isNoSuchChain(stderr: string): boolean {
     .test(stderr);
 }
 
-function failed(outcome: Outcome): ToolError {
-  return new ToolError(
+/** The output of a run that succeeded; a failure is thrown, as lock contention or not. */
+function stdoutOrThrow(outcome: Outcome): string {
+  if (outcome.ok) return outcome.stdout;
+  throw new ToolError(
     `${outcome.commandLine} exited with status ${outcome.code}: ${outcome.stderr || "(no output)"}`,
     isLockContention(outcome.stderr) ? "lock" : "failed",
     outcome.commandLine,
@@ -70,18 +72,12 @@ export function natTableClient(
     mode,
     listChain: async (chain, signal) => {
       const outcome = await runTool(exec, tools.main, [...listArgs, chain], undefined, signal);
-      if (outcome.ok) return outcome.stdout;
-      if (outcome.code === 1 && isNoSuchChain(outcome.stderr)) return null;
-      throw failed(outcome);
+      return outcome.code === 1 && isNoSuchChain(outcome.stderr) ? null : stdoutOrThrow(outcome);
     },
-    listTable: async (signal) => {
-      const outcome = await runTool(exec, tools.main, listArgs, undefined, signal);
-      if (outcome.ok) return outcome.stdout;
-      throw failed(outcome);
-    },
+    listTable: async (signal) =>
+      stdoutOrThrow(await runTool(exec, tools.main, listArgs, undefined, signal)),
     restore: async (payload, signal) => {
-      const outcome = await runTool(exec, tools.restore, restoreArgs, payload, signal);
-      if (!outcome.ok) throw failed(outcome);
+      stdoutOrThrow(await runTool(exec, tools.restore, restoreArgs, payload, signal));
     },
   };
 }
@@ -95,11 +91,13 @@ export async function chainExists(
   chain: string,
   failures?: string[],
 ): Promise<boolean> {
-  const outcome = await evidenceOf(exec, mode, family, ["-t", table, "-S", chain], failures);
-  return outcome?.ok ?? false;
+  return (await evidenceOf(exec, mode, family, ["-t", table, "-S", chain], failures))?.ok ?? false;
 }
 
-/** How many rules (`-A` lines) the backend holds in `tables`; 0 where a table cannot be read. */
+/**
+ * How many rules (`-A` lines) `tables` hold, listed concurrently (saves ~20 ms at start); 0 where
+ * a table cannot be read. Failures and the thrown error are taken in table order.
+ */
 export async function countRules(
   exec: Exec,
   mode: IptablesMode,
@@ -107,11 +105,16 @@ export async function countRules(
   tables: readonly string[],
   failures?: string[],
 ): Promise<number> {
+  const reads = await Promise.allSettled(tables.map(async (table) => {
+    const own: string[] = [];
+    return { outcome: await evidenceOf(exec, mode, family, ["-t", table, "-S"], own), own };
+  }));
   let count = 0;
-  for (const table of tables) {
-    const outcome = await evidenceOf(exec, mode, family, ["-t", table, "-S"], failures);
-    if (!outcome?.ok) continue;
-    for (const line of outcome.stdout.split("\n")) if (line.startsWith("-A ")) count++;
+  for (const read of reads) {
+    if (read.status === "rejected") throw read.reason;
+    failures?.push(...read.value.own);
+    const lines = read.value.outcome?.ok ? read.value.outcome.stdout.split("\n") : [];
+    count += lines.filter((line) => line.startsWith("-A ")).length;
   }
   return count;
 }
@@ -162,9 +165,7 @@ async function evidenceOf(
     if (error instanceof ToolError && error.failure === "missing") return undefined;
     throw error;
   });
-  if (outcome?.ok === false && !isNoSuchChain(outcome.stderr)) {
-    failures?.push(readFailure(outcome));
-  }
+  if (outcome?.ok === false && !isNoSuchChain(outcome.stderr)) failures?.push(readFailure(outcome));
   return outcome;
 }
 
@@ -183,8 +184,7 @@ export async function probeVersion(
   exec: Exec = denoExec,
 ): Promise<IptablesVersion> {
   const outcome = await runTool(exec, iptablesTools(mode, family).main, ["--version"]);
-  if (!outcome.ok) throw failed(outcome);
-  return parseVersion(outcome.stdout);
+  return parseVersion(stdoutOrThrow(outcome));
 }
 
 /** Reads the version line that `iptables --version` prints. */

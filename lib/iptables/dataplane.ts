@@ -80,8 +80,7 @@ export function iptablesDataplane(
     label,
     read: async (desired, signal) => {
       const { family } = desired;
-      const client = clients[family];
-      const listing = await listOurs(client, desired.chain, signal);
+      const listing = await listOurs(clients[family], desired.chain, signal);
       if (verified.read(family, desired, listing)) return { othersChains: others[family] };
       const ours = parseNatTable(listing.join(""));
       // Refused before the whole table is read: another tool's chain is never ours to plan.
@@ -94,7 +93,7 @@ export function iptablesDataplane(
         onAnotherAgent(family, target);
       }
       const stale = staleTargets.some((target) => !others[family].has(target));
-      const table = stale ? parseNatTable(await client.listTable(signal)) : ours;
+      const table = stale ? parseNatTable(await clients[family].listTable(signal)) : ours;
       return { table, othersChains: new Set(others[family]) };
     },
     plan: (desired, live) =>
@@ -102,12 +101,12 @@ export function iptablesDataplane(
         ? inSync
         : planReconcile(desired, live.table, { othersChains: live.othersChains }),
     readForRemoval: async (family, signal) => {
-      const client = clients[family];
-      const ours = parseNatTable((await listOurs(client, chain, signal)).join(""));
+      const ours = parseNatTable((await listOurs(clients[family], chain, signal)).join(""));
       if (nothingOurs(ours)) return { table: ours, othersChains: new Set<string>() };
       const foreign = foreignRuleOf(ours, chain);
       if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
-      return { table: parseNatTable(await client.listTable(signal)), othersChains: new Set() };
+      const table = parseNatTable(await clients[family].listTable(signal));
+      return { table, othersChains: new Set() };
     },
     planRemoval: (family, live) =>
       nothingOurs(live.table!) ? inSync : planCleanup(chain, live.table!, family),
@@ -115,10 +114,8 @@ export function iptablesDataplane(
       verified.settle(family, plan.payload !== null);
       if (plan.payload === null) return;
       await clients[family].restore(plan.payload, signal);
-      for (const drift of plan.drift) {
-        if (drift.kind === "stale-chain" && drift.chain !== undefined) {
-          removed[family].add(drift.chain);
-        }
+      for (const { kind, chain: name } of plan.drift) {
+        if (kind === "stale-chain" && name !== undefined) removed[family].add(name);
       }
     },
   };

@@ -27,17 +27,14 @@ export interface TracedPacket {
   readonly outputInterface?: string;
 }
 
-/** Where in the path the deciding rule sits, relative to our jump. */
-export type Stage = "before our jump" | "our chain" | "after our jump" | "policy";
-
 /** One way the live rules can end for the packet. */
 export interface LiveOutcome {
   /** What happens to the source; unknown for a jump to a chain that was not read. */
   readonly verdict: Verdict | "unknown";
   /** The deciding rule as listed, or the chain policy. */
   readonly rule: string;
-  /** Where that rule is. */
-  readonly stage: Stage;
+  /** Where that rule is, relative to our jump. */
+  readonly stage: "before our jump" | "our chain" | "after our jump" | "policy";
   /** The matches on the way that could not be evaluated and were taken as satisfied. */
   readonly assumed: readonly string[];
   /** Why the verdict is unknown (a jump to an unread chain, an unknown target). */
@@ -56,23 +53,16 @@ function ruleWords(line: string): { readonly text: string; readonly quoted: bool
 
 const quotedRun = /"((?:\\["\\]|[^"\\]|\\)*)(?:"|$)/g;
 
-type MatchResult = boolean | { readonly unknown: string };
-type Match = (packet: TracedPacket) => MatchResult;
+type Match = (packet: TracedPacket) => boolean | { readonly unknown: string };
 type ModuleOption = { readonly negated: boolean; readonly name: string; readonly values: string[] };
-
-/** A rule's matches, and its `-j`/`-g` target if any. */
-interface ParsedRule {
-  readonly matches: readonly Match[];
-  readonly target?: { readonly goto: boolean; readonly name: string };
-}
 
 const topLevel = new Set(["-s", "--source", "-d", "--destination", "-o", "--out-interface"]);
 
-/** Parses `-A CHAIN ...`; a word it cannot place makes the whole rule "cannot evaluate". */
-function parseRule(line: string): ParsedRule {
+/** `-A CHAIN ...`'s matches and `-j`/`-g` target; a word it cannot place "cannot evaluate". */
+function parseRule(line: string) {
   const words = ruleWords(line).slice(2);
   const matches: Match[] = [];
-  let target: ParsedRule["target"];
+  let target: { readonly goto: boolean; readonly name: string } | undefined;
   let i = 0;
   while (i < words.length) {
     const negated = words[i].text === "!" && !words[i].quoted;
@@ -103,12 +93,9 @@ function parseRule(line: string): ParsedRule {
     const value = words[i + 1]?.text ?? "";
     i += 2;
     const shown = `${negated ? "! " : ""}${option} ${value}`;
-    if (topLevel.has(option)) {
-      matches.push(topLevelMatch(option, value, negated, shown));
-    } else {
-      const what = option === "-p" ? `${shown} (depends on the protocol)` : shown;
-      matches.push(() => ({ unknown: what }));
-    }
+    const unknown = option === "-p" ? `${shown} (depends on the protocol)` : shown;
+    if (topLevel.has(option)) matches.push(topLevelMatch(option, value, negated, shown));
+    else matches.push(() => ({ unknown }));
   }
   return { matches, target };
 }
@@ -123,9 +110,8 @@ function topLevelMatch(option: string, value: string, negated: boolean, shown: s
         : interfaceMatches(value, packet.outputInterface) !== negated;
   }
   const isSource = option === "-s" || option === "--source";
-  const cidr = parseCidr(
-    value.includes("/") ? value : `${value}/${value.includes(":") ? 128 : 32}`,
-  );
+  const hostPrefix = value.includes(":") ? 128 : 32;
+  const cidr = parseCidr(value.includes("/") ? value : `${value}/${hostPrefix}`);
   return (packet) => {
     if (!cidr.ok) return { unknown: shown };
     const address = isSource ? packet.source : packet.destination;
@@ -166,14 +152,11 @@ function markMatch(options: readonly ModuleOption[], shown: string): Match {
   const parts = options.length === 1 && option.name === "--mark" && option.values.length === 1
     ? /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(option.values[0])
     : null;
+  const mask = Number(parts?.[2] ?? 0xffffffff);
   return (packet) => {
     const known = packet.kubeProxyMark;
-    if (!parts || known === undefined) return { unknown: shown };
-    const value = Number(parts[1]);
-    const mask = parts[2] === undefined ? 0xffffffff : Number(parts[2]);
-    if (mask !== known.mark) return { unknown: shown };
-    const has = known.marked ? known.mark : 0;
-    return (has === value) !== option.negated;
+    if (!parts || known === undefined || mask !== known.mark) return { unknown: shown };
+    return ((known.marked ? known.mark : 0) === Number(parts[1])) !== option.negated;
   };
 }
 
@@ -204,13 +187,8 @@ export function traceLive(
 ): LiveOutcome[] {
   const postrouting = live.rules.get("POSTROUTING") ?? [];
   const ours = live.rules.get(ourChain) ?? [];
-  const parsed = new Map<string, ParsedRule>();
-  const parse = (line: string) => {
-    let rule = parsed.get(line);
-    if (!rule) parsed.set(line, rule = parseRule(line));
-    return rule;
-  };
-  const firstJump = postrouting.findIndex((line) => parse(line).target?.name === ourChain);
+  const parsed = new Map([...postrouting, ...ours].map((line) => [line, parseRule(line)]));
+  const firstJump = postrouting.findIndex((line) => parsed.get(line)!.target?.name === ourChain);
   const policy: LiveOutcome[] = [{
     verdict: "keep source",
     rule: "the POSTROUTING policy (ACCEPT): no rule rewrote the source",
@@ -228,15 +206,15 @@ export function traceLive(
     key: string,
   ): LiveOutcome[] => {
     const memoKey = `${key}:${from}`;
-    const known = memo.get(memoKey);
-    if (known) return known;
+    if (memo.has(memoKey)) return memo.get(memoKey)!;
     let result: LiveOutcome[] | undefined;
     for (let index = from; index < rules.length && result === undefined; index++) {
       const line = rules[index];
-      const { matches, target } = parse(line);
-      const matched = evaluate(matches, packet);
-      if (matched === false || target === undefined || nonTerminating.has(target.name)) continue;
-      const stage: Stage = chain === ourChain
+      const { matches, target } = parsed.get(line)!;
+      const results = matches.map((match) => match(packet));
+      if (results.includes(false) || !target || nonTerminating.has(target.name)) continue;
+      const unknown = results.flatMap((result) => typeof result === "object" ? result.unknown : []);
+      const stage: LiveOutcome["stage"] = chain === ourChain
         ? "our chain"
         : firstJump < 0 || index < firstJump
         ? "before our jump"
@@ -268,8 +246,9 @@ export function traceLive(
         // A chain that returns lets POSTROUTING go on.
         taken = [...outcome("unknown", what), ...(target.goto ? [] : rest())];
       }
-      result = matched === true ? taken : [
-        ...taken.map((outcome) => ({ ...outcome, assumed: [matched.unknown, ...outcome.assumed] })),
+      const assumed = unknown.join(", ");
+      result = unknown.length === 0 ? taken : [
+        ...taken.map((outcome) => ({ ...outcome, assumed: [assumed, ...outcome.assumed] })),
         ...rest(),
       ];
     }
@@ -277,25 +256,14 @@ export function traceLive(
     memo.set(memoKey, result);
     return result;
   };
-  return dedupe(walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING"));
-}
-
-function evaluate(matches: readonly Match[], packet: TracedPacket): MatchResult {
-  const results = matches.map((match) => match(packet));
-  if (results.includes(false)) return false;
-  const unknown = results.flatMap((result) => typeof result === "object" ? [result.unknown] : []);
-  return unknown.length === 0 ? true : { unknown: unknown.join(", ") };
-}
-
-/** Targets that are not chains and whose effect here the tracer does not model. */
-const otherTargets = new Set(["DNAT", "REDIRECT", "DROP", "REJECT", "CT", "NOTRACK", "QUEUE"]);
-
-function dedupe(outcomes: readonly LiveOutcome[]): LiveOutcome[] {
   const seen = new Set<string>();
-  return outcomes.filter((outcome) => {
+  return walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING").filter((outcome) => {
     const key = `${outcome.verdict}\u0000${outcome.rule}\u0000${outcome.assumed.join("\u0000")}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
   });
 }
+
+/** Targets that are not chains and whose effect here the tracer does not model. */
+const otherTargets = new Set(["DNAT", "REDIRECT", "DROP", "REJECT", "CT", "NOTRACK", "QUEUE"]);

@@ -1,8 +1,8 @@
 /**
- * Which iptables backend the node uses (nft or legacy), decided from the evidence kubelet leaves,
- * and each backend's tools. The agent runs a backend's own tools by name (`iptables-nft-restore`,
- * ...), never the plain `iptables*` names: in the shipped image those are the iptables-wrapper
- * script, which cannot relink itself on a read-only root filesystem and then fails every call.
+ * Which iptables backend (nft or legacy) the node uses, from the evidence kubelet leaves, and each
+ * backend's own tools (`iptables-nft-restore`, ...), never the plain `iptables*`: in the shipped
+ * image those are the iptables-wrapper script, which cannot relink itself on a read-only root
+ * filesystem and then fails every call.
  *
  * @module
  */
@@ -20,10 +20,7 @@ export interface IptablesTools {
   readonly main: string;
   /** Applies one atomic transaction. */
   readonly restore: string;
-  /**
-   * Legacy only, without `-t`: dumps only the tables already loaded, never loading a module (it
-   * reads `/proc/net/ip_tables_names`, which Deno's sandbox denies us).
-   */
+  /** Legacy; without `-t` it dumps only loaded tables (/proc/net/ip_tables_names, denied to us). */
   readonly save: string;
 }
 
@@ -74,8 +71,7 @@ export interface LegacyDump {
 }
 
 /**
- * Reads an `iptables-legacy-save` dump chunk by chunk, keeping only the summary and the current
- * line, so memory does not grow with the legacy tables.
+ * Reads an `iptables-legacy-save` dump chunk by chunk, keeping only the summary and current line.
  *
  * @example
  * ```ts
@@ -90,7 +86,6 @@ export interface LegacyDump {
  */
 export class LegacyDumpScanner {
   #partial = "";
-  #table = "";
   readonly #read = { hint: false, rules: 0, tables: [] as string[] };
 
   /** `enough`: whether what was read so far answers the caller's question. */
@@ -118,11 +113,9 @@ export class LegacyDumpScanner {
   }
 
   #line(line: string): void {
-    if (line.startsWith("*")) {
-      this.#table = line.slice(1);
-      this.#read.tables.push(this.#table);
-    } else if (line.startsWith("-A ")) this.#read.rules++;
-    else if (this.#table === "mangle" && line.startsWith(":")) {
+    if (line.startsWith("*")) this.#read.tables.push(line.slice(1));
+    else if (line.startsWith("-A ")) this.#read.rules++;
+    else if (this.#read.tables.at(-1) === "mangle" && line.startsWith(":")) {
       this.#read.hint ||= kubeletHintChains.includes(line.slice(1).split(" ")[0]);
     }
   }
@@ -185,8 +178,7 @@ export type ModeStep =
  * import { decideMode } from "./mode.ts";
  * assert.equal(decideMode({}).kind, "probe-nft-hint");
  * const step = decideMode({ nftHint: { ipv4: true } });
- * assert.equal(step.kind, "decided");
- * assert.equal(step.decision.mode, "nft");
+ * assert.equal(step.kind === "decided" && step.decision.mode, "nft");
  * ```
  */
 export function decideMode(evidence: ModeEvidence): ModeStep {

@@ -67,38 +67,14 @@ export async function detectMode(
   const scan = deps.scan ?? scanViaExec(deps.exec);
   for (;;) {
     const step = decideMode({ nftHint, legacy, nftRules, readFailures });
-    switch (step.kind) {
-      case "decided":
-        return { decision: step.decision, legacyDumps: legacy };
-      case "probe-nft-hint":
-        nftHint[step.family] = await nftHintIn(deps.exec, step.family, readFailures);
-        break;
-      case "dump-legacy":
-        // Stops reading once kubelet's hint is seen: that decides (legacy).
-        legacy[step.family] = await dumpLegacy(scan, step.family, (read) => read.hint);
-        break;
-      case "count-nft-rules":
-        nftRules = await countConcurrently(deps.exec, readFailures);
-    }
+    if (step.kind === "decided") return { decision: step.decision, legacyDumps: legacy };
+    if (step.kind === "probe-nft-hint") {
+      nftHint[step.family] = await nftHintIn(deps.exec, step.family, readFailures);
+    } else if (step.kind === "dump-legacy") {
+      // Stops reading once kubelet's hint is seen: that decides (legacy).
+      legacy[step.family] = await dumpLegacy(scan, step.family, (read) => read.hint);
+    } else nftRules = await countRules(deps.exec, "nft", "ipv4", countedTables, readFailures);
   }
-}
-
-/**
- * The nft rules of {@link countedTables}, listed concurrently (saves ~20 ms); counts, failures
- * and the thrown error are taken in table order, as a sequential read would.
- */
-async function countConcurrently(exec: Exec, failures: string[]): Promise<number> {
-  const counts = await Promise.allSettled(countedTables.map(async (table) => {
-    const own: string[] = [];
-    return { rules: await countRules(exec, "nft", "ipv4", [table], own), failures: own };
-  }));
-  let rules = 0;
-  for (const count of counts) {
-    if (count.status === "rejected") throw count.reason;
-    rules += count.value.rules;
-    failures.push(...count.value.failures);
-  }
-  return rules;
 }
 
 /**

@@ -57,9 +57,8 @@ export function parseNatTable(listing: string): LiveNatTable {
     else if (line.startsWith("-A ")) {
       const chain = line.split(" ")[1];
       chains.add(chain);
-      const list = rules.get(chain) ?? [];
-      list.push(line);
-      rules.set(chain, list);
+      if (!rules.has(chain)) rules.set(chain, []);
+      rules.get(chain)!.push(line);
     }
   }
   return { chains, rules };
@@ -81,20 +80,18 @@ export type Drift = DataplaneDrift<DriftKind>;
 /** What a reconcile found and the one `iptables-restore` transaction that fixes it. */
 export type Plan = DataplanePlan<DriftKind>;
 
+// Our jump, its comment quoted at both ends or at neither, to the chain the comment names.
 const jumpPattern = new RegExp(
   String.raw`^-A POSTROUTING -m comment --comment "(\\")?` +
-    escapeRegExp(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
-    String.raw`(\\")?" -m addrtype ! --dst-type LOCAL -j (\S+)$`,
+    RegExp.escape(jumpComment("\u0000")).replace("\u0000", String.raw`(\S+)`) +
+    String.raw`\1" -m addrtype ! --dst-type LOCAL -j \2$`,
 );
 
 /** The POSTROUTING rules we wrote (either spelling), for whichever chain name they name. */
 function ownJumps(live: LiveNatTable): { line: string; chain: string; quoted: boolean }[] {
   return (live.rules.get("POSTROUTING") ?? []).flatMap((line) => {
-    const [, openQuote, commentChain, closeQuote, target] = jumpPattern.exec(line) ?? [];
-    if (!target || commentChain !== target || Boolean(openQuote) !== Boolean(closeQuote)) {
-      return [];
-    }
-    return [{ line, chain: target, quoted: Boolean(openQuote) }];
+    const [, quote, chain] = jumpPattern.exec(line) ?? [];
+    return chain ? [{ line, chain, quoted: quote !== undefined }] : [];
   });
 }
 
@@ -178,13 +175,10 @@ export function planReconcile(
     if (ours.length === 0) {
       drift.push({ kind: "jump-missing", message: `POSTROUTING has no jump to ${chain}` });
     } else if (insert && (keep === undefined || postrouting[0] !== keep.line)) {
-      const position = keep === undefined ? -1 : postrouting.indexOf(keep.line);
-      drift.push({
-        kind: "jump-not-first",
-        message: `POSTROUTING jump to ${chain} is ` +
-          (position < 0 ? "not first" : `rule ${position + 1}, not first`) +
-          ` (--postrouting-jump=insert); moving it to first place`,
-      });
+      const rule = keep === undefined ? "" : `rule ${postrouting.indexOf(keep.line) + 1}, `;
+      const message = `POSTROUTING jump to ${chain} is ${rule}not first ` +
+        "(--postrouting-jump=insert); moving it to first place";
+      drift.push({ kind: "jump-not-first", message });
     }
     if (insert) tx.rule(insertAtTop(jumpRuleLine(chain)));
     else if (keep === undefined) tx.rule(jumpRuleLine(chain));
@@ -193,12 +187,9 @@ export function planReconcile(
   for (const name of new Set(jumps.map((jump) => jump.chain))) {
     if (name === chain || options.othersChains?.has(name)) continue;
     const { removable } = removeChain(live, name, tx);
-    drift.push({
-      kind: "stale-chain",
-      message: `removing ${name}, left by an earlier --masq-chain` +
-        (removable ? "" : " (jump only: the chain holds rules we did not write)"),
-      chain: name,
-    });
+    const jumpOnly = removable ? "" : " (jump only: the chain holds rules we did not write)";
+    const message = `removing ${name}, left by an earlier --masq-chain${jumpOnly}`;
+    drift.push({ kind: "stale-chain", message, chain: name });
   }
 
   return { drift, payload: tx.build() };
@@ -214,10 +205,8 @@ export function planCleanup(chain: string, live: LiveNatTable, family: Family = 
   const drift: Drift[] = [];
   const tx = new NatTransaction();
   for (const name of new Set([chain, ...ownJumps(live).map((jump) => jump.chain)])) {
-    const removal = removeChain(live, name, tx);
-    if (removal.jumps > 0 || removal.removable) {
-      drift.push({ kind: "stale-chain", message: `removing ${name}` });
-    }
+    const { jumps, removable } = removeChain(live, name, tx);
+    if (jumps > 0 || removable) drift.push({ kind: "stale-chain", message: `removing ${name}` });
   }
   return { drift, payload: tx.build() };
 }
@@ -230,19 +219,13 @@ function removeChain(live: LiveNatTable, name: string, tx: NatTransaction) {
   const jumps = ownJumps(live);
   const toName = jumps.filter((jump) => jump.chain === name);
   const ownJumpLines = new Set(jumps.map((jump) => jump.line));
-  const referencedElsewhere = [...live.rules.values()].flat().some((rule) => {
-    const words = rule.split(" ");
-    return !ownJumpLines.has(rule) &&
-      words.some((word, i) => (word === "-j" || word === "-g") && words[i + 1] === name);
-  });
+  const jumpTo = new RegExp(` -[jg] ${RegExp.escape(name)}(?: |$)`);
+  const referencedElsewhere = [...live.rules.values()].flat()
+    .some((rule) => !ownJumpLines.has(rule) && jumpTo.test(rule));
   const removable = live.chains.has(name) && (live.rules.get(name) ?? []).every(isOwnChainRule) &&
     !referencedElsewhere;
   for (const jump of toName) tx.deleteRule(jump.line);
   // Declaring flushes it: -X needs an empty chain.
   if (removable) tx.declareChain(name).deleteChain(name);
   return { jumps: toName.length, removable };
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -5,7 +5,6 @@
  * @module
  */
 
-import type { IpAddress } from "../net/address.ts";
 import { NatTransaction } from "./restore_input.ts";
 import type { Cidr } from "../net/cidr.ts";
 import { iptablesMarkText } from "../settings/output.ts";
@@ -62,7 +61,6 @@ export function jumpComment(chain: string): string {
  * import { mergeConfigs } from "../config/merge.ts";
  * import { desiredChain } from "../policy/chain.ts";
  * import { chainRuleLines } from "./render.ts";
- *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
  * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
  * const lines = chainRuleLines(chain); // 169.254.0.0/16, 10/8, 172.16/12, 192.168/16, MASQUERADE
@@ -111,13 +109,18 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
   // iptables-save prints -o after -d and before -p.
   const match = destination +
     (desired.outputInterface ? ` -o ${desired.outputInterface.value}` : "");
-  const target = (ports?: string) => masqueradeTarget(desired.outputAddress?.value, ports);
+  // `MASQUERADE [--to-ports P]`, or `SNAT --to-source ADDR[:P]` (IPv6 `[ADDR]:P`).
+  const address = desired.outputAddress?.value;
+  const host = address?.family === "ipv6" ? `[${address.text}]` : address?.text;
+  const target = (ports?: string) =>
+    address === undefined
+      ? `MASQUERADE${ports === undefined ? "" : ` --to-ports ${ports}`}`
+      : `SNAT --to-source ${ports === undefined ? address.text : `${host}:${ports}`}`;
   const randomFully = masquerade.randomFully ? " --random-fully" : "";
   const toPorts = toPortsProtocols.flatMap((protocol) =>
     toPortsSplit(masquerade.toPorts).map(({ range, stored }) => {
-      const statistic = stored === undefined
-        ? ""
-        : ` -m statistic --mode random --probability ${statisticProbabilityText(stored)}`;
+      const probability = stored === undefined ? "" : savedProbability(stored / probabilityScale);
+      const statistic = probability && ` -m statistic --mode random --probability ${probability}`;
       return `-A ${chain}${match} -p ${protocol} ${commented(comment)}` +
         `${statistic} -j ${target(formatPortRange(range))}${randomFully}`;
     })
@@ -126,24 +129,9 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
   return [...toPorts, last];
 }
 
-/** `MASQUERADE [--to-ports P]`, or `SNAT --to-source ADDR[:P]` (IPv6 `[ADDR]:P`), as saved. */
-function masqueradeTarget(address: IpAddress | undefined, ports?: string): string {
-  if (address === undefined) {
-    return `MASQUERADE${ports === undefined ? "" : ` --to-ports ${ports}`}`;
-  }
-  if (ports === undefined) return `SNAT --to-source ${address.text}`;
-  const host = address.family === "ipv6" ? `[${address.text}]` : address.text;
-  return `SNAT --to-source ${host}:${ports}`;
-}
-
 /** The statistic match keeps a 31-bit fraction and prints it with 11 decimals; so do we. */
 export function savedProbability(probability: number): string {
-  return statisticProbabilityText(Math.round(probability * probabilityScale));
-}
-
-/** A stored fraction of {@link probabilityScale} as `iptables-save` prints it. */
-function statisticProbabilityText(stored: number): string {
-  return (stored / probabilityScale).toFixed(11);
+  return (Math.round(probability * probabilityScale) / probabilityScale).toFixed(11);
 }
 
 /** Our POSTROUTING jump as `iptables-save` prints it. */

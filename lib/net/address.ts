@@ -51,12 +51,7 @@ export function inCidr(cidr: Cidr, address: IpAddress): boolean {
   return contains(cidr, { ...address, prefix, text: `${address.text}/${prefix}` });
 }
 
-const loopback: Readonly<Record<Family, Cidr>> = {
-  ipv4: { family: "ipv4", address: 0x7f000000n, prefix: 8, text: "127.0.0.0/8" },
-  ipv6: { family: "ipv6", address: 1n, prefix: 128, text: "::1/128" },
-};
-
-/** Loopback is local on every node; other local addresses the agent cannot tell. */
-export function isLoopback(address: IpAddress): boolean {
-  return inCidr(loopback[address.family], address);
+/** 127.0.0.0/8 and ::1: local on every node (other local addresses the agent cannot tell). */
+export function isLoopback({ family, address }: IpAddress): boolean {
+  return family === "ipv4" ? address >> 24n === 127n : address === 1n;
 }

@@ -36,11 +36,10 @@ export function cidrInterval(cidr: Cidr): AddressInterval {
  */
 export function mergeIntervals(intervals: readonly AddressInterval[]): AddressInterval[] {
   const merged: { start: bigint; end: bigint }[] = [];
-  for (const interval of [...intervals].sort(byStart)) {
+  for (const { start, end } of [...intervals].sort(byStart)) {
     const last = merged.at(-1);
-    if (last && interval.start <= last.end + 1n) {
-      if (interval.end > last.end) last.end = interval.end;
-    } else merged.push({ start: interval.start, end: interval.end });
+    if (!last || start > last.end + 1n) merged.push({ start, end });
+    else if (end > last.end) last.end = end;
   }
   return merged;
 }
@@ -50,14 +49,6 @@ export function byStart(a: AddressInterval, b: AddressInterval): number {
   return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
 }
 
-/** The addresses of `from` that are not in `cut`. */
-function subtractInterval(from: readonly AddressInterval[], cut: AddressInterval) {
-  return from.flatMap(({ start, end }) => [
-    ...(start < cut.start ? [{ start, end: end < cut.start ? end : cut.start - 1n }] : []),
-    ...(end > cut.end ? [{ start: start > cut.end ? start : cut.end + 1n, end }] : []),
-  ]);
-}
-
 /**
  * The destinations that keep their source when the most specific CIDR of either list decides
  * (longest-prefix match): `keep` are exempt, `masquerade` are exceptions inside them.
@@ -65,14 +56,11 @@ function subtractInterval(from: readonly AddressInterval[], cut: AddressInterval
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseBuiltInCidr } from "./cidr.ts";
+ * import { parseBuiltInCidr as cidr } from "./cidr.ts";
  * import { longestPrefixKeep } from "./intervals.ts";
  *
- * const keep = longestPrefixKeep(
- *   [parseBuiltInCidr("10.0.0.0/8"), parseBuiltInCidr("10.1.2.0/24")],
- *   [parseBuiltInCidr("10.1.0.0/16")],
- * );
  * // 10.0.0.0/8 without 10.1.0.0/16, but 10.1.2.0/24 (more specific) keeps its source again.
+ * const keep = longestPrefixKeep([cidr("10.0.0.0/8"), cidr("10.1.2.0/24")], [cidr("10.1.0.0/16")]);
  * assert.equal(keep.length, 3);
  * ```
  */
@@ -89,34 +77,29 @@ export function longestPrefixKeep(
     ...masquerade.map((cidr) => ({ cidr, keep: false })),
   ].sort((a, b) => a.cidr.prefix - b.cidr.prefix || Number(b.keep) - Number(a.keep));
   return painted.reduce<AddressInterval[]>((result, { cidr, keep }) => {
-    const interval = cidrInterval(cidr);
-    return keep ? mergeIntervals([...result, interval]) : subtractInterval(result, interval);
+    const span = cidrInterval(cidr);
+    if (keep) return mergeIntervals([...result, span]);
+    // Masquerade: what `result` holds outside `span`.
+    return result.flatMap(({ start, end }) => [
+      ...(start < span.start ? [{ start, end: end < span.start ? end : span.start - 1n }] : []),
+      ...(end > span.end ? [{ start: start > span.end ? start : span.end + 1n, end }] : []),
+    ]);
   }, []);
 }
 
-/** Whether `address` lies in one of the sorted, merged `intervals` (binary search). */
+/** Whether `address` lies in one of `intervals`. */
 export function intervalsContain(intervals: readonly AddressInterval[], address: bigint): boolean {
-  let low = 0;
-  let high = intervals.length - 1;
-  while (low <= high) {
-    const middle = (low + high) >> 1;
-    const interval = intervals[middle];
-    if (address < interval.start) high = middle - 1;
-    else if (address > interval.end) low = middle + 1;
-    else return true;
-  }
-  return false;
+  return intervals.some(({ start, end }) => start <= address && address <= end);
 }
 
 /** A set element as nft writes and prints it: `address`, `address/prefix` or `first-last`. */
 export function formatInterval(family: Family, interval: AddressInterval): string {
-  const bits = familyBits(family);
+  const start = formatAddress(family, interval.start);
   const size = interval.end - interval.start + 1n;
+  if (size === 1n) return start;
   const isPowerOfTwo = (size & (size - 1n)) === 0n;
   if (isPowerOfTwo && interval.start % size === 0n) {
-    const prefix = bits - (size.toString(2).length - 1);
-    const address = formatAddress(family, interval.start);
-    return prefix === bits ? address : `${address}/${prefix}`;
+    return `${start}/${familyBits(family) - (size.toString(2).length - 1)}`;
   }
-  return `${formatAddress(family, interval.start)}-${formatAddress(family, interval.end)}`;
+  return `${start}-${formatAddress(family, interval.end)}`;
 }

@@ -8,7 +8,7 @@
 import type { Family } from "../net/cidr.ts";
 import { nftFamily, nftTableName } from "./render.ts";
 import { denoExec, type Exec } from "../base/exec.ts";
-import { runTool, ToolError } from "../base/tool.ts";
+import { type Outcome, runTool, ToolError } from "../base/tool.ts";
 
 /** The program the nftables dataplane runs. */
 export const nftProgram = "nft";
@@ -31,13 +31,9 @@ export const applyArgs: readonly string[] = ["-f", "-"];
 
 // nft has no lock to wait for: every failure is retried within the budget. Its errors quote the
 // offending input line: keep the message to its first lines.
-function failed(outcome: { commandLine: string; code: number; stderr: string }): ToolError {
-  const stderr = outcome.stderr.split("\n").slice(0, 6).join("\n") || "(no output)";
-  return new ToolError(
-    `${outcome.commandLine} exited with status ${outcome.code}: ${stderr}`,
-    "failed",
-    outcome.commandLine,
-  );
+function failed({ commandLine, code, stderr }: Outcome): ToolError {
+  const head = stderr.split("\n").slice(0, 6).join("\n") || "(no output)";
+  return new ToolError(`${commandLine} exited with status ${code}: ${head}`, "failed", commandLine);
 }
 
 /** The nft client on `exec`. */

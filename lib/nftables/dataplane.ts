@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { Family } from "../net/cidr.ts";
 import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
 import { type LiveNftRead, parseNftTable } from "./parse.ts";
 import type { NftClient } from "./client.ts";
@@ -19,26 +20,24 @@ export interface NftablesLive {
 /** The nftables dataplane: a steady resync is one `nft -j list table` per family, unparsed. */
 export function nftablesDataplane(client: NftClient): Dataplane<NftablesLive, NftPlan> {
   const verified = new VerifiedReads<string>((a, b) => a === b);
+  const tableOf = (listing: string | null, family: Family): LiveNftRead =>
+    listing === null ? { kind: "missing" } : parseNftTable(listing, family);
   return {
     label: "nftables",
     read: async (desired, signal) => {
       const { family } = desired;
       const listing = await client.listTable(family, signal);
-      if (listing === null) {
-        verified.forget(family);
-        return { table: { kind: "missing" } };
-      }
-      if (verified.read(family, desired, listing)) return {};
-      return { table: parseNftTable(listing, family) };
+      if (listing === null) verified.forget(family);
+      else if (verified.read(family, desired, listing)) return {};
+      return { table: tableOf(listing, family) };
     },
     plan: (desired, live) =>
       // A verified read is not planned: the set's intervals (100,000 CIDRs merged) are computed
       // only when the config or our table changed.
       live.table === undefined ? inSync : planNftReconcile(nftDesired(desired), live.table),
-    readForRemoval: async (family, signal) => {
-      const listing = await client.listTable(family, signal);
-      return { table: listing === null ? { kind: "missing" } : parseNftTable(listing, family) };
-    },
+    readForRemoval: async (family, signal) => ({
+      table: tableOf(await client.listTable(family, signal), family),
+    }),
     planRemoval: (family, live) => planNftRemoval(family, live.table ?? { kind: "missing" }),
     apply: async (family, plan, signal) => {
       verified.settle(family, plan.payload !== null);

@@ -61,34 +61,29 @@ export type LiveNftRead =
   /** The listing was not what nft prints; the table is replaced. */
   | { readonly kind: "unreadable"; readonly reason: string };
 
-type Json = unknown;
-
-function isObject(value: Json): value is Record<string, Json> {
+function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** The single key of a `{ "kind": body }` object, or undefined. */
-function singleKey(value: Json): [string, Json] | undefined {
-  if (!isObject(value)) return undefined;
-  const keys = Object.keys(value);
-  return keys.length === 1 ? [keys[0], value[keys[0]]] : undefined;
+function singleKey(value: unknown): [string, unknown] | undefined {
+  const entries = isObject(value) ? Object.entries(value) : [];
+  return entries.length === 1 ? entries[0] : undefined;
 }
 
 /**
- * Parses the listing of our table of `family`. A listing that does not
- * parse as nft's JSON is `unreadable`; entries of other tables are ignored.
+ * Parses the listing of our table of `family`, ignoring other tables; not nft's JSON: `unreadable`.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseNftTable } from "./parse.ts";
  *
+ * const ours = { family: "ip", table: "ip-masq-agent" };
  * const listing = JSON.stringify({ nftables: [
- *   { table: { family: "ip", name: "ip-masq-agent", handle: 1 } },
- *   { chain: { family: "ip", table: "ip-masq-agent", name: "postrouting", handle: 1,
- *     type: "nat", hook: "postrouting", prio: 100, policy: "accept" } },
- *   { rule: { family: "ip", table: "ip-masq-agent", chain: "postrouting", handle: 2,
- *     expr: [{ masquerade: { flags: "fully-random" } }] } },
+ *   { table: { family: "ip", name: "ip-masq-agent" } },
+ *   { chain: { ...ours, name: "postrouting", type: "nat", hook: "postrouting", prio: 100 } },
+ *   { rule: { ...ours, chain: "postrouting", expr: [{ masquerade: { flags: "fully-random" } }] } },
  * ] });
  * const read = parseNftTable(listing, "ipv4");
  * assert.ok(read.kind === "table");
@@ -96,7 +91,7 @@ function singleKey(value: Json): [string, Json] | undefined {
  * ```
  */
 export function parseNftTable(listing: string, family: Family): LiveNftRead {
-  let parsed: Json;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(listing);
   } catch (error) {
@@ -105,20 +100,15 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   if (!isObject(parsed) || !Array.isArray(parsed.nftables)) {
     return { kind: "unreadable", reason: "no nftables array" };
   }
-  const ours = nftFamily(family);
   const sets: LiveNftSet[] = [];
   const chains: LiveNftChain[] = [];
   const rulesByChain = new Map<string, string[]>();
-  const rulesOf = (chain: Json) => {
-    const name = typeof chain === "string" ? chain : "";
-    const rules = rulesByChain.get(name) ?? [];
-    rulesByChain.set(name, rules);
-    return rules;
-  };
+  const rulesOf = (chain: unknown) =>
+    rulesByChain.getOrInsert(typeof chain === "string" ? chain : "", []);
   const others: string[] = [];
   let tableSeen = false;
-  const inOurTable = (body: Record<string, Json>, key: "table" | "name") =>
-    body.family === ours && body[key] === nftTableName;
+  const inOurTable = (body: Record<string, unknown>, key: "table" | "name") =>
+    body.family === nftFamily(family) && body[key] === nftTableName;
 
   for (const entry of parsed.nftables) {
     const [kind, body] = singleKey(entry) ?? [];
@@ -135,12 +125,10 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
       others.push(`${quoteInput(kind)}${name}`);
     }
   }
-  if (!tableSeen) {
-    if (sets.length === 0 && chains.length === 0 && rulesByChain.size === 0) {
-      return { kind: "missing" };
-    }
-    return { kind: "unreadable", reason: "objects of our table, but no table entry" };
+  if (!tableSeen && sets.length + chains.length + rulesByChain.size === 0) {
+    return { kind: "missing" };
   }
+  if (!tableSeen) return { kind: "unreadable", reason: "objects of our table, but no table entry" };
   for (const [name, rules] of rulesByChain) {
     if (!chains.some((chain) => chain.name === name) && rules.length > 0) {
       others.push(`rules of an undeclared chain ${quoteInput(name)}`);
@@ -152,64 +140,51 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
 const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
 const chainKeys = new Set(["family", "table", "name", "handle", "type", "hook", "prio", "policy"]);
 
-function extrasOf(body: Record<string, Json>, known: ReadonlySet<string>): string[] {
+function extrasOf(body: Record<string, unknown>, known: ReadonlySet<string>): string[] {
   return Object.keys(body).filter((key) => !known.has(key)).sort();
 }
 
-function readSet(body: Record<string, Json>, family: Family): LiveNftSet {
+function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
   const flags = Array.isArray(body.flags)
     ? body.flags.map((flag) => (typeof flag === "string" ? flag : "?")).sort()
     : typeof body.flags === "string"
     ? [body.flags]
     : [];
-  const elements = body.elem === undefined
-    ? []
-    : Array.isArray(body.elem)
-    ? readElements(body.elem, family)
-    : null;
+  const { elem = [] } = body; // only an absent `elem` is an empty set
+  const elements = Array.isArray(elem) ? elem.map((item) => readAddressValue(item, family)) : null;
   return {
     name: typeof body.name === "string" ? body.name : "",
     type: typeof body.type === "string" ? body.type : "(not a plain type)",
     flags,
-    elements,
+    elements: elements?.every((element) => element !== undefined) ? elements.sort(byStart) : null,
     extras: extrasOf(body, setKeys),
   };
 }
 
-function readElements(items: readonly Json[], family: Family): AddressInterval[] | null {
-  const elements = items.map((item) => readAddressValue(item, family));
-  return elements.every((element) => element !== undefined) ? elements.sort(byStart) : null;
-}
-
 /** An address (`"10.0.0.1"`), `{prefix: {addr, len}}` or `{range: [a, b]}` of `family`. */
-function readAddressValue(value: Json, family: Family): AddressInterval | undefined {
-  const bits = familyBits(family);
-  if (typeof value === "string") return readPrefix(value, bits, family);
+function readAddressValue(value: unknown, family: Family): AddressInterval | undefined {
+  if (typeof value === "string") return readPrefix(value, family);
   const [kind, body] = singleKey(value) ?? [];
-  // parseCidr rejects a length that is not an integer from 0 to `bits`.
-  if (kind === "prefix" && isObject(body) && typeof body.addr === "string") {
-    return typeof body.len === "number" ? readPrefix(body.addr, body.len, family) : undefined;
+  // parseCidr rejects a length that is not an integer from 0 to the family's bits.
+  if (kind === "prefix" && isObject(body) && typeof body.len === "number") {
+    return readPrefix(body.addr, family, body.len);
   }
-  if (kind === "range" && Array.isArray(body) && body.length === 2) {
-    const [first, last] = body.map((end) =>
-      typeof end === "string" ? readPrefix(end, bits, family) : undefined
-    );
-    if (!first || !last || first.start > last.start) return undefined;
-    return { start: first.start, end: last.start };
-  }
-  return undefined;
+  if (kind !== "range" || !Array.isArray(body) || body.length !== 2) return undefined;
+  const [first, last] = body.map((end) => readPrefix(end, family));
+  if (!first || !last || first.start > last.start) return undefined;
+  return { start: first.start, end: last.start };
 }
 
-function readPrefix(address: string, len: number, family: Family): AddressInterval | undefined {
+function readPrefix(address: unknown, family: Family, len: number = familyBits(family)) {
   // Bounded before parsing: a hostile element may be megabytes long.
-  if (address.length > 64) return undefined;
+  if (typeof address !== "string" || address.length > 64) return undefined;
   const parsed = parseCidr(`${address}/${len}`);
   if (!parsed.ok || parsed.value.family !== family) return undefined;
   return cidrInterval(parsed.value);
 }
 
-function readChain(body: Record<string, Json>): Omit<LiveNftChain, "rules"> {
-  const text = (value: Json) => (typeof value === "string" ? value : undefined);
+function readChain(body: Record<string, unknown>): Omit<LiveNftChain, "rules"> {
+  const text = (value: unknown) => (typeof value === "string" ? value : undefined);
   return {
     name: text(body.name) ?? "",
     type: text(body.type),
@@ -221,7 +196,7 @@ function readChain(body: Record<string, Json>): Omit<LiveNftChain, "rules"> {
 }
 
 /** A rule as the text of the expressions we write; `<...>` marks anything else. */
-function ruleText(body: Record<string, Json>, family: Family): string {
+function ruleText(body: Record<string, unknown>, family: Family): string {
   const words: string[] = [];
   if (!Array.isArray(body.expr)) words.push("<a rule without expressions>");
   else for (const expression of body.expr) words.push(expressionText(expression, family));
@@ -229,35 +204,27 @@ function ruleText(body: Record<string, Json>, family: Family): string {
   return words.join(" ");
 }
 
-function expressionText(expression: Json, family: Family): string {
-  const item = singleKey(expression);
-  if (!item) return "<?>";
-  const [kind, body] = item;
-  switch (kind) {
-    case "return":
-      return body === null ? "return" : "<return>";
-    case "match":
-      return matchText(body, family) ?? "<match>";
-    case "masquerade":
-      return masqueradeText(body) ?? "<masquerade>";
-    case "snat":
-      return snatText(body, family) ?? "<snat>";
-    default:
-      return `<${quoteInput(kind.slice(0, 32))}>`;
-  }
+function expressionText(expression: unknown, family: Family): string {
+  const [kind, body] = singleKey(expression) ?? [];
+  if (kind === undefined) return "<?>";
+  if (kind === "return") return body === null ? "return" : "<return>";
+  if (kind === "match") return matchText(body, family) ?? "<match>";
+  if (kind === "masquerade") return masqueradeText(body) ?? "<masquerade>";
+  if (kind === "snat") return snatText(body, family) ?? "<snat>";
+  return `<${quoteInput(kind.slice(0, 32))}>`;
 }
 
-function matchText(body: Json, family: Family): string | undefined {
+function matchText(body: unknown, family: Family): string | undefined {
   if (!isObject(body)) return undefined;
   const [kind, what] = singleKey(body.left) ?? [];
   const right = body.right;
   if (body.op === "<" && kind === "numgen" && isObject(what)) {
     const { mode, mod, offset } = what;
-    if (mode !== "random" || (offset !== undefined && offset !== 0)) return undefined;
-    if (typeof mod !== "number" || !Number.isInteger(mod)) return undefined;
-    if (typeof right !== "number" || !Number.isInteger(right)) return undefined;
+    const plain = mode === "random" && (offset === undefined || offset === 0);
     // nft 1.0.6 prints a modulus of 2^31 and above as a signed 32-bit number.
-    return `numgen random mod ${mod >>> 0} < ${right}`;
+    return plain && Number.isInteger(mod) && Number.isInteger(right)
+      ? `numgen random mod ${Number(mod) >>> 0} < ${right}`
+      : undefined;
   }
   if (body.op !== "==") return undefined;
   if (kind === "&") return markText(what, right);
@@ -267,45 +234,37 @@ function matchText(body: Json, family: Family): string | undefined {
     const local = what.result === "type" && flags.length === 1 && flags[0] === "daddr";
     return local && right === "local" ? "fib daddr type local" : undefined;
   }
-  if (kind === "payload") {
-    if (what.protocol !== nftFamily(family)) return undefined;
-    if (what.field !== "daddr" && what.field !== "saddr") return undefined;
+  if (kind === "payload" && what.protocol === nftFamily(family)) {
+    const field = what.field === "daddr" || what.field === "saddr";
     const value = addressText(right, family);
-    return value === undefined ? undefined : `${what.protocol} ${what.field} ${value}`;
+    return field && value !== undefined ? `${what.protocol} ${what.field} ${value}` : undefined;
   }
-  if (kind === "meta" && what.key === "oifname") {
-    // outputInterface: only names our config validation admits (nft's `*` wildcard).
-    return typeof right === "string" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)
-      ? `oifname "${right}"`
-      : undefined;
+  if (kind !== "meta" || typeof right !== "string") return undefined;
+  // outputInterface: only names our config validation admits (nft's `*` wildcard).
+  if (what.key === "oifname" && /^[!-~]{1,15}$/.test(right) && !/["'\\/:#]/.test(right)) {
+    return `oifname "${right}"`;
   }
-  if (kind === "meta" && what.key === "l4proto") {
-    return typeof right === "string" && /^[a-z]{1,8}$/.test(right)
-      ? `meta l4proto ${right}`
-      : undefined;
-  }
-  return undefined;
+  return what.key === "l4proto" && /^[a-z]{1,8}$/.test(right) ? `meta l4proto ${right}` : undefined;
 }
 
 /** A set reference `@name` (only plain names), a prefix or a single address. */
-function addressText(value: Json, family: Family): string | undefined {
+function addressText(value: unknown, family: Family): string | undefined {
   if (typeof value === "string" && value.startsWith("@")) {
     return /^@[A-Za-z0-9_.-]{1,64}$/.test(value) ? value : undefined;
   }
   if (!readAddressValue(value, family)) return undefined;
   if (typeof value === "string") return value;
-  const prefix = singleKey(value);
-  if (prefix?.[0] === "prefix" && isObject(prefix[1])) return `${prefix[1].addr}/${prefix[1].len}`;
-  return undefined;
+  const [kind, prefix] = singleKey(value) ?? [];
+  return kind === "prefix" && isObject(prefix) ? `${prefix.addr}/${prefix.len}` : undefined;
 }
 
 /** `meta mark & 0x00004000 == 0x00004000`: the kube-proxy mark check of insert mode. */
-function markText(operands: Json, right: Json): string | undefined {
+function markText(operands: unknown, right: unknown): string | undefined {
   if (!Array.isArray(operands) || operands.length !== 2) return undefined;
   const meta = singleKey(operands[0]);
   if (meta?.[0] !== "meta" || !isObject(meta[1]) || meta[1].key !== "mark") return undefined;
   const [, mask] = operands;
-  const valid = (n: Json): n is number =>
+  const valid = (n: unknown): n is number =>
     typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
   if (!valid(mask) || !valid(right)) return undefined;
   const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
@@ -313,7 +272,7 @@ function markText(operands: Json, right: Json): string | undefined {
 }
 
 /** An object with no keys but `known`. */
-function onlyKeys(body: Json, known: readonly string[]): body is Record<string, Json> {
+function onlyKeys(body: unknown, known: readonly string[]): body is Record<string, unknown> {
   return isObject(body) && Object.keys(body).every((key) => known.includes(key));
 }
 
@@ -321,7 +280,7 @@ function onlyKeys(body: Json, known: readonly string[]): body is Record<string, 
  * `snat to ip saddr` (insert mode's identity binding) or `snat to ADDR[:FIRST-LAST]`
  * (`outputAddress`; IPv6 with ports in brackets), with `fully-random`.
  */
-function snatText(body: Json, family: Family): string | undefined {
+function snatText(body: unknown, family: Family): string | undefined {
   if (!onlyKeys(body, ["addr", "port", "flags"])) return undefined;
   const addr = singleKey(body.addr);
   if (addr?.[0] === "payload" && isObject(addr[1])) {
@@ -332,33 +291,27 @@ function snatText(body: Json, family: Family): string | undefined {
   if (typeof body.addr !== "string") return undefined;
   const address = readAddressValue(body.addr, family);
   if (!address || address.start !== address.end) return undefined;
-  if (body.port === undefined) return withFlags(`snat to ${body.addr}`, body.flags);
-  const ports = portRangeText(body.port);
   const host = family === "ipv6" ? `[${body.addr}]` : body.addr;
-  return ports === undefined ? undefined : withFlags(`snat to ${host}:${ports}`, body.flags);
+  return withPorts(`snat to ${body.addr}`, `snat to ${host}`, body);
 }
 
-function masqueradeText(body: Json): string | undefined {
+function masqueradeText(body: unknown): string | undefined {
   if (body === null) return "masquerade";
   if (!onlyKeys(body, ["port", "flags"])) return undefined;
-  if (body.port === undefined) return withFlags("masquerade", body.flags);
-  const ports = portRangeText(body.port);
-  return ports === undefined ? undefined : withFlags(`masquerade to :${ports}`, body.flags);
+  return withPorts("masquerade", "masquerade to ", body);
 }
 
-/** `FIRST-LAST` from a port number or `{ range: [FIRST, LAST] }`. */
-function portRangeText(port: Json): string | undefined {
-  const range = singleKey(port);
-  if (typeof port === "number" && Number.isInteger(port)) return `${port}-${port}`;
-  if (
-    range?.[0] === "range" && Array.isArray(range[1]) && range[1].length === 2 &&
-    range[1].every((end) => typeof end === "number" && Number.isInteger(end))
-  ) return `${range[1][0]}-${range[1][1]}`;
-  return undefined;
+/** `text`, or `ported:FIRST-LAST` for a port number or `{ range: [FIRST, LAST] }`; then flags. */
+function withPorts(text: string, ported: string, { port, flags }: Record<string, unknown>) {
+  if (port === undefined) return withFlags(text, flags);
+  if (Number.isInteger(port)) return withFlags(`${ported}:${port}-${port}`, flags);
+  const [kind, ends] = singleKey(port) ?? [];
+  if (kind !== "range" || !Array.isArray(ends) || ends.length !== 2) return undefined;
+  return ends.every(Number.isInteger) ? withFlags(`${ported}:${ends.join("-")}`, flags) : undefined;
 }
 
 /** ` fully-random` when that is the one flag; undefined for any other flag. */
-function withFlags(text: string, flags: Json): string | undefined {
+function withFlags(text: string, flags: unknown): string | undefined {
   if (flags === undefined) return text;
   const list = [flags].flat();
   return list.length === 1 && list[0] === "fully-random" ? `${text} fully-random` : undefined;

@@ -46,7 +46,9 @@ export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPla
   }
   const structural = structuralDifferences(desired, live.table);
   if (structural.length > 0) {
-    return replace("table-differs", `${table} differs (${summarize(structural)}); replacing it`);
+    const more = structural.length > 4 ? `; ... ${structural.length - 4} more` : "";
+    const summary = structural.slice(0, 4).join("; ") + more;
+    return replace("table-differs", `${table} differs (${summary}); replacing it`);
   }
   const changes = desired.sets.flatMap((set): NftElementChange[] => {
     const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
@@ -82,45 +84,36 @@ const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
 /** Everything but set elements: sets, chains, rules, and nothing else in the table. */
 function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[] {
   const differences = live.others.map((other) => `unexpected ${other}`);
+  const addressType = nftAddressType(desired.family);
   for (const { name } of desired.sets) {
     const set = live.sets.find((candidate) => candidate.name === name);
-    if (!set) {
-      differences.push(`set ${name} missing`);
-      continue;
+    const setDiffers = (what: string) => differences.push(`set ${name} ${what}`);
+    if (!set) setDiffers("missing");
+    else {
+      // Flags are sorted strings: only `["interval"]` joins to "interval".
+      const flags = set.flags.join(",");
+      if (set.type !== addressType) setDiffers(`has type ${quoteInput(set.type)}`);
+      if (flags !== "interval") setDiffers(`has flags ${quoteInput(flags)}`);
+      if (set.extras.length > 0) setDiffers(`has ${quoteInput(set.extras.join(","))}`);
+      if (set.elements === null) setDiffers("holds elements we never write");
     }
-    if (set.type !== nftAddressType(desired.family)) {
-      differences.push(`set ${name} has type ${quoteInput(set.type)}`);
-    }
-    if (set.flags.length !== 1 || set.flags[0] !== "interval") {
-      differences.push(`set ${name} has flags ${quoteInput(set.flags.join(","))}`);
-    }
-    if (set.extras.length > 0) {
-      differences.push(`set ${name} has ${quoteInput(set.extras.join(","))}`);
-    }
-    if (set.elements === null) differences.push(`set ${name} holds elements we never write`);
   }
+  const wantedSets = new Set(desired.sets.map(({ name }) => name));
   for (const { name } of live.sets) {
-    if (!desired.sets.some((wanted) => wanted.name === name)) {
-      differences.push(`unexpected set ${quoteInput(name)}`);
-    }
+    if (!wantedSets.has(name)) differences.push(`unexpected set ${quoteInput(name)}`);
   }
   const chain = live.chains.find((candidate) => candidate.name === nftChainName);
   const priority = desired.priority ?? srcnatPriority;
-  if (!chain) differences.push(`chain ${nftChainName} missing`);
+  const chainDiffers = (what: string) => differences.push(`chain ${nftChainName} ${what}`);
+  if (!chain) chainDiffers("missing");
   else {
     const base = chain.type === "nat" && chain.hook === "postrouting" &&
       chain.priority === priority && chain.policy === "accept";
-    if (!base) {
-      differences.push(
-        priority === srcnatPriority
-          ? `chain ${nftChainName} is not a nat postrouting srcnat chain`
-          : `chain ${nftChainName} is not a nat postrouting chain at priority srcnat - ` +
-            `${srcnatPriority - priority} (--postrouting-jump=insert)`,
-      );
-    }
-    if (chain.extras.length > 0) {
-      differences.push(`chain ${nftChainName} has ${quoteInput(chain.extras.join(","))}`);
-    }
+    const expected = priority === srcnatPriority
+      ? "srcnat chain"
+      : `chain at priority srcnat - ${srcnatPriority - priority} (--postrouting-jump=insert)`;
+    if (!base) chainDiffers(`is not a nat postrouting ${expected}`);
+    if (chain.extras.length > 0) chainDiffers(`has ${quoteInput(chain.extras.join(","))}`);
     // Rules read back may hold a writer's text: shown quoted and bounded.
     const rules = ruleListDifference(desired.rules, chain.rules, quoteInput);
     if (rules) differences.push(`chain ${nftChainName}: ${rules}`);
@@ -131,20 +124,13 @@ function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[
   return differences;
 }
 
-function summarize(differences: readonly string[]): string {
-  const shown = differences.slice(0, 4);
-  return shown.join("; ") + (differences.length > 4 ? `; ... ${differences.length - 4} more` : "");
-}
-
-function describeChange(family: Family, change: NftElementChange): string {
+function describeChange(family: Family, { set, add, remove }: NftElementChange): string {
   const list = (elements: readonly AddressInterval[]) => {
     const shown = elements.slice(0, 3).map((element) => formatInterval(family, element));
     return shown.join(", ") + (elements.length > 3 ? `, ... ${elements.length - 3} more` : "");
   };
   const parts: string[] = [];
-  if (change.add.length > 0) parts.push(`${change.add.length} missing: ${list(change.add)}`);
-  if (change.remove.length > 0) {
-    parts.push(`${change.remove.length} unexpected: ${list(change.remove)}`);
-  }
-  return `set ${change.set} differs (${parts.join("; ")})`;
+  if (add.length > 0) parts.push(`${add.length} missing: ${list(add)}`);
+  if (remove.length > 0) parts.push(`${remove.length} unexpected: ${list(remove)}`);
+  return `set ${set} differs (${parts.join("; ")})`;
 }

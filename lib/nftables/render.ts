@@ -92,14 +92,13 @@ export interface NftDesired {
  * ```
  */
 export function nftDesired(desired: DesiredChain): NftDesired {
-  const { family } = desired;
+  const { family, linkLocal } = desired;
   const ip = nftFamily(family);
   const ofFamily = (cidrs: readonly { value: Cidr }[] = []) =>
     cidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family);
   const exceptions = ofFamily(desired.masqueradeExceptions);
   // Link-local takes part in the longest-prefix match (decision.ts): an exception inside it
   // masquerades. Only then does it join the set; otherwise it keeps its own rule, as in iptables.
-  const linkLocal = desired.linkLocal;
   const ownRule = linkLocal &&
       exceptions.some((cidr) => contains(linkLocal.value, cidr) || contains(cidr, linkLocal.value))
     ? undefined
@@ -149,27 +148,24 @@ export function nftDesired(desired: DesiredChain): NftDesired {
   return { family, sets, rules, ...(final ? { priority: insertPriority } : {}) };
 }
 
-/** A set's declaration and elements, one element a line, as `nft -f` reads them. */
-function renderSet(family: Family, set: NftSetState): string[] {
-  const elements = set.elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
+/** The table as one `nft -f` block, one set element a line, the chain as `nft list` prints it. */
+function renderNftTable({ family, sets, rules, priority }: NftDesired): string {
+  const chainPriority = priority === insertPriority ? "srcnat - 1" : "srcnat";
   return [
-    `\tset ${set.name} {`,
-    `\t\ttype ${nftAddressType(family)}`,
-    "\t\tflags interval",
-    ...(elements.length > 0 ? ["\t\telements = {", elements.join(",\n"), "\t\t}"] : []),
-    "\t}",
-  ];
-}
-
-/** The whole table as one `nft -f` block, the chain declared as `nft list` prints it. */
-function renderNftTable(desired: NftDesired): string {
-  const priority = desired.priority === insertPriority ? "srcnat - 1" : "srcnat";
-  return [
-    `${nftTableSpec(desired.family)} {`,
-    ...desired.sets.flatMap((set) => renderSet(desired.family, set)),
+    `${nftTableSpec(family)} {`,
+    ...sets.flatMap(({ name, elements }) => {
+      const lines = elements.map((element) => `\t\t\t${formatInterval(family, element)}`);
+      return [
+        `\tset ${name} {`,
+        `\t\ttype ${nftAddressType(family)}`,
+        "\t\tflags interval",
+        ...(lines.length > 0 ? ["\t\telements = {", lines.join(",\n"), "\t\t}"] : []),
+        "\t}",
+      ];
+    }),
     `\tchain ${nftChainName} {`,
-    `\t\ttype nat hook postrouting priority ${priority}; policy accept;`,
-    ...desired.rules.map((rule) => `\t\t${rule}`),
+    `\t\ttype nat hook postrouting priority ${chainPriority}; policy accept;`,
+    ...rules.map((rule) => `\t\t${rule}`),
     "\t}",
     "}",
     "",

@@ -17,6 +17,7 @@ import {
 } from "../net/cidr.ts";
 import type { EffectiveConfig } from "../config/merge.ts";
 import { defaultKubeProxyMasqueradeBit, kubeProxyMark } from "../settings/output.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import { type PortRange, portRangeSize } from "../settings/ports.ts";
 import { builtIn, type Located } from "../base/source.ts";
 
@@ -48,7 +49,7 @@ export interface DesiredChain {
   /** The rules after the exemptions. */
   readonly masquerade: MasqueradeOptions;
   /** `insert` keeps our jump first in POSTROUTING; absent means append, as upstream does. */
-  readonly postroutingJump?: PostroutingJump;
+  readonly postroutingJump?: "append" | "insert";
   /** Insert mode: kube-proxy's masquerade mark; such traffic leaves our chain first. */
   readonly kubeProxyMark?: number;
   /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */
@@ -71,9 +72,6 @@ export function kubeProxyMarkOf(desired: DesiredChain): number | undefined {
   return desired.kubeProxyMark ?? kubeProxyMark(defaultKubeProxyMasqueradeBit);
 }
 
-/** Where our POSTROUTING jump goes (`--postrouting-jump`). */
-export type PostroutingJump = "append" | "insert";
-
 /**
  * The desired chain of `family`.
  *
@@ -85,12 +83,8 @@ export type PostroutingJump = "append" | "insert";
  *
  * const { config } = mergeConfigs([], { nomasqAllReservedRanges: false }); // the defaults
  * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
- * assert.deepEqual(chain.exemptions.map((cidr) => cidr.value.text), [
- *   "169.254.0.0/16",
- *   "10.0.0.0/8",
- *   "172.16.0.0/12",
- *   "192.168.0.0/16",
- * ]);
+ * const texts = chain.exemptions.map((cidr) => cidr.value.text);
+ * assert.deepEqual(texts, ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]);
  * assert.equal(chain.linkLocal, chain.exemptions[0]);
  * ```
  */
@@ -99,11 +93,7 @@ export function desiredChain(
   family: Family,
   chain: string,
   masquerade: MasqueradeOptions,
-  options: {
-    readonly postroutingJump?: PostroutingJump;
-    /** `--kube-proxy-masquerade-bit`; used in insert mode only. */
-    readonly kubeProxyMasqueradeBit?: number;
-  } = {},
+  options: Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">> = {},
 ): DesiredChain {
   const key = family === "ipv4" ? "masqLinkLocal" : "masqLinkLocalIPv6";
   const linkLocal: Located<Cidr> | undefined = config[key].value ? undefined : {
@@ -164,14 +154,16 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
   ];
   if (exceptions.length === 0) return items;
   // Each item must precede its containers (open on a stack in sorted order) of another action.
-  // An exception equal to the built-in link-local range sorts after it: the exception wins ties.
-  const returnFirst = (a: number, b: number) =>
-    items[a].action === items[b].action ? 0 : items[a].action === "return" ? -1 : 1;
+  // An exception equal to the built-in link-local range sorts after it (exemptions are listed
+  // first): the exception wins ties.
   const sorted = items.map((_, index) => index).sort((a, b) =>
-    compareCidrs(items[a].cidr.value, items[b].cidr.value) || returnFirst(a, b)
+    compareCidrs(items[a].cidr.value, items[b].cidr.value) || a - b
   );
   const outerOnes: number[][] = items.map(() => []);
   const waitingFor = items.map(() => 0);
+  // An item that must precede others takes the earliest place among them, so unrelated RETURNs
+  // keep their places; sorted order ranks every item's outer ones before it.
+  const rank = items.map((_, index) => index);
   const open: number[] = [];
   for (const index of sorted) {
     while (
@@ -181,17 +173,9 @@ export function orderedRules(desired: DesiredChain): OrderedRule[] {
       if (items[outer].action === items[index].action) continue;
       outerOnes[index].push(outer);
       waitingFor[outer]++;
+      rank[index] = Math.min(rank[index], rank[outer]);
     }
     open.push(index);
-  }
-  // An item that must precede others takes the earliest place among them, so unrelated RETURNs
-  // keep their places; in prefix order every item's outer ones are ranked before it.
-  const rank = items.map((_, index) => index);
-  const byPrefix = items.map((_, index) => index).sort((a, b) =>
-    items[a].cidr.value.prefix - items[b].cidr.value.prefix || returnFirst(a, b)
-  );
-  for (const index of byPrefix) {
-    for (const outer of outerOnes[index]) rank[index] = Math.min(rank[index], rank[outer]);
   }
   // Kahn's topological sort, always taking the ready item of the lowest (rank, position).
   const ready = new MinHeap();
@@ -262,10 +246,8 @@ export function toPortsSplit(ranges: readonly PortRange[]): ToPortsShare[] {
   let remaining = ranges.reduce((total, range) => total + portRangeSize(range), 0);
   return ranges.map((range) => {
     const size = portRangeSize(range);
-    const stored = size === remaining
-      ? undefined
-      : Math.round((size / remaining) * probabilityScale);
+    const stored = Math.round((size / remaining) * probabilityScale);
     remaining -= size;
-    return stored === undefined ? { range } : { range, stored };
+    return remaining === 0 ? { range } : { range, stored };
   });
 }

@@ -99,18 +99,15 @@ export interface Dataplane<Live = unknown, Plan extends DataplanePlan = Dataplan
 export class VerifiedReads<Listing> {
   readonly #verified = new Map<Family, { desired: DesiredChain; listing: Listing }>();
   readonly #lastRead = new Map<Family, { desired: DesiredChain; listing: Listing }>();
-  readonly #same: (a: Listing, b: Listing) => boolean;
 
   /** `same` compares two listings. */
-  constructor(same: (a: Listing, b: Listing) => boolean) {
-    this.#same = same;
-  }
+  constructor(private readonly same: (a: Listing, b: Listing) => boolean) {}
 
   /** Records a read; true when it is what was verified for `desired`. */
   read(family: Family, desired: DesiredChain, listing: Listing): boolean {
     this.#lastRead.set(family, { desired, listing });
     const last = this.#verified.get(family);
-    return last !== undefined && last.desired === desired && this.#same(last.listing, listing);
+    return last !== undefined && last.desired === desired && this.same(last.listing, listing);
   }
 
   /** Forgets the last read of `family` (nothing to verify: our table is missing). */
@@ -227,40 +224,36 @@ export function switchingDataplane(
   onRetiredError: (label: string, family: Family, error: unknown) => void = () => {},
 ): Dataplane<SwitchingLive, SwitchingPlan> {
   const clean = new Map<Dataplane, Set<Family>>(retired.map((dataplane) => [dataplane, new Set()]));
-  const readRetired = async (family: Family, signal?: AbortSignal) => {
-    const parts: SwitchingLive["retired"][number][] = [];
-    for (const dataplane of retired) {
-      if (clean.get(dataplane)?.has(family)) continue;
-      try {
-        parts.push({ dataplane, value: await dataplane.readForRemoval(family, signal) });
-      } catch (error) {
-        if (error instanceof ToolError && error.failure === "missing") {
-          clean.get(dataplane)?.add(family);
-        } else if (signal?.aborted) throw error;
-        else onRetiredError(dataplane.label, family, error);
-      }
-    }
-    return parts;
-  };
-  const planRetired = (family: Family, parts: SwitchingLive["retired"]) =>
-    parts.flatMap(({ dataplane, value }) => {
-      try {
-        return [{ dataplane, plan: dataplane.planRemoval(family, value) }];
-      } catch (error) {
-        onRetiredError(dataplane.label, family, error);
-        return [];
-      }
-    });
   return {
     label: chosen.label,
-    read: async (desired, signal) => ({
-      chosen: await chosen.read(desired, signal),
-      retired: await readRetired(desired.family, signal),
-    }),
+    read: async (desired, signal) => {
+      const live = await chosen.read(desired, signal);
+      const { family } = desired;
+      const parts: SwitchingLive["retired"][number][] = [];
+      for (const dataplane of retired) {
+        if (clean.get(dataplane)?.has(family)) continue;
+        try {
+          parts.push({ dataplane, value: await dataplane.readForRemoval(family, signal) });
+        } catch (error) {
+          if (error instanceof ToolError && error.failure === "missing") {
+            clean.get(dataplane)?.add(family);
+          } else if (signal?.aborted) throw error;
+          else onRetiredError(dataplane.label, family, error);
+        }
+      }
+      return { chosen: live, retired: parts };
+    },
     plan: (desired, live) =>
       switchingPlan(chosen, [
         { dataplane: chosen, plan: chosen.plan(desired, live.chosen) },
-        ...planRetired(desired.family, live.retired),
+        ...live.retired.flatMap(({ dataplane, value }) => {
+          try {
+            return [{ dataplane, plan: dataplane.planRemoval(desired.family, value) }];
+          } catch (error) {
+            onRetiredError(dataplane.label, desired.family, error);
+            return [];
+          }
+        }),
       ]),
     readForRemoval: async (family, signal) => ({
       chosen: await chosen.readForRemoval(family, signal),
@@ -268,18 +261,15 @@ export function switchingDataplane(
     }),
     planRemoval: (family, live) =>
       switchingPlan(chosen, [{ dataplane: chosen, plan: chosen.planRemoval(family, live.chosen) }]),
-    apply: async (family, plan, signal) => {
-      for (const part of plan.parts) {
-        if (part.dataplane === chosen) {
-          await chosen.apply(family, part.plan, signal);
-          continue;
-        }
+    apply: async (family, { parts: [own, ...retiredParts] }, signal) => {
+      await chosen.apply(family, own.plan, signal);
+      for (const { dataplane, plan } of retiredParts) {
         try {
-          if (part.plan.payload !== null) await part.dataplane.apply(family, part.plan, signal);
-          clean.get(part.dataplane)?.add(family);
+          if (plan.payload !== null) await dataplane.apply(family, plan, signal);
+          clean.get(dataplane)?.add(family);
         } catch (error) {
           if (signal?.aborted) throw error;
-          onRetiredError(part.dataplane.label, family, error);
+          onRetiredError(dataplane.label, family, error);
         }
       }
     },

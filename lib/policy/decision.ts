@@ -77,23 +77,18 @@ export interface Packet {
  * import { parseBuiltInCidr } from "../net/cidr.ts";
  * import { decide } from "./decision.ts";
  *
- * const at = { file: "/etc/config/ip-masq-agent", line: 2 };
+ * const cidr = (text: string) => ({ value: parseBuiltInCidr(text), at: { file: "f", line: 1 } });
  * const chain = {
  *   family: "ipv4" as const,
  *   chain: "IP-MASQ-AGENT",
- *   exemptions: [{ value: parseBuiltInCidr("10.0.0.0/8"), at }],
- *   masqueradeExceptions: [{ value: parseBuiltInCidr("10.1.0.0/16"), at: { ...at, line: 4 } }],
+ *   exemptions: [cidr("10.0.0.0/8")],
+ *   masqueradeExceptions: [cidr("10.1.0.0/16")],
  *   masquerade: { randomFully: true, toPorts: [] },
  * };
- * const address = (text: string) => {
- *   const parsed = parseIpAddress(text);
- *   if (!parsed.ok) throw new Error(parsed.error);
- *   return parsed.value;
- * };
- * assert.equal(decide(chain, { destination: address("10.2.0.1") }).verdict, "keep source");
- * const inside = decide(chain, { destination: address("10.1.0.1") });
- * assert.equal(inside.verdict, "masquerade");
- * assert.equal(inside.because.kind, "masquerade-exception");
+ * const [outside, inside] = ["10.2.0.1", "10.1.0.1"].map(parseIpAddress);
+ * assert.ok(outside.ok && inside.ok);
+ * assert.equal(decide(chain, { destination: outside.value }).verdict, "keep source");
+ * assert.equal(decide(chain, { destination: inside.value }).because.kind, "masquerade-exception");
  * ```
  */
 export function decide(desired: DesiredChain, packet: Packet): Decision {
@@ -121,37 +116,28 @@ export function decide(desired: DesiredChain, packet: Packet): Decision {
 /** Steps 3 and 4: the source exemptions, then the longest prefix. */
 function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   const { source, destination } = packet;
-  if (source !== undefined) {
-    const exemption = (desired.sourceExemptions ?? []).find((cidr) => inCidr(cidr.value, source));
-    if (exemption) {
-      return { verdict: "keep source", because: { kind: "source-exemption", cidr: exemption } };
-    }
+  const fromExempt = source && desired.sourceExemptions?.find((cidr) => inCidr(cidr.value, source));
+  if (fromExempt) {
+    return { verdict: "keep source", because: { kind: "source-exemption", cidr: fromExempt } };
   }
   const exemption = longestMatch(desired.exemptions, destination);
   if (!exemption) return { verdict: "masquerade", because: { kind: "no-exemption" } };
   const exception = longestMatch(desired.masqueradeExceptions ?? [], destination);
   if (exception && exception.value.prefix >= exemption.value.prefix) {
-    return {
-      verdict: "masquerade",
-      because: { kind: "masquerade-exception", cidr: exception, narrows: exemption },
-    };
+    const because = { kind: "masquerade-exception", cidr: exception, narrows: exemption } as const;
+    return { verdict: "masquerade", because };
   }
-  if (exemption === desired.linkLocal) {
-    return { verdict: "keep source", because: { kind: "link-local", cidr: exemption } };
-  }
-  const builtInDefault = exemption.at.line === undefined;
-  return {
-    verdict: "keep source",
-    because: { kind: "non-masquerade", cidr: exemption, builtInDefault },
-  };
+  const because: DecidingItem = exemption === desired.linkLocal
+    ? { kind: "link-local", cidr: exemption }
+    : { kind: "non-masquerade", cidr: exemption, builtInDefault: exemption.at.line === undefined };
+  return { verdict: "keep source", because };
 }
 
 /** The CIDR with the longest prefix holding `address`; the first listed wins a tie. */
 function longestMatch(cidrs: readonly Located<Cidr>[], address: IpAddress) {
   let best: Located<Cidr> | undefined;
   for (const cidr of cidrs) {
-    if (!inCidr(cidr.value, address)) continue;
-    if (best === undefined || cidr.value.prefix > best.value.prefix) best = cidr;
+    if (inCidr(cidr.value, address) && cidr.value.prefix > (best?.value.prefix ?? -1)) best = cidr;
   }
   return best;
 }

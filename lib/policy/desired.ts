@@ -12,7 +12,7 @@ import {
   parseConfigFile,
   type ParseOptions,
 } from "../config/parse.ts";
-import { ConfigError, type ConfigProblem } from "../base/problems.ts";
+import { ConfigError } from "../base/problems.ts";
 import {
   type EffectiveConfig,
   type Finding,
@@ -47,18 +47,10 @@ export interface StartupLoad {
   readonly loaded: LoadedConfig;
 }
 
-/** The flags that decide how files are read and merged. */
-export interface LoadOptions extends ParseOptions, MergeOptions {}
-
-/** The flags that shape the rules beyond the config files. */
-export type ChainOptions =
-  & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
-  & Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">>;
-
 /** Parses and merges every file; all problems of all files throw as one {@link ConfigError}. */
 export function loadConfig(
   contents: ConfigDirContents,
-  options: LoadOptions,
+  options: ParseOptions & MergeOptions,
   commandLine?: CommandLine,
 ): LoadedConfig {
   if (commandLine !== undefined) return loadWithSettings(contents, commandLine);
@@ -81,10 +73,12 @@ export function enabledFamilies(options: { readonly enableIpv6: boolean }): Fami
   return options.enableIpv6 ? ["ipv4", "ipv6"] : ["ipv4"];
 }
 
-/** The desired chain of every enabled family. */
+/** The desired chain of every enabled family; `options` shape the rules beyond the files. */
 export function desiredChains(
   effective: EffectiveConfig,
-  options: ChainOptions,
+  options:
+    & Pick<AgentFlags, "masqChain" | "enableIpv6" | "randomFully" | "toPorts">
+    & Partial<Pick<AgentFlags, "postroutingJump" | "kubeProxyMasqueradeBit">>,
   randomFullySupported: Readonly<Record<Family, boolean>>,
 ): DesiredChain[] {
   return enabledFamilies(options).map((family) =>
@@ -96,26 +90,18 @@ export function desiredChains(
 }
 
 function parseAll(files: ConfigDirContents, enableIpv6: boolean) {
-  const problems: ConfigProblem[] = [];
-  const parsed: FileConfig[] = [];
-  for (const file of files.kind === "missing" ? [] : files.files) {
-    const result = parseConfigFile(file.path, file.bytes, { enableIpv6 });
-    if (result.ok) parsed.push(result.value);
-    else problems.push(...result.error);
-  }
-  return { parsed, problems };
+  const results = (files.kind === "missing" ? [] : files.files)
+    .map((file) => parseConfigFile(file.path, file.bytes, { enableIpv6 }));
+  return {
+    parsed: results.flatMap((result) => (result.ok ? [result.value] : [])),
+    problems: results.flatMap((result) => (result.ok ? [] : result.error)),
+  };
 }
 
 function merge(contents: ConfigDirContents, parsed: readonly FileConfig[], options: MergeOptions) {
   const { config, findings, problems } = mergeConfigs(parsed, options);
   if (problems.length > 0) throw new ConfigError(problems);
   return { effective: config, findings, directoryMissing: contents.kind === "missing" };
-}
-
-function hasIpv6(file: FileConfig): boolean {
-  return [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
-    list.some((cidr) => cidr.value.family === "ipv6")
-  );
 }
 
 /**
@@ -134,8 +120,12 @@ function loadWithSettings(contents: ConfigDirContents, commandLine: CommandLine)
   const resolved = resolveSettings(commandLine, first.parsed);
   if (!resolved.ok) throw new ConfigError(resolved.error);
   const settings = resolved.value;
-  if (!settings.enableIpv6 && first.parsed.some(hasIpv6)) {
-    throw new ConfigError(parseAll(contents, false).problems);
-  }
+  const unwantedIpv6 = !settings.enableIpv6 &&
+    first.parsed.some((file) =>
+      [file.nonMasqueradeCidrs, file.masqueradeCidrs, file.nonMasqueradeSrcCidrs].some((list) =>
+        list.some((cidr) => cidr.value.family === "ipv6")
+      )
+    );
+  if (unwantedIpv6) throw new ConfigError(parseAll(contents, false).problems);
   return { ...merge(contents, first.parsed, settings), settings };
 }
