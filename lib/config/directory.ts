@@ -10,7 +10,6 @@ import {
   type ConfigDirContents,
   type ConfigFileBytes,
   configFilePrefix,
-  ignoredForItsName,
   maxConfigFileBytes,
 } from "./parse.ts";
 import { quoteInput } from "../base/quote.ts";
@@ -62,8 +61,10 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   const ignored: string[] = [];
   try {
     for await (const entry of Deno.readDir(dir)) {
+      // Other names are worth a warning (v1's ConfigMap key `config`, a typo), unless hidden
+      // (kubelet's `..data` and timestamped directories).
       if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
-      else if (ignoredForItsName(entry.name)) ignored.push(entry.name);
+      else if (!entry.name.startsWith(".")) ignored.push(entry.name);
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
@@ -77,10 +78,9 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
     }
     throw translate(error, dir, "cannot list the config directory");
   }
-  // Go's sort.Strings compares bytes; for the names kubelet writes that is code-unit order.
-  const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-  names.sort(byteOrder);
-  ignored.sort(byteOrder);
+  // Go's sort.Strings compares bytes: for the names kubelet writes, sort()'s code-unit order.
+  names.sort();
+  ignored.sort();
   const problems: ConfigProblem[] = [];
   const files: ConfigFileBytes[] = [];
   const inside = names.length === 0 ? undefined : await resolvedDir(dir);

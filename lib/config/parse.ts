@@ -44,23 +44,6 @@ export type ConfigDirContents =
     readonly ignored?: readonly string[];
   };
 
-/**
- * Whether a directory entry is worth a warning for its name: not hidden (kubelet's `..data` and
- * timestamped directories are) and not a config file (v1's ConfigMap key `config`, or a typo).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ignoredForItsName } from "./parse.ts";
- * assert.equal(ignoredForItsName("config"), true);
- * assert.equal(ignoredForItsName("ip-masq-agent"), false);
- * assert.equal(ignoredForItsName("..data"), false);
- * ```
- */
-export function ignoredForItsName(name: string): boolean {
-  return !name.startsWith(".") && !name.startsWith(configFilePrefix);
-}
-
 /** The warning for an entry ignored for its name; `dir` is the config directory. */
 export function ignoredEntryMessage(dir: string, name: string): string {
   return `${dir.replace(/\/+$/, "")}/${name} is ignored: only entries whose name starts with ` +
@@ -186,7 +169,10 @@ export function parseConfigText(
   text: string,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const fast = takePrepared(file, text) ?? parseFastYaml(text);
+  // The fast reading prepareParse kept for this very text is taken, once.
+  const kept = prepared.get(file);
+  const fast = kept?.text === text && kept.fast ? kept.fast : parseFastYaml(text);
+  if (kept?.text === text) kept.fast = null;
   if (fast === undefined) return parseConfigTextFully(file, text, options);
   const locate = (node: Node | null | undefined): SourceLocation => {
     const at = node as unknown as FastScalar | null | undefined;
@@ -255,14 +241,6 @@ export async function prepareParse(contents: ConfigDirContents): Promise<void> {
   }
 }
 
-function takePrepared(file: string, text: string): FastDocument | undefined {
-  const entry = prepared.get(file);
-  if (entry?.text !== text || entry.fast === null) return undefined;
-  const { fast } = entry;
-  entry.fast = null;
-  return fast;
-}
-
 // The `yaml` package's node identity (nodes/identity.js), which the fast path's nodes carry too:
 // the validator tells nodes apart without loading the package.
 const nodeOf = <T>(kind: string) => {
@@ -316,9 +294,15 @@ class FileValidator {
         : typeof keyNode.value === "symbol"
         ? keyNode.value.description
         : String(keyNode.value);
-      const key = keyText === undefined ? undefined : matchKey(keyText);
+      if (keyText === undefined) {
+        this.problem(keyNode, undefined, "keys must be plain strings");
+        continue;
+      }
+      const key = matchKey(keyText);
       if (key === undefined) {
-        this.unknownKey(keyNode, keyText);
+        const suggestion = closestKey(keyText);
+        const hint = suggestion ? `; did you mean "${suggestion}"?` : "";
+        this.problem(keyNode, keyText, `unknown key${hint} (known keys: ${knownKeys.join(", ")})`);
         continue;
       }
       const earlier = this.#seenKeys.get(key);
@@ -448,16 +432,6 @@ class FileValidator {
       key,
       message: `${counted} but ${limitSource}`,
     });
-  }
-
-  private unknownKey(keyNode: Node | null, keyText: string | undefined): void {
-    if (keyText === undefined) {
-      this.problem(keyNode, undefined, "keys must be plain strings");
-      return;
-    }
-    const suggestion = closestKey(keyText);
-    const hint = suggestion ? `; did you mean "${suggestion}"?` : "";
-    this.problem(keyNode, keyText, `unknown key${hint} (known keys: ${knownKeys.join(", ")})`);
   }
 
   private resolve(node: Node | null | undefined): Node | null {
