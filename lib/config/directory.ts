@@ -19,13 +19,6 @@ import { systemClock } from "../base/clock.ts";
 export type { ConfigDirContents };
 
 /**
- * kubelet swaps `..data` atomically, but only then removes the links of keys that are gone, so
- * such a link dangles for a moment: read again shortly. Retrying at once would race kubelet and,
- * with `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
- */
-const retryDelaysWhenEntriesVanishMs = [25, 100] as const;
-
-/**
  * Reads the config directory `dir`; `missing` when it does not exist. `sleep` waits between
  * attempts when an entry vanished mid-read (a test passes a fake clock's).
  */
@@ -40,7 +33,10 @@ export async function readConfigDir(
       return await readOnce(dir);
     } catch (error) {
       if (!(error instanceof VanishedEntry)) throw error;
-      const delayMs = retryDelaysWhenEntriesVanishMs[attempt];
+      // kubelet swaps `..data` atomically, but only then removes the links of keys that are gone,
+      // so such a link dangles for a moment: read again shortly. Retrying at once would race
+      // kubelet and, with `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
+      const delayMs = [25, 100][attempt];
       if (delayMs === undefined) {
         const message = "is a dangling symbolic link (its target does not exist)";
         throw new ConfigError([{ at: { file: error.path }, message }]);
