@@ -47,9 +47,6 @@ export interface FastDocument {
 /** Not in the subset: the caller falls back to the full parse. */
 const outOfSubset = Symbol("out of the subset");
 
-const isDigit = (code: number) => code >= 0x30 && code <= 0x39;
-const isLetter = (code: number) => (code >= 0x61 && code <= 0x7a) || (code >= 0x41 && code <= 0x5a);
-
 /** YAML 1.1 words, each also Capitalized and in UPPER case. */
 function cased(words: string): Set<string> {
   const capitalized = (word: string) => word[0].toUpperCase() + word.slice(1);
@@ -64,18 +61,14 @@ type Value = string | number | boolean | null;
 
 /** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
 function resolvePlain(text: string): Value | typeof outOfSubset {
-  const first = text.charCodeAt(0);
-  if (isDigit(first)) {
+  if (/^[0-9]/.test(text)) {
     if (decimal.test(text)) return Number(text);
-    // No YAML 1.1 number, sexagesimal or timestamp has a "/" (an IPv4 CIDR does).
-    if (text.includes("/")) return text;
-    // Nor ends with a letter other than a hex digit, x, z or Z ("60s", "1h30m").
-    const last = text.charCodeAt(text.length - 1);
-    if (isLetter(last) && !/[a-fA-FxXzZ]/.test(text[text.length - 1])) return text;
-    return outOfSubset;
+    // No YAML 1.1 number, sexagesimal or timestamp has a "/" (an IPv4 CIDR does), nor ends with a
+    // letter other than a hex digit, x, z or Z ("60s", "1h30m").
+    return text.includes("/") || /[g-wyG-WY]$/.test(text) ? text : outOfSubset;
   }
-  // "e5" is a YAML 1.1 float (an exponent without a mantissa).
-  if (!isLetter(first) || first === 0x65 || first === 0x45) return outOfSubset;
+  // Only a letter starts a string; "e5" is a YAML 1.1 float (an exponent without a mantissa).
+  if (!/^[a-df-zA-DF-Z]/.test(text)) return outOfSubset;
   if (trueWords.has(text)) return true;
   if (falseWords.has(text)) return false;
   if (nullWords.has(text)) return null;
@@ -170,12 +163,7 @@ function readLines(lines: readonly string[]): FastDocument {
  * The rest of a line from `at`: undefined when empty or a comment, else a scalar (or, if
  * `flowList`, `[a, b]`) and at most a comment.
  */
-function lineValue(
-  line: string,
-  number: number,
-  at: number,
-  flowList: boolean,
-): FastScalar | FastSeq | undefined {
+function lineValue(line: string, number: number, at: number, flowList: boolean) {
   if (at === line.length || line[at] === "#") return undefined;
   let node: FastScalar | FastSeq;
   let next: number;

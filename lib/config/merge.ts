@@ -333,9 +333,8 @@ function exceptionFindings(config: EffectiveConfig): Finding[] {
     [...linkLocal, ...config.nonMasqueradeCidrs.map((cidr) => cidr.value)],
     { orEqual: true },
   );
-  return config.masqueradeCidrs.filter((exception) => around(exception.value) === undefined).map((
-    exception,
-  ) => ({
+  const ineffective = config.masqueradeCidrs.filter((exception) => !around(exception.value));
+  return ineffective.map((exception) => ({
     kind: "ineffective-exception",
     message: `masqueradeCIDRs ${exception.value.text} at ${formatLocation(exception.at)} lies ` +
       "inside no non-masquerade range and has no effect (such traffic is masqueraded anyway)",

@@ -298,7 +298,9 @@ class FileValidator {
         this.problem(keyNode, undefined, "keys must be plain strings");
         continue;
       }
-      const key = matchKey(keyText);
+      // Go's encoding/json tries an exact match first, then a case-insensitive one.
+      const key = knownKeys.find((known) => known === keyText) ??
+        knownKeys.find((known) => known.toLowerCase() === keyText.toLowerCase());
       if (key === undefined) {
         const suggestion = closestKey(keyText);
         const hint = suggestion ? `; did you mean "${suggestion}"?` : "";
@@ -461,12 +463,6 @@ class FileValidator {
       ...whenSet,
     });
   }
-}
-
-/** Go's encoding/json tries an exact match first, then a case-insensitive one. */
-function matchKey(text: string): KnownKey | undefined {
-  return knownKeys.find((key) => key === text) ??
-    knownKeys.find((key) => key.toLowerCase() === text.toLowerCase());
 }
 
 function closestKey(text: string): KnownKey | undefined {
