@@ -79,7 +79,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   ignored.sort();
   const problems: ConfigProblem[] = [];
   const files: ConfigFileBytes[] = [];
-  const inside = names.length === 0 ? undefined : await resolvedDir(dir);
+  // The config directory's resolved path, ending in `/`: what every entry must resolve inside.
+  let inside: string | undefined;
+  try {
+    if (names.length > 0) inside = `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
+  } catch (error) {
+    throw translate(error, dir, "cannot resolve the config directory");
+  }
   for (const name of names) {
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
     const escape = inside === undefined ? undefined : await escapesDir(path, inside);
@@ -89,15 +95,6 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return { kind: "files", files, ...(ignored.length > 0 ? { ignored } : {}) };
-}
-
-/** The config directory's resolved path, ending in `/`: what every entry must resolve inside. */
-async function resolvedDir(dir: string): Promise<string> {
-  try {
-    return `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
-  } catch (error) {
-    throw translate(error, dir, "cannot resolve the config directory");
-  }
 }
 
 /**

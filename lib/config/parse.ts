@@ -437,8 +437,7 @@ class FileValidator {
   }
 
   private resolve(node: Node | null | undefined): Node | null {
-    if (node === null || node === undefined) return null;
-    if (!isAlias(node)) return node;
+    if (!isAlias(node)) return node ?? null;
     return (node.resolve(this.document as Document.Parsed) as Node | undefined) ?? null;
   }
 
@@ -477,11 +476,8 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j] + 1,
-        current[j - 1] + 1,
-        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, substitution);
     }
     previous = current;
   }
