@@ -8,14 +8,13 @@
  * @module
  */
 
+/** A scalar's value as YAML 1.1 resolves it. */
+export type FastValue = string | number | boolean | null;
+
 /** A resolved scalar at 1-based `line` and `column`. */
 export class FastScalar {
   /** `value` written at `line`:`column`. */
-  constructor(
-    readonly value: string | number | boolean | null,
-    readonly line: number,
-    readonly column: number,
-  ) {}
+  constructor(readonly value: FastValue, readonly line: number, readonly column: number) {}
 }
 
 /** A list, block (`- item` lines) or flow (`[a, b]`), at 1-based `line` and `column`. */
@@ -57,10 +56,8 @@ const falseWords = cased("n no false off");
 const nullWords = cased("null");
 const decimal = /^(?:0|[1-9][0-9]{0,14})$/;
 
-type Value = string | number | boolean | null;
-
 /** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
-function resolvePlain(text: string): Value | typeof outOfSubset {
+function resolvePlain(text: string): FastValue | typeof outOfSubset {
   if (/^[0-9]/.test(text)) {
     if (decimal.test(text)) return Number(text);
     // No YAML 1.1 number, sexagesimal or timestamp has a "/" (an IPv4 CIDR does), nor ends with a

@@ -141,8 +141,7 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
     masqLinkLocalIPv6: orBooleans(files, "masqLinkLocalIPv6", findings),
     resyncInterval: shortestResync(files, findings),
   };
-  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
-  findings.push(...exceptionFindings(config));
+  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs), ...exceptionFindings(config));
   findings.push(
     ...nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source"),
   );
