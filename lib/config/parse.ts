@@ -404,16 +404,12 @@ class FileValidator {
     accepts: (raw: unknown) => raw is V,
     parse: (raw: V) => Result<T, string>,
   ): Located<T> | undefined {
-    if (!isScalar(node) || !accepts(node.value)) {
-      this.problem(node, key, `must be ${wanted}, got ${describe(node)}`);
-      return undefined;
-    }
-    const parsed = parse(node.value);
-    if (!parsed.ok) {
-      this.problem(node, key, parsed.error);
-      return undefined;
-    }
-    return { value: parsed.value, at: this.locate(node) };
+    const parsed = isScalar(node) && accepts(node.value)
+      ? parse(node.value)
+      : err(`must be ${wanted}, got ${describe(node)}`);
+    if (parsed.ok) return { value: parsed.value, at: this.locate(node) };
+    this.problem(node, key, parsed.error);
+    return undefined;
   }
 
   private checkCidrLimit(): void {
