@@ -138,31 +138,25 @@ async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { probl
         : `cannot be read: ${error instanceof Error ? error.message : error}`);
     return { problem };
   }
+  // The buffer starts at the size `stat` reported, plus one byte (reading 0 bytes there proves the
+  // end without growing): a fixed 1 MiB one per file per reconcile cost +60 MB RSS per 100
+  // reconciles (docs/benchmarks.md).
+  const limit = maxConfigFileBytes;
+  let buffer = new Uint8Array(Math.min(Math.max(size, 4096), limit) + 1);
+  let length = 0;
   try {
-    return await readUpTo(file, maxConfigFileBytes, size);
+    while (length <= limit) {
+      if (length === buffer.length) {
+        const grown = new Uint8Array(Math.min(buffer.length * 2, limit + 1));
+        grown.set(buffer);
+        buffer = grown;
+      }
+      const count = await file.read(buffer.subarray(length));
+      if (count === null) break;
+      length += count;
+    }
   } finally {
     file.close();
-  }
-}
-
-/**
- * Reads at most `limit` bytes. The buffer starts at the size `stat` reported: a fixed `limit + 1`
- * one allocated 1 MiB per file per reconcile, +60 MB RSS per 100 reconciles (docs/benchmarks.md).
- */
-async function readUpTo(file: Deno.FsFile, limit: number, sizeHint: number) {
-  // One byte more than expected: reading 0 bytes there proves the end without growing.
-  let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 4096), limit) + 1);
-  let length = 0;
-  for (;;) {
-    if (length === buffer.length) {
-      if (length > limit) break;
-      const grown = new Uint8Array(Math.min(buffer.length * 2, limit + 1));
-      grown.set(buffer);
-      buffer = grown;
-    }
-    const count = await file.read(buffer.subarray(length));
-    if (count === null) break;
-    length += count;
   }
   if (length > limit) {
     return { problem: `is larger than ${limit} bytes (the ConfigMap limit); not read` };
