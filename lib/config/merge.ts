@@ -302,16 +302,13 @@ function nestingFindings(
  */
 function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Located<Cidr>> {
   // Positions sorted by CIDR, so the list order is the position itself (no Map of 100,000).
-  const sorted = cidrs.map((_, index) => index).sort((a, b) =>
-    compareCidrs(cidrs[a].value, cidrs[b].value) || a - b
-  );
+  // sort() is stable: equal CIDRs keep their list order.
+  const sorted = [...cidrs.keys()].sort((a, b) => compareCidrs(cidrs[a].value, cidrs[b].value));
   const open: number[] = [];
   const containers = new Map<Located<Cidr>, Located<Cidr>>();
   for (const index of sorted) {
     const cidr = cidrs[index];
-    while (open.length > 0 && !contains(cidrs[open[open.length - 1]].value, cidr.value)) {
-      open.pop();
-    }
+    while (open.length > 0 && !contains(cidrs[open[open.length - 1]].value, cidr.value)) open.pop();
     if (open.length > 0) containers.set(cidr, cidrs[Math.min(...open)]);
     open.push(index);
   }

@@ -480,14 +480,11 @@ function editDistance(a: string, b: string): number {
   return previous[b.length];
 }
 
-function describe(node: Node | null): string {
-  if (node === null) return "nothing";
+function describe(node: Node): string {
   if (isMap(node)) return "a mapping";
   if (isSeq(node)) return "a list";
-  if (isScalar(node)) {
-    if (node.value === null) return "null";
-    if (typeof node.value === "string") return `the string ${quoteInput(node.value)}`;
-    return `${typeof node.value} ${String(node.value)}`;
-  }
-  return "an unsupported value";
+  if (!isScalar(node)) return "an unsupported value";
+  if (node.value === null) return "null";
+  if (typeof node.value === "string") return `the string ${quoteInput(node.value)}`;
+  return `${typeof node.value} ${String(node.value)}`;
 }
