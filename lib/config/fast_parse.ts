@@ -46,14 +46,6 @@ export interface FastDocument {
 /** Not in the subset: the caller falls back to the full parse. */
 const outOfSubset = Symbol("out of the subset");
 
-/** YAML 1.1 words, each also Capitalized and in UPPER case. */
-function cased(words: string): Set<string> {
-  const capitalized = (word: string) => word[0].toUpperCase() + word.slice(1);
-  return new Set(words.split(" ").flatMap((word) => [word, capitalized(word), word.toUpperCase()]));
-}
-const trueWords = cased("y yes true on");
-const falseWords = cased("n no false off");
-const nullWords = cased("null");
 const decimal = /^(?:0|[1-9][0-9]{0,14})$/;
 
 /** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
@@ -66,9 +58,10 @@ function resolvePlain(text: string): FastValue | typeof outOfSubset {
   }
   // Only a letter starts a string; "e5" is a YAML 1.1 float (an exponent without a mantissa).
   if (!/^[a-df-zA-DF-Z]/.test(text)) return outOfSubset;
-  if (trueWords.has(text)) return true;
-  if (falseWords.has(text)) return false;
-  if (nullWords.has(text)) return null;
+  // YAML 1.1's booleans and null, each in lower, Capitalized or UPPER case.
+  if (/^(?:[yY](?:es)?|YES|[tT]rue|TRUE|[oO]n|ON)$/.test(text)) return true;
+  if (/^(?:[nN]o?|NO|[fF]alse|FALSE|[oO]ff|OFF)$/.test(text)) return false;
+  if (/^(?:[nN]ull|NULL)$/.test(text)) return null;
   return text;
 }
 
