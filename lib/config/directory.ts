@@ -1,6 +1,5 @@
 /**
- * Reading the config directory (the `ip-masq*` entries, sorted, confined to it, size-capped) and
- * watching it.
+ * Reading and watching the config directory: its `ip-masq*` entries, sorted, confined, size-capped.
  *
  * @module
  */

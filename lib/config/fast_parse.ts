@@ -73,8 +73,8 @@ function resolvePlain(text: string): FastValue | typeof outOfSubset {
 const scalarPattern = /"([^"\\]*)"|'([^']*)'(?!')|[A-Za-z0-9._/:+-]*(?<!:)/y;
 /** A top-level `key:`, quoted or plain, then a space or the line's end, and the spaces after. */
 const keyPattern = /^(?:"([^"\\]*)"|'([^']*)'|([A-Za-z0-9._/+-]*)):(?= |$) */;
-/** Only spaces, then optionally a comment (which needs a space before it). */
-const emptyRest = / *$| +#/y;
+/** Only spaces from `at`, then optionally a comment (which needs a space before it). */
+const restIsEmpty = (line: string, at: number) => /^(?: *$| +#)/.test(line.slice(at));
 
 /**
  * Reads `text` if it is in the subset, else returns undefined (the full parse decides, errors too).
@@ -183,11 +183,6 @@ function scalarAt(line: string, number: number, at: number): { node: FastScalar;
   const value = match?.[1] ?? match?.[2] ?? resolvePlain(token);
   if (value === outOfSubset) throw outOfSubset;
   return { node: new FastScalar(value, number, at + 1), next: at + token.length };
-}
-
-function restIsEmpty(line: string, at: number): boolean {
-  emptyRest.lastIndex = at;
-  return emptyRest.test(line);
 }
 
 function skipSpaces(line: string, at: number): number {

@@ -239,10 +239,7 @@ function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
   return shortest;
 }
 
-function cidrFindings(
-  cidrs: readonly Located<Cidr>[],
-  exceptions: readonly Located<Cidr>[],
-): Finding[] {
+function cidrFindings(cidrs: readonly Located<Cidr>[], exceptions: readonly Located<Cidr>[]) {
   // Built on first use: only a contained CIDR asks, and indexing 100,000 CIDRs costs ~50 ms.
   let longestExemption: ((cidr: Cidr) => Cidr | undefined) | undefined;
   let longestException: ((cidr: Cidr) => Cidr | undefined) | undefined;
@@ -325,10 +322,8 @@ function exceptionFindings(config: EffectiveConfig): Finding[] {
     ...(config.masqLinkLocal.value ? [] : [linkLocalRanges.ipv4]),
     ...(config.masqLinkLocalIPv6.value ? [] : [linkLocalRanges.ipv6]),
   ].map(parseBuiltInCidr);
-  const around = longestContaining(
-    [...linkLocal, ...config.nonMasqueradeCidrs.map((cidr) => cidr.value)],
-    { orEqual: true },
-  );
+  const exempt = [...linkLocal, ...config.nonMasqueradeCidrs.map((cidr) => cidr.value)];
+  const around = longestContaining(exempt, { orEqual: true });
   const ineffective = config.masqueradeCidrs.filter((exception) => !around(exception.value));
   return ineffective.map((exception) => ({
     kind: "ineffective-exception",
