@@ -146,12 +146,10 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
     ...nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source"),
   );
   const problems = contradictions(config);
-  const output = {
-    ...singleValue(files, "outputAddress", problems),
-    ...singleValue(files, "outputAddressIPv6", problems),
-    ...singleValue(files, "outputInterface", problems),
-  };
-  return { config: { ...config, ...output }, findings, problems };
+  for (const key of ["outputAddress", "outputAddressIPv6", "outputInterface"] as const) {
+    Object.assign(config, singleValue(files, key, problems));
+  }
+  return { config, findings, problems };
 }
 
 /** One value for the whole node: repeated is fine (the first is kept), two differ is a problem. */
