@@ -21,7 +21,9 @@ import type { ConfigProblem } from "../base/problems.ts";
 import { builtIn, formatLocation, type Located } from "../base/source.ts";
 
 /** The one configuration the agent applies, every value with where it came from. */
-export interface EffectiveConfig {
+export interface EffectiveConfig
+  extends
+    Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface"> {
   /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
   /** The union of the files' CIDRs, first occurrence first; the defaults while no file names it. */
@@ -36,14 +38,6 @@ export interface EffectiveConfig {
   readonly masqLinkLocal: Located<boolean>;
   /** True when any file says so. */
   readonly masqLinkLocalIPv6: Located<boolean>;
-  /** From a `resyncInterval` key, in milliseconds; undefined means "use --resync-interval". */
-  readonly resyncInterval?: Located<number>;
-  /** `outputAddress`: IPv4 traffic is SNATed to it instead of masqueraded; absent: MASQUERADE. */
-  readonly outputAddress?: Located<IpAddress>;
-  /** `outputAddressIPv6`: the same for IPv6. */
-  readonly outputAddressIPv6?: Located<IpAddress>;
-  /** `outputInterface`: only traffic leaving by it is masqueraded (or SNATed); absent: any. */
-  readonly outputInterface?: Located<string>;
 }
 
 /** Something an operator should look at that does not make the config invalid. */
@@ -105,23 +99,20 @@ export interface MergeOptions {
  *
  * const file = (path: string, text: string) => {
  *   const parsed = parseConfigFile(path, new TextEncoder().encode(text), { enableIpv6: false });
- *   if (!parsed.ok) throw new Error(parsed.error[0].message);
+ *   assert.ok(parsed.ok);
  *   return parsed.value;
  * };
  * const options = { nomasqAllReservedRanges: false };
- * const { config, findings } = mergeConfigs([
- *   file("/etc/config/ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n"),
- *   file("/etc/config/ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n"),
- * ], options);
+ * const a = file("ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n");
+ * const b = file("ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n");
+ * const { config, findings } = mergeConfigs([a, b], options);
  * const texts = config.nonMasqueradeCidrs.map((cidr) => cidr.value.text);
  * assert.deepEqual(texts, ["10.0.0.0/8", "10.1.0.0/16"]);
  * assert.equal(config.masqLinkLocal.value, true);
  * const kinds = findings.map((finding) => finding.kind);
  * assert.deepEqual(kinds, ["conflicting-boolean", "contained-cidr"]);
- *
  * // A file that does not name nonMasqueradeCIDRs keeps the defaults (v1).
- * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], options);
- * assert.equal(kept.config.defaultNonMasqueradeCidrs, true);
+ * const kept = mergeConfigs([file("ip-masq-agent", "masqLinkLocal: true\n")], options);
  * assert.equal(kept.config.nonMasqueradeCidrs.length, 3);
  * ```
  */

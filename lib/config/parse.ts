@@ -69,15 +69,15 @@ export interface FileConfig {
   readonly masqLinkLocalIPv6?: Located<boolean>;
   /** `cidrLimit`, or {@link defaultCidrLimit}; already checked against the list. */
   readonly cidrLimit: number;
-  /** In milliseconds. */
+  /** `resyncInterval`, in milliseconds; undefined means "use --resync-interval". */
   readonly resyncInterval?: Located<number>;
   /** The settings that are also flags (`masqChain`, `toPorts`, ...), in file order. */
   readonly settings?: readonly LocatedSetting[];
-  /** `outputAddress`: the IPv4 address the last rules SNAT to instead of MASQUERADE. */
+  /** `outputAddress`: IPv4 traffic is SNATed to it instead of masqueraded; absent: MASQUERADE. */
   readonly outputAddress?: Located<IpAddress>;
   /** `outputAddressIPv6`: the same for IPv6. */
   readonly outputAddressIPv6?: Located<IpAddress>;
-  /** `outputInterface`: masquerade only what leaves by this interface (`eth+`: a wildcard). */
+  /** `outputInterface`: only what leaves by it (`eth+`: a wildcard) is masqueraded or SNATed. */
   readonly outputInterface?: Located<string>;
 }
 
