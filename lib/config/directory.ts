@@ -13,7 +13,7 @@ import {
 } from "./parse.ts";
 import { quoteInput } from "../base/quote.ts";
 import { SandboxDeniedError } from "../base/errors.ts";
-import { systemClock } from "../base/clock.ts";
+import { type Clock, systemClock } from "../base/clock.ts";
 
 export type { ConfigDirContents };
 
@@ -23,9 +23,7 @@ export type { ConfigDirContents };
  */
 export async function readConfigDir(
   dir: string,
-  { sleep = (ms: number) => systemClock.sleep(ms) }: {
-    readonly sleep?: (ms: number) => Promise<void>;
-  } = {},
+  { sleep = systemClock.sleep }: Partial<Pick<Clock, "sleep">> = {},
 ): Promise<ConfigDirContents> {
   for (let attempt = 0;; attempt++) {
     try {
@@ -101,13 +99,11 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
  * have its lines echoed in the errors); kubelet's links stay inside. Names only the entry.
  */
 async function escapesDir(path: string, inside: string): Promise<string | undefined> {
-  let target: string;
-  try {
-    target = await Deno.realPath(path);
-  } catch (error) {
-    // readCapped reports anything else (permission denied, ...) as it would without the link.
-    return entryProblem(error, path);
-  }
+  // readCapped reports any other error (permission denied, ...) as it would without the link.
+  const target = await Deno.realPath(path).catch((error) => ({
+    problem: entryProblem(error, path),
+  }));
+  if (typeof target !== "string") return target.problem;
   if (target.startsWith(inside)) return undefined;
   return `resolves to ${quoteInput(target)}, outside the config directory; not read (a config ` +
     "entry must be a file in the directory, or a link that stays inside it as kubelet's do)";

@@ -123,9 +123,8 @@ type CidrListKey = typeof cidrListKeys[number];
  *
  * const parsed = parse("nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: true\n");
  * assert.ok(parsed.ok);
- * const [cidr] = parsed.value.nonMasqueradeCidrs;
- * assert.deepEqual(cidr.at, { file: "f", line: 2, column: 5 });
- * assert.equal(cidr.value.text, "10.0.0.0/8");
+ * const [{ value, at }] = parsed.value.nonMasqueradeCidrs;
+ * assert.deepEqual([value.text, at.line, at.column], ["10.0.0.0/8", 2, 5]);
  * const typo = parse("nonMasqueradeCIDR: []\n");
  * assert.ok(!typo.ok);
  * assert.match(typo.error[0].message, /unknown key; did you mean "nonMasqueradeCIDRs"\?/);
@@ -324,7 +323,6 @@ class FileValidator {
     // Go's JSON decoding leaves a field untouched for null, so `masqLinkLocal:` with no value
     // means "not set" upstream; configs that work there must work here.
     if (value === null || (isScalar(value) && value.value === null)) return;
-    const values = this.#values;
     switch (key) {
       case "nonMasqueradeCIDRs":
       case "masqueradeCIDRs":
@@ -332,7 +330,7 @@ class FileValidator {
         return this.validateCidrList(key, value, keyNode);
       case "masqLinkLocal":
       case "masqLinkLocalIPv6":
-        values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
+        this.#values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
         return;
       case "cidrLimit":
         this.#cidrLimit = this.scalar(key, value, "a whole number", isInteger, (limit) => {
@@ -342,7 +340,7 @@ class FileValidator {
         return;
       case "resyncInterval": {
         const wanted = 'a Go duration string such as "60s"';
-        values[key] = this.scalar(key, value, wanted, isString, (text) => {
+        this.#values[key] = this.scalar(key, value, wanted, isString, (text) => {
           const parsed = parseGoDuration(text);
           const { min, max } = resyncIntervalBoundsMs;
           if (!parsed.ok || (parsed.value >= min && parsed.value <= max)) return parsed;
@@ -353,7 +351,7 @@ class FileValidator {
       case "outputAddress":
       case "outputAddressIPv6": {
         const family = key === "outputAddress" ? "ipv4" : "ipv6";
-        values[key] = this.scalar(key, value, "an address string", isString, (text) => {
+        this.#values[key] = this.scalar(key, value, "an address string", isString, (text) => {
           const parsed = parseOutputAddress(text, family);
           if (!parsed.ok || family === "ipv4" || this.options.enableIpv6) return parsed;
           return err(`${parsed.value.text} is for IPv6 ${ipv6NotEnabled}`);
@@ -362,7 +360,7 @@ class FileValidator {
       }
       case "outputInterface": {
         const wanted = 'an interface name string such as "eth0"';
-        values[key] = this.scalar(key, value, wanted, isString, parseInterfaceName);
+        this.#values[key] = this.scalar(key, value, wanted, isString, parseInterfaceName);
         return;
       }
       default: {
@@ -421,15 +419,11 @@ class FileValidator {
       ? `cidrLimit is ${limit} (line ${this.#cidrLimit.at.line})`
       : `the default cidrLimit is ${limit}; raise it with a cidrLimit key`;
     // One list keeps upstream's wording; several name what was added up.
-    const key = listed[0];
-    const counted = listed.length === 1
-      ? `has ${total} CIDRs`
-      : `has ${total} CIDRs in ${listed.map((k) => `${k} (${this.#cidrs[k].length})`).join(", ")}`;
-    this.#problems.push({
-      at: this.#seenKeys.get(key) ?? { file: this.file },
-      key,
-      message: `${counted} but ${limitSource}`,
-    });
+    const counts = listed.map((key) => `${key} (${this.#cidrs[key].length})`).join(", ");
+    const counted = listed.length === 1 ? `has ${total} CIDRs` : `has ${total} CIDRs in ${counts}`;
+    const [key] = listed;
+    const at = this.#seenKeys.get(key) ?? { file: this.file };
+    this.#problems.push({ at, key, message: `${counted} but ${limitSource}` });
   }
 
   private resolve(node: Node | null | undefined): Node | null {
