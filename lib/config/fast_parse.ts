@@ -82,16 +82,12 @@ const restIsEmpty = (line: string, at: number) => /^(?: *$| +#)/.test(line.slice
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseFastYaml } from "./fast_parse.ts";
+ * import { FastScalar, parseFastYaml } from "./fast_parse.ts";
  * const doc = parseFastYaml("# cidrs\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: yes\n");
- * assert.ok(doc?.contents);
- * const [cidrs, linkLocal] = doc.contents.items;
- * assert.equal(cidrs.key.value, "nonMasqueradeCIDRs");
- * assert.deepEqual([linkLocal.value.line, linkLocal.value.column], [4, 16]);
- * assert.equal((linkLocal.value as { value: unknown }).value, true);
- *
- * // An anchor is YAML the fast path leaves to the full parse.
- * assert.equal(parseFastYaml("a: &x 1\n"), undefined);
+ * const linkLocal = doc?.contents?.items[1].value;
+ * assert.ok(linkLocal instanceof FastScalar);
+ * assert.deepEqual([linkLocal.value, linkLocal.line, linkLocal.column], [true, 4, 16]);
+ * assert.equal(parseFastYaml("a: &x 1\n"), undefined); // an anchor: left to the full parse
  * ```
  */
 export function parseFastYaml(text: string): FastDocument | undefined {
