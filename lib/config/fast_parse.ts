@@ -46,12 +46,10 @@ export interface FastDocument {
 /** Not in the subset: the caller falls back to the full parse. */
 const outOfSubset = Symbol("out of the subset");
 
-const decimal = /^(?:0|[1-9][0-9]{0,14})$/;
-
 /** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
 function resolvePlain(text: string): FastValue | typeof outOfSubset {
   if (/^[0-9]/.test(text)) {
-    if (decimal.test(text)) return Number(text);
+    if (/^(?:0|[1-9][0-9]{0,14})$/.test(text)) return Number(text);
     // No YAML 1.1 number, sexagesimal or timestamp has a "/" (an IPv4 CIDR does), nor ends with a
     // letter other than a hex digit, x, z or Z ("60s", "1h30m").
     return text.includes("/") || /[g-wyG-WY]$/.test(text) ? text : outOfSubset;
