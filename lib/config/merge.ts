@@ -18,6 +18,7 @@ import {
 } from "../net/cidr.ts";
 import type { FileConfig } from "./parse.ts";
 import type { ConfigProblem } from "../base/problems.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import { builtIn, formatLocation, type Located } from "../base/source.ts";
 
 /** The one configuration the agent applies, every value with where it came from. */
@@ -82,10 +83,7 @@ export const reservedRanges = [
 ] as const;
 
 /** The flags that change the merge. */
-export interface MergeOptions {
-  /** `--nomasq-all-reserved-ranges`: the defaults cover every reserved IPv4 range. */
-  readonly nomasqAllReservedRanges: boolean;
-}
+export type MergeOptions = Readonly<Pick<AgentFlags, "nomasqAllReservedRanges">>;
 
 /**
  * Merges the files in their sorted order; the first occurrence of a CIDR sets the rule order and

@@ -177,7 +177,7 @@ export function parseConfigText(
     const at = node as unknown as FastScalar | null | undefined;
     return at ? { file, line: at.line, column: at.column } : { file };
   };
-  return new FileValidator(file, options, locate, fast as unknown as ValidatedDocument).validate();
+  return new FileValidator(file, options, locate, fast).validate();
 }
 
 /** {@link parseConfigText} through the full YAML parse, whatever the text's shape. */
@@ -194,11 +194,8 @@ export function parseConfigTextFully(
   const parsed = loadedFullYaml.parseYamlDocument(file, text);
   if (!parsed.ok) return parsed;
   const { document, locate } = parsed.value;
-  return new FileValidator(file, options, locate, document as ValidatedDocument).validate();
+  return new FileValidator(file, options, locate, document).validate();
 }
-
-/** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
-type ValidatedDocument = Pick<Document.Parsed, "contents">;
 
 let loadedFullYaml: typeof import("./full_parse.ts") | undefined;
 const loadFullYaml = async () => void (loadedFullYaml ??= await import("./full_parse.ts"));
@@ -273,11 +270,12 @@ class FileValidator {
     readonly file: string,
     readonly options: ParseOptions,
     readonly locate: (node: Node | null | undefined) => SourceLocation,
-    readonly document: ValidatedDocument,
+    // The full parse's document, or the fast path's look-alike: only its contents are read.
+    readonly document: { readonly contents: unknown },
   ) {}
 
   validate(): Result<FileConfig, ConfigProblem[]> {
-    const root = this.resolve(this.document.contents);
+    const root = this.resolve(this.document.contents as Node | null);
     // An empty file, or one holding only `null`, is a present file with no keys, as in Go.
     if (root === null || (isScalar(root) && root.value === null)) return this.result();
     if (!isMap(root)) {
