@@ -22,6 +22,7 @@ import { parseInterfaceName, parseOutputAddress } from "../settings/output.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 import { type LocatedSetting, parseSetting, settingKeyNames } from "../settings/keys.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import type { Located, SourceLocation } from "../base/source.ts";
 
 /** Which entries of the config directory are config files: those whose name starts with this. */
@@ -81,11 +82,8 @@ export interface FileConfig {
   readonly outputInterface?: Located<string>;
 }
 
-/** What a file's validity depends on beyond its own text. */
-export interface ParseOptions {
-  /** IPv6 CIDRs are an error without `--enable-ipv6`: they would silently do nothing. */
-  readonly enableIpv6: boolean;
-}
+/** Beyond its text, a file's validity depends on `--enable-ipv6`: without it IPv6 does nothing. */
+export type ParseOptions = Readonly<Pick<AgentFlags, "enableIpv6">>;
 
 /** The most CIDRs a file may list when it sets no `cidrLimit` (upstream's default). */
 export const defaultCidrLimit = 64;
