@@ -17,10 +17,7 @@ import { type Clock, systemClock } from "../base/clock.ts";
 
 export type { ConfigDirContents };
 
-/**
- * Reads the config directory `dir`; `missing` when it does not exist. `sleep` waits between
- * attempts when an entry vanished mid-read (a test passes a fake clock's).
- */
+/** Reads the config directory `dir` (`missing` when absent); `sleep` waits between attempts. */
 export async function readConfigDir(
   dir: string,
   { sleep = systemClock.sleep }: Partial<Pick<Clock, "sleep">> = {},

@@ -143,10 +143,7 @@ function readLines(lines: readonly string[]): FastDocument {
   return { contents: root };
 }
 
-/**
- * The rest of a line from `at`: undefined when empty or a comment, else a scalar (or, if
- * `flowList`, `[a, b]`) and at most a comment.
- */
+/** From `at`, a scalar (or, if `flowList`, `[a, b]`) and at most a comment; undefined if none. */
 function lineValue(line: string, number: number, at: number, flowList: boolean) {
   if (at === line.length || line[at] === "#") return undefined;
   let node: FastScalar | FastSeq;
