@@ -1,6 +1,5 @@
 /**
- * Reading the config directory (the `ip-masq*` entries, sorted, confined to it, size-capped) and
- * watching it.
+ * Reading and watching the config directory: its `ip-masq*` entries, sorted, confined, size-capped.
  *
  * @module
  */
@@ -10,38 +9,28 @@ import {
   type ConfigDirContents,
   type ConfigFileBytes,
   configFilePrefix,
-  ignoredForItsName,
   maxConfigFileBytes,
 } from "./parse.ts";
 import { quoteInput } from "../base/quote.ts";
 import { SandboxDeniedError } from "../base/errors.ts";
-import { systemClock } from "../base/clock.ts";
+import { type Clock, systemClock } from "../base/clock.ts";
 
 export type { ConfigDirContents };
 
-/**
- * kubelet swaps `..data` atomically, but only then removes the links of keys that are gone, so
- * such a link dangles for a moment: read again shortly. Retrying at once would race kubelet and,
- * with `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
- */
-const retryDelaysWhenEntriesVanishMs = [25, 100] as const;
-
-/**
- * Reads the config directory `dir`; `missing` when it does not exist. `sleep` waits between
- * attempts when an entry vanished mid-read (a test passes a fake clock's).
- */
+/** Reads the config directory `dir` (`missing` when absent); `sleep` waits between attempts. */
 export async function readConfigDir(
   dir: string,
-  { sleep = (ms: number) => systemClock.sleep(ms) }: {
-    readonly sleep?: (ms: number) => Promise<void>;
-  } = {},
+  { sleep = systemClock.sleep }: Partial<Pick<Clock, "sleep">> = {},
 ): Promise<ConfigDirContents> {
   for (let attempt = 0;; attempt++) {
     try {
       return await readOnce(dir);
     } catch (error) {
       if (!(error instanceof VanishedEntry)) throw error;
-      const delayMs = retryDelaysWhenEntriesVanishMs[attempt];
+      // kubelet swaps `..data` atomically, but only then removes the links of keys that are gone,
+      // so such a link dangles for a moment: read again shortly. Retrying at once would race
+      // kubelet and, with `--exit-on-config-error`, turn a routine ConfigMap update into an exit.
+      const delayMs = [25, 100][attempt];
       if (delayMs === undefined) {
         const message = "is a dangling symbolic link (its target does not exist)";
         throw new ConfigError([{ at: { file: error.path }, message }]);
@@ -62,8 +51,10 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   const ignored: string[] = [];
   try {
     for await (const entry of Deno.readDir(dir)) {
+      // Other names are worth a warning (v1's ConfigMap key `config`, a typo), unless hidden
+      // (kubelet's `..data` and timestamped directories).
       if (entry.name.startsWith(configFilePrefix)) names.push(entry.name);
-      else if (ignoredForItsName(entry.name)) ignored.push(entry.name);
+      else if (!entry.name.startsWith(".")) ignored.push(entry.name);
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
@@ -77,13 +68,18 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
     }
     throw translate(error, dir, "cannot list the config directory");
   }
-  // Go's sort.Strings compares bytes; for the names kubelet writes that is code-unit order.
-  const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-  names.sort(byteOrder);
-  ignored.sort(byteOrder);
+  // Go's sort.Strings compares bytes: for the names kubelet writes, sort()'s code-unit order.
+  names.sort();
+  ignored.sort();
   const problems: ConfigProblem[] = [];
   const files: ConfigFileBytes[] = [];
-  const inside = names.length === 0 ? undefined : await resolvedDir(dir);
+  // The config directory's resolved path, ending in `/`: what every entry must resolve inside.
+  let inside: string | undefined;
+  try {
+    if (names.length > 0) inside = `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
+  } catch (error) {
+    throw translate(error, dir, "cannot resolve the config directory");
+  }
   for (const name of names) {
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
     const escape = inside === undefined ? undefined : await escapesDir(path, inside);
@@ -95,27 +91,16 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   return { kind: "files", files, ...(ignored.length > 0 ? { ignored } : {}) };
 }
 
-/** The config directory's resolved path, ending in `/`: what every entry must resolve inside. */
-async function resolvedDir(dir: string): Promise<string> {
-  try {
-    return `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
-  } catch (error) {
-    throw translate(error, dir, "cannot resolve the config directory");
-  }
-}
-
 /**
  * Why an entry resolving outside the config directory is not read (a symlink to /etc/shadow would
  * have its lines echoed in the errors); kubelet's links stay inside. Names only the entry.
  */
 async function escapesDir(path: string, inside: string): Promise<string | undefined> {
-  let target: string;
-  try {
-    target = await Deno.realPath(path);
-  } catch (error) {
-    // readCapped reports anything else (permission denied, ...) as it would without the link.
-    return entryProblem(error, path);
-  }
+  // readCapped reports any other error (permission denied, ...) as it would without the link.
+  const target = await Deno.realPath(path).catch((error) => ({
+    problem: entryProblem(error, path),
+  }));
+  if (typeof target !== "string") return target.problem;
   if (target.startsWith(inside)) return undefined;
   return `resolves to ${quoteInput(target)}, outside the config directory; not read (a config ` +
     "entry must be a file in the directory, or a link that stays inside it as kubelet's do)";
@@ -130,14 +115,14 @@ function entryProblem(error: unknown, path: string): string | undefined {
 }
 
 async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
-  let file: Deno.FsFile;
+  let opened: Deno.FsFile;
   let size: number;
   try {
     const info = await Deno.stat(path);
     if (info.isDirectory) return { problem: "is a directory, not a config file" };
     if (!info.isFile) return { problem: "is not a regular file" };
     size = info.size;
-    file = await Deno.open(path, { read: true });
+    opened = await Deno.open(path, { read: true });
   } catch (error) {
     const problem = entryProblem(error, path) ??
       (error instanceof Deno.errors.PermissionDenied
@@ -145,24 +130,15 @@ async function readCapped(path: string): Promise<{ bytes: Uint8Array } | { probl
         : `cannot be read: ${error instanceof Error ? error.message : error}`);
     return { problem };
   }
-  try {
-    return await readUpTo(file, maxConfigFileBytes, size);
-  } finally {
-    file.close();
-  }
-}
-
-/**
- * Reads at most `limit` bytes. The buffer starts at the size `stat` reported: a fixed `limit + 1`
- * one allocated 1 MiB per file per reconcile, +60 MB RSS per 100 reconciles (docs/benchmarks.md).
- */
-async function readUpTo(file: Deno.FsFile, limit: number, sizeHint: number) {
-  // One byte more than expected: reading 0 bytes there proves the end without growing.
-  let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 4096), limit) + 1);
+  using file = opened;
+  // The buffer starts at the size `stat` reported, plus one byte (reading 0 bytes there proves the
+  // end without growing): a fixed 1 MiB one per file per reconcile cost +60 MB RSS per 100
+  // reconciles (docs/benchmarks.md).
+  const limit = maxConfigFileBytes;
+  let buffer = new Uint8Array(Math.min(Math.max(size, 4096), limit) + 1);
   let length = 0;
-  for (;;) {
+  while (length <= limit) {
     if (length === buffer.length) {
-      if (length > limit) break;
       const grown = new Uint8Array(Math.min(buffer.length * 2, limit + 1));
       grown.set(buffer);
       buffer = grown;

@@ -8,14 +8,13 @@
  * @module
  */
 
+/** A scalar's value as YAML 1.1 resolves it. */
+export type FastValue = string | number | boolean | null;
+
 /** A resolved scalar at 1-based `line` and `column`. */
 export class FastScalar {
   /** `value` written at `line`:`column`. */
-  constructor(
-    readonly value: string | number | boolean | null,
-    readonly line: number,
-    readonly column: number,
-  ) {}
+  constructor(readonly value: FastValue, readonly line: number, readonly column: number) {}
 }
 
 /** A list, block (`- item` lines) or flow (`[a, b]`), at 1-based `line` and `column`. */
@@ -44,52 +43,36 @@ export interface FastDocument {
   readonly contents: FastMap | null;
 }
 
-const [space, hash, colon, dash, comma, openBracket, closeBracket, doubleQuote, singleQuote] = [
-  ..." #:-,[]\"'",
-].map((char) => char.charCodeAt(0));
-
 /** Not in the subset: the caller falls back to the full parse. */
 const outOfSubset = Symbol("out of the subset");
 
-const isDigit = (code: number) => code >= 0x30 && code <= 0x39;
-const isLetter = (code: number) => (code >= 0x61 && code <= 0x7a) || (code >= 0x41 && code <= 0x5a);
-const isQuote = (code: number) => code === doubleQuote || code === singleQuote;
-/** Letters, digits and `._/:+-`: the characters of plain scalars in the subset. */
-const isPlainChar = (code: number) =>
-  isLetter(code) || isDigit(code) || code === 0x2e || code === 0x5f || code === 0x2f ||
-  code === colon || code === 0x2b || code === dash;
-
-/** YAML 1.1 words, each also Capitalized and in UPPER case. */
-function cased(words: string): Set<string> {
-  const capitalized = (word: string) => word[0].toUpperCase() + word.slice(1);
-  return new Set(words.split(" ").flatMap((word) => [word, capitalized(word), word.toUpperCase()]));
-}
-const trueWords = cased("y yes true on");
-const falseWords = cased("n no false off");
-const nullWords = cased("null");
-const decimal = /^(?:0|[1-9][0-9]{0,14})$/;
-
-type Value = string | number | boolean | null;
-
 /** A plain scalar's YAML 1.1 value; `outOfSubset` unless an integer, boolean, null or string. */
-function resolvePlain(text: string): Value | typeof outOfSubset {
-  const first = text.charCodeAt(0);
-  if (isDigit(first)) {
-    if (decimal.test(text)) return Number(text);
-    // No YAML 1.1 number, sexagesimal or timestamp has a "/" (an IPv4 CIDR does).
-    if (text.includes("/")) return text;
-    // Nor ends with a letter other than a hex digit, x, z or Z ("60s", "1h30m").
-    const last = text.charCodeAt(text.length - 1);
-    if (isLetter(last) && !/[a-fA-FxXzZ]/.test(text[text.length - 1])) return text;
-    return outOfSubset;
+function resolvePlain(text: string): FastValue | typeof outOfSubset {
+  if (/^[0-9]/.test(text)) {
+    if (/^(?:0|[1-9][0-9]{0,14})$/.test(text)) return Number(text);
+    // No YAML 1.1 number, sexagesimal or timestamp has a "/" (an IPv4 CIDR does), nor ends with a
+    // letter other than a hex digit, x, z or Z ("60s", "1h30m").
+    return text.includes("/") || /[g-wyG-WY]$/.test(text) ? text : outOfSubset;
   }
-  // "e5" is a YAML 1.1 float (an exponent without a mantissa).
-  if (!isLetter(first) || first === 0x65 || first === 0x45) return outOfSubset;
-  if (trueWords.has(text)) return true;
-  if (falseWords.has(text)) return false;
-  if (nullWords.has(text)) return null;
+  // Only a letter starts a string; "e5" is a YAML 1.1 float (an exponent without a mantissa).
+  if (!/^[a-df-zA-DF-Z]/.test(text)) return outOfSubset;
+  // YAML 1.1's booleans and null, each in lower, Capitalized or UPPER case.
+  if (/^(?:[yY](?:es)?|YES|[tT]rue|TRUE|[oO]n|ON)$/.test(text)) return true;
+  if (/^(?:[nN]o?|NO|[fF]alse|FALSE|[oO]ff|OFF)$/.test(text)) return false;
+  if (/^(?:[nN]ull|NULL)$/.test(text)) return null;
   return text;
 }
+
+/**
+ * A scalar where the search starts: double-quoted without `\`, single-quoted without `''` (escapes
+ * are left to the full parse), or plain (letters, digits and `._/:+-`) not ending in ":", which
+ * would make it a mapping key. A plain one ends at the first other character.
+ */
+const scalarPattern = /"([^"\\]*)"|'([^']*)'(?!')|[A-Za-z0-9._/:+-]*(?<!:)/y;
+/** A top-level `key:`, quoted or plain, then a space or the line's end, and the spaces after. */
+const keyPattern = /^(?:"([^"\\]*)"|'([^']*)'|([A-Za-z0-9._/+-]*)):(?= |$) */;
+/** Only spaces from `at`, then optionally a comment (which needs a space before it). */
+const restIsEmpty = (line: string, at: number) => /^(?: *$| +#)/.test(line.slice(at));
 
 /**
  * Reads `text` if it is in the subset, else returns undefined (the full parse decides, errors too).
@@ -97,195 +80,103 @@ function resolvePlain(text: string): Value | typeof outOfSubset {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseFastYaml } from "./fast_parse.ts";
+ * import { FastScalar, parseFastYaml } from "./fast_parse.ts";
  * const doc = parseFastYaml("# cidrs\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: yes\n");
- * assert.ok(doc?.contents);
- * const [cidrs, linkLocal] = doc.contents.items;
- * assert.equal(cidrs.key.value, "nonMasqueradeCIDRs");
- * assert.deepEqual([linkLocal.value.line, linkLocal.value.column], [4, 16]);
- * assert.equal((linkLocal.value as { value: unknown }).value, true);
- *
- * // An anchor is YAML the fast path leaves to the full parse.
- * assert.equal(parseFastYaml("a: &x 1\n"), undefined);
+ * const linkLocal = doc?.contents?.items[1].value;
+ * assert.ok(linkLocal instanceof FastScalar);
+ * assert.deepEqual([linkLocal.value, linkLocal.line, linkLocal.column], [true, 4, 16]);
+ * assert.equal(parseFastYaml("a: &x 1\n"), undefined); // an anchor: left to the full parse
  * ```
  */
 export function parseFastYaml(text: string): FastDocument | undefined {
   // A tab or a CR changes indentation and line rules; rare enough to leave to the full parse.
   if (text.includes("\t") || text.includes("\r")) return undefined;
   try {
-    return new Scanner(text).document();
+    return readLines(text.split("\n"));
   } catch (error) {
     if (error === outOfSubset) return undefined;
     throw error;
   }
 }
 
-class Scanner {
-  #root: FastMap | null = null;
-  /** The pair whose value may still come as `- item` lines, and that list once it began. */
-  #open: FastMap["items"][number] | null = null;
-  #openSeq: FastSeq | null = null;
-  /** Whether `---` was seen. */
-  #started = false;
-  #lineStart = 0;
-  #line = 1;
-
-  constructor(readonly text: string) {}
-
-  document(): FastDocument {
-    for (let start = 0; start < this.text.length; this.#line++) {
-      const newline = this.text.indexOf("\n", start);
-      const end = newline < 0 ? this.text.length : newline;
-      this.#lineStart = start;
-      this.lineAt(start, end);
-      start = end + 1;
+function readLines(lines: readonly string[]): FastDocument {
+  let root: FastMap | null = null;
+  // The pair whose value may still come as `- item` lines, and that list once it began.
+  let open: FastMap["items"][number] | null = null;
+  let openSeq: FastSeq | null = null;
+  let documentStarted = false;
+  for (const [index, line] of lines.entries()) {
+    const number = index + 1;
+    const indent = skipSpaces(line, 0);
+    if (indent === line.length || line[indent] === "#") continue;
+    if (line[indent] === "-" && (indent + 1 === line.length || line[indent + 1] === " ")) {
+      // `- item` (or `-` alone) under the last `key:`; every item at one indentation.
+      if (open === null) throw outOfSubset;
+      if (openSeq === null) open.value = openSeq = new FastSeq(number, indent + 1);
+      else if (openSeq.column !== indent + 1) throw outOfSubset;
+      const at = skipSpaces(line, indent + 1);
+      const value = lineValue(line, number, at, false) as FastScalar | undefined;
+      openSeq.items.push(value ?? new FastScalar(null, number, at + 1));
+      continue;
     }
-    return { contents: this.#root };
-  }
-
-  private lineAt(start: number, end: number): void {
-    const text = this.text;
-    const at = this.skipSpaces(start, end);
-    const first = text.charCodeAt(at);
-    if (at === end || first === hash) return;
-    if (first === dash && (at + 1 === end || text.charCodeAt(at + 1) === space)) {
-      return this.item(at, end);
-    }
-    if (at !== start) throw outOfSubset;
-    if (this.#root === null && !this.#started && first === dash && text.startsWith("---", at)) {
-      this.#started = true;
+    if (indent > 0) throw outOfSubset;
+    if (root === null && !documentStarted && line.startsWith("---")) {
       // One document start marker before everything, alone on its line or before a comment.
-      if (this.restIsEmpty(at + 3, end)) return;
+      documentStarted = true;
+      if (restIsEmpty(line, 3)) continue;
       throw outOfSubset;
     }
-    this.keyLine(at, end);
+    // `key:` (a list may follow), `key: scalar` or `key: [flow, list]`; a plain key is a string.
+    const keyMatch = keyPattern.exec(line);
+    const key = keyMatch?.[1] ?? keyMatch?.[2] ?? resolvePlain(keyMatch?.[3] ?? "");
+    if (typeof key !== "string" || !keyMatch) throw outOfSubset;
+    const at = keyMatch[0].length;
+    const value = lineValue(line, number, at, true);
+    const pair = {
+      key: new FastScalar(key, number, 1),
+      value: value ?? new FastScalar(null, number, at + 1),
+    };
+    (root ??= new FastMap()).items.push(pair);
+    open = value ? null : pair;
+    openSeq = null;
   }
+  return { contents: root };
+}
 
-  /** `key:` (a list may follow), `key: scalar` or `key: [flow, list]`. */
-  private keyLine(at: number, end: number): void {
-    const text = this.text;
-    let after = at;
-    let key: Value | typeof outOfSubset;
-    if (isQuote(text.charCodeAt(at))) {
-      after = this.quotedEnd(at, end) + 1;
-      key = text.slice(at + 1, after - 1);
-    } else {
-      const inKey = (code: number) => isPlainChar(code) && code !== colon;
-      while (after < end && inKey(text.charCodeAt(after))) after++;
-      // Empty or not a string: not a key of the subset.
-      key = resolvePlain(text.slice(at, after));
+/** From `at`, a scalar (or, if `flowList`, `[a, b]`) and at most a comment; undefined if none. */
+function lineValue(line: string, number: number, at: number, flowList: boolean) {
+  if (at === line.length || line[at] === "#") return undefined;
+  let node: FastScalar | FastSeq;
+  let next: number;
+  if (flowList && line[at] === "[") {
+    // `[a, "b", c]` on one line; a trailing comma is allowed, as in YAML.
+    node = new FastSeq(number, at + 1);
+    for (next = skipSpaces(line, at + 1); line[next] !== "]";) {
+      const item = scalarAt(line, number, next);
+      node.items.push(item.node);
+      next = skipSpaces(line, item.next);
+      if (line[next] === ",") next = skipSpaces(line, next + 1);
+      else if (line[next] !== "]") throw outOfSubset;
     }
-    if (typeof key !== "string" || after >= end || text.charCodeAt(after) !== colon) {
-      throw outOfSubset;
-    }
-    after++;
-    if (after < end && text.charCodeAt(after) !== space) throw outOfSubset;
-    const valueAt = this.skipSpaces(after, end);
-    const value = this.lineValue(valueAt, end, true);
-    const pair = { key: this.scalar(key, at), value: value ?? this.scalar(null, valueAt) };
-    (this.#root ??= new FastMap()).items.push(pair);
-    this.#open = value ? null : pair;
-    this.#openSeq = null;
+    next++;
+  } else {
+    ({ node, next } = scalarAt(line, number, at));
   }
+  if (!restIsEmpty(line, next)) throw outOfSubset;
+  return node;
+}
 
-  /** `- item` (or `-` alone) under the last `key:`; every item at one indentation. */
-  private item(dashAt: number, end: number): void {
-    if (this.#open === null) throw outOfSubset;
-    const column = dashAt - this.#lineStart + 1;
-    if (this.#openSeq === null) {
-      this.#openSeq = new FastSeq(this.#line, column);
-      this.#open.value = this.#openSeq;
-    } else if (this.#openSeq.column !== column) {
-      throw outOfSubset;
-    }
-    const at = this.skipSpaces(dashAt + 1, end);
-    const value = this.lineValue(at, end, false) as FastScalar | undefined;
-    this.#openSeq.items.push(value ?? this.scalar(null, at));
-  }
+function scalarAt(line: string, number: number, at: number): { node: FastScalar; next: number } {
+  scalarPattern.lastIndex = at;
+  const match = scalarPattern.exec(line);
+  const token = match?.[0] ?? "";
+  // Empty, or a value of another tag: not in the subset.
+  const value = match?.[1] ?? match?.[2] ?? resolvePlain(token);
+  if (value === outOfSubset) throw outOfSubset;
+  return { node: new FastScalar(value, number, at + 1), next: at + token.length };
+}
 
-  /**
-   * The rest of a line from `at`: undefined when empty or a comment, else a scalar (or, if
-   * `flowList`, `[a, b]`) and at most a comment.
-   */
-  private lineValue(at: number, end: number, flowList: boolean): FastScalar | FastSeq | undefined {
-    if (at === end || this.text.charCodeAt(at) === hash) return undefined;
-    const value = flowList && this.text.charCodeAt(at) === openBracket
-      ? this.flowSeq(at, end)
-      : this.value(at, end, false);
-    if (!this.restIsEmpty(value.next, end)) throw outOfSubset;
-    return value.node;
-  }
-
-  /** `[a, "b", c]` on one line; a trailing comma is allowed, as in YAML. */
-  private flowSeq(open: number, end: number): { node: FastSeq; next: number } {
-    const text = this.text;
-    const seq = new FastSeq(this.#line, open - this.#lineStart + 1);
-    let at = open + 1;
-    for (;;) {
-      at = this.skipSpaces(at, end);
-      if (at >= end) throw outOfSubset;
-      if (text.charCodeAt(at) === closeBracket) {
-        // `[]` or `[a, b,]`; `[,]` is an error for the full parse to word.
-        if (seq.items.length === 0 && text.charCodeAt(at - 1) === comma) throw outOfSubset;
-        return { node: seq, next: at + 1 };
-      }
-      const value = this.value(at, end, true);
-      seq.items.push(value.node);
-      at = this.skipSpaces(value.next, end);
-      const code = text.charCodeAt(at);
-      if (code === comma) at++;
-      else if (code !== closeBracket) throw outOfSubset;
-    }
-  }
-
-  /** A quoted or plain scalar starting at `at`; `next` is just after it. */
-  private value(at: number, end: number, flow: boolean): { node: FastScalar; next: number } {
-    const text = this.text;
-    if (isQuote(text.charCodeAt(at))) {
-      const close = this.quotedEnd(at, end);
-      return { node: this.scalar(text.slice(at + 1, close), at), next: close + 1 };
-    }
-    let stop = at;
-    while (stop < end && isPlainChar(text.charCodeAt(stop))) stop++;
-    const next = text.charCodeAt(stop);
-    // A plain scalar ends at the line's end, at a space (then only a comment may follow) or,
-    // in a flow list, at the comma or bracket; a trailing ":" would make it a mapping key.
-    if (
-      !(stop === end || next === space || (flow && (next === comma || next === closeBracket))) ||
-      text.charCodeAt(stop - 1) === colon
-    ) {
-      throw outOfSubset;
-    }
-    // Empty, or a value of another tag: not in the subset.
-    const value = resolvePlain(text.slice(at, stop));
-    if (value === outOfSubset) throw outOfSubset;
-    return { node: this.scalar(value, at), next: stop };
-  }
-
-  /** The closing quote of a one-line quoted scalar without escapes. */
-  private quotedEnd(open: number, end: number): number {
-    const text = this.text;
-    const quote = text[open];
-    const close = text.indexOf(quote, open + 1);
-    if (close < 0 || close >= end) throw outOfSubset;
-    // An escape (\ in double quotes, '' in single quotes) is left to the full parse.
-    if (quote === '"' && text.slice(open + 1, close).includes("\\")) throw outOfSubset;
-    if (quote === "'" && text.charCodeAt(close + 1) === singleQuote) throw outOfSubset;
-    return close;
-  }
-
-  /** Only spaces, then optionally a comment (which needs a space before it). */
-  private restIsEmpty(at: number, end: number): boolean {
-    const after = this.skipSpaces(at, end);
-    return after === end || (after > at && this.text.charCodeAt(after) === hash);
-  }
-
-  private skipSpaces(at: number, end: number): number {
-    while (at < end && this.text.charCodeAt(at) === space) at++;
-    return at;
-  }
-
-  private scalar(value: Value, at: number): FastScalar {
-    return new FastScalar(value, this.#line, at - this.#lineStart + 1);
-  }
+function skipSpaces(line: string, at: number): number {
+  while (line[at] === " ") at++;
+  return at;
 }

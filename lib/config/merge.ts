@@ -18,10 +18,13 @@ import {
 } from "../net/cidr.ts";
 import type { FileConfig } from "./parse.ts";
 import type { ConfigProblem } from "../base/problems.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import { builtIn, formatLocation, type Located } from "../base/source.ts";
 
 /** The one configuration the agent applies, every value with where it came from. */
-export interface EffectiveConfig {
+export interface EffectiveConfig
+  extends
+    Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface"> {
   /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
   /** The union of the files' CIDRs, first occurrence first; the defaults while no file names it. */
@@ -36,14 +39,6 @@ export interface EffectiveConfig {
   readonly masqLinkLocal: Located<boolean>;
   /** True when any file says so. */
   readonly masqLinkLocalIPv6: Located<boolean>;
-  /** From a `resyncInterval` key, in milliseconds; undefined means "use --resync-interval". */
-  readonly resyncInterval?: Located<number>;
-  /** `outputAddress`: IPv4 traffic is SNATed to it instead of masqueraded; absent: MASQUERADE. */
-  readonly outputAddress?: Located<IpAddress>;
-  /** `outputAddressIPv6`: the same for IPv6. */
-  readonly outputAddressIPv6?: Located<IpAddress>;
-  /** `outputInterface`: only traffic leaving by it is masqueraded (or SNATed); absent: any. */
-  readonly outputInterface?: Located<string>;
 }
 
 /** Something an operator should look at that does not make the config invalid. */
@@ -88,10 +83,7 @@ export const reservedRanges = [
 ] as const;
 
 /** The flags that change the merge. */
-export interface MergeOptions {
-  /** `--nomasq-all-reserved-ranges`: the defaults cover every reserved IPv4 range. */
-  readonly nomasqAllReservedRanges: boolean;
-}
+export type MergeOptions = Readonly<Pick<AgentFlags, "nomasqAllReservedRanges">>;
 
 /**
  * Merges the files in their sorted order; the first occurrence of a CIDR sets the rule order and
@@ -105,23 +97,20 @@ export interface MergeOptions {
  *
  * const file = (path: string, text: string) => {
  *   const parsed = parseConfigFile(path, new TextEncoder().encode(text), { enableIpv6: false });
- *   if (!parsed.ok) throw new Error(parsed.error[0].message);
+ *   assert.ok(parsed.ok);
  *   return parsed.value;
  * };
  * const options = { nomasqAllReservedRanges: false };
- * const { config, findings } = mergeConfigs([
- *   file("/etc/config/ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n"),
- *   file("/etc/config/ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n"),
- * ], options);
+ * const a = file("ip-masq-a", "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: false\n");
+ * const b = file("ip-masq-b", "nonMasqueradeCIDRs: [10.1.0.0/16]\nmasqLinkLocal: true\n");
+ * const { config, findings } = mergeConfigs([a, b], options);
  * const texts = config.nonMasqueradeCidrs.map((cidr) => cidr.value.text);
  * assert.deepEqual(texts, ["10.0.0.0/8", "10.1.0.0/16"]);
  * assert.equal(config.masqLinkLocal.value, true);
  * const kinds = findings.map((finding) => finding.kind);
  * assert.deepEqual(kinds, ["conflicting-boolean", "contained-cidr"]);
- *
  * // A file that does not name nonMasqueradeCIDRs keeps the defaults (v1).
- * const kept = mergeConfigs([file("/etc/config/ip-masq-agent", "masqLinkLocal: true\n")], options);
- * assert.equal(kept.config.defaultNonMasqueradeCidrs, true);
+ * const kept = mergeConfigs([file("ip-masq-agent", "masqLinkLocal: true\n")], options);
  * assert.equal(kept.config.nonMasqueradeCidrs.length, 3);
  * ```
  */
@@ -141,18 +130,15 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
     masqLinkLocalIPv6: orBooleans(files, "masqLinkLocalIPv6", findings),
     resyncInterval: shortestResync(files, findings),
   };
-  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs));
-  findings.push(...exceptionFindings(config));
+  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs), ...exceptionFindings(config));
   findings.push(
     ...nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source"),
   );
   const problems = contradictions(config);
-  const output = {
-    ...singleValue(files, "outputAddress", problems),
-    ...singleValue(files, "outputAddressIPv6", problems),
-    ...singleValue(files, "outputInterface", problems),
-  };
-  return { config: { ...config, ...output }, findings, problems };
+  for (const key of ["outputAddress", "outputAddressIPv6", "outputInterface"] as const) {
+    Object.assign(config, singleValue(files, key, problems));
+  }
+  return { config, findings, problems };
 }
 
 /** One value for the whole node: repeated is fine (the first is kept), two differ is a problem. */
@@ -240,10 +226,7 @@ function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
   return shortest;
 }
 
-function cidrFindings(
-  cidrs: readonly Located<Cidr>[],
-  exceptions: readonly Located<Cidr>[],
-): Finding[] {
+function cidrFindings(cidrs: readonly Located<Cidr>[], exceptions: readonly Located<Cidr>[]) {
   // Built on first use: only a contained CIDR asks, and indexing 100,000 CIDRs costs ~50 ms.
   let longestExemption: ((cidr: Cidr) => Cidr | undefined) | undefined;
   let longestException: ((cidr: Cidr) => Cidr | undefined) | undefined;
@@ -303,16 +286,13 @@ function nestingFindings(
  */
 function firstContainers(cidrs: readonly Located<Cidr>[]): Map<Located<Cidr>, Located<Cidr>> {
   // Positions sorted by CIDR, so the list order is the position itself (no Map of 100,000).
-  const sorted = cidrs.map((_, index) => index).sort((a, b) =>
-    compareCidrs(cidrs[a].value, cidrs[b].value) || a - b
-  );
+  // sort() is stable: equal CIDRs keep their list order.
+  const sorted = [...cidrs.keys()].sort((a, b) => compareCidrs(cidrs[a].value, cidrs[b].value));
   const open: number[] = [];
   const containers = new Map<Located<Cidr>, Located<Cidr>>();
   for (const index of sorted) {
     const cidr = cidrs[index];
-    while (open.length > 0 && !contains(cidrs[open[open.length - 1]].value, cidr.value)) {
-      open.pop();
-    }
+    while (open.length > 0 && !contains(cidrs[open[open.length - 1]].value, cidr.value)) open.pop();
     if (open.length > 0) containers.set(cidr, cidrs[Math.min(...open)]);
     open.push(index);
   }
@@ -329,13 +309,10 @@ function exceptionFindings(config: EffectiveConfig): Finding[] {
     ...(config.masqLinkLocal.value ? [] : [linkLocalRanges.ipv4]),
     ...(config.masqLinkLocalIPv6.value ? [] : [linkLocalRanges.ipv6]),
   ].map(parseBuiltInCidr);
-  const around = longestContaining(
-    [...linkLocal, ...config.nonMasqueradeCidrs.map((cidr) => cidr.value)],
-    { orEqual: true },
-  );
-  return config.masqueradeCidrs.filter((exception) => around(exception.value) === undefined).map((
-    exception,
-  ) => ({
+  const exempt = [...linkLocal, ...config.nonMasqueradeCidrs.map((cidr) => cidr.value)];
+  const around = longestContaining(exempt, { orEqual: true });
+  const ineffective = config.masqueradeCidrs.filter((exception) => !around(exception.value));
+  return ineffective.map((exception) => ({
     kind: "ineffective-exception",
     message: `masqueradeCIDRs ${exception.value.text} at ${formatLocation(exception.at)} lies ` +
       "inside no non-masquerade range and has no effect (such traffic is masqueraded anyway)",

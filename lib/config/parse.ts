@@ -22,6 +22,7 @@ import { parseInterfaceName, parseOutputAddress } from "../settings/output.ts";
 import { quoteInput } from "../base/quote.ts";
 import { err, ok, type Result } from "../base/result.ts";
 import { type LocatedSetting, parseSetting, settingKeyNames } from "../settings/keys.ts";
+import type { AgentFlags } from "../settings/flags.ts";
 import type { Located, SourceLocation } from "../base/source.ts";
 
 /** Which entries of the config directory are config files: those whose name starts with this. */
@@ -43,23 +44,6 @@ export type ConfigDirContents =
     readonly files: readonly ConfigFileBytes[];
     readonly ignored?: readonly string[];
   };
-
-/**
- * Whether a directory entry is worth a warning for its name: not hidden (kubelet's `..data` and
- * timestamped directories are) and not a config file (v1's ConfigMap key `config`, or a typo).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ignoredForItsName } from "./parse.ts";
- * assert.equal(ignoredForItsName("config"), true);
- * assert.equal(ignoredForItsName("ip-masq-agent"), false);
- * assert.equal(ignoredForItsName("..data"), false);
- * ```
- */
-export function ignoredForItsName(name: string): boolean {
-  return !name.startsWith(".") && !name.startsWith(configFilePrefix);
-}
 
 /** The warning for an entry ignored for its name; `dir` is the config directory. */
 export function ignoredEntryMessage(dir: string, name: string): string {
@@ -86,23 +70,20 @@ export interface FileConfig {
   readonly masqLinkLocalIPv6?: Located<boolean>;
   /** `cidrLimit`, or {@link defaultCidrLimit}; already checked against the list. */
   readonly cidrLimit: number;
-  /** In milliseconds. */
+  /** `resyncInterval`, in milliseconds; undefined means "use --resync-interval". */
   readonly resyncInterval?: Located<number>;
   /** The settings that are also flags (`masqChain`, `toPorts`, ...), in file order. */
   readonly settings?: readonly LocatedSetting[];
-  /** `outputAddress`: the IPv4 address the last rules SNAT to instead of MASQUERADE. */
+  /** `outputAddress`: IPv4 traffic is SNATed to it instead of masqueraded; absent: MASQUERADE. */
   readonly outputAddress?: Located<IpAddress>;
   /** `outputAddressIPv6`: the same for IPv6. */
   readonly outputAddressIPv6?: Located<IpAddress>;
-  /** `outputInterface`: masquerade only what leaves by this interface (`eth+`: a wildcard). */
+  /** `outputInterface`: only what leaves by it (`eth+`: a wildcard) is masqueraded or SNATed. */
   readonly outputInterface?: Located<string>;
 }
 
-/** What a file's validity depends on beyond its own text. */
-export interface ParseOptions {
-  /** IPv6 CIDRs are an error without `--enable-ipv6`: they would silently do nothing. */
-  readonly enableIpv6: boolean;
-}
+/** Beyond its text, a file's validity depends on `--enable-ipv6`: without it IPv6 does nothing. */
+export type ParseOptions = Readonly<Pick<AgentFlags, "enableIpv6">>;
 
 /** The most CIDRs a file may list when it sets no `cidrLimit` (upstream's default). */
 export const defaultCidrLimit = 64;
@@ -140,9 +121,8 @@ type CidrListKey = typeof cidrListKeys[number];
  *
  * const parsed = parse("nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: true\n");
  * assert.ok(parsed.ok);
- * const [cidr] = parsed.value.nonMasqueradeCidrs;
- * assert.deepEqual(cidr.at, { file: "f", line: 2, column: 5 });
- * assert.equal(cidr.value.text, "10.0.0.0/8");
+ * const [{ value, at }] = parsed.value.nonMasqueradeCidrs;
+ * assert.deepEqual([value.text, at.line, at.column], ["10.0.0.0/8", 2, 5]);
  * const typo = parse("nonMasqueradeCIDR: []\n");
  * assert.ok(!typo.ok);
  * assert.match(typo.error[0].message, /unknown key; did you mean "nonMasqueradeCIDRs"\?/);
@@ -186,13 +166,16 @@ export function parseConfigText(
   text: string,
   options: ParseOptions,
 ): Result<FileConfig, ConfigProblem[]> {
-  const fast = takePrepared(file, text) ?? parseFastYaml(text);
+  // The fast reading prepareParse kept for this very text is taken, once.
+  const kept = prepared.get(file);
+  const fast = kept?.text === text && kept.fast ? kept.fast : parseFastYaml(text);
+  if (kept?.text === text) kept.fast = null;
   if (fast === undefined) return parseConfigTextFully(file, text, options);
   const locate = (node: Node | null | undefined): SourceLocation => {
     const at = node as unknown as FastScalar | null | undefined;
     return at ? { file, line: at.line, column: at.column } : { file };
   };
-  return new FileValidator(file, options, locate, fast as unknown as ValidatedDocument).validate();
+  return new FileValidator(file, options, locate, fast).validate();
 }
 
 /** {@link parseConfigText} through the full YAML parse, whatever the text's shape. */
@@ -209,11 +192,8 @@ export function parseConfigTextFully(
   const parsed = loadedFullYaml.parseYamlDocument(file, text);
   if (!parsed.ok) return parsed;
   const { document, locate } = parsed.value;
-  return new FileValidator(file, options, locate, document as ValidatedDocument).validate();
+  return new FileValidator(file, options, locate, document).validate();
 }
-
-/** What the validator reads of a document: the full parse's, or the fast path's look-alike. */
-type ValidatedDocument = Pick<Document.Parsed, "contents">;
 
 let loadedFullYaml: typeof import("./full_parse.ts") | undefined;
 const loadFullYaml = async () => void (loadedFullYaml ??= await import("./full_parse.ts"));
@@ -255,14 +235,6 @@ export async function prepareParse(contents: ConfigDirContents): Promise<void> {
   }
 }
 
-function takePrepared(file: string, text: string): FastDocument | undefined {
-  const entry = prepared.get(file);
-  if (entry?.text !== text || entry.fast === null) return undefined;
-  const { fast } = entry;
-  entry.fast = null;
-  return fast;
-}
-
 // The `yaml` package's node identity (nodes/identity.js), which the fast path's nodes carry too:
 // the validator tells nodes apart without loading the package.
 const nodeOf = <T>(kind: string) => {
@@ -296,11 +268,12 @@ class FileValidator {
     readonly file: string,
     readonly options: ParseOptions,
     readonly locate: (node: Node | null | undefined) => SourceLocation,
-    readonly document: ValidatedDocument,
+    // The full parse's document, or the fast path's look-alike: only its contents are read.
+    readonly document: { readonly contents: unknown },
   ) {}
 
   validate(): Result<FileConfig, ConfigProblem[]> {
-    const root = this.resolve(this.document.contents);
+    const root = this.resolve(this.document.contents as Node | null);
     // An empty file, or one holding only `null`, is a present file with no keys, as in Go.
     if (root === null || (isScalar(root) && root.value === null)) return this.result();
     if (!isMap(root)) {
@@ -316,9 +289,17 @@ class FileValidator {
         : typeof keyNode.value === "symbol"
         ? keyNode.value.description
         : String(keyNode.value);
-      const key = keyText === undefined ? undefined : matchKey(keyText);
+      if (keyText === undefined) {
+        this.problem(keyNode, undefined, "keys must be plain strings");
+        continue;
+      }
+      // Go's encoding/json tries an exact match first, then a case-insensitive one.
+      const key = knownKeys.find((known) => known === keyText) ??
+        knownKeys.find((known) => known.toLowerCase() === keyText.toLowerCase());
       if (key === undefined) {
-        this.unknownKey(keyNode, keyText);
+        const suggestion = closestKey(keyText);
+        const hint = suggestion ? `; did you mean "${suggestion}"?` : "";
+        this.problem(keyNode, keyText, `unknown key${hint} (known keys: ${knownKeys.join(", ")})`);
         continue;
       }
       const earlier = this.#seenKeys.get(key);
@@ -338,7 +319,6 @@ class FileValidator {
     // Go's JSON decoding leaves a field untouched for null, so `masqLinkLocal:` with no value
     // means "not set" upstream; configs that work there must work here.
     if (value === null || (isScalar(value) && value.value === null)) return;
-    const values = this.#values;
     switch (key) {
       case "nonMasqueradeCIDRs":
       case "masqueradeCIDRs":
@@ -346,7 +326,7 @@ class FileValidator {
         return this.validateCidrList(key, value, keyNode);
       case "masqLinkLocal":
       case "masqLinkLocalIPv6":
-        values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
+        this.#values[key] = this.scalar(key, value, "true or false", isBoolean, ok);
         return;
       case "cidrLimit":
         this.#cidrLimit = this.scalar(key, value, "a whole number", isInteger, (limit) => {
@@ -356,7 +336,7 @@ class FileValidator {
         return;
       case "resyncInterval": {
         const wanted = 'a Go duration string such as "60s"';
-        values[key] = this.scalar(key, value, wanted, isString, (text) => {
+        this.#values[key] = this.scalar(key, value, wanted, isString, (text) => {
           const parsed = parseGoDuration(text);
           const { min, max } = resyncIntervalBoundsMs;
           if (!parsed.ok || (parsed.value >= min && parsed.value <= max)) return parsed;
@@ -367,7 +347,7 @@ class FileValidator {
       case "outputAddress":
       case "outputAddressIPv6": {
         const family = key === "outputAddress" ? "ipv4" : "ipv6";
-        values[key] = this.scalar(key, value, "an address string", isString, (text) => {
+        this.#values[key] = this.scalar(key, value, "an address string", isString, (text) => {
           const parsed = parseOutputAddress(text, family);
           if (!parsed.ok || family === "ipv4" || this.options.enableIpv6) return parsed;
           return err(`${parsed.value.text} is for IPv6 ${ipv6NotEnabled}`);
@@ -376,7 +356,7 @@ class FileValidator {
       }
       case "outputInterface": {
         const wanted = 'an interface name string such as "eth0"';
-        values[key] = this.scalar(key, value, wanted, isString, parseInterfaceName);
+        this.#values[key] = this.scalar(key, value, wanted, isString, parseInterfaceName);
         return;
       }
       default: {
@@ -418,16 +398,12 @@ class FileValidator {
     accepts: (raw: unknown) => raw is V,
     parse: (raw: V) => Result<T, string>,
   ): Located<T> | undefined {
-    if (!isScalar(node) || !accepts(node.value)) {
-      this.problem(node, key, `must be ${wanted}, got ${describe(node)}`);
-      return undefined;
-    }
-    const parsed = parse(node.value);
-    if (!parsed.ok) {
-      this.problem(node, key, parsed.error);
-      return undefined;
-    }
-    return { value: parsed.value, at: this.locate(node) };
+    const parsed = isScalar(node) && accepts(node.value)
+      ? parse(node.value)
+      : err(`must be ${wanted}, got ${describe(node)}`);
+    if (parsed.ok) return { value: parsed.value, at: this.locate(node) };
+    this.problem(node, key, parsed.error);
+    return undefined;
   }
 
   private checkCidrLimit(): void {
@@ -439,30 +415,15 @@ class FileValidator {
       ? `cidrLimit is ${limit} (line ${this.#cidrLimit.at.line})`
       : `the default cidrLimit is ${limit}; raise it with a cidrLimit key`;
     // One list keeps upstream's wording; several name what was added up.
-    const key = listed[0];
-    const counted = listed.length === 1
-      ? `has ${total} CIDRs`
-      : `has ${total} CIDRs in ${listed.map((k) => `${k} (${this.#cidrs[k].length})`).join(", ")}`;
-    this.#problems.push({
-      at: this.#seenKeys.get(key) ?? { file: this.file },
-      key,
-      message: `${counted} but ${limitSource}`,
-    });
-  }
-
-  private unknownKey(keyNode: Node | null, keyText: string | undefined): void {
-    if (keyText === undefined) {
-      this.problem(keyNode, undefined, "keys must be plain strings");
-      return;
-    }
-    const suggestion = closestKey(keyText);
-    const hint = suggestion ? `; did you mean "${suggestion}"?` : "";
-    this.problem(keyNode, keyText, `unknown key${hint} (known keys: ${knownKeys.join(", ")})`);
+    const counts = listed.map((key) => `${key} (${this.#cidrs[key].length})`).join(", ");
+    const counted = listed.length === 1 ? `has ${total} CIDRs` : `has ${total} CIDRs in ${counts}`;
+    const [key] = listed;
+    const at = this.#seenKeys.get(key) ?? { file: this.file };
+    this.#problems.push({ at, key, message: `${counted} but ${limitSource}` });
   }
 
   private resolve(node: Node | null | undefined): Node | null {
-    if (node === null || node === undefined) return null;
-    if (!isAlias(node)) return node;
+    if (!isAlias(node)) return node ?? null;
     return (node.resolve(this.document as Document.Parsed) as Node | undefined) ?? null;
   }
 
@@ -489,12 +450,6 @@ class FileValidator {
   }
 }
 
-/** Go's encoding/json tries an exact match first, then a case-insensitive one. */
-function matchKey(text: string): KnownKey | undefined {
-  return knownKeys.find((key) => key === text) ??
-    knownKeys.find((key) => key.toLowerCase() === text.toLowerCase());
-}
-
 function closestKey(text: string): KnownKey | undefined {
   const distance = (key: string) => editDistance(key.toLowerCase(), text.toLowerCase());
   const best = knownKeys.reduce((a, b) => (distance(b) < distance(a) ? b : a));
@@ -507,25 +462,19 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j] + 1,
-        current[j - 1] + 1,
-        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, substitution);
     }
     previous = current;
   }
   return previous[b.length];
 }
 
-function describe(node: Node | null): string {
-  if (node === null) return "nothing";
+function describe(node: Node): string {
   if (isMap(node)) return "a mapping";
   if (isSeq(node)) return "a list";
-  if (isScalar(node)) {
-    if (node.value === null) return "null";
-    if (typeof node.value === "string") return `the string ${quoteInput(node.value)}`;
-    return `${typeof node.value} ${String(node.value)}`;
-  }
-  return "an unsupported value";
+  if (!isScalar(node)) return "an unsupported value";
+  if (node.value === null) return "null";
+  if (typeof node.value === "string") return `the string ${quoteInput(node.value)}`;
+  return `${typeof node.value} ${String(node.value)}`;
 }

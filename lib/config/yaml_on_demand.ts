@@ -7,5 +7,3 @@
  */
 
 (globalThis as Record<symbol, unknown>)[Symbol.for("ip-masq-agent.yaml-on-demand")] = true;
-
-export {};
