@@ -6,15 +6,14 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import { ForeignChainError } from "../base/errors.ts";
 import {
-  foreignRuleOf,
   type LiveNatTable,
   ownJumpTargets,
   parseNatTable,
   type Plan,
   planCleanup,
   planReconcile,
+  refuseForeignChain,
 } from "./plan.ts";
 import type { NatTableClient } from "./client.ts";
 import { type Dataplane, inSync, VerifiedReads } from "../policy/dataplane.ts";
@@ -84,8 +83,7 @@ export function iptablesDataplane(
       if (verified.read(family, desired, listing)) return { othersChains: others[family] };
       const ours = parseNatTable(listing.join(""));
       // Refused before the whole table is read: another tool's chain is never ours to plan.
-      const foreign = foreignRuleOf(ours, desired.chain);
-      if (foreign !== undefined) throw new ForeignChainError(desired.chain, family, foreign);
+      refuseForeignChain(ours, desired.chain, family);
       const staleTargets = [...ownJumpTargets(ours)].filter((target) => target !== desired.chain);
       for (const target of staleTargets) {
         if (!removed[family].has(target) || others[family].has(target)) continue;
@@ -103,8 +101,7 @@ export function iptablesDataplane(
     readForRemoval: async (family, signal) => {
       const ours = parseNatTable((await listOurs(clients[family], chain, signal)).join(""));
       if (nothingOurs(ours)) return { table: ours, othersChains: new Set<string>() };
-      const foreign = foreignRuleOf(ours, chain);
-      if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
+      refuseForeignChain(ours, chain, family);
       const table = parseNatTable(await clients[family].listTable(signal));
       return { table, othersChains: new Set() };
     },

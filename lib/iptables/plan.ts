@@ -101,26 +101,27 @@ export function ownJumpTargets(live: LiveNatTable): Set<string> {
 }
 
 /**
- * The first rule in `chain` that makes it another tool's, or undefined when it is ours to write:
+ * Throws {@link ForeignChainError} when `chain` is another tool's. It is ours to write when
  * missing, empty, only our rules (by comment), or reached by our jump and holding a rule of ours
  * (someone inserted into our chain: drift to repair). Others' chains are never touched.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { foreignRuleOf, parseNatTable } from "./plan.ts";
- * const kubeProxy = "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN";
- * const live = parseNatTable(`-N KUBE-POSTROUTING\n${kubeProxy}\n`);
- * assert.equal(foreignRuleOf(live, "KUBE-POSTROUTING"), kubeProxy);
- * assert.equal(foreignRuleOf(live, "IP-MASQ-AGENT"), undefined);
+ * import { parseNatTable, refuseForeignChain } from "./plan.ts";
+ * const live = parseNatTable("-N KUBE-POSTROUTING\n-A KUBE-POSTROUTING -j RETURN\n");
+ * assert.throws(() => refuseForeignChain(live, "KUBE-POSTROUTING", "ipv4"), /KUBE-POSTROUTING/);
+ * refuseForeignChain(live, "IP-MASQ-AGENT", "ipv4");
  * ```
  */
-export function foreignRuleOf(live: LiveNatTable, chain: string): string | undefined {
+export function refuseForeignChain(live: LiveNatTable, chain: string, family: Family): void {
   const rules = live.rules.get(chain) ?? [];
   const foreign = rules.find((rule) => !isOwnChainRule(rule));
-  if (foreign === undefined) return undefined;
+  if (foreign === undefined) return;
   const reachedByOurJump = ownJumps(live).some((jump) => jump.chain === chain);
-  return reachedByOurJump && rules.some(isOwnChainRule) ? undefined : foreign;
+  if (!reachedByOurJump || !rules.some(isOwnChainRule)) {
+    throw new ForeignChainError(chain, family, foreign);
+  }
 }
 
 /**
@@ -135,19 +136,16 @@ export function planReconcile(
   const drift: Drift[] = [];
   const tx = new NatTransaction();
   const chain = desired.chain;
-  const foreign = foreignRuleOf(live, chain);
-  if (foreign !== undefined) throw new ForeignChainError(chain, desired.family, foreign);
+  refuseForeignChain(live, chain, desired.family);
   const wantedRules = chainRuleLines(desired);
-  const liveRules = live.rules.get(chain) ?? [];
+  // Shown without the `-A CHAIN` the message already names.
+  const difference = live.chains.has(chain) &&
+    ruleListDifference(wantedRules, live.rules.get(chain) ?? [], (line) => line.slice(3));
 
   if (!live.chains.has(chain)) {
     drift.push({ kind: "chain-missing", message: `chain ${chain} does not exist` });
-  } else {
-    // Shown without the `-A CHAIN` the message already names.
-    const difference = ruleListDifference(wantedRules, liveRules, (line) => line.slice(3));
-    if (difference) {
-      drift.push({ kind: "chain-differs", message: `chain ${chain} differs (${difference})` });
-    }
+  } else if (difference) {
+    drift.push({ kind: "chain-differs", message: `chain ${chain} differs (${difference})` });
   }
   if (drift.length > 0) {
     tx.declareChain(chain);
@@ -200,8 +198,7 @@ export function planReconcile(
  * `chain` is another tool's: `--cleanup` with such a name is a mistake to report, not a no-op.
  */
 export function planCleanup(chain: string, live: LiveNatTable, family: Family = "ipv4"): Plan {
-  const foreign = foreignRuleOf(live, chain);
-  if (foreign !== undefined) throw new ForeignChainError(chain, family, foreign);
+  refuseForeignChain(live, chain, family);
   const drift: Drift[] = [];
   const tx = new NatTransaction();
   for (const name of new Set([chain, ...ownJumps(live).map((jump) => jump.chain)])) {
