@@ -77,6 +77,7 @@ function parseRule(line: string) {
       const module = words[i + 1]?.text ?? "";
       const options: ModuleOption[] = [];
       i += 2;
+      const optionsAt = i;
       while (i < words.length) {
         const neg = words[i].text === "!" && !words[i].quoted;
         const next = words[i + (neg ? 1 : 0)];
@@ -87,7 +88,8 @@ function parseRule(line: string) {
         const values = words.slice(start, i).map((word) => word.text);
         options.push({ negated: neg, name: next.text, values });
       }
-      matches.push(moduleMatch(module, options));
+      const shown = ["-m", module, ...words.slice(optionsAt, i).map((word) => word.text)];
+      matches.push(moduleMatch(module, options, shown.join(" ")));
       continue;
     }
     const value = words[i + 1]?.text ?? "";
@@ -120,11 +122,7 @@ function topLevelMatch(option: string, value: string, negated: boolean, shown: s
   };
 }
 
-function moduleMatch(module: string, options: readonly ModuleOption[]): Match {
-  const shown = `-m ${module}${
-    options.map((o) => ` ${o.negated ? "! " : ""}${o.name}${o.values.map((v) => ` ${v}`).join("")}`)
-      .join("")
-  }`;
+function moduleMatch(module: string, options: readonly ModuleOption[], shown: string): Match {
   if (module === "comment") return () => true;
   if (module === "mark") return markMatch(options, shown);
   if (module !== "addrtype") return () => ({ unknown: shown });
