@@ -254,13 +254,10 @@ export function traceLive(
     memo.set(memoKey, result);
     return result;
   };
-  const seen = new Set<string>();
-  return walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING").filter((outcome) => {
-    const key = `${outcome.verdict}\u0000${outcome.rule}\u0000${outcome.assumed.join("\u0000")}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+  const outcomeKey = (outcome: LiveOutcome) =>
+    `${outcome.verdict}\u0000${outcome.rule}\u0000${outcome.assumed.join("\u0000")}`;
+  const outcomes = walk("POSTROUTING", postrouting, 0, () => policy, "POSTROUTING");
+  return [...Map.groupBy(outcomes, outcomeKey).values()].map(([first]) => first);
 }
 
 /** Targets that are not chains and whose effect here the tracer does not model. */
