@@ -89,8 +89,7 @@ export async function otherBackendPresent(
   known?: LegacyDump,
 ): Promise<boolean> {
   if (other === "nft") return true;
-  if (known && known.failure === undefined && !known.hint) return known.tables.includes("nat");
-  const scan = deps.scan ?? scanViaExec(deps.exec);
-  const dump = await dumpLegacy(scan, family, (read) => read.tables.includes("nat"));
-  return dump.tables.includes("nat");
+  const hasNat = (dump: LegacyDump) => dump.tables.includes("nat");
+  if (known && known.failure === undefined && !known.hint) return hasNat(known);
+  return hasNat(await dumpLegacy(deps.scan ?? scanViaExec(deps.exec), family, hasNat));
 }
