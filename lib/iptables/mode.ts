@@ -53,10 +53,7 @@ export const allIptablesTools: readonly string[] = (["nft", "legacy"] as const).
  */
 export const kubeletHintChains: readonly string[] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
 
-/**
- * A summary of `iptables-legacy-save`, never the dump itself: beside kube-proxy's 50,000 rules
- * that is megabytes the agent would keep.
- */
+/** A summary of `iptables-legacy-save`, never the dump: beside kube-proxy's rules, megabytes. */
 export interface LegacyDump {
   /** Whether any legacy table is loaded at all. */
   readonly loaded: boolean;

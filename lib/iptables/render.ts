@@ -65,8 +65,6 @@ export function jumpComment(chain: string): string {
  * const chain = desiredChain(config, "ipv4", "IP-MASQ-AGENT", { randomFully: true, toPorts: [] });
  * const lines = chainRuleLines(chain); // 169.254.0.0/16, 10/8, 172.16/12, 192.168/16, MASQUERADE
  * assert.equal(lines.length, 5);
- * assert.equal(lines[0], '-A IP-MASQ-AGENT -d 169.254.0.0/16 -m comment --comment ' +
- *   '"ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN');
  * assert.equal(lines[4], '-A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound ' +
  *   'traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully');
  * ```
