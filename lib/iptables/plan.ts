@@ -45,7 +45,7 @@ export interface LiveNatTable {
  */
 export function parseNatTable(listing: string): LiveNatTable {
   const chains = new Set<string>();
-  const rules = new Map<string, string[]>();
+  const appends: string[] = [];
   // In iptables-save output only the *nat section is ours to read; a -S listing has no sections.
   let inNat = !/^\*/m.test(listing);
   for (const line of listing.split("\n")) {
@@ -54,13 +54,10 @@ export function parseNatTable(listing: string): LiveNatTable {
     else if (line === "COMMIT") inNat = false;
     else if (line.startsWith(":")) chains.add(line.slice(1).split(" ")[0]);
     else if (line.startsWith("-N ") || line.startsWith("-P ")) chains.add(line.split(" ")[1]);
-    else if (line.startsWith("-A ")) {
-      const chain = line.split(" ")[1];
-      chains.add(chain);
-      if (!rules.has(chain)) rules.set(chain, []);
-      rules.get(chain)!.push(line);
-    }
+    else if (line.startsWith("-A ")) appends.push(line);
   }
+  const rules = Map.groupBy(appends, (line) => line.split(" ")[1]);
+  for (const chain of rules.keys()) chains.add(chain);
   return { chains, rules };
 }
 
