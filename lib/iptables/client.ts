@@ -129,19 +129,16 @@ export async function dumpLegacy(
   family: Family,
   enough: (dump: LegacyDump) => boolean = () => false,
 ): Promise<LegacyDump> {
+  const save = iptablesTools("legacy", family).save;
   const scanner = new LegacyDumpScanner(enough);
   const nothing = new LegacyDumpScanner().finish();
-  try {
-    const save = iptablesTools("legacy", family).save;
-    const result = await scan(save, [], (text) => scanner.push(text));
-    if (result.code !== 0 && !result.stopped) {
-      return { ...nothing, failure: readFailure({ commandLine: save, ...result }) };
-    }
-  } catch (error) {
-    if (error instanceof ProgramMissingError) return nothing;
+  const result = await scan(save, [], (text) => scanner.push(text)).catch((error) => {
+    if (error instanceof ProgramMissingError) return undefined;
     throw error;
-  }
-  return scanner.finish();
+  });
+  if (result === undefined) return nothing;
+  if (result.code === 0 || result.stopped) return scanner.finish();
+  return { ...nothing, failure: readFailure({ commandLine: save, ...result }) };
 }
 
 /** A failed evidence read in words: the command and the first line of what it said. */
