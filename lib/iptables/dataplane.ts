@@ -1,6 +1,5 @@
 /**
- * The iptables dataplane on the {@link Dataplane} seam: reads POSTROUTING and our chain of each
- * family, plans with plan.ts, and writes the one transaction that fixes what differs (or none).
+ * The iptables {@link Dataplane}: reads POSTROUTING and our chain, writes one fix if they differ.
  *
  * @module
  */

@@ -1,6 +1,5 @@
 /**
- * Reads the live nat table and plans the one `iptables-restore --noflush` transaction that
- * brings our chain and POSTROUTING jump to the desired state, touching nothing else.
+ * Parses the live nat table and plans one `iptables-restore --noflush` that fixes only our rules.
  *
  * @module
  */
