@@ -72,8 +72,6 @@ export function iptablesDataplane(
   // ip-masq-agent on the node manages it, and removing it again would start a tug of war.
   const removed: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
   const others: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
-  const nothingOurs = (table: LiveNatTable) =>
-    ownJumpTargets(table).size === 0 && !table.chains.has(chain);
   return {
     label,
     read: async (desired, signal) => {
@@ -99,13 +97,14 @@ export function iptablesDataplane(
         : planReconcile(desired, live.table, { othersChains: live.othersChains }),
     readForRemoval: async (family, signal) => {
       const ours = parseNatTable((await listOurs(clients[family], chain, signal)).join(""));
-      if (nothingOurs(ours)) return { table: ours, othersChains: new Set<string>() };
+      const nothingOurs = ownJumpTargets(ours).size === 0 && !ours.chains.has(chain);
+      if (nothingOurs) return { table: ours, othersChains: new Set<string>() };
       refuseForeignChain(ours, chain, family);
       const table = parseNatTable(await clients[family].listTable(signal));
       return { table, othersChains: new Set() };
     },
-    planRemoval: (family, live) =>
-      nothingOurs(live.table!) ? inSync : planCleanup(chain, live.table!, family),
+    // With nothing of ours, planCleanup plans nothing either (no drift, no payload).
+    planRemoval: (family, live) => planCleanup(chain, live.table!, family),
     apply: async (family, plan, signal) => {
       verified.settle(family, plan.payload !== null);
       if (plan.payload === null) return;
