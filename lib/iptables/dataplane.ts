@@ -97,11 +97,10 @@ export function iptablesDataplane(
         : planReconcile(desired, live.table, { othersChains: live.othersChains }),
     readForRemoval: async (family, signal) => {
       const ours = parseNatTable((await listOurs(clients[family], chain, signal)).join(""));
+      refuseForeignChain(ours, chain, family); // a no-op without our chain
       const nothingOurs = ownJumpTargets(ours).size === 0 && !ours.chains.has(chain);
-      if (nothingOurs) return { table: ours, othersChains: new Set<string>() };
-      refuseForeignChain(ours, chain, family);
-      const table = parseNatTable(await clients[family].listTable(signal));
-      return { table, othersChains: new Set() };
+      const table = nothingOurs ? ours : parseNatTable(await clients[family].listTable(signal));
+      return { table, othersChains: new Set<string>() };
     },
     // With nothing of ours, planCleanup plans nothing either (no drift, no payload).
     planRemoval: (family, live) => planCleanup(chain, live.table!, family),
