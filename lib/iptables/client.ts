@@ -76,9 +76,8 @@ export function natTableClient(
     },
     listTable: async (signal) =>
       stdoutOrThrow(await runTool(exec, tools.main, listArgs, undefined, signal)),
-    restore: async (payload, signal) => {
-      stdoutOrThrow(await runTool(exec, tools.restore, restoreArgs, payload, signal));
-    },
+    restore: async (payload, signal) =>
+      void stdoutOrThrow(await runTool(exec, tools.restore, restoreArgs, payload, signal)),
   };
 }
 

@@ -77,8 +77,7 @@ export interface LegacyDump {
  * const scanner = new LegacyDumpScanner((dump) => dump.hint);
  * assert.equal(scanner.push("*nat\n-A POSTROUTING -j MASQ"), false);
  * assert.equal(scanner.push("UERADE\nCOMMIT\n*mangle\n:KUBE-IPTABLES-HINT - [0:0]\n"), true);
- * const summary = { loaded: true, hint: true, rules: 1, tables: ["nat", "mangle"] };
- * assert.deepEqual(scanner.finish(), summary);
+ * assert.equal(scanner.finish().rules, 1); // the line split between chunks counted once
  * ```
  */
 export class LegacyDumpScanner {
