@@ -56,8 +56,6 @@ const quotedRun = /"((?:\\["\\]|[^"\\]|\\)*)(?:"|$)/g;
 type Match = (packet: TracedPacket) => boolean | { readonly unknown: string };
 type ModuleOption = { readonly negated: boolean; readonly name: string; readonly values: string[] };
 
-const topLevel = new Set(["-s", "--source", "-d", "--destination", "-o", "--out-interface"]);
-
 /** `-A CHAIN ...`'s matches and `-j`/`-g` target; a word it cannot place "cannot evaluate". */
 function parseRule(line: string) {
   const words = ruleWords(line).slice(2);
@@ -96,25 +94,26 @@ function parseRule(line: string) {
     i += 2;
     const shown = `${negated ? "! " : ""}${option} ${value}`;
     const unknown = option === "-p" ? `${shown} (depends on the protocol)` : shown;
-    if (topLevel.has(option)) matches.push(topLevelMatch(option, value, negated, shown));
-    else matches.push(() => ({ unknown }));
+    matches.push(topLevelMatch(option, value, negated, shown) ?? (() => ({ unknown })));
   }
   return { matches, target };
 }
 
-function topLevelMatch(option: string, value: string, negated: boolean, shown: string): Match {
+/** `-s`, `-d` or `-o` (long names too); undefined for any other option. */
+function topLevelMatch(option: string, value: string, negated: boolean, shown: string) {
   if (option === "-o" || option === "--out-interface") {
     // `+` is every interface; a name needs the route, which the agent may not read.
     if (value === "+") return () => !negated;
-    return (packet) =>
+    return (packet: TracedPacket) =>
       packet.outputInterface === undefined
         ? { unknown: `${shown} (the interface the packet leaves by is not known)` }
         : interfaceMatches(value, packet.outputInterface) !== negated;
   }
   const isSource = option === "-s" || option === "--source";
+  if (!isSource && option !== "-d" && option !== "--destination") return undefined;
   const hostPrefix = value.includes(":") ? 128 : 32;
   const cidr = parseCidr(value.includes("/") ? value : `${value}/${hostPrefix}`);
-  return (packet) => {
+  return (packet: TracedPacket) => {
     if (!cidr.ok) return { unknown: shown };
     const address = isSource ? packet.source : packet.destination;
     if (address === undefined) return { unknown: `${shown} (give --explain-source)` };
