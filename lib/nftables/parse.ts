@@ -137,11 +137,8 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
   return { kind: "table", table: { sets, chains, others } };
 }
 
-const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
-const chainKeys = new Set(["family", "table", "name", "handle", "type", "hook", "prio", "policy"]);
-
-function extrasOf(body: Record<string, unknown>, known: ReadonlySet<string>): string[] {
-  return Object.keys(body).filter((key) => !known.has(key)).sort();
+function extrasOf(body: Record<string, unknown>, known: readonly string[]): string[] {
+  return Object.keys(body).filter((key) => !known.includes(key)).sort();
 }
 
 function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
@@ -157,7 +154,7 @@ function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
     type: typeof body.type === "string" ? body.type : "(not a plain type)",
     flags,
     elements: elements?.every((element) => element !== undefined) ? elements.sort(byStart) : null,
-    extras: extrasOf(body, setKeys),
+    extras: extrasOf(body, ["family", "name", "table", "type", "handle", "flags", "elem"]),
   };
 }
 
@@ -191,7 +188,7 @@ function readChain(body: Record<string, unknown>): Omit<LiveNftChain, "rules"> {
     hook: text(body.hook),
     priority: typeof body.prio === "number" ? body.prio : undefined,
     policy: text(body.policy),
-    extras: extrasOf(body, chainKeys),
+    extras: extrasOf(body, ["family", "table", "name", "handle", "type", "hook", "prio", "policy"]),
   };
 }
 
@@ -273,7 +270,7 @@ function markText(operands: unknown, right: unknown): string | undefined {
 
 /** An object with no keys but `known`. */
 function onlyKeys(body: unknown, known: readonly string[]): body is Record<string, unknown> {
-  return isObject(body) && Object.keys(body).every((key) => known.includes(key));
+  return isObject(body) && extrasOf(body, known).length === 0;
 }
 
 /**
