@@ -10,6 +10,7 @@
 import { type Family, familyBits, parseCidr } from "../net/cidr.ts";
 import { type AddressInterval, byStart, cidrInterval } from "../net/intervals.ts";
 import { nftFamily, nftTableName } from "./render.ts";
+import { nftMarkText } from "../settings/output.ts";
 import { quoteInput } from "../base/quote.ts";
 
 /** A set in our table, as read. */
@@ -264,8 +265,7 @@ function markText(operands: unknown, right: unknown): string | undefined {
   const valid = (n: unknown): n is number =>
     typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
   if (!valid(mask) || !valid(right)) return undefined;
-  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
-  return `meta mark & ${hex(mask)} == ${hex(right)}`;
+  return `meta mark & ${nftMarkText(mask)} == ${nftMarkText(right)}`;
 }
 
 /** An object with no keys but `known`. */
@@ -285,9 +285,8 @@ function snatText(body: unknown, family: Family): string | undefined {
     const identity = protocol === nftFamily(family) && field === "saddr" && body.port === undefined;
     return identity ? withFlags(`snat to ${protocol} saddr`, body.flags) : undefined;
   }
-  if (typeof body.addr !== "string") return undefined;
-  const address = readAddressValue(body.addr, family);
-  if (!address || address.start !== address.end) return undefined;
+  // A string element is one address: a prefix or range has a `/` or `-`, which parseCidr rejects.
+  if (typeof body.addr !== "string" || !readPrefix(body.addr, family)) return undefined;
   const host = family === "ipv6" ? `[${body.addr}]` : body.addr;
   return withPorts(`snat to ${body.addr}`, `snat to ${host}`, body);
 }
