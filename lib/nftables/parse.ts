@@ -130,10 +130,9 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     return { kind: "missing" };
   }
   if (!tableSeen) return { kind: "unreadable", reason: "objects of our table, but no table entry" };
-  for (const [name, rules] of rulesByChain) {
-    if (!chains.some((chain) => chain.name === name) && rules.length > 0) {
-      others.push(`rules of an undeclared chain ${quoteInput(name)}`);
-    }
+  const declared = new Set(chains.map(({ name }) => name));
+  for (const name of rulesByChain.keys()) {
+    if (!declared.has(name)) others.push(`rules of an undeclared chain ${quoteInput(name)}`);
   }
   return { kind: "table", table: { sets, chains, others } };
 }
