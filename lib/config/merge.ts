@@ -24,21 +24,15 @@ import { builtIn, formatLocation, type Located } from "../base/source.ts";
 /** The one configuration the agent applies, every value with where it came from. */
 export interface EffectiveConfig
   extends
-    Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface"> {
+    Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface">,
+    Pick<FileConfig, "masqueradeCidrs" | "nonMasqueradeSrcCidrs">,
+    Required<Pick<FileConfig, "masqLinkLocal" | "masqLinkLocalIPv6">> {
   /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
   /** The union of the files' CIDRs, first occurrence first; the defaults while no file names it. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
   /** True when {@link nonMasqueradeCidrs} are the defaults; absent is false. */
   readonly defaultNonMasqueradeCidrs?: boolean;
-  /** `masqueradeCIDRs`, the union: masqueraded inside a shorter non-masquerade range. */
-  readonly masqueradeCidrs: readonly Located<Cidr>[];
-  /** `nonMasqueradeSrcCIDRs`, the union: sources never masqueraded, whatever the destination. */
-  readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
-  /** True when any file says so. */
-  readonly masqLinkLocal: Located<boolean>;
-  /** True when any file says so. */
-  readonly masqLinkLocalIPv6: Located<boolean>;
 }
 
 /** Something an operator should look at that does not make the config invalid. */

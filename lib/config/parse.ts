@@ -60,13 +60,13 @@ export interface FileConfig {
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
   /** Where the file names `nonMasqueradeCIDRs` (even `[]`); only then are the defaults replaced. */
   readonly namesNonMasqueradeCidrs?: SourceLocation;
-  /** `masqueradeCIDRs`: destinations masqueraded inside a non-masquerade range; file order. */
+  /** `masqueradeCIDRs`: masqueraded inside a shorter non-masquerade range; merged: the union. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
-  /** `nonMasqueradeSrcCIDRs`: sources never masqueraded; file order. */
+  /** `nonMasqueradeSrcCIDRs`: sources never masqueraded whatever the destination; merged: union. */
   readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
-  /** `masqLinkLocal`. */
+  /** `masqLinkLocal` (merged: true when any file says so). */
   readonly masqLinkLocal?: Located<boolean>;
-  /** `masqLinkLocalIPv6`. */
+  /** `masqLinkLocalIPv6` (merged: true when any file says so). */
   readonly masqLinkLocalIPv6?: Located<boolean>;
   /** `cidrLimit`, or {@link defaultCidrLimit}; already checked against the list. */
   readonly cidrLimit: number;
