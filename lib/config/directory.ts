@@ -74,15 +74,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   const problems: ConfigProblem[] = [];
   const files: ConfigFileBytes[] = [];
   // The config directory's resolved path, ending in `/`: what every entry must resolve inside.
-  let inside: string | undefined;
-  try {
-    if (names.length > 0) inside = `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
-  } catch (error) {
-    throw translate(error, dir, "cannot resolve the config directory");
-  }
+  const inside = names.length === 0 ? "" : await Deno.realPath(dir).then(
+    (resolved) => `${resolved.replace(/\/+$/, "")}/`,
+    (error) => Promise.reject(translate(error, dir, "cannot resolve the config directory")),
+  );
   for (const name of names) {
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
-    const escape = inside === undefined ? undefined : await escapesDir(path, inside);
+    const escape = await escapesDir(path, inside);
     const read = escape === undefined ? await readCapped(path) : { problem: escape };
     if ("problem" in read) problems.push({ at: { file: path }, message: read.problem });
     else files.push({ path, bytes: read.bytes });
