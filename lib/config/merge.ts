@@ -7,7 +7,6 @@
  * @module
  */
 
-import type { IpAddress } from "../net/address.ts";
 import {
   type Cidr,
   compareCidrs,
@@ -141,9 +140,9 @@ function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputIn
   key: K,
   problems: ConfigProblem[],
 ): Partial<Pick<EffectiveConfig, K>> {
-  const [first, ...rest]: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ?? []);
+  const [first, ...rest] = files.flatMap((file) => file[key] ?? []);
   if (!first) return {};
-  const text = (entry: Located<IpAddress | string>) =>
+  const text = (entry: typeof first) =>
     typeof entry.value === "string" ? entry.value : entry.value.text;
   const other = rest.find((entry) => text(entry) !== text(first));
   if (other) {
