@@ -175,15 +175,13 @@ export async function watchConfigDir(dir: string, onChange: () => void): Promise
   let stale = false;
   const watcher = Deno.watchFs(dir, { recursive: false });
   (async () => {
-    try {
-      for await (const event of watcher) {
-        if (event.paths.includes(self) && event.kind === "remove") stale = true;
-        if (stale || event.paths.some(isRelevant)) onChange();
-      }
-    } catch {
-      // Closing the watcher ends the iteration; the periodic resync covers anything else.
+    for await (const event of watcher) {
+      if (event.paths.includes(self) && event.kind === "remove") stale = true;
+      if (stale || event.paths.some(isRelevant)) onChange();
     }
-  })();
+  })().catch(() => {
+    // Closing the watcher ends the iteration; the periodic resync covers anything else.
+  });
   return {
     close: () => watcher.close(),
     isStale: async () => {
