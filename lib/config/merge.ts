@@ -24,12 +24,10 @@ import { builtIn, formatLocation, type Located } from "../base/source.ts";
 export interface EffectiveConfig
   extends
     Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface">,
-    Pick<FileConfig, "masqueradeCidrs" | "nonMasqueradeSrcCidrs">,
+    Pick<FileConfig, "nonMasqueradeCidrs" | "masqueradeCidrs" | "nonMasqueradeSrcCidrs">,
     Required<Pick<FileConfig, "masqLinkLocal" | "masqLinkLocalIPv6">> {
   /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
-  /** The union of the files' CIDRs, first occurrence first; the defaults while no file names it. */
-  readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
   /** True when {@link nonMasqueradeCidrs} are the defaults; absent is false. */
   readonly defaultNonMasqueradeCidrs?: boolean;
 }
@@ -156,11 +154,9 @@ function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputIn
   return { [key]: first } as Partial<Pick<EffectiveConfig, K>>;
 }
 
-function defaultConfig(options: MergeOptions): EffectiveConfig {
-  const at = builtIn(
-    options.nomasqAllReservedRanges ? "default: --nomasq-all-reserved-ranges" : "default: RFC 1918",
-  );
-  const ranges = options.nomasqAllReservedRanges ? reservedRanges : rfc1918Ranges;
+function defaultConfig({ nomasqAllReservedRanges: allReserved }: MergeOptions): EffectiveConfig {
+  const at = builtIn(allReserved ? "default: --nomasq-all-reserved-ranges" : "default: RFC 1918");
+  const ranges = allReserved ? reservedRanges : rfc1918Ranges;
   return {
     files: [],
     nonMasqueradeCidrs: ranges.map((text) => ({ value: parseBuiltInCidr(text), at })),

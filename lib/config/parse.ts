@@ -56,7 +56,7 @@ export function ignoredEntryMessage(dir: string, name: string): string {
 export interface FileConfig {
   /** The file's path. */
   readonly file: string;
-  /** `nonMasqueradeCIDRs`, in file order; empty when the key is absent. */
+  /** `nonMasqueradeCIDRs`, [] if absent; merged: the union, or the defaults if no file names it. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
   /** Where the file names `nonMasqueradeCIDRs` (even `[]`); only then are the defaults replaced. */
   readonly namesNonMasqueradeCidrs?: SourceLocation;
