@@ -58,14 +58,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
-    const invalid = (message: string) => new ConfigError([{ at: { file: dir }, message }]);
     // Like an unreadable file: the deployment's config is wrong (exit 2), not iptables (exit 1).
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw invalid("cannot be listed: permission denied");
-    }
-    if (error instanceof Deno.errors.NotADirectory) {
-      throw invalid("is not a directory (--config-dir)");
-    }
+    const message = error instanceof Deno.errors.PermissionDenied
+      ? "cannot be listed: permission denied"
+      : error instanceof Deno.errors.NotADirectory
+      ? "is not a directory (--config-dir)"
+      : undefined;
+    if (message) throw new ConfigError([{ at: { file: dir }, message }]);
     throw translate(error, dir, "cannot list the config directory");
   }
   // Go's sort.Strings compares bytes: for the names kubelet writes, sort()'s code-unit order.

@@ -121,10 +121,8 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
     masqLinkLocalIPv6: orBooleans(files, "masqLinkLocalIPv6", findings),
     resyncInterval: shortestResync(files, findings),
   };
-  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs), ...exceptionFindings(config));
-  findings.push(
-    ...nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source"),
-  );
+  const sources = nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source");
+  findings.push(...cidrFindings(config), ...exceptionFindings(config), ...sources);
   const problems = contradictions(config);
   for (const key of ["outputAddress", "outputAddressIPv6", "outputInterface"] as const) {
     Object.assign(config, singleValue(files, key, problems));
@@ -215,7 +213,7 @@ function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
   return shortest;
 }
 
-function cidrFindings(cidrs: readonly Located<Cidr>[], exceptions: readonly Located<Cidr>[]) {
+function cidrFindings({ nonMasqueradeCidrs: cidrs, masqueradeCidrs: exceptions }: EffectiveConfig) {
   // Built on first use: only a contained CIDR asks, and indexing 100,000 CIDRs costs ~50 ms.
   let longestExemption: ((cidr: Cidr) => Cidr | undefined) | undefined;
   let longestException: ((cidr: Cidr) => Cidr | undefined) | undefined;
