@@ -263,12 +263,9 @@ export class Wakeup {
       const wake = () => woken.abort();
       signal.addEventListener("abort", wake);
       this.#wake = wake;
-      try {
-        await this.#clock.sleep(ms, woken.signal);
-      } finally {
-        signal.removeEventListener("abort", wake);
-        this.#wake = undefined;
-      }
+      await this.#clock.sleep(ms, woken.signal); // never rejects, as Clock promises
+      signal.removeEventListener("abort", wake);
+      this.#wake = undefined;
     }
     this.#pending = false;
   }
