@@ -186,7 +186,6 @@ function desiredChainLines(chain: DesiredChain, dataplane: DataplaneName): LogLi
 }
 
 function applied(logged: Logged, outcomes: readonly FamilyOutcome[]) {
-  // A steady resync, the common case: nothing to log, and the record stays as it is.
   const steady = outcomes.every(({ family, plan }) =>
     plan.payload === null && logged.inSync.has(family)
   );
