@@ -138,13 +138,12 @@ export class Agent {
             );
             return exitCodes.runtime;
           }
-          const retrying = `retrying in ${decision.delayMs} ms`;
-          log.warn(
-            decision.reason === "lock"
-              ? `the xtables lock is held by another program; ${retrying}`
-              : `applying rules failed; ${retrying}`,
-            { error: formatErrorChain(error) }, // a lock's ToolError has no cause: just its message
-          );
+          const what = decision.reason === "lock"
+            ? "the xtables lock is held by another program"
+            : "applying rules failed";
+          log.warn(`${what}; retrying in ${decision.delayMs} ms`, {
+            error: formatErrorChain(error), // a lock's ToolError has no cause: just its message
+          });
           retry = decision.state;
           delayMs = decision.delayMs;
         }
