@@ -9,7 +9,7 @@ import type { Family } from "../net/cidr.ts";
 import { ConfigError } from "../base/problems.ts";
 import type { ConfigDirContents, watchConfigDir } from "../config/directory.ts";
 import { sameConfigDirContents } from "../config/identity.ts";
-import { decideRetry, type FailureKind, initialRetryState, type RetryPolicy } from "./backoff.ts";
+import { decideRetry, initialRetryState, type RetryPolicy } from "./backoff.ts";
 import { exitCodeFor, exitCodes, formatErrorChain } from "../base/errors.ts";
 import type { AgentFlags } from "../settings/flags.ts";
 import { defaultGcPolicy, gcAfterReconcile, gcCollected, initialGcState } from "./gc_schedule.ts";
@@ -123,7 +123,10 @@ export class Agent {
             log.warn(error.message);
             return exitCodes.runtime;
           }
-          const decision = decideRetry(retry, failureKind(error), this.#clock.now(), {
+          const failure = error instanceof ToolError && error.failure !== "missing"
+            ? error.failure
+            : "fatal";
+          const decision = decideRetry(retry, failure, this.#clock.now(), {
             ...this.#timing,
             budgetMs: this.#resyncIntervalMs(),
           });
@@ -135,13 +138,12 @@ export class Agent {
             );
             return exitCodes.runtime;
           }
-          const retrying = `retrying in ${decision.delayMs} ms`;
-          log.warn(
-            decision.reason === "lock"
-              ? `the xtables lock is held by another program; ${retrying}`
-              : `applying rules failed; ${retrying}`,
-            { error: formatErrorChain(error) }, // a lock's ToolError has no cause: just its message
-          );
+          const what = decision.reason === "lock"
+            ? "the xtables lock is held by another program"
+            : "applying rules failed";
+          log.warn(`${what}; retrying in ${decision.delayMs} ms`, {
+            error: formatErrorChain(error), // a lock's ToolError has no cause: just its message
+          });
           retry = decision.state;
           delayMs = decision.delayMs;
         }
@@ -155,12 +157,10 @@ export class Agent {
   }
 
   #collectGarbageOnSchedule() {
-    const collect = this.#deps.collectGarbage;
-    if (!collect) return;
     const step = gcAfterReconcile(this.#gc, this.#clock.now(), defaultGcPolicy);
     this.#gc = step.state;
-    if (!step.collect) return;
-    collect();
+    if (!step.collect || !this.#deps.collectGarbage) return;
+    this.#deps.collectGarbage();
     this.#gc = gcCollected(this.#clock.now());
   }
 
@@ -226,11 +226,6 @@ export class Agent {
   }
 }
 
-/** A missing tool is fatal: it will not heal. */
-function failureKind(error: unknown): FailureKind {
-  return error instanceof ToolError && error.failure !== "missing" ? error.failure : "fatal";
-}
-
 /** The config changed a setting the running agent was composed from. */
 class SettingsChangedError extends Error {
   override readonly name = "SettingsChangedError";
@@ -267,12 +262,9 @@ export class Wakeup {
       const wake = () => woken.abort();
       signal.addEventListener("abort", wake);
       this.#wake = wake;
-      try {
-        await this.#clock.sleep(ms, woken.signal);
-      } finally {
-        signal.removeEventListener("abort", wake);
-        this.#wake = undefined;
-      }
+      await this.#clock.sleep(ms, woken.signal); // never rejects, as Clock promises
+      signal.removeEventListener("abort", wake);
+      this.#wake = undefined;
     }
     this.#pending = false;
   }

@@ -1,8 +1,8 @@
 /**
  * What the loop does after a failed reconcile, as a pure decision: a held xtables lock is
- * someone else's transaction, so retry for as long as it takes; any other iptables failure gets
- * retries within a budget of one resync interval, then the agent gives up (exit 1, so the
- * DaemonSet restarts it and the failure shows). Delays double up to the cap; a success resets.
+ * another program's transaction, so its waits neither start nor spend the budget (one resync
+ * interval) for retrying any other iptables failure; then the agent gives up (exit 1: the
+ * DaemonSet restarts it, the failure shows). Delays double up to the cap.
  *
  * @example
  * ```ts
@@ -60,7 +60,6 @@ export function decideRetry(
   const doubled = (ms: number) => Math.min(ms * 2, policy.maxBackoffMs);
   if (failure === "fatal") return { action: "fatal" };
   if (failure === "lock") {
-    // Lock waits neither start nor spend the budget: the other program is making progress.
     const next = { ...state, backoffMs: doubled(state.backoffMs) };
     return { action: "retry", reason: "lock", delayMs: state.backoffMs, state: next };
   }

@@ -106,13 +106,12 @@ export class ConfigWatch {
       if (this.#failureLogged) log.info(`watching ${dir} for changes again`);
       this.#failureLogged = false;
     } catch (error) {
-      if (!this.#failureLogged) {
-        log.warn(
-          `cannot watch ${dir}; changes apply at the next resync (retrying each resync)`,
-          { error: formatErrorChain(error) },
-        );
-      }
+      if (this.#failureLogged) return;
       this.#failureLogged = true;
+      log.warn(
+        `cannot watch ${dir}; changes apply at the next resync (retrying each resync)`,
+        { error: formatErrorChain(error) },
+      );
     }
   }
 

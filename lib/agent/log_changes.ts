@@ -147,9 +147,7 @@ function configLoaded(logged: Logged, event: Extract<LogEvent, { kind: "loaded" 
   // logs every CIDR and rule below, one line each, with the file and line it came from.
   const summary = configSummary(effective, resyncIntervalMs, 8);
   info("effective configuration", { config: JSON.stringify(summary) });
-  for (const finding of findings) {
-    lines.push(line("warn", finding.message, { finding: finding.kind }));
-  }
+  for (const { message, kind } of findings) lines.push(line("warn", message, { finding: kind }));
   const chains = { ...logged.chains };
   const inSync = new Set(logged.inSync);
   for (const chain of event.desired) {
@@ -176,21 +174,18 @@ function desiredChainLines(chain: DesiredChain, dataplane: DataplaneName): LogLi
     lines.push(line("debug", message, from && { from: formatLocation(from.at) }));
   if (address) debug(`  SNAT to ${address.value.text}`, address);
   if (via) debug(`  only by ${via.value}`, via);
-  for (const cidr of chain.sourceExemptions ?? []) {
-    debug(`  RETURN source ${cidr.value.text}`, cidr);
-  }
-  for (const cidr of chain.exemptions) debug(`  RETURN ${cidr.value.text}`, cidr);
-  for (const cidr of chain.masqueradeExceptions ?? []) {
-    debug(`  MASQUERADE exception ${cidr.value.text}`, cidr);
-  }
+  const debugEach = (what: string, cidrs: readonly Located<{ readonly text: string }>[] = []) => {
+    for (const cidr of cidrs) debug(`  ${what} ${cidr.value.text}`, cidr);
+  };
+  debugEach("RETURN source", chain.sourceExemptions);
+  debugEach("RETURN", chain.exemptions);
+  debugEach("MASQUERADE exception", chain.masqueradeExceptions);
   // The nftables dataplane's rules are not iptables lines; `--dry-run` prints its table.
-  const rules = dataplane === "iptables" ? chainRuleLines(chain) : [];
-  for (const rule of rules) debug(`  ${rule}`);
+  if (dataplane === "iptables") chainRuleLines(chain).forEach((rule) => debug(`  ${rule}`));
   return lines;
 }
 
 function applied(logged: Logged, outcomes: readonly FamilyOutcome[]) {
-  // A steady resync, the common case: nothing to log, and the record stays as it is.
   const steady = outcomes.every(({ family, plan }) =>
     plan.payload === null && logged.inSync.has(family)
   );

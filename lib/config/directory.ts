@@ -58,14 +58,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
     }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
-    const invalid = (message: string) => new ConfigError([{ at: { file: dir }, message }]);
     // Like an unreadable file: the deployment's config is wrong (exit 2), not iptables (exit 1).
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw invalid("cannot be listed: permission denied");
-    }
-    if (error instanceof Deno.errors.NotADirectory) {
-      throw invalid("is not a directory (--config-dir)");
-    }
+    const message = error instanceof Deno.errors.PermissionDenied
+      ? "cannot be listed: permission denied"
+      : error instanceof Deno.errors.NotADirectory
+      ? "is not a directory (--config-dir)"
+      : undefined;
+    if (message) throw new ConfigError([{ at: { file: dir }, message }]);
     throw translate(error, dir, "cannot list the config directory");
   }
   // Go's sort.Strings compares bytes: for the names kubelet writes, sort()'s code-unit order.
@@ -74,15 +73,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   const problems: ConfigProblem[] = [];
   const files: ConfigFileBytes[] = [];
   // The config directory's resolved path, ending in `/`: what every entry must resolve inside.
-  let inside: string | undefined;
-  try {
-    if (names.length > 0) inside = `${(await Deno.realPath(dir)).replace(/\/+$/, "")}/`;
-  } catch (error) {
-    throw translate(error, dir, "cannot resolve the config directory");
-  }
+  const inside = names.length === 0 ? "" : await Deno.realPath(dir).then(
+    (resolved) => `${resolved.replace(/\/+$/, "")}/`,
+    (error) => Promise.reject(translate(error, dir, "cannot resolve the config directory")),
+  );
   for (const name of names) {
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
-    const escape = inside === undefined ? undefined : await escapesDir(path, inside);
+    const escape = await escapesDir(path, inside);
     const read = escape === undefined ? await readCapped(path) : { problem: escape };
     if ("problem" in read) problems.push({ at: { file: path }, message: read.problem });
     else files.push({ path, bytes: read.bytes });
@@ -177,15 +174,13 @@ export async function watchConfigDir(dir: string, onChange: () => void): Promise
   let stale = false;
   const watcher = Deno.watchFs(dir, { recursive: false });
   (async () => {
-    try {
-      for await (const event of watcher) {
-        if (event.paths.includes(self) && event.kind === "remove") stale = true;
-        if (stale || event.paths.some(isRelevant)) onChange();
-      }
-    } catch {
-      // Closing the watcher ends the iteration; the periodic resync covers anything else.
+    for await (const event of watcher) {
+      if (event.paths.includes(self) && event.kind === "remove") stale = true;
+      if (stale || event.paths.some(isRelevant)) onChange();
     }
-  })();
+  })().catch(() => {
+    // Closing the watcher ends the iteration; the periodic resync covers anything else.
+  });
   return {
     close: () => watcher.close(),
     isStale: async () => {

@@ -1,7 +1,6 @@
 /**
- * The full YAML parse (the `yaml` package, YAML 1.1) for what the fast path does not read; loaded
- * on demand (yaml_on_demand.ts). Rejects what is no config at all: not YAML, several documents,
- * too many or dangling aliases.
+ * The full YAML parse (the `yaml` package, YAML 1.1) for what the fast path does not read. Rejects
+ * what is no config at all: not YAML, several documents, too many or dangling aliases.
  *
  * @module
  */

@@ -7,7 +7,6 @@
  * @module
  */
 
-import type { IpAddress } from "../net/address.ts";
 import {
   type Cidr,
   compareCidrs,
@@ -24,21 +23,13 @@ import { builtIn, formatLocation, type Located } from "../base/source.ts";
 /** The one configuration the agent applies, every value with where it came from. */
 export interface EffectiveConfig
   extends
-    Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface"> {
+    Pick<FileConfig, "resyncInterval" | "outputAddress" | "outputAddressIPv6" | "outputInterface">,
+    Pick<FileConfig, "nonMasqueradeCidrs" | "masqueradeCidrs" | "nonMasqueradeSrcCidrs">,
+    Required<Pick<FileConfig, "masqLinkLocal" | "masqLinkLocalIPv6">> {
   /** Files merged, in order; empty when there is none. */
   readonly files: readonly string[];
-  /** The union of the files' CIDRs, first occurrence first; the defaults while no file names it. */
-  readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
   /** True when {@link nonMasqueradeCidrs} are the defaults; absent is false. */
   readonly defaultNonMasqueradeCidrs?: boolean;
-  /** `masqueradeCIDRs`, the union: masqueraded inside a shorter non-masquerade range. */
-  readonly masqueradeCidrs: readonly Located<Cidr>[];
-  /** `nonMasqueradeSrcCIDRs`, the union: sources never masqueraded, whatever the destination. */
-  readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
-  /** True when any file says so. */
-  readonly masqLinkLocal: Located<boolean>;
-  /** True when any file says so. */
-  readonly masqLinkLocalIPv6: Located<boolean>;
 }
 
 /** Something an operator should look at that does not make the config invalid. */
@@ -130,10 +121,8 @@ export function mergeConfigs(files: readonly FileConfig[], options: MergeOptions
     masqLinkLocalIPv6: orBooleans(files, "masqLinkLocalIPv6", findings),
     resyncInterval: shortestResync(files, findings),
   };
-  findings.push(...cidrFindings(cidrs, config.masqueradeCidrs), ...exceptionFindings(config));
-  findings.push(
-    ...nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source"),
-  );
+  const sources = nestingFindings(config.nonMasqueradeSrcCidrs, "nonMasqueradeSrcCIDRs ", "source");
+  findings.push(...cidrFindings(config), ...exceptionFindings(config), ...sources);
   const problems = contradictions(config);
   for (const key of ["outputAddress", "outputAddressIPv6", "outputInterface"] as const) {
     Object.assign(config, singleValue(files, key, problems));
@@ -147,9 +136,9 @@ function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputIn
   key: K,
   problems: ConfigProblem[],
 ): Partial<Pick<EffectiveConfig, K>> {
-  const [first, ...rest]: Located<IpAddress | string>[] = files.flatMap((file) => file[key] ?? []);
+  const [first, ...rest] = files.flatMap((file) => file[key] ?? []);
   if (!first) return {};
-  const text = (entry: Located<IpAddress | string>) =>
+  const text = (entry: typeof first) =>
     typeof entry.value === "string" ? entry.value : entry.value.text;
   const other = rest.find((entry) => text(entry) !== text(first));
   if (other) {
@@ -163,11 +152,9 @@ function singleValue<K extends "outputAddress" | "outputAddressIPv6" | "outputIn
   return { [key]: first } as Partial<Pick<EffectiveConfig, K>>;
 }
 
-function defaultConfig(options: MergeOptions): EffectiveConfig {
-  const at = builtIn(
-    options.nomasqAllReservedRanges ? "default: --nomasq-all-reserved-ranges" : "default: RFC 1918",
-  );
-  const ranges = options.nomasqAllReservedRanges ? reservedRanges : rfc1918Ranges;
+function defaultConfig({ nomasqAllReservedRanges: allReserved }: MergeOptions): EffectiveConfig {
+  const at = builtIn(allReserved ? "default: --nomasq-all-reserved-ranges" : "default: RFC 1918");
+  const ranges = allReserved ? reservedRanges : rfc1918Ranges;
   return {
     files: [],
     nonMasqueradeCidrs: ranges.map((text) => ({ value: parseBuiltInCidr(text), at })),
@@ -226,7 +213,7 @@ function shortestResync(files: readonly FileConfig[], findings: Finding[]) {
   return shortest;
 }
 
-function cidrFindings(cidrs: readonly Located<Cidr>[], exceptions: readonly Located<Cidr>[]) {
+function cidrFindings({ nonMasqueradeCidrs: cidrs, masqueradeCidrs: exceptions }: EffectiveConfig) {
   // Built on first use: only a contained CIDR asks, and indexing 100,000 CIDRs costs ~50 ms.
   let longestExemption: ((cidr: Cidr) => Cidr | undefined) | undefined;
   let longestException: ((cidr: Cidr) => Cidr | undefined) | undefined;

@@ -56,17 +56,17 @@ export function ignoredEntryMessage(dir: string, name: string): string {
 export interface FileConfig {
   /** The file's path. */
   readonly file: string;
-  /** `nonMasqueradeCIDRs`, in file order; empty when the key is absent. */
+  /** `nonMasqueradeCIDRs`, [] if absent; merged: the union, or the defaults if no file names it. */
   readonly nonMasqueradeCidrs: readonly Located<Cidr>[];
   /** Where the file names `nonMasqueradeCIDRs` (even `[]`); only then are the defaults replaced. */
   readonly namesNonMasqueradeCidrs?: SourceLocation;
-  /** `masqueradeCIDRs`: destinations masqueraded inside a non-masquerade range; file order. */
+  /** `masqueradeCIDRs`: masqueraded inside a shorter non-masquerade range; merged: the union. */
   readonly masqueradeCidrs: readonly Located<Cidr>[];
-  /** `nonMasqueradeSrcCIDRs`: sources never masqueraded; file order. */
+  /** `nonMasqueradeSrcCIDRs`: sources never masqueraded whatever the destination; merged: union. */
   readonly nonMasqueradeSrcCidrs: readonly Located<Cidr>[];
-  /** `masqLinkLocal`. */
+  /** `masqLinkLocal` (merged: true when any file says so). */
   readonly masqLinkLocal?: Located<boolean>;
-  /** `masqLinkLocalIPv6`. */
+  /** `masqLinkLocalIPv6` (merged: true when any file says so). */
   readonly masqLinkLocalIPv6?: Located<boolean>;
   /** `cidrLimit`, or {@link defaultCidrLimit}; already checked against the list. */
   readonly cidrLimit: number;

@@ -10,6 +10,7 @@
 import { type Family, familyBits, parseCidr } from "../net/cidr.ts";
 import { type AddressInterval, byStart, cidrInterval } from "../net/intervals.ts";
 import { nftFamily, nftTableName } from "./render.ts";
+import { nftMarkText } from "../settings/output.ts";
 import { quoteInput } from "../base/quote.ts";
 
 /** A set in our table, as read. */
@@ -129,19 +130,15 @@ export function parseNftTable(listing: string, family: Family): LiveNftRead {
     return { kind: "missing" };
   }
   if (!tableSeen) return { kind: "unreadable", reason: "objects of our table, but no table entry" };
-  for (const [name, rules] of rulesByChain) {
-    if (!chains.some((chain) => chain.name === name) && rules.length > 0) {
-      others.push(`rules of an undeclared chain ${quoteInput(name)}`);
-    }
+  const declared = new Set(chains.map(({ name }) => name));
+  for (const name of rulesByChain.keys()) {
+    if (!declared.has(name)) others.push(`rules of an undeclared chain ${quoteInput(name)}`);
   }
   return { kind: "table", table: { sets, chains, others } };
 }
 
-const setKeys = new Set(["family", "name", "table", "type", "handle", "flags", "elem"]);
-const chainKeys = new Set(["family", "table", "name", "handle", "type", "hook", "prio", "policy"]);
-
-function extrasOf(body: Record<string, unknown>, known: ReadonlySet<string>): string[] {
-  return Object.keys(body).filter((key) => !known.has(key)).sort();
+function extrasOf(body: Record<string, unknown>, known: readonly string[]): string[] {
+  return Object.keys(body).filter((key) => !known.includes(key)).sort();
 }
 
 function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
@@ -157,7 +154,7 @@ function readSet(body: Record<string, unknown>, family: Family): LiveNftSet {
     type: typeof body.type === "string" ? body.type : "(not a plain type)",
     flags,
     elements: elements?.every((element) => element !== undefined) ? elements.sort(byStart) : null,
-    extras: extrasOf(body, setKeys),
+    extras: extrasOf(body, ["family", "name", "table", "type", "handle", "flags", "elem"]),
   };
 }
 
@@ -191,7 +188,7 @@ function readChain(body: Record<string, unknown>): Omit<LiveNftChain, "rules"> {
     hook: text(body.hook),
     priority: typeof body.prio === "number" ? body.prio : undefined,
     policy: text(body.policy),
-    extras: extrasOf(body, chainKeys),
+    extras: extrasOf(body, ["family", "table", "name", "handle", "type", "hook", "prio", "policy"]),
   };
 }
 
@@ -267,13 +264,12 @@ function markText(operands: unknown, right: unknown): string | undefined {
   const valid = (n: unknown): n is number =>
     typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
   if (!valid(mask) || !valid(right)) return undefined;
-  const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
-  return `meta mark & ${hex(mask)} == ${hex(right)}`;
+  return `meta mark & ${nftMarkText(mask)} == ${nftMarkText(right)}`;
 }
 
 /** An object with no keys but `known`. */
 function onlyKeys(body: unknown, known: readonly string[]): body is Record<string, unknown> {
-  return isObject(body) && Object.keys(body).every((key) => known.includes(key));
+  return isObject(body) && extrasOf(body, known).length === 0;
 }
 
 /**
@@ -288,9 +284,8 @@ function snatText(body: unknown, family: Family): string | undefined {
     const identity = protocol === nftFamily(family) && field === "saddr" && body.port === undefined;
     return identity ? withFlags(`snat to ${protocol} saddr`, body.flags) : undefined;
   }
-  if (typeof body.addr !== "string") return undefined;
-  const address = readAddressValue(body.addr, family);
-  if (!address || address.start !== address.end) return undefined;
+  // A string element is one address: a prefix or range has a `/` or `-`, which parseCidr rejects.
+  if (typeof body.addr !== "string" || !readPrefix(body.addr, family)) return undefined;
   const host = family === "ipv6" ? `[${body.addr}]` : body.addr;
   return withPorts(`snat to ${body.addr}`, `snat to ${host}`, body);
 }

@@ -20,7 +20,7 @@ import {
   srcnatPriority,
 } from "./render.ts";
 import { quoteInput } from "../base/quote.ts";
-import { type DataplanePlan, ruleListDifference } from "../policy/dataplane.ts";
+import { type DataplanePlan, inSync, ruleListDifference } from "../policy/dataplane.ts";
 
 /** What can differ between our live table and the desired one. */
 export type NftDriftKind =
@@ -61,7 +61,7 @@ export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPla
       add: set.elements.filter((element) => !liveKeys.has(key(element))),
     }];
   });
-  if (changes.length === 0) return { drift: [], payload: null };
+  if (changes.length === 0) return inSync;
   const message = changes.map((change) => describeChange(desired.family, change)).join("; ");
   return {
     drift: [{ kind: "elements-differ", message }],
@@ -71,7 +71,7 @@ export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPla
 
 /** Removes our table of `family` when it exists, whatever it holds. */
 export function planNftRemoval(family: Family, live: LiveNftRead): NftPlan {
-  if (live.kind === "missing") return { drift: [], payload: null };
+  if (live.kind === "missing") return inSync;
   return {
     drift: [{ kind: "table-present", message: `removing ${nftTableSpec(family)}` }],
     payload: renderNftRemoval(family),

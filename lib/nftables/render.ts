@@ -92,7 +92,7 @@ export interface NftDesired {
  * ```
  */
 export function nftDesired(desired: DesiredChain): NftDesired {
-  const { family, linkLocal } = desired;
+  const { family, linkLocal, masquerade, outputInterface } = desired;
   const ip = nftFamily(family);
   const ofFamily = (cidrs: readonly { value: Cidr }[] = []) =>
     cidrs.map((cidr) => cidr.value).filter((cidr) => cidr.family === family);
@@ -126,13 +126,11 @@ export function nftDesired(desired: DesiredChain): NftDesired {
   sets.push({ name: destinationSet, elements: longestPrefixKeep(exempt, exceptions) });
   rules.push(`${ip} daddr @${destinationSet} ${keep}`);
 
-  const fullyRandom = desired.masquerade.randomFully ? " fully-random" : "";
-  const oif = desired.outputInterface
-    ? `oifname "${nftInterfaceName(desired.outputInterface.value)}" `
-    : "";
+  const fullyRandom = masquerade.randomFully ? " fully-random" : "";
+  const oif = outputInterface ? `oifname "${nftInterfaceName(outputInterface.value)}" ` : "";
   const address = desired.outputAddress?.value;
   const host = address?.family === "ipv6" ? `[${address.text}]` : address?.text;
-  const split = toPortsSplit(desired.masquerade.toPorts);
+  const split = toPortsSplit(masquerade.toPorts);
   for (const protocol of toPortsProtocols) {
     for (const { range, stored } of split) {
       const numgen = stored === undefined
