@@ -92,6 +92,18 @@ export function intervalsContain(intervals: readonly AddressInterval[], address:
   return intervals.some(({ start, end }) => start <= address && address <= end);
 }
 
+/**
+ * Equal lists of intervals, element by element. No text is built: a plan compares every element
+ * of a set that may hold 100,000, and strings made that 100× slower.
+ */
+export function sameIntervals(
+  a: readonly AddressInterval[],
+  b: readonly AddressInterval[],
+): boolean {
+  return a.length === b.length &&
+    a.every(({ start, end }, index) => start === b[index].start && end === b[index].end);
+}
+
 /** A set element as nft writes and prints it: `address`, `address/prefix` or `first-last`. */
 export function formatInterval(family: Family, interval: AddressInterval): string {
   const start = formatAddress(family, interval.start);

@@ -6,7 +6,7 @@
  */
 
 import type { Family } from "../net/cidr.ts";
-import { type AddressInterval, formatInterval } from "../net/intervals.ts";
+import { type AddressInterval, formatInterval, sameIntervals } from "../net/intervals.ts";
 import type { LiveNftRead, LiveNftTable } from "./parse.ts";
 import {
   nftAddressType,
@@ -52,7 +52,7 @@ export function planNftReconcile(desired: NftDesired, live: LiveNftRead): NftPla
   }
   const changes = desired.sets.flatMap((set): NftElementChange[] => {
     const elements = live.table.sets.find((candidate) => candidate.name === set.name)?.elements;
-    if (!elements || elements.map(key).join() === set.elements.map(key).join()) return [];
+    if (!elements || sameIntervals(elements, set.elements)) return [];
     const liveKeys = new Set(elements.map(key));
     const wantedKeys = new Set(set.elements.map(key));
     return [{
@@ -78,8 +78,9 @@ export function planNftRemoval(family: Family, live: LiveNftRead): NftPlan {
   };
 }
 
-// A set element as a string, to compare lists and find differences.
-const key = (interval: AddressInterval) => `${interval.start}-${interval.end}`;
+// A set element as a string, to find the differences of two lists (hex: cheaper than decimal).
+const key = (interval: AddressInterval) =>
+  `${interval.start.toString(16)}-${interval.end.toString(16)}`;
 
 /** Everything but set elements: sets, chains, rules, and nothing else in the table. */
 function structuralDifferences(desired: NftDesired, live: LiveNftTable): string[] {
