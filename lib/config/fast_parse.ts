@@ -128,8 +128,10 @@ function readLines(lines: readonly string[]): FastDocument {
     }
     // `key:` (a list may follow), `key: scalar` or `key: [flow, list]`; a plain key is a string.
     const keyMatch = keyPattern.exec(line);
-    const key = keyMatch?.[1] ?? keyMatch?.[2] ?? resolvePlain(keyMatch?.[3] ?? "");
-    if (typeof key !== "string" || !keyMatch) throw outOfSubset;
+    if (!keyMatch) throw outOfSubset;
+    // One of the three groups matched: a quoted key is a string as is, a plain one is resolved.
+    const key = keyMatch[1] ?? keyMatch[2] ?? resolvePlain(keyMatch[3]);
+    if (typeof key !== "string") throw outOfSubset;
     const at = keyMatch[0].length;
     const value = lineValue(line, number, at, true);
     const pair = {

@@ -252,6 +252,16 @@ const isInteger = (raw: unknown): raw is number => Number.isInteger(raw);
 const isAnything = (_: unknown): _ is unknown => true;
 const ipv6NotEnabled = "but IPv6 is not enabled: add the --enable-ipv6 flag or enableIPv6: true";
 
+/** The keys a file sets one value for, kept until the result is built. */
+type ValueKey =
+  | "masqLinkLocal"
+  | "masqLinkLocalIPv6"
+  | "resyncInterval"
+  | "outputAddress"
+  | "outputAddressIPv6"
+  | "outputInterface"
+  | "namesNonMasqueradeCidrs";
+
 class FileValidator {
   readonly #problems: ConfigProblem[] = [];
   readonly #seenKeys = new Map<KnownKey, SourceLocation>();
@@ -262,7 +272,9 @@ class FileValidator {
   };
   #cidrLimit?: Located<number>;
   readonly #settings: LocatedSetting[] = [];
-  readonly #values: { -readonly [K in keyof FileConfig]?: FileConfig[K] } = {};
+  // Bounded to the keys set from the file: `result()` spreads what it does not name, so a computed
+  // field (`cidrLimit`, `settings`, the CIDR lists) must never be one of them.
+  readonly #values: { -readonly [K in ValueKey]?: FileConfig[K] } = {};
 
   constructor(
     readonly file: string,
