@@ -52,10 +52,14 @@ export function parseCidr(input: string): Result<Cidr, string> {
   // (tests/net/cidr_fast_test.ts requires identical results).
   const match = canonicalIpv4.exec(input);
   if (!match) return parseCidrReference(input);
-  const [a, b, c, d, prefix] = match.slice(1).map(Number);
+  // The groups read one by one: no array per CIDR on this path.
+  const a = Number(match[1]), b = Number(match[2]), c = Number(match[3]), d = Number(match[4]);
+  const prefix = Number(match[5]);
   const address = ((a * 256 + b) * 256 + c) * 256 + d;
   // Out of range or unaligned (host bits set) takes the general path, which words the error.
-  if (prefix > 32 || Math.max(a, b, c, d) > 255 || address % 2 ** (32 - prefix) !== 0) {
+  if (
+    prefix > 32 || a > 255 || b > 255 || c > 255 || d > 255 || address % 2 ** (32 - prefix) !== 0
+  ) {
     return parseCidrReference(input);
   }
   return ok({ family: "ipv4", address: BigInt(address), prefix, text: input });
@@ -137,16 +141,19 @@ export function longestContaining(
   cidrs: readonly Cidr[],
   options: { readonly orEqual: boolean },
 ): (cidr: Cidr) => Cidr | undefined {
-  const index = new Map<string, Map<bigint, Cidr>>();
+  // Per family, the CIDRs of each prefix length by network address: a lookup builds no key and
+  // skips the lengths nobody uses.
+  const levels: Record<Family, Map<bigint, Cidr>[]> = { ipv4: [], ipv6: [] };
   for (const cidr of cidrs) {
-    const key = `${cidr.family}/${cidr.prefix}`;
-    index.set(key, (index.get(key) ?? new Map()).set(cidr.address, cidr));
+    (levels[cidr.family][cidr.prefix] ??= new Map()).set(cidr.address, cidr);
   }
   return (cidr) => {
+    const byPrefix = levels[cidr.family];
     for (let prefix = cidr.prefix - (options.orEqual ? 0 : 1); prefix >= 0; prefix--) {
+      const level = byPrefix[prefix];
+      if (level === undefined) continue;
       const hostBits = BigInt(familyBits(cidr.family) - prefix);
-      const network = (cidr.address >> hostBits) << hostBits;
-      const found = index.get(`${cidr.family}/${prefix}`)?.get(network);
+      const found = level.get((cidr.address >> hostBits) << hostBits);
       if (found) return found;
     }
     return undefined;
