@@ -78,13 +78,18 @@ export function longestPrefixKeep(
   ].sort((a, b) => a.cidr.prefix - b.cidr.prefix || Number(b.keep) - Number(a.keep));
   return painted.reduce<AddressInterval[]>((result, { cidr, keep }) => {
     const span = cidrInterval(cidr);
-    if (keep) return mergeIntervals([...result, span]);
-    // Masquerade: what `result` holds outside `span`.
-    return result.flatMap(({ start, end }) => [
-      ...(start < span.start ? [{ start, end: end < span.start ? end : span.start - 1n }] : []),
-      ...(end > span.end ? [{ start: start > span.end ? start : span.end + 1n, end }] : []),
-    ]);
+    return keep ? mergeIntervals([...result, span]) : outside(result, span);
   }, []);
+}
+
+/** What `intervals` hold outside `span`, into one array: it runs per masquerade CIDR. */
+function outside(intervals: readonly AddressInterval[], span: AddressInterval): AddressInterval[] {
+  const result: AddressInterval[] = [];
+  for (const { start, end } of intervals) {
+    if (start < span.start) result.push({ start, end: end < span.start ? end : span.start - 1n });
+    if (end > span.end) result.push({ start: start > span.end ? start : span.end + 1n, end });
+  }
+  return result;
 }
 
 /** Whether `address` lies in one of `intervals`. */
