@@ -6,6 +6,19 @@
 
 import { err, ok, type Result } from "./result.ts";
 
+// strconv.Quote's named escapes; every other escaped character is \x or \u by its code.
+const goEscapes: Readonly<Record<string, string>> = {
+  "\x07": "\\a",
+  "\b": "\\b",
+  "\f": "\\f",
+  "\n": "\\n",
+  "\r": "\\r",
+  "\t": "\\t",
+  "\v": "\\v",
+  "\\": "\\\\",
+  '"': '\\"',
+};
+
 /**
  * Go's `fmt` `%q`. Unbounded, as Go's is: other messages show user input with `quoteInput`.
  *
@@ -20,10 +33,8 @@ import { err, ok, type Result } from "./result.ts";
 export function goQuote(s: string): string {
   // Escapes all but printable ASCII (less `"` and `\`) and U+00A0 on: controls, lone surrogates.
   const quoted = s.replace(/[^ !#-[\]-~\xa0-\ud7ff\ue000-\u{10ffff}]/gu, (ch) => {
-    // The escapes Go shares with JSON, then the two JSON lacks, then \x or \u by code.
-    if ('\b\f\n\r\t\\"'.includes(ch)) return JSON.stringify(ch).slice(1, -1);
-    if (ch === "\x07") return "\\a";
-    if (ch === "\v") return "\\v";
+    const escape = goEscapes[ch];
+    if (escape !== undefined) return escape;
     const code = ch.charCodeAt(0);
     const hex = code.toString(16);
     return code <= 0x7f ? `\\x${hex.padStart(2, "0")}` : `\\u${hex.padStart(4, "0")}`;

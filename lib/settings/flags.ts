@@ -313,12 +313,15 @@ export function parseFlags(argv: readonly string[]): Result<ParsedFlags, string>
   for (let i = 0; i < argv.length;) {
     const arg = argv[i++];
     if (arg.length < 2 || arg[0] !== "-") return positionalError(arg, bareBoolFlag);
-    if (arg === "--" && i < argv.length) return positionalError(argv[i], undefined);
-    if (arg === "--") break;
+    if (arg === "--") {
+      if (i < argv.length) return positionalError(argv[i], undefined);
+      break;
+    }
     const body = arg.slice(arg[1] === "-" ? 2 : 1);
     if (body[0] === "-" || body[0] === "=") return err(`bad flag syntax: ${arg}`);
-    const [name, ...afterEquals] = body.split("=");
-    let text = afterEquals.length > 0 ? afterEquals.join("=") : undefined;
+    const equals = body.indexOf("=");
+    const name = equals < 0 ? body : body.slice(0, equals);
+    let text = equals < 0 ? undefined : body.slice(equals + 1);
     const def = flagTable.find((row) => row.name === name);
     if (def === undefined) return err(`flag provided but not defined: -${name}`);
 

@@ -34,7 +34,9 @@ export function parseOutputAddress(text: string, family: Family): Result<IpAddre
   const ipv4 = family === "ipv4";
   if (address.family !== family) {
     const key = ipv4 ? "outputAddressIPv6" : "outputAddress (outputAddressIPv6 takes IPv6)";
-    return err(`${named} is an ${ipv4 ? "IPv6" : "IPv4"} address; give it as ${key}`);
+    return err(
+      `${named} is an ${address.family === "ipv4" ? "IPv4" : "IPv6"} address; give it as ${key}`,
+    );
   }
   if (address.address === 0n) return err(`${named} is the unspecified address, not one to SNAT to`);
   const notSnat = (what: string) => err(`${named} is ${what}, not an address to SNAT to`);
