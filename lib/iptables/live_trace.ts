@@ -184,8 +184,10 @@ export function traceLive(
 ): LiveOutcome[] {
   const postrouting = live.rules.get("POSTROUTING") ?? [];
   const ours = live.rules.get(ourChain) ?? [];
-  const parsed = new Map([...postrouting, ...ours].map((line) => [line, parseRule(line)]));
-  const firstJump = postrouting.findIndex((line) => parsed.get(line)!.target?.name === ourChain);
+  // Each rule parsed once, when the walk first reaches it.
+  const parsed = new Map<string, ReturnType<typeof parseRule>>();
+  const parse = (line: string) => parsed.getOrInsertComputed(line, parseRule);
+  const firstJump = postrouting.findIndex((line) => parse(line).target?.name === ourChain);
   const policy: LiveOutcome[] = [{
     verdict: "keep source",
     rule: "the POSTROUTING policy (ACCEPT): no rule rewrote the source",
@@ -207,7 +209,7 @@ export function traceLive(
     let result: LiveOutcome[] | undefined;
     for (let index = from; index < rules.length && result === undefined; index++) {
       const line = rules[index];
-      const { matches, target } = parsed.get(line)!;
+      const { matches, target } = parse(line);
       const results = matches.map((match) => match(packet));
       if (results.includes(false) || !target || nonTerminating.has(target.name)) continue;
       const unknown = results.flatMap((result) => typeof result === "object" ? result.unknown : []);

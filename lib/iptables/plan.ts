@@ -134,14 +134,18 @@ export function planReconcile(
   const chain = desired.chain;
   refuseForeignChain(live, chain, desired.family);
   const wantedRules = chainRuleLines(desired);
-  // Shown without the `-A CHAIN` the message already names.
-  const difference = live.chains.has(chain) &&
-    ruleListDifference(wantedRules, live.rules.get(chain) ?? [], (line) => line.slice(3));
-
   if (!live.chains.has(chain)) {
     drift.push({ kind: "chain-missing", message: `chain ${chain} does not exist` });
-  } else if (difference) {
-    drift.push({ kind: "chain-differs", message: `chain ${chain} differs (${difference})` });
+  } else {
+    // Shown without the `-A CHAIN` the message already names.
+    const difference = ruleListDifference(
+      wantedRules,
+      live.rules.get(chain) ?? [],
+      (line) => line.slice(3),
+    );
+    if (difference) {
+      drift.push({ kind: "chain-differs", message: `chain ${chain} differs (${difference})` });
+    }
   }
   if (drift.length > 0) {
     tx.declareChain(chain);

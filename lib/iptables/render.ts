@@ -117,8 +117,12 @@ function masqueradeRules(desired: DesiredChain, destination: string, comment: st
   const randomFully = masquerade.randomFully ? " --random-fully" : "";
   const toPorts = toPortsProtocols.flatMap((protocol) =>
     toPortsSplit(masquerade.toPorts).map(({ range, stored }) => {
-      const probability = stored === undefined ? "" : savedProbability(stored / probabilityScale);
-      const statistic = probability && ` -m statistic --mode random --probability ${probability}`;
+      // stored / probabilityScale is exact (a 31-bit fraction), so this prints `stored` itself.
+      const statistic = stored === undefined
+        ? ""
+        : ` -m statistic --mode random --probability ${
+          savedProbability(stored / probabilityScale)
+        }`;
       return `-A ${chain}${match} -p ${protocol} ${commented(comment)}` +
         `${statistic} -j ${target(formatPortRange(range))}${randomFully}`;
     })
