@@ -25,9 +25,9 @@ export interface NetfilterHost extends DetectionDeps {
   readonly legacyDumps?: Partial<Record<Family, LegacyDump>>;
 }
 
-/** Whether the backend that is not `mode` may hold rules of ours for `family`. */
-const otherPresent = (host: NetfilterHost, mode: IptablesMode, family: Family) =>
-  otherBackendPresent(otherMode(mode), family, host, host.legacyDumps?.[family]);
+/** Whether `other`, the backend the node does not use, may hold rules of ours for `family`. */
+const otherPresent = (host: NetfilterHost, other: IptablesMode, family: Family) =>
+  otherBackendPresent(other, family, host, host.legacyDumps?.[family]);
 
 /** Every program the agent may run; `deno.json`'s `permissions.agent.run` names exactly these. */
 export const agentPrograms: readonly string[] = [...allIptablesTools, nftProgram];
@@ -72,7 +72,7 @@ export async function chosenDataplane(
   }
   const other = otherMode(mode);
   const retired = [iptablesOf(flags, mode, host)];
-  if (await otherPresent(host, mode, "ipv4")) retired.push(iptablesOf(flags, other, host));
+  if (await otherPresent(host, other, "ipv4")) retired.push(iptablesOf(flags, other, host));
   return switchingDataplane(nftables, retired, onRetiredError);
 }
 
@@ -84,14 +84,16 @@ export async function cleanupTargets(
 ): Promise<CleanupTarget[]> {
   const targets: CleanupTarget[] = [];
   const iptables = iptablesOf(flags, mode, host);
-  const other = iptablesOf(flags, otherMode(mode), host);
+  const otherName = otherMode(mode);
+  const other = iptablesOf(flags, otherName, host);
   const nftables = nftablesDataplane(nftClient(host.exec));
   for (const family of ["ipv4", "ipv6"] as const) {
     const ipv6Optional = family === "ipv6" && !flags.enableIpv6;
-    const optional = (dataplane: string) => flags.dataplane !== dataplane || ipv6Optional;
+    const optional = (dataplane: AgentFlags["dataplane"]) =>
+      flags.dataplane !== dataplane || ipv6Optional;
     targets.push({ dataplane: iptables, family, name: mode, optional: optional("iptables") });
-    if (await otherPresent(host, mode, family)) {
-      targets.push({ dataplane: other, family, name: otherMode(mode), optional: true });
+    if (await otherPresent(host, otherName, family)) {
+      targets.push({ dataplane: other, family, name: otherName, optional: true });
     }
     targets.push({ dataplane: nftables, family, name: "nftables", optional: optional("nftables") });
   }
@@ -111,7 +113,7 @@ export async function removeOursFromOtherBackend(
   const other = otherMode(mode);
   for (const family of enabledFamilies(flags)) {
     try {
-      if (!(await otherPresent(host, mode, family))) continue;
+      if (!(await otherPresent(host, other, family))) continue;
       const plan = await removeAll(iptablesOf(flags, other, host), family);
       if (plan.payload === null) continue;
       log.warn(
