@@ -78,14 +78,16 @@ export class Agent {
     };
     this.#clock = deps.clock ?? systemClock;
     this.#wakeup = new Wakeup(this.#clock);
-    this.#configWatch = deps.watch && new ConfigWatch({
-      dir: deps.flags.configDir,
-      watch: deps.watch,
-      log: deps.log,
-      clock: this.#clock,
-      debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
-      onSettled: () => this.#wakeup.fire(),
-    });
+    if (deps.watch) {
+      this.#configWatch = new ConfigWatch({
+        dir: deps.flags.configDir,
+        watch: deps.watch,
+        log: deps.log,
+        clock: this.#clock,
+        debounce: { ...defaultDebouncePolicy, quietMs: this.#timing.quietMs },
+        onSettled: () => this.#wakeup.fire(),
+      });
+    }
   }
 
   /** SIGHUP and tests: reconcile as soon as the current one (if any) is done. */

@@ -255,14 +255,17 @@ function formatIpv4(address: bigint): string {
 function formatIpv6(address: bigint): string {
   const words: number[] = [];
   for (let i = 7; i >= 0; i--) words.push(Number((address >> BigInt(i * 16)) & 0xffffn));
-  // Longest run of two or more zero groups (a "0" per zero group); the stable sort keeps the
-  // first one of a tie first.
-  const zeroGroups = words.map((word) => (word === 0 ? "0" : "x")).join("");
-  const [longest] = (zeroGroups.match(/0{2,}/g) ?? []).sort((a, b) => b.length - a.length);
+  // Longest run of two or more zero groups (RFC 5952); the first one wins a tie.
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let start = 0; start < 8; start++) {
+    let end = start;
+    while (end < 8 && words[end] === 0) end++;
+    if (end - start > bestLength) [bestStart, bestLength] = [start, end - start];
+  }
   const hex = (part: number[]) => part.map((word) => word.toString(16)).join(":");
-  if (longest === undefined) return hex(words);
-  const start = zeroGroups.indexOf(longest);
-  return `${hex(words.slice(0, start))}::${hex(words.slice(start + longest.length))}`;
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
 }
 
 /** The link-local range of each family: exempt from masquerade unless masqLinkLocal(IPv6). */

@@ -49,7 +49,7 @@ export interface DesiredChain {
   /** The rules after the exemptions. */
   readonly masquerade: MasqueradeOptions;
   /** `insert` keeps our jump first in POSTROUTING; absent means append, as upstream does. */
-  readonly postroutingJump?: "append" | "insert";
+  readonly postroutingJump?: AgentFlags["postroutingJump"];
   /** Insert mode: kube-proxy's masquerade mark; such traffic leaves our chain first. */
   readonly kubeProxyMark?: number;
   /** `outputAddress` (`outputAddressIPv6`) of the family: the masquerade rules SNAT to it. */

@@ -116,7 +116,9 @@ export function decide(desired: DesiredChain, packet: Packet): Decision {
 /** Steps 3 and 4: the source exemptions, then the longest prefix. */
 function decideByConfig(desired: DesiredChain, packet: Packet): Decision {
   const { source, destination } = packet;
-  const fromExempt = source && desired.sourceExemptions?.find((cidr) => inCidr(cidr.value, source));
+  const fromExempt = source === undefined
+    ? undefined
+    : desired.sourceExemptions?.find((cidr) => inCidr(cidr.value, source));
   if (fromExempt) {
     return { verdict: "keep source", because: { kind: "source-exemption", cidr: fromExempt } };
   }
