@@ -59,12 +59,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
     // Like an unreadable file: the deployment's config is wrong (exit 2), not iptables (exit 1).
-    const message = error instanceof Deno.errors.PermissionDenied
-      ? "cannot be listed: permission denied"
-      : error instanceof Deno.errors.NotADirectory
-      ? "is not a directory (--config-dir)"
-      : undefined;
-    if (message) throw new ConfigError([{ at: { file: dir }, message }]);
+    const invalid = (message: string) => new ConfigError([{ at: { file: dir }, message }]);
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw invalid("cannot be listed: permission denied");
+    }
+    if (error instanceof Deno.errors.NotADirectory) {
+      throw invalid("is not a directory (--config-dir)");
+    }
     throw translate(error, dir, "cannot list the config directory");
   }
   // Go's sort.Strings compares bytes: for the names kubelet writes, sort()'s code-unit order.
@@ -93,11 +94,13 @@ async function readOnce(dir: string): Promise<ConfigDirContents> {
  * have its lines echoed in the errors); kubelet's links stay inside. Names only the entry.
  */
 async function escapesDir(path: string, inside: string): Promise<string | undefined> {
-  // readCapped reports any other error (permission denied, ...) as it would without the link.
-  const target = await Deno.realPath(path).catch((error) => ({
-    problem: entryProblem(error, path),
-  }));
-  if (typeof target !== "string") return target.problem;
+  let target: string;
+  try {
+    target = await Deno.realPath(path);
+  } catch (error) {
+    // readCapped reports any other error (permission denied, ...) as it would without the link.
+    return entryProblem(error, path);
+  }
   if (target.startsWith(inside)) return undefined;
   return `resolves to ${quoteInput(target)}, outside the config directory; not read (a config ` +
     "entry must be a file in the directory, or a link that stays inside it as kubelet's do)";

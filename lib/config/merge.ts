@@ -218,8 +218,8 @@ function cidrFindings({ nonMasqueradeCidrs: cidrs, masqueradeCidrs: exceptions }
   let longestExemption: ((cidr: Cidr) => Cidr | undefined) | undefined;
   let longestException: ((cidr: Cidr) => Cidr | undefined) | undefined;
   const findings = nestingFindings(cidrs, "", "destination", (cidr) => {
-    longestExemption ??= longestContaining(cidrs.map((cidr) => cidr.value), { orEqual: false });
-    longestException ??= longestContaining(exceptions.map((cidr) => cidr.value), { orEqual: true });
+    longestExemption ??= longestContaining(cidrs.map(({ value }) => value), { orEqual: false });
+    longestException ??= longestContaining(exceptions.map(({ value }) => value), { orEqual: true });
     // An exception between `cidr` and the longest exemption around it (10.1.2.0/24 inside
     // 10.1.0.0/16 masqueraded inside 10.0.0.0/8) makes `cidr` decide its addresses again.
     const [exception, around] = [longestException(cidr), longestExemption(cidr)];
